@@ -1,0 +1,216 @@
+"""Parameter spaces and arm configurations as immutable, validated values.
+
+A :class:`ParameterSpace` is an ordered tuple of named numeric :class:`Parameter` s.  A
+:class:`Configuration` is one point of a space: every parameter present, nothing else,
+finite and inside the bounds, integer parameters integral.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import numpy as np
+
+from arms.errors import ConfigurationError
+
+Value = float | int
+
+
+class ParameterType(StrEnum):
+    FLOAT = "float"
+    INT = "int"
+
+
+class Distribution(StrEnum):
+    """How random configurations draw a parameter."""
+
+    UNIFORM = "uniform"
+    LOG_UNIFORM = "log_uniform"
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """One named numeric parameter with inclusive bounds ``[low, high]``."""
+
+    name: str
+    type: ParameterType = ParameterType.FLOAT
+    low: float = 0.0
+    high: float = 1.0
+    distribution: Distribution = Distribution.UNIFORM
+
+    def __post_init__(self) -> None:
+        field = self.name or "name"
+        if not self.name or not self.name.isidentifier():
+            raise ConfigurationError("name", f"expected an identifier, got {self.name!r}")
+        try:
+            object.__setattr__(self, "type", ParameterType(self.type))
+        except ValueError:
+            raise ConfigurationError(f"{field}.type", "expected 'float' or 'int'") from None
+        try:
+            object.__setattr__(self, "distribution", Distribution(self.distribution))
+        except ValueError:
+            raise ConfigurationError(
+                f"{field}.distribution", "expected 'uniform' or 'log_uniform'"
+            ) from None
+        for bound in ("low", "high"):
+            value = getattr(self, bound)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ConfigurationError(f"{field}.{bound}", f"expected a number, got {value!r}")
+            if not math.isfinite(value):
+                raise ConfigurationError(f"{field}.{bound}", "expected a finite number")
+        if self.low > self.high:
+            raise ConfigurationError(
+                f"{field}.low", f"expected low <= high, got {self.low} > {self.high}"
+            )
+        if self.type is ParameterType.INT and math.ceil(self.low) > math.floor(self.high):
+            raise ConfigurationError(f"{field}.low", "an int parameter needs an integer in bounds")
+        if self.distribution is Distribution.LOG_UNIFORM and self.low <= 0:
+            raise ConfigurationError(f"{field}.low", "log_uniform needs low > 0")
+
+    @property
+    def span(self) -> float:
+        return float(self.high - self.low)
+
+    def validate(self, value: Any) -> Value:
+        """Return ``value`` as this parameter's type, or raise naming the parameter."""
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigurationError(self.name, f"expected a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigurationError(self.name, f"expected a finite number, got {value!r}")
+        if not self.low <= value <= self.high:
+            raise ConfigurationError(
+                self.name, f"expected a value in [{self.low}, {self.high}], got {value!r}"
+            )
+        if self.type is ParameterType.INT:
+            if float(value) != int(value):
+                raise ConfigurationError(self.name, f"expected an integer, got {value!r}")
+            return int(value)
+        return float(value)
+
+    def clip(self, value: float) -> Value:
+        """Nearest valid value: clipped to the bounds, rounded for int parameters."""
+        if self.type is ParameterType.INT:
+            low, high = math.ceil(self.low), math.floor(self.high)
+            return int(min(max(round(value), low), high))
+        return float(min(max(value, self.low), self.high))
+
+    def sample(self, rng: np.random.Generator) -> Value:
+        """One draw from this parameter's distribution."""
+        if self.type is ParameterType.INT:
+            low, high = math.ceil(self.low), math.floor(self.high)
+            if self.distribution is Distribution.LOG_UNIFORM:
+                return self.clip(math.exp(rng.uniform(math.log(low), math.log(high + 1))) - 0.5)
+            return int(rng.integers(low, high + 1))
+        if self.distribution is Distribution.LOG_UNIFORM:
+            return self.clip(math.exp(rng.uniform(math.log(self.low), math.log(self.high))))
+        return self.clip(rng.uniform(self.low, self.high))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "type": self.type.value,
+            "low": self.low,
+            "high": self.high,
+            "distribution": self.distribution.value,
+        }
+
+
+@dataclass(frozen=True)
+class Configuration(Mapping[str, Value]):
+    """One point of a parameter space, in the space's parameter order. Immutable, hashable."""
+
+    items_: tuple[tuple[str, Value], ...]
+
+    def __getitem__(self, name: str) -> Value:
+        for key, value in self.items_:
+            if key == name:
+                return value
+        raise KeyError(name)
+
+    def __iter__(self) -> Iterator[str]:
+        return (key for key, _ in self.items_)
+
+    def __len__(self) -> int:
+        return len(self.items_)
+
+    def as_dict(self) -> dict[str, Value]:
+        return dict(self.items_)
+
+    @property
+    def signature(self) -> str:
+        """Canonical text of the configuration: equal configurations have equal signatures.
+
+        Floats are written with ``repr`` (shortest round-trip form) after normalising -0.0, so
+        two configurations share a signature exactly when every value is equal.
+        """
+        parts = []
+        for key, value in sorted(self.items_):
+            text = str(value) if isinstance(value, int) else repr(float(value) + 0.0)
+            parts.append(f"{key}={text}")
+        return ";".join(parts)
+
+
+@dataclass(frozen=True)
+class ParameterSpace:
+    """An ordered set of uniquely named parameters."""
+
+    parameters: tuple[Parameter, ...]
+
+    def __post_init__(self) -> None:
+        if not self.parameters:
+            raise ConfigurationError("parameters", "expected at least one parameter")
+        seen: set[str] = set()
+        for parameter in self.parameters:
+            if parameter.name in seen:
+                raise ConfigurationError(parameter.name, "parameter names must be unique")
+            seen.add(parameter.name)
+
+    @classmethod
+    def from_dicts(cls, specs: list[Mapping[str, Any]]) -> ParameterSpace:
+        """Build a space from JSON-like dicts ``{name, type, low, high[, distribution]}``."""
+        parameters = []
+        for index, spec in enumerate(specs):
+            try:
+                parameters.append(Parameter(**dict(spec)))
+            except TypeError as error:
+                raise ConfigurationError(f"parameters[{index}]", str(error)) from None
+        return cls(tuple(parameters))
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(p.name for p in self.parameters)
+
+    def __getitem__(self, name: str) -> Parameter:
+        for parameter in self.parameters:
+            if parameter.name == name:
+                return parameter
+        raise KeyError(name)
+
+    def validate(self, values: Mapping[str, Any]) -> Configuration:
+        """Validate a mapping of values against the space; raise naming the first bad field."""
+        if not isinstance(values, Mapping):
+            raise ConfigurationError("config", f"expected an object, got {type(values).__name__}")
+        unknown = sorted(set(values) - set(self.names))
+        if unknown:
+            raise ConfigurationError(
+                str(unknown[0]), f"unknown parameter; expected one of {', '.join(self.names)}"
+            )
+        for name in self.names:
+            if name not in values:
+                raise ConfigurationError(name, "missing parameter")
+        return Configuration(tuple((p.name, p.validate(values[p.name])) for p in self.parameters))
+
+    def clip(self, values: Mapping[str, float]) -> Configuration:
+        """The nearest valid configuration to ``values`` (every parameter must be present)."""
+        return Configuration(tuple((p.name, p.clip(values[p.name])) for p in self.parameters))
+
+    def random(self, rng: np.random.Generator) -> Configuration:
+        """A configuration drawn from every parameter's distribution."""
+        return Configuration(tuple((p.name, p.sample(rng)) for p in self.parameters))
+
+    def to_dicts(self) -> list[dict[str, Any]]:
+        return [p.to_dict() for p in self.parameters]

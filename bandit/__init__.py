@@ -1,0 +1,35 @@
+"""Pure bandit mathematics: policies, the reference-ratio update, posterior summaries.
+
+No I/O, clocks or settings here; randomness only from an injected ``numpy.random.Generator``.
+"""
+
+from bandit.errors import BanditError, InvalidParameterError
+from bandit.policies import (
+    POLICY_NAMES,
+    UCB1,
+    EpsilonDecreasing,
+    EpsilonGreedy,
+    Policy,
+    ThompsonSampling,
+    make_policy,
+)
+from bandit.summaries import PosteriorSummary, summarize
+from bandit.update import PosteriorUpdate, Prior, WindowCounts, reference_ratio_update
+
+__all__ = [
+    "POLICY_NAMES",
+    "UCB1",
+    "BanditError",
+    "EpsilonDecreasing",
+    "EpsilonGreedy",
+    "InvalidParameterError",
+    "Policy",
+    "PosteriorSummary",
+    "PosteriorUpdate",
+    "Prior",
+    "ThompsonSampling",
+    "WindowCounts",
+    "make_policy",
+    "reference_ratio_update",
+    "summarize",
+]

@@ -1,0 +1,194 @@
+"""Arm-selection policies over Bernoulli-like arms, vectorised over independent runs.
+
+Every policy answers the same question: given, for each arm, its successes and failures so
+far, which arm is pulled next?  Statistics are arrays of shape ``(..., K)``; the leading axes
+are independent bandits (the simulator runs 200 of them at once, the live service one), and
+the answer has the leading shape.
+
+In the live service "successes" and "failures" are the reference-normalised pseudo-counts
+of SPEC §3.2 (``alpha - prior_alpha`` and ``beta - prior_beta``), which are real numbers;
+every policy here accepts real-valued counts.
+
+Randomness comes only from the injected :class:`numpy.random.Generator`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from bandit.errors import InvalidParameterError
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+
+
+class Policy(ABC):
+    """Chooses one arm per bandit from per-arm success and failure counts."""
+
+    name: str
+
+    @abstractmethod
+    def choose(
+        self, successes: npt.ArrayLike, failures: npt.ArrayLike, rng: np.random.Generator
+    ) -> IntArray:
+        """Return the index of the arm to pull for every bandit (shape ``successes.shape[:-1]``)."""
+
+    def choose_one(
+        self, successes: npt.ArrayLike, failures: npt.ArrayLike, rng: np.random.Generator
+    ) -> int:
+        """Convenience for a single bandit: statistics of shape ``(K,)``, answer an ``int``."""
+        return int(self.choose(successes, failures, rng))
+
+
+def _as_counts(successes: npt.ArrayLike, failures: npt.ArrayLike) -> tuple[FloatArray, FloatArray]:
+    s = np.asarray(successes, dtype=np.float64)
+    f = np.asarray(failures, dtype=np.float64)
+    if s.shape != f.shape or s.ndim == 0 or s.shape[-1] == 0:
+        raise InvalidParameterError(
+            f"successes and failures must have the same non-empty shape (..., K); "
+            f"got {s.shape} and {f.shape}"
+        )
+    return s, f
+
+
+def _random_arms(rng: np.random.Generator, shape: tuple[int, ...], k: int) -> IntArray:
+    return rng.integers(0, k, size=shape, dtype=np.int64)
+
+
+@dataclass(frozen=True)
+class ThompsonSampling(Policy):
+    """Beta-Bernoulli Thompson sampling (Thompson 1933; Agrawal & Goyal 2012).
+
+    Draw ``theta_k ~ Beta(prior_alpha + s_k, prior_beta + f_k)`` and pull ``argmax theta``.
+    """
+
+    prior_alpha: float = 1.0
+    prior_beta: float = 1.0
+    name: str = "thompson"
+
+    def __post_init__(self) -> None:
+        for label, value in (("prior_alpha", self.prior_alpha), ("prior_beta", self.prior_beta)):
+            if not (np.isfinite(value) and value > 0):
+                raise InvalidParameterError(f"{label} must be a finite number > 0, got {value!r}")
+
+    def choose(
+        self, successes: npt.ArrayLike, failures: npt.ArrayLike, rng: np.random.Generator
+    ) -> IntArray:
+        s, f = _as_counts(successes, failures)
+        thetas = rng.beta(self.prior_alpha + s, self.prior_beta + f)
+        return np.argmax(thetas, axis=-1).astype(np.int64)
+
+
+@dataclass(frozen=True)
+class UCB1(Policy):
+    """UCB1 of Auer, Cesa-Bianchi & Fischer (2002).
+
+    Pull every arm once, then ``argmax mean_k + sqrt(alpha * ln t / n_k)`` with ``t`` the
+    total number of pulls so far; ``alpha = 2`` is the original index.
+    """
+
+    alpha: float = 2.0
+    name: str = "ucb1"
+
+    def __post_init__(self) -> None:
+        if not (np.isfinite(self.alpha) and self.alpha > 0):
+            raise InvalidParameterError(f"alpha must be a finite number > 0, got {self.alpha!r}")
+
+    def choose(
+        self, successes: npt.ArrayLike, failures: npt.ArrayLike, rng: np.random.Generator
+    ) -> IntArray:
+        s, f = _as_counts(successes, failures)
+        pulls = s + f
+        total = np.sum(pulls, axis=-1, keepdims=True)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            means = s / pulls
+            bonus = np.sqrt(self.alpha * np.log(np.maximum(total, 1.0)) / pulls)
+            index = np.where(pulls > 0, means + bonus, np.inf)
+        return np.argmax(index, axis=-1).astype(np.int64)
+
+
+def _greedy_arms(s: FloatArray, f: FloatArray) -> IntArray:
+    # Unplayed arms rank first so that every arm is tried once before exploitation starts.
+    pulls = s + f
+    with np.errstate(divide="ignore", invalid="ignore"):
+        means = np.where(pulls > 0, s / pulls, np.inf)
+    return np.argmax(means, axis=-1).astype(np.int64)
+
+
+def _epsilon_greedy(
+    s: FloatArray, f: FloatArray, epsilons: FloatArray | float, rng: np.random.Generator
+) -> IntArray:
+    shape = s.shape[:-1]
+    greedy = _greedy_arms(s, f)
+    explore = rng.random(size=shape) < epsilons
+    return np.where(explore, _random_arms(rng, shape, s.shape[-1]), greedy).astype(np.int64)
+
+
+@dataclass(frozen=True)
+class EpsilonGreedy(Policy):
+    """Constant epsilon-greedy: a uniformly random arm with probability ``epsilon``, else the
+    arm with the best empirical mean. Its regret grows linearly in time for any ``epsilon > 0``.
+    """
+
+    epsilon: float = 0.1
+    name: str = "egreedy"
+
+    def __post_init__(self) -> None:
+        if not (0.0 <= self.epsilon <= 1.0):
+            raise InvalidParameterError(f"epsilon must be in [0, 1], got {self.epsilon!r}")
+
+    def choose(
+        self, successes: npt.ArrayLike, failures: npt.ArrayLike, rng: np.random.Generator
+    ) -> IntArray:
+        s, f = _as_counts(successes, failures)
+        return _epsilon_greedy(s, f, self.epsilon, rng)
+
+
+@dataclass(frozen=True)
+class EpsilonDecreasing(Policy):
+    """Epsilon-greedy with ``epsilon_t = min(1, c * K / t)`` (the epsilon_n-greedy of Auer et
+    al. 2002 with ``d = 1``); ``t`` is the number of pulls so far plus one.
+    """
+
+    c: float = 5.0
+    name: str = "edecay"
+
+    def __post_init__(self) -> None:
+        if not (np.isfinite(self.c) and self.c > 0):
+            raise InvalidParameterError(f"c must be a finite number > 0, got {self.c!r}")
+
+    def choose(
+        self, successes: npt.ArrayLike, failures: npt.ArrayLike, rng: np.random.Generator
+    ) -> IntArray:
+        s, f = _as_counts(successes, failures)
+        t = np.sum(s + f, axis=-1) + 1.0
+        epsilons = np.minimum(1.0, self.c * s.shape[-1] / t)
+        return _epsilon_greedy(s, f, epsilons, rng)
+
+
+POLICY_NAMES = ("thompson", "ucb1", "egreedy", "edecay")
+
+
+def make_policy(
+    name: str,
+    *,
+    prior_alpha: float = 1.0,
+    prior_beta: float = 1.0,
+    epsilon: float = 0.1,
+    c: float = 5.0,
+    ucb_alpha: float = 2.0,
+) -> Policy:
+    """Build a policy from its short name (``thompson``, ``ucb1``, ``egreedy``, ``edecay``)."""
+    if name == "thompson":
+        return ThompsonSampling(prior_alpha=prior_alpha, prior_beta=prior_beta)
+    if name == "ucb1":
+        return UCB1(alpha=ucb_alpha)
+    if name == "egreedy":
+        return EpsilonGreedy(epsilon=epsilon)
+    if name == "edecay":
+        return EpsilonDecreasing(c=c)
+    raise InvalidParameterError(f"policy must be one of {', '.join(POLICY_NAMES)}; got {name!r}")
