@@ -59,6 +59,12 @@ def _random_arms(rng: np.random.Generator, shape: tuple[int, ...], k: int) -> In
     return rng.integers(0, k, size=shape, dtype=np.int64)
 
 
+def _argmax_arms(values: FloatArray) -> IntArray:
+    # numpy's stubs type ``argmax(..., axis=...)`` as Any; the annotation restores the type.
+    arms: IntArray = np.argmax(values, axis=-1).astype(np.int64)
+    return arms
+
+
 @dataclass(frozen=True)
 class ThompsonSampling(Policy):
     """Beta-Bernoulli Thompson sampling (Thompson 1933; Agrawal & Goyal 2012).
@@ -80,7 +86,7 @@ class ThompsonSampling(Policy):
     ) -> IntArray:
         s, f = _as_counts(successes, failures)
         thetas = rng.beta(self.prior_alpha + s, self.prior_beta + f)
-        return np.argmax(thetas, axis=-1).astype(np.int64)
+        return _argmax_arms(thetas)
 
 
 @dataclass(frozen=True)
@@ -108,7 +114,7 @@ class UCB1(Policy):
             means = s / pulls
             bonus = np.sqrt(self.alpha * np.log(np.maximum(total, 1.0)) / pulls)
             index = np.where(pulls > 0, means + bonus, np.inf)
-        return np.argmax(index, axis=-1).astype(np.int64)
+        return _argmax_arms(index)
 
 
 def _greedy_arms(s: FloatArray, f: FloatArray) -> IntArray:
@@ -116,7 +122,7 @@ def _greedy_arms(s: FloatArray, f: FloatArray) -> IntArray:
     pulls = s + f
     with np.errstate(divide="ignore", invalid="ignore"):
         means = np.where(pulls > 0, s / pulls, np.inf)
-    return np.argmax(means, axis=-1).astype(np.int64)
+    return _argmax_arms(means)
 
 
 def _epsilon_greedy(
