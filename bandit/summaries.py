@@ -50,7 +50,9 @@ def _check(alphas: FloatArray, betas: FloatArray) -> None:
 def credible_intervals(
     alphas: npt.ArrayLike, betas: npt.ArrayLike, level: float = 0.95
 ) -> tuple[FloatArray, FloatArray]:
-    """Equal-tailed credible interval of each Beta posterior."""
+    """Equal-tailed credible interval of each Beta posterior; ``level`` in [0, 1]."""
+    if not (0.0 <= level <= 1.0):
+        raise InvalidParameterError(f"level must be in [0, 1], got {level!r}")
     a = np.asarray(alphas, dtype=np.float64)
     b = np.asarray(betas, dtype=np.float64)
     tail = (1.0 - level) / 2.0

@@ -1,0 +1,159 @@
+"""Posterior summaries: closed forms checked against hand-computed values, P(best) by tolerance."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bandit.errors import InvalidParameterError
+from bandit.summaries import credible_intervals, prob_best, rate_ratio_lift, summarize
+
+EXACT = {"rel": 1e-12, "abs": 0.0}
+
+
+def _rng(seed: int = 20240501) -> np.random.Generator:
+    return np.random.default_rng(seed)
+
+
+def test_means_are_alpha_over_alpha_plus_beta() -> None:
+    summary = summarize([1.0, 2.0, 3.0, 7.5], [1.0, 6.0, 1.0, 2.5], _rng(), draws=10)
+    assert list(summary.means) == [0.5, 0.25, 0.75, 0.75]
+
+
+def test_credible_intervals_match_closed_forms() -> None:
+    # Beta(1, 1) is uniform: the 95% interval is [0.025, 0.975].
+    # Beta(2, 1) has CDF x^2, so its quantiles are sqrt(q): [sqrt(.025), sqrt(.975)].
+    # Beta(1, 2) has CDF 1 - (1 - x)^2, so quantiles 1 - sqrt(1 - q).
+    lows, highs = credible_intervals([1.0, 2.0, 1.0], [1.0, 1.0, 2.0])
+    assert lows[0] == pytest.approx(0.025, **EXACT)
+    assert highs[0] == pytest.approx(0.975, **EXACT)
+    assert lows[1] == pytest.approx(0.15811388300841897, **EXACT)  # sqrt(0.025)
+    assert highs[1] == pytest.approx(0.98742088290657494, **EXACT)  # sqrt(0.975)
+    assert lows[2] == pytest.approx(0.01257911709342506, rel=1e-9)  # 1 - sqrt(0.975)
+    assert highs[2] == pytest.approx(0.84188611699158103, **EXACT)  # 1 - sqrt(0.025)
+
+
+def test_credible_interval_of_a_general_beta() -> None:
+    # scipy.stats.beta.ppf([0.025, 0.975], 3, 5), written down once
+    lows, highs = credible_intervals([3.0], [5.0])
+    assert lows[0] == pytest.approx(0.09898828, abs=1e-8)
+    assert highs[0] == pytest.approx(0.70957914, abs=1e-8)
+    # a 50% interval lies inside the 95% one
+    lows50, highs50 = credible_intervals([3.0], [5.0], level=0.5)
+    assert lows[0] < lows50[0] < highs50[0] < highs[0]
+
+
+def test_prob_beat_reference_is_p_theta_above_one_half() -> None:
+    # P(theta > 1/2): uniform -> 1/2; density 2x -> 1 - 1/4; density 2(1-x) -> 1/4;
+    # Beta(3, 5) -> P(Binomial(7, 1/2) <= 2) = (1 + 7 + 21) / 128 = 29/128 = 0.2265625
+    summary = summarize([1.0, 2.0, 1.0, 3.0], [1.0, 1.0, 2.0, 5.0], _rng(), draws=10)
+    assert summary.prob_beat_reference == pytest.approx([0.5, 0.75, 0.25, 0.2265625], **EXACT)
+
+
+def test_lift_maps_theta_to_the_rate_ratio() -> None:
+    # theta = lambda_k / (lambda_k + lambda_r), so lambda_k / lambda_r - 1 = theta / (1 - theta) - 1
+    lifts = rate_ratio_lift([0.0, 0.2, 0.5, 0.75, 0.8, 1.0])
+    assert lifts[:5] == pytest.approx([-1.0, -0.75, 0.0, 2.0, 3.0], **EXACT)
+    assert lifts[5] == math.inf
+
+
+def test_lift_summary_is_the_image_of_the_theta_quantiles() -> None:
+    # median of Beta(1, 1) is 1/2 -> lift 0; median of Beta(2, 1) is sqrt(1/2) ->
+    # lift sqrt(1/2) / (1 - sqrt(1/2)) - 1 = (sqrt(2) + 1) - 1 = sqrt(2)
+    summary = summarize([1.0, 2.0], [1.0, 1.0], _rng(), draws=10)
+    assert summary.lift_medians == pytest.approx([0.0, math.sqrt(2.0)], rel=1e-12, abs=1e-15)
+    # uniform: lifts of 0.025 and 0.975 are 0.025 / 0.975 - 1 and 0.975 / 0.025 - 1 = 38
+    assert summary.lift_ci_lows[0] == pytest.approx(0.025 / 0.975 - 1.0, rel=1e-9)
+    assert summary.lift_ci_highs[0] == pytest.approx(38.0, rel=1e-9)
+    assert np.all(summary.lift_ci_lows <= summary.lift_medians)
+    assert np.all(summary.lift_medians <= summary.lift_ci_highs)
+
+
+def test_prob_best_of_beta_2_1_against_uniform_is_two_thirds() -> None:
+    # P(X > Y) for X ~ Beta(2, 1) (density 2x), Y ~ U(0, 1): integral of 2x * x over [0, 1] = 2/3
+    draws = 40_000
+    estimate = prob_best([2.0, 1.0], [1.0, 1.0], _rng(), draws=draws)
+    standard_error = math.sqrt((2 / 3) * (1 / 3) / draws)
+    assert abs(estimate[0] - 2 / 3) < 4 * standard_error
+    assert estimate[0] + estimate[1] == pytest.approx(1.0, abs=1e-12)
+
+
+def test_prob_best_of_clearly_separated_posteriors_is_nearly_one() -> None:
+    # Beta(200, 20) has mean 0.91 and sd 0.02; Beta(20, 200) mean 0.09: they never overlap
+    estimate = prob_best([20.0, 200.0, 50.0], [200.0, 20.0, 50.0], _rng(), draws=5_000)
+    assert estimate[1] >= 0.999
+    assert estimate.sum() == pytest.approx(1.0, abs=1e-12)
+
+
+def test_prob_best_is_reproducible_with_the_same_seed() -> None:
+    alphas, betas = [3.0, 4.0, 5.0], [5.0, 4.0, 3.0]
+    first = prob_best(alphas, betas, _rng(7), draws=2_000)
+    second = prob_best(alphas, betas, _rng(7), draws=2_000)
+    other = prob_best(alphas, betas, _rng(8), draws=2_000)
+    np.testing.assert_array_equal(first, second)
+    assert not np.array_equal(first, other)
+
+
+def test_summarize_records_draws_and_seed() -> None:
+    summary = summarize([1.0], [1.0], _rng(), draws=123, seed=42)
+    assert (summary.draws, summary.seed) == (123, 42)
+    assert list(summary.prob_best) == [1.0]
+
+
+@pytest.mark.parametrize(
+    ("alphas", "betas", "message"),
+    [
+        ([1.0, 2.0], [1.0], "same length"),
+        ([[1.0]], [[1.0]], "1-d"),
+        ([0.0], [1.0], "> 0"),
+        ([1.0], [-2.0], "> 0"),
+        ([float("nan")], [1.0], "finite"),
+        ([1.0], [float("inf")], "finite"),
+    ],
+)
+def test_summarize_rejects_invalid_posteriors(
+    alphas: list[float], betas: list[float], message: str
+) -> None:
+    with pytest.raises(InvalidParameterError, match=message):
+        summarize(alphas, betas, _rng())
+
+
+def test_summarize_rejects_zero_draws() -> None:
+    with pytest.raises(InvalidParameterError, match="draws must be >= 1"):
+        summarize([1.0], [1.0], _rng(), draws=0)
+
+
+_beta_parameter = st.floats(0.05, 1e4)
+
+
+@settings(max_examples=50)
+@given(
+    st.lists(st.tuples(_beta_parameter, _beta_parameter), min_size=1, max_size=6),
+    st.integers(0, 2**32 - 1),
+)
+def test_prob_best_is_a_distribution(parameters: list[tuple[float, float]], seed: int) -> None:
+    alphas, betas = zip(*parameters, strict=True)
+    summary = summarize(alphas, betas, _rng(seed), draws=500)
+    assert np.all(summary.prob_best >= 0)
+    assert summary.prob_best.sum() == pytest.approx(1.0, abs=1e-12)
+    assert np.all((summary.prob_beat_reference >= 0) & (summary.prob_beat_reference <= 1))
+    assert np.all(summary.ci_lows <= summary.means)
+    assert np.all(summary.means <= summary.ci_highs)
+
+
+@pytest.mark.parametrize("level", [1.5, -0.1, float("nan")])
+def test_credible_level_outside_the_unit_interval_is_rejected(level: float) -> None:
+    # found by this suite: level=1.5 used to return silent NaN bounds
+    with pytest.raises(InvalidParameterError, match=r"level must be in \[0, 1\]"):
+        credible_intervals([1.0], [1.0], level=level)
+
+
+def test_credible_levels_zero_and_one_are_the_median_and_the_support() -> None:
+    lows, highs = credible_intervals([1.0], [1.0], level=0.0)
+    assert (list(lows), list(highs)) == ([0.5], [0.5])
+    lows, highs = credible_intervals([2.0], [3.0], level=1.0)
+    assert (list(lows), list(highs)) == ([0.0], [1.0])
