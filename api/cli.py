@@ -1,0 +1,120 @@
+"""The ``ranktune`` command: ``serve``, ``db upgrade``, ``simulate ...``.
+
+Exit codes: 0 success, 1 runtime failure, 2 usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import secrets
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from pydantic import SecretStr
+
+
+def migrations_config(database_url: str):  # type: ignore[no-untyped-def]
+    from alembic.config import Config
+
+    import migrations
+
+    config = Config()
+    config.set_main_option("script_location", str(Path(migrations.__file__).parent))
+    config.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
+    return config
+
+
+def upgrade_database(database_url: str, revision: str = "head") -> None:
+    from alembic import command
+
+    command.upgrade(migrations_config(database_url), revision)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from api.app import create_app
+    from api.settings import Settings
+
+    settings = Settings()
+    if args.host:
+        settings.host = args.host
+    if args.port:
+        settings.port = args.port
+    if settings.admin_token is None:
+        settings.admin_token = SecretStr(secrets.token_urlsafe(24))
+        print(
+            "RANKTUNE_ADMIN_TOKEN is not set; admin token for this run: "
+            f"{settings.admin_token.get_secret_value()}",
+            file=sys.stderr,
+        )
+    if args.upgrade:
+        upgrade_database(settings.database_url)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=args.log_level,
+        access_log=args.access_log,
+    )
+    return 0
+
+
+def _db(args: argparse.Namespace) -> int:
+    from api.settings import Settings
+
+    url = args.url or Settings().database_url
+    if args.db_command == "upgrade":
+        upgrade_database(url, args.revision)
+        print(f"database at {_safe(url)} is at revision {args.revision}")
+    return 0
+
+
+def _safe(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ranktune", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="serve the API and run the tick scheduler")
+    serve.add_argument("--host", help="bind address (default RANKTUNE_HOST or 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (default RANKTUNE_PORT or 8000)")
+    serve.add_argument(
+        "--upgrade", action="store_true", help="apply database migrations before serving"
+    )
+    serve.add_argument("--log-level", default="info")
+    serve.add_argument("--access-log", action="store_true", help="log every request")
+    serve.set_defaults(run=_serve)
+
+    db = commands.add_parser("db", help="database maintenance")
+    db_commands = db.add_subparsers(dest="db_command", required=True, metavar="COMMAND")
+    upgrade = db_commands.add_parser("upgrade", help="apply migrations (creates the database)")
+    upgrade.add_argument("revision", nargs="?", default="head")
+    upgrade.add_argument("--url", help="database URL (default RANKTUNE_DATABASE_URL)")
+    upgrade.set_defaults(run=_db)
+
+    commands.add_parser(
+        "simulate", help="bandit simulations (ranktune simulate --help)", add_help=False
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list and args_list[0] == "simulate":
+        from simulations.cli import main as simulate_main
+
+        return simulate_main(args_list[1:])
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    args = build_parser().parse_args(args_list)
+    return int(args.run(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

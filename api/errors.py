@@ -1,0 +1,135 @@
+"""The service's exceptions and their one HTTP rendering.
+
+    ApiError                       base; rendered as {"error": kind, "detail": ..., "field": ...}
+    ├── BadRequest          400
+    ├── Unauthorized        401    no or malformed bearer token
+    ├── Forbidden           403    wrong token
+    ├── NotFound            404
+    ├── Conflict            409    state does not allow it (duplicate arm, retired reference...)
+    ├── PayloadTooLarge     413
+    └── InvalidInput        422    a field is invalid; ``field`` names it
+
+Every 4xx names the field (when there is one) and what was expected.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from arms import ConfigurationError
+
+logger = logging.getLogger("ranktune.api")
+
+
+class ApiError(Exception):
+    status_code = 400
+    kind = "BadRequest"
+
+    def __init__(self, detail: str, field: str | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.field = field
+
+
+class BadRequest(ApiError):
+    pass
+
+
+class Unauthorized(ApiError):
+    status_code, kind = 401, "Unauthorized"
+
+
+class Forbidden(ApiError):
+    status_code, kind = 403, "Forbidden"
+
+
+class NotFound(ApiError):
+    status_code, kind = 404, "NotFound"
+
+
+class Conflict(ApiError):
+    status_code, kind = 409, "Conflict"
+
+
+class PayloadTooLarge(ApiError):
+    status_code, kind = 413, "PayloadTooLarge"
+
+
+class InvalidInput(ApiError):
+    status_code, kind = 422, "ValidationError"
+
+
+def error_body(kind: str, detail: str, field: str | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {"error": kind, "detail": detail}
+    if field is not None:
+        body["field"] = field
+    return body
+
+
+def error_response(
+    status_code: int, kind: str, detail: str, field: str | None = None
+) -> JSONResponse:
+    headers = {"WWW-Authenticate": "Bearer"} if status_code == 401 else None
+    return JSONResponse(error_body(kind, detail, field), status_code=status_code, headers=headers)
+
+
+def location(loc: tuple[Any, ...] | list[Any]) -> str:
+    """Render a pydantic error location as ``events[3].count`` (without body/query prefix)."""
+    parts = list(loc)
+    if parts and parts[0] in ("body", "query", "path", "header"):
+        parts = parts[1:]
+    text = ""
+    for part in parts:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        elif isinstance(part, str) and part and part[0] in "[(":
+            continue  # pydantic's union-branch labels such as "function-after[...]"
+        else:
+            text += f".{part}" if text else str(part)
+    return text or "body"
+
+
+def _validation_message(error: dict[str, Any]) -> str:
+    message = str(error.get("msg", "invalid value"))
+    if error.get("type") == "missing":
+        return "required field is missing"
+    if message.startswith("Value error, "):
+        message = message[len("Value error, ") :]
+    return message[:1].lower() + message[1:]
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def _api_error(_request: Request, error: ApiError) -> JSONResponse:
+        return error_response(error.status_code, error.kind, error.detail, error.field)
+
+    @app.exception_handler(ConfigurationError)
+    async def _configuration_error(_request: Request, error: ConfigurationError) -> JSONResponse:
+        return error_response(422, "ValidationError", str(error), error.field)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_request: Request, error: RequestValidationError) -> JSONResponse:
+        errors = error.errors()
+        first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
+        field = location(first.get("loc", ()))
+        detail = f"{field}: {_validation_message(first)}"
+        if len(errors) > 1:
+            detail += f" (and {len(errors) - 1} more)"
+        return error_response(422, "ValidationError", detail, field)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_request: Request, error: StarletteHTTPException) -> JSONResponse:
+        kinds = {404: "NotFound", 405: "MethodNotAllowed", 413: "PayloadTooLarge"}
+        kind = kinds.get(error.status_code, "HTTPError")
+        return error_response(error.status_code, kind, str(error.detail))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_request: Request, error: Exception) -> JSONResponse:
+        logger.exception("unexpected error", exc_info=error)
+        return error_response(500, "InternalError", "unexpected server error; it was logged")

@@ -1,0 +1,180 @@
+"""ORM models: the storage side of experiments, arms, events, ticks and the audit log.
+
+Domain values (parameter spaces, configurations, posteriors) live in ``arms/`` and
+``bandit/``; these classes only store them and are converted at the service edge.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+# SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets a 64-bit key for events.
+BigIntPK = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC datetime on every backend (SQLite hands back naive values)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON, datetime: UTCDateTime}
+
+
+class Experiment(Base):
+    __tablename__ = "experiments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    parameters: Mapped[list[Any]] = mapped_column(JSON)
+    reference_share: Mapped[float] = mapped_column(Float)
+    salt: Mapped[str] = mapped_column(String(64))
+    mode: Mapped[str] = mapped_column(String(16))
+    policy: Mapped[str] = mapped_column(String(16))
+    policy_params: Mapped[dict[str, Any]] = mapped_column(JSON)
+    prior_alpha: Mapped[float] = mapped_column(Float)
+    prior_beta: Mapped[float] = mapped_column(Float)
+    update_interval_s: Mapped[float] = mapped_column(Float)
+    decay: Mapped[float] = mapped_column(Float)
+    target_event: Mapped[str] = mapped_column(String(64))
+    exposure_source: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_tick_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    tick_count: Mapped[int] = mapped_column(Integer, default=0)
+    # Bumped by every change that alters what is served; replicas reload when it moves.
+    version: Mapped[int] = mapped_column(Integer, default=0)
+    # Window mode: the arm that serves the whole target group until the next tick.
+    window_arm_id: Mapped[int | None] = mapped_column(Integer)
+
+
+class Arm(Base):
+    __tablename__ = "arms"
+    __table_args__ = (Index("ix_arms_experiment_status", "experiment_id", "status"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id"))
+    config: Mapped[dict[str, Any]] = mapped_column(JSON)
+    signature: Mapped[str] = mapped_column(Text)
+    origin: Mapped[str] = mapped_column(String(16))
+    parent_ids: Mapped[list[Any]] = mapped_column(JSON)
+    generation: Mapped[int] = mapped_column(Integer, default=0)
+    status: Mapped[str] = mapped_column(String(16))
+    alpha: Mapped[float] = mapped_column(Float)
+    beta: Mapped[float] = mapped_column(Float)
+    # Totals of the applied ticks (what the posterior has seen).
+    exposures: Mapped[float] = mapped_column(Float, default=0.0)
+    target_events: Mapped[float] = mapped_column(Float, default=0.0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    retired_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    retired_reason: Mapped[str | None] = mapped_column(Text)
+
+
+class Event(Base):
+    """One reported event, or one flush of server-counted exposures (``event_id`` NULL).
+
+    ``tick_id`` is NULL until a tick claims the row; claiming and the posterior update happen
+    in one transaction, which is what makes every event count exactly once.
+    """
+
+    __tablename__ = "events"
+    __table_args__ = (
+        UniqueConstraint("experiment_id", "event_id", name="uq_events_experiment_event_id"),
+        Index("ix_events_experiment_tick", "experiment_id", "tick_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id"))
+    arm_id: Mapped[int] = mapped_column(Integer)
+    # "target", "reference", or "inactive" (served while the experiment was not running).
+    group: Mapped[str] = mapped_column("assignment_group", String(16))
+    type: Mapped[str] = mapped_column(String(64))
+    count: Mapped[int] = mapped_column(Integer)
+    event_id: Mapped[str | None] = mapped_column(String(128))
+    payload_hash: Mapped[str | None] = mapped_column(String(32))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    tick_id: Mapped[int | None] = mapped_column(Integer)
+
+
+class Tick(Base):
+    __tablename__ = "ticks"
+    __table_args__ = (
+        UniqueConstraint("experiment_id", "number", name="uq_ticks_experiment_number"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id"))
+    number: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # False when the window had no reference exposure and its data were carried forward.
+    applied: Mapped[bool] = mapped_column(Boolean)
+    mode: Mapped[str] = mapped_column(String(16))
+    decay: Mapped[float] = mapped_column(Float)
+    reference_exposures: Mapped[float] = mapped_column(Float)
+    reference_events: Mapped[float] = mapped_column(Float)
+    target_exposures: Mapped[float] = mapped_column(Float)
+    target_events: Mapped[float] = mapped_column(Float)
+    window_arm_id: Mapped[int | None] = mapped_column(Integer)
+    next_window_arm_id: Mapped[int | None] = mapped_column(Integer)
+    replica: Mapped[str | None] = mapped_column(String(64))
+
+
+class TickArm(Base):
+    __tablename__ = "tick_arms"
+
+    tick_id: Mapped[int] = mapped_column(ForeignKey("ticks.id"), primary_key=True)
+    arm_id: Mapped[int] = mapped_column(ForeignKey("arms.id"), primary_key=True)
+    exposures: Mapped[float] = mapped_column(Float)
+    target_events: Mapped[float] = mapped_column(Float)
+    alpha_increment: Mapped[float] = mapped_column(Float)
+    beta_increment: Mapped[float] = mapped_column(Float)
+    alpha_before: Mapped[float] = mapped_column(Float)
+    beta_before: Mapped[float] = mapped_column(Float)
+    alpha_after: Mapped[float] = mapped_column(Float)
+    beta_after: Mapped[float] = mapped_column(Float)
+
+
+class AuditEntry(Base):
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    actor: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(64))
+    experiment_id: Mapped[int | None] = mapped_column(Integer)
+    details: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class ServerSecret(Base):
+    """Secrets shared by every replica of one database (the ticket signing key)."""
+
+    __tablename__ = "server_secrets"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(256))

@@ -1,0 +1,192 @@
+"""Every query of the service. Services call these; routes never touch the session."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.orm import Session
+
+from api.models import Arm, AuditEntry, Event, Experiment, ServerSecret, Tick, TickArm
+
+
+# -- experiments ---------------------------------------------------------------------------
+def get_experiment_by_name(session: Session, name: str) -> Experiment | None:
+    return session.scalars(select(Experiment).where(Experiment.name == name)).one_or_none()
+
+
+def get_experiment(
+    session: Session, experiment_id: int, *, lock: bool = False
+) -> Experiment | None:
+    query = select(Experiment).where(Experiment.id == experiment_id)
+    if lock:
+        # FOR NO KEY UPDATE on PostgreSQL (key_share=True): concurrent event inserts, which take
+        # FOR KEY SHARE through the foreign key, go on; a second ticker waits. SQLite ignores it
+        # (BEGIN IMMEDIATE already serialises writers).
+        query = query.with_for_update(key_share=True)
+    return session.scalars(query).one_or_none()
+
+
+def list_experiments(session: Session) -> Sequence[Experiment]:
+    return session.scalars(select(Experiment).order_by(Experiment.id)).all()
+
+
+def experiment_versions(session: Session) -> list[tuple[int, str, int]]:
+    rows = session.execute(select(Experiment.id, Experiment.name, Experiment.version)).all()
+    return [(row[0], row[1], row[2]) for row in rows]
+
+
+def bump_version(experiment: Experiment, now: datetime) -> None:
+    experiment.version += 1
+    experiment.updated_at = now
+
+
+def running_experiment_ids(session: Session) -> list[int]:
+    return list(session.scalars(select(Experiment.id).where(Experiment.status == "running")))
+
+
+# -- arms ----------------------------------------------------------------------------------
+def arms_of(session: Session, experiment_id: int, *, active_only: bool = False) -> Sequence[Arm]:
+    query = select(Arm).where(Arm.experiment_id == experiment_id)
+    if active_only:
+        query = query.where(Arm.status == "active")
+    return session.scalars(query.order_by(Arm.id)).all()
+
+
+def get_arm(session: Session, experiment_id: int, arm_id: int) -> Arm | None:
+    return session.scalars(
+        select(Arm).where(Arm.experiment_id == experiment_id, Arm.id == arm_id)
+    ).one_or_none()
+
+
+def active_arm_with_signature(session: Session, experiment_id: int, signature: str) -> Arm | None:
+    return session.scalars(
+        select(Arm).where(
+            Arm.experiment_id == experiment_id, Arm.status == "active", Arm.signature == signature
+        )
+    ).first()
+
+
+# -- events --------------------------------------------------------------------------------
+def existing_event_hashes(
+    session: Session, keys: Iterable[tuple[int, str]]
+) -> dict[tuple[int, str], str | None]:
+    """Payload hashes of already stored events, keyed by (experiment_id, event_id)."""
+    by_experiment: dict[int, list[str]] = {}
+    for experiment_id, event_id in keys:
+        by_experiment.setdefault(experiment_id, []).append(event_id)
+    found: dict[tuple[int, str], str | None] = {}
+    for experiment_id, event_ids in by_experiment.items():
+        for start in range(0, len(event_ids), 5000):
+            chunk = event_ids[start : start + 5000]
+            rows = session.execute(
+                select(Event.event_id, Event.payload_hash).where(
+                    Event.experiment_id == experiment_id, Event.event_id.in_(chunk)
+                )
+            )
+            for event_id, payload_hash in rows:
+                found[(experiment_id, event_id)] = payload_hash
+    return found
+
+
+def insert_events(session: Session, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        session.execute(insert(Event), rows)
+
+
+def claim_unticked_events(session: Session, experiment_id: int, tick_id: int) -> None:
+    session.execute(
+        update(Event)
+        .where(Event.experiment_id == experiment_id, Event.tick_id.is_(None))
+        .values(tick_id=tick_id)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def release_claimed_events(session: Session, tick_id: int) -> None:
+    session.execute(
+        update(Event)
+        .where(Event.tick_id == tick_id)
+        .values(tick_id=None)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def claimed_totals(session: Session, tick_id: int) -> list[tuple[int, str, str, int]]:
+    """(arm_id, group, type, total count) of the events a tick claimed."""
+    rows = session.execute(
+        select(Event.arm_id, Event.group, Event.type, func.sum(Event.count))
+        .where(Event.tick_id == tick_id)
+        .group_by(Event.arm_id, Event.group, Event.type)
+    )
+    return [(int(a), str(g), str(t), int(c)) for a, g, t, c in rows]
+
+
+def count_events(session: Session, experiment_id: int, *, with_id_only: bool = False) -> int:
+    query = select(func.count()).select_from(Event).where(Event.experiment_id == experiment_id)
+    if with_id_only:
+        query = query.where(Event.event_id.is_not(None))
+    return int(session.scalar(query) or 0)
+
+
+# -- ticks ---------------------------------------------------------------------------------
+def next_tick_number(session: Session, experiment_id: int) -> int:
+    latest = session.scalar(
+        select(func.max(Tick.number)).where(Tick.experiment_id == experiment_id)
+    )
+    return int(latest or 0) + 1
+
+
+def ticks_of(
+    session: Session, experiment_id: int, *, limit: int, after: int | None = None
+) -> Sequence[Tick]:
+    query = select(Tick).where(Tick.experiment_id == experiment_id)
+    if after is not None:
+        query = query.where(Tick.number > after)
+    return session.scalars(query.order_by(Tick.number).limit(limit)).all()
+
+
+def tick_arms_of(session: Session, tick_ids: Sequence[int]) -> dict[int, list[TickArm]]:
+    grouped: dict[int, list[TickArm]] = {tick_id: [] for tick_id in tick_ids}
+    if tick_ids:
+        rows = session.scalars(
+            select(TickArm).where(TickArm.tick_id.in_(tick_ids)).order_by(TickArm.arm_id)
+        )
+        for row in rows:
+            grouped[row.tick_id].append(row)
+    return grouped
+
+
+# -- audit and secrets ---------------------------------------------------------------------
+def add_audit(
+    session: Session,
+    *,
+    at: datetime,
+    action: str,
+    experiment_id: int | None,
+    details: dict[str, Any],
+    actor: str = "admin",
+) -> None:
+    session.add(
+        AuditEntry(at=at, actor=actor, action=action, experiment_id=experiment_id, details=details)
+    )
+
+
+def audit_entries(
+    session: Session, *, experiment_id: int | None, limit: int
+) -> Sequence[AuditEntry]:
+    query = select(AuditEntry)
+    if experiment_id is not None:
+        query = query.where(AuditEntry.experiment_id == experiment_id)
+    return session.scalars(query.order_by(AuditEntry.id.desc()).limit(limit)).all()
+
+
+def get_secret(session: Session, name: str) -> str | None:
+    secret = session.get(ServerSecret, name)
+    return secret.value if secret else None
+
+
+def add_secret(session: Session, name: str, value: str) -> None:
+    session.add(ServerSecret(name=name, value=value))

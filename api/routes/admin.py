@@ -1,0 +1,129 @@
+"""Admin API (bearer token): experiments, arms, ticks, statistics, audit log."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Request
+
+from api import schemas
+from api.runtime import Runtime
+from api.security import AdminOnly
+from api.services import experiments as service
+
+router = APIRouter(prefix="/v1", dependencies=[AdminOnly], tags=["admin"])
+ExperimentName = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
+ArmId = Annotated[int, Path(ge=1, le=2**31 - 1)]
+
+
+def runtime_of(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+@router.post("/experiments", status_code=201, response_model=schemas.ExperimentOut)
+def create_experiment(request: Request, body: schemas.ExperimentCreate) -> schemas.ExperimentOut:
+    runtime = runtime_of(request)
+    with runtime.transaction() as session:
+        experiment = service.create_experiment(
+            session, body, default_interval_s=runtime.settings.tick_interval_s
+        )
+        result = service.experiment_out(session, experiment)
+    runtime.serving.refresh(runtime.session_factory, only=body.name)
+    return result
+
+
+@router.get("/experiments", response_model=list[schemas.ExperimentSummary])
+def list_experiments(request: Request) -> list[schemas.ExperimentSummary]:
+    with runtime_of(request).transaction() as session:
+        return service.experiment_summaries(session)
+
+
+@router.get("/experiments/{name}", response_model=schemas.ExperimentOut)
+def get_experiment(request: Request, name: ExperimentName) -> schemas.ExperimentOut:
+    with runtime_of(request).transaction() as session:
+        return service.experiment_out(session, service.require_experiment(session, name))
+
+
+def _status_route(action: str) -> None:
+    def change(request: Request, name: ExperimentName) -> schemas.ExperimentOut:
+        runtime = runtime_of(request)
+        with runtime.transaction() as session:
+            experiment = service.change_status(session, name, action)
+            result = service.experiment_out(session, experiment)
+        runtime.serving.refresh(runtime.session_factory, only=name)
+        return result
+
+    change.__name__ = f"{action}_experiment"
+    router.post(
+        f"/experiments/{{name}}/{action}",
+        response_model=schemas.ExperimentOut,
+        summary=f"{action.capitalize()} an experiment",
+    )(change)
+
+
+for _action in ("pause", "resume", "stop"):
+    _status_route(_action)
+
+
+@router.post("/experiments/{name}/arms", status_code=201, response_model=schemas.ArmOut)
+def add_arm(request: Request, name: ExperimentName, body: schemas.ArmCreate) -> schemas.ArmOut:
+    runtime = runtime_of(request)
+    with runtime.transaction() as session:
+        arm = service.arm_out(service.add_arm(session, name, body.config))
+    runtime.serving.refresh(runtime.session_factory, only=name)
+    return arm
+
+
+@router.delete("/experiments/{name}/arms/{arm_id}", response_model=schemas.ArmOut)
+def retire_arm(request: Request, name: ExperimentName, arm_id: ArmId) -> schemas.ArmOut:
+    runtime = runtime_of(request)
+    with runtime.transaction() as session:
+        arm = service.arm_out(service.retire_arm(session, name, arm_id))
+    runtime.serving.refresh(runtime.session_factory, only=name)
+    return arm
+
+
+@router.post("/experiments/{name}/tick", response_model=schemas.TickOut)
+def tick(request: Request, name: ExperimentName) -> schemas.TickOut:
+    """Apply a tick now, whatever the schedule (operations and tests)."""
+    runtime = runtime_of(request)
+    runtime.flush_exposures()
+    with runtime.transaction() as session:
+        experiment = service.require_experiment(session, name)
+        applied = service.tick_now(session, experiment.id, runtime.rng, runtime.replica)
+        result = service.tick_history(session, name, limit=1, after=applied.number - 1)[0]
+    runtime.serving.refresh(runtime.session_factory, only=name)
+    return result
+
+
+@router.get("/experiments/{name}/ticks", response_model=list[schemas.TickOut])
+def ticks(
+    request: Request,
+    name: ExperimentName,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    after: Annotated[int | None, Query(ge=0, le=2**31 - 1, description="tick number")] = None,
+) -> list[schemas.TickOut]:
+    with runtime_of(request).transaction() as session:
+        return service.tick_history(session, name, limit=limit, after=after)
+
+
+@router.get("/experiments/{name}/stats", response_model=schemas.ExperimentStats)
+def stats(
+    request: Request,
+    name: ExperimentName,
+    seed: Annotated[int, Query(ge=0, le=2**32 - 1)] = 0,
+    draws: Annotated[int, Query(ge=100, le=200_000)] = 20_000,
+) -> schemas.ExperimentStats:
+    with runtime_of(request).transaction() as session:
+        return service.experiment_stats(session, name, seed=seed, draws=draws)
+
+
+@router.get("/audit", response_model=list[schemas.AuditOut])
+def audit(
+    request: Request,
+    experiment: Annotated[str | None, Query(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[schemas.AuditOut]:
+    with runtime_of(request).transaction() as session:
+        return service.audit_log(session, experiment, limit=limit)

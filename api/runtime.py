@@ -1,0 +1,158 @@
+"""What one replica holds while it runs: engine, serving snapshots, event writer, scheduler."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import Iterator
+from concurrent.futures import TimeoutError as FutureTimeout
+from contextlib import contextmanager
+
+import numpy as np
+from apscheduler.schedulers.background import BackgroundScheduler
+from sqlalchemy import Engine
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from api import repositories as repo
+from api.db import make_engine, make_session_factory
+from api.ingest import EventRow, EventWriter
+from api.services.experiments import now_utc
+from api.services.ticks import apply_tick
+from api.serving import ServingState
+from api.settings import Settings
+from api.tickets import TicketSigner, new_secret
+
+logger = logging.getLogger("ranktune.runtime")
+TICKET_KEY = "ticket_key"
+
+
+class DatabaseNotReady(RuntimeError):
+    pass
+
+
+class Runtime:
+    def __init__(self, settings: Settings, engine: Engine | None = None) -> None:
+        self.settings = settings
+        self.engine = engine or make_engine(
+            settings.database_url, sqlite_synchronous=settings.sqlite_synchronous
+        )
+        self.session_factory: sessionmaker[Session] = make_session_factory(self.engine)
+        self.replica = f"{socket.gethostname()}:{os.getpid()}"
+        self.signer = TicketSigner(self._ticket_key())
+        self.serving = ServingState(self.signer)
+        self.writer = EventWriter(self.session_factory)
+        self.rng = np.random.default_rng()
+        self.scheduler: BackgroundScheduler | None = None
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """A session whose work commits when the block ends (rolls back on an exception)."""
+        with self.session_factory() as session, session.begin():
+            yield session
+
+    def _ticket_key(self) -> str:
+        if self.settings.ticket_secret is not None:
+            return self.settings.ticket_secret.get_secret_value()
+        try:
+            with self.transaction() as session:
+                key = repo.get_secret(session, TICKET_KEY)
+                if key is None:
+                    key = new_secret()
+                    repo.add_secret(session, TICKET_KEY, key)
+                return key
+        except IntegrityError:
+            # Another replica created it first; use theirs.
+            with self.transaction() as session:
+                key = repo.get_secret(session, TICKET_KEY)
+                assert key is not None
+                return key
+        except SQLAlchemyError as error:
+            raise DatabaseNotReady(
+                f"the database at {self.engine.url.render_as_string(hide_password=True)} is not "
+                "ready; run `ranktune db upgrade` first"
+            ) from error
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def start(self) -> None:
+        self.serving.refresh(self.session_factory)
+        self.writer.start()
+        scheduler = BackgroundScheduler(timezone="UTC")
+        scheduler.add_job(
+            self.refresh_snapshots,
+            "interval",
+            seconds=self.settings.snapshot_refresh_s,
+            id="refresh",
+            max_instances=1,
+            coalesce=True,
+        )
+        scheduler.add_job(
+            self.flush_exposures,
+            "interval",
+            seconds=self.settings.exposure_flush_s,
+            id="flush",
+            max_instances=1,
+            coalesce=True,
+        )
+        if self.settings.scheduler_enabled:
+            scheduler.add_job(
+                self.run_due_ticks,
+                "interval",
+                seconds=self.settings.scheduler_poll_s,
+                id="ticks",
+                max_instances=1,
+                coalesce=True,
+            )
+        scheduler.start()
+        self.scheduler = scheduler
+
+    def stop(self) -> None:
+        if self.scheduler is not None:
+            self.scheduler.shutdown(wait=True)
+            self.scheduler = None
+        self.flush_exposures()
+        self.writer.stop()
+        self.engine.dispose()
+
+    # -- jobs ------------------------------------------------------------------------------
+    def refresh_snapshots(self) -> None:
+        try:
+            self.serving.refresh(self.session_factory)
+        except SQLAlchemyError:
+            logger.warning("snapshot refresh failed; serving the previous snapshots", exc_info=True)
+
+    def flush_exposures(self) -> None:
+        counts = self.serving.drain_exposures()
+        if not counts:
+            return
+        rows = [
+            EventRow(experiment_id, arm_id, group, "exposure", count, None, None)
+            for (experiment_id, arm_id, group), count in counts.items()
+        ]
+        try:
+            self.writer.submit(rows).result(timeout=60)
+        except (FutureTimeout, SQLAlchemyError):
+            logger.warning("exposure flush failed; keeping the counts for the next flush")
+            self.serving.restore_exposures(counts)
+
+    def run_due_ticks(self) -> None:
+        try:
+            with self.session_factory() as session:
+                experiment_ids = repo.running_experiment_ids(session)
+            ticked = False
+            for experiment_id in experiment_ids:
+                with self.transaction() as session:
+                    tick = apply_tick(
+                        session,
+                        experiment_id,
+                        now=now_utc(),
+                        rng=self.rng,
+                        only_if_due=True,
+                        replica=self.replica,
+                    )
+                    ticked = ticked or tick is not None
+            if ticked:
+                self.refresh_snapshots()
+        except SQLAlchemyError:
+            logger.warning("tick failed; it will be retried", exc_info=True)

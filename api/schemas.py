@@ -1,0 +1,227 @@
+"""Request and response bodies (pydantic, snake_case JSON). SPEC §4.1 fixes the core names."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
+Identifier = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")]
+EventType = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
+EventId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._:/+=-]{1,128}$")]
+# A number in a configuration; finiteness and bounds are checked against the space.
+Number = float | int
+ConfigIn = dict[Annotated[str, StringConstraints(max_length=64)], Number]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ParameterIn(Strict):
+    name: Identifier
+    type: Literal["float", "int"] = "float"
+    low: float
+    high: float
+    distribution: Literal["uniform", "log_uniform"] = "uniform"
+
+    @field_validator("low", "high")
+    @classmethod
+    def _finite(cls, value: float) -> float:
+        if not math.isfinite(value):
+            raise ValueError("expected a finite number")
+        return value
+
+
+class PolicyParams(Strict):
+    epsilon: float = Field(0.1, ge=0, le=1, description="egreedy: exploration probability")
+    c: float = Field(5.0, gt=0, le=1e6, description="edecay: epsilon_t = min(1, c*K/t)")
+    ucb_alpha: float = Field(2.0, gt=0, le=1e6, description="ucb1: exploration constant")
+
+
+class ExperimentCreate(Strict):
+    name: Slug
+    parameters: list[ParameterIn] = Field(min_length=1, max_length=64)
+    reference_config: ConfigIn
+    arms: list[ConfigIn] = Field(default_factory=list, max_length=256)
+    reference_share: float = Field(0.2, gt=0, lt=1)
+    mode: Literal["request", "window"] = "request"
+    policy: Literal["thompson", "ucb1", "egreedy", "edecay"] = "thompson"
+    policy_params: PolicyParams = Field(default_factory=PolicyParams)
+    prior_alpha: float = Field(1.0, gt=0, le=1e6)
+    prior_beta: float = Field(1.0, gt=0, le=1e6)
+    update_interval_s: float | None = Field(None, ge=0.1, le=86_400)
+    decay: float = Field(1.0, gt=0, le=1)
+    target_event: EventType = "contact"
+    exposure_source: Literal["server", "client"] = "server"
+
+    @field_validator("target_event")
+    @classmethod
+    def _not_exposure(cls, value: str) -> str:
+        if value == "exposure":
+            raise ValueError("expected an event name other than 'exposure'")
+        return value
+
+
+class ArmCreate(Strict):
+    config: ConfigIn
+
+
+class ArmOut(BaseModel):
+    id: int
+    config: dict[str, Number]
+    origin: str
+    parent_ids: list[int]
+    generation: int
+    status: str
+    alpha: float
+    beta: float
+    exposures: float
+    target_events: float
+    created_at: datetime
+    retired_at: datetime | None
+    retired_reason: str | None
+
+
+class ExperimentOut(BaseModel):
+    id: int
+    name: str
+    status: str
+    parameters: list[dict[str, Any]]
+    reference_config: dict[str, Number]
+    reference_arm_id: int
+    reference_share: float
+    mode: str
+    policy: str
+    policy_params: dict[str, Any]
+    prior_alpha: float
+    prior_beta: float
+    update_interval_s: float
+    decay: float
+    target_event: str
+    exposure_source: str
+    created_at: datetime
+    last_tick_at: datetime | None
+    tick_count: int
+    window_arm_id: int | None
+    arms: list[ArmOut]
+
+
+class ExperimentSummary(BaseModel):
+    id: int
+    name: str
+    status: str
+    mode: str
+    policy: str
+    active_arms: int
+    tick_count: int
+    created_at: datetime
+
+
+class ArmStats(BaseModel):
+    arm_id: int
+    origin: str
+    generation: int
+    status: str
+    config: dict[str, Number]
+    exposures: float
+    target_events: float
+    rate: float | None = Field(description="target events per exposure")
+    alpha: float
+    beta: float
+    posterior_mean: float | None
+    lift: float | None = Field(description="posterior median of rate / reference rate - 1")
+    lift_ci_low: float | None
+    lift_ci_high: float | None
+    prob_beat_reference: float | None
+    prob_best: float | None
+
+
+class ExperimentStats(BaseModel):
+    experiment: str
+    tick_count: int
+    reference_rate: float | None
+    arms: list[ArmStats]
+    prob_best_draws: int
+    seed: int
+
+
+class TickArmOut(BaseModel):
+    arm_id: int
+    exposures: float
+    target_events: float
+    alpha_increment: float
+    beta_increment: float
+    alpha_before: float
+    beta_before: float
+    alpha_after: float
+    beta_after: float
+
+
+class TickOut(BaseModel):
+    id: int
+    number: int
+    created_at: datetime
+    applied: bool
+    mode: str
+    decay: float
+    reference_exposures: float
+    reference_events: float
+    target_exposures: float
+    target_events: float
+    window_arm_id: int | None
+    next_window_arm_id: int | None
+    arms: list[TickArmOut]
+
+
+class AuditOut(BaseModel):
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    experiment_id: int | None
+    details: dict[str, Any]
+
+
+class Assignment(BaseModel):
+    experiment: str
+    group: Literal["target", "reference"]
+    arm_id: int
+    config: dict[str, Number]
+    ticket: str
+    active: bool = Field(description="false while the experiment is paused or stopped")
+
+
+class EventIn(Strict):
+    ticket: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+    type: EventType
+    count: int = Field(1, ge=1, le=1_000_000)
+    event_id: EventId
+
+
+class EventBatch(Strict):
+    # The batch limit is enforced in the route so that it answers 413, not 422.
+    events: list[EventIn]
+
+
+class EventsAccepted(BaseModel):
+    accepted: int = Field(description="events stored by this request")
+    duplicates: int = Field(description="events already stored earlier (same event_id and payload)")
+
+
+class SnapshotArm(BaseModel):
+    arm_id: int
+    alpha: float
+    beta: float
+
+
+class SnapshotOut(BaseModel):
+    experiment: str
+    version: int
+    tick_count: int
+    status: str
+    loaded_at: datetime
+    arms: list[SnapshotArm]

@@ -1,0 +1,1 @@
+"""Use cases of the service; they flush, the caller's transaction commits."""

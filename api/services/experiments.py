@@ -1,0 +1,441 @@
+"""Admin use cases: experiments, their arms, statistics, tick history and the audit log."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from api import repositories as repo
+from api import schemas
+from api.errors import Conflict, InvalidInput, NotFound
+from api.models import Arm, Experiment, Tick
+from api.services.ticks import apply_tick, draw_window_arm
+from arms import Configuration, ConfigurationError, Parameter, ParameterSpace
+from bandit import summarize
+
+STATUS_TRANSITIONS = {
+    "pause": ({"running"}, "paused"),
+    "resume": ({"paused"}, "running"),
+    "stop": ({"running", "paused"}, "stopped"),
+}
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+def require_experiment(session: Session, name: str, *, lock: bool = False) -> Experiment:
+    experiment = repo.get_experiment_by_name(session, name)
+    if experiment is None:
+        raise NotFound(f"experiment {name!r} does not exist", field="name")
+    if lock:
+        experiment = repo.get_experiment(session, experiment.id, lock=True) or experiment
+    return experiment
+
+
+def space_of(experiment: Experiment) -> ParameterSpace:
+    return ParameterSpace.from_dicts(experiment.parameters)
+
+
+def build_space(parameters: list[schemas.ParameterIn]) -> ParameterSpace:
+    built = []
+    for index, spec in enumerate(parameters):
+        try:
+            built.append(Parameter(**spec.model_dump()))
+        except ConfigurationError as error:
+            field = f"parameters[{index}].{error.field.split('.')[-1]}"
+            raise InvalidInput(f"{field}: {error.message}", field=field) from None
+    try:
+        return ParameterSpace(tuple(built))
+    except ConfigurationError as error:
+        raise InvalidInput(f"parameters: {error}", field="parameters") from None
+
+
+def validate_config(space: ParameterSpace, values: dict[str, Any], field: str) -> Configuration:
+    try:
+        return space.validate(values)
+    except ConfigurationError as error:
+        name = f"{field}.{error.field}" if error.field != "config" else field
+        raise InvalidInput(f"{name}: {error.message}", field=name) from None
+
+
+def _new_arm(
+    experiment: Experiment, config: Configuration, origin: str, now: datetime, **extra: Any
+) -> Arm:
+    return Arm(
+        experiment_id=experiment.id,
+        config=config.as_dict(),
+        signature=config.signature,
+        origin=origin,
+        parent_ids=extra.get("parent_ids", []),
+        generation=extra.get("generation", 0),
+        status="active",
+        alpha=extra.get("alpha", experiment.prior_alpha),
+        beta=extra.get("beta", experiment.prior_beta),
+        exposures=0.0,
+        target_events=0.0,
+        created_at=now,
+    )
+
+
+def create_experiment(
+    session: Session, request: schemas.ExperimentCreate, *, default_interval_s: float
+) -> Experiment:
+    space = build_space(request.parameters)
+    reference = validate_config(space, request.reference_config, "reference_config")
+    configs: list[Configuration] = []
+    signatures = {reference.signature: "reference_config"}
+    for index, values in enumerate(request.arms):
+        config = validate_config(space, values, f"arms[{index}]")
+        if config.signature in signatures:
+            field = f"arms[{index}]"
+            raise InvalidInput(
+                f"{field}: duplicate of {signatures[config.signature]}; expected distinct "
+                "configurations",
+                field=field,
+            )
+        signatures[config.signature] = f"arms[{index}]"
+        configs.append(config)
+    if repo.get_experiment_by_name(session, request.name) is not None:
+        raise Conflict(f"experiment {request.name!r} already exists", field="name")
+    now = now_utc()
+    experiment = Experiment(
+        name=request.name,
+        parameters=space.to_dicts(),
+        reference_share=request.reference_share,
+        salt=secrets.token_hex(8),
+        mode=request.mode,
+        policy=request.policy,
+        policy_params=request.policy_params.model_dump(),
+        prior_alpha=request.prior_alpha,
+        prior_beta=request.prior_beta,
+        update_interval_s=request.update_interval_s or default_interval_s,
+        decay=request.decay,
+        target_event=request.target_event,
+        exposure_source=request.exposure_source,
+        status="running",
+        created_at=now,
+        updated_at=now,
+        tick_count=0,
+        version=1,
+    )
+    session.add(experiment)
+    try:
+        session.flush()
+    except IntegrityError:
+        raise Conflict(f"experiment {request.name!r} already exists", field="name") from None
+    session.add(_new_arm(experiment, reference, "reference", now))
+    arms = [_new_arm(experiment, config, "expert", now) for config in configs]
+    session.add_all(arms)
+    session.flush()
+    if experiment.mode == "window":
+        experiment.window_arm_id = draw_window_arm(experiment, arms, np.random.default_rng())
+    repo.add_audit(
+        session,
+        at=now,
+        action="experiment.create",
+        experiment_id=experiment.id,
+        details=request.model_dump(mode="json"),
+    )
+    return experiment
+
+
+def change_status(session: Session, name: str, action: str) -> Experiment:
+    experiment = require_experiment(session, name, lock=True)
+    allowed, target = STATUS_TRANSITIONS[action]
+    if experiment.status == target:
+        return experiment  # idempotent: pausing a paused experiment changes nothing
+    if experiment.status not in allowed:
+        raise Conflict(
+            f"cannot {action} an experiment that is {experiment.status}; expected status "
+            f"{' or '.join(sorted(allowed))}",
+            field="status",
+        )
+    now = now_utc()
+    before = experiment.status
+    experiment.status = target
+    repo.bump_version(experiment, now)
+    repo.add_audit(
+        session,
+        at=now,
+        action=f"experiment.{action}",
+        experiment_id=experiment.id,
+        details={"from": before, "to": target},
+    )
+    return experiment
+
+
+def add_arm(session: Session, name: str, values: dict[str, Any], *, origin: str = "manual") -> Arm:
+    experiment = require_experiment(session, name, lock=True)
+    if experiment.status == "stopped":
+        raise Conflict("the experiment is stopped; expected a running or paused one", "status")
+    config = validate_config(space_of(experiment), values, "config")
+    duplicate = repo.active_arm_with_signature(session, experiment.id, config.signature)
+    if duplicate is not None:
+        raise Conflict(
+            f"config: equal to active arm {duplicate.id}; expected a new configuration", "config"
+        )
+    now = now_utc()
+    arm = _new_arm(experiment, config, origin, now)
+    session.add(arm)
+    session.flush()
+    if experiment.mode == "window" and experiment.window_arm_id is None:
+        experiment.window_arm_id = arm.id
+    repo.bump_version(experiment, now)
+    repo.add_audit(
+        session,
+        at=now,
+        action="arm.add",
+        experiment_id=experiment.id,
+        details={"arm_id": arm.id, "config": arm.config, "origin": origin},
+    )
+    return arm
+
+
+def retire_arm(
+    session: Session, name: str, arm_id: int, *, reason: str = "retired by admin"
+) -> Arm:
+    experiment = require_experiment(session, name, lock=True)
+    arm = repo.get_arm(session, experiment.id, arm_id)
+    if arm is None:
+        raise NotFound(f"arm {arm_id} does not exist in experiment {name!r}", field="arm_id")
+    if arm.origin == "reference":
+        raise Conflict("the reference arm cannot be retired; it is the baseline", "arm_id")
+    if arm.status == "retired":
+        return arm
+    active_targets = [
+        a for a in repo.arms_of(session, experiment.id, active_only=True) if a.origin != "reference"
+    ]
+    if len(active_targets) <= 1:
+        raise Conflict(
+            "cannot retire the last active arm; add another arm first or stop the experiment",
+            "arm_id",
+        )
+    now = now_utc()
+    arm.status = "retired"
+    arm.retired_at = now
+    arm.retired_reason = reason
+    if experiment.window_arm_id == arm.id:
+        rest = [a for a in active_targets if a.id != arm.id]
+        experiment.window_arm_id = draw_window_arm(experiment, rest, np.random.default_rng())
+    repo.bump_version(experiment, now)
+    repo.add_audit(
+        session,
+        at=now,
+        action="arm.retire",
+        experiment_id=experiment.id,
+        details={"arm_id": arm.id, "reason": reason},
+    )
+    return arm
+
+
+# -- read models ---------------------------------------------------------------------------
+def arm_out(arm: Arm) -> schemas.ArmOut:
+    return schemas.ArmOut(
+        id=arm.id,
+        config=arm.config,
+        origin=arm.origin,
+        parent_ids=list(arm.parent_ids or []),
+        generation=arm.generation,
+        status=arm.status,
+        alpha=arm.alpha,
+        beta=arm.beta,
+        exposures=arm.exposures,
+        target_events=arm.target_events,
+        created_at=arm.created_at,
+        retired_at=arm.retired_at,
+        retired_reason=arm.retired_reason,
+    )
+
+
+def experiment_out(session: Session, experiment: Experiment) -> schemas.ExperimentOut:
+    arms = repo.arms_of(session, experiment.id)
+    reference = next(arm for arm in arms if arm.origin == "reference")
+    return schemas.ExperimentOut(
+        id=experiment.id,
+        name=experiment.name,
+        status=experiment.status,
+        parameters=experiment.parameters,
+        reference_config=reference.config,
+        reference_arm_id=reference.id,
+        reference_share=experiment.reference_share,
+        mode=experiment.mode,
+        policy=experiment.policy,
+        policy_params=experiment.policy_params,
+        prior_alpha=experiment.prior_alpha,
+        prior_beta=experiment.prior_beta,
+        update_interval_s=experiment.update_interval_s,
+        decay=experiment.decay,
+        target_event=experiment.target_event,
+        exposure_source=experiment.exposure_source,
+        created_at=experiment.created_at,
+        last_tick_at=experiment.last_tick_at,
+        tick_count=experiment.tick_count,
+        window_arm_id=experiment.window_arm_id,
+        arms=[arm_out(arm) for arm in arms],
+    )
+
+
+def experiment_summaries(session: Session) -> list[schemas.ExperimentSummary]:
+    summaries = []
+    for experiment in repo.list_experiments(session):
+        active = [
+            a
+            for a in repo.arms_of(session, experiment.id, active_only=True)
+            if a.origin != "reference"
+        ]
+        summaries.append(
+            schemas.ExperimentSummary(
+                id=experiment.id,
+                name=experiment.name,
+                status=experiment.status,
+                mode=experiment.mode,
+                policy=experiment.policy,
+                active_arms=len(active),
+                tick_count=experiment.tick_count,
+                created_at=experiment.created_at,
+            )
+        )
+    return summaries
+
+
+def _rate(events: float, exposures: float) -> float | None:
+    return events / exposures if exposures > 0 else None
+
+
+def experiment_stats(
+    session: Session, name: str, *, seed: int, draws: int
+) -> schemas.ExperimentStats:
+    """Per-arm statistics. ``prob_best`` is among the active target arms (Monte Carlo with
+    ``seed``); lift and P(beat reference) follow from each arm's posterior (bandit.summaries)."""
+    experiment = require_experiment(session, name)
+    arms = list(repo.arms_of(session, experiment.id))
+    targets = [arm for arm in arms if arm.origin != "reference"]
+    summary = summarize(
+        [arm.alpha for arm in targets] or [1.0],
+        [arm.beta for arm in targets] or [1.0],
+        np.random.default_rng(seed),
+        draws=draws,
+        seed=seed,
+    )
+    active_index = [i for i, arm in enumerate(targets) if arm.status == "active"]
+    prob_best = np.zeros(len(targets))
+    if active_index:
+        active_summary = summarize(
+            [targets[i].alpha for i in active_index],
+            [targets[i].beta for i in active_index],
+            np.random.default_rng(seed),
+            draws=draws,
+            seed=seed,
+        )
+        prob_best[active_index] = active_summary.prob_best
+    stats = []
+    for arm in arms:
+        common = {
+            "arm_id": arm.id,
+            "origin": arm.origin,
+            "generation": arm.generation,
+            "status": arm.status,
+            "config": arm.config,
+            "exposures": arm.exposures,
+            "target_events": arm.target_events,
+            "rate": _rate(arm.target_events, arm.exposures),
+            "alpha": arm.alpha,
+            "beta": arm.beta,
+        }
+        if arm.origin == "reference":
+            stats.append(
+                schemas.ArmStats(
+                    **common,
+                    posterior_mean=None,
+                    lift=0.0,
+                    lift_ci_low=None,
+                    lift_ci_high=None,
+                    prob_beat_reference=None,
+                    prob_best=None,
+                )
+            )
+            continue
+        i = targets.index(arm)
+        stats.append(
+            schemas.ArmStats(
+                **common,
+                posterior_mean=float(summary.means[i]),
+                lift=_finite(summary.lift_medians[i]),
+                lift_ci_low=_finite(summary.lift_ci_lows[i]),
+                lift_ci_high=_finite(summary.lift_ci_highs[i]),
+                prob_beat_reference=float(summary.prob_beat_reference[i]),
+                prob_best=float(prob_best[i]) if arm.status == "active" else None,
+            )
+        )
+    reference = next(arm for arm in arms if arm.origin == "reference")
+    return schemas.ExperimentStats(
+        experiment=experiment.name,
+        tick_count=experiment.tick_count,
+        reference_rate=_rate(reference.target_events, reference.exposures),
+        arms=stats,
+        prob_best_draws=draws,
+        seed=seed,
+    )
+
+
+def _finite(value: float) -> float | None:
+    return float(value) if np.isfinite(value) else None
+
+
+def tick_history(
+    session: Session, name: str, *, limit: int, after: int | None
+) -> list[schemas.TickOut]:
+    experiment = require_experiment(session, name)
+    ticks = repo.ticks_of(session, experiment.id, limit=limit, after=after)
+    arms_by_tick = repo.tick_arms_of(session, [tick.id for tick in ticks])
+    return [
+        schemas.TickOut(
+            id=tick.id,
+            number=tick.number,
+            created_at=tick.created_at,
+            applied=tick.applied,
+            mode=tick.mode,
+            decay=tick.decay,
+            reference_exposures=tick.reference_exposures,
+            reference_events=tick.reference_events,
+            target_exposures=tick.target_exposures,
+            target_events=tick.target_events,
+            window_arm_id=tick.window_arm_id,
+            next_window_arm_id=tick.next_window_arm_id,
+            arms=[
+                schemas.TickArmOut.model_validate(row, from_attributes=True)
+                for row in arms_by_tick[tick.id]
+            ],
+        )
+        for tick in ticks
+    ]
+
+
+def audit_log(session: Session, name: str | None, *, limit: int) -> list[schemas.AuditOut]:
+    experiment_id = require_experiment(session, name).id if name else None
+    return [
+        schemas.AuditOut.model_validate(entry, from_attributes=True)
+        for entry in repo.audit_entries(session, experiment_id=experiment_id, limit=limit)
+    ]
+
+
+def tick_now(session: Session, experiment_id: int, rng: np.random.Generator, replica: str) -> Tick:
+    """An admin-triggered tick, applied whatever the schedule, and audited."""
+    tick = apply_tick(
+        session, experiment_id, now=now_utc(), rng=rng, only_if_due=False, replica=replica
+    )
+    assert tick is not None  # only_if_due=False and the experiment exists
+    repo.add_audit(
+        session,
+        at=tick.created_at,
+        action="experiment.tick",
+        experiment_id=experiment_id,
+        details={"tick": tick.number, "applied": tick.applied},
+    )
+    return tick

@@ -1,0 +1,193 @@
+"""The tick: aggregate what arrived since the previous tick and apply SPEC §3.2.
+
+Exactly once: the tick claims every unclaimed event row of the experiment (``tick_id IS
+NULL`` -> this tick) and updates the posteriors in the same transaction. A row committed
+after the claim stays unclaimed for the next tick; a crash rolls back claim and update
+together. Only one replica applies a tick: the experiment row is locked (PostgreSQL
+``FOR NO KEY UPDATE``; SQLite's ``BEGIN IMMEDIATE``) and "is it due?" is decided under that
+lock, so the loser of the race sees the winner's ``last_tick_at`` and does nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+from sqlalchemy.orm import Session
+
+from api import repositories as repo
+from api.models import Arm, Experiment, Tick, TickArm
+from api.serving import policy_of
+from bandit import PosteriorUpdate, Prior, WindowCounts, reference_ratio_update
+
+
+@dataclass(frozen=True)
+class WindowTotals:
+    """A claimed window, split by group and arm."""
+
+    reference_exposures: float
+    reference_events: float
+    arm_exposures: dict[int, float]
+    arm_events: dict[int, float]
+
+
+def aggregate(rows: list[tuple[int, str, str, int]], target_event: str) -> WindowTotals:
+    reference_exposures = reference_events = 0.0
+    arm_exposures: dict[int, float] = {}
+    arm_events: dict[int, float] = {}
+    for arm_id, group, event_type, total in rows:
+        if group == "reference":
+            if event_type == "exposure":
+                reference_exposures += total
+            elif event_type == target_event:
+                reference_events += total
+        elif group == "target":
+            if event_type == "exposure":
+                arm_exposures[arm_id] = arm_exposures.get(arm_id, 0.0) + total
+            elif event_type == target_event:
+                arm_events[arm_id] = arm_events.get(arm_id, 0.0) + total
+    return WindowTotals(reference_exposures, reference_events, arm_exposures, arm_events)
+
+
+def is_due(experiment: Experiment, now: datetime) -> bool:
+    if experiment.status != "running":
+        return False
+    if experiment.last_tick_at is None:
+        return now - _aware(experiment.created_at) >= timedelta(
+            seconds=experiment.update_interval_s
+        )
+    return now - _aware(experiment.last_tick_at) >= timedelta(seconds=experiment.update_interval_s)
+
+
+def _aware(moment: datetime) -> datetime:
+    # SQLite returns naive datetimes; everything stored is UTC.
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def apply_tick(
+    session: Session,
+    experiment_id: int,
+    *,
+    now: datetime,
+    rng: np.random.Generator,
+    only_if_due: bool,
+    replica: str | None = None,
+) -> Tick | None:
+    """Apply one tick to the experiment; None if it is not due (``only_if_due``) or missing."""
+    experiment = repo.get_experiment(session, experiment_id, lock=True)
+    if experiment is None or (only_if_due and not is_due(experiment, now)):
+        return None
+    arms = list(repo.arms_of(session, experiment.id))
+    tick = Tick(
+        experiment_id=experiment.id,
+        number=repo.next_tick_number(session, experiment.id),
+        created_at=now,
+        applied=False,
+        mode=experiment.mode,
+        decay=experiment.decay,
+        reference_exposures=0.0,
+        reference_events=0.0,
+        target_exposures=0.0,
+        target_events=0.0,
+        window_arm_id=experiment.window_arm_id if experiment.mode == "window" else None,
+        replica=replica,
+    )
+    session.add(tick)
+    session.flush()
+    repo.claim_unticked_events(session, experiment.id, tick.id)
+    totals = aggregate(repo.claimed_totals(session, tick.id), experiment.target_event)
+    updated = _arms_to_update(arms, totals)
+    update = reference_ratio_update(
+        [arm.alpha for arm in updated],
+        [arm.beta for arm in updated],
+        WindowCounts.of(
+            totals.reference_events,
+            totals.reference_exposures,
+            [totals.arm_events.get(arm.id, 0.0) for arm in updated],
+            [totals.arm_exposures.get(arm.id, 0.0) for arm in updated],
+        ),
+        prior=Prior(experiment.prior_alpha, experiment.prior_beta),
+        decay=experiment.decay,
+        chosen_arm=_window_index(experiment, updated),
+    )
+    tick.applied = update.applied
+    tick.reference_exposures = totals.reference_exposures
+    tick.reference_events = totals.reference_events
+    tick.target_exposures = sum(totals.arm_exposures.values())
+    tick.target_events = sum(totals.arm_events.values())
+    if update.applied:
+        _record_update(session, tick, updated, totals, update)
+        reference = next(arm for arm in arms if arm.origin == "reference")
+        reference.exposures += totals.reference_exposures
+        reference.target_events += totals.reference_events
+    else:
+        # No reference exposure: the window cannot be normalised; its data wait for the next.
+        repo.release_claimed_events(session, tick.id)
+    if experiment.mode == "window":
+        experiment.window_arm_id = draw_window_arm(experiment, arms, rng)
+        tick.next_window_arm_id = experiment.window_arm_id
+    experiment.last_tick_at = now
+    experiment.tick_count += 1
+    repo.bump_version(experiment, now)
+    session.flush()
+    return tick
+
+
+def _arms_to_update(arms: list[Arm], totals: WindowTotals) -> list[Arm]:
+    """Active target arms, plus any other arm that received data in the window (late events
+    of an arm retired during the window still update its posterior)."""
+    with_data = set(totals.arm_exposures) | set(totals.arm_events)
+    return [
+        arm
+        for arm in arms
+        if arm.origin != "reference" and (arm.status == "active" or arm.id in with_data)
+    ]
+
+
+def _window_index(experiment: Experiment, arms: list[Arm]) -> int | None:
+    if experiment.mode != "window":
+        return None
+    ids = [arm.id for arm in arms]
+    if experiment.window_arm_id in ids:
+        return ids.index(experiment.window_arm_id)
+    # No pinned arm served this window (e.g. it was retired): credit each arm its own data.
+    return None
+
+
+def _record_update(
+    session: Session, tick: Tick, arms: list[Arm], totals: WindowTotals, update: PosteriorUpdate
+) -> None:
+    for index, arm in enumerate(arms):
+        exposures = totals.arm_exposures.get(arm.id, 0.0)
+        events = totals.arm_events.get(arm.id, 0.0)
+        session.add(
+            TickArm(
+                tick_id=tick.id,
+                arm_id=arm.id,
+                exposures=exposures,
+                target_events=events,
+                alpha_increment=float(update.alpha_increments[index]),
+                beta_increment=float(update.beta_increments[index]),
+                alpha_before=float(update.alphas_before[index]),
+                beta_before=float(update.betas_before[index]),
+                alpha_after=float(update.alphas_after[index]),
+                beta_after=float(update.betas_after[index]),
+            )
+        )
+        arm.alpha = float(update.alphas_after[index])
+        arm.beta = float(update.betas_after[index])
+        arm.exposures += exposures
+        arm.target_events += events
+
+
+def draw_window_arm(
+    experiment: Experiment, arms: list[Arm], rng: np.random.Generator
+) -> int | None:
+    """Window mode: the arm that serves the whole target group until the next tick."""
+    candidates = [arm for arm in arms if arm.status == "active" and arm.origin != "reference"]
+    if not candidates:
+        return None
+    successes = np.array([max(arm.alpha - experiment.prior_alpha, 0.0) for arm in candidates])
+    failures = np.array([max(arm.beta - experiment.prior_beta, 0.0) for arm in candidates])
+    return candidates[policy_of(experiment).choose_one(successes, failures, rng)].id

@@ -1,0 +1,189 @@
+"""The hot path: in-memory snapshots of every experiment and the assignment they serve.
+
+Assignment never touches the database. Each replica keeps a snapshot of every experiment
+(active arms with their posteriors, pre-serialised configurations) and reloads an
+experiment when its ``version`` column moves, which every tick and admin change bumps; the
+refresher polls that cheap column every ``snapshot_refresh_s`` (0.25 s by default).
+Server-counted exposures accumulate in memory and are flushed by the event writer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import numpy as np
+from sqlalchemy.orm import Session
+
+from api import repositories as repo
+from api.models import Experiment
+from api.tickets import TicketSigner
+from bandit import Policy, make_policy
+
+
+def policy_of(experiment: Experiment) -> Policy:
+    params = experiment.policy_params or {}
+    return make_policy(
+        experiment.policy,
+        prior_alpha=experiment.prior_alpha,
+        prior_beta=experiment.prior_beta,
+        epsilon=float(params.get("epsilon", 0.1)),
+        c=float(params.get("c", 5.0)),
+        ucb_alpha=float(params.get("ucb_alpha", 2.0)),
+    )
+
+
+def reference_fraction(salt: str, unit: str) -> float:
+    """Where a unit falls in [0, 1): the first 8 bytes of SHA-256(salt NUL unit) in UTF-8."""
+    digest = hashlib.sha256(salt.encode("utf-8") + b"\x00" + unit.encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") / 2.0**64
+
+
+def group_of(salt: str, reference_share: float, unit: str) -> str:
+    return "reference" if reference_fraction(salt, unit) < reference_share else "target"
+
+
+@dataclass(frozen=True)
+class ExperimentSnapshot:
+    id: int
+    name: str
+    status: str
+    version: int
+    tick_count: int
+    salt: str
+    reference_share: float
+    mode: str
+    exposure_source: str
+    policy: Policy
+    reference_arm_id: int
+    reference_config_json: str
+    arm_ids: tuple[int, ...]
+    arm_config_jsons: tuple[str, ...]
+    alphas: np.ndarray
+    betas: np.ndarray
+    successes: np.ndarray
+    failures: np.ndarray
+    window_index: int | None
+    loaded_at: datetime
+
+
+def load_snapshot(session: Session, experiment: Experiment) -> ExperimentSnapshot:
+    arms = repo.arms_of(session, experiment.id, active_only=True)
+    reference = next(
+        arm for arm in repo.arms_of(session, experiment.id) if arm.origin == "reference"
+    )
+    targets = [arm for arm in arms if arm.origin != "reference"]
+    alphas = np.array([arm.alpha for arm in targets], dtype=np.float64)
+    betas = np.array([arm.beta for arm in targets], dtype=np.float64)
+    ids = tuple(arm.id for arm in targets)
+    window_index = (
+        ids.index(experiment.window_arm_id)
+        if experiment.mode == "window" and experiment.window_arm_id in ids
+        else None
+    )
+    return ExperimentSnapshot(
+        id=experiment.id,
+        name=experiment.name,
+        status=experiment.status,
+        version=experiment.version,
+        tick_count=experiment.tick_count,
+        salt=experiment.salt,
+        reference_share=experiment.reference_share,
+        mode=experiment.mode,
+        exposure_source=experiment.exposure_source,
+        policy=policy_of(experiment),
+        reference_arm_id=reference.id,
+        reference_config_json=json.dumps(reference.config, separators=(",", ":")),
+        arm_ids=ids,
+        arm_config_jsons=tuple(json.dumps(a.config, separators=(",", ":")) for a in targets),
+        alphas=alphas,
+        betas=betas,
+        successes=np.maximum(alphas - experiment.prior_alpha, 0.0),
+        failures=np.maximum(betas - experiment.prior_beta, 0.0),
+        window_index=window_index,
+        loaded_at=datetime.now(UTC),
+    )
+
+
+@dataclass(frozen=True)
+class Served:
+    group: str  # "target" or "reference"
+    arm_id: int
+    config_json: str
+    ticket: str
+    active: bool
+
+
+class ServingState:
+    """Snapshots of all experiments plus the server-side exposure counters of this replica."""
+
+    def __init__(self, signer: TicketSigner, rng: np.random.Generator | None = None) -> None:
+        self.signer = signer
+        self._rng = rng if rng is not None else np.random.default_rng()
+        self._by_name: dict[str, ExperimentSnapshot] = {}
+        self._refresh_lock = threading.Lock()
+        self._exposure_lock = threading.Lock()
+        self._exposures: dict[tuple[int, int, str], int] = {}
+
+    # -- snapshots -------------------------------------------------------------------------
+    def get(self, name: str) -> ExperimentSnapshot | None:
+        return self._by_name.get(name)
+
+    def get_by_id(self, experiment_id: int) -> ExperimentSnapshot | None:
+        for snapshot in self._by_name.values():
+            if snapshot.id == experiment_id:
+                return snapshot
+        return None
+
+    def refresh(self, session_factory: Callable[[], Session], *, only: str | None = None) -> None:
+        """Reload the experiments whose version moved (or just ``only``, unconditionally)."""
+        with self._refresh_lock, session_factory() as session:
+            current = {snap.id: snap.version for snap in self._by_name.values()}
+            by_name = dict(self._by_name)
+            for experiment_id, name, version in repo.experiment_versions(session):
+                if only is None and current.get(experiment_id) == version:
+                    continue
+                if only is not None and name != only:
+                    continue
+                experiment = repo.get_experiment(session, experiment_id)
+                if experiment is not None:
+                    by_name[name] = load_snapshot(session, experiment)
+            self._by_name = by_name
+
+    # -- assignment ------------------------------------------------------------------------
+    def assign(self, snapshot: ExperimentSnapshot, unit: str) -> Served:
+        group = group_of(snapshot.salt, snapshot.reference_share, unit)
+        active = snapshot.status == "running" and bool(snapshot.arm_ids)
+        if not active or group == "reference":
+            arm_id, config_json = snapshot.reference_arm_id, snapshot.reference_config_json
+        else:
+            index = snapshot.window_index
+            if index is None:
+                index = snapshot.policy.choose_one(snapshot.successes, snapshot.failures, self._rng)
+            arm_id, config_json = snapshot.arm_ids[index], snapshot.arm_config_jsons[index]
+        ticket_group = group if active else "inactive"
+        if active and snapshot.exposure_source == "server":
+            self.count_exposure(snapshot.id, arm_id, group)
+        ticket = self.signer.issue(snapshot.id, arm_id, ticket_group)
+        return Served(group, arm_id, config_json, ticket, active)
+
+    # -- exposures -------------------------------------------------------------------------
+    def count_exposure(self, experiment_id: int, arm_id: int, group: str) -> None:
+        key = (experiment_id, arm_id, group)
+        with self._exposure_lock:
+            self._exposures[key] = self._exposures.get(key, 0) + 1
+
+    def drain_exposures(self) -> dict[tuple[int, int, str], int]:
+        with self._exposure_lock:
+            drained, self._exposures = self._exposures, {}
+        return drained
+
+    def restore_exposures(self, counts: dict[tuple[int, int, str], int]) -> None:
+        """Put back counts whose flush failed, so that a database hiccup loses nothing."""
+        with self._exposure_lock:
+            for key, count in counts.items():
+                self._exposures[key] = self._exposures.get(key, 0) + count

@@ -1,0 +1,156 @@
+"""Shared fixtures: a migrated database on SQLite and on a real PostgreSQL, and API clients.
+
+PostgreSQL tests use ``RANKTUNE_TEST_POSTGRES_URL`` (default: the local server with trust
+auth). Without a reachable server they are skipped with the reason, except under CI
+(``CI=true``), where a missing PostgreSQL is a failure: CI must prove both stores.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from api.app import create_app
+from api.cli import upgrade_database
+from api.settings import Settings
+
+ADMIN_TOKEN = "test-admin-token"
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+POSTGRES_SERVER_URL = os.environ.get(
+    "RANKTUNE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+_postgres_error: str | None = None
+_postgres_checked = False
+
+
+def postgres_unavailable() -> str | None:
+    """None if PostgreSQL answers, else why not (checked once per session)."""
+    global _postgres_checked, _postgres_error
+    if not _postgres_checked:
+        _postgres_checked = True
+        try:
+            engine = create_engine(POSTGRES_SERVER_URL, connect_args={"connect_timeout": 3})
+            with engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+            engine.dispose()
+        except Exception as error:  # any failure to connect means "not available"
+            _postgres_error = f"PostgreSQL at {POSTGRES_SERVER_URL} unreachable: {error}"
+    return _postgres_error
+
+
+@contextmanager
+def fresh_postgres_database() -> Iterator[str]:
+    """Create an empty database for one test and drop it afterwards."""
+    reason = postgres_unavailable()
+    if reason is not None:
+        if IN_CI:
+            pytest.fail(f"CI must run the PostgreSQL tests: {reason}")
+        pytest.skip(reason)
+    name = f"ranktune_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(POSTGRES_SERVER_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(POSTGRES_SERVER_URL).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    url = f"sqlite:///{tmp_path / 'ranktune.db'}"
+    upgrade_database(url)
+    return url
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    with fresh_postgres_database() as url:
+        upgrade_database(url)
+        yield url
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """Every test using this runs twice: on SQLite and on PostgreSQL."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'ranktune.db'}"
+        upgrade_database(url)
+        yield url
+    else:
+        with fresh_postgres_database() as url:
+            upgrade_database(url)
+            yield url
+
+
+def test_settings(database_url: str, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "database_url": database_url,
+        "admin_token": ADMIN_TOKEN,
+        "scheduler_enabled": False,
+        "snapshot_refresh_s": 0.1,
+        "exposure_flush_s": 0.2,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+ClientFactory = Callable[..., Any]
+
+
+@pytest.fixture
+def make_client(database_url: str) -> Iterator[ClientFactory]:
+    """``with make_client(**settings) as client:`` a TestClient running the whole app."""
+    opened: list[TestClient] = []
+
+    @contextmanager
+    def factory(**overrides: Any) -> Iterator[TestClient]:
+        client = TestClient(create_app(test_settings(database_url, **overrides)))
+        opened.append(client)
+        with client:
+            yield client
+
+    yield factory
+
+
+@pytest.fixture
+def client(make_client: ClientFactory) -> Iterator[TestClient]:
+    with make_client() as test_client:
+        yield test_client
+
+
+SIMILAR_ITEMS: dict[str, Any] = {
+    "name": "similar-items",
+    "parameters": [
+        {"name": "text_match", "type": "float", "low": 0.0, "high": 2.0},
+        {"name": "distance", "type": "float", "low": 0.0, "high": 2.0},
+        {"name": "price_diff", "type": "float", "low": 0.0, "high": 2.0},
+        {"name": "region", "type": "int", "low": 0, "high": 3},
+    ],
+    "reference_config": {"text_match": 1.0, "distance": 1.0, "price_diff": 1.0, "region": 1},
+    "arms": [
+        {"text_match": 1.2, "distance": 0.8, "price_diff": 1.0, "region": 1},
+        {"text_match": 0.8, "distance": 1.2, "price_diff": 0.5, "region": 2},
+        {"text_match": 1.5, "distance": 0.5, "price_diff": 1.5, "region": 0},
+    ],
+    "reference_share": 0.2,
+}
+
+
+def similar_items(**overrides: Any) -> dict[str, Any]:
+    body = {key: value for key, value in SIMILAR_ITEMS.items()}
+    body.update(overrides)
+    return body
