@@ -8,6 +8,7 @@ finite and inside the bounds, integer parameters integral.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -18,6 +19,21 @@ import numpy as np
 from arms.errors import ConfigurationError
 
 Value = float | int
+
+# Int parameters are limited to the integers that a float (and a JSON number read by a
+# JavaScript client) holds exactly; beyond that, "integral" and "in bounds" lose their meaning.
+MAX_INT_BOUND = 2**53
+
+
+def _is_number(value: Any) -> bool:
+    # numbers.Real admits numpy scalars (np.int64 from a generator's rng.integers) and Fraction;
+    # bool is an int to Python but never a meaningful weight.
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _is_finite(value: Any) -> bool:
+    # Rationals are finite by construction; math.isfinite would overflow on 10**400.
+    return isinstance(value, numbers.Rational) or math.isfinite(value)
 
 
 class ParameterType(StrEnum):
@@ -58,10 +74,18 @@ class Parameter:
             ) from None
         for bound in ("low", "high"):
             value = getattr(self, bound)
-            if isinstance(value, bool) or not isinstance(value, int | float):
+            if not _is_number(value):
                 raise ConfigurationError(f"{field}.{bound}", f"expected a number, got {value!r}")
-            if not math.isfinite(value):
+            if not _is_finite(value):
                 raise ConfigurationError(f"{field}.{bound}", "expected a finite number")
+            if self.type is ParameterType.INT and not -MAX_INT_BOUND <= value <= MAX_INT_BOUND:
+                raise ConfigurationError(
+                    f"{field}.{bound}",
+                    f"an int parameter must lie within [-2**53, 2**53], got {value!r}",
+                )
+            # plain Python numbers, so that to_dict() is JSON-serialisable whatever came in
+            normalised = int(value) if isinstance(value, numbers.Integral) else float(value)
+            object.__setattr__(self, bound, normalised)
         if self.low > self.high:
             raise ConfigurationError(
                 f"{field}.low", f"expected low <= high, got {self.low} > {self.high}"
@@ -77,16 +101,16 @@ class Parameter:
 
     def validate(self, value: Any) -> Value:
         """Return ``value`` as this parameter's type, or raise naming the parameter."""
-        if isinstance(value, bool) or not isinstance(value, int | float):
+        if not _is_number(value):
             raise ConfigurationError(self.name, f"expected a number, got {value!r}")
-        if not math.isfinite(value):
+        if not _is_finite(value):
             raise ConfigurationError(self.name, f"expected a finite number, got {value!r}")
         if not self.low <= value <= self.high:
             raise ConfigurationError(
                 self.name, f"expected a value in [{self.low}, {self.high}], got {value!r}"
             )
         if self.type is ParameterType.INT:
-            if float(value) != int(value):
+            if value != int(value):
                 raise ConfigurationError(self.name, f"expected an integer, got {value!r}")
             return int(value)
         return float(value)
@@ -107,6 +131,10 @@ class Parameter:
             return int(rng.integers(low, high + 1))
         if self.distribution is Distribution.LOG_UNIFORM:
             return self.clip(math.exp(rng.uniform(math.log(self.low), math.log(self.high))))
+        if not math.isfinite(self.high - self.low):
+            # numpy refuses a span that overflows; the convex combination never overflows
+            u = rng.random()
+            return self.clip((1.0 - u) * self.low + u * self.high)
         return self.clip(rng.uniform(self.low, self.high))
 
     def to_dict(self) -> dict[str, Any]:
