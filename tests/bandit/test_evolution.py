@@ -360,16 +360,21 @@ def test_retirement_rules_hold_for_any_arm_set(
     assert n_after >= min(len(ids), min_arms)
     assert len(plan.retirements) <= max(drop_count, len(ids) - config.max_arms)
     assert set(plan.survivor_ids) | set(plan.retired_ids) == set(ids)
-    # a retired arm never outranks a surviving eligible one
-    if plan.retirements:
-        worst_kept = min(
-            (a for a in plan.ranking if a.eligible and a.arm_id in plan.ranked_survivor_ids),
-            key=lambda a: (a.score, a.exposures, -a.arm_id),
-        )
-        for retirement in plan.retirements:
-            assert (retirement.score, retirement.exposures) <= (
-                worst_kept.score,
-                worst_kept.exposures,
+    # a retired arm never outranks a surviving arm that was a retirement candidate too
+    kept_candidates = [
+        a
+        for a in plan.ranking
+        if a.eligible
+        and a.arm_id in plan.ranked_survivor_ids
+        and a.arm_id != plan.best_arm_id
+        and (threshold is None or a.prob_beat_reference < threshold)
+    ]
+    for retirement in plan.retirements:
+        for kept in kept_candidates:
+            assert (retirement.score, retirement.exposures, -retirement.arm_id) < (
+                kept.score,
+                kept.exposures,
+                -kept.arm_id,
             )
 
 
