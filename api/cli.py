@@ -112,6 +112,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return simulate_main(args_list[1:])
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # APScheduler logs every run of every job at INFO: several lines a second.
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
     args = build_parser().parse_args(args_list)
     return int(args.run(args))
 
