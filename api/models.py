@@ -72,6 +72,13 @@ class Experiment(Base):
     version: Mapped[int] = mapped_column(Integer, default=0)
     # Window mode: the arm that serves the whole target group until the next tick.
     window_arm_id: Mapped[int | None] = mapped_column(Integer)
+    # The genetic step (SPEC §3.3): its settings as given at creation (NULL: never
+    # configured, steps on demand use the defaults); ``evolve_interval_s`` is NULL unless
+    # scheduled steps are enabled; ``generation`` counts the applied steps.
+    evolution: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    evolve_interval_s: Mapped[float | None] = mapped_column(Float)
+    last_evolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class Arm(Base):
@@ -158,6 +165,54 @@ class TickArm(Base):
     beta_before: Mapped[float] = mapped_column(Float)
     alpha_after: Mapped[float] = mapped_column(Float)
     beta_after: Mapped[float] = mapped_column(Float)
+
+
+class Generation(Base):
+    """One applied genetic step: what it retired (and why) and what it added (and whence).
+
+    ``retired`` and ``added`` list one object per arm; ``details`` keeps the rest of the
+    plan (ranking, skipped slots, expert-queue outcomes, notes, settings, seed).
+    """
+
+    __tablename__ = "generations"
+    __table_args__ = (
+        UniqueConstraint("experiment_id", "number", name="uq_generations_experiment_number"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id"))
+    number: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # "schedule" or "admin"
+    trigger: Mapped[str] = mapped_column(String(16))
+    replica: Mapped[str | None] = mapped_column(String(64))
+    retired: Mapped[list[Any]] = mapped_column(JSON)
+    added: Mapped[list[Any]] = mapped_column(JSON)
+    details: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class ExpertConfig(Base):
+    """An expert configuration queued for the next genetic step of its experiment.
+
+    ``status``: ``waiting`` (in the queue), ``consumed`` (became arm ``consumed_by_arm_id``
+    in ``generation``), ``rejected`` (the step found it invalid or a duplicate; ``detail``
+    says which) or ``withdrawn`` (by an admin).
+    """
+
+    __tablename__ = "expert_configs"
+    __table_args__ = (Index("ix_expert_configs_experiment_status", "experiment_id", "status"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id"))
+    config: Mapped[dict[str, Any]] = mapped_column(JSON)
+    signature: Mapped[str] = mapped_column(Text)
+    note: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16))
+    submitted_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    generation: Mapped[int | None] = mapped_column(Integer)
+    consumed_by_arm_id: Mapped[int | None] = mapped_column(ForeignKey("arms.id"))
+    detail: Mapped[str | None] = mapped_column(Text)
 
 
 class AuditEntry(Base):
