@@ -62,9 +62,7 @@ def upgrade() -> None:
     with op.batch_alter_table("experiments", schema=None) as batch_op:
         batch_op.add_column(sa.Column("evolution", sa.JSON(), nullable=True))
         batch_op.add_column(sa.Column("evolve_interval_s", sa.Float(), nullable=True))
-        batch_op.add_column(
-            sa.Column("last_evolved_at", sa.DateTime(timezone=True), nullable=True)
-        )
+        batch_op.add_column(sa.Column("last_evolved_at", sa.DateTime(timezone=True), nullable=True))
         batch_op.add_column(
             sa.Column("generation", sa.Integer(), server_default="0", nullable=False)
         )
