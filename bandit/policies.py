@@ -41,6 +41,10 @@ class Policy(ABC):
         self, successes: npt.ArrayLike, failures: npt.ArrayLike, rng: np.random.Generator
     ) -> int:
         """Convenience for a single bandit: statistics of shape ``(K,)``, answer an ``int``."""
+        if np.ndim(successes) != 1:
+            raise InvalidParameterError(
+                f"choose_one needs statistics of shape (K,); got {np.shape(successes)}"
+            )
         return int(self.choose(successes, failures, rng))
 
 

@@ -157,6 +157,7 @@ def reference_ratio_update(
     mode.  ``decay`` (gamma in (0, 1]) is applied to ``(alpha - prior_alpha, beta - prior_beta)``
     before the increments are added; 1 means no decay.
     """
+    counts.validate()
     alphas_before = np.asarray(alphas, dtype=np.float64).copy()
     betas_before = np.asarray(betas, dtype=np.float64).copy()
     if alphas_before.shape != counts.arm_events.shape or betas_before.shape != alphas_before.shape:
@@ -167,9 +168,14 @@ def reference_ratio_update(
     if not (0.0 < decay <= 1.0):
         raise InvalidParameterError(f"decay must be in (0, 1], got {decay!r}")
     if counts.reference_exposures <= 0:
-        zeros = np.zeros_like(alphas_before)
         return PosteriorUpdate(
-            False, alphas_before, betas_before, zeros, zeros.copy(), alphas_before, betas_before
+            False,
+            alphas_before,
+            betas_before,
+            np.zeros_like(alphas_before),
+            np.zeros_like(betas_before),
+            alphas_before.copy(),
+            betas_before.copy(),
         )
     if chosen_arm is None:
         alpha_increments, beta_increments = request_mode_increments(counts)

@@ -283,3 +283,10 @@ def test_thompson_accepts_real_valued_pseudo_counts() -> None:
     # live statistics are alpha - prior_alpha, beta - prior_beta: real numbers like 5.25
     chosen = ThompsonSampling().choose_one([3.0, 0.5], [5.25, 1.75], _rng())
     assert chosen in (0, 1)
+
+
+@pytest.mark.parametrize("policy", _all_policies(), ids=lambda p: p.name)
+def test_choose_one_rejects_a_batch_with_a_clear_message(policy: Policy) -> None:
+    # found by this suite: a (1, K) batch failed with numpy's "only 0-dimensional arrays ..."
+    with pytest.raises(InvalidParameterError, match=r"choose_one needs statistics of shape \(K,\)"):
+        policy.choose_one([[1.0, 2.0]], [[1.0, 1.0]], _rng())

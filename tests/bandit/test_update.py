@@ -296,3 +296,19 @@ def test_with_decay_posteriors_stay_proper_and_above_the_prior(
     assert np.all(update.betas_after >= prior.beta)
     means = update.alphas_after / (update.alphas_after + update.betas_after)
     assert np.all((means > 0) & (means < 1))
+
+
+def test_counts_built_without_of_are_still_validated() -> None:
+    # found by this suite: WindowCounts(...) bypasses .of(), and the update trusted it
+    counts = WindowCounts(-3.0, 10.0, np.array([1.0]), np.array([5.0]))
+    with pytest.raises(InvalidParameterError, match="finite and >= 0"):
+        reference_ratio_update(np.ones(1), np.ones(1), counts)
+
+
+def test_skipped_window_returns_independent_arrays() -> None:
+    # found by this suite: with n_r = 0 the "after" arrays were the "before" arrays, so a caller
+    # writing into one silently rewrote the audit record of the other
+    update = _tick(np.array([2.0]), np.array([3.0]), 0, 0, [1], [1])
+    assert not np.shares_memory(update.alphas_after, update.alphas_before)
+    assert not np.shares_memory(update.betas_after, update.betas_before)
+    assert not np.shares_memory(update.alpha_increments, update.beta_increments)
