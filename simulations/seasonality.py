@@ -54,10 +54,10 @@ import math
 import platform
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -65,6 +65,8 @@ import numpy.typing as npt
 from bandit.errors import InvalidParameterError
 from bandit.policies import ThompsonSampling
 from bandit.update import Prior, decayed
+from simulations.plotting import new_figure, save_figure
+from simulations.progress import ProgressReporter, progress_enabled
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -273,11 +275,12 @@ def simulate_combination(
     traffic: Traffic,
     rates: FloatArray,
     rng: np.random.Generator,
-    progress: _Progress | None = None,
+    on_window: Callable[[int], None] | None = None,
 ) -> CombinationResult:
     """Run one combination for all runs at once; the only Python loop is over windows.
 
-    ``rates`` is the reference contact rate ``r(t)`` per window and run, ``(windows, runs)``.
+    ``rates`` is the reference contact rate ``r(t)`` per window and run, ``(windows, runs)``;
+    ``on_window(done)`` is called after every window with the number of windows done.
     """
     qualities = np.asarray(config.arm_qualities, dtype=np.float64)
     k = qualities.size
@@ -352,8 +355,8 @@ def simulate_combination(
                 pending_exposures[ready] = 0.0
                 pending_reference_events[ready] = 0.0
                 pending_reference_exposures[ready] = 0.0
-        if progress is not None:
-            progress.advance()
+        if on_window is not None:
+            on_window(t + 1)
 
     return CombinationResult(
         mode=mode,
@@ -442,36 +445,6 @@ def paired_effects(results: dict[tuple[str, str], CombinationResult]) -> list[Ef
 # --- progress, output ----------------------------------------------------------------------
 
 
-class _Progress:
-    """Progress on stderr, at most about once a second, for runs long enough to need it."""
-
-    def __init__(self, total: int, stream: TextIO | None, label: str = "seasonality") -> None:
-        self.total = max(1, total)
-        self.done = 0
-        self.stream = stream
-        self.label = label
-        self.started = time.monotonic()
-        self.last_report = self.started
-        self.stage = ""
-
-    def set_stage(self, stage: str) -> None:
-        self.stage = stage
-
-    def advance(self, steps: int = 1) -> None:
-        self.done += steps
-        now = time.monotonic()
-        if self.stream is not None and (now - self.last_report >= 1.0 or self.done >= self.total):
-            self.last_report = now
-            elapsed = now - self.started
-            remaining = elapsed * (self.total - self.done) / self.done
-            print(
-                f"{self.label}: {self.stage} {100 * self.done / self.total:5.1f}% "
-                f"({elapsed:.0f} s elapsed, ~{remaining:.0f} s left)",
-                file=self.stream,
-                flush=True,
-            )
-
-
 def _format_cell(metric: str, mean: float, low: float, high: float) -> str:
     if metric == "regret_contacts":
         return f"{mean:,.0f} ±{(high - low) / 2:,.0f}"
@@ -548,13 +521,6 @@ COMBINATION_STYLE = {
 }
 
 
-def _save_figure(figure: Any, out: Path, stem: str) -> list[Path]:
-    paths = [out / f"{stem}.png", out / f"{stem}.svg"]
-    figure.savefig(paths[0], dpi=110, metadata={"Software": None})
-    figure.savefig(paths[1], metadata={"Date": None})
-    return paths
-
-
 def write_plots(
     config: SeasonalityConfig,
     hours: FloatArray,
@@ -562,16 +528,9 @@ def write_plots(
     series: dict[tuple[str, str], dict[str, FloatArray]],
     out: Path,
 ) -> list[Path]:
-    # Figure without pyplot: no global backend state, Agg for PNG and the SVG backend by
-    # extension, so the command works headless and inside tests.
-    import matplotlib
-
-    matplotlib.rcParams["svg.hashsalt"] = "ranktune-seasonality"
-    from matplotlib.figure import Figure
-
     days = hours / 24.0
     modes = [m for m in MODES if m in config.modes]
-    figure = Figure(figsize=(9, 0.6 + 3.0 * len(modes)), layout="constrained")
+    figure = new_figure(9.0, 0.6 + 3.0 * len(modes))
     axes = figure.subplots(len(modes), 1, sharex=True, squeeze=False)[:, 0]
     for ax, mode in zip(axes, modes, strict=True):
         if config.start_hour is not None:
@@ -606,9 +565,9 @@ def write_plots(
         f"{config.smooth_hours:g} h, band: 95% CI",
         fontsize="small",
     )
-    paths = _save_figure(figure, out, "seasonality-best-share")
+    paths = save_figure(figure, out / "seasonality-best-share")
 
-    figure = Figure(figsize=(7, 3.6), layout="constrained")
+    figure = new_figure(7.0, 3.6)
     ax = figure.subplots()
     day_hours = np.linspace(0, 24, 289)
     day_rates = daily_rates(day_hours, config)
@@ -623,7 +582,7 @@ def write_plots(
     ax.set_ylabel("contact rate per exposure")
     ax.set_title(f"Daily conversion cycle: peak / trough = {config.peak_to_trough:g}", loc="left")
     ax.legend(fontsize="small")
-    paths += _save_figure(figure, out, "seasonality-daily-cycle")
+    paths += save_figure(figure, out / "seasonality-daily-cycle")
     return paths
 
 
@@ -642,7 +601,7 @@ class SeasonalityResult:
     elapsed_s: float
 
 
-def simulate(config: SeasonalityConfig, progress_stream: TextIO | None = None) -> SeasonalityResult:
+def simulate(config: SeasonalityConfig, *, show_progress: bool = False) -> SeasonalityResult:
     """Run every requested combination on shared traffic; no files, no printing."""
     started = time.monotonic()
     streams = np.random.SeedSequence(config.seed).spawn(1 + len(COMBINATIONS))
@@ -651,13 +610,14 @@ def simulate(config: SeasonalityConfig, progress_stream: TextIO | None = None) -
     start_hours = draw_start_hours(config, traffic_rng)
     rates = daily_rates(start_hours[None, :] + hours[:, None], config)
     traffic = draw_traffic(config, rates, traffic_rng)
-    combos = config.combinations
-    progress = _Progress(config.n_windows * len(combos), progress_stream)
     results: dict[tuple[str, str], CombinationResult] = {}
-    for mode, feed in combos:
-        progress.set_stage(f"{mode}/{feed}")
+    for mode, feed in config.combinations:
         rng = np.random.default_rng(streams[1 + COMBINATIONS.index((mode, feed))])
-        result = simulate_combination(config, mode, feed, traffic, rates, rng, progress)
+        label = f"{mode}/{feed}".ljust(13)
+        with ProgressReporter(config.n_windows, label, enabled=show_progress) as progress:
+            result = simulate_combination(
+                config, mode, feed, traffic, rates, rng, on_window=progress.update
+            )
         result.metrics = run_metrics(result, config.best_arm)
         results[(mode, feed)] = result
     rows = []
@@ -940,7 +900,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         help=f"trailing window of the plotted share, hours ({d.smooth_hours:g})",
     )
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG/SVG plots")
-    parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    parser.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
     parser.add_argument(
         "--out", default="out/seasonality", help="directory for tables, data and plots"
     )
@@ -991,7 +951,7 @@ def run(args: argparse.Namespace) -> int:
         f"seed {config.seed}",
         file=sys.stderr,
     )
-    result = simulate(config, progress_stream=None if args.quiet else sys.stderr)
+    result = simulate(config, show_progress=progress_enabled(args.no_progress))
     paths = write_outputs(result, out, plots=not args.no_plots)
     print(format_table(result.rows))
     print(

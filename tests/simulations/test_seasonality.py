@@ -41,7 +41,7 @@ def test_cli_smoke_writes_table_data_and_plots(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     argv = ["seasonality", "--runs", "6", "--days", "0.5", "--window-minutes", "30"]
-    code = main([*argv, "--seed", "7", "--out", str(tmp_path), "--quiet"])
+    code = main([*argv, "--seed", "7", "--out", str(tmp_path), "--no-progress"])
 
     assert code == 0
     out = capsys.readouterr().out
@@ -87,7 +87,9 @@ def test_cli_smoke_writes_table_data_and_plots(
 
 def test_cli_subset_and_fixed_start(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["seasonality", "--runs", "3", "--days", "0.25", "--modes", "window", "--feeds", "raw"]
-    code = main([*argv, "--start-hour", "20", "--no-plots", "--quiet", "--out", str(tmp_path)])
+    code = main(
+        [*argv, "--start-hour", "20", "--no-plots", "--no-progress", "--out", str(tmp_path)]
+    )
 
     assert code == 0
     body = capsys.readouterr().out.splitlines()[2:3]
@@ -110,7 +112,7 @@ def test_cli_subset_and_fixed_start(tmp_path: Path, capsys: pytest.CaptureFixtur
 def test_cli_rejects_bad_parameters_with_exit_code_2(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], flag: str, value: str, message: str
 ) -> None:
-    code = main(["seasonality", flag, value, "--out", str(tmp_path), "--quiet"])
+    code = main(["seasonality", flag, value, "--out", str(tmp_path), "--no-progress"])
 
     assert code == 2
     assert message in capsys.readouterr().err
