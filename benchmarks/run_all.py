@@ -1,0 +1,159 @@
+"""``make bench``: the performance acceptance of the service, with wrk over real HTTP.
+
+1. installs wrk (Debian's package) if it is missing;
+2. assignment: ``GET /v1/experiments/{name}/assignment`` of ``ranktune serve`` against a
+   plain FastAPI baseline under the same uvicorn settings, alternating runs;
+3. ingestion: ``POST /v1/events`` in batches of 100, durably acknowledged events per
+   second, on SQLite (synchronous=FULL) and on PostgreSQL (127.0.0.1:5432);
+4. prints a summary table with the targets, and writes every figure as JSON (``--json``).
+
+Exit status: 0 when every benchmark ran (targets met or not: the table says), 1 when one
+could not run. Medians over repeats are quoted because the machine is small and shared.
+
+    .venv/bin/python benchmarks/run_all.py [--duration 10] [--repeats 5] [--connections 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks import assignment, ingestion
+from benchmarks.common import BenchError, ensure_wrk, fmt_ms, fmt_rate, say
+
+THROUGHPUT_TARGET = 0.85
+P99_TARGET = 1.5
+INGEST_TARGET = 30_000.0
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{os.cpu_count()} CPUs ({cpu}), Python {platform.python_version()}"
+
+
+def table(results: dict[str, Any]) -> str:
+    rows = [("benchmark", "figure (median)", "target", "met")]
+    a = results.get("assignment")
+    if a:
+        rows += [
+            (
+                "assignment: baseline",
+                f"{fmt_rate(a['baseline']['rps'])} req/s, p50 {fmt_ms(a['baseline']['p50_us'])} ms"
+                f", p99 {fmt_ms(a['baseline']['p99_us'])} ms",
+                "",
+                "",
+            ),
+            (
+                "assignment: ranktune",
+                f"{fmt_rate(a['ranktune']['rps'])} req/s, p50 {fmt_ms(a['ranktune']['p50_us'])} ms"
+                f", p99 {fmt_ms(a['ranktune']['p99_us'])} ms",
+                "",
+                "",
+            ),
+            (
+                "assignment: throughput ratio",
+                f"{a['throughput_ratio']:.2f}x "
+                f"(paired median {a['median_pair_throughput_ratio']:.2f}x)",
+                f">= {THROUGHPUT_TARGET}x",
+                "yes" if a["throughput_ratio"] >= THROUGHPUT_TARGET else "NO",
+            ),
+            (
+                "assignment: p99 ratio",
+                f"{a['p99_ratio']:.2f}x (paired median {a['median_pair_p99_ratio']:.2f}x)",
+                f"<= {P99_TARGET}x",
+                "yes" if a["p99_ratio"] <= P99_TARGET else "NO",
+            ),
+        ]
+    for database in ("sqlite", "postgresql"):
+        i = results.get(f"ingestion_{database}")
+        if i:
+            rows.append(
+                (
+                    f"ingestion: {database}",
+                    f"{fmt_rate(i['events_per_s'])} events/s, p50 {fmt_ms(i['p50_us'])} ms, "
+                    f"p99 {fmt_ms(i['p99_us'])} ms",
+                    f">= {fmt_rate(INGEST_TARGET)} events/s",
+                    "yes" if i["events_per_s"] >= INGEST_TARGET else "NO",
+                )
+            )
+    widths = [max(len(row[col]) for row in rows) for col in range(4)]
+    lines = [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+        for row in rows
+    ]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per wrk run")
+    parser.add_argument("--repeats", type=int, default=5, help="assignment runs per server")
+    parser.add_argument("--ingest-repeats", type=int, default=3, help="ingestion runs per database")
+    parser.add_argument("--connections", type=int, default=16, help="assignment wrk connections")
+    parser.add_argument("--ingest-connections", type=int, default=16)
+    parser.add_argument(
+        "--only",
+        choices=["assignment", "sqlite", "postgresql"],
+        action="append",
+        help="run only these benchmarks (repeatable; default all)",
+    )
+    parser.add_argument("--json", type=Path, help="also write every figure to this file")
+    args = parser.parse_args()
+    selected = set(args.only or ["assignment", "sqlite", "postgresql"])
+
+    try:
+        say(f"wrk: {ensure_wrk()}")
+    except BenchError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    say(f"machine: {machine()}")
+    results: dict[str, Any] = {"machine": machine(), "at": datetime.now(UTC).isoformat()}
+    failed = False
+    if "assignment" in selected:
+        try:
+            results["assignment"] = assignment.run(args.duration, args.repeats, args.connections)
+        except (BenchError, subprocess.SubprocessError) as error:
+            print(f"error: assignment benchmark: {error}", file=sys.stderr)
+            failed = True
+    for database in ("sqlite", "postgresql"):
+        if database in selected:
+            try:
+                results[f"ingestion_{database}"] = ingestion.run(
+                    database, args.duration, args.ingest_repeats, args.ingest_connections
+                )
+            except (BenchError, subprocess.SubprocessError, OSError) as error:
+                print(f"error: ingestion benchmark on {database}: {error}", file=sys.stderr)
+                failed = True
+            except Exception as error:  # e.g. PostgreSQL not reachable
+                print(f"error: ingestion benchmark on {database}: {error!r}", file=sys.stderr)
+                failed = True
+    say("")
+    say(table(results))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+        say(f"figures written to {args.json}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
