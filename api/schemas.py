@@ -6,15 +6,36 @@ import math
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    StringConstraints,
+    WithJsonSchema,
+    field_validator,
+)
 
 Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
 Identifier = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")]
 EventType = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
 EventId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._:/+=-]{1,128}$")]
-# A number in a configuration; finiteness and bounds are checked against the space.
 Number = float | int
-ConfigIn = dict[Annotated[str, StringConstraints(max_length=64)], Number]
+_JSON_TYPES = {bool: "a boolean", str: "a string", list: "an array", dict: "an object"}
+
+
+def _config_number(value: Any) -> Number:
+    # Only a JSON number: pydantic's lax float|int would turn `true` into 1 and "1.5" into
+    # 1.5, and its union errors name the branch ("config.region.float"), not the field.
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        got = "null" if value is None else _JSON_TYPES.get(type(value), type(value).__name__)
+        raise ValueError(f"expected a number, got {got}")
+    return value
+
+
+# A number in a configuration; finiteness and bounds are checked against the space.
+ConfigNumber = Annotated[Number, PlainValidator(_config_number), WithJsonSchema({"type": "number"})]
+ConfigIn = dict[Annotated[str, StringConstraints(max_length=64)], ConfigNumber]
 
 
 class Strict(BaseModel):
