@@ -186,7 +186,7 @@ def daily_rates(hours: npt.ArrayLike, config: SeasonalityConfig) -> FloatArray:
 
 def window_midpoint_hours(config: SeasonalityConfig) -> FloatArray:
     """Hours since the start of the simulation (which begins at ``start_hour`` o'clock)."""
-    return (np.arange(config.n_windows) + 0.5) * config.window_minutes / 60.0
+    return (np.arange(config.n_windows, dtype=np.float64) + 0.5) * (config.window_minutes / 60.0)
 
 
 # --- the update, on arrays of shape (runs, K) --------------------------------------------
@@ -480,7 +480,10 @@ def _rolling_share(best: FloatArray, total: FloatArray, width: int) -> FloatArra
     ends = np.arange(1, best.shape[0] + 1)
     starts = np.maximum(0, ends - width)
     with np.errstate(divide="ignore", invalid="ignore"):
-        return (cum_best[ends] - cum_best[starts]) / (cum_total[ends] - cum_total[starts])
+        shares: FloatArray = (cum_best[ends] - cum_best[starts]) / (
+            cum_total[ends] - cum_total[starts]
+        )
+    return shares
 
 
 def best_share_series(
