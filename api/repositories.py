@@ -9,7 +9,17 @@ from typing import Any
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
-from api.models import Arm, AuditEntry, Event, Experiment, ServerSecret, Tick, TickArm
+from api.models import (
+    Arm,
+    AuditEntry,
+    Event,
+    Experiment,
+    ExpertConfig,
+    Generation,
+    ServerSecret,
+    Tick,
+    TickArm,
+)
 
 
 # -- experiments ---------------------------------------------------------------------------
@@ -157,6 +167,68 @@ def tick_arms_of(session: Session, tick_ids: Sequence[int]) -> dict[int, list[Ti
         for row in rows:
             grouped[row.tick_id].append(row)
     return grouped
+
+
+# -- evolution -----------------------------------------------------------------------------
+def evolving_experiment_ids(session: Session) -> list[int]:
+    """Running experiments with scheduled genetic steps."""
+    return list(
+        session.scalars(
+            select(Experiment.id).where(
+                Experiment.status == "running", Experiment.evolve_interval_s.is_not(None)
+            )
+        )
+    )
+
+
+def arms_by_ids(session: Session, experiment_id: int, arm_ids: Iterable[int]) -> Sequence[Arm]:
+    ids = list(set(arm_ids))
+    if not ids:
+        return []
+    return session.scalars(
+        select(Arm).where(Arm.experiment_id == experiment_id, Arm.id.in_(ids)).order_by(Arm.id)
+    ).all()
+
+
+def expert_configs_of(
+    session: Session, experiment_id: int, *, status: str | None = None
+) -> Sequence[ExpertConfig]:
+    """The expert queue of an experiment in submission order (optionally one status)."""
+    query = select(ExpertConfig).where(ExpertConfig.experiment_id == experiment_id)
+    if status is not None:
+        query = query.where(ExpertConfig.status == status)
+    return session.scalars(query.order_by(ExpertConfig.id)).all()
+
+
+def get_expert_config(
+    session: Session, experiment_id: int, expert_config_id: int
+) -> ExpertConfig | None:
+    return session.scalars(
+        select(ExpertConfig).where(
+            ExpertConfig.experiment_id == experiment_id, ExpertConfig.id == expert_config_id
+        )
+    ).one_or_none()
+
+
+def waiting_expert_with_signature(
+    session: Session, experiment_id: int, signature: str
+) -> ExpertConfig | None:
+    return session.scalars(
+        select(ExpertConfig).where(
+            ExpertConfig.experiment_id == experiment_id,
+            ExpertConfig.status == "waiting",
+            ExpertConfig.signature == signature,
+        )
+    ).first()
+
+
+def generations_of(
+    session: Session, experiment_id: int, *, limit: int, after: int | None = None
+) -> Sequence[Generation]:
+    query = select(Generation).where(Generation.experiment_id == experiment_id)
+    if after is not None:
+        query = query.where(Generation.number > after)
+    return session.scalars(query.order_by(Generation.number).limit(limit)).all()
 
 
 # -- audit and secrets ---------------------------------------------------------------------

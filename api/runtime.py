@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from api import repositories as repo
 from api.db import make_engine, make_session_factory
 from api.ingest import EventRow, EventWriter
+from api.services.evolution import run_evolution_step
 from api.services.experiments import now_utc
 from api.services.ticks import apply_tick
 from api.serving import ServingState
@@ -104,6 +105,14 @@ class Runtime:
                 max_instances=1,
                 coalesce=True,
             )
+            scheduler.add_job(
+                self.run_due_evolutions,
+                "interval",
+                seconds=self.settings.scheduler_poll_s,
+                id="evolution",
+                max_instances=1,
+                coalesce=True,
+            )
         scheduler.start()
         self.scheduler = scheduler
 
@@ -156,3 +165,30 @@ class Runtime:
                 self.refresh_snapshots()
         except SQLAlchemyError:
             logger.warning("tick failed; it will be retried", exc_info=True)
+
+    def run_due_evolutions(self) -> None:
+        """Scheduled genetic steps of the experiments that enabled them.
+
+        Each step locks its experiment row like a tick, so it never overlaps a tick of the
+        same experiment and only one replica applies it (the others find it not due).
+        """
+        try:
+            with self.session_factory() as session:
+                experiment_ids = repo.evolving_experiment_ids(session)
+            evolved = False
+            for experiment_id in experiment_ids:
+                with self.transaction() as session:
+                    outcome = run_evolution_step(
+                        session,
+                        experiment_id,
+                        now=now_utc(),
+                        rng=self.rng,
+                        only_if_due=True,
+                        replica=self.replica,
+                        trigger="schedule",
+                    )
+                    evolved = evolved or (outcome is not None and outcome.applied)
+            if evolved:
+                self.refresh_snapshots()
+        except SQLAlchemyError:
+            logger.warning("evolution step failed; it will be retried", exc_info=True)

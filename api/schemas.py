@@ -63,6 +63,40 @@ class PolicyParams(Strict):
     ucb_alpha: float = Field(2.0, gt=0, le=1e6, description="ucb1: exploration constant")
 
 
+class EvolutionMix(Strict):
+    """Relative weights of the non-expert additions of a genetic step (all zero: experts only)."""
+
+    random: float = Field(1.0, ge=0, le=1e6)
+    mutation: float = Field(1.0, ge=0, le=1e6)
+    crossover: float = Field(1.0, ge=0, le=1e6)
+
+
+class EvolutionIn(Strict):
+    """The genetic step of SPEC §3.3 (names as in ``bandit.evolution.EvolutionSettings``).
+
+    ``enabled`` turns on the scheduled step every ``evolve_interval_s``; admins can run a
+    step on demand either way. ``min_arms`` and ``max_arms`` count the reference arm;
+    ``max_arms >= min_arms`` is checked by the service (the error names ``evolution.max_arms``).
+    """
+
+    enabled: bool = True
+    evolve_interval_s: float = Field(3600.0, ge=1, le=30 * 86_400)
+    min_exposures: float = Field(100.0, ge=0, le=1e12)
+    drop_count: int = Field(1, ge=0, le=256)
+    min_arms: int = Field(2, ge=1, le=256)
+    max_arms: int = Field(10, ge=1, le=256)
+    score: Literal["mean", "prob_best"] = "mean"
+    retire_below_prob_beat_reference: float | None = Field(None, gt=0, le=1)
+    mix: EvolutionMix = Field(default_factory=EvolutionMix)
+    parent_pool_size: int = Field(3, ge=1, le=256)
+    mutation_scale: float = Field(0.1, gt=0, le=1)
+    crossover_blend: bool = False
+    inherit_posterior: bool = False
+    inherited_pseudo_count_cap: float = Field(10.0, gt=0, le=1e9)
+    prob_best_draws: int = Field(10_000, ge=100, le=200_000)
+    max_draw_attempts: int = Field(20, ge=1, le=1000)
+
+
 class ExperimentCreate(Strict):
     name: Slug
     parameters: list[ParameterIn] = Field(min_length=1, max_length=64)
@@ -78,6 +112,9 @@ class ExperimentCreate(Strict):
     decay: float = Field(1.0, gt=0, le=1)
     target_event: EventType = "contact"
     exposure_source: Literal["server", "client"] = "server"
+    evolution: EvolutionIn | None = Field(
+        None, description="genetic step settings; absent: no scheduled steps"
+    )
 
     @field_validator("target_event")
     @classmethod
@@ -129,6 +166,10 @@ class ExperimentOut(BaseModel):
     tick_count: int
     window_arm_id: int | None
     arms: list[ArmOut]
+    evolution: dict[str, Any] | None = None
+    evolve_interval_s: float | None = None
+    last_evolved_at: datetime | None = None
+    generation: int = 0
 
 
 class ExperimentSummary(BaseModel):
@@ -246,3 +287,80 @@ class SnapshotOut(BaseModel):
     status: str
     loaded_at: datetime
     arms: list[SnapshotArm]
+
+
+# -- evolution -----------------------------------------------------------------------------
+class ExpertConfigCreate(Strict):
+    config: ConfigIn
+    note: Annotated[str, StringConstraints(max_length=1000)] | None = None
+
+
+class ExpertConfigOut(BaseModel):
+    id: int
+    config: dict[str, Number]
+    note: str | None
+    status: str = Field(description="waiting, consumed, rejected or withdrawn")
+    submitted_at: datetime
+    resolved_at: datetime | None
+    generation: int | None
+    consumed_by_arm_id: int | None
+    detail: str | None
+
+
+class RetiredArmOut(BaseModel):
+    arm_id: int
+    config: dict[str, Number]
+    reason: str = Field(description="lowest_score or over_max_arms")
+    score: float
+    exposures: float
+    prob_beat_reference: float
+    alpha: float
+    beta: float
+
+
+class AddedArmOut(BaseModel):
+    arm_id: int | None = Field(description="null in a dry run")
+    config: dict[str, Number]
+    origin: str
+    parent_ids: list[int]
+    alpha: float
+    beta: float
+    expert_config_id: int | None
+
+
+class EvolutionStepOut(BaseModel):
+    experiment: str
+    dry_run: bool
+    applied: bool = Field(description="the arm set changed and a generation was recorded")
+    generation: int | None = Field(description="the generation recorded (or previewed)")
+    seed: int = Field(description="pass it back as ?seed= to repeat exactly this step")
+    score: str
+    best_arm_id: int | None
+    retired: list[RetiredArmOut]
+    added: list[AddedArmOut]
+    ranking: list[dict[str, Any]]
+    skipped: list[dict[str, Any]]
+    expert_outcomes: list[dict[str, Any]]
+    n_active_before: int
+    n_active_after: int
+    notes: list[str]
+
+
+class GenerationOut(BaseModel):
+    number: int
+    created_at: datetime
+    trigger: str
+    replica: str | None
+    retired: list[dict[str, Any]]
+    added: list[dict[str, Any]]
+    details: dict[str, Any]
+
+
+class AncestorOut(ArmOut):
+    depth: int = Field(description="1 for a parent, 2 for a grandparent, ...")
+
+
+class LineageOut(BaseModel):
+    arm: ArmOut
+    ancestors: list[AncestorOut] = Field(description="breadth first, each arm once")
+    founder_ids: list[int] = Field(description="ancestors (or the arm itself) without parents")

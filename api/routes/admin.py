@@ -1,19 +1,21 @@
-"""Admin API (bearer token): experiments, arms, ticks, statistics, audit log."""
+"""Admin API (bearer token): experiments, arms, ticks, evolution, statistics, audit log."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query, Request
 
 from api import schemas
 from api.runtime import Runtime
 from api.security import AdminOnly
+from api.services import evolution as evolution_service
 from api.services import experiments as service
 
 router = APIRouter(prefix="/v1", dependencies=[AdminOnly], tags=["admin"])
 ExperimentName = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
 ArmId = Annotated[int, Path(ge=1, le=2**31 - 1)]
+ExpertConfigId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
 
 def runtime_of(request: Request) -> Runtime:
@@ -106,6 +108,82 @@ def ticks(
 ) -> list[schemas.TickOut]:
     with runtime_of(request).transaction() as session:
         return service.tick_history(session, name, limit=limit, after=after)
+
+
+@router.post("/experiments/{name}/evolve", response_model=schemas.EvolutionStepOut)
+def evolve(
+    request: Request,
+    name: ExperimentName,
+    dry_run: Annotated[bool, Query(description="only report what the step would do")] = False,
+    seed: Annotated[
+        int | None, Query(ge=0, le=2**63 - 2, description="repeat the step of a dry run")
+    ] = None,
+) -> schemas.EvolutionStepOut:
+    """Run a genetic step now (SPEC §3.3), whatever the schedule; or preview it."""
+    runtime = runtime_of(request)
+    with runtime.transaction() as session:
+        result = evolution_service.evolve_now(
+            session, name, rng=runtime.rng, dry_run=dry_run, seed=seed, replica=runtime.replica
+        )
+    if result.applied:
+        runtime.serving.refresh(runtime.session_factory, only=name)
+    return result
+
+
+@router.post(
+    "/experiments/{name}/expert-configs",
+    status_code=201,
+    response_model=schemas.ExpertConfigOut,
+)
+def submit_expert_config(
+    request: Request, name: ExperimentName, body: schemas.ExpertConfigCreate
+) -> schemas.ExpertConfigOut:
+    """Queue an expert configuration for the next genetic step."""
+    with runtime_of(request).transaction() as session:
+        return evolution_service.submit_expert_config(session, name, body)
+
+
+@router.get("/experiments/{name}/expert-configs", response_model=list[schemas.ExpertConfigOut])
+def list_expert_configs(
+    request: Request,
+    name: ExperimentName,
+    status: Annotated[
+        Literal["waiting", "consumed", "rejected", "withdrawn"] | None, Query()
+    ] = None,
+) -> list[schemas.ExpertConfigOut]:
+    with runtime_of(request).transaction() as session:
+        return evolution_service.list_expert_configs(session, name, status=status)
+
+
+@router.delete(
+    "/experiments/{name}/expert-configs/{expert_config_id}",
+    response_model=schemas.ExpertConfigOut,
+)
+def withdraw_expert_config(
+    request: Request, name: ExperimentName, expert_config_id: ExpertConfigId
+) -> schemas.ExpertConfigOut:
+    """Withdraw a waiting expert configuration (idempotent; 409 once a step consumed it)."""
+    with runtime_of(request).transaction() as session:
+        return evolution_service.withdraw_expert_config(session, name, expert_config_id)
+
+
+@router.get("/experiments/{name}/generations", response_model=list[schemas.GenerationOut])
+def generations(
+    request: Request,
+    name: ExperimentName,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    after: Annotated[int | None, Query(ge=0, le=2**31 - 1, description="generation number")] = None,
+) -> list[schemas.GenerationOut]:
+    """What each applied genetic step retired (and why) and added (and whence)."""
+    with runtime_of(request).transaction() as session:
+        return evolution_service.generation_history(session, name, limit=limit, after=after)
+
+
+@router.get("/experiments/{name}/arms/{arm_id}/lineage", response_model=schemas.LineageOut)
+def lineage(request: Request, name: ExperimentName, arm_id: ArmId) -> schemas.LineageOut:
+    """An arm's ancestors back to the founders."""
+    with runtime_of(request).transaction() as session:
+        return evolution_service.lineage(session, name, arm_id)
 
 
 @router.get("/experiments/{name}/stats", response_model=schemas.ExperimentStats)

@@ -86,7 +86,10 @@ def _new_arm(
 def create_experiment(
     session: Session, request: schemas.ExperimentCreate, *, default_interval_s: float
 ) -> Experiment:
+    from api.services.evolution import evolution_columns  # evolution imports this module
+
     space = build_space(request.parameters)
+    evolution = evolution_columns(request.evolution)
     reference = validate_config(space, request.reference_config, "reference_config")
     configs: list[Configuration] = []
     signatures = {reference.signature: "reference_config"}
@@ -123,6 +126,8 @@ def create_experiment(
         updated_at=now,
         tick_count=0,
         version=1,
+        generation=0,
+        **evolution,
     )
     session.add(experiment)
     try:
@@ -278,6 +283,10 @@ def experiment_out(session: Session, experiment: Experiment) -> schemas.Experime
         tick_count=experiment.tick_count,
         window_arm_id=experiment.window_arm_id,
         arms=[arm_out(arm) for arm in arms],
+        evolution=experiment.evolution,
+        evolve_interval_s=experiment.evolve_interval_s,
+        last_evolved_at=experiment.last_evolved_at,
+        generation=experiment.generation,
     )
 
 

@@ -1,0 +1,503 @@
+"""The genetic step as a use case: lock, plan (pure), apply in one transaction, record.
+
+:func:`run_evolution_step` is to the arm set what :func:`api.services.ticks.apply_tick` is to
+the posteriors. It locks the experiment row exactly as a tick does (PostgreSQL ``FOR NO KEY
+UPDATE``; SQLite's ``BEGIN IMMEDIATE``), so a step never runs concurrently with a tick or
+another step of the same experiment, and "is it due?" is decided under the lock, so of two
+replicas only one applies a scheduled step. The plan comes from the pure
+:func:`arms.evolution.evolve_step`; applying it (retire, add, consume the expert queue,
+record the generation, bump the version so that replicas reload, re-pin the window arm,
+audit) only flushes into the caller's transaction, which commits or rolls back as a whole:
+a crash mid-step leaves the old arm set or the new one, never half of it.
+
+A dry run computes the same plan and changes nothing. Every step draws a seed from the
+caller's generator and reports it; the same seed on the same state gives the same plan, so
+``?dry_run=true&seed=S`` followed by ``?seed=S`` applies exactly what was previewed (if no
+tick moved the posteriors in between).
+
+A step that would change nothing (every arm young, nothing waiting in the queue, arm set
+full) records no generation; it only moves ``last_evolved_at`` so that the schedule waits
+another interval.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+from sqlalchemy.orm import Session
+
+from api import repositories as repo
+from api import schemas
+from api.errors import Conflict, InvalidInput, NotFound
+from api.models import Arm, Experiment, ExpertConfig, Generation
+from api.services.experiments import (
+    arm_out,
+    now_utc,
+    require_experiment,
+    space_of,
+    validate_config,
+)
+from api.services.ticks import draw_window_arm
+from arms.evolution import ActiveArm, EvolutionPlan, evolve_step
+from bandit import InvalidParameterError, Prior
+from bandit.evolution import EvolutionSettings
+
+# EvolutionSettings field -> the field of the request body that sets it.
+_REQUEST_FIELDS = {
+    "random_weight": "mix.random",
+    "mutation_weight": "mix.mutation",
+    "crossover_weight": "mix.crossover",
+}
+_SEED_LIMIT = 2**63 - 1
+
+
+# -- settings ------------------------------------------------------------------------------
+def _settings_from_dict(values: dict[str, Any]) -> EvolutionSettings:
+    mix = values.get("mix") or {}
+    kwargs = {
+        key: value
+        for key, value in values.items()
+        if key not in ("enabled", "evolve_interval_s", "mix")
+    }
+    return EvolutionSettings(
+        **kwargs,
+        random_weight=float(mix.get("random", 1.0)),
+        mutation_weight=float(mix.get("mutation", 1.0)),
+        crossover_weight=float(mix.get("crossover", 1.0)),
+    )
+
+
+def evolution_columns(evolution: schemas.EvolutionIn | None) -> dict[str, Any]:
+    """The experiment columns for the ``evolution`` object of a create request.
+
+    Raises :class:`InvalidInput` naming ``evolution.<field>`` for settings that are valid
+    one by one but not together (``max_arms < min_arms``).
+    """
+    if evolution is None:
+        return {"evolution": None, "evolve_interval_s": None}
+    values = evolution.model_dump(mode="json")
+    try:
+        _settings_from_dict(values)
+    except InvalidParameterError as error:
+        message = str(error)
+        name = message.split(" ", 1)[0]
+        field = f"evolution.{_REQUEST_FIELDS.get(name, name)}"
+        raise InvalidInput(f"{field}: {message}", field=field) from None
+    return {
+        "evolution": values,
+        "evolve_interval_s": evolution.evolve_interval_s if evolution.enabled else None,
+    }
+
+
+def settings_of(experiment: Experiment) -> EvolutionSettings:
+    """The experiment's settings; the defaults when it never configured evolution."""
+    return _settings_from_dict(dict(experiment.evolution or {}))
+
+
+def is_evolution_due(experiment: Experiment, now: datetime) -> bool:
+    if experiment.status != "running" or experiment.evolve_interval_s is None:
+        return False
+    since = experiment.last_evolved_at or experiment.created_at
+    return now - _aware(since) >= timedelta(seconds=experiment.evolve_interval_s)
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+# -- the step ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class EvolutionOutcome:
+    """A step as planned and, unless a dry run or a no-op, as applied.
+
+    ``added_arm_ids`` and ``expert_config_ids`` are parallel to ``plan.additions`` (None
+    in a dry run / for non-expert arms); ``retired`` and ``added`` are the records stored
+    in the generation row (or that would be).
+    """
+
+    experiment_id: int
+    plan: EvolutionPlan
+    seed: int
+    dry_run: bool
+    applied: bool
+    retired: list[dict[str, Any]]
+    added: list[dict[str, Any]]
+    details: dict[str, Any]
+
+
+def run_evolution_step(
+    session: Session,
+    experiment_id: int,
+    *,
+    now: datetime,
+    rng: np.random.Generator,
+    dry_run: bool = False,
+    only_if_due: bool = False,
+    replica: str | None = None,
+    trigger: str = "schedule",
+    seed: int | None = None,
+) -> EvolutionOutcome | None:
+    """Run one genetic step on the experiment; None if missing or (``only_if_due``) not due."""
+    experiment = repo.get_experiment(session, experiment_id, lock=True)
+    if experiment is None or (only_if_due and not is_evolution_due(experiment, now)):
+        return None
+    if seed is None:
+        seed = int(rng.integers(0, _SEED_LIMIT))
+    settings = settings_of(experiment)
+    space = space_of(experiment)
+    active = list(repo.arms_of(session, experiment.id, active_only=True))
+    arms_by_id = {arm.id: arm for arm in active}
+    queue = list(repo.expert_configs_of(session, experiment.id, status="waiting"))
+    plan = evolve_step(
+        space,
+        [
+            ActiveArm(
+                arm_id=arm.id,
+                config=space.validate(arm.config),
+                alpha=arm.alpha,
+                beta=arm.beta,
+                exposures=arm.exposures,
+                is_reference=arm.origin == "reference",
+            )
+            for arm in active
+        ],
+        [entry.config for entry in queue],
+        settings,
+        Prior(experiment.prior_alpha, experiment.prior_beta),
+        np.random.default_rng(seed),
+        generation=experiment.generation + 1,
+    )
+    retired = [
+        {
+            "arm_id": r.arm_id,
+            "config": arms_by_id[r.arm_id].config,
+            "reason": r.reason,
+            "score": r.score,
+            "exposures": r.exposures,
+            "prob_beat_reference": r.prob_beat_reference,
+            "alpha": arms_by_id[r.arm_id].alpha,
+            "beta": arms_by_id[r.arm_id].beta,
+        }
+        for r in plan.retirements
+    ]
+    added = [
+        {
+            "arm_id": None,
+            "config": new.config.as_dict(),
+            "origin": new.origin,
+            "parent_ids": list(new.parent_ids),
+            "alpha": new.alpha,
+            "beta": new.beta,
+            "expert_config_id": (
+                queue[new.expert_queue_index].id if new.expert_queue_index is not None else None
+            ),
+        }
+        for new in plan.additions
+    ]
+    summary = plan.to_dict()
+    details = {
+        "score": plan.score,
+        "best_arm_id": plan.best_arm_id,
+        "ranking": summary["ranking"],
+        "skipped": summary["skipped"],
+        "expert_outcomes": [
+            {**outcome, "expert_config_id": queue[outcome["queue_index"]].id}
+            for outcome in summary["expert_outcomes"]
+        ],
+        "n_active_before": plan.n_active_before,
+        "n_active_after": plan.n_active_after,
+        "notes": list(plan.notes),
+        "seed": seed,
+        "settings": experiment.evolution,
+    }
+    changes = bool(plan.retirements or plan.additions or plan.expert_outcomes)
+    if dry_run or not changes:
+        if not dry_run:
+            experiment.last_evolved_at = now
+        return EvolutionOutcome(experiment.id, plan, seed, dry_run, False, retired, added, details)
+
+    _apply(session, experiment, plan, arms_by_id, queue, retired, added, now, rng)
+    session.add(
+        Generation(
+            experiment_id=experiment.id,
+            number=plan.generation,
+            created_at=now,
+            trigger=trigger,
+            replica=replica,
+            retired=retired,
+            added=added,
+            details=details,
+        )
+    )
+    experiment.generation = plan.generation
+    experiment.last_evolved_at = now
+    repo.bump_version(experiment, now)
+    repo.add_audit(
+        session,
+        at=now,
+        action="experiment.evolve",
+        experiment_id=experiment.id,
+        actor="admin" if trigger == "admin" else "scheduler",
+        details={
+            "generation": plan.generation,
+            "trigger": trigger,
+            "seed": seed,
+            "retired_arm_ids": [r["arm_id"] for r in retired],
+            "added_arm_ids": [a["arm_id"] for a in added],
+            "expert_config_ids": [o["expert_config_id"] for o in details["expert_outcomes"]],
+        },
+    )
+    session.flush()
+    return EvolutionOutcome(experiment.id, plan, seed, False, True, retired, added, details)
+
+
+def _apply(
+    session: Session,
+    experiment: Experiment,
+    plan: EvolutionPlan,
+    arms_by_id: dict[int, Arm],
+    queue: list[ExpertConfig],
+    retired: list[dict[str, Any]],
+    added: list[dict[str, Any]],
+    now: datetime,
+    rng: np.random.Generator,
+) -> None:
+    """Write the plan into the session; ``added`` records get their new arm ids."""
+    for retirement in plan.retirements:
+        arm = arms_by_id[retirement.arm_id]
+        arm.status = "retired"
+        arm.retired_at = now
+        arm.retired_reason = (
+            f"generation {plan.generation}: {retirement.reason} ({plan.score} "
+            f"{retirement.score:.4g} after {retirement.exposures:g} exposures)"
+        )
+    session.flush()
+    new_arms = [
+        Arm(
+            experiment_id=experiment.id,
+            config=new.config.as_dict(),
+            signature=new.config.signature,
+            origin=new.origin,
+            parent_ids=list(new.parent_ids),
+            generation=plan.generation,
+            status="active",
+            alpha=new.alpha,
+            beta=new.beta,
+            exposures=0.0,
+            target_events=0.0,
+            created_at=now,
+        )
+        for new in plan.additions
+    ]
+    session.add_all(new_arms)
+    session.flush()
+    for record, arm in zip(added, new_arms, strict=True):
+        record["arm_id"] = arm.id
+    arm_of_queue_index = {
+        new.expert_queue_index: arm
+        for new, arm in zip(plan.additions, new_arms, strict=True)
+        if new.expert_queue_index is not None
+    }
+    for outcome in plan.expert_outcomes:
+        entry = queue[outcome.queue_index]
+        entry.resolved_at = now
+        entry.generation = plan.generation
+        if outcome.status == "added":
+            entry.status = "consumed"
+            entry.consumed_by_arm_id = arm_of_queue_index[outcome.queue_index].id
+        else:
+            entry.status = "rejected"
+            entry.detail = f"{outcome.status}: {outcome.detail}"
+    if experiment.mode == "window":
+        survivors = [arm for arm in arms_by_id.values() if arm.status == "active"]
+        targets = [arm for arm in survivors + new_arms if arm.origin != "reference"]
+        if experiment.window_arm_id not in {arm.id for arm in targets}:
+            experiment.window_arm_id = draw_window_arm(experiment, targets, rng)
+
+
+# -- admin use cases -----------------------------------------------------------------------
+def evolve_now(
+    session: Session,
+    name: str,
+    *,
+    rng: np.random.Generator,
+    dry_run: bool,
+    seed: int | None,
+    replica: str,
+) -> schemas.EvolutionStepOut:
+    """An admin-triggered step (or its preview), whatever the schedule, and audited."""
+    experiment = require_experiment(session, name)
+    if experiment.status == "stopped":
+        raise Conflict("the experiment is stopped; expected a running or paused one", "status")
+    now = now_utc()
+    outcome = run_evolution_step(
+        session,
+        experiment.id,
+        now=now,
+        rng=rng,
+        dry_run=dry_run,
+        replica=replica,
+        trigger="admin",
+        seed=seed,
+    )
+    assert outcome is not None  # the experiment exists and only_if_due is off
+    if not outcome.applied:
+        # Applied steps audit themselves; previews and no-ops are admin actions too.
+        repo.add_audit(
+            session,
+            at=now,
+            action="experiment.evolve_preview" if dry_run else "experiment.evolve_noop",
+            experiment_id=experiment.id,
+            details={
+                "generation": outcome.plan.generation,
+                "seed": outcome.seed,
+                "would_retire_arm_ids": [r["arm_id"] for r in outcome.retired],
+                "would_add": len(outcome.added),
+            },
+        )
+    return step_out(name, outcome)
+
+
+def step_out(name: str, outcome: EvolutionOutcome) -> schemas.EvolutionStepOut:
+    plan = outcome.plan
+    return schemas.EvolutionStepOut(
+        experiment=name,
+        dry_run=outcome.dry_run,
+        applied=outcome.applied,
+        generation=plan.generation if (outcome.applied or outcome.dry_run) else None,
+        seed=outcome.seed,
+        score=plan.score,
+        best_arm_id=plan.best_arm_id,
+        retired=[schemas.RetiredArmOut(**r) for r in outcome.retired],
+        added=[schemas.AddedArmOut(**a) for a in outcome.added],
+        ranking=outcome.details["ranking"],
+        skipped=outcome.details["skipped"],
+        expert_outcomes=outcome.details["expert_outcomes"],
+        n_active_before=plan.n_active_before,
+        n_active_after=plan.n_active_after,
+        notes=list(plan.notes),
+    )
+
+
+def expert_config_out(entry: ExpertConfig) -> schemas.ExpertConfigOut:
+    return schemas.ExpertConfigOut.model_validate(entry, from_attributes=True)
+
+
+def submit_expert_config(
+    session: Session, name: str, body: schemas.ExpertConfigCreate
+) -> schemas.ExpertConfigOut:
+    experiment = require_experiment(session, name, lock=True)
+    if experiment.status == "stopped":
+        raise Conflict("the experiment is stopped; expected a running or paused one", "status")
+    config = validate_config(space_of(experiment), body.config, "config")
+    arm = repo.active_arm_with_signature(session, experiment.id, config.signature)
+    if arm is not None:
+        raise Conflict(
+            f"config: equal to active arm {arm.id}; expected a new configuration", "config"
+        )
+    queued = repo.waiting_expert_with_signature(session, experiment.id, config.signature)
+    if queued is not None:
+        raise Conflict(
+            f"config: equal to expert configuration {queued.id} already waiting; expected a "
+            "new configuration",
+            "config",
+        )
+    now = now_utc()
+    entry = ExpertConfig(
+        experiment_id=experiment.id,
+        config=config.as_dict(),
+        signature=config.signature,
+        note=body.note,
+        status="waiting",
+        submitted_at=now,
+    )
+    session.add(entry)
+    session.flush()
+    repo.add_audit(
+        session,
+        at=now,
+        action="expert_config.submit",
+        experiment_id=experiment.id,
+        details={"expert_config_id": entry.id, "config": entry.config, "note": entry.note},
+    )
+    return expert_config_out(entry)
+
+
+def list_expert_configs(
+    session: Session, name: str, *, status: str | None
+) -> list[schemas.ExpertConfigOut]:
+    experiment = require_experiment(session, name)
+    return [
+        expert_config_out(entry)
+        for entry in repo.expert_configs_of(session, experiment.id, status=status)
+    ]
+
+
+def withdraw_expert_config(
+    session: Session, name: str, expert_config_id: int
+) -> schemas.ExpertConfigOut:
+    # The lock orders a withdrawal after a step that is consuming the queue right now.
+    experiment = require_experiment(session, name, lock=True)
+    entry = repo.get_expert_config(session, experiment.id, expert_config_id)
+    if entry is None:
+        raise NotFound(
+            f"expert configuration {expert_config_id} does not exist in experiment {name!r}",
+            field="expert_config_id",
+        )
+    if entry.status == "withdrawn":
+        return expert_config_out(entry)
+    if entry.status != "waiting":
+        raise Conflict(
+            f"expert configuration {entry.id} is {entry.status} (generation "
+            f"{entry.generation}); expected a waiting one",
+            "expert_config_id",
+        )
+    now = now_utc()
+    entry.status = "withdrawn"
+    entry.resolved_at = now
+    repo.add_audit(
+        session,
+        at=now,
+        action="expert_config.withdraw",
+        experiment_id=experiment.id,
+        details={"expert_config_id": entry.id, "config": entry.config},
+    )
+    return expert_config_out(entry)
+
+
+def generation_history(
+    session: Session, name: str, *, limit: int, after: int | None
+) -> list[schemas.GenerationOut]:
+    experiment = require_experiment(session, name)
+    return [
+        schemas.GenerationOut.model_validate(row, from_attributes=True)
+        for row in repo.generations_of(session, experiment.id, limit=limit, after=after)
+    ]
+
+
+def lineage(session: Session, name: str, arm_id: int) -> schemas.LineageOut:
+    """The arm and its ancestors breadth first (each once, at its smallest depth)."""
+    experiment = require_experiment(session, name)
+    arm = repo.get_arm(session, experiment.id, arm_id)
+    if arm is None:
+        raise NotFound(f"arm {arm_id} does not exist in experiment {name!r}", field="arm_id")
+    seen = {arm.id}
+    ancestors: list[schemas.AncestorOut] = []
+    founders = [arm.id] if not arm.parent_ids else []
+    frontier = [int(i) for i in arm.parent_ids or []]
+    depth = 0
+    while frontier:
+        depth += 1
+        level = [i for i in dict.fromkeys(frontier) if i not in seen]
+        seen.update(level)
+        frontier = []
+        for parent in repo.arms_by_ids(session, experiment.id, level):
+            ancestors.append(schemas.AncestorOut(**arm_out(parent).model_dump(), depth=depth))
+            if parent.parent_ids:
+                frontier.extend(int(i) for i in parent.parent_ids)
+            else:
+                founders.append(parent.id)
+    return schemas.LineageOut(arm=arm_out(arm), ancestors=ancestors, founder_ids=founders)
