@@ -125,7 +125,10 @@ def apply_tick(
         # No reference exposure: the window cannot be normalised; its data wait for the next.
         repo.release_claimed_events(session, tick.id)
     if experiment.mode == "window":
-        experiment.window_arm_id = draw_window_arm(experiment, arms, rng)
+        # A carried window stays open: its waiting data are credited to the pinned arm at the
+        # next tick, so that arm must keep serving until then.
+        if update.applied or experiment.window_arm_id is None:
+            experiment.window_arm_id = draw_window_arm(experiment, arms, rng)
         tick.next_window_arm_id = experiment.window_arm_id
     experiment.last_tick_at = now
     experiment.tick_count += 1
