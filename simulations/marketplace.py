@@ -144,6 +144,7 @@ class MarketplaceConfig:
             f"--start-hour {self.start_hour:g}",
             f"--cycle-amplitude {self.cycle_amplitude:g}",
             f"--bin-minutes {self.bin_minutes:g}",
+            f"--grid-steps {self.grid_steps}",
         ]
         return " ".join(parts)
 
@@ -1027,6 +1028,17 @@ def _plot_trap(result: MarketplaceResult, out_dir: Path, v: Verdict, note: str) 
     trap = result.trap
     arms = arm_summary(result)
     shares = np.array([a["traffic_share"] or 0.0 for a in arms])
+    cloud = np.concatenate(
+        [trap.view_maximiser.evaluated_rates, trap.contact_maximiser.evaluated_rates]
+    )
+    axes.scatter(
+        cloud[:, 0],
+        cloud[:, 1] * 100,
+        s=6,
+        color="0.8",
+        label="configurations evaluated by the search",
+        zorder=0,
+    )
     for a, share in zip(arms, shares, strict=True):
         if a["origin"] == "reference":
             continue
@@ -1046,8 +1058,12 @@ def _plot_trap(result: MarketplaceResult, out_dir: Path, v: Verdict, note: str) 
         (reference.true_views, reference.true_contacts, "reference", "s"),
     ]
     for x, y, label, marker in points:
-        axes.scatter(x, y * 100, marker=marker, s=90, color="0.15", label=label, zorder=3)
+        axes.scatter(
+            x, y * 100, marker=marker, s=110, facecolor="none", edgecolor="0.1", linewidth=1.5,
+            label=label, zorder=3,
+        )  # fmt: skip
     axes.scatter([], [], s=80, color="#1f77b4", alpha=0.55, label="arms (area: traffic share)")
+    axes.scatter([], [], s=80, color="#d62728", alpha=0.55, label="the view-maximiser's arm")
     axes.scatter([], [], s=80, color="none", edgecolor="black", label="bandit's best arm")
     figure.suptitle("The views trap: views and contacts of every arm (true expectations)")
     axes.set_title(note, fontsize="x-small", color="0.35")
@@ -1163,6 +1179,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="keep the SQLite database here (default: a temporary one)",
     )
+    parser.add_argument(
+        "--grid-steps",
+        type=_number(2, integer=True),
+        default=defaults.grid_steps,
+        help="simplex grid 1/N of the search for the best possible configuration",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
     parser.add_argument(
         "--out", default="out/marketplace", help="directory for tables, data and plots"
@@ -1187,6 +1209,7 @@ def config_from_args(args: argparse.Namespace) -> MarketplaceConfig:
         start_hour=args.start_hour,
         cycle_amplitude=args.cycle_amplitude,
         bin_minutes=args.bin_minutes,
+        grid_steps=args.grid_steps,
     )
 
 

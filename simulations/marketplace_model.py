@@ -286,6 +286,8 @@ class SearchResult:
     views: float
     contacts: float
     evaluated: int
+    # (views, contacts) of every configuration the search evaluated, for plots
+    evaluated_rates: FloatArray
 
 
 def simplex_grid(steps: int) -> FloatArray:
@@ -346,7 +348,8 @@ def search_best(
             best_w, best_v = w, v
     normalised = best_w / best_w.max()
     views, contacts = market.expected_rates(normalised)
-    return SearchResult(objective, normalised, views, contacts, len(cache))
+    rates = np.array(list(cache.values()), dtype=np.float64)
+    return SearchResult(objective, normalised, views, contacts, len(cache), rates)
 
 
 @dataclass(frozen=True)
