@@ -1,0 +1,226 @@
+"""Exactly-once counting while event writers and ticks run concurrently (SQLite, PostgreSQL).
+
+Writer threads post batches with unique event ids, and sometimes post a batch again (a
+client retry), while two ticker threads call the admin tick as fast as they can. After a
+final tick, every acknowledged event must have been counted by exactly one applied tick:
+the tick records add up to the acknowledged events, no stored row is left unclaimed, and
+no event id is stored twice.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from typing import Any
+
+from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, func, select
+from sqlalchemy.orm import Session
+
+from api.models import Arm, Event, Experiment, Tick, TickArm
+from tests.conftest import ADMIN, ClientFactory, similar_items
+
+WRITERS = 4
+BATCHES_PER_WRITER = 25
+EVENTS_PER_BATCH = 20
+DEADLINE_S = 60.0
+COUNTED_TYPES = ("exposure", "contact")
+
+
+def _tickets(client: TestClient, name: str) -> dict[str, list[str]]:
+    """Tickets of both groups (a few units each)."""
+    by_group: dict[str, list[str]] = {"reference": [], "target": []}
+    for unit in range(200):
+        body = client.get(f"/v1/experiments/{name}/assignment", params={"unit": f"u{unit}"}).json()
+        if len(by_group[body["group"]]) < 8:
+            by_group[body["group"]].append(body["ticket"])
+    assert all(by_group.values()), by_group
+    return by_group
+
+
+def _batch(rng: random.Random, tickets: dict[str, list[str]], prefix: str) -> list[dict[str, Any]]:
+    events = []
+    for index in range(EVENTS_PER_BATCH):
+        group = "reference" if rng.random() < 0.3 else "target"
+        # Mostly the counted types; "click" is stored and claimed but counts for nothing.
+        kind = rng.choices(["exposure", "contact", "click"], weights=[6, 3, 1])[0]
+        events.append(
+            {
+                "ticket": rng.choice(tickets[group]),
+                "type": kind,
+                "count": rng.randint(1, 3),
+                "event_id": f"{prefix}-{index}",
+            }
+        )
+    return events
+
+
+class Ledger:
+    """What the server acknowledged, keyed by event id (a retry acknowledges the same id)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.acknowledged: dict[str, dict[str, Any]] = {}
+        self.accepted = 0
+        self.duplicates = 0
+        self.failures: list[str] = []
+
+    def record(self, events: list[dict[str, Any]], answer: dict[str, int]) -> None:
+        with self.lock:
+            for event in events:
+                self.acknowledged[event["event_id"]] = event
+            self.accepted += answer["accepted"]
+            self.duplicates += answer["duplicates"]
+
+
+def _writer(
+    client: TestClient,
+    tickets: dict[str, list[str]],
+    ledger: Ledger,
+    writer: int,
+    deadline: float,
+) -> None:
+    rng = random.Random(writer)
+    sent: list[list[dict[str, Any]]] = []
+    for batch_number in range(BATCHES_PER_WRITER):
+        if time.monotonic() > deadline:
+            ledger.failures.append(f"writer {writer} ran out of time")
+            return
+        if sent and rng.random() < 0.25:
+            events = rng.choice(sent)  # a client retry: same ids, same payloads
+        else:
+            events = _batch(rng, tickets, f"w{writer}-b{batch_number}")
+            sent.append(events)
+        answer = client.post("/v1/events", json={"events": events})
+        if answer.status_code != 200:
+            ledger.failures.append(f"writer {writer}: {answer.status_code} {answer.text}")
+            return
+        ledger.record(events, answer.json())
+
+
+def _ticker(
+    client: TestClient, name: str, stop: threading.Event, ticks: list[int], failures: list[str]
+) -> None:
+    while not stop.is_set() and len(ticks) < 500:
+        answer = client.post(f"/v1/experiments/{name}/tick", headers=ADMIN)
+        if answer.status_code != 200:
+            failures.append(f"tick: {answer.status_code} {answer.text}")
+            return
+        ticks.append(answer.json()["number"])
+        time.sleep(0.005)
+
+
+def test_concurrent_writers_and_ticks_count_every_event_once(
+    make_client: ClientFactory, database_url: str
+) -> None:
+    name = "exactly-once"
+    with make_client() as client:
+        created = client.post(
+            "/v1/experiments",
+            json=similar_items(name=name, exposure_source="client"),
+            headers=ADMIN,
+        )
+        assert created.status_code == 201, created.text
+        tickets = _tickets(client, name)
+
+        ledger = Ledger()
+        tick_numbers: list[int] = []
+        tick_failures: list[str] = []
+        stop = threading.Event()
+        deadline = time.monotonic() + DEADLINE_S
+        writers = [
+            threading.Thread(target=_writer, args=(client, tickets, ledger, w, deadline))
+            for w in range(WRITERS)
+        ]
+        # Two tickers: manual ticks race each other for the experiment lock as well.
+        tickers = [
+            threading.Thread(target=_ticker, args=(client, name, stop, tick_numbers, tick_failures))
+            for _ in range(2)
+        ]
+        try:
+            for thread in [*tickers, *writers]:
+                thread.start()
+            for thread in writers:
+                thread.join(timeout=max(deadline - time.monotonic(), 0.1))
+        finally:
+            stop.set()
+            for thread in [*writers, *tickers]:
+                thread.join(timeout=30)
+        assert not any(thread.is_alive() for thread in [*writers, *tickers])
+        assert ledger.failures == [] and tick_failures == []
+        # The ticks really ran during the writes, and numbers were never handed out twice.
+        assert len(tick_numbers) >= 5
+        assert len(set(tick_numbers)) == len(tick_numbers)
+
+        # One last reference exposure so that the final window can be normalised.
+        closing = {
+            "ticket": tickets["reference"][0],
+            "type": "exposure",
+            "count": 1,
+            "event_id": "closing-exposure",
+        }
+        answer = client.post("/v1/events", json={"events": [closing]})
+        assert answer.json() == {"accepted": 1, "duplicates": 0}
+        ledger.record([closing], answer.json())
+        final = client.post(f"/v1/experiments/{name}/tick", headers=ADMIN).json()
+        assert final["applied"] is True
+        history = client.get(
+            f"/v1/experiments/{name}/ticks", params={"limit": 1000}, headers=ADMIN
+        ).json()
+
+    acknowledged = ledger.acknowledged
+    # Every accepted answer was a new id, every duplicate a retry: nothing counted twice.
+    assert ledger.accepted == len(acknowledged)
+    assert ledger.duplicates > 0
+    expected = {
+        kind: sum(e["count"] for e in acknowledged.values() if e["type"] == kind)
+        for kind in COUNTED_TYPES
+    }
+    applied = [tick for tick in history if tick["applied"]]
+    assert [tick["number"] for tick in history] == list(range(1, len(history) + 1))
+    counted_exposures = sum(t["reference_exposures"] + t["target_exposures"] for t in applied)
+    counted_events = sum(t["reference_events"] + t["target_events"] for t in applied)
+    assert counted_exposures == expected["exposure"]
+    assert counted_events == expected["contact"]
+    # Per tick, the per-arm rows add up to the tick's target totals.
+    for tick in applied:
+        assert sum(row["exposures"] for row in tick["arms"]) == tick["target_exposures"]
+        assert sum(row["target_events"] for row in tick["arms"]) == tick["target_events"]
+
+    engine = create_engine(database_url)
+    try:
+        with Session(engine) as session:
+            experiment_id = session.scalar(select(Experiment.id).where(Experiment.name == name))
+            rows = session.execute(
+                select(Event.event_id, Event.type, Event.count, Event.tick_id).where(
+                    Event.experiment_id == experiment_id
+                )
+            ).all()
+            applied_ids = set(
+                session.scalars(
+                    select(Tick.id).where(Tick.experiment_id == experiment_id, Tick.applied)
+                )
+            )
+            arm_totals = session.execute(
+                select(func.sum(Arm.exposures), func.sum(Arm.target_events)).where(
+                    Arm.experiment_id == experiment_id
+                )
+            ).one()
+            tick_arm_rows = session.scalar(
+                select(func.count()).select_from(TickArm).where(TickArm.tick_id.in_(applied_ids))
+            )
+    finally:
+        engine.dispose()
+
+    stored_ids = [row.event_id for row in rows]
+    assert len(stored_ids) == len(set(stored_ids)), "an event id was stored twice"
+    assert set(stored_ids) == set(acknowledged)
+    assert all(row.tick_id is not None for row in rows), "an event row was left unclaimed"
+    assert {row.tick_id for row in rows} <= applied_ids, "a row claimed by an unapplied tick"
+    for row in rows:
+        sent = acknowledged[row.event_id]
+        assert (row.type, row.count) == (sent["type"], sent["count"])
+    # The arms' running totals (reference arm included) agree with the tick records.
+    assert tuple(arm_totals) == (expected["exposure"], expected["contact"])
+    assert tick_arm_rows == 3 * len(applied)
