@@ -506,7 +506,9 @@ def simulate(
 
                 now_s = (window + 1) * config.tick_seconds
                 ticks_applied += platform_.tick(now_s)
-                if config.evolve and (window + 1) % windows_per_step == 0:
+                # No step after the last window: its new arms would never be served.
+                last = window + 1 == config.n_windows
+                if config.evolve and (window + 1) % windows_per_step == 0 and not last:
                     step = platform_.evolve(now_s)
                     if step is not None:
                         generations.append(GenerationLog(now_s / 3600, step[0], step[1]))
