@@ -175,8 +175,12 @@ class Runtime:
         try:
             with self.session_factory() as session:
                 experiment_ids = repo.evolving_experiment_ids(session)
-            evolved = False
-            for experiment_id in experiment_ids:
+        except SQLAlchemyError:
+            logger.warning("evolution schedule unavailable; it will be retried", exc_info=True)
+            return
+        evolved = False
+        for experiment_id in experiment_ids:
+            try:
                 with self.transaction() as session:
                     outcome = run_evolution_step(
                         session,
@@ -188,7 +192,8 @@ class Runtime:
                         trigger="schedule",
                     )
                     evolved = evolved or (outcome is not None and outcome.applied)
-            if evolved:
-                self.refresh_snapshots()
-        except SQLAlchemyError:
-            logger.warning("evolution step failed; it will be retried", exc_info=True)
+            except Exception:
+                # Rolled back as a whole; one broken experiment must not stop the others.
+                logger.exception("evolution step of experiment %s failed", experiment_id)
+        if evolved:
+            self.refresh_snapshots()

@@ -473,3 +473,24 @@ def test_a_step_waits_for_a_tick_holding_the_experiment_and_replicas_apply_it_on
     assert errors == []
     assert sorted(results) == [False, True]
     assert [g["number"] for g in get(client, "/generations")] == [1]
+
+
+def test_a_failing_scheduled_step_does_not_stop_the_others(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import api.runtime
+
+    broken = create(client, evolution={**EAGER, "evolve_interval_s": 1})["id"]
+    create(client, name="healthy", evolution={**EAGER, "evolve_interval_s": 1})
+    real_step = api.runtime.run_evolution_step
+
+    def step(session: Any, experiment_id: int, **kwargs: Any) -> Any:
+        if experiment_id == broken:
+            raise ValueError("corrupt experiment")
+        return real_step(session, experiment_id, **kwargs)
+
+    monkeypatch.setattr(api.runtime, "run_evolution_step", step)
+    time.sleep(1.1)
+    runtime_of(client).run_due_evolutions()
+    assert get(client)["generation"] == 0
+    assert client.get("/v1/experiments/healthy", headers=ADMIN).json()["generation"] == 1
