@@ -292,7 +292,8 @@ class SnapshotOut(BaseModel):
 # -- evolution -----------------------------------------------------------------------------
 class ExpertConfigCreate(Strict):
     config: ConfigIn
-    note: Annotated[str, StringConstraints(max_length=1000)] | None = None
+    # no NUL: PostgreSQL text cannot store it
+    note: Annotated[str, StringConstraints(max_length=1000, pattern=r"^[^\x00]*$")] | None = None
 
 
 class ExpertConfigOut(BaseModel):

@@ -314,6 +314,9 @@ def test_expert_queue_submit_list_withdraw_and_consume(client: TestClient) -> No
         assert response.status_code == status, (config, response.text)
         assert response.json()["field"] == field
 
+    nul = client.post(url, json={"config": {**first, "region": 0}, "note": "a\x00b"}, headers=ADMIN)
+    assert nul.status_code == 422 and nul.json()["field"] == "note"
+
     listed = get(client, "/expert-configs")
     assert [e["id"] for e in listed] == [entry["id"], other["id"]]
     withdrawn = client.delete(f"{url}/{entry['id']}", headers=ADMIN)
