@@ -138,7 +138,11 @@ class ServerFactory:
 
 @pytest.fixture
 def server_factory(tmp_path: Path) -> Iterator[ServerFactory]:
-    """Start ``ranktune serve`` processes; all of them are killed at teardown."""
+    """Start ``ranktune serve`` processes; all of them are killed at teardown.
+
+    Request the database fixture *before* this one, so that the servers die before their
+    database is dropped.
+    """
     factory = ServerFactory(tmp_path)
     try:
         yield factory

@@ -192,7 +192,7 @@ def _scheduler_env() -> dict[str, str]:
 
 
 def test_kill_9_while_clients_post_keeps_every_acknowledged_event_once(
-    server_factory: ServerFactory, database_url: str
+    database_url: str, server_factory: ServerFactory
 ) -> None:
     # The scheduler ticks every ~0.3 s, so the kill also lands among ticks.
     server = server_factory(database_url, **_scheduler_env())
@@ -322,7 +322,7 @@ class TickWatcher:
 
 
 def test_kill_9_inside_a_tick_leaves_all_or_nothing(
-    server_factory: ServerFactory, database_url: str
+    database_url: str, server_factory: ServerFactory
 ) -> None:
     server = server_factory(database_url)  # no scheduler: the only writer is our tick
     _create_experiment(server)

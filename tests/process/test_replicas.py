@@ -35,6 +35,8 @@ INTERVAL_S = 1.0
 TICKS_TO_WATCH = 5
 WATCH_DEADLINE_S = 20.0
 FOLLOW_WITHIN_S = 1.0
+RACING_ROUNDS = 15
+RACING_BATCH = 10
 
 
 class Traffic:
@@ -145,6 +147,44 @@ class SnapshotWatcher:
         assert not self.thread.is_alive()
 
 
+def _post_to_both(
+    replicas: list[ServerProcess], ticket: str, *, rounds: int
+) -> list[list[dict[str, int]]]:
+    """Each round, both replicas get the same new batch at the same moment."""
+    barrier = threading.Barrier(len(replicas), timeout=30)
+    answers: list[list[dict[str, int]]] = [[] for _ in range(rounds)]
+    failures: list[str] = []
+
+    def post(replica: ServerProcess) -> None:
+        with replica.client() as client:
+            for number in range(rounds):
+                events = [
+                    {"ticket": ticket, "type": "contact", "event_id": f"both-{number}-{index}"}
+                    for index in range(RACING_BATCH)
+                ]
+                try:
+                    barrier.wait()
+                    answer = client.post("/v1/events", json={"events": events})
+                except (threading.BrokenBarrierError, httpx.HTTPError) as error:
+                    failures.append(repr(error))
+                    barrier.abort()
+                    return
+                if answer.status_code != 200:
+                    failures.append(f"{answer.status_code} {answer.text}")
+                    barrier.abort()
+                    return
+                answers[number].append(answer.json())
+
+    threads = [threading.Thread(target=post, args=(replica,)) for replica in replicas]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not any(thread.is_alive() for thread in threads)
+    assert failures == []
+    return answers
+
+
 def _ticks(session: Session) -> list[tuple[int, datetime, str | None]]:
     rows = session.execute(select(Tick.number, Tick.created_at, Tick.replica).order_by(Tick.number))
     return [(number, created_at, replica) for number, created_at, replica in rows]
@@ -170,7 +210,7 @@ def _posteriors_after(session: Session, experiment_id: int) -> dict[int, dict[in
 
 
 def test_two_replicas_apply_each_tick_once_and_both_serve_it_within_a_second(
-    server_factory: ServerFactory, postgres_url: str
+    postgres_url: str, server_factory: ServerFactory
 ) -> None:
     replicas = server_factory.many(
         2,
@@ -214,6 +254,21 @@ def test_two_replicas_apply_each_tick_once_and_both_serve_it_within_a_second(
                     break
                 time.sleep(0.1)
         assert traffic.failures == []
+        # The same batch posted to both replicas at once: each id is stored by one of them
+        # and reported as a duplicate by the other.
+        ticket = (
+            clients[0]
+            .get(f"/v1/experiments/{NAME}/assignment", params={"unit": "both"})
+            .json()["ticket"]
+        )
+        traffic.served[replicas[0].pid] += 1
+        both = _post_to_both(replicas, ticket, rounds=RACING_ROUNDS)
+        for answers in both:
+            assert sum(answer["accepted"] for answer in answers) == RACING_BATCH, answers
+            assert sum(answer["duplicates"] for answer in answers) == RACING_BATCH, answers
+        for number in range(RACING_ROUNDS):
+            for index in range(RACING_BATCH):
+                traffic.acknowledged_contacts[f"both-{number}-{index}"] = 1
         # Let the last server-counted exposures reach the database (flushed every 0.5 s).
         time.sleep(1.5)
 
