@@ -23,7 +23,9 @@ import pytest
 
 from tests.conftest import ADMIN_TOKEN
 
-RANKTUNE = Path(sys.executable).parent / "ranktune"
+_SCRIPT = Path(sys.executable).parent / "ranktune"
+# The console script of this virtualenv; the same entry point through -m without one.
+RANKTUNE = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "api.cli"]
 STARTUP_DEADLINE_S = 40.0
 
 
@@ -119,7 +121,7 @@ class ServerFactory:
         log_path = self.log_dir / f"server-{len(self.started)}-{port}.log"
         with log_path.open("wb") as log:
             popen = subprocess.Popen(
-                [str(RANKTUNE), "serve", "--host", "127.0.0.1", "--port", str(port)],
+                [*RANKTUNE, "serve", "--host", "127.0.0.1", "--port", str(port)],
                 env=environment,
                 stdin=subprocess.DEVNULL,
                 stdout=log,

@@ -324,7 +324,10 @@ class TickWatcher:
 def test_kill_9_inside_a_tick_leaves_all_or_nothing(
     database_url: str, server_factory: ServerFactory
 ) -> None:
-    server = server_factory(database_url)  # no scheduler: the only writer is our tick
+    # No scheduler, and no background refresh or flush during the test: the only
+    # transaction that can hold the write lock (SQLite) or write (PostgreSQL) is our tick.
+    quiet = {"RANKTUNE_SNAPSHOT_REFRESH_S": "600", "RANKTUNE_EXPOSURE_FLUSH_S": "600"}
+    server = server_factory(database_url, **quiet)
     _create_experiment(server)
     bulk = _bulk_insert(database_url)
 
