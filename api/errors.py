@@ -99,9 +99,12 @@ def _validation_message(error: dict[str, Any]) -> str:
     message = str(error.get("msg", "invalid value"))
     if error.get("type") == "missing":
         return "required field is missing"
+    if error.get("type") == "json_invalid":
+        reason = (error.get("ctx") or {}).get("error")
+        return "expected a JSON document" + (f" ({reason})" if reason else "")
     if message.startswith("Value error, "):
         message = message[len("Value error, ") :]
-    return message[:1].lower() + message[1:]
+    return message if message[:2].isupper() else message[:1].lower() + message[1:]
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -117,7 +120,9 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _validation_error(_request: Request, error: RequestValidationError) -> JSONResponse:
         errors = error.errors()
         first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
-        field = location(first.get("loc", ()))
+        # A JSON syntax error's location is a character offset, not a field: it is the body.
+        invalid_json = first.get("type") == "json_invalid"
+        field = "body" if invalid_json else location(first.get("loc", ()))
         detail = f"{field}: {_validation_message(first)}"
         if len(errors) > 1:
             detail += f" (and {len(errors) - 1} more)"
