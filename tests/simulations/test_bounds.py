@@ -39,6 +39,13 @@ def test_bernoulli_kl_edges_use_zero_log_zero() -> None:
     assert bernoulli_kl(0.5, 1.0) == math.inf
 
 
+def test_kl_of_nearly_equal_means_is_not_lost_to_rounding() -> None:
+    # Found by Hypothesis: the terms cancel and rounding made this KL negative.
+    p, q = 0.010000000000000002, 0.01
+    assert bernoulli_kl(p, q) >= 2 * (p - q) ** 2 > 0
+    assert 0 < lai_robbins_constant([p, q]) < math.inf
+
+
 def test_bernoulli_kl_is_elementwise() -> None:
     values = bernoulli_kl([0.3, 0.5], [0.7, 0.7])
     assert values.shape == (2,)
@@ -51,6 +58,8 @@ def test_bernoulli_kl_rejects_non_probabilities() -> None:
         bernoulli_kl(1.2, 0.5)
     with pytest.raises(InvalidParameterError):
         bernoulli_kl(0.5, -0.1)
+    with pytest.raises(InvalidParameterError):
+        bernoulli_kl(math.nan, 0.5)
 
 
 def test_gaps() -> None:
