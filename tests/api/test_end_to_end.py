@@ -2,7 +2,7 @@
 arms have known true contact rates; Thompson sampling on the reference-ratio posteriors must
 find the best arm.
 
-Each tick: a few dozen units from a fixed population ask for a configuration, each contacts
+Each tick: 16 units drawn from a population of 5,000 ask for a configuration, each contacts
 with its served arm's true probability, the contacts go in one event batch, and the tick is
 triggered through the admin API. Runs on SQLite only: the store's semantics are covered by
 the tick and event tests on both stores, and this run is about the loop converging.
