@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 _LAYOUT = struct.Struct(">IIBI")
 _TAG_BYTES = 16
+_BLOCK = hashlib.sha256().block_size  # 64 bytes
 GROUPS = ("target", "reference", "inactive")
 GROUP_CODES = {name: code for code, name in enumerate(GROUPS)}
 
@@ -38,9 +39,23 @@ def new_secret() -> str:
 class TicketSigner:
     def __init__(self, key: str) -> None:
         self._key = key.encode("utf-8")
+        block = self._key if len(self._key) <= _BLOCK else hashlib.sha256(self._key).digest()
+        block = block.ljust(_BLOCK, b"\x00")
+        self._inner = hashlib.sha256(bytes(byte ^ 0x36 for byte in block))
+        self._outer = hashlib.sha256(bytes(byte ^ 0x5C for byte in block))
 
     def _tag(self, payload: bytes) -> bytes:
-        return hmac.new(self._key, payload, hashlib.sha256).digest()[:_TAG_BYTES]
+        """HMAC-SHA256(key, payload) truncated, from the keyed states prepared once (RFC 2104).
+
+        Equal to ``hmac.new(key, payload, sha256).digest()``; copying two prepared SHA-256
+        states costs about half of building an HMAC object, which every assignment and
+        every event's ticket check pays.
+        """
+        inner = self._inner.copy()
+        inner.update(payload)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.digest()[:_TAG_BYTES]
 
     def issue(self, experiment_id: int, arm_id: int, group: str, now: float | None = None) -> str:
         issued = int(time.time() if now is None else now) & 0xFFFFFFFF
