@@ -17,22 +17,25 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
+from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
-from api import repositories as repo
+from api.models import Event
 
 logger = logging.getLogger("ranktune.ingest")
 
 
-@dataclass(frozen=True)
-class EventRow:
+class EventRow(NamedTuple):
+    """One event to store, in the column order of ``_INSERT_COLUMNS`` (a tuple: cheap to
+    build for every event of every request, and handed to the driver as it is)."""
+
     experiment_id: int
     arm_id: int
     group: str
@@ -138,21 +141,39 @@ class EventWriter:
 
     def _commit(self, group: list[_Pending]) -> list[IngestResult]:
         now = datetime.now(UTC)
+        keys: set[tuple[int, str]] = set()
+        with_id = 0
+        for pending in group:
+            for row in pending.rows:
+                if row.event_id is not None:
+                    keys.add((row.experiment_id, row.event_id))
+                    with_id += 1
+        if len(keys) == with_id:
+            # No event_id repeats inside the group, so if none is stored yet every event is
+            # new and the screening below would accept everything: insert straight away and
+            # let the unique constraint say otherwise. Retries are the exception, and they
+            # cost one rolled-back transaction before the screened path; new events skip a
+            # lookup of every id (about a fifth of the writer's time).
+            try:
+                with self._session_factory() as session, session.begin():
+                    insert_events(
+                        session.connection(),
+                        [row for pending in group for row in pending.rows],
+                        now,
+                    )
+                return [IngestResult(accepted=len(pending.rows)) for pending in group]
+            except IntegrityError:
+                pass
         with self._session_factory() as session, session.begin():
-            keys = {
-                (row.experiment_id, row.event_id)
-                for pending in group
-                for row in pending.rows
-                if row.event_id is not None
-            }
-            seen = repo.existing_event_hashes(session, keys)
+            connection = session.connection()
+            seen = existing_event_hashes(connection, keys)
             results: list[IngestResult] = []
-            to_insert: list[dict[str, Any]] = []
+            to_insert: list[EventRow] = []
             for pending in group:
                 result, new_rows = _screen(pending.rows, seen)
                 results.append(result)
-                to_insert.extend(_as_record(row, now) for row in new_rows)
-            repo.insert_events(session, to_insert)
+                to_insert.extend(new_rows)
+            insert_events(connection, to_insert, now)
         return results
 
 
@@ -187,15 +208,74 @@ def _screen(
 _MISSING: Any = object()
 
 
-def _as_record(row: EventRow, now: datetime) -> dict[str, Any]:
-    return {
-        "experiment_id": row.experiment_id,
-        "arm_id": row.arm_id,
-        "group": row.group,
-        "type": row.type,
-        "count": row.count,
-        "event_id": row.event_id,
-        "payload_hash": row.payload_hash,
-        "received_at": now,
-        "tick_id": None,
-    }
+# -- the writer's two queries --------------------------------------------------------------
+# They are the only queries outside api.repositories: they run for every event, and going
+# straight to the driver (executemany / unnest) instead of through the ORM's bulk insert
+# and an expanding IN took the writer from about 40-130 us to a few us per event. They
+# store exactly what the ORM stored: the same columns, and ``received_at`` passed through
+# the column type's own bind processing (UTCDateTime), done once per group.
+_INSERT_COLUMNS = (
+    "experiment_id",
+    "arm_id",
+    "assignment_group",
+    "type",
+    "count",
+    "event_id",
+    "payload_hash",
+    "received_at",
+)
+_ID_CHUNK = 5000  # SQLite allows 32,766 bound variables per statement since 3.32
+
+
+def existing_event_hashes(
+    connection: Connection, keys: Iterable[tuple[int, str]]
+) -> dict[tuple[int, str], str | None]:
+    """Payload hashes of already stored events, keyed by (experiment_id, event_id)."""
+    by_experiment: dict[int, list[str]] = {}
+    for experiment_id, event_id in keys:
+        by_experiment.setdefault(experiment_id, []).append(event_id)
+    postgres = connection.dialect.name == "postgresql"
+    found: dict[tuple[int, str], str | None] = {}
+    for experiment_id, event_ids in by_experiment.items():
+        for start in range(0, len(event_ids), _ID_CHUNK):
+            chunk = event_ids[start : start + _ID_CHUNK]
+            if postgres:
+                sql = (
+                    "SELECT event_id, payload_hash FROM events "
+                    "WHERE experiment_id = %s AND event_id = ANY(%s)"
+                )
+                params: tuple[Any, ...] = (experiment_id, chunk)
+            else:
+                sql = (
+                    "SELECT event_id, payload_hash FROM events WHERE experiment_id = ? "
+                    f"AND event_id IN ({','.join('?' * len(chunk))})"
+                )
+                params = (experiment_id, *chunk)
+            for event_id, payload_hash in connection.exec_driver_sql(sql, params):
+                found[(experiment_id, event_id)] = payload_hash
+    return found
+
+
+def insert_events(connection: Connection, rows: list[EventRow], now: datetime) -> None:
+    if not rows:
+        return
+    dialect = connection.dialect
+    process = Event.__table__.c.received_at.type.dialect_impl(dialect).bind_processor(dialect)
+    received_at = process(now) if process is not None else now
+    columns = ", ".join(_INSERT_COLUMNS)
+    if dialect.name == "postgresql":
+        # One statement whatever the group size: the columns as arrays, unnested.
+        arrays = list(zip(*rows, strict=True))
+        connection.exec_driver_sql(
+            f"INSERT INTO events ({columns}) SELECT u.*, CAST(%s AS TIMESTAMP WITH TIME ZONE) "
+            "FROM unnest("
+            "%s::integer[], %s::integer[], %s::varchar[], %s::varchar[], %s::integer[], "
+            "%s::varchar[], %s::varchar[]) AS u",
+            (received_at, *(list(array) for array in arrays)),
+        )
+        return
+    placeholders = ", ".join("?" * len(_INSERT_COLUMNS))
+    connection.exec_driver_sql(
+        f"INSERT INTO events ({columns}) VALUES ({placeholders})",
+        [(*row, received_at) for row in rows],
+    )

@@ -70,13 +70,21 @@ async def snapshot(
 
 
 def _payload_hash(event: schemas.EventIn) -> str:
+    """BLAKE2b-128 of the JSON text ``[ticket, type, count]``: what makes a retry a duplicate."""
     text = json.dumps([event.ticket, event.type, event.count], separators=(",", ":"))
     return hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()
 
 
-def _event_row(
-    index: int, event: schemas.EventIn, claims: TicketClaims | None, runtime: Runtime
-) -> EventRow:
+# What the events of one request share per distinct ticket: its claims, its experiment's
+# snapshot, and the start of the hashed JSON text, ``["<ticket>"`` exactly as json.dumps
+# writes it (escapes included). The rest of the text, ``,"<type>",<count>]``, is written by
+# hand: ``type`` matches ^[a-z][a-z0-9_]*$ and ``count`` is an int, so json.dumps would
+# write them as they are. Same hash as _payload_hash, about five times cheaper.
+_TicketCheck = tuple[TicketClaims, ExperimentSnapshot, str]
+
+
+def _check_ticket(index: int, ticket: str, runtime: Runtime) -> _TicketCheck:
+    claims = runtime.signer.verify(ticket)
     if claims is None:
         raise InvalidInput(
             f"events[{index}].ticket: expected a ticket issued by this server's assignment "
@@ -89,21 +97,39 @@ def _event_row(
             f"events[{index}].ticket: its experiment does not exist here",
             field=f"events[{index}].ticket",
         )
-    if event.type == "exposure" and snapshot.exposure_source == "server":
-        raise InvalidInput(
-            f"events[{index}].type: experiment {snapshot.name!r} counts exposures on the server; "
-            "expected a target event such as 'contact', not 'exposure'",
-            field=f"events[{index}].type",
+    return claims, snapshot, json.dumps([ticket], separators=(",", ":"))[:-1]
+
+
+def _event_rows(events: list[schemas.EventIn], runtime: Runtime) -> list[EventRow]:
+    checked: dict[str, _TicketCheck] = {}
+    rows: list[EventRow] = []
+    blake2b = hashlib.blake2b
+    for index, event in enumerate(events):
+        ticket = event.ticket
+        check = checked.get(ticket)
+        if check is None:
+            check = checked[ticket] = _check_ticket(index, ticket, runtime)
+        claims, snapshot, hash_prefix = check
+        kind = event.type
+        if kind == "exposure" and snapshot.exposure_source == "server":
+            raise InvalidInput(
+                f"events[{index}].type: experiment {snapshot.name!r} counts exposures on the "
+                "server; expected a target event such as 'contact', not 'exposure'",
+                field=f"events[{index}].type",
+            )
+        text = f'{hash_prefix},"{kind}",{event.count}]'
+        rows.append(
+            EventRow(
+                claims.experiment_id,
+                claims.arm_id,
+                claims.group,
+                kind,
+                event.count,
+                event.event_id,
+                blake2b(text.encode("utf-8"), digest_size=16).hexdigest(),
+            )
         )
-    return EventRow(
-        experiment_id=claims.experiment_id,
-        arm_id=claims.arm_id,
-        group=claims.group,
-        type=event.type,
-        count=event.count,
-        event_id=event.event_id,
-        payload_hash=_payload_hash(event),
-    )
+    return rows
 
 
 @router.post(
@@ -119,12 +145,7 @@ async def post_events(request: Request, batch: schemas.EventBatch) -> schemas.Ev
         raise PayloadTooLarge(
             f"events: at most {limit} events per request, got {len(batch.events)}", field="events"
         )
-    verified: dict[str, TicketClaims | None] = {}
-    rows = []
-    for index, event in enumerate(batch.events):
-        if event.ticket not in verified:
-            verified[event.ticket] = runtime.signer.verify(event.ticket)
-        rows.append(_event_row(index, event, verified[event.ticket], runtime))
+    rows = _event_rows(batch.events, runtime)
     result = await asyncio.wrap_future(runtime.writer.submit(rows))
     if result.conflict_index is not None:
         index = result.conflict_index
