@@ -8,6 +8,7 @@ auth). Without a reachable server they are skipped with the reason, except under
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -49,50 +50,98 @@ def postgres_unavailable() -> str | None:
     return _postgres_error
 
 
-@contextmanager
-def fresh_postgres_database() -> Iterator[str]:
-    """Create an empty database for one test and drop it afterwards."""
+_TEMPLATE_NAME = f"ranktune_template_{uuid.uuid4().hex[:8]}"
+_template_ready = False
+
+
+def _require_postgres() -> None:
     reason = postgres_unavailable()
     if reason is not None:
         if IN_CI:
             pytest.fail(f"CI must run the PostgreSQL tests: {reason}")
         pytest.skip(reason)
+
+
+def _postgres_url(database: str) -> str:
+    return (
+        make_url(POSTGRES_SERVER_URL).set(database=database).render_as_string(hide_password=False)
+    )
+
+
+def _postgres_template() -> str:
+    """A database migrated once per test session; tests get copies of it (fast)."""
+    global _template_ready
+    if not _template_ready:
+        admin = create_engine(POSTGRES_SERVER_URL, isolation_level="AUTOCOMMIT")
+        with admin.connect() as connection:
+            connection.execute(text(f'CREATE DATABASE "{_TEMPLATE_NAME}"'))
+        admin.dispose()
+        upgrade_database(_postgres_url(_TEMPLATE_NAME))
+        _template_ready = True
+    return _TEMPLATE_NAME
+
+
+@contextmanager
+def fresh_postgres_database(*, migrated: bool = False) -> Iterator[str]:
+    """Create a database for one test (empty, or migrated) and drop it afterwards."""
+    _require_postgres()
     name = f"ranktune_test_{uuid.uuid4().hex[:12]}"
+    template = f' TEMPLATE "{_postgres_template()}"' if migrated else ""
     admin = create_engine(POSTGRES_SERVER_URL, isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
+        connection.execute(text(f'CREATE DATABASE "{name}"{template}'))
     try:
-        yield make_url(POSTGRES_SERVER_URL).set(database=name).render_as_string(hide_password=False)
+        yield _postgres_url(name)
     finally:
         with admin.connect() as connection:
             connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _drop_postgres_template() -> Iterator[None]:
+    yield
+    if _template_ready:
+        admin = create_engine(POSTGRES_SERVER_URL, isolation_level="AUTOCOMMIT")
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{_TEMPLATE_NAME}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def _sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("template") / "ranktune.db"
+    upgrade_database(f"sqlite:///{path}")
+    return path
+
+
+def migrated_sqlite_url(template: Path, directory: Path) -> str:
+    """A copy of the migrated template database (WAL checkpointed by the migration's close)."""
+    target = directory / "ranktune.db"
+    shutil.copyfile(template, target)
+    return f"sqlite:///{target}"
+
+
 @pytest.fixture
-def sqlite_url(tmp_path: Path) -> str:
-    url = f"sqlite:///{tmp_path / 'ranktune.db'}"
-    upgrade_database(url)
-    return url
+def sqlite_url(_sqlite_template: Path, tmp_path: Path) -> str:
+    return migrated_sqlite_url(_sqlite_template, tmp_path)
 
 
 @pytest.fixture
 def postgres_url() -> Iterator[str]:
-    with fresh_postgres_database() as url:
-        upgrade_database(url)
+    with fresh_postgres_database(migrated=True) as url:
         yield url
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+def database_url(
+    request: pytest.FixtureRequest, _sqlite_template: Path, tmp_path: Path
+) -> Iterator[str]:
     """Every test using this runs twice: on SQLite and on PostgreSQL."""
     if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'ranktune.db'}"
-        upgrade_database(url)
-        yield url
+        yield migrated_sqlite_url(_sqlite_template, tmp_path)
     else:
-        with fresh_postgres_database() as url:
-            upgrade_database(url)
+        with fresh_postgres_database(migrated=True) as url:
             yield url
 
 
