@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
 from collections.abc import Iterator
+from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import contextmanager
 
@@ -17,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api import repositories as repo
 from api.db import make_engine, make_session_factory
-from api.ingest import EventRow, EventWriter
+from api.ingest import EventRow, EventWriter, IngestResult
 from api.services.evolution import run_evolution_step
 from api.services.experiments import now_utc
 from api.services.ticks import apply_tick
@@ -131,7 +133,13 @@ class Runtime:
         except SQLAlchemyError:
             logger.warning("snapshot refresh failed; serving the previous snapshots", exc_info=True)
 
-    def flush_exposures(self) -> None:
+    def flush_exposures(self, timeout_s: float = 60.0) -> None:
+        """Write the exposures counted in memory; on failure keep them for the next flush.
+
+        The counts go back only when the write has failed for certain (the writer reports
+        an exception). A write that is merely slow is waited for, never restored, since it
+        may still commit: restoring it too would count those exposures twice.
+        """
         counts = self.serving.drain_exposures()
         if not counts:
             return
@@ -139,11 +147,16 @@ class Runtime:
             EventRow(experiment_id, arm_id, group, "exposure", count, None, None)
             for (experiment_id, arm_id, group), count in counts.items()
         ]
-        try:
-            self.writer.submit(rows).result(timeout=60)
-        except (FutureTimeout, SQLAlchemyError):
-            logger.warning("exposure flush failed; keeping the counts for the next flush")
-            self.serving.restore_exposures(counts)
+        future = self.writer.submit(rows)
+
+        def restore_if_failed(done: Future[IngestResult]) -> None:
+            if done.exception() is not None:
+                logger.warning("exposure flush failed; keeping the counts for the next flush")
+                self.serving.restore_exposures(counts)
+
+        future.add_done_callback(restore_if_failed)
+        with contextlib.suppress(FutureTimeout, SQLAlchemyError):
+            future.result(timeout=timeout_s)
 
     def run_due_ticks(self) -> None:
         try:

@@ -145,7 +145,7 @@ def database_url(
             yield url
 
 
-def test_settings(database_url: str, **overrides: Any) -> Settings:
+def settings_for(database_url: str, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "database_url": database_url,
         "admin_token": ADMIN_TOKEN,
@@ -167,7 +167,7 @@ def make_client(database_url: str) -> Iterator[ClientFactory]:
 
     @contextmanager
     def factory(**overrides: Any) -> Iterator[TestClient]:
-        client = TestClient(create_app(test_settings(database_url, **overrides)))
+        client = TestClient(create_app(settings_for(database_url, **overrides)))
         opened.append(client)
         with client:
             yield client

@@ -13,10 +13,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from tests.conftest import test_settings
+from tests.conftest import settings_for
 
 
 @pytest.fixture
 def sqlite_client(sqlite_url: str) -> Iterator[TestClient]:
-    with TestClient(create_app(test_settings(sqlite_url))) as client:
+    with TestClient(create_app(settings_for(sqlite_url))) as client:
         yield client

@@ -18,8 +18,7 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from tests.api.helpers import ADMIN, create, inspect, post_events, tick
-from tests.conftest import SIMILAR_ITEMS
-from tests.conftest import test_settings as settings_for
+from tests.conftest import SIMILAR_ITEMS, settings_for
 
 TICKS = 200
 REQUESTS_PER_TICK = 16

@@ -16,8 +16,7 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from api.cli import upgrade_database
 from tests.api.helpers import ADMIN, assert_error_shape, assign, create, inspect
-from tests.conftest import similar_items
-from tests.conftest import test_settings as settings_for
+from tests.conftest import settings_for, similar_items
 
 JSON = {"Content-Type": "application/json"}
 

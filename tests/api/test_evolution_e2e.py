@@ -39,8 +39,7 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from api.runtime import Runtime
 from api.serving import ServingState
-from tests.conftest import ADMIN
-from tests.conftest import test_settings as settings_for
+from tests.conftest import ADMIN, settings_for
 
 SEED = 20261125
 NAME = "similar-items"

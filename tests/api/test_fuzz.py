@@ -21,8 +21,7 @@ from hypothesis import strategies as st
 from api.app import create_app
 from api.settings import Settings
 from tests.api.helpers import ADMIN, assign, create
-from tests.conftest import ADMIN_TOKEN
-from tests.conftest import test_settings as settings_for
+from tests.conftest import ADMIN_TOKEN, settings_for
 
 # The schema does not depend on the database; the app that answers is built per module.
 schema = schemathesis.openapi.from_dict(
