@@ -227,7 +227,10 @@ class TickOut(BaseModel):
     id: int
     number: int
     created_at: datetime
-    applied: bool
+    applied: bool = Field(
+        description="false when the window had no reference exposure: its counts are shown "
+        "but were carried forward, so the next applied tick counts them (sum applied ticks only)"
+    )
     mode: str
     decay: float
     reference_exposures: float
