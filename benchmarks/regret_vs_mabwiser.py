@@ -184,40 +184,47 @@ def difference_ci(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     return diff - half, diff + half
 
 
-def ucb1_replay_mismatches(means: tuple[float, ...], horizon: int, seed: int) -> int:
-    """Play ranktune's and MABWiser's UCB1 on the *same* rewards (the n-th pull of arm k
+def replay_mismatches(name: str, means: tuple[float, ...], horizon: int, seed: int) -> int:
+    """Play ranktune's and MABWiser's policy on the *same* rewards (the n-th pull of arm k
     always returns ``table[k, n]``) and count the steps where they pull different arms.
 
-    UCB1 is deterministic given its rewards, so the same algorithm must give 0: a check of
-    the algorithms themselves, free of sampling noise.
+    UCB1 is deterministic given its rewards. For Thompson sampling ranktune is given the
+    generator MABWiser builds from its seed (``default_rng(seed)``) and the same opening
+    pull of every arm; both then draw Beta(1 + s_k, 1 + f_k) for arms 0..K-1 in order, so the
+    same algorithm must make the same choices. Zero mismatches is a check of the algorithms
+    themselves, free of sampling noise.
     """
     p = np.asarray(means)
     k = p.size
-    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(zlib.crc32(b"replay"),)))
-    table = (rng.random((k, horizon)) < p[:, None]).astype(int)
+    table_rng = np.random.default_rng(
+        np.random.SeedSequence(seed, spawn_key=(zlib.crc32(b"replay"),))
+    )
+    table = (table_rng.random((k, horizon)) < p[:, None]).astype(int)
 
-    policy = ranktune_policy("ucb1")
-    successes, failures = np.zeros((1, k)), np.zeros((1, k))
-    used = np.zeros(k, dtype=int)
-    ours = []
-    for _ in range(horizon):
-        arm = int(policy.choose(successes, failures, rng)[0])
-        reward = table[arm, used[arm]]
-        used[arm] += 1
-        successes[0, arm] += reward
-        failures[0, arm] += 1 - reward
-        ours.append(arm)
-
-    mab = MAB(arms=list(range(k)), learning_policy=mabwiser_policy("ucb1"), seed=seed)
+    mab = MAB(arms=list(range(k)), learning_policy=mabwiser_policy(name), seed=seed)
     mab.fit(decisions=list(range(k)), rewards=table[:, 0].tolist())
-    used[:] = 1
-    theirs = list(range(k))
+    used = np.ones(k, dtype=int)
+    theirs = []
     for _ in range(horizon - k):
         arm = mab.predict()
         reward = int(table[arm, used[arm]])
         used[arm] += 1
         mab.partial_fit(decisions=[arm], rewards=[reward])
         theirs.append(arm)
+
+    policy = ranktune_policy(name)
+    rng = np.random.default_rng(seed)
+    successes = table[:, 0].astype(float)[None, :].copy()
+    failures = 1.0 - successes
+    used[:] = 1
+    ours = []
+    for _ in range(horizon - k):
+        arm = int(policy.choose(successes, failures, rng)[0])
+        reward = table[arm, used[arm]]
+        used[arm] += 1
+        successes[0, arm] += reward
+        failures[0, arm] += 1 - reward
+        ours.append(arm)
     return int(np.sum(np.asarray(ours) != np.asarray(theirs)))
 
 
@@ -242,6 +249,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--instances", default=",".join(INSTANCES))
     parser.add_argument("--policies", default=",".join(POLICIES))
     parser.add_argument("--quick", action="store_true", help="T=2,000, 50 vs 5 runs, 1 repeat")
+    parser.add_argument(
+        "--replay-only", action="store_true", help="only the replays and the default timing"
+    )
     parser.add_argument("--out", default="benchmarks/results/regret_vs_mabwiser.json")
     args = parser.parse_args(argv)
     if args.quick:
@@ -255,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
     rows = []
-    for instance in args.instances.split(","):
+    for instance in [] if args.replay_only else args.instances.split(","):
         means = INSTANCES[instance]
         for name in args.policies.split(","):
             ours, ours_times = run_ranktune(
@@ -285,14 +295,18 @@ def main(argv: list[str] | None = None) -> int:
 
     replay_steps = min(args.horizon, 3_000)
     replay = {
-        instance: ucb1_replay_mismatches(INSTANCES[instance], replay_steps, args.seed)
+        f"{instance} {name}": replay_mismatches(name, INSTANCES[instance], replay_steps, args.seed)
         for instance in args.instances.split(",")
+        for name in ("ucb1", "thompson")
     }
     default_wall = time_default_comparison()
-    print_table(rows, default_wall)
+    if rows:
+        print_table(rows, default_wall)
+    else:
+        print(f"default comparison: {default_wall:.2f} s")
     for instance, mismatches in replay.items():
         print(
-            f"UCB1 replay on identical rewards, {instance}, {replay_steps:,} steps: "
+            f"replay on identical rewards, {instance}, {replay_steps:,} steps: "
             f"{mismatches} differing arm choices"
         )
     out = Path(args.out)
