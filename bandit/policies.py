@@ -65,8 +65,15 @@ def _random_arms(rng: np.random.Generator, shape: tuple[int, ...], k: int) -> In
 
 def _argmax_arms(values: FloatArray) -> IntArray:
     # numpy's stubs type ``argmax(..., axis=...)`` as Any; the annotation restores the type.
-    arms: IntArray = np.argmax(values, axis=-1).astype(np.int64)
+    arms: IntArray = np.argmax(values, axis=-1).astype(np.int64, copy=False)
     return arms
+
+
+def _means_or(s: FloatArray, pulls: FloatArray, unplayed: float) -> FloatArray:
+    """``s / pulls`` where an arm was played, ``unplayed`` elsewhere (no warnings, no errstate:
+    entering ``np.errstate`` costs more than the division itself at these sizes)."""
+    means: FloatArray = np.divide(s, pulls, out=np.full_like(s, unplayed), where=pulls > 0)
+    return means
 
 
 @dataclass(frozen=True)
@@ -114,19 +121,17 @@ class UCB1(Policy):
         s, f = _as_counts(successes, failures)
         pulls = s + f
         total = np.sum(pulls, axis=-1, keepdims=True)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            means = s / pulls
-            bonus = np.sqrt(self.alpha * np.log(np.maximum(total, 1.0)) / pulls)
-            index = np.where(pulls > 0, means + bonus, np.inf)
+        played = pulls > 0
+        log_total = self.alpha * np.log(np.maximum(total, 1.0))
+        index = _means_or(s, pulls, np.inf)
+        bonus = np.divide(log_total, pulls, out=np.zeros_like(pulls), where=played)
+        index += np.sqrt(bonus)
         return _argmax_arms(index)
 
 
 def _greedy_arms(s: FloatArray, f: FloatArray) -> IntArray:
     # Unplayed arms rank first so that every arm is tried once before exploitation starts.
-    pulls = s + f
-    with np.errstate(divide="ignore", invalid="ignore"):
-        means = np.where(pulls > 0, s / pulls, np.inf)
-    return _argmax_arms(means)
+    return _argmax_arms(_means_or(s, s + f, np.inf))
 
 
 def _epsilon_greedy(
@@ -135,7 +140,8 @@ def _epsilon_greedy(
     shape = s.shape[:-1]
     greedy = _greedy_arms(s, f)
     explore = rng.random(size=shape) < epsilons
-    return np.where(explore, _random_arms(rng, shape, s.shape[-1]), greedy).astype(np.int64)
+    arms: IntArray = np.where(explore, _random_arms(rng, shape, s.shape[-1]), greedy)
+    return arms
 
 
 @dataclass(frozen=True)
