@@ -113,12 +113,35 @@ class PosteriorUpdate:
     betas_after: FloatArray
 
 
+def ratio_increments(
+    arm_events: npt.ArrayLike,
+    arm_exposures: npt.ArrayLike,
+    reference_events: npt.ArrayLike,
+    reference_exposures: npt.ArrayLike,
+) -> tuple[FloatArray, FloatArray]:
+    """``(c_k, c_r * n_k / n_r)``, vectorised: arm counts of shape ``(..., K)``, reference
+    counts of the leading shape ``(...)`` (the simulator passes many runs at once).
+
+    Every ``n_r`` must be > 0; windows without reference exposure are the caller's to hold
+    back (see :func:`reference_ratio_update`).
+    """
+    events = np.asarray(arm_events, dtype=np.float64)
+    exposures = np.asarray(arm_exposures, dtype=np.float64)
+    n_r = np.asarray(reference_exposures, dtype=np.float64)
+    if np.any(n_r <= 0):
+        raise InvalidParameterError("reference_exposures must be > 0 to normalise a window")
+    ratios = np.asarray(reference_events, dtype=np.float64) / n_r
+    return events.copy(), ratios[..., None] * exposures
+
+
 def request_mode_increments(counts: WindowCounts) -> tuple[FloatArray, FloatArray]:
     """``(c_k, c_r * n_k / n_r)`` for every arm; requires ``n_r > 0``."""
-    if counts.reference_exposures <= 0:
-        raise InvalidParameterError("reference_exposures must be > 0 to normalise a window")
-    ratio = counts.reference_events / counts.reference_exposures
-    return counts.arm_events.copy(), ratio * counts.arm_exposures
+    return ratio_increments(
+        counts.arm_events,
+        counts.arm_exposures,
+        counts.reference_events,
+        counts.reference_exposures,
+    )
 
 
 def window_mode_increments(counts: WindowCounts, chosen_arm: int) -> tuple[FloatArray, FloatArray]:

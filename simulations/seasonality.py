@@ -64,7 +64,7 @@ import numpy.typing as npt
 
 from bandit.errors import InvalidParameterError
 from bandit.policies import ThompsonSampling
-from bandit.update import Prior, decayed
+from bandit.update import Prior, decayed, ratio_increments
 from simulations.plotting import new_figure, save_figure
 from simulations.progress import ProgressReporter, progress_enabled
 
@@ -190,23 +190,6 @@ def window_midpoint_hours(config: SeasonalityConfig) -> FloatArray:
 
 
 # --- the update, on arrays of shape (runs, K) --------------------------------------------
-
-
-def ratio_increments(
-    arm_events: FloatArray,
-    arm_exposures: FloatArray,
-    reference_events: FloatArray,
-    reference_exposures: FloatArray,
-) -> tuple[FloatArray, FloatArray]:
-    """SPEC §3.2 for many runs at once: ``(c_k, c_r * n_k / n_r)``.
-
-    The same formula as :func:`bandit.update.request_mode_increments`; in window mode the
-    only non-zero exposures are the chosen arm's, which makes it
-    :func:`bandit.update.window_mode_increments`.  Rows with ``n_r = 0`` must be filtered out
-    by the caller (their data wait for the next tick).
-    """
-    ratios = reference_events / reference_exposures
-    return arm_events.copy(), ratios[:, None] * arm_exposures
 
 
 def raw_increments(

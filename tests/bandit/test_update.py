@@ -312,3 +312,22 @@ def test_skipped_window_returns_independent_arrays() -> None:
     assert not np.shares_memory(update.alphas_after, update.alphas_before)
     assert not np.shares_memory(update.betas_after, update.betas_before)
     assert not np.shares_memory(update.alpha_increments, update.beta_increments)
+
+
+def test_ratio_increments_are_vectorised_over_runs() -> None:
+    from bandit.update import ratio_increments
+
+    # Two runs of two arms: run 0 has c_r/n_r = 7/40, run 1 has 3/10.
+    alpha_increments, beta_increments = ratio_increments(
+        [[2.0, 5.0], [1.0, 0.0]], [[30.0, 20.0], [10.0, 4.0]], [7.0, 3.0], [40.0, 10.0]
+    )
+    assert alpha_increments.tolist() == [[2.0, 5.0], [1.0, 0.0]]
+    # 7*30/40 = 5.25, 7*20/40 = 3.5; 3*10/10 = 3.0, 3*4/10 = 1.2
+    assert beta_increments.tolist() == pytest.approx([[5.25, 3.5], [3.0, 1.2]], rel=1e-15)
+
+
+def test_ratio_increments_refuse_a_window_without_reference_exposure() -> None:
+    from bandit.update import ratio_increments
+
+    with pytest.raises(InvalidParameterError, match="reference_exposures"):
+        ratio_increments([[1.0]], [[1.0]], [1.0], [0.0])

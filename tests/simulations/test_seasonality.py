@@ -16,7 +16,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bandit.update import Prior, WindowCounts, decayed, reference_ratio_update
+from bandit.update import (
+    Prior,
+    WindowCounts,
+    decayed,
+    ratio_increments,
+    reference_ratio_update,
+)
 from simulations import seasonality
 from simulations.cli import main
 from simulations.seasonality import (
@@ -24,7 +30,6 @@ from simulations.seasonality import (
     SeasonalityConfig,
     Traffic,
     daily_rates,
-    ratio_increments,
     simulate,
     simulate_combination,
 )
