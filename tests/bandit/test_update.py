@@ -323,7 +323,7 @@ def test_ratio_increments_are_vectorised_over_runs() -> None:
     )
     assert alpha_increments.tolist() == [[2.0, 5.0], [1.0, 0.0]]
     # 7*30/40 = 5.25, 7*20/40 = 3.5; 3*10/10 = 3.0, 3*4/10 = 1.2
-    assert beta_increments.tolist() == pytest.approx([[5.25, 3.5], [3.0, 1.2]], rel=1e-15)
+    assert beta_increments.ravel().tolist() == pytest.approx([5.25, 3.5, 3.0, 1.2], rel=1e-15)
 
 
 def test_ratio_increments_refuse_a_window_without_reference_exposure() -> None:
