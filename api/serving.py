@@ -43,6 +43,12 @@ def reference_fraction(salt: str, unit: str) -> float:
     return int.from_bytes(digest[:8], "big") / 2.0**64
 
 
+def _in_reference_group(salted: bytes, reference_share: float, unit: str) -> bool:
+    """group_of(...) == "reference" with the salt's ``salt NUL`` bytes prepared once."""
+    digest = hashlib.sha256(salted + unit.encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") / 2.0**64 < reference_share
+
+
 def group_of(salt: str, reference_share: float, unit: str) -> str:
     return "reference" if reference_fraction(salt, unit) < reference_share else "target"
 
@@ -71,7 +77,8 @@ class ExperimentSnapshot:
     loaded_at: datetime
     # Thompson sampling's Beta parameters (prior + successes, prior + failures) per arm as
     # Python floats, or None for the other policies; see ServingState._choose.
-    thompson_params: tuple[tuple[float, float], ...] | None = None
+    thompson_params: tuple[tuple[float, float], ...] | None
+    salted: bytes  # salt in UTF-8 + NUL, the prefix of every unit's hash
 
 
 def load_snapshot(session: Session, experiment: Experiment) -> ExperimentSnapshot:
@@ -123,6 +130,7 @@ def load_snapshot(session: Session, experiment: Experiment) -> ExperimentSnapsho
         window_index=window_index,
         loaded_at=datetime.now(UTC),
         thompson_params=thompson_params,
+        salted=experiment.salt.encode("utf-8") + b"\x00",
     )
 
 
@@ -173,7 +181,8 @@ class ServingState:
 
     # -- assignment ------------------------------------------------------------------------
     def assign(self, snapshot: ExperimentSnapshot, unit: str) -> Served:
-        group = group_of(snapshot.salt, snapshot.reference_share, unit)
+        in_reference = _in_reference_group(snapshot.salted, snapshot.reference_share, unit)
+        group = "reference" if in_reference else "target"
         active = snapshot.status == "running" and bool(snapshot.arm_ids)
         if not active or group == "reference":
             arm_id, config_json = snapshot.reference_arm_id, snapshot.reference_config_json

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 _LAYOUT = struct.Struct(">IIBI")
 _TAG_BYTES = 16
 _BLOCK = hashlib.sha256().block_size  # 64 bytes
+_MAX_REMEMBERED = 10_000
 GROUPS = ("target", "reference", "inactive")
 GROUP_CODES = {name: code for code, name in enumerate(GROUPS)}
 
@@ -43,6 +44,7 @@ class TicketSigner:
         block = block.ljust(_BLOCK, b"\x00")
         self._inner = hashlib.sha256(bytes(byte ^ 0x36 for byte in block))
         self._outer = hashlib.sha256(bytes(byte ^ 0x5C for byte in block))
+        self._last_issued: dict[tuple[int, int, str], tuple[int, str]] = {}
 
     def _tag(self, payload: bytes) -> bytes:
         """HMAC-SHA256(key, payload) truncated, from the keyed states prepared once (RFC 2104).
@@ -59,8 +61,19 @@ class TicketSigner:
 
     def issue(self, experiment_id: int, arm_id: int, group: str, now: float | None = None) -> str:
         issued = int(time.time() if now is None else now) & 0xFFFFFFFF
+        # A ticket is a pure function of (experiment, arm, group, second): the last one of
+        # each triple is kept and reused within its second, which spares almost every
+        # assignment the MAC and the encoding. Bounded by the arms served; reset if huge.
+        key = (experiment_id, arm_id, group)
+        last = self._last_issued.get(key)
+        if last is not None and last[0] == issued:
+            return last[1]
         payload = _LAYOUT.pack(experiment_id, arm_id, GROUP_CODES[group], issued)
-        return base64.urlsafe_b64encode(payload + self._tag(payload)).rstrip(b"=").decode("ascii")
+        ticket = base64.urlsafe_b64encode(payload + self._tag(payload)).rstrip(b"=").decode("ascii")
+        if len(self._last_issued) >= _MAX_REMEMBERED:
+            self._last_issued = {}
+        self._last_issued[key] = (issued, ticket)
+        return ticket
 
     def verify(self, ticket: str) -> TicketClaims | None:
         """The claims of a genuine ticket, or None for anything forged, foreign or malformed."""
