@@ -119,7 +119,7 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_request: Request, error: RequestValidationError) -> JSONResponse:
         errors = error.errors()
-        first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
+        first: dict[str, Any] = errors[0] if errors else {"loc": (), "msg": "invalid request"}
         # A JSON syntax error's location is a character offset, not a field: it is the body.
         invalid_json = first.get("type") == "json_invalid"
         field = "body" if invalid_json else location(first.get("loc", ()))

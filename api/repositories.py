@@ -96,8 +96,10 @@ def existing_event_hashes(
                     Event.experiment_id == experiment_id, Event.event_id.in_(chunk)
                 )
             )
-            for event_id, payload_hash in rows:
-                found[(experiment_id, event_id)] = payload_hash
+            for stored_event_id, payload_hash in rows:
+                # The column is nullable, but NULL never matches IN (...).
+                assert stored_event_id is not None
+                found[(experiment_id, stored_event_id)] = payload_hash
     return found
 
 

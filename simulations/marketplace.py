@@ -219,6 +219,8 @@ class _Platform:
     """The service layer of one replica, on its own database, with a simulated clock."""
 
     def __init__(self, database_url: str, config: MarketplaceConfig, streams: Any) -> None:
+        from pydantic import SecretStr
+
         from api.cli import upgrade_database
         from api.runtime import Runtime
         from api.serving import ServingState
@@ -227,9 +229,9 @@ class _Platform:
         upgrade_database(database_url)
         settings = Settings(
             database_url=database_url,
-            admin_token="simulation",
+            admin_token=SecretStr("simulation"),
             scheduler_enabled=False,
-            ticket_secret=f"marketplace-simulation-{config.seed}",
+            ticket_secret=SecretStr(f"marketplace-simulation-{config.seed}"),
             tick_interval_s=config.tick_seconds,
             # A throwaway database: no fsync per commit.
             sqlite_synchronous="OFF",

@@ -345,22 +345,10 @@ def experiment_stats(
         prob_best[active_index] = active_summary.prob_best
     stats = []
     for arm in arms:
-        common = {
-            "arm_id": arm.id,
-            "origin": arm.origin,
-            "generation": arm.generation,
-            "status": arm.status,
-            "config": arm.config,
-            "exposures": arm.exposures,
-            "target_events": arm.target_events,
-            "rate": _rate(arm.target_events, arm.exposures),
-            "alpha": arm.alpha,
-            "beta": arm.beta,
-        }
         if arm.origin == "reference":
             stats.append(
-                schemas.ArmStats(
-                    **common,
+                _arm_stats(
+                    arm,
                     posterior_mean=None,
                     lift=0.0,
                     lift_ci_low=None,
@@ -372,8 +360,8 @@ def experiment_stats(
             continue
         i = targets.index(arm)
         stats.append(
-            schemas.ArmStats(
-                **common,
+            _arm_stats(
+                arm,
                 posterior_mean=float(summary.means[i]),
                 lift=_finite(summary.lift_medians[i]),
                 lift_ci_low=_finite(summary.lift_ci_lows[i]),
@@ -390,6 +378,37 @@ def experiment_stats(
         arms=stats,
         prob_best_draws=draws,
         seed=seed,
+    )
+
+
+def _arm_stats(
+    arm: Arm,
+    *,
+    posterior_mean: float | None,
+    lift: float | None,
+    lift_ci_low: float | None,
+    lift_ci_high: float | None,
+    prob_beat_reference: float | None,
+    prob_best: float | None,
+) -> schemas.ArmStats:
+    """An arm's stored counts and configuration, with the posterior summary given."""
+    return schemas.ArmStats(
+        arm_id=arm.id,
+        origin=arm.origin,
+        generation=arm.generation,
+        status=arm.status,
+        config=arm.config,
+        exposures=arm.exposures,
+        target_events=arm.target_events,
+        rate=_rate(arm.target_events, arm.exposures),
+        alpha=arm.alpha,
+        beta=arm.beta,
+        posterior_mean=posterior_mean,
+        lift=lift,
+        lift_ci_low=lift_ci_low,
+        lift_ci_high=lift_ci_high,
+        prob_beat_reference=prob_beat_reference,
+        prob_best=prob_best,
     )
 
 
