@@ -40,7 +40,8 @@ class EventRow(NamedTuple):
     arm_id: int
     group: str
     type: str
-    count: int
+    # Shadows tuple.count(), which nothing here uses; the name is the column's and the API's.
+    count: int  # type: ignore[assignment]
     event_id: str | None
     payload_hash: str | None
 
@@ -283,8 +284,8 @@ def _copy_events(
     exception (IntegrityError for a stored event_id), as exec_driver_sql would.
     """
     statement = f"COPY events ({columns}) FROM STDIN"
-    dbapi_connection = connection.connection.dbapi_connection
-    assert dbapi_connection is not None
+    # psycopg's own connection: its cursor has copy(), which the DBAPI protocol types lack.
+    dbapi_connection: Any = connection.connection.dbapi_connection
     try:
         with dbapi_connection.cursor() as cursor, cursor.copy(statement) as copy:
             for row in rows:
