@@ -15,6 +15,7 @@ Randomness comes only from the injected :class:`numpy.random.Generator`.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -98,6 +99,35 @@ class ThompsonSampling(Policy):
         s, f = _as_counts(successes, failures)
         thetas = rng.beta(self.prior_alpha + s, self.prior_beta + f)
         return _argmax_arms(thetas)
+
+    def posterior_parameters(
+        self, successes: npt.ArrayLike, failures: npt.ArrayLike
+    ) -> tuple[tuple[float, float], ...]:
+        """``(prior_alpha + s_k, prior_beta + f_k)`` per arm, for :func:`thompson_choice`."""
+        s, f = _as_counts(successes, failures)
+        alphas = (self.prior_alpha + s).tolist()
+        betas = (self.prior_beta + f).tolist()
+        return tuple(zip(alphas, betas, strict=True))
+
+
+def thompson_choice(
+    posterior_parameters: Sequence[tuple[float, float]], rng: np.random.Generator
+) -> int:
+    """One Thompson-sampling choice from per-arm Beta parameters, for a single request.
+
+    The same draws and the same arm as :meth:`ThompsonSampling.choose` with the same
+    generator (the generator consumes its stream element by element, and ties go to the first
+    maximum as with ``np.argmax``), but K scalar ``Generator.beta`` calls instead of one array
+    call: at K = 5 the array call costs about 30 us in broadcasting set-up, the scalar calls
+    about 2 us each. The live service makes one such choice per request.
+    """
+    beta = rng.beta
+    best_index, best_theta = 0, -1.0
+    for index, (alpha, beta_) in enumerate(posterior_parameters):
+        theta = beta(alpha, beta_)
+        if theta > best_theta:
+            best_index, best_theta = index, theta
+    return best_index
 
 
 @dataclass(frozen=True)

@@ -290,3 +290,16 @@ def test_choose_one_rejects_a_batch_with_a_clear_message(policy: Policy) -> None
     # found by this suite: a (1, K) batch failed with numpy's "only 0-dimensional arrays ..."
     with pytest.raises(InvalidParameterError, match=r"choose_one needs statistics of shape \(K,\)"):
         policy.choose_one([[1.0, 2.0]], [[1.0, 1.0]], _rng())
+
+
+def test_thompson_choice_makes_the_same_draws_and_choice_as_choose() -> None:
+    from bandit.policies import thompson_choice
+
+    policy = ThompsonSampling(prior_alpha=1.0, prior_beta=2.0)
+    successes = np.array([3.0, 10.5, 0.0, 7.0, 2.0])
+    failures = np.array([5.0, 20.0, 0.0, 6.5, 1.0])
+    params = policy.posterior_parameters(successes, failures)
+    assert params[1] == (11.5, 22.0)
+    batched, scalar = np.random.default_rng(7), np.random.default_rng(7)
+    for _ in range(2000):
+        assert thompson_choice(params, scalar) == policy.choose_one(successes, failures, batched)
