@@ -34,17 +34,26 @@ async def assignment(
     name: Annotated[str, Path(max_length=64)],
     unit: Annotated[str, Query(min_length=1, max_length=256, description="the randomised unit")],
 ) -> Response:
+    """A configuration for the unit. Well-formed requests for a known experiment are
+    answered by :class:`api.app.AssignmentFastPath` before they reach this route (same
+    answer, without the framework's routing); this route serves the rest: its errors, and
+    the OpenAPI description."""
     runtime: Runtime = request.app.state.runtime
     snapshot = runtime.serving.get(name)
     if snapshot is None:
         raise NotFound(f"experiment {name!r} does not exist", field="name")
+    return Response(content=assignment_json(runtime, snapshot, unit), media_type="application/json")
+
+
+def assignment_json(runtime: Runtime, snapshot: ExperimentSnapshot, unit: str) -> bytes:
+    """Assign the unit and write the answer's JSON by hand (names are slugs, tickets are
+    base64url, configurations are pre-serialised, so nothing needs escaping)."""
     served = runtime.serving.assign(snapshot, unit)
-    body = (
+    return (
         f'{{"experiment":"{snapshot.name}","group":"{served.group}","arm_id":{served.arm_id},'
         f'"config":{served.config_json},"ticket":"{served.ticket}",'
         f'"active":{"true" if served.active else "false"}}}'
-    )
-    return Response(content=body, media_type="application/json")
+    ).encode()
 
 
 @router.get("/experiments/{name}/snapshot", response_model=schemas.SnapshotOut)
