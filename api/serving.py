@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,6 +25,8 @@ from api.models import Experiment
 from api.tickets import TicketSigner
 from bandit import Policy, ThompsonSampling, make_policy
 from bandit.policies import thompson_choice
+
+logger = logging.getLogger("ranktune.serving")
 
 
 def policy_of(experiment: Experiment) -> Policy:
@@ -144,6 +147,7 @@ class ServingState:
         self.signer = signer
         self._rng = rng if rng is not None else np.random.default_rng()
         self._by_name: dict[str, ExperimentSnapshot] = {}
+        self._by_id: dict[int, ExperimentSnapshot] = {}
         self._refresh_lock = threading.Lock()
         self._exposure_lock = threading.Lock()
         self._exposures: dict[tuple[int, int, str], int] = {}
@@ -153,13 +157,14 @@ class ServingState:
         return self._by_name.get(name)
 
     def get_by_id(self, experiment_id: int) -> ExperimentSnapshot | None:
-        for snapshot in self._by_name.values():
-            if snapshot.id == experiment_id:
-                return snapshot
-        return None
+        return self._by_id.get(experiment_id)
 
     def refresh(self, session_factory: Callable[[], Session], *, only: str | None = None) -> None:
-        """Reload the experiments whose version moved (or just ``only``, unconditionally)."""
+        """Reload the experiments whose version moved (or just ``only``, unconditionally).
+
+        One experiment that fails to load keeps its previous snapshot (and is logged); it
+        does not stop the others from being refreshed.
+        """
         with self._refresh_lock, session_factory() as session:
             current = {snap.id: snap.version for snap in self._by_name.values()}
             by_name = dict(self._by_name)
@@ -169,9 +174,16 @@ class ServingState:
                 if only is not None and name != only:
                     continue
                 experiment = repo.get_experiment(session, experiment_id)
-                if experiment is not None:
+                if experiment is None:
+                    continue
+                try:
                     by_name[name] = load_snapshot(session, experiment)
+                except Exception:
+                    logger.exception(
+                        "experiment %r could not be loaded; serving its last snapshot", name
+                    )
             self._by_name = by_name
+            self._by_id = {snapshot.id: snapshot for snapshot in by_name.values()}
 
     # -- assignment ------------------------------------------------------------------------
     def assign(self, snapshot: ExperimentSnapshot, unit: str) -> Served:

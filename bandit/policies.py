@@ -103,8 +103,14 @@ class ThompsonSampling(Policy):
     def posterior_parameters(
         self, successes: npt.ArrayLike, failures: npt.ArrayLike
     ) -> tuple[tuple[float, float], ...]:
-        """``(prior_alpha + s_k, prior_beta + f_k)`` per arm, for :func:`thompson_choice`."""
-        s, f = _as_counts(successes, failures)
+        """``(prior_alpha + s_k, prior_beta + f_k)`` per arm, for :func:`thompson_choice`
+        (empty for an experiment without arms: there is nothing to choose from yet)."""
+        s = np.asarray(successes, dtype=np.float64)
+        f = np.asarray(failures, dtype=np.float64)
+        if s.shape != f.shape or s.ndim != 1:
+            raise InvalidParameterError(
+                f"successes and failures must have the same shape (K,); got {s.shape} and {f.shape}"
+            )
         alphas = (self.prior_alpha + s).tolist()
         betas = (self.prior_beta + f).tolist()
         return tuple(zip(alphas, betas, strict=True))

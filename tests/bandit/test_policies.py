@@ -303,3 +303,7 @@ def test_thompson_choice_makes_the_same_draws_and_choice_as_choose() -> None:
     batched, scalar = np.random.default_rng(7), np.random.default_rng(7)
     for _ in range(2000):
         assert thompson_choice(params, scalar) == policy.choose_one(successes, failures, batched)
+
+
+def test_posterior_parameters_of_no_arms_are_empty() -> None:
+    assert ThompsonSampling().posterior_parameters([], []) == ()
