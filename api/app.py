@@ -16,6 +16,7 @@ from api.errors import error_body, install_error_handlers
 from api.routes import admin, client
 from api.routes.client import assignment_json
 from api.runtime import Runtime
+from api.schemas import EventBatch
 from api.settings import Settings
 
 __all__ = ["create_app"]
@@ -143,6 +144,24 @@ class AssignmentFastPath:
         return assignment_json(runtime, snapshot, units[0])
 
 
+def _document_event_batch(app: FastAPI) -> None:
+    """Add the schemas of ``POST /v1/events``'s body to the OpenAPI components: the route
+    parses its body itself (``parse_event_batch``), so the framework does not see the model."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = build()
+            batch = EventBatch.model_json_schema(ref_template="#/components/schemas/{model}")
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            components.update(batch.pop("$defs", {}))
+            components["EventBatch"] = batch
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> FastAPI:
     """Build the application. The runtime (database, writer, scheduler) starts with the app."""
     settings = settings or Settings()
@@ -172,6 +191,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     def health() -> dict[str, Any]:
         return {"status": "ok"}
 
+    _document_event_batch(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(AssignmentFastPath, fastapi_app=app)
     return app

@@ -12,7 +12,9 @@ import json
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
+from pydantic import ValidationError
 
 from api import schemas
 from api.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge
@@ -141,13 +143,36 @@ def _event_rows(events: list[schemas.EventIn], runtime: Runtime) -> list[EventRo
     return rows
 
 
+EVENT_BATCH_BODY = {
+    "required": True,
+    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/EventBatch"}}},
+}
+
+
+async def parse_event_batch(request: Request) -> schemas.EventBatch:
+    """The request body as an :class:`~api.schemas.EventBatch`, parsed by pydantic-core
+    straight from the bytes (``model_validate_json``): about half the cost of decoding the
+    JSON to Python objects and validating those, on every batch. Errors are raised as the
+    framework's own validation errors, so they are rendered exactly as before."""
+    body = await request.body()
+    try:
+        return schemas.EventBatch.model_validate_json(body)
+    except ValidationError as error:
+        errors = error.errors(include_url=False)
+        for item in errors:
+            item["loc"] = ("body", *item["loc"])
+        raise RequestValidationError(errors) from None
+
+
 @router.post(
     "/events",
     response_model=schemas.EventsAccepted,
     responses={409: {"description": "an event_id was reused with another payload"}},
+    openapi_extra={"requestBody": EVENT_BATCH_BODY},
 )
-async def post_events(request: Request, batch: schemas.EventBatch) -> schemas.EventsAccepted:
+async def post_events(request: Request) -> schemas.EventsAccepted:
     """Store a batch of events durably; the answer comes only after the commit."""
+    batch = await parse_event_batch(request)
     runtime: Runtime = request.app.state.runtime
     limit = runtime.settings.max_batch_events
     if len(batch.events) > limit:
