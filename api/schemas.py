@@ -112,6 +112,11 @@ class ExperimentCreate(Strict):
     decay: float = Field(1.0, gt=0, le=1)
     target_event: EventType = "contact"
     exposure_source: Literal["server", "client"] = "server"
+    salt: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._:-]{1,64}$")] | None = Field(
+        None,
+        description="hashed with each unit to form the groups; random by default. Set it to "
+        "reproduce a run exactly or to keep the reference group of an earlier experiment",
+    )
     evolution: EvolutionIn | None = Field(
         None, description="genetic step settings; absent: no scheduled steps"
     )

@@ -111,7 +111,7 @@ def create_experiment(
         name=request.name,
         parameters=space.to_dicts(),
         reference_share=request.reference_share,
-        salt=secrets.token_hex(8),
+        salt=request.salt or secrets.token_hex(8),
         mode=request.mode,
         policy=request.policy,
         policy_params=request.policy_params.model_dump(),
