@@ -82,38 +82,19 @@ class Runtime:
         self.serving.refresh(self.session_factory)
         self.writer.start()
         scheduler = BackgroundScheduler(timezone="UTC")
-        scheduler.add_job(
-            self.refresh_snapshots,
-            "interval",
-            seconds=self.settings.snapshot_refresh_s,
-            id="refresh",
-            max_instances=1,
-            coalesce=True,
-        )
-        scheduler.add_job(
-            self.flush_exposures,
-            "interval",
-            seconds=self.settings.exposure_flush_s,
-            id="flush",
-            max_instances=1,
-            coalesce=True,
-        )
+        jobs = [
+            (self.refresh_snapshots, self.settings.snapshot_refresh_s),
+            (self.flush_exposures, self.settings.exposure_flush_s),
+        ]
         if self.settings.scheduler_enabled:
+            jobs += [
+                (self.run_due_ticks, self.settings.scheduler_poll_s),
+                (self.run_due_evolutions, self.settings.scheduler_poll_s),
+            ]
+        for job, seconds in jobs:
+            # One run at a time per job; a run that is late is coalesced, not queued.
             scheduler.add_job(
-                self.run_due_ticks,
-                "interval",
-                seconds=self.settings.scheduler_poll_s,
-                id="ticks",
-                max_instances=1,
-                coalesce=True,
-            )
-            scheduler.add_job(
-                self.run_due_evolutions,
-                "interval",
-                seconds=self.settings.scheduler_poll_s,
-                id="evolution",
-                max_instances=1,
-                coalesce=True,
+                job, "interval", seconds=seconds, id=job.__name__, max_instances=1, coalesce=True
             )
         scheduler.start()
         self.scheduler = scheduler
