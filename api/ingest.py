@@ -10,6 +10,10 @@ is a duplicate (accepted, counted once); the same id with another payload is a c
 the whole request is refused, storing nothing of it. If another replica inserts the same id
 between our check and our insert, the unique constraint fails the transaction and the
 writer simply runs the group again: the second check sees the other replica's row.
+
+Counting: the same transaction adds the accepted rows to ``pending_counts`` (per arm, group
+and type), which is what the ticks read; duplicates and refused requests add nothing, and a
+rolled-back group adds nothing either.
 """
 
 from __future__ import annotations
@@ -209,7 +213,7 @@ def _screen(
 _MISSING: Any = object()
 
 
-# -- the writer's two queries --------------------------------------------------------------
+# -- the writer's queries -----------------------------------------------------------------
 # They are the only queries outside api.repositories: they run for every event, and going
 # straight to the driver (executemany / unnest) instead of through the ORM's bulk insert
 # and an expanding IN took the writer from about 40-130 us to a few us per event (COPY on
@@ -259,6 +263,10 @@ def existing_event_hashes(
 
 
 def insert_events(connection: Connection, rows: list[EventRow], now: datetime) -> None:
+    """Store the rows and add them to ``pending_counts``, in the caller's transaction.
+
+    Both or neither: what a tick counts (``pending_counts``) is exactly what is stored.
+    """
     if not rows:
         return
     dialect = connection.dialect
@@ -267,11 +275,40 @@ def insert_events(connection: Connection, rows: list[EventRow], now: datetime) -
     columns = ", ".join(_INSERT_COLUMNS)
     if dialect.name == "postgresql":
         _copy_events(connection, columns, rows, received_at)
+    else:
+        placeholders = ", ".join("?" * len(_INSERT_COLUMNS))
+        connection.exec_driver_sql(
+            f"INSERT INTO events ({columns}) VALUES ({placeholders})",
+            [(*row, received_at) for row in rows],
+        )
+    add_pending_counts(connection, rows)
+
+
+def pending_totals(rows: Iterable[EventRow]) -> list[tuple[int, int, str, str, int]]:
+    """(experiment_id, arm_id, group, type, total count) of the rows, sorted by key."""
+    totals: dict[tuple[int, int, str, str], int] = {}
+    for row in rows:
+        key = (row.experiment_id, row.arm_id, row.group, row.type)
+        totals[key] = totals.get(key, 0) + row.count
+    return [(*key, total) for key, total in sorted(totals.items())]
+
+
+def add_pending_counts(connection: Connection, rows: Iterable[EventRow]) -> None:
+    """Upsert the rows' totals into ``pending_counts``: one statement per (arm, group, type).
+
+    The keys go in sorted order, so two replicas' writers (and a tick, which locks in the
+    same order) take the row locks in one order and cannot deadlock each other.
+    """
+    totals = pending_totals(rows)
+    if not totals:
         return
-    placeholders = ", ".join("?" * len(_INSERT_COLUMNS))
+    mark = "%s" if connection.dialect.name == "postgresql" else "?"
     connection.exec_driver_sql(
-        f"INSERT INTO events ({columns}) VALUES ({placeholders})",
-        [(*row, received_at) for row in rows],
+        "INSERT INTO pending_counts (experiment_id, arm_id, assignment_group, type, count) "
+        f"VALUES ({', '.join([mark] * 5)}) "
+        "ON CONFLICT (experiment_id, arm_id, assignment_group, type) "
+        "DO UPDATE SET count = pending_counts.count + excluded.count",
+        totals,
     )
 
 

@@ -106,14 +106,15 @@ class Arm(Base):
 class Event(Base):
     """One reported event, or one flush of server-counted exposures (``event_id`` NULL).
 
-    ``tick_id`` is NULL until a tick claims the row; claiming and the posterior update happen
-    in one transaction, which is what makes every event count exactly once.
+    The rows are the durable record (and the idempotency check); what the ticks count is
+    :class:`PendingCount`, added to in the same transaction as the rows. ``tick_id`` is no
+    longer set (migration 0003): it stays NULL, and is kept only because dropping a column
+    rewrites the whole table on SQLite.
     """
 
     __tablename__ = "events"
     __table_args__ = (
         UniqueConstraint("experiment_id", "event_id", name="uq_events_experiment_event_id"),
-        Index("ix_events_experiment_tick", "experiment_id", "tick_id"),
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
@@ -127,6 +128,24 @@ class Event(Base):
     payload_hash: Mapped[str | None] = mapped_column(String(32))
     received_at: Mapped[datetime] = mapped_column(UTCDateTime)
     tick_id: Mapped[int | None] = mapped_column(Integer)
+
+
+class PendingCount(Base):
+    """What the stored events add up to since the last applied tick, per arm, group and type.
+
+    The event writer adds its accepted rows here in the transaction that inserts them; a tick
+    that applies deletes the rows it read, in the transaction of the posterior update; a tick
+    that cannot apply leaves them for the next (carry forward). So, per experiment, group and
+    type: applied ticks + pending counts == stored events, and a tick costs O(arms).
+    """
+
+    __tablename__ = "pending_counts"
+
+    experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id"), primary_key=True)
+    arm_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    group: Mapped[str] = mapped_column("assignment_group", String(16), primary_key=True)
+    type: Mapped[str] = mapped_column(String(64), primary_key=True)
+    count: Mapped[int] = mapped_column(BigInteger)
 
 
 class Tick(Base):

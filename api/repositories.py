@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import bindparam, delete, func, select
 from sqlalchemy.orm import Session
 
 from api.models import (
@@ -16,6 +16,7 @@ from api.models import (
     Experiment,
     ExpertConfig,
     Generation,
+    PendingCount,
     ServerSecret,
     Tick,
     TickArm,
@@ -103,37 +104,43 @@ def existing_event_hashes(
     return found
 
 
-def insert_events(session: Session, rows: list[dict[str, Any]]) -> None:
-    if rows:
-        session.execute(insert(Event), rows)
+def pending_counts_for_update(
+    session: Session, experiment_id: int
+) -> list[tuple[int, str, str, int]]:
+    """(arm_id, group, type, count) waiting for a tick, locked until the transaction ends.
 
-
-def claim_unticked_events(session: Session, experiment_id: int, tick_id: int) -> None:
-    session.execute(
-        update(Event)
-        .where(Event.experiment_id == experiment_id, Event.tick_id.is_(None))
-        .values(tick_id=tick_id)
-        .execution_options(synchronize_session=False)
-    )
-
-
-def release_claimed_events(session: Session, tick_id: int) -> None:
-    session.execute(
-        update(Event)
-        .where(Event.tick_id == tick_id)
-        .values(tick_id=None)
-        .execution_options(synchronize_session=False)
-    )
-
-
-def claimed_totals(session: Session, tick_id: int) -> list[tuple[int, str, str, int]]:
-    """(arm_id, group, type, total count) of the events a tick claimed."""
+    ``FOR UPDATE`` on PostgreSQL, in key order (the writers upsert in the same order); a
+    writer adding to one of these keys waits for the tick, and a key first inserted after
+    this read is left for the next tick. SQLite's ``BEGIN IMMEDIATE`` already excludes
+    writers.
+    """
     rows = session.execute(
-        select(Event.arm_id, Event.group, Event.type, func.sum(Event.count))
-        .where(Event.tick_id == tick_id)
-        .group_by(Event.arm_id, Event.group, Event.type)
+        select(PendingCount.arm_id, PendingCount.group, PendingCount.type, PendingCount.count)
+        .where(PendingCount.experiment_id == experiment_id)
+        .order_by(PendingCount.arm_id, PendingCount.group, PendingCount.type)
+        .with_for_update()
     )
     return [(int(a), str(g), str(t), int(c)) for a, g, t, c in rows]
+
+
+def delete_pending_counts(
+    session: Session, experiment_id: int, keys: Sequence[tuple[int, str, str]]
+) -> None:
+    """Delete exactly the (arm_id, group, type) rows a tick read (and still holds locked):
+    a key inserted since then is not the tick's to consume."""
+    if not keys:
+        return
+    # On the connection (a plain executemany by key), not an ORM bulk delete: no PendingCount
+    # is loaded in the session.
+    session.connection().execute(
+        delete(PendingCount).where(
+            PendingCount.experiment_id == experiment_id,
+            PendingCount.arm_id == bindparam("b_arm"),
+            PendingCount.group == bindparam("b_group"),
+            PendingCount.type == bindparam("b_type"),
+        ),
+        [{"b_arm": arm, "b_group": group, "b_type": kind} for arm, group, kind in keys],
+    )
 
 
 def count_events(session: Session, experiment_id: int, *, with_id_only: bool = False) -> int:

@@ -1,11 +1,14 @@
 """The tick: aggregate what arrived since the previous tick and apply SPEC §3.2.
 
-Exactly once: the tick claims every unclaimed event row of the experiment (``tick_id IS
-NULL`` -> this tick) and updates the posteriors in the same transaction. A row committed
-after the claim stays unclaimed for the next tick; a crash rolls back claim and update
-together. Only one replica applies a tick: the experiment row is locked (PostgreSQL
-``FOR NO KEY UPDATE``; SQLite's ``BEGIN IMMEDIATE``) and "is it due?" is decided under that
-lock, so the loser of the race sees the winner's ``last_tick_at`` and does nothing.
+Exactly once: the event writer adds every stored row to ``pending_counts`` in the
+transaction that stores it. The tick reads (and locks) the experiment's pending counts and,
+if it applies, deletes exactly those rows in the transaction of the posterior update; if it
+cannot apply (no reference exposure) it leaves them for the next tick. Counts committed
+after the read wait for the next tick; a crash rolls back the deletion and the update
+together. The tick touches O(arms x groups x types) rows, never the event rows. Only one
+replica applies a tick: the experiment row is locked (PostgreSQL ``FOR NO KEY UPDATE``;
+SQLite's ``BEGIN IMMEDIATE``) and "is it due?" is decided under that lock, so the loser of
+the race sees the winner's ``last_tick_at`` and does nothing.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from bandit import PosteriorUpdate, Prior, WindowCounts, reference_ratio_update
 
 @dataclass(frozen=True)
 class WindowTotals:
-    """A claimed window, split by group and arm."""
+    """A window's pending counts, split by group and arm."""
 
     reference_exposures: float
     reference_events: float
@@ -95,8 +98,8 @@ def apply_tick(
     )
     session.add(tick)
     session.flush()
-    repo.claim_unticked_events(session, experiment.id, tick.id)
-    totals = aggregate(repo.claimed_totals(session, tick.id), experiment.target_event)
+    pending = repo.pending_counts_for_update(session, experiment.id)
+    totals = aggregate(pending, experiment.target_event)
     updated = _arms_to_update(arms, totals)
     update = reference_ratio_update(
         [arm.alpha for arm in updated],
@@ -121,9 +124,11 @@ def apply_tick(
         reference = next(arm for arm in arms if arm.origin == "reference")
         reference.exposures += totals.reference_exposures
         reference.target_events += totals.reference_events
-    else:
-        # No reference exposure: the window cannot be normalised; its data wait for the next.
-        repo.release_claimed_events(session, tick.id)
+        # Consumed, every type and group included (what does not count is dropped, as a
+        # claimed event row used to be).
+        repo.delete_pending_counts(session, experiment.id, [row[:3] for row in pending])
+    # else: no reference exposure; the window cannot be normalised and its pending counts
+    # stay where they are for the next tick.
     if experiment.mode == "window":
         # A carried window stays open: its waiting data are credited to the pinned arm at the
         # next tick, so that arm must keep serving until then.

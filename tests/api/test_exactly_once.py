@@ -3,8 +3,9 @@
 Writer threads post batches with unique event ids, and sometimes post a batch again (a
 client retry), while two ticker threads call the admin tick as fast as they can. After a
 final tick, every acknowledged event must have been counted by exactly one applied tick:
-the tick records add up to the acknowledged events, no stored row is left unclaimed, and
-no event id is stored twice.
+the tick records add up to the acknowledged events, per group and type the applied ticks
+plus what still waits in ``pending_counts`` add up to the stored rows (nothing is left
+waiting after the final tick), and no event id is stored twice.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, func, select
 from sqlalchemy.orm import Session
 
-from api.models import Arm, Event, Experiment, Tick, TickArm
+from api.models import Arm, Event, Experiment, PendingCount, Tick, TickArm
 from tests.conftest import ADMIN, ClientFactory, similar_items
 
 WRITERS = 4
@@ -43,7 +44,7 @@ def _batch(rng: random.Random, tickets: dict[str, list[str]], prefix: str) -> li
     events = []
     for index in range(EVENTS_PER_BATCH):
         group = "reference" if rng.random() < 0.3 else "target"
-        # Mostly the counted types; "click" is stored and claimed but counts for nothing.
+        # Mostly the counted types; "click" is stored and consumed but counts for nothing.
         kind = rng.choices(["exposure", "contact", "click"], weights=[6, 3, 1])[0]
         events.append(
             {
@@ -193,10 +194,23 @@ def test_concurrent_writers_and_ticks_count_every_event_once(
         with Session(engine) as session:
             experiment_id = session.scalar(select(Experiment.id).where(Experiment.name == name))
             rows = session.execute(
-                select(Event.event_id, Event.type, Event.count, Event.tick_id).where(
+                select(Event.event_id, Event.group, Event.type, Event.count).where(
                     Event.experiment_id == experiment_id
                 )
             ).all()
+            pending = session.execute(
+                select(PendingCount.group, PendingCount.type, PendingCount.count).where(
+                    PendingCount.experiment_id == experiment_id
+                )
+            ).all()
+            applied_totals = session.execute(
+                select(
+                    func.sum(Tick.reference_exposures),
+                    func.sum(Tick.reference_events),
+                    func.sum(Tick.target_exposures),
+                    func.sum(Tick.target_events),
+                ).where(Tick.experiment_id == experiment_id, Tick.applied)
+            ).one()
             applied_ids = set(
                 session.scalars(
                     select(Tick.id).where(Tick.experiment_id == experiment_id, Tick.applied)
@@ -216,8 +230,18 @@ def test_concurrent_writers_and_ticks_count_every_event_once(
     stored_ids = [row.event_id for row in rows]
     assert len(stored_ids) == len(set(stored_ids)), "an event id was stored twice"
     assert set(stored_ids) == set(acknowledged)
-    assert all(row.tick_id is not None for row in rows), "an event row was left unclaimed"
-    assert {row.tick_id for row in rows} <= applied_ids, "a row claimed by an unapplied tick"
+    # The final tick applied and nothing was written after it: nothing is left waiting, and
+    # per group and type the applied ticks counted exactly the stored rows.
+    assert [tuple(row) for row in pending if row.count] == [], "stored events left uncounted"
+    stored: dict[tuple[str, str], float] = {}
+    for row in rows:
+        stored[(row.group, row.type)] = stored.get((row.group, row.type), 0.0) + row.count
+    assert tuple(applied_totals) == (
+        stored.get(("reference", "exposure"), 0.0),
+        stored.get(("reference", "contact"), 0.0),
+        stored.get(("target", "exposure"), 0.0),
+        stored.get(("target", "contact"), 0.0),
+    )
     for row in rows:
         sent = acknowledged[row.event_id]
         assert (row.type, row.count) == (sent["type"], sent["count"])

@@ -18,12 +18,13 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import create_engine, func, insert, select, text
+from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from api.db import is_sqlite
-from api.models import Arm, Event, Experiment, Tick
+from api.ingest import EventRow, insert_events
+from api.models import Arm, Event, Experiment, PendingCount, Tick
 from tests.conftest import ADMIN, similar_items
 from tests.process.conftest import ServerFactory, ServerProcess
 
@@ -138,7 +139,9 @@ def _tick(server: ServerProcess) -> dict[str, Any]:
 
 
 def _assert_ticks_consistent(database_url: str) -> dict[str, float]:
-    """Every stored row is claimed by exactly one applied tick, whose record matches it."""
+    """Per group and type, the applied ticks plus what still waits in ``pending_counts``
+    add up to the stored rows; called after a final applied tick with nothing written since,
+    so nothing may still wait."""
     engine = create_engine(database_url)
     try:
         with Session(engine) as session:
@@ -146,30 +149,39 @@ def _assert_ticks_consistent(database_url: str) -> dict[str, float]:
             ticks = session.scalars(select(Tick).order_by(Tick.number)).all()
             assert [tick.number for tick in ticks] == list(range(1, len(ticks) + 1))
             assert experiment.tick_count == len(ticks)
-            unclaimed = session.scalar(
-                select(func.count()).select_from(Event).where(Event.tick_id.is_(None))
-            )
-            assert unclaimed == 0, f"{unclaimed} stored events were never counted by a tick"
-            for tick in ticks:
-                claimed = {
-                    (group, kind): float(total)
-                    for group, kind, total in session.execute(
-                        select(Event.group, Event.type, func.sum(Event.count))
-                        .where(Event.tick_id == tick.id)
-                        .group_by(Event.group, Event.type)
+            by_key = {
+                (group, kind): float(total)
+                for group, kind, total in session.execute(
+                    select(Event.group, Event.type, func.sum(Event.count)).group_by(
+                        Event.group, Event.type
                     )
-                }
-                if not tick.applied:
-                    assert claimed == {}, f"unapplied tick {tick.number} kept its events"
-                    continue
-                assert tick.reference_exposures == claimed.get(("reference", "exposure"), 0.0)
-                assert tick.reference_events == claimed.get(("reference", "contact"), 0.0)
-                assert tick.target_exposures == claimed.get(("target", "exposure"), 0.0)
-                assert tick.target_events == claimed.get(("target", "contact"), 0.0)
+                )
+            }
+            waiting = session.scalar(
+                select(func.count())
+                .select_from(PendingCount)
+                .where(PendingCount.count != 0, PendingCount.type.in_(["exposure", "contact"]))
+            )
+            assert waiting == 0, f"{waiting} pending counts were never consumed by a tick"
+            applied_ticks = [tick for tick in ticks if tick.applied]
+            assert sum(t.reference_exposures for t in applied_ticks) == by_key.get(
+                ("reference", "exposure"), 0.0
+            )
+            assert sum(t.reference_events for t in applied_ticks) == by_key.get(
+                ("reference", "contact"), 0.0
+            )
+            assert sum(t.target_exposures for t in applied_ticks) == by_key.get(
+                ("target", "exposure"), 0.0
+            )
+            assert sum(t.target_events for t in applied_ticks) == by_key.get(
+                ("target", "contact"), 0.0
+            )
             stored = {
                 kind: float(total)
                 for kind, total in session.execute(
-                    select(Event.type, func.sum(Event.count)).group_by(Event.type)
+                    select(Event.type, func.sum(Event.count))
+                    .where(Event.type.in_(["exposure", "contact"]))
+                    .group_by(Event.type)
                 )
             }
             applied = [tick for tick in ticks if tick.applied]
@@ -248,10 +260,14 @@ def test_kill_9_while_clients_post_keeps_every_acknowledged_event_once(
 
 # -- a kill inside a tick ------------------------------------------------------------------
 BULK_EVENTS = 20_000
+# Events of as many distinct (uncounted) types: a tick reads and consumes one pending count
+# per (arm, group, type), so these make the tick's transaction last long enough to kill.
+NOISE_TYPES = 20_000
 
 
 def _bulk_insert(database_url: str) -> int:
-    """Store many unclaimed events directly, so that the next tick takes a while."""
+    """Store many events through the writer's own insert (rows and pending counts in one
+    transaction), so that the next tick has a lot to consume and takes a while."""
     engine = create_engine(database_url)
     try:
         with Session(engine) as session, session.begin():
@@ -259,24 +275,27 @@ def _bulk_insert(database_url: str) -> int:
             arms = session.scalars(select(Arm).order_by(Arm.id)).all()
             reference = next(arm for arm in arms if arm.origin == "reference")
             targets = [arm for arm in arms if arm.origin != "reference"]
-            now = experiment.created_at
             rows = []
             for index in range(BULK_EVENTS):
                 arm = reference if index % 5 == 0 else targets[index % len(targets)]
                 rows.append(
-                    {
-                        "experiment_id": experiment.id,
-                        "arm_id": arm.id,
-                        "group": "reference" if arm is reference else "target",
-                        "type": "contact" if index % 3 == 0 else "exposure",
-                        "count": 1,
-                        "event_id": f"bulk-{index}",
-                        "payload_hash": None,
-                        "received_at": now,
-                        "tick_id": None,
-                    }
+                    EventRow(
+                        experiment.id,
+                        arm.id,
+                        "reference" if arm is reference else "target",
+                        "contact" if index % 3 == 0 else "exposure",
+                        1,
+                        f"bulk-{index}",
+                        None,
+                    )
                 )
-            session.execute(insert(Event), rows)
+            for index in range(NOISE_TYPES):
+                rows.append(
+                    EventRow(
+                        experiment.id, targets[0].id, "target", f"noise-{index}", 1, None, None
+                    )
+                )
+            insert_events(session.connection(), rows, experiment.created_at)
     finally:
         engine.dispose()
     return BULK_EVENTS
@@ -377,13 +396,26 @@ def test_kill_9_inside_a_tick_leaves_all_or_nothing(
                     connection.rollback()
         with Session(engine) as session:
             ticks = session.scalar(select(func.count()).select_from(Tick))
-            claimed = session.scalar(
-                select(func.count()).select_from(Event).where(Event.tick_id.is_not(None))
+            counted = session.scalar(
+                select(
+                    func.sum(
+                        Tick.reference_exposures
+                        + Tick.target_exposures
+                        + Tick.reference_events
+                        + Tick.target_events
+                    )
+                )
             )
+            pending = session.scalar(select(func.coalesce(func.sum(PendingCount.count), 0)))
     finally:
         engine.dispose()
-    # All or nothing: no tick and nothing claimed, or one tick that claimed everything.
-    assert (ticks, claimed) in {(0, 0), (1, bulk)}, (ticks, claimed)
+    # All or nothing: no tick and every count still pending, or one tick that counted the
+    # bulk and consumed every pending count.
+    assert (ticks, counted or 0, pending) in {(0, 0, bulk + NOISE_TYPES), (1, bulk, 0)}, (
+        ticks,
+        counted,
+        pending,
+    )
 
     restarted = server_factory(database_url)
     final = _tick(restarted)
