@@ -24,6 +24,7 @@ from tests.conftest import ADMIN, ClientFactory, similar_items
 
 WRITERS = 4
 BATCHES_PER_WRITER = 25
+BATCHES_PER_TICK = 4
 EVENTS_PER_BATCH = 20
 DEADLINE_S = 60.0
 COUNTED_TYPES = ("exposure", "contact")
@@ -81,10 +82,15 @@ def _writer(
     ledger: Ledger,
     writer: int,
     deadline: float,
+    ticks: list[int],
 ) -> None:
     rng = random.Random(writer)
     sent: list[list[dict[str, Any]]] = []
     for batch_number in range(BATCHES_PER_WRITER):
+        # Keep the writes and the ticks interleaved however fast either side is: a writer
+        # waits for a tick every BATCHES_PER_TICK batches.
+        while len(ticks) < batch_number // BATCHES_PER_TICK and time.monotonic() < deadline:
+            time.sleep(0.001)
         if time.monotonic() > deadline:
             ledger.failures.append(f"writer {writer} ran out of time")
             return
@@ -131,7 +137,9 @@ def test_concurrent_writers_and_ticks_count_every_event_once(
         stop = threading.Event()
         deadline = time.monotonic() + DEADLINE_S
         writers = [
-            threading.Thread(target=_writer, args=(client, tickets, ledger, w, deadline))
+            threading.Thread(
+                target=_writer, args=(client, tickets, ledger, w, deadline, tick_numbers)
+            )
             for w in range(WRITERS)
         ]
         # Two tickers: manual ticks race each other for the experiment lock as well.
