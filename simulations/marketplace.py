@@ -61,6 +61,7 @@ from simulations.marketplace_model import (
     search_best,
     weights_of,
 )
+from simulations.output import write_and_report
 from simulations.plotting import Curve, new_figure, plot_curves_with_bands, save_figure
 from simulations.progress import ProgressReporter, progress_enabled
 
@@ -1235,15 +1236,9 @@ def run(args: argparse.Namespace) -> int:
         config, database=args.database, show_progress=progress_enabled(args.no_progress)
     )
     print(format_table(result))
-    try:
-        written = write_outputs(result, Path(args.out))
-    except OSError as error:
-        print(f"ranktune simulate marketplace: cannot write outputs: {error}", file=sys.stderr)
-        return 1
-    print()
-    print(f"wrote {', '.join(str(path) for path in written)}")
-    print(f"reproduce: {config.command_line()}")
-    return 0
+    return write_and_report(
+        "marketplace", lambda: write_outputs(result, Path(args.out)), config.command_line()
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

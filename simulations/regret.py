@@ -42,6 +42,7 @@ from simulations.bounds import (
     lai_robbins_constant,
     ucb1_upper_bound,
 )
+from simulations.output import write_and_report
 from simulations.plotting import Curve, plot_curves_with_bands
 from simulations.progress import ProgressReporter, progress_enabled
 
@@ -643,15 +644,11 @@ def run(args: argparse.Namespace) -> int:
         return 2
     result = run_regret(config, show_progress=progress_enabled(args.no_progress))
     print(format_table(result))
-    try:
-        written = write_outputs(result, Path(args.out), log_x=args.log_x)
-    except OSError as error:
-        print(f"ranktune simulate regret: cannot write outputs: {error}", file=sys.stderr)
-        return 1
-    print()
-    print(f"wrote {', '.join(str(path) for path in written)}")
-    print(f"reproduce: {config.command_line()}")
-    return 0
+    return write_and_report(
+        "regret",
+        lambda: write_outputs(result, Path(args.out), log_x=args.log_x),
+        config.command_line(),
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
