@@ -159,11 +159,20 @@ def next_tick_number(session: Session, experiment_id: int) -> int:
 
 
 def ticks_of(
-    session: Session, experiment_id: int, *, limit: int, after: int | None = None
+    session: Session,
+    experiment_id: int,
+    *,
+    limit: int,
+    after: int | None = None,
+    latest: bool = False,
 ) -> Sequence[Tick]:
+    """Ticks in number order: the first ``limit`` after ``after``, or the ``latest`` ones."""
     query = select(Tick).where(Tick.experiment_id == experiment_id)
     if after is not None:
         query = query.where(Tick.number > after)
+    if latest:
+        newest = session.scalars(query.order_by(Tick.number.desc()).limit(limit)).all()
+        return list(reversed(newest))
     return session.scalars(query.order_by(Tick.number).limit(limit)).all()
 
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query, Request
+from fastapi.responses import Response
 
 from api import schemas
+from api.plots import FORMATS
 from api.runtime import Runtime
 from api.security import AdminOnly
 from api.services import evolution as evolution_service
@@ -195,6 +197,27 @@ def stats(
 ) -> schemas.ExperimentStats:
     with runtime_of(request).transaction() as session:
         return service.experiment_stats(session, name, seed=seed, draws=draws)
+
+
+@router.get(
+    "/experiments/{name}/plots/posteriors.{fmt}",
+    response_class=Response,
+    responses={
+        200: {
+            "content": {media: {} for media in FORMATS.values()},
+            "description": "each arm's posterior mean and 95% band over the ticks",
+        }
+    },
+)
+def posteriors_plot(
+    request: Request,
+    name: ExperimentName,
+    fmt: Annotated[Literal["png", "svg"], Path(description="image format")],
+    limit: Annotated[int, Query(ge=1, le=5000, description="the latest ticks to draw")] = 1000,
+) -> Response:
+    with runtime_of(request).transaction() as session:
+        image = service.posteriors_plot(session, name, fmt=fmt, limit=limit)
+    return Response(content=image, media_type=FORMATS[fmt])
 
 
 @router.get("/audit", response_model=list[schemas.AuditOut])

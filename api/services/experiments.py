@@ -14,6 +14,7 @@ from api import repositories as repo
 from api import schemas
 from api.errors import Conflict, InvalidInput, NotFound
 from api.models import Arm, Experiment, Tick
+from api.plots import ArmSeries, posteriors_figure
 from api.services.ticks import apply_tick, draw_window_arm
 from arms import Configuration, ConfigurationError, Parameter, ParameterSpace
 from bandit import summarize
@@ -467,3 +468,25 @@ def tick_now(session: Session, experiment_id: int, rng: np.random.Generator, rep
         details={"tick": tick.number, "applied": tick.applied},
     )
     return tick
+
+
+def posteriors_plot(session: Session, name: str, *, fmt: str, limit: int) -> bytes:
+    """Each arm's posterior over the last ``limit`` ticks, as an image (``api.plots``)."""
+    experiment = require_experiment(session, name)
+    ticks = repo.ticks_of(session, experiment.id, limit=limit, after=None, latest=True)
+    rows_by_tick = repo.tick_arms_of(session, [tick.id for tick in ticks])
+    labels = {
+        arm.id: f"arm {arm.id} ({arm.origin})" for arm in repo.arms_of(session, experiment.id)
+    }
+    points: dict[int, tuple[list[int], list[float], list[float]]] = {}
+    for tick in ticks:
+        for row in rows_by_tick[tick.id]:
+            numbers, alphas, betas = points.setdefault(row.arm_id, ([], [], []))
+            numbers.append(tick.number)
+            alphas.append(row.alpha_after)
+            betas.append(row.beta_after)
+    series = [
+        ArmSeries(labels.get(arm_id, f"arm {arm_id}"), *values)
+        for arm_id, values in sorted(points.items())
+    ]
+    return posteriors_figure(f"{experiment.name}: posteriors over ticks", series, fmt)
