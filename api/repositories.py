@@ -12,7 +12,6 @@ from sqlalchemy.orm import Session
 from api.models import (
     Arm,
     AuditEntry,
-    Event,
     Experiment,
     ExpertConfig,
     Generation,
@@ -81,29 +80,6 @@ def active_arm_with_signature(session: Session, experiment_id: int, signature: s
 
 
 # -- events --------------------------------------------------------------------------------
-def existing_event_hashes(
-    session: Session, keys: Iterable[tuple[int, str]]
-) -> dict[tuple[int, str], str | None]:
-    """Payload hashes of already stored events, keyed by (experiment_id, event_id)."""
-    by_experiment: dict[int, list[str]] = {}
-    for experiment_id, event_id in keys:
-        by_experiment.setdefault(experiment_id, []).append(event_id)
-    found: dict[tuple[int, str], str | None] = {}
-    for experiment_id, event_ids in by_experiment.items():
-        for start in range(0, len(event_ids), 5000):
-            chunk = event_ids[start : start + 5000]
-            rows = session.execute(
-                select(Event.event_id, Event.payload_hash).where(
-                    Event.experiment_id == experiment_id, Event.event_id.in_(chunk)
-                )
-            )
-            for stored_event_id, payload_hash in rows:
-                # The column is nullable, but NULL never matches IN (...).
-                assert stored_event_id is not None
-                found[(experiment_id, stored_event_id)] = payload_hash
-    return found
-
-
 def pending_counts_for_update(
     session: Session, experiment_id: int
 ) -> list[tuple[int, str, str, int]]:
@@ -141,13 +117,6 @@ def delete_pending_counts(
         ),
         [{"b_arm": arm, "b_group": group, "b_type": kind} for arm, group, kind in keys],
     )
-
-
-def count_events(session: Session, experiment_id: int, *, with_id_only: bool = False) -> int:
-    query = select(func.count()).select_from(Event).where(Event.experiment_id == experiment_id)
-    if with_id_only:
-        query = query.where(Event.event_id.is_not(None))
-    return int(session.scalar(query) or 0)
 
 
 # -- ticks ---------------------------------------------------------------------------------
