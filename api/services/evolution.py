@@ -23,7 +23,7 @@ another interval.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session
 from api import repositories as repo
 from api import schemas
 from api.errors import Conflict, InvalidInput, NotFound
-from api.models import Arm, Experiment, ExpertConfig, Generation
+from api.models import Arm, Experiment, ExpertConfig, Generation, as_utc
 from api.services.experiments import (
     arm_out,
     now_utc,
@@ -101,11 +101,7 @@ def is_evolution_due(experiment: Experiment, now: datetime) -> bool:
     if experiment.status != "running" or experiment.evolve_interval_s is None:
         return False
     since = experiment.last_evolved_at or experiment.created_at
-    return now - _aware(since) >= timedelta(seconds=experiment.evolve_interval_s)
-
-
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    return now - as_utc(since) >= timedelta(seconds=experiment.evolve_interval_s)
 
 
 # -- the step ------------------------------------------------------------------------------

@@ -14,13 +14,13 @@ the race sees the winner's ``last_tick_at`` and does nothing.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import numpy as np
 from sqlalchemy.orm import Session
 
 from api import repositories as repo
-from api.models import Arm, Experiment, Tick, TickArm
+from api.models import Arm, Experiment, Tick, TickArm, as_utc
 from api.serving import policy_of
 from bandit import PosteriorUpdate, Prior, WindowCounts, reference_ratio_update
 
@@ -56,16 +56,8 @@ def aggregate(rows: list[tuple[int, str, str, int]], target_event: str) -> Windo
 def is_due(experiment: Experiment, now: datetime) -> bool:
     if experiment.status != "running":
         return False
-    if experiment.last_tick_at is None:
-        return now - _aware(experiment.created_at) >= timedelta(
-            seconds=experiment.update_interval_s
-        )
-    return now - _aware(experiment.last_tick_at) >= timedelta(seconds=experiment.update_interval_s)
-
-
-def _aware(moment: datetime) -> datetime:
-    # SQLite returns naive datetimes; everything stored is UTC.
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    since = experiment.last_tick_at or experiment.created_at
+    return now - as_utc(since) >= timedelta(seconds=experiment.update_interval_s)
 
 
 def apply_tick(
