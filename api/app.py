@@ -16,32 +16,36 @@ from api.errors import error_body, install_error_handlers
 from api.routes import admin, client
 from api.routes.client import assignment_json
 from api.runtime import Runtime
-from api.schemas import EventBatch
 from api.settings import Settings
 
 __all__ = ["create_app"]
 
 
 class BodySizeLimit:
-    """Answer 413 to any request body larger than ``max_bytes`` before the app parses it."""
+    """Answer 413 to any request body larger than ``max_bytes`` (or the path's own limit in
+    ``path_limits``) before the app parses it."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, max_bytes: int, path_limits: dict[str, int] | None = None
+    ) -> None:
         self.app = app
-        self.max_bytes = max_bytes
+        self.default_max_bytes = max_bytes
+        self.path_limits = path_limits or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS", "DELETE"):
             await self.app(scope, receive, send)
             return
+        max_bytes = self.path_limits.get(scope["path"], self.default_max_bytes)
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None:
             try:
-                too_large = int(declared) > self.max_bytes
+                too_large = int(declared) > max_bytes
             except ValueError:
                 await _reply(send, 400, "BadRequest", "Content-Length: expected an integer")
                 return
             if too_large:
-                await self._too_large(send)
+                await _too_large(send, max_bytes)
                 return
         chunks: list[bytes] = []
         size = 0
@@ -51,8 +55,8 @@ class BodySizeLimit:
                 return
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > self.max_bytes:
-                await self._too_large(send)
+            if size > max_bytes:
+                await _too_large(send, max_bytes)
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):
@@ -69,8 +73,9 @@ class BodySizeLimit:
 
         await self.app(scope, replay, send)
 
-    async def _too_large(self, send: Send) -> None:
-        await _reply(send, 413, "PayloadTooLarge", f"body: expected at most {self.max_bytes} bytes")
+
+async def _too_large(send: Send, max_bytes: int) -> None:
+    await _reply(send, 413, "PayloadTooLarge", f"body: expected at most {max_bytes} bytes")
 
 
 async def _reply(send: Send, status: int, kind: str, detail: str) -> None:
@@ -144,24 +149,6 @@ class AssignmentFastPath:
         return assignment_json(runtime, snapshot, units[0])
 
 
-def _document_event_batch(app: FastAPI) -> None:
-    """Add the schemas of ``POST /v1/events``'s body to the OpenAPI components: the route
-    parses its body itself (``parse_event_batch``), so the framework does not see the model."""
-    build = app.openapi
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            schema = build()
-            batch = EventBatch.model_json_schema(ref_template="#/components/schemas/{model}")
-            components = schema.setdefault("components", {}).setdefault("schemas", {})
-            components.update(batch.pop("$defs", {}))
-            components["EventBatch"] = batch
-            app.openapi_schema = schema
-        return app.openapi_schema
-
-    app.openapi = openapi  # type: ignore[method-assign]
-
-
 def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> FastAPI:
     """Build the application. The runtime (database, writer, scheduler) starts with the app."""
     settings = settings or Settings()
@@ -191,7 +178,10 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     def health() -> dict[str, Any]:
         return {"status": "ok"}
 
-    _document_event_batch(app)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=settings.max_body_bytes,
+        path_limits={"/v1/events": min(settings.max_events_body_bytes, settings.max_body_bytes)},
+    )
     app.add_middleware(AssignmentFastPath, fastapi_app=app)
     return app

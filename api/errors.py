@@ -7,6 +7,7 @@
     ├── NotFound            404
     ├── Conflict            409    state does not allow it (duplicate arm, retired reference...)
     ├── PayloadTooLarge     413
+    ├── UnsupportedMediaType 415   a body that is not declared as JSON
     └── InvalidInput        422    a field is invalid; ``field`` names it
 
 Every 4xx names the field (when there is one) and what was expected.
@@ -15,11 +16,13 @@ Every 4xx names the field (when there is one) and what was expected.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from arms import ConfigurationError
@@ -61,8 +64,39 @@ class PayloadTooLarge(ApiError):
     status_code, kind = 413, "PayloadTooLarge"
 
 
+class UnsupportedMediaType(ApiError):
+    status_code, kind = 415, "UnsupportedMediaType"
+
+
 class InvalidInput(ApiError):
     status_code, kind = 422, "ValidationError"
+
+
+def validation_failure(error: ValidationError, prefix: tuple[str, ...] = ()) -> ApiError:
+    """A pydantic ValidationError as the one 4xx it means: 413 for a list over its
+    ``max_length`` (a batch limit), else 422 naming the first invalid field."""
+    errors = error.errors(include_url=False, include_input=False, include_context=True)
+    first = errors[0]
+    if first.get("type") == "too_long":
+        field = location(first["loc"])
+        limit = (first.get("ctx") or {}).get("max_length")
+        return PayloadTooLarge(f"{field}: at most {limit} items per request", field=field)
+    detail, field = describe_errors(errors, prefix)
+    return InvalidInput(detail, field=field)
+
+
+def describe_errors(
+    errors: Sequence[Mapping[str, Any]], prefix: tuple[str, ...] = ()
+) -> tuple[str, str]:
+    """(detail, field) of a list of pydantic errors: the first one, and how many more."""
+    first: Mapping[str, Any] = errors[0] if errors else {"loc": (), "msg": "invalid request"}
+    # A JSON syntax error's location is a character offset, not a field: it is the body.
+    invalid_json = first.get("type") == "json_invalid"
+    field = "body" if invalid_json else location((*prefix, *first.get("loc", ())))
+    detail = f"{field}: {_validation_message(first)}"
+    if len(errors) > 1:
+        detail += f" (and {len(errors) - 1} more)"
+    return detail, field
 
 
 def error_body(kind: str, detail: str, field: str | None = None) -> dict[str, Any]:
@@ -95,7 +129,7 @@ def location(loc: tuple[Any, ...] | list[Any]) -> str:
     return text or "body"
 
 
-def _validation_message(error: dict[str, Any]) -> str:
+def _validation_message(error: Mapping[str, Any]) -> str:
     message = str(error.get("msg", "invalid value"))
     if error.get("type") == "missing":
         return "required field is missing"
@@ -118,14 +152,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_request: Request, error: RequestValidationError) -> JSONResponse:
-        errors = error.errors()
-        first: dict[str, Any] = errors[0] if errors else {"loc": (), "msg": "invalid request"}
-        # A JSON syntax error's location is a character offset, not a field: it is the body.
-        invalid_json = first.get("type") == "json_invalid"
-        field = "body" if invalid_json else location(first.get("loc", ()))
-        detail = f"{field}: {_validation_message(first)}"
-        if len(errors) > 1:
-            detail += f" (and {len(errors) - 1} more)"
+        detail, field = describe_errors(list(error.errors()))
         return error_response(422, "ValidationError", detail, field)
 
     @app.exception_handler(StarletteHTTPException)

@@ -11,9 +11,15 @@ the whole request is refused, storing nothing of it. If another replica inserts 
 between our check and our insert, the unique constraint fails the transaction and the
 writer simply runs the group again: the second check sees the other replica's row.
 
-Counting: the same transaction adds the accepted rows to ``pending_counts`` (per arm, group
-and type), which is what the ticks read; duplicates and refused requests add nothing, and a
-rolled-back group adds nothing either.
+Bounds: the same transaction adds each accepted event to its ticket's row of
+``ticket_credits`` (an atomic upsert, so replicas agree) and credits at most the ticket's
+limit of each event type (``api.limits``); the excess is stored but marked
+``over_ticket_limit``.
+
+Counting: the same transaction adds the accepted rows to ``pending_counts`` (per arm, group,
+type and reason), which is what the ticks read; duplicates and refused requests add
+nothing, and a rolled-back group adds nothing either. Events that can never be credited
+(reason ``inactive``) are stored only.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -31,14 +37,15 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
+from api.limits import CREDITED, INACTIVE, OVER_TICKET_LIMIT
 from api.models import Event
 
 logger = logging.getLogger("ranktune.ingest")
 
 
 class EventRow(NamedTuple):
-    """One event to store, in the column order of ``_INSERT_COLUMNS`` (a tuple: cheap to
-    build for every event of every request, and handed to the driver as it is)."""
+    """One event to store: the first seven fields in the column order of ``_INSERT_COLUMNS``
+    (a tuple: cheap to build for every event of every request), then how it is bounded."""
 
     experiment_id: int
     arm_id: int
@@ -48,6 +55,12 @@ class EventRow(NamedTuple):
     count: int  # type: ignore[assignment]
     event_id: str | None
     payload_hash: str | None
+    # The ticket's key (TicketClaims.key) and the most events of this type it may credit;
+    # None for server-counted exposures, which are credited whole.
+    ticket: str | None = None
+    limit: int | None = None
+    expires_at: int = 0  # unix seconds: the end of the ticket's attribution window
+    reason: str = CREDITED  # why it will not be credited, if it will not (api.limits)
 
 
 @dataclass(frozen=True)
@@ -229,6 +242,7 @@ _INSERT_COLUMNS = (
     "event_id",
     "payload_hash",
     "received_at",
+    "credited",
 )
 _ID_CHUNK = 5000  # SQLite allows 32,766 bound variables per statement since 3.32
 
@@ -263,58 +277,148 @@ def existing_event_hashes(
 
 
 def insert_events(connection: Connection, rows: list[EventRow], now: datetime) -> None:
-    """Store the rows and add them to ``pending_counts``, in the caller's transaction.
+    """Store the rows, bound their credit, add them to ``pending_counts``: in the caller's
+    transaction, so that all or none of it happens.
 
-    Both or neither: what a tick counts (``pending_counts``) is exactly what is stored.
+    What a tick counts (``pending_counts``) is exactly what is stored, split by reason.
     """
     if not rows:
         return
     dialect = connection.dialect
     process = Event.__table__.c.received_at.type.dialect_impl(dialect).bind_processor(dialect)
     received_at = process(now) if process is not None else now
+    credited = credit_tickets(connection, rows)
+    values = [(*row[:7], received_at, part) for row, part in zip(rows, credited, strict=True)]
     columns = ", ".join(_INSERT_COLUMNS)
     if dialect.name == "postgresql":
-        _copy_events(connection, columns, rows, received_at)
+        _copy_events(connection, columns, values)
     else:
         placeholders = ", ".join("?" * len(_INSERT_COLUMNS))
         connection.exec_driver_sql(
-            f"INSERT INTO events ({columns}) VALUES ({placeholders})",
-            [(*row, received_at) for row in rows],
+            f"INSERT INTO events ({columns}) VALUES ({placeholders})", values
         )
-    add_pending_counts(connection, rows)
+    add_pending_counts(connection, rows, credited)
 
 
-def pending_totals(rows: Iterable[EventRow]) -> list[tuple[int, int, str, str, int]]:
-    """(experiment_id, arm_id, group, type, total count) of the rows, sorted by key."""
-    totals: dict[tuple[int, int, str, str], int] = {}
+def credit_tickets(connection: Connection, rows: Sequence[EventRow]) -> list[int]:
+    """The part of each row's count that its ticket may still credit, in row order.
+
+    Adds every bounded row to its ticket's running total in ``ticket_credits`` (one upsert
+    per (ticket, type), returning the new totals, so two replicas' writers never both
+    credit the same allowance), then hands out what is left of each ticket's ``limit`` in
+    the order of the rows. Rows that will not be credited anyway credit 0; server-counted
+    exposures (no ticket) credit their whole count.
+    """
+    added: dict[tuple[int, str, str], int] = {}
+    expiry: dict[tuple[int, str, str], int] = {}
     for row in rows:
-        key = (row.experiment_id, row.arm_id, row.group, row.type)
-        totals[key] = totals.get(key, 0) + row.count
+        if row.ticket is not None and row.reason == CREDITED:
+            key = (row.experiment_id, row.ticket, row.type)
+            added[key] = added.get(key, 0) + row.count
+            expiry[key] = row.expires_at
+    totals = _add_ticket_credits(connection, added, expiry) if added else {}
+    reported = {key: totals[key] - count for key, count in added.items()}  # before this group
+    credited: list[int] = []
+    for row in rows:
+        if row.reason != CREDITED:
+            credited.append(0)
+        elif row.ticket is None or row.limit is None:
+            credited.append(row.count)
+        else:
+            key = (row.experiment_id, row.ticket, row.type)
+            before = reported[key]
+            reported[key] = before + row.count
+            credited.append(max(0, min(row.count, row.limit - before)))
+    return credited
+
+
+_CREDIT_CHUNK = 5000  # rows per statement: 5 bound values each, under SQLite's 32,766
+
+
+def _add_ticket_credits(
+    connection: Connection,
+    added: dict[tuple[int, str, str], int],
+    expiry: dict[tuple[int, str, str], int],
+) -> dict[tuple[int, str, str], int]:
+    """Upsert the counts into ``ticket_credits``; the new totals by key.
+
+    Keys go in sorted order so that concurrent writers lock rows in one order.
+    """
+    keys = sorted(added)
+    totals: dict[tuple[int, str, str], int] = {}
+    update = (
+        "ON CONFLICT (experiment_id, ticket, type) "
+        "DO UPDATE SET count = ticket_credits.count + excluded.count "
+        "RETURNING experiment_id, ticket, type, count"
+    )
+    insert = "INSERT INTO ticket_credits (experiment_id, ticket, type, count, expires_at) "
+    for start in range(0, len(keys), _CREDIT_CHUNK):
+        chunk = keys[start : start + _CREDIT_CHUNK]
+        if connection.dialect.name == "postgresql":
+            sql = (
+                f"{insert}SELECT * FROM unnest(%s::int[], %s::text[], %s::text[], "
+                f"%s::bigint[], %s::bigint[]) {update}"
+            )
+            params: tuple[Any, ...] = (
+                [key[0] for key in chunk],
+                [key[1] for key in chunk],
+                [key[2] for key in chunk],
+                [added[key] for key in chunk],
+                [expiry[key] for key in chunk],
+            )
+        else:
+            sql = f"{insert}VALUES {', '.join(['(?, ?, ?, ?, ?)'] * len(chunk))} {update}"
+            params = tuple(value for key in chunk for value in (*key, added[key], expiry[key]))
+        for experiment_id, ticket, kind, total in connection.exec_driver_sql(sql, params):
+            totals[(experiment_id, ticket, kind)] = int(total)
+    return totals
+
+
+def pending_totals(
+    rows: Iterable[EventRow], credited: Iterable[int]
+) -> list[tuple[int, int, str, str, str, int]]:
+    """(experiment_id, arm_id, group, type, reason, total count) of the rows, sorted by key.
+
+    The credited part of a row counts under reason "", the rest under the row's reason (or
+    ``over_ticket_limit``); rows that can never be credited (``inactive``) count nowhere.
+    """
+    totals: dict[tuple[int, int, str, str, str], int] = {}
+    for row, part in zip(rows, credited, strict=True):
+        if row.reason == INACTIVE:
+            continue
+        base = (row.experiment_id, row.arm_id, row.group, row.type)
+        if part:
+            key = (*base, CREDITED)
+            totals[key] = totals.get(key, 0) + part
+        if row.count > part:
+            key = (*base, row.reason or OVER_TICKET_LIMIT)
+            totals[key] = totals.get(key, 0) + row.count - part
     return [(*key, total) for key, total in sorted(totals.items())]
 
 
-def add_pending_counts(connection: Connection, rows: Iterable[EventRow]) -> None:
-    """Upsert the rows' totals into ``pending_counts``: one statement per (arm, group, type).
+def add_pending_counts(
+    connection: Connection, rows: Iterable[EventRow], credited: Iterable[int]
+) -> None:
+    """Upsert the rows' totals into ``pending_counts``: one statement per key.
 
     The keys go in sorted order, so two replicas' writers (and a tick, which locks in the
     same order) take the row locks in one order and cannot deadlock each other.
     """
-    totals = pending_totals(rows)
+    totals = pending_totals(rows, credited)
     if not totals:
         return
     mark = "%s" if connection.dialect.name == "postgresql" else "?"
     connection.exec_driver_sql(
-        "INSERT INTO pending_counts (experiment_id, arm_id, assignment_group, type, count) "
-        f"VALUES ({', '.join([mark] * 5)}) "
-        "ON CONFLICT (experiment_id, arm_id, assignment_group, type) "
+        "INSERT INTO pending_counts "
+        "(experiment_id, arm_id, assignment_group, type, reason, count) "
+        f"VALUES ({', '.join([mark] * 6)}) "
+        "ON CONFLICT (experiment_id, arm_id, assignment_group, type, reason) "
         "DO UPDATE SET count = pending_counts.count + excluded.count",
         totals,
     )
 
 
-def _copy_events(
-    connection: Connection, columns: str, rows: list[EventRow], received_at: Any
-) -> None:
+def _copy_events(connection: Connection, columns: str, values: list[tuple[Any, ...]]) -> None:
     """PostgreSQL: COPY FROM STDIN, about 1.6x the rows per second of a multi-row INSERT.
 
     COPY checks the same constraints as INSERT; a driver error is re-raised as SQLAlchemy's
@@ -325,8 +429,8 @@ def _copy_events(
     dbapi_connection: Any = connection.connection.dbapi_connection
     try:
         with dbapi_connection.cursor() as cursor, cursor.copy(statement) as copy:
-            for row in rows:
-                copy.write_row((*row, received_at))
+            for value in values:
+                copy.write_row(value)
     except connection.dialect.loaded_dbapi.Error as error:
         raise DBAPIError.instance(
             statement, None, error, connection.dialect.loaded_dbapi.Error

@@ -82,6 +82,13 @@ class Experiment(Base):
     evolve_interval_s: Mapped[float | None] = mapped_column(Float)
     last_evolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Events count only within this many seconds of their ticket's issue (migration 0004).
+    attribution_window_s: Mapped[float] = mapped_column(
+        Float, default=14_400.0, server_default="14400"
+    )
+    # Event type (or "*") -> the most events of that type credited per ticket (per
+    # exposure); NULL: the defaults (api.services.events.DEFAULT_EVENT_LIMITS).
+    max_events_per_exposure: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
 class Arm(Base):
@@ -101,6 +108,8 @@ class Arm(Base):
     # Totals of the applied ticks (what the posterior has seen).
     exposures: Mapped[float] = mapped_column(Float, default=0.0)
     target_events: Mapped[float] = mapped_column(Float, default=0.0)
+    # Target events the arm's tickets reported beyond the event limits, never credited.
+    quarantined_events: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     retired_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     retired_reason: Mapped[str | None] = mapped_column(Text)
@@ -131,6 +140,10 @@ class Event(Base):
     payload_hash: Mapped[str | None] = mapped_column(String(32))
     received_at: Mapped[datetime] = mapped_column(UTCDateTime)
     tick_id: Mapped[int | None] = mapped_column(Integer)
+    # The part of ``count`` that may be credited (NULL for rows stored before migration
+    # 0004: all of it); the rest was over the ticket's limit, or arrived for a retired arm
+    # or an experiment that was not running (see ``PendingCount.reason``).
+    credited: Mapped[int | None] = mapped_column(Integer)
 
 
 class PendingCount(Base):
@@ -148,7 +161,28 @@ class PendingCount(Base):
     arm_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     group: Mapped[str] = mapped_column("assignment_group", String(16), primary_key=True)
     type: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # "" for counts a tick may credit; otherwise why they will not be
+    # ("over_ticket_limit", "arm_retired"): the tick consumes and reports them.
+    reason: Mapped[str] = mapped_column(String(32), primary_key=True, server_default="")
     count: Mapped[int] = mapped_column(BigInteger)
+
+
+class TicketCredit(Base):
+    """How many events of one type each ticket has reported, to bound what it credits.
+
+    The event writer adds to these rows in the transaction that stores the events (an
+    atomic upsert, so replicas sharing the database agree); rows past their ticket's
+    attribution window are purged, since events on an expired ticket are refused anyway.
+    """
+
+    __tablename__ = "ticket_credits"
+    __table_args__ = (Index("ix_ticket_credits_expires_at", "expires_at"),)
+
+    experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id"), primary_key=True)
+    ticket: Mapped[str] = mapped_column(String(64), primary_key=True)
+    type: Mapped[str] = mapped_column(String(64), primary_key=True)
+    count: Mapped[int] = mapped_column(BigInteger)
+    expires_at: Mapped[int] = mapped_column(BigInteger)  # unix seconds
 
 
 class Tick(Base):
@@ -172,6 +206,11 @@ class Tick(Base):
     window_arm_id: Mapped[int | None] = mapped_column(Integer)
     next_window_arm_id: Mapped[int | None] = mapped_column(Integer)
     replica: Mapped[str | None] = mapped_column(String(64))
+    # Target events reported beyond the event limits (per ticket, or the arm's exposures
+    # times the limit), in both groups: stored, never credited.
+    quarantined_events: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+    # What the tick consumed without crediting: reason -> event type -> count.
+    uncredited: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
 class TickArm(Base):
@@ -187,6 +226,7 @@ class TickArm(Base):
     beta_before: Mapped[float] = mapped_column(Float)
     alpha_after: Mapped[float] = mapped_column(Float)
     beta_after: Mapped[float] = mapped_column(Float)
+    quarantined_events: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
 
 
 class Generation(Base):

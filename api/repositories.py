@@ -19,6 +19,7 @@ from api.models import (
     ServerSecret,
     Tick,
     TickArm,
+    TicketCredit,
 )
 
 
@@ -82,8 +83,9 @@ def active_arm_with_signature(session: Session, experiment_id: int, signature: s
 # -- events --------------------------------------------------------------------------------
 def pending_counts_for_update(
     session: Session, experiment_id: int
-) -> list[tuple[int, str, str, int]]:
-    """(arm_id, group, type, count) waiting for a tick, locked until the transaction ends.
+) -> list[tuple[int, str, str, str, int]]:
+    """(arm_id, group, type, reason, count) waiting for a tick, locked until the transaction
+    ends.
 
     ``FOR UPDATE`` on PostgreSQL, in key order (the writers upsert in the same order); a
     writer adding to one of these keys waits for the tick, and a key first inserted after
@@ -91,19 +93,25 @@ def pending_counts_for_update(
     writers.
     """
     rows = session.execute(
-        select(PendingCount.arm_id, PendingCount.group, PendingCount.type, PendingCount.count)
+        select(
+            PendingCount.arm_id,
+            PendingCount.group,
+            PendingCount.type,
+            PendingCount.reason,
+            PendingCount.count,
+        )
         .where(PendingCount.experiment_id == experiment_id)
-        .order_by(PendingCount.arm_id, PendingCount.group, PendingCount.type)
+        .order_by(PendingCount.arm_id, PendingCount.group, PendingCount.type, PendingCount.reason)
         .with_for_update()
     )
-    return [(int(a), str(g), str(t), int(c)) for a, g, t, c in rows]
+    return [(int(a), str(g), str(t), str(r), int(c)) for a, g, t, r, c in rows]
 
 
 def delete_pending_counts(
-    session: Session, experiment_id: int, keys: Sequence[tuple[int, str, str]]
+    session: Session, experiment_id: int, keys: Sequence[tuple[int, str, str, str]]
 ) -> None:
-    """Delete exactly the (arm_id, group, type) rows a tick read (and still holds locked):
-    a key inserted since then is not the tick's to consume."""
+    """Delete exactly the (arm_id, group, type, reason) rows a tick read (and still holds
+    locked): a key inserted since then is not the tick's to consume."""
     if not keys:
         return
     # On the connection (a plain executemany by key), not an ORM bulk delete: no PendingCount
@@ -114,9 +122,38 @@ def delete_pending_counts(
             PendingCount.arm_id == bindparam("b_arm"),
             PendingCount.group == bindparam("b_group"),
             PendingCount.type == bindparam("b_type"),
+            PendingCount.reason == bindparam("b_reason"),
         ),
-        [{"b_arm": arm, "b_group": group, "b_type": kind} for arm, group, kind in keys],
+        [
+            {"b_arm": arm, "b_group": group, "b_type": kind, "b_reason": reason}
+            for arm, group, kind, reason in keys
+        ],
     )
+
+
+def discard_pending_counts(
+    session: Session, experiment_id: int
+) -> list[tuple[int, str, str, str, int]]:
+    """Delete every pending count of the experiment; what was deleted."""
+    rows = pending_counts_for_update(session, experiment_id)
+    delete_pending_counts(session, experiment_id, [row[:4] for row in rows])
+    return rows
+
+
+def stopped_experiments_with_pending_counts(session: Session) -> Sequence[Experiment]:
+    has_pending = select(PendingCount.experiment_id).where(
+        PendingCount.experiment_id == Experiment.id
+    )
+    return session.scalars(
+        select(Experiment).where(Experiment.status == "stopped", has_pending.exists())
+    ).all()
+
+
+def purge_expired_ticket_credits(session: Session, before: int) -> int:
+    """Forget the per-ticket counts of tickets whose attribution window ended before
+    ``before`` (unix seconds): events on them are refused anyway. Rows deleted."""
+    result = session.execute(delete(TicketCredit).where(TicketCredit.expires_at < before))
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 # -- ticks ---------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ import contextlib
 import logging
 import os
 import socket
+import time
 from collections.abc import Iterator
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -20,8 +21,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from api import repositories as repo
 from api.db import make_engine, make_session_factory
 from api.ingest import EventRow, EventWriter, IngestResult
+from api.schemas import event_batch_model
+from api.services.events import CLOCK_SKEW_S, EventIntake
 from api.services.evolution import run_evolution_step
-from api.services.experiments import now_utc
+from api.services.experiments import discard_pending_of_stopped, now_utc
 from api.services.ticks import apply_tick
 from api.serving import ServingState
 from api.settings import Settings
@@ -48,6 +51,11 @@ class Runtime:
         self.writer = EventWriter(self.session_factory)
         self.rng = np.random.default_rng()
         self.scheduler: BackgroundScheduler | None = None
+        self.event_batch_model = event_batch_model(settings.max_batch_events)
+
+    def event_intake(self) -> EventIntake:
+        """The checks of reported events, against this replica's tickets and snapshots."""
+        return EventIntake(self.signer, self.serving)
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
@@ -90,6 +98,7 @@ class Runtime:
             jobs += [
                 (self.run_due_ticks, self.settings.scheduler_poll_s),
                 (self.run_due_evolutions, self.settings.scheduler_poll_s),
+                (self.run_maintenance, self.settings.maintenance_interval_s),
             ]
         for job, seconds in jobs:
             # One run at a time per job; a run that is late is coalesced, not queued.
@@ -140,11 +149,18 @@ class Runtime:
             future.result(timeout=timeout_s)
 
     def run_due_ticks(self) -> None:
+        """Due ticks of the running experiments, each in its own transaction: one experiment
+        whose tick fails (a lock timeout, a broken row) is logged and retried at the next
+        poll, and does not stop the others from ticking."""
         try:
             with self.session_factory() as session:
                 experiment_ids = repo.running_experiment_ids(session)
-            ticked = False
-            for experiment_id in experiment_ids:
+        except SQLAlchemyError:
+            logger.warning("tick schedule unavailable; it will be retried", exc_info=True)
+            return
+        ticked = False
+        for experiment_id in experiment_ids:
+            try:
                 with self.transaction() as session:
                     tick = apply_tick(
                         session,
@@ -155,10 +171,27 @@ class Runtime:
                         replica=self.replica,
                     )
                     ticked = ticked or tick is not None
-            if ticked:
-                self.refresh_snapshots()
+            except Exception:
+                logger.exception("tick of experiment %s failed; it will be retried", experiment_id)
+        if ticked:
+            self.refresh_snapshots()
+
+    def run_maintenance(self) -> None:
+        """Forget per-ticket counts past their attribution window (with a minute's margin for
+        clock differences) and drop pending counts that no tick will consume (stopped
+        experiments)."""
+        try:
+            with self.transaction() as session:
+                purged = repo.purge_expired_ticket_credits(session, int(time.time()) - CLOCK_SKEW_S)
+            with self.transaction() as session:
+                discarded = discard_pending_of_stopped(session)
         except SQLAlchemyError:
-            logger.warning("tick failed; it will be retried", exc_info=True)
+            logger.warning("maintenance failed; it will be retried", exc_info=True)
+            return
+        if purged:
+            logger.info("forgot the counts of %d expired tickets", purged)
+        for name, totals in discarded.items():
+            logger.info("experiment %r is stopped: discarded pending counts %s", name, totals)
 
     def run_due_evolutions(self) -> None:
         """Scheduled genetic steps of the experiments that enabled them.

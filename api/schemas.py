@@ -13,6 +13,7 @@ from pydantic import (
     PlainValidator,
     StringConstraints,
     WithJsonSchema,
+    create_model,
     field_validator,
 )
 
@@ -21,6 +22,13 @@ Identifier = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0
 EventType = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
 EventId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._:/+=-]{1,128}$")]
 Number = float | int
+EventLimits = Annotated[
+    dict[
+        Annotated[str, StringConstraints(pattern=r"^(\*|[a-z][a-z0-9_]{0,63})$")],
+        Annotated[int, Field(ge=1, le=1_000_000)],
+    ],
+    Field(max_length=64),
+]
 _JSON_TYPES = {bool: "a boolean", str: "a string", list: "an array", dict: "an object"}
 
 
@@ -120,6 +128,19 @@ class ExperimentCreate(Strict):
     evolution: EvolutionIn | None = Field(
         None, description="genetic step settings; absent: no scheduled steps"
     )
+    attribution_window_s: float = Field(
+        14_400.0,
+        ge=60,
+        le=30 * 86_400,
+        description="events count only within this many seconds of their ticket's "
+        "assignment; later ones (and tickets issued in the future) get 422",
+    )
+    max_events_per_exposure: EventLimits | None = Field(
+        None,
+        description="event type (or '*' for any other type) -> the most events of that type "
+        "one ticket (one exposure) credits; the rest is stored but quarantined. Default "
+        "{'*': 1, 'exposure': 1}",
+    )
 
     @field_validator("target_event")
     @classmethod
@@ -144,6 +165,9 @@ class ArmOut(BaseModel):
     beta: float
     exposures: float
     target_events: float
+    quarantined_events: float = Field(
+        0.0, description="target events its tickets reported beyond the limits, not credited"
+    )
     created_at: datetime
     retired_at: datetime | None
     retired_reason: str | None
@@ -175,6 +199,10 @@ class ExperimentOut(BaseModel):
     evolve_interval_s: float | None = None
     last_evolved_at: datetime | None = None
     generation: int = 0
+    attribution_window_s: float = 14_400.0
+    max_events_per_exposure: dict[str, int] = Field(
+        default_factory=dict, description="in force: the defaults with the experiment's own"
+    )
 
 
 class ExperimentSummary(BaseModel):
@@ -196,6 +224,7 @@ class ArmStats(BaseModel):
     config: dict[str, Number]
     exposures: float
     target_events: float
+    quarantined_events: float = 0.0
     rate: float | None = Field(description="target events per exposure")
     alpha: float
     beta: float
@@ -226,6 +255,7 @@ class TickArmOut(BaseModel):
     beta_before: float
     alpha_after: float
     beta_after: float
+    quarantined_events: float = 0.0
 
 
 class TickOut(BaseModel):
@@ -244,6 +274,16 @@ class TickOut(BaseModel):
     target_events: float
     window_arm_id: int | None
     next_window_arm_id: int | None
+    quarantined_events: float = Field(
+        0.0,
+        description="target events beyond the event limits (per ticket, or an arm's "
+        "exposures times the limit), in both groups: stored, not credited",
+    )
+    uncredited: dict[str, dict[str, float]] = Field(
+        default_factory=dict,
+        description="what this tick consumed without crediting: reason (over_ticket_limit, "
+        "over_exposure_limit, arm_retired) -> event type -> count",
+    )
     arms: list[TickArmOut]
 
 
@@ -265,16 +305,62 @@ class Assignment(BaseModel):
     active: bool = Field(description="false while the experiment is paused or stopped")
 
 
+MAX_EVENT_COUNT = 1000
+
+
 class EventIn(Strict):
-    ticket: Annotated[str, StringConstraints(min_length=1, max_length=256)]
-    type: EventType
-    count: int = Field(1, ge=1, le=1_000_000)
-    event_id: EventId
+    """One reported event. Strict: ``count`` is a JSON integer (not ``"1"``, ``1.0``,
+    ``1e3`` or ``true``), as the schema says."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    ticket: Annotated[str, StringConstraints(min_length=1, max_length=256)] = Field(
+        description="the ticket of the assignment that served the configuration"
+    )
+    type: EventType = Field(
+        description="'exposure' (experiments counting client exposures) or an event name "
+        "such as 'contact'"
+    )
+    count: int = Field(
+        1,
+        ge=1,
+        le=MAX_EVENT_COUNT,
+        description="events of this type in one report; a ticket credits at most its "
+        "experiment's max_events_per_exposure of each type, the rest is stored but quarantined",
+    )
+    event_id: EventId = Field(
+        description="unique per event: a retry with the same id is stored once"
+    )
 
 
 class EventBatch(Strict):
-    # The batch limit is enforced in the route so that it answers 413, not 422.
+    """The body of ``POST /v1/events``; :func:`event_batch_model` sets the batch limit."""
+
     events: list[EventIn]
+
+
+def event_batch_request_body() -> dict[str, Any]:
+    """The OpenAPI ``requestBody`` of ``POST /v1/events``, for ``openapi_extra``: the route
+    reads its body itself (see api.routes.client), so the framework does not see the model.
+    EventIn is inlined (it has no references of its own), so nothing needs adding to the
+    document's components."""
+    schema = EventBatch.model_json_schema()
+    schema["properties"]["events"]["items"] = schema.pop("$defs")["EventIn"]
+    schema["properties"]["events"]["description"] = (
+        "at most RANKTUNE_MAX_BATCH_EVENTS (1,000 by default) events; more get 413"
+    )
+    return {"required": True, "content": {"application/json": {"schema": schema}}}
+
+
+def event_batch_model(max_events: int) -> type[EventBatch]:
+    """EventBatch with at most ``max_events`` events: pydantic stops at the first event past
+    the limit (``too_long``) instead of validating a huge list item by item."""
+    model: type[EventBatch] = create_model(
+        "EventBatch",
+        __base__=EventBatch,
+        events=(list[EventIn], Field(min_length=0, max_length=max_events)),
+    )
+    return model
 
 
 class EventsAccepted(BaseModel):

@@ -21,6 +21,7 @@ import numpy as np
 from sqlalchemy.orm import Session
 
 from api import repositories as repo
+from api.limits import event_limits
 from api.models import Experiment
 from api.tickets import TicketSigner
 from bandit import Policy, ThompsonSampling, make_policy
@@ -83,14 +84,15 @@ class ExperimentSnapshot:
     # Python floats, or None for the other policies; see ServingState._choose.
     thompson_params: tuple[tuple[float, float], ...] | None
     salted: bytes  # salt in UTF-8 + NUL, the prefix of every unit's hash
+    attribution_window_s: float
+    event_limits: dict[str, int]  # event type (or "*") -> events credited per ticket
+    retired_arm_ids: frozenset[int]
 
 
 def load_snapshot(session: Session, experiment: Experiment) -> ExperimentSnapshot:
-    arms = repo.arms_of(session, experiment.id, active_only=True)
-    reference = next(
-        arm for arm in repo.arms_of(session, experiment.id) if arm.origin == "reference"
-    )
-    targets = [arm for arm in arms if arm.origin != "reference"]
+    every_arm = repo.arms_of(session, experiment.id)
+    reference = next(arm for arm in every_arm if arm.origin == "reference")
+    targets = [arm for arm in every_arm if arm.origin != "reference" and arm.status == "active"]
     alphas = np.array([arm.alpha for arm in targets], dtype=np.float64)
     betas = np.array([arm.beta for arm in targets], dtype=np.float64)
     ids = tuple(arm.id for arm in targets)
@@ -128,6 +130,9 @@ def load_snapshot(session: Session, experiment: Experiment) -> ExperimentSnapsho
         loaded_at=datetime.now(UTC),
         thompson_params=thompson_params,
         salted=experiment.salt.encode("utf-8") + b"\x00",
+        attribution_window_s=experiment.attribution_window_s,
+        event_limits=event_limits(experiment.max_events_per_exposure),
+        retired_arm_ids=frozenset(arm.id for arm in every_arm if arm.status == "retired"),
     )
 
 

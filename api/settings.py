@@ -35,8 +35,20 @@ class Settings(BaseSettings):
     exposure_flush_s: float = Field(
         0.5, gt=0, description="how often server-counted exposures are written (<= 1 s)"
     )
+    maintenance_interval_s: float = Field(
+        60.0,
+        gt=0,
+        description="how often the scheduler forgets expired tickets' counts and drops "
+        "pending counts of stopped experiments",
+    )
     max_body_bytes: int = Field(2_000_000, gt=0, description="larger request bodies get 413")
     max_batch_events: int = Field(1000, gt=0, description="larger event batches get 413")
+    max_events_body_bytes: int = Field(
+        512_000,
+        gt=0,
+        description="larger POST /v1/events bodies get 413 (a full batch of the largest "
+        "legitimate events is under 300 kB; the bound keeps validation cheap)",
+    )
     ticket_secret: SecretStr | None = Field(
         None,
         description="key that signs tickets; by default one is generated and kept in the "

@@ -1,9 +1,18 @@
 """Tickets: opaque, signed receipts of an assignment that clients attach to their events.
 
-A ticket binds (experiment, arm, group) to the answer that produced it, so events are
-attributed to the configuration that was really served; an HMAC-SHA256 tag (truncated to
-128 bits) makes forged or foreign tickets detectable. Layout before base64url:
-``>IIBI`` = experiment id, arm id, group code, issue time (unix seconds), then the tag.
+A ticket binds (experiment, arm, group) to the one answer that produced it, so events are
+attributed to the configuration that was really served and can be bounded by it: every
+answer gets its own ticket (a serial number makes it unique), and the event path credits at
+most a configured number of events of each type per ticket (``api.services.events``). An
+HMAC-SHA256 tag (truncated to 128 bits) makes forged or foreign tickets detectable, and the
+issue time lets events outside the experiment's attribution window be refused.
+
+Layout before base64url, 36 bytes: ``>BIIBIHI`` = format version (2), experiment id, arm
+id, group code, issue time (unix seconds), serial (16 + 32 bits), then the 16-byte tag.
+36 bytes are a whole number of base64 quanta, so a ticket is exactly 48 characters of the
+URL-safe alphabet with no padding, and every byte string has exactly one spelling: a ticket
+written another way (``=`` padding, the standard ``+/`` alphabet) is refused instead of
+being read as the same claims under another string.
 """
 
 from __future__ import annotations
@@ -12,15 +21,19 @@ import base64
 import binascii
 import hashlib
 import hmac
+import itertools
+import re
 import secrets
 import struct
 import time
 from dataclasses import dataclass
 
-_LAYOUT = struct.Struct(">IIBI")
+VERSION = 2
+_LAYOUT = struct.Struct(">BIIBIHI")
 _TAG_BYTES = 16
+TICKET_LENGTH = (_LAYOUT.size + _TAG_BYTES) * 4 // 3  # 48 characters
+_TICKET = re.compile(rf"[A-Za-z0-9_-]{{{TICKET_LENGTH}}}")
 _BLOCK = hashlib.sha256().block_size  # 64 bytes
-_MAX_REMEMBERED = 10_000
 GROUPS = ("target", "reference", "inactive")
 GROUP_CODES = {name: code for code, name in enumerate(GROUPS)}
 
@@ -31,6 +44,12 @@ class TicketClaims:
     arm_id: int
     group: str
     issued_at: int
+    serial: int
+
+    @property
+    def key(self) -> str:
+        """What identifies the ticket within its experiment (the per-ticket credit key)."""
+        return f"{self.arm_id}:{GROUP_CODES[self.group]}:{self.issued_at}:{self.serial:x}"
 
 
 def new_secret() -> str:
@@ -44,7 +63,11 @@ class TicketSigner:
         block = block.ljust(_BLOCK, b"\x00")
         self._inner = hashlib.sha256(bytes(byte ^ 0x36 for byte in block))
         self._outer = hashlib.sha256(bytes(byte ^ 0x5C for byte in block))
-        self._last_issued: dict[tuple[int, int, str], tuple[int, str]] = {}
+        # Serials: a random 16-bit prefix per signer (per replica process) above a counter,
+        # so two replicas practically never issue the same ticket within one second.
+        # next() on itertools.count is atomic under the GIL: no lock on the hot path.
+        self._prefix = secrets.randbits(16)
+        self._serials = itertools.count()
 
     def _tag(self, payload: bytes) -> bytes:
         """HMAC-SHA256(key, payload) truncated, from the keyed states prepared once (RFC 2104).
@@ -61,32 +84,24 @@ class TicketSigner:
 
     def issue(self, experiment_id: int, arm_id: int, group: str, now: float | None = None) -> str:
         issued = int(time.time() if now is None else now) & 0xFFFFFFFF
-        # A ticket is a pure function of (experiment, arm, group, second): the last one of
-        # each triple is kept and reused within its second, which spares almost every
-        # assignment the MAC and the encoding. Bounded by the arms served; reset if huge.
-        key = (experiment_id, arm_id, group)
-        last = self._last_issued.get(key)
-        if last is not None and last[0] == issued:
-            return last[1]
-        payload = _LAYOUT.pack(experiment_id, arm_id, GROUP_CODES[group], issued)
-        ticket = base64.urlsafe_b64encode(payload + self._tag(payload)).rstrip(b"=").decode("ascii")
-        if len(self._last_issued) >= _MAX_REMEMBERED:
-            self._last_issued = {}
-        self._last_issued[key] = (issued, ticket)
-        return ticket
+        serial = next(self._serials) & 0xFFFFFFFF
+        payload = _LAYOUT.pack(
+            VERSION, experiment_id, arm_id, GROUP_CODES[group], issued, self._prefix, serial
+        )
+        return base64.urlsafe_b64encode(payload + self._tag(payload)).decode("ascii")
 
     def verify(self, ticket: str) -> TicketClaims | None:
         """The claims of a genuine ticket, or None for anything forged, foreign or malformed."""
-        try:
-            raw = base64.urlsafe_b64decode(ticket + "=" * (-len(ticket) % 4))
-        except (binascii.Error, ValueError):
+        if _TICKET.fullmatch(ticket) is None:
             return None
-        if len(raw) != _LAYOUT.size + _TAG_BYTES:
+        try:
+            raw = base64.urlsafe_b64decode(ticket)
+        except (binascii.Error, ValueError):  # pragma: no cover - the pattern rules it out
             return None
         payload, tag = raw[: _LAYOUT.size], raw[_LAYOUT.size :]
         if not hmac.compare_digest(tag, self._tag(payload)):
             return None
-        experiment_id, arm_id, code, issued = _LAYOUT.unpack(payload)
-        if code >= len(GROUPS):
+        version, experiment_id, arm_id, code, issued, prefix, serial = _LAYOUT.unpack(payload)
+        if version != VERSION or code >= len(GROUPS):
             return None
-        return TicketClaims(experiment_id, arm_id, GROUPS[code], issued)
+        return TicketClaims(experiment_id, arm_id, GROUPS[code], issued, (prefix << 32) | serial)

@@ -202,10 +202,14 @@ class MarketplaceResult:
     search_time_s: float
 
 
-def _payload_hash(ticket: str, event_type: str, count: int) -> str:
-    # The same recipe as the client route, so stored rows look like a client's.
-    text = json.dumps([ticket, event_type, count], separators=(",", ":"))
-    return hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()
+@dataclass(frozen=True)
+class _Reported:
+    """An event as a client reports it (the fields of api.schemas.EventIn)."""
+
+    ticket: str
+    type: str
+    count: int
+    event_id: str
 
 
 def _evolution_module() -> Any | None:
@@ -272,6 +276,11 @@ class _Platform:
             "mode": config.mode,
             "update_interval_s": config.tick_seconds,
             "target_event": "contact",
+            # A block of k listings: one exposure may yield up to k views and k contacts.
+            "max_events_per_exposure": {
+                "view": config.model.block_size,
+                "contact": config.model.block_size,
+            },
         }
         if evolution is not None:
             body["evolution"] = evolution
@@ -294,8 +303,10 @@ class _Platform:
     def clock(self, seconds: float) -> datetime:
         return self.started_at + timedelta(seconds=seconds)
 
-    def submit_events(self, rows: list[Any]) -> None:
-        if rows:
+    def submit_events(self, events: list[_Reported]) -> None:
+        """Check and store the events exactly as ``POST /v1/events`` does."""
+        if events:
+            rows = self.runtime.event_intake().rows(events, now=time.time())
             self.runtime.writer.submit(rows).result()
 
     def tick(self, seconds: float) -> bool:
@@ -394,8 +405,6 @@ def simulate(
     show_progress: bool = False,
 ) -> MarketplaceResult:
     """Run the whole scenario; see the module docstring."""
-    from api.ingest import EventRow
-
     started = time.perf_counter()
     names = ("traffic", "serving", "ticks", "arms", "evolution")
     streams = dict(
@@ -443,7 +452,6 @@ def simulate(
                 trap_arm_id = arm_id
             know(arm_id, origin, values, label)
         snapshot = platform_.refresh()
-        signer = platform_.runtime.signer
         log = WindowLog()
         generations: list[GenerationLog] = []
         ticks_applied = 0
@@ -479,24 +487,15 @@ def simulate(
 
                 # Exposures: counted by assign, flushed like the runtime's flush job.
                 platform_.runtime.flush_exposures()
-                # Events: what the clients post, checked by ticket like the client route.
-                events = []
-                for i in np.flatnonzero(clicks):
-                    claims = signer.verify(served[i].ticket)
-                    assert claims is not None
-                    for event_type, count in (("view", clicks[i]), ("contact", contacts[i])):
-                        if count:
-                            events.append(
-                                EventRow(
-                                    claims.experiment_id,
-                                    claims.arm_id,
-                                    claims.group,
-                                    event_type,
-                                    int(count),
-                                    f"pv{view_index + i}:{event_type}",
-                                    _payload_hash(served[i].ticket, event_type, int(count)),
-                                )
-                            )
+                # Events: what the clients post, through the client route's own checks.
+                events = [
+                    _Reported(
+                        served[i].ticket, event_type, int(count), f"pv{view_index + i}:{event_type}"
+                    )
+                    for i in np.flatnonzero(clicks)
+                    for event_type, count in (("view", clicks[i]), ("contact", contacts[i]))
+                    if count
+                ]
                 platform_.submit_events(events)
                 view_index += n
 

@@ -196,6 +196,10 @@ SIMILAR_ITEMS: dict[str, Any] = {
         {"text_match": 1.5, "distance": 0.5, "price_diff": 1.5, "region": 0},
     ],
     "reference_share": 0.2,
+    # Most tests aggregate many events on one ticket with ``count``; the per-ticket limits
+    # (default one event of each type per ticket) have tests of their own
+    # (tests/api/test_event_bounds.py), which pass ``max_events_per_exposure=None``.
+    "max_events_per_exposure": {"*": 1_000_000, "exposure": 1_000_000},
 }
 
 

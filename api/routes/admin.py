@@ -52,8 +52,12 @@ def get_experiment(request: Request, name: ExperimentName) -> schemas.Experiment
 def _status_route(action: str) -> None:
     def change(request: Request, name: ExperimentName) -> schemas.ExperimentOut:
         runtime = runtime_of(request)
+        if action == "stop":
+            runtime.flush_exposures()  # the final tick counts what this replica served
         with runtime.transaction() as session:
-            experiment = service.change_status(session, name, action)
+            experiment = service.change_status(
+                session, name, action, rng=runtime.rng, replica=runtime.replica
+            )
             result = service.experiment_out(session, experiment)
         runtime.serving.refresh(runtime.session_factory, only=name)
         return result

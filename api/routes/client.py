@@ -7,21 +7,23 @@ by hand from pre-serialised configurations: it is the request every page view ma
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
+import time
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from pydantic import ValidationError
 
 from api import schemas
-from api.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge
-from api.ingest import EventRow
+from api.errors import (
+    Conflict,
+    NotFound,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    validation_failure,
+)
 from api.runtime import Runtime
 from api.serving import ExperimentSnapshot
-from api.tickets import TicketClaims
 
 router = APIRouter(prefix="/v1", tags=["client"])
 
@@ -80,106 +82,27 @@ async def snapshot(
     )
 
 
-def _payload_hash(event: schemas.EventIn) -> str:
-    """BLAKE2b-128 of the JSON text ``[ticket, type, count]``: what makes a retry a duplicate."""
-    text = json.dumps([event.ticket, event.type, event.count], separators=(",", ":"))
-    return hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()
-
-
-# What the events of one request share per distinct ticket: its claims, its experiment's
-# snapshot, and the start of the hashed JSON text, ``["<ticket>"`` exactly as json.dumps
-# writes it (escapes included). The rest of the text, ``,"<type>",<count>]``, is written by
-# hand: ``type`` matches ^[a-z][a-z0-9_]*$ and ``count`` is an int, so json.dumps would
-# write them as they are. Same hash as _payload_hash, about five times cheaper.
-_TicketCheck = tuple[TicketClaims, ExperimentSnapshot, str]
-
-
-def _check_ticket(index: int, ticket: str, runtime: Runtime) -> _TicketCheck:
-    claims = runtime.signer.verify(ticket)
-    if claims is None:
-        raise InvalidInput(
-            f"events[{index}].ticket: expected a ticket issued by this server's assignment "
-            "endpoint (this one is forged, corrupted or from another deployment)",
-            field=f"events[{index}].ticket",
-        )
-    snapshot: ExperimentSnapshot | None = runtime.serving.get_by_id(claims.experiment_id)
-    if snapshot is None:
-        raise InvalidInput(
-            f"events[{index}].ticket: its experiment does not exist here",
-            field=f"events[{index}].ticket",
-        )
-    return claims, snapshot, json.dumps([ticket], separators=(",", ":"))[:-1]
-
-
-def _event_rows(events: list[schemas.EventIn], runtime: Runtime) -> list[EventRow]:
-    checked: dict[str, _TicketCheck] = {}
-    rows: list[EventRow] = []
-    blake2b = hashlib.blake2b
-    for index, event in enumerate(events):
-        ticket = event.ticket
-        check = checked.get(ticket)
-        if check is None:
-            check = checked[ticket] = _check_ticket(index, ticket, runtime)
-        claims, snapshot, hash_prefix = check
-        kind = event.type
-        if kind == "exposure" and snapshot.exposure_source == "server":
-            raise InvalidInput(
-                f"events[{index}].type: experiment {snapshot.name!r} counts exposures on the "
-                "server; expected a target event such as 'contact', not 'exposure'",
-                field=f"events[{index}].type",
-            )
-        text = f'{hash_prefix},"{kind}",{event.count}]'
-        rows.append(
-            EventRow(
-                claims.experiment_id,
-                claims.arm_id,
-                claims.group,
-                kind,
-                event.count,
-                event.event_id,
-                blake2b(text.encode("utf-8"), digest_size=16).hexdigest(),
-            )
-        )
-    return rows
-
-
-EVENT_BATCH_BODY = {
-    "required": True,
-    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/EventBatch"}}},
-}
-
-
-async def parse_event_batch(request: Request) -> schemas.EventBatch:
-    """The request body as an :class:`~api.schemas.EventBatch`, parsed by pydantic-core
-    straight from the bytes (``model_validate_json``): about half the cost of decoding the
-    JSON to Python objects and validating those, on every batch. Errors are raised as the
-    framework's own validation errors, so they are rendered exactly as before."""
-    body = await request.body()
-    try:
-        return schemas.EventBatch.model_validate_json(body)
-    except ValidationError as error:
-        errors = error.errors(include_url=False)
-        for item in errors:
-            item["loc"] = ("body", *item["loc"])
-        raise RequestValidationError(errors) from None
-
-
 @router.post(
     "/events",
     response_model=schemas.EventsAccepted,
-    responses={409: {"description": "an event_id was reused with another payload"}},
-    openapi_extra={"requestBody": EVENT_BATCH_BODY},
+    responses={
+        409: {"description": "an event_id was reused with another payload"},
+        413: {"description": "more events than RANKTUNE_MAX_BATCH_EVENTS, or a larger body"},
+        415: {"description": "the body is not declared as application/json"},
+    },
+    openapi_extra={"requestBody": schemas.event_batch_request_body()},
 )
 async def post_events(request: Request) -> schemas.EventsAccepted:
-    """Store a batch of events durably; the answer comes only after the commit."""
-    batch = await parse_event_batch(request)
+    """Store a batch of events durably; the answer comes only after the commit.
+
+    Events are checked against their tickets (api.services.events) and each ticket credits
+    at most its experiment's limit per event type: the rest is stored but quarantined.
+    """
     runtime: Runtime = request.app.state.runtime
-    limit = runtime.settings.max_batch_events
-    if len(batch.events) > limit:
-        raise PayloadTooLarge(
-            f"events: at most {limit} events per request, got {len(batch.events)}", field="events"
-        )
-    rows = _event_rows(batch.events, runtime)
+    batch = await read_event_batch(
+        request, runtime.event_batch_model, runtime.settings.max_batch_events
+    )
+    rows = runtime.event_intake().rows(batch.events, now=time.time())
     result = await asyncio.wrap_future(runtime.writer.submit(rows))
     if result.conflict_index is not None:
         index = result.conflict_index
@@ -189,3 +112,55 @@ async def post_events(request: Request) -> schemas.EventsAccepted:
             field=f"events[{index}].event_id",
         )
     return schemas.EventsAccepted(accepted=result.accepted, duplicates=result.duplicates)
+
+
+async def read_event_batch(
+    request: Request, model: type[schemas.EventBatch], limit: int
+) -> schemas.EventBatch:
+    """The body as an EventBatch, or a 415, 413 or 422 naming what was wrong.
+
+    The route reads the body itself instead of declaring it, because validation runs on the
+    event loop (pydantic-core holds the GIL, so a worker thread would not help) and must stay
+    cheap whatever the client sends: the body is bounded (RANKTUNE_MAX_EVENTS_BODY_BYTES,
+    checked by api.app.BodySizeLimit), a body with more JSON objects than the batch limit
+    allows is refused before parsing (``_json_values_bound``), and the model stops at the
+    first event past the limit;
+    pydantic-core parses straight from the bytes (``model_validate_json``), about half the
+    cost of decoding to Python objects first.
+    """
+    require_json(request)
+    body = await request.body()
+    if _json_values_bound(body) > VALUES_PER_EVENT * (limit + 1):
+        raise PayloadTooLarge(
+            f"events: at most {limit} events per request (this body holds more JSON values "
+            f"than {limit} events can)",
+            field="events",
+        )
+    try:
+        return model.model_validate_json(body)
+    except ValidationError as error:
+        raise validation_failure(error, prefix=()) from None
+
+
+# An event is one object with at most four members: 1 "{" and 4 "," (one between events).
+# Legitimate tickets, types and event ids contain none of "{[,", so a body with more of them
+# than this per event holds more events than the limit, or values that are not events.
+VALUES_PER_EVENT = 8
+
+
+def _json_values_bound(body: bytes) -> int:
+    """An upper bound on the number of values (objects, arrays, members, items) in a JSON
+    document, whose parse cost grows with it: 512 kB of nested empty arrays take pydantic-
+    core 300 ms to parse, on the event loop. Counting bytes runs at memchr speed."""
+    return body.count(b"{") + body.count(b"[") + body.count(b",")
+
+
+def require_json(request: Request) -> None:
+    """415 unless the body is declared as JSON: a web page can post ``text/plain`` to any
+    site without a CORS preflight, but not ``application/json``."""
+    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media_type != "application/json":
+        raise UnsupportedMediaType(
+            f"Content-Type: expected application/json, got {media_type or 'nothing'}",
+            field="Content-Type",
+        )

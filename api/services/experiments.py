@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from api import repositories as repo
 from api import schemas
 from api.errors import Conflict, InvalidInput, NotFound
+from api.limits import event_limits
 from api.models import Arm, Experiment, Tick
 from api.plots import ArmSeries, posteriors_figure
 from api.services.ticks import apply_tick, draw_window_arm
@@ -122,6 +123,8 @@ def create_experiment(
         decay=request.decay,
         target_event=request.target_event,
         exposure_source=request.exposure_source,
+        attribution_window_s=request.attribution_window_s,
+        max_events_per_exposure=request.max_events_per_exposure,
         status="running",
         created_at=now,
         updated_at=now,
@@ -151,7 +154,17 @@ def create_experiment(
     return experiment
 
 
-def change_status(session: Session, name: str, action: str) -> Experiment:
+def change_status(
+    session: Session,
+    name: str,
+    action: str,
+    *,
+    rng: np.random.Generator,
+    replica: str | None = None,
+) -> Experiment:
+    """Pause, resume or stop. Stopping closes the last window first: a final tick credits
+    what arrived while the experiment ran, and what it cannot credit (a window without
+    reference exposures) is discarded and audited, so no pending count outlives the run."""
     experiment = require_experiment(session, name, lock=True)
     allowed, target = STATUS_TRANSITIONS[action]
     if experiment.status == target:
@@ -164,6 +177,16 @@ def change_status(session: Session, name: str, action: str) -> Experiment:
         )
     now = now_utc()
     before = experiment.status
+    details: dict[str, Any] = {"from": before, "to": target}
+    if action == "stop":
+        final = apply_tick(
+            session, experiment.id, now=now, rng=rng, only_if_due=False, replica=replica
+        )
+        assert final is not None  # the experiment exists: we hold its lock
+        details["final_tick"] = {"number": final.number, "applied": final.applied}
+        details["discarded"] = _by_group_and_type(
+            repo.discard_pending_counts(session, experiment.id)
+        )
     experiment.status = target
     repo.bump_version(experiment, now)
     repo.add_audit(
@@ -171,9 +194,38 @@ def change_status(session: Session, name: str, action: str) -> Experiment:
         at=now,
         action=f"experiment.{action}",
         experiment_id=experiment.id,
-        details={"from": before, "to": target},
+        details=details,
     )
     return experiment
+
+
+def _by_group_and_type(rows: list[tuple[int, str, str, str, int]]) -> dict[str, dict[str, int]]:
+    """Pending counts (arm, group, type, reason, count) as group -> type -> total."""
+    totals: dict[str, dict[str, int]] = {}
+    for _arm, group, kind, _reason, count in rows:
+        by_type = totals.setdefault(group, {})
+        by_type[kind] = by_type.get(kind, 0) + count
+    return totals
+
+
+def discard_pending_of_stopped(session: Session) -> dict[str, dict[str, dict[str, int]]]:
+    """Drop the pending counts of stopped experiments (events reported to a replica that had
+    not yet seen the stop, exposures it counted then): no tick will consume them. Audited
+    per experiment; the answer is experiment name -> group -> type -> count."""
+    discarded: dict[str, dict[str, dict[str, int]]] = {}
+    now = now_utc()
+    for experiment in repo.stopped_experiments_with_pending_counts(session):
+        totals = _by_group_and_type(repo.discard_pending_counts(session, experiment.id))
+        discarded[experiment.name] = totals
+        repo.add_audit(
+            session,
+            at=now,
+            action="experiment.discard_pending",
+            experiment_id=experiment.id,
+            actor="scheduler",
+            details={"discarded": totals},
+        )
+    return discarded
 
 
 def add_arm(session: Session, name: str, values: dict[str, Any], *, origin: str = "manual") -> Arm:
@@ -253,6 +305,7 @@ def arm_out(arm: Arm) -> schemas.ArmOut:
         beta=arm.beta,
         exposures=arm.exposures,
         target_events=arm.target_events,
+        quarantined_events=arm.quarantined_events,
         created_at=arm.created_at,
         retired_at=arm.retired_at,
         retired_reason=arm.retired_reason,
@@ -288,6 +341,8 @@ def experiment_out(session: Session, experiment: Experiment) -> schemas.Experime
         evolve_interval_s=experiment.evolve_interval_s,
         last_evolved_at=experiment.last_evolved_at,
         generation=experiment.generation,
+        attribution_window_s=experiment.attribution_window_s,
+        max_events_per_exposure=event_limits(experiment.max_events_per_exposure),
     )
 
 
@@ -401,6 +456,7 @@ def _arm_stats(
         config=arm.config,
         exposures=arm.exposures,
         target_events=arm.target_events,
+        quarantined_events=arm.quarantined_events,
         rate=_rate(arm.target_events, arm.exposures),
         alpha=arm.alpha,
         beta=arm.beta,
@@ -437,6 +493,8 @@ def tick_history(
             target_events=tick.target_events,
             window_arm_id=tick.window_arm_id,
             next_window_arm_id=tick.next_window_arm_id,
+            quarantined_events=tick.quarantined_events,
+            uncredited=tick.uncredited or {},
             arms=[
                 schemas.TickArmOut.model_validate(row, from_attributes=True)
                 for row in arms_by_tick[tick.id]

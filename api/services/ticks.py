@@ -13,13 +13,14 @@ the race sees the winner's ``last_tick_at`` and does nothing.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import numpy as np
 from sqlalchemy.orm import Session
 
 from api import repositories as repo
+from api.limits import CREDITED, OVER_EXPOSURE_LIMIT, OVER_TICKET_LIMIT, event_limit, event_limits
 from api.models import Arm, Experiment, Tick, TickArm, as_utc
 from api.serving import policy_of
 from bandit import PosteriorUpdate, Prior, WindowCounts, reference_ratio_update
@@ -27,20 +28,31 @@ from bandit import PosteriorUpdate, Prior, WindowCounts, reference_ratio_update
 
 @dataclass(frozen=True)
 class WindowTotals:
-    """A window's pending counts, split by group and arm."""
+    """A window's pending counts: what may be credited, split by group and arm, and what
+    will not be (reason -> event type -> count; api.limits names the reasons)."""
 
     reference_exposures: float
     reference_events: float
     arm_exposures: dict[int, float]
     arm_events: dict[int, float]
+    uncredited: dict[str, dict[str, float]] = field(default_factory=dict)
+    # Target events beyond the limits, by arm id (the reference arm's id for its group).
+    quarantined: dict[int, float] = field(default_factory=dict)
 
 
-def aggregate(rows: list[tuple[int, str, str, int]], target_event: str) -> WindowTotals:
+def aggregate(rows: list[tuple[int, str, str, str, int]], target_event: str) -> WindowTotals:
     reference_exposures = reference_events = 0.0
     arm_exposures: dict[int, float] = {}
     arm_events: dict[int, float] = {}
-    for arm_id, group, event_type, total in rows:
-        if group == "reference":
+    uncredited: dict[str, dict[str, float]] = {}
+    quarantined: dict[int, float] = {}
+    for arm_id, group, event_type, reason, total in rows:
+        if reason != CREDITED:
+            by_type = uncredited.setdefault(reason, {})
+            by_type[event_type] = by_type.get(event_type, 0.0) + total
+            if reason == OVER_TICKET_LIMIT and event_type == target_event:
+                quarantined[arm_id] = quarantined.get(arm_id, 0.0) + total
+        elif group == "reference":
             if event_type == "exposure":
                 reference_exposures += total
             elif event_type == target_event:
@@ -50,7 +62,56 @@ def aggregate(rows: list[tuple[int, str, str, int]], target_event: str) -> Windo
                 arm_exposures[arm_id] = arm_exposures.get(arm_id, 0.0) + total
             elif event_type == target_event:
                 arm_events[arm_id] = arm_events.get(arm_id, 0.0) + total
-    return WindowTotals(reference_exposures, reference_events, arm_exposures, arm_events)
+    return WindowTotals(
+        reference_exposures, reference_events, arm_exposures, arm_events, uncredited, quarantined
+    )
+
+
+def bound_by_exposures(
+    totals: WindowTotals, arms: list[Arm], target_event: str, limit: int
+) -> WindowTotals:
+    """Cap each arm's credited target events by its exposures times the event limit.
+
+    Over the arm's whole history (``arm.exposures`` and ``arm.target_events`` are its
+    credited totals so far): an arm never credits more than ``limit`` target events per
+    exposure served under it. Cumulative rather than per window, so that legitimate late
+    events (ticket served in one window, contact in the next) are not lost for an arm that
+    got few exposures in the later window. The excess is quarantined (recorded, not
+    credited). With per-ticket limits in force this binds only when a client reports
+    target events for exposures it never reported (client-counted exposures).
+    """
+    reference = next(arm for arm in arms if arm.origin == "reference")
+    by_id = {arm.id: arm for arm in arms}
+    quarantined = dict(totals.quarantined)
+    over = 0.0
+
+    def capped(arm: Arm, events: float, exposures: float) -> float:
+        nonlocal over
+        allowed = max(limit * (arm.exposures + exposures) - arm.target_events, 0.0)
+        if events <= allowed:
+            return events
+        quarantined[arm.id] = quarantined.get(arm.id, 0.0) + events - allowed
+        over += events - allowed
+        return allowed
+
+    reference_events = capped(reference, totals.reference_events, totals.reference_exposures)
+    arm_events = {
+        arm_id: capped(by_id[arm_id], events, totals.arm_exposures.get(arm_id, 0.0))
+        if arm_id in by_id
+        else events
+        for arm_id, events in totals.arm_events.items()
+    }
+    uncredited = {reason: dict(by_type) for reason, by_type in totals.uncredited.items()}
+    if over:
+        uncredited.setdefault(OVER_EXPOSURE_LIMIT, {})[target_event] = over
+    return WindowTotals(
+        totals.reference_exposures,
+        reference_events,
+        totals.arm_exposures,
+        arm_events,
+        uncredited,
+        quarantined,
+    )
 
 
 def is_due(experiment: Experiment, now: datetime) -> bool:
@@ -91,7 +152,12 @@ def apply_tick(
     session.add(tick)
     session.flush()
     pending = repo.pending_counts_for_update(session, experiment.id)
-    totals = aggregate(pending, experiment.target_event)
+    totals = bound_by_exposures(
+        aggregate(pending, experiment.target_event),
+        arms,
+        experiment.target_event,
+        event_limit(event_limits(experiment.max_events_per_exposure), experiment.target_event),
+    )
     updated = _arms_to_update(arms, totals)
     update = reference_ratio_update(
         [arm.alpha for arm in updated],
@@ -116,9 +182,15 @@ def apply_tick(
         reference = next(arm for arm in arms if arm.origin == "reference")
         reference.exposures += totals.reference_exposures
         reference.target_events += totals.reference_events
-        # Consumed, every type and group included (what does not count is dropped, as a
-        # claimed event row used to be).
-        repo.delete_pending_counts(session, experiment.id, [row[:3] for row in pending])
+        reference.quarantined_events += totals.quarantined.get(reference.id, 0.0)
+        for arm in arms:
+            if arm.origin != "reference" and arm not in updated:
+                arm.quarantined_events += totals.quarantined.get(arm.id, 0.0)
+        tick.quarantined_events = sum(totals.quarantined.values())
+        tick.uncredited = totals.uncredited or None
+        # Consumed, every type, group and reason included (what does not count is dropped,
+        # as a claimed event row used to be; the uncredited part is on the tick record).
+        repo.delete_pending_counts(session, experiment.id, [row[:4] for row in pending])
     # else: no reference exposure; the window cannot be normalised and its pending counts
     # stay where they are for the next tick.
     if experiment.mode == "window":
@@ -173,12 +245,14 @@ def _record_update(
                 beta_before=float(update.betas_before[index]),
                 alpha_after=float(update.alphas_after[index]),
                 beta_after=float(update.betas_after[index]),
+                quarantined_events=totals.quarantined.get(arm.id, 0.0),
             )
         )
         arm.alpha = float(update.alphas_after[index])
         arm.beta = float(update.betas_after[index])
         arm.exposures += exposures
         arm.target_events += events
+        arm.quarantined_events += totals.quarantined.get(arm.id, 0.0)
 
 
 def draw_window_arm(

@@ -105,6 +105,8 @@ def test_evolution_finds_a_near_best_configuration_and_beats_the_reference(
                 "arms": FOUNDERS,
                 "reference_share": 0.2,
                 "exposure_source": "client",
+                # One assignment shows the block VIEWS times, each view may lead to a contact.
+                "max_events_per_exposure": {"exposure": VIEWS, "contact": VIEWS},
                 "salt": SALT,
                 "evolution": {
                     "enabled": False,  # the test drives the steps itself

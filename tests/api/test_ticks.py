@@ -74,6 +74,7 @@ def test_golden_request_mode_posteriors_over_two_ticks(client: TestClient) -> No
         "beta_before": 1,
         "alpha_after": 9,
         "beta_after": 6,
+        "quarantined_events": 0,
     }
     assert (rows[b]["alpha_after"], rows[b]["beta_after"]) == (3, 5)
     assert (rows[c]["alpha_increment"], rows[c]["beta_increment"]) == (0, 0)

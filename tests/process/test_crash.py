@@ -277,7 +277,9 @@ def _bulk_insert(database_url: str) -> int:
             targets = [arm for arm in arms if arm.origin != "reference"]
             rows = []
             for index in range(BULK_EVENTS):
-                arm = reference if index % 5 == 0 else targets[index % len(targets)]
+                # Every arm gets both exposures and contacts (contacts of an arm without
+                # exposures would be quarantined by the exposure limit).
+                arm = reference if index % 5 == 0 else targets[(index // 3) % len(targets)]
                 rows.append(
                     EventRow(
                         experiment.id,

@@ -1,0 +1,160 @@
+"""Client events: checked against their tickets, bounded by what was served, stored once.
+
+The route (``POST /v1/events``) and the marketplace simulator both hand their events to
+:class:`EventIntake`, which turns them into :class:`~api.ingest.EventRow` s for the event
+writer. The rules, in the order they are checked (the first failure refuses the request
+whole, with a 422 naming the event):
+
+- the ticket is one this deployment issued (HMAC tag, canonical spelling);
+- its experiment exists here;
+- it was issued neither in the future (beyond ``CLOCK_SKEW_S`` of clock difference between
+  replicas) nor longer ago than the experiment's attribution window;
+- ``exposure`` events only come from clients when the experiment counts client exposures.
+
+What an accepted event may credit (``EventRow.reason``, ``EventRow.limit``):
+
+- events on a ticket served while the experiment was not running, or arriving while it is
+  paused or stopped, are stored and never credited (reason ``inactive``);
+- events for an arm retired since the ticket was issued are stored, and reported by the
+  next tick, but not credited: a retired arm's posterior is final (``arm_retired``);
+- otherwise each ticket credits at most ``limit`` events of each type (the experiment's
+  ``max_events_per_exposure``; one ticket is one exposure): the writer counts what each
+  ticket has reported (``ticket_credits``) and marks the excess ``over_ticket_limit``.
+
+See docs/security.md for why the limits are per ticket.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from api.errors import InvalidInput
+from api.ingest import EventRow
+from api.limits import ARM_RETIRED, CREDITED, INACTIVE, event_limit
+from api.serving import ExperimentSnapshot, ServingState
+from api.tickets import TicketClaims, TicketSigner
+
+# Replicas' clocks may differ by this much: a ticket "issued" this far ahead is accepted.
+CLOCK_SKEW_S = 60
+
+
+class ReportedEvent(Protocol):
+    """What a client reports (``api.schemas.EventIn`` has these fields)."""
+
+    @property
+    def ticket(self) -> str: ...
+    @property
+    def type(self) -> str: ...
+    @property
+    def count(self) -> int: ...
+    @property
+    def event_id(self) -> str: ...
+
+
+def payload_hash(ticket: str, event_type: str, count: int) -> str:
+    """BLAKE2b-128 of the JSON text ``[ticket, type, count]``: what makes a retry a duplicate."""
+    text = json.dumps([ticket, event_type, count], separators=(",", ":"))
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()
+
+
+@dataclass(frozen=True)
+class _TicketCheck:
+    """What the events of one request share per distinct ticket."""
+
+    claims: TicketClaims
+    snapshot: ExperimentSnapshot
+    reason: str
+    expires_at: int
+    # ``["<ticket>"`` exactly as json.dumps writes it: the start of every payload hash.
+    # Tickets are base64url, types match ^[a-z][a-z0-9_]*$ and counts are ints, so the rest,
+    # ``,"<type>",<count>]``, is written by hand: the same text as payload_hash, cheaper.
+    hash_prefix: str
+
+
+class EventIntake:
+    """Turns reported events into rows for the writer, or refuses the batch (InvalidInput)."""
+
+    def __init__(self, signer: TicketSigner, serving: ServingState) -> None:
+        self.signer = signer
+        self.serving = serving
+
+    def rows(self, events: Sequence[ReportedEvent], *, now: float) -> list[EventRow]:
+        checked: dict[str, _TicketCheck] = {}
+        rows: list[EventRow] = []
+        blake2b = hashlib.blake2b
+        for index, event in enumerate(events):
+            check = checked.get(event.ticket)
+            if check is None:
+                check = checked[event.ticket] = self._check_ticket(index, event.ticket, now)
+            claims, snapshot = check.claims, check.snapshot
+            kind = event.type
+            if kind == "exposure" and snapshot.exposure_source == "server":
+                raise InvalidInput(
+                    f"events[{index}].type: experiment {snapshot.name!r} counts exposures on "
+                    "the server; expected a target event such as 'contact', not 'exposure'",
+                    field=f"events[{index}].type",
+                )
+            text = f'{check.hash_prefix},"{kind}",{event.count}]'
+            rows.append(
+                EventRow(
+                    claims.experiment_id,
+                    claims.arm_id,
+                    claims.group,
+                    kind,
+                    event.count,
+                    event.event_id,
+                    blake2b(text.encode("utf-8"), digest_size=16).hexdigest(),
+                    claims.key,
+                    event_limit(snapshot.event_limits, kind),
+                    check.expires_at,
+                    check.reason,
+                )
+            )
+        return rows
+
+    def _check_ticket(self, index: int, ticket: str, now: float) -> _TicketCheck:
+        field = f"events[{index}].ticket"
+        claims = self.signer.verify(ticket)
+        if claims is None:
+            raise InvalidInput(
+                f"{field}: expected a ticket issued by this server's assignment endpoint (this "
+                "one is forged, corrupted, from another deployment or from an older version)",
+                field=field,
+            )
+        snapshot = self.serving.get_by_id(claims.experiment_id)
+        if snapshot is None:
+            raise InvalidInput(f"{field}: its experiment does not exist here", field=field)
+        if claims.issued_at > now + CLOCK_SKEW_S:
+            raise InvalidInput(
+                f"{field}: issued in the future ({claims.issued_at - now:.0f} s ahead of this "
+                "server's clock); expected a ticket from an earlier assignment",
+                field=field,
+            )
+        window = snapshot.attribution_window_s
+        if now - claims.issued_at > window:
+            raise InvalidInput(
+                f"{field}: expired; events count only within {window:g} s of the assignment "
+                f"(experiment {snapshot.name!r}'s attribution window), and this ticket was "
+                f"issued {now - claims.issued_at:.0f} s ago",
+                field=field,
+            )
+        return _TicketCheck(
+            claims,
+            snapshot,
+            _reason(claims, snapshot),
+            claims.issued_at + int(window),
+            json.dumps([ticket], separators=(",", ":"))[:-1],
+        )
+
+
+def _reason(claims: TicketClaims, snapshot: ExperimentSnapshot) -> str:
+    """Why events on this ticket will not be credited ("" when they may be)."""
+    if claims.group == INACTIVE or snapshot.status != "running":
+        return INACTIVE
+    if claims.arm_id in snapshot.retired_arm_ids:
+        return ARM_RETIRED
+    return CREDITED
