@@ -6,6 +6,7 @@ test needs exact counts per arm, so that every number below is chosen, not sampl
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -218,3 +219,27 @@ def test_window_mode_keeps_the_arm_while_its_window_waits_for_reference_data(
     assert rows[pinned]["beta_increment"] == pytest.approx(6 * 60 / 60)
     others = [row for arm_id, row in rows.items() if arm_id != pinned]
     assert all(row["alpha_increment"] == row["beta_increment"] == 0 for row in others)
+
+
+def test_one_experiment_whose_tick_fails_does_not_stop_the_others(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The scheduler's tick job runs each experiment in its own transaction: a failure (a
+    lock timeout, a broken row) is logged and retried at the next poll, and the experiments
+    after it still tick."""
+    import api.runtime
+
+    broken = create(client, name="broken", update_interval_s=0.1)
+    create(client, name="healthy", update_interval_s=0.1)
+    real_apply_tick = api.runtime.apply_tick
+
+    def apply_tick(session: Any, experiment_id: int, **kwargs: Any) -> Any:
+        if experiment_id == broken["id"]:
+            raise RuntimeError("simulated failure of one experiment's tick")
+        return real_apply_tick(session, experiment_id, **kwargs)
+
+    monkeypatch.setattr(api.runtime, "apply_tick", apply_tick)
+    time.sleep(0.15)  # both are due
+    client.app.state.runtime.run_due_ticks()  # type: ignore[attr-defined]
+    assert inspect(client, "healthy")["tick_count"] == 1
+    assert inspect(client, "broken")["tick_count"] == 0
