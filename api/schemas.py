@@ -46,6 +46,35 @@ ConfigNumber = Annotated[Number, PlainValidator(_config_number), WithJsonSchema(
 ConfigIn = dict[Annotated[str, StringConstraints(max_length=64)], ConfigNumber]
 
 
+class ErrorOut(BaseModel):
+    """The one shape of every 4xx (and 5xx) answer."""
+
+    error: str = Field(description="the kind: ValidationError, NotFound, Conflict, ...")
+    detail: str = Field(description="'<field>: <what was expected>'")
+    field: str | None = Field(None, description="the offending field, when there is one")
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for error statuses, all with the ErrorOut body."""
+    meanings = {
+        400: "malformed request (e.g. a Content-Length that is not a number)",
+        401: "no bearer token",
+        403: "wrong bearer token",
+        404: "no such experiment, arm or route",
+        405: "method not allowed on this path",
+        409: "the state does not allow it",
+        413: "body or batch too large",
+        415: "the body is not declared as application/json",
+        422: "a field is invalid; `field` names it",
+        503: "the server is busy; retry later",
+    }
+    return {status: {"model": ErrorOut, "description": meanings[status]} for status in statuses}
+
+
+CLIENT_ERRORS = error_responses(400, 404, 405, 409, 413, 415, 422, 503)
+ADMIN_ERRORS = error_responses(400, 401, 403, 404, 405, 409, 413, 415, 422, 503)
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

@@ -25,13 +25,12 @@ from api.errors import (
 from api.runtime import Runtime
 from api.serving import ExperimentSnapshot
 
-router = APIRouter(prefix="/v1", tags=["client"])
+router = APIRouter(prefix="/v1", tags=["client"], responses=schemas.CLIENT_ERRORS)
 
 
 @router.get(
     "/experiments/{name}/assignment",
     response_model=schemas.Assignment,
-    responses={404: {"description": "unknown experiment"}},
 )
 async def assignment(
     request: Request,
@@ -86,9 +85,14 @@ async def snapshot(
     "/events",
     response_model=schemas.EventsAccepted,
     responses={
-        409: {"description": "an event_id was reused with another payload"},
-        413: {"description": "more events than RANKTUNE_MAX_BATCH_EVENTS, or a larger body"},
-        415: {"description": "the body is not declared as application/json"},
+        409: {
+            "model": schemas.ErrorOut,
+            "description": "an event_id was reused with another payload",
+        },
+        413: {
+            "model": schemas.ErrorOut,
+            "description": "more events than RANKTUNE_MAX_BATCH_EVENTS, or a larger body",
+        },
     },
     openapi_extra={"requestBody": schemas.event_batch_request_body()},
 )
