@@ -94,7 +94,7 @@ def tick(request: Request, name: ExperimentName) -> schemas.TickOut:
     runtime = runtime_of(request)
     runtime.flush_exposures()
     with runtime.transaction() as session:
-        experiment = service.require_experiment(session, name)
+        experiment = service.require_experiment(session, name, lock=True)
         applied = service.tick_now(session, experiment.id, runtime.rng, runtime.replica)
         result = service.tick_history(session, name, limit=1, after=applied.number - 1)[0]
     runtime.serving.refresh(runtime.session_factory, only=name)

@@ -31,11 +31,9 @@ def now_utc() -> datetime:
 
 
 def require_experiment(session: Session, name: str, *, lock: bool = False) -> Experiment:
-    experiment = repo.get_experiment_by_name(session, name)
+    experiment = repo.get_experiment_by_name(session, name, lock=lock)
     if experiment is None:
         raise NotFound(f"experiment {name!r} does not exist", field="name")
-    if lock:
-        experiment = repo.get_experiment(session, experiment.id, lock=True) or experiment
     return experiment
 
 
