@@ -30,7 +30,7 @@ def create_experiment(request: Request, body: schemas.ExperimentCreate) -> schem
     runtime = runtime_of(request)
     with runtime.transaction() as session:
         experiment = service.create_experiment(
-            session, body, default_interval_s=runtime.settings.tick_interval_s
+            session, body, default_interval_s=runtime.settings.tick_interval_s, rng=runtime.rng
         )
         result = service.experiment_out(session, experiment)
     runtime.serving.refresh(runtime.session_factory, only=body.name)
@@ -83,7 +83,7 @@ def add_arm(request: Request, name: ExperimentName, body: schemas.ArmCreate) -> 
 def retire_arm(request: Request, name: ExperimentName, arm_id: ArmId) -> schemas.ArmOut:
     runtime = runtime_of(request)
     with runtime.transaction() as session:
-        arm = service.arm_out(service.retire_arm(session, name, arm_id))
+        arm = service.arm_out(service.retire_arm(session, name, arm_id, rng=runtime.rng))
     runtime.serving.refresh(runtime.session_factory, only=name)
     return arm
 
