@@ -6,6 +6,7 @@
     ├── Forbidden           403    wrong token
     ├── NotFound            404
     ├── Conflict            409    state does not allow it (duplicate arm, retired reference...)
+    │                              or a concurrent request won a race (a database IntegrityError)
     ├── PayloadTooLarge     413
     ├── UnsupportedMediaType 415   a body that is not declared as JSON
     └── InvalidInput        422    a field is invalid; ``field`` names it
@@ -23,6 +24,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
+from sqlalchemy.exc import IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from arms import ConfigurationError
@@ -154,6 +156,22 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _validation_error(_request: Request, error: RequestValidationError) -> JSONResponse:
         detail, field = describe_errors(list(error.errors()))
         return error_response(422, "ValidationError", detail, field)
+
+    @app.exception_handler(IntegrityError)
+    async def _concurrent_change(request: Request, error: IntegrityError) -> JSONResponse:
+        # Every check a use case makes runs under the experiment's lock, so a constraint the
+        # database still refuses means another transaction committed the same key first:
+        # the request lost a race and may be retried, which is a conflict, not a crash.
+        logger.warning("concurrent change refused by the database: %s", error.orig)
+        name = request.path_params.get("name")
+        field = "name" if name is not None else "request"
+        subject = f"experiment {name!r}" if name is not None else "the same data"
+        return error_response(
+            409,
+            Conflict.kind,
+            f"{field}: a concurrent request changed {subject} first; expected a retry",
+            field,
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_request: Request, error: StarletteHTTPException) -> JSONResponse:

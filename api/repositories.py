@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, select
+from sqlalchemy import Select, bindparam, delete, func, select
 from sqlalchemy.orm import Session
 
 from api.models import (
@@ -24,20 +24,30 @@ from api.models import (
 
 
 # -- experiments ---------------------------------------------------------------------------
-def get_experiment_by_name(session: Session, name: str) -> Experiment | None:
-    return session.scalars(select(Experiment).where(Experiment.name == name)).one_or_none()
+def get_experiment_by_name(session: Session, name: str, *, lock: bool = False) -> Experiment | None:
+    query = select(Experiment).where(Experiment.name == name)
+    return session.scalars(_locked(query) if lock else query).one_or_none()
 
 
 def get_experiment(
     session: Session, experiment_id: int, *, lock: bool = False
 ) -> Experiment | None:
     query = select(Experiment).where(Experiment.id == experiment_id)
-    if lock:
-        # FOR NO KEY UPDATE on PostgreSQL (key_share=True): concurrent event inserts, which take
-        # FOR KEY SHARE through the foreign key, go on; a second ticker waits. SQLite ignores it
-        # (BEGIN IMMEDIATE already serialises writers).
-        query = query.with_for_update(key_share=True)
-    return session.scalars(query).one_or_none()
+    return session.scalars(_locked(query) if lock else query).one_or_none()
+
+
+def _locked(query: Select[Experiment]) -> Select[Experiment]:
+    """The experiment row, locked until the transaction ends, with the values committed
+    when the lock was granted.
+
+    FOR NO KEY UPDATE on PostgreSQL (key_share=True): concurrent event inserts, which take
+    FOR KEY SHARE through the foreign key, go on; a second ticker or admin waits. SQLite
+    ignores it (BEGIN IMMEDIATE already serialises writers). ``populate_existing``: without
+    it SQLAlchemy hands back the object this session already loaded, with the values read
+    before the lock (and before the change the lock waited for), and a change made from
+    them would silently undo the other one.
+    """
+    return query.with_for_update(key_share=True).execution_options(populate_existing=True)
 
 
 def list_experiments(session: Session) -> Sequence[Experiment]:
@@ -50,7 +60,9 @@ def experiment_versions(session: Session) -> list[tuple[int, str, int]]:
 
 
 def bump_version(experiment: Experiment, now: datetime) -> None:
-    experiment.version += 1
+    """``version = version + 1`` in the UPDATE itself, so no change is lost even if the
+    object's value was stale; the attribute reloads from the database when next read."""
+    experiment.version = Experiment.version + 1
     experiment.updated_at = now
 
 

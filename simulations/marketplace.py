@@ -25,8 +25,9 @@ tick); users do not remember earlier blocks; the traffic rate is constant (the d
 acts on contact propensity, the quantity the reference ratio must cancel).
 
 Randomness: ``SeedSequence(seed).spawn(5)`` gives independent streams for traffic, the
-serving policy's draws, ticks, initial arms and evolution; the experiment's salt and ticket
-key are derived from the seed, so a seeded run is repeatable.
+serving policy's draws, ticks (the runtime's generator, which also draws window mode's
+first pinned arm), initial arms and evolution; the experiment's salt and ticket key are
+derived from the seed, so a seeded run is repeatable.
 """
 
 from __future__ import annotations
@@ -286,7 +287,9 @@ class _Platform:
             body["evolution"] = evolution
         request = schemas.ExperimentCreate.model_validate(body)
         with self.runtime.transaction() as session:
-            experiment = create_experiment(session, request, default_interval_s=config.tick_seconds)
+            experiment = create_experiment(
+                session, request, default_interval_s=config.tick_seconds, rng=self.runtime.rng
+            )
             # A salt derived from the seed (instead of a random one) keeps the split of
             # users into groups, and with it the whole run, repeatable.
             experiment.salt = hashlib.sha256(f"salt-{config.seed}".encode()).hexdigest()[:16]

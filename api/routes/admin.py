@@ -32,7 +32,7 @@ def create_experiment(request: Request, body: schemas.ExperimentCreate) -> schem
     runtime = runtime_of(request)
     with runtime.transaction() as session:
         experiment = service.create_experiment(
-            session, body, default_interval_s=runtime.settings.tick_interval_s
+            session, body, default_interval_s=runtime.settings.tick_interval_s, rng=runtime.rng
         )
         result = service.experiment_out(session, experiment)
     runtime.serving.refresh(runtime.session_factory, only=body.name)
@@ -89,7 +89,7 @@ def add_arm(request: Request, name: ExperimentName, body: schemas.ArmCreate) -> 
 def retire_arm(request: Request, name: ExperimentName, arm_id: ArmId) -> schemas.ArmOut:
     runtime = runtime_of(request)
     with runtime.transaction() as session:
-        arm = service.arm_out(service.retire_arm(session, name, arm_id))
+        arm = service.arm_out(service.retire_arm(session, name, arm_id, rng=runtime.rng))
     runtime.serving.refresh(runtime.session_factory, only=name)
     return arm
 
@@ -100,7 +100,7 @@ def tick(request: Request, name: ExperimentName) -> schemas.TickOut:
     runtime = runtime_of(request)
     runtime.flush_exposures()
     with runtime.transaction() as session:
-        experiment = service.require_experiment(session, name)
+        experiment = service.require_experiment(session, name, lock=True)
         applied = service.tick_now(session, experiment.id, runtime.rng, runtime.replica)
         result = service.tick_history(session, name, limit=1, after=applied.number - 1)[0]
     runtime.serving.refresh(runtime.session_factory, only=name)

@@ -325,7 +325,8 @@ def evolve_now(
     replica: str,
 ) -> schemas.EvolutionStepOut:
     """An admin-triggered step (or its preview), whatever the schedule, and audited."""
-    experiment = require_experiment(session, name)
+    # Under the lock: a stop committed meanwhile is seen, and steps queue behind each other.
+    experiment = require_experiment(session, name, lock=True)
     if experiment.status == "stopped":
         raise Conflict("the experiment is stopped; expected a running or paused one", "status")
     now = now_utc()

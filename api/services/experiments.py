@@ -32,11 +32,9 @@ def now_utc() -> datetime:
 
 
 def require_experiment(session: Session, name: str, *, lock: bool = False) -> Experiment:
-    experiment = repo.get_experiment_by_name(session, name)
+    experiment = repo.get_experiment_by_name(session, name, lock=lock)
     if experiment is None:
         raise NotFound(f"experiment {name!r} does not exist", field="name")
-    if lock:
-        experiment = repo.get_experiment(session, experiment.id, lock=True) or experiment
     return experiment
 
 
@@ -86,8 +84,14 @@ def _new_arm(
 
 
 def create_experiment(
-    session: Session, request: schemas.ExperimentCreate, *, default_interval_s: float
+    session: Session,
+    request: schemas.ExperimentCreate,
+    *,
+    default_interval_s: float,
+    rng: np.random.Generator,
 ) -> Experiment:
+    """Create the experiment; ``rng`` (the caller's, so a seeded run repeats) draws window
+    mode's first pinned arm."""
     from api.services.evolution import evolution_columns  # evolution imports this module
 
     space = build_space(request.parameters)
@@ -143,7 +147,7 @@ def create_experiment(
     session.add_all(arms)
     session.flush()
     if experiment.mode == "window":
-        experiment.window_arm_id = draw_window_arm(experiment, arms, np.random.default_rng())
+        experiment.window_arm_id = draw_window_arm(experiment, arms, rng)
     repo.add_audit(
         session,
         at=now,
@@ -256,8 +260,14 @@ def add_arm(session: Session, name: str, values: dict[str, Any], *, origin: str 
 
 
 def retire_arm(
-    session: Session, name: str, arm_id: int, *, reason: str = "retired by admin"
+    session: Session,
+    name: str,
+    arm_id: int,
+    *,
+    rng: np.random.Generator,
+    reason: str = "retired by admin",
 ) -> Arm:
+    """Retire the arm; in window mode, ``rng`` draws the next pinned arm if it was this one."""
     experiment = require_experiment(session, name, lock=True)
     arm = repo.get_arm(session, experiment.id, arm_id)
     if arm is None:
@@ -280,7 +290,7 @@ def retire_arm(
     arm.retired_reason = reason
     if experiment.window_arm_id == arm.id:
         rest = [a for a in active_targets if a.id != arm.id]
-        experiment.window_arm_id = draw_window_arm(experiment, rest, np.random.default_rng())
+        experiment.window_arm_id = draw_window_arm(experiment, rest, rng)
     repo.bump_version(experiment, now)
     repo.add_audit(
         session,

@@ -200,7 +200,8 @@ def apply_tick(
             experiment.window_arm_id = draw_window_arm(experiment, arms, rng)
         tick.next_window_arm_id = experiment.window_arm_id
     experiment.last_tick_at = now
-    experiment.tick_count += 1
+    # In the UPDATE itself, like the version: a counter cannot lose an increment.
+    experiment.tick_count = Experiment.tick_count + 1
     repo.bump_version(experiment, now)
     session.flush()
     return tick
