@@ -42,6 +42,9 @@ class Runtime:
             settings.database_url, sqlite_synchronous=settings.sqlite_synchronous
         )
         self.session_factory: sessionmaker[Session] = make_session_factory(self.engine)
+        self.read_session_factory: sessionmaker[Session] = make_session_factory(
+            self.engine, read_only=True
+        )
         self.replica = f"{socket.gethostname()}:{os.getpid()}"
         self.signer = TicketSigner(self._ticket_key())
         self.serving = ServingState(self.signer)
@@ -53,6 +56,13 @@ class Runtime:
     def transaction(self) -> Iterator[Session]:
         """A session whose work commits when the block ends (rolls back on an exception)."""
         with self.session_factory() as session, session.begin():
+            yield session
+
+    @contextmanager
+    def read_transaction(self) -> Iterator[Session]:
+        """A session that only reads (``api.db.read_only_view``): on SQLite it never waits
+        for, nor holds up, the write lock, however long it takes."""
+        with self.read_session_factory() as session, session.begin():
             yield session
 
     def _ticket_key(self) -> str:
@@ -79,7 +89,7 @@ class Runtime:
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
-        self.serving.refresh(self.session_factory)
+        self.serving.refresh(self.read_session_factory)
         self.writer.start()
         scheduler = BackgroundScheduler(timezone="UTC")
         jobs = [
@@ -110,7 +120,7 @@ class Runtime:
     # -- jobs ------------------------------------------------------------------------------
     def refresh_snapshots(self) -> None:
         try:
-            self.serving.refresh(self.session_factory)
+            self.serving.refresh(self.read_session_factory)
         except SQLAlchemyError:
             logger.warning("snapshot refresh failed; serving the previous snapshots", exc_info=True)
 
@@ -141,7 +151,7 @@ class Runtime:
 
     def run_due_ticks(self) -> None:
         try:
-            with self.session_factory() as session:
+            with self.read_session_factory() as session:
                 experiment_ids = repo.running_experiment_ids(session)
             ticked = False
             for experiment_id in experiment_ids:
@@ -167,7 +177,7 @@ class Runtime:
         same experiment and only one replica applies it (the others find it not due).
         """
         try:
-            with self.session_factory() as session:
+            with self.read_session_factory() as session:
                 experiment_ids = repo.evolving_experiment_ids(session)
         except SQLAlchemyError:
             logger.warning("evolution schedule unavailable; it will be retried", exc_info=True)

@@ -33,19 +33,19 @@ def create_experiment(request: Request, body: schemas.ExperimentCreate) -> schem
             session, body, default_interval_s=runtime.settings.tick_interval_s
         )
         result = service.experiment_out(session, experiment)
-    runtime.serving.refresh(runtime.session_factory, only=body.name)
+    runtime.serving.refresh(runtime.read_session_factory, only=body.name)
     return result
 
 
 @router.get("/experiments", response_model=list[schemas.ExperimentSummary])
 def list_experiments(request: Request) -> list[schemas.ExperimentSummary]:
-    with runtime_of(request).transaction() as session:
+    with runtime_of(request).read_transaction() as session:
         return service.experiment_summaries(session)
 
 
 @router.get("/experiments/{name}", response_model=schemas.ExperimentOut)
 def get_experiment(request: Request, name: ExperimentName) -> schemas.ExperimentOut:
-    with runtime_of(request).transaction() as session:
+    with runtime_of(request).read_transaction() as session:
         return service.experiment_out(session, service.require_experiment(session, name))
 
 
@@ -55,7 +55,7 @@ def _status_route(action: str) -> None:
         with runtime.transaction() as session:
             experiment = service.change_status(session, name, action)
             result = service.experiment_out(session, experiment)
-        runtime.serving.refresh(runtime.session_factory, only=name)
+        runtime.serving.refresh(runtime.read_session_factory, only=name)
         return result
 
     change.__name__ = f"{action}_experiment"
@@ -75,7 +75,7 @@ def add_arm(request: Request, name: ExperimentName, body: schemas.ArmCreate) -> 
     runtime = runtime_of(request)
     with runtime.transaction() as session:
         arm = service.arm_out(service.add_arm(session, name, body.config))
-    runtime.serving.refresh(runtime.session_factory, only=name)
+    runtime.serving.refresh(runtime.read_session_factory, only=name)
     return arm
 
 
@@ -84,7 +84,7 @@ def retire_arm(request: Request, name: ExperimentName, arm_id: ArmId) -> schemas
     runtime = runtime_of(request)
     with runtime.transaction() as session:
         arm = service.arm_out(service.retire_arm(session, name, arm_id))
-    runtime.serving.refresh(runtime.session_factory, only=name)
+    runtime.serving.refresh(runtime.read_session_factory, only=name)
     return arm
 
 
@@ -97,7 +97,7 @@ def tick(request: Request, name: ExperimentName) -> schemas.TickOut:
         experiment = service.require_experiment(session, name)
         applied = service.tick_now(session, experiment.id, runtime.rng, runtime.replica)
         result = service.tick_history(session, name, limit=1, after=applied.number - 1)[0]
-    runtime.serving.refresh(runtime.session_factory, only=name)
+    runtime.serving.refresh(runtime.read_session_factory, only=name)
     return result
 
 
@@ -108,7 +108,7 @@ def ticks(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     after: Annotated[int | None, Query(ge=0, le=2**31 - 1, description="tick number")] = None,
 ) -> list[schemas.TickOut]:
-    with runtime_of(request).transaction() as session:
+    with runtime_of(request).read_transaction() as session:
         return service.tick_history(session, name, limit=limit, after=after)
 
 
@@ -128,7 +128,7 @@ def evolve(
             session, name, rng=runtime.rng, dry_run=dry_run, seed=seed, replica=runtime.replica
         )
     if result.applied:
-        runtime.serving.refresh(runtime.session_factory, only=name)
+        runtime.serving.refresh(runtime.read_session_factory, only=name)
     return result
 
 
@@ -153,7 +153,7 @@ def list_expert_configs(
         Literal["waiting", "consumed", "rejected", "withdrawn"] | None, Query()
     ] = None,
 ) -> list[schemas.ExpertConfigOut]:
-    with runtime_of(request).transaction() as session:
+    with runtime_of(request).read_transaction() as session:
         return evolution_service.list_expert_configs(session, name, status=status)
 
 
@@ -177,14 +177,14 @@ def generations(
     after: Annotated[int | None, Query(ge=0, le=2**31 - 1, description="generation number")] = None,
 ) -> list[schemas.GenerationOut]:
     """What each applied genetic step retired (and why) and added (and whence)."""
-    with runtime_of(request).transaction() as session:
+    with runtime_of(request).read_transaction() as session:
         return evolution_service.generation_history(session, name, limit=limit, after=after)
 
 
 @router.get("/experiments/{name}/arms/{arm_id}/lineage", response_model=schemas.LineageOut)
 def lineage(request: Request, name: ExperimentName, arm_id: ArmId) -> schemas.LineageOut:
     """An arm's ancestors back to the founders."""
-    with runtime_of(request).transaction() as session:
+    with runtime_of(request).read_transaction() as session:
         return evolution_service.lineage(session, name, arm_id)
 
 
@@ -195,7 +195,7 @@ def stats(
     seed: Annotated[int, Query(ge=0, le=2**32 - 1)] = 0,
     draws: Annotated[int, Query(ge=100, le=200_000)] = 20_000,
 ) -> schemas.ExperimentStats:
-    with runtime_of(request).transaction() as session:
+    with runtime_of(request).read_transaction() as session:
         return service.experiment_stats(session, name, seed=seed, draws=draws)
 
 
@@ -215,7 +215,7 @@ def posteriors_plot(
     fmt: Annotated[Literal["png", "svg"], Path(description="image format")],
     limit: Annotated[int, Query(ge=1, le=5000, description="the latest ticks to draw")] = 1000,
 ) -> Response:
-    with runtime_of(request).transaction() as session:
+    with runtime_of(request).read_transaction() as session:
         image = service.posteriors_plot(session, name, fmt=fmt, limit=limit)
     return Response(content=image, media_type=FORMATS[fmt])
 
@@ -226,5 +226,5 @@ def audit(
     experiment: Annotated[str | None, Query(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[schemas.AuditOut]:
-    with runtime_of(request).transaction() as session:
+    with runtime_of(request).read_transaction() as session:
         return service.audit_log(session, experiment, limit=limit)
