@@ -7,7 +7,8 @@
     ├── NotFound            404
     ├── Conflict            409    state does not allow it (duplicate arm, retired reference...)
     ├── PayloadTooLarge     413
-    └── InvalidInput        422    a field is invalid; ``field`` names it
+    ├── InvalidInput        422    a field is invalid; ``field`` names it
+    └── ServiceUnavailable  503    busy with heavy reads already; ``Retry-After`` says when
 
 Every 4xx names the field (when there is one) and what was expected.
 """
@@ -65,6 +66,14 @@ class InvalidInput(ApiError):
     status_code, kind = 422, "ValidationError"
 
 
+class ServiceUnavailable(ApiError):
+    status_code, kind = 503, "ServiceUnavailable"
+
+    def __init__(self, detail: str, field: str | None = None, *, retry_after_s: int) -> None:
+        super().__init__(detail, field)
+        self.retry_after_s = retry_after_s
+
+
 def error_body(kind: str, detail: str, field: str | None = None) -> dict[str, Any]:
     body: dict[str, Any] = {"error": kind, "detail": detail}
     if field is not None:
@@ -110,7 +119,10 @@ def _validation_message(error: dict[str, Any]) -> str:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_request: Request, error: ApiError) -> JSONResponse:
-        return error_response(error.status_code, error.kind, error.detail, error.field)
+        response = error_response(error.status_code, error.kind, error.detail, error.field)
+        if isinstance(error, ServiceUnavailable):
+            response.headers["Retry-After"] = str(error.retry_after_s)
+        return response
 
     @app.exception_handler(ConfigurationError)
     async def _configuration_error(_request: Request, error: ConfigurationError) -> JSONResponse:

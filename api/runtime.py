@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api import repositories as repo
 from api.db import make_engine, make_session_factory
+from api.heavy_reads import HeavyReadLimit
 from api.ingest import EventRow, EventWriter, IngestResult
 from api.services.evolution import run_evolution_step
 from api.services.experiments import now_utc
@@ -50,6 +51,7 @@ class Runtime:
         self.serving = ServingState(self.signer)
         self.writer = EventWriter(self.session_factory)
         self.rng = np.random.default_rng()
+        self.heavy_reads = HeavyReadLimit(settings.heavy_reads, settings.heavy_read_wait_s)
         self.scheduler: BackgroundScheduler | None = None
 
     @contextmanager

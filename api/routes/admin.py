@@ -107,9 +107,11 @@ def ticks(
     name: ExperimentName,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     after: Annotated[int | None, Query(ge=0, le=2**31 - 1, description="tick number")] = None,
-) -> list[schemas.TickOut]:
-    with runtime_of(request).read_transaction() as session:
-        return service.tick_history(session, name, limit=limit, after=after)
+) -> Response:
+    runtime = runtime_of(request)
+    with runtime.heavy_reads.slot(), runtime.read_transaction() as session:
+        content = service.tick_history_json(session, name, limit=limit, after=after)
+    return Response(content=content, media_type="application/json")
 
 
 @router.post("/experiments/{name}/evolve", response_model=schemas.EvolutionStepOut)
@@ -195,7 +197,8 @@ def stats(
     seed: Annotated[int, Query(ge=0, le=2**32 - 1)] = 0,
     draws: Annotated[int, Query(ge=100, le=200_000)] = 20_000,
 ) -> schemas.ExperimentStats:
-    with runtime_of(request).read_transaction() as session:
+    runtime = runtime_of(request)
+    with runtime.heavy_reads.slot(), runtime.read_transaction() as session:
         return service.experiment_stats(session, name, seed=seed, draws=draws)
 
 
@@ -206,7 +209,16 @@ def stats(
         200: {
             "content": {media: {} for media in FORMATS.values()},
             "description": "each arm's posterior mean and 95% band over the ticks",
-        }
+            "headers": {
+                "X-Plot-Applied-Ticks": {"description": "applied ticks among the latest limit"},
+                "X-Plot-Points-Per-Arm": {
+                    "description": "ticks drawn per arm: all the applied ones, or an evenly "
+                    "spaced sample of them (first and last included) for long histories"
+                },
+                "X-Plot-Arms": {"description": "arms drawn"},
+            },
+        },
+        503: {"description": "too many heavy admin reads at once; retry after Retry-After"},
     },
 )
 def posteriors_plot(
@@ -215,9 +227,15 @@ def posteriors_plot(
     fmt: Annotated[Literal["png", "svg"], Path(description="image format")],
     limit: Annotated[int, Query(ge=1, le=5000, description="the latest ticks to draw")] = 1000,
 ) -> Response:
-    with runtime_of(request).read_transaction() as session:
-        image = service.posteriors_plot(session, name, fmt=fmt, limit=limit)
-    return Response(content=image, media_type=FORMATS[fmt])
+    runtime = runtime_of(request)
+    with runtime.heavy_reads.slot(), runtime.read_transaction() as session:
+        plot = service.posteriors_plot(session, name, fmt=fmt, limit=limit)
+    headers = {
+        "X-Plot-Applied-Ticks": str(plot.applied_ticks),
+        "X-Plot-Points-Per-Arm": str(plot.points_per_arm),
+        "X-Plot-Arms": str(plot.arms),
+    }
+    return Response(content=plot.content, media_type=FORMATS[fmt], headers=headers)
 
 
 @router.get("/audit", response_model=list[schemas.AuditOut])
