@@ -4,6 +4,12 @@ SQLite: WAL journal, ``synchronous=FULL`` (a commit is on disk before it is ackn
 a busy timeout, and transactions that start with ``BEGIN IMMEDIATE`` so that every
 read-then-write transaction takes the write lock up front instead of failing to upgrade.
 This is the recipe of SQLAlchemy's pysqlite documentation ("Serializable isolation").
+
+Work that only reads goes through :func:`read_only_view` of the engine (same pool): there a
+transaction starts with a plain deferred ``BEGIN``, which in WAL mode reads a snapshot
+without ever taking the write lock, so an admin plot never stalls event ingestion or a tick;
+and the connection is ``PRAGMA query_only``, so a read path that tried to write would fail
+instead of silently taking the lock. PostgreSQL transactions are the same on both views.
 """
 
 from __future__ import annotations
@@ -12,6 +18,9 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
+
+READ_ONLY = "ranktune_read_only"  # execution option of the read-only engine view
+_QUERY_ONLY = "ranktune_query_only"  # a pooled SQLite connection's current query_only pragma
 
 
 def is_sqlite(url: str) -> bool:
@@ -47,8 +56,41 @@ def _configure_sqlite(engine: Engine, synchronous: str) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        read_only = bool(connection.get_execution_options().get(READ_ONLY, False))
+        _set_query_only(connection, read_only)
+        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
-def make_session_factory(engine: Engine) -> sessionmaker[Session]:
-    return sessionmaker(engine, expire_on_commit=False)
+def _set_query_only(connection: Any, read_only: bool) -> None:
+    """Switch the pooled connection's ``query_only`` pragma when its use changes (readers
+    and writers share the pool), so that the common case costs no statement."""
+    info = connection.connection.info
+    if info.get(_QUERY_ONLY, False) != read_only:
+        connection.exec_driver_sql(f"PRAGMA query_only={'ON' if read_only else 'OFF'}")
+        info[_QUERY_ONLY] = read_only
+
+
+def read_only_view(engine: Engine) -> Engine:
+    """The engine, same pool, for transactions that only read (see the module's docstring)."""
+    return engine.execution_options(**{READ_ONLY: True})
+
+
+class ReadOnlySessionError(RuntimeError):
+    """A read transaction tried to write: a bug in the read path, never a client error."""
+
+
+def _refuse_flush(session: Session, _context: Any, _instances: Any) -> None:
+    raise ReadOnlySessionError(
+        f"a read-only session tried to write: new={list(session.new)}, "
+        f"dirty={list(session.dirty)}, deleted={list(session.deleted)}"
+    )
+
+
+def make_session_factory(engine: Engine, *, read_only: bool = False) -> sessionmaker[Session]:
+    """Sessions on ``engine``; ``read_only`` ones run on :func:`read_only_view` and refuse to
+    flush, which catches an ORM write in a read path on PostgreSQL as well as on SQLite."""
+    if not read_only:
+        return sessionmaker(engine, expire_on_commit=False)
+    factory = sessionmaker(read_only_view(engine), expire_on_commit=False)
+    event.listen(factory, "before_flush", _refuse_flush)
+    return factory

@@ -9,7 +9,8 @@
     │                              or a concurrent request won a race (a database IntegrityError)
     ├── PayloadTooLarge     413
     ├── UnsupportedMediaType 415   a body that is not declared as JSON
-    └── InvalidInput        422    a field is invalid; ``field`` names it
+    ├── InvalidInput        422    a field is invalid; ``field`` names it
+    └── ServiceUnavailable  503    busy with heavy reads already; ``Retry-After`` says when
 
 Every 4xx names the field (when there is one) and what was expected.
 """
@@ -72,6 +73,14 @@ class UnsupportedMediaType(ApiError):
 
 class InvalidInput(ApiError):
     status_code, kind = 422, "ValidationError"
+
+
+class ServiceUnavailable(ApiError):
+    status_code, kind = 503, "ServiceUnavailable"
+
+    def __init__(self, detail: str, field: str | None = None, *, retry_after_s: int) -> None:
+        super().__init__(detail, field)
+        self.retry_after_s = retry_after_s
 
 
 def validation_failure(error: ValidationError, prefix: tuple[str, ...] = ()) -> ApiError:
@@ -146,7 +155,10 @@ def _validation_message(error: Mapping[str, Any]) -> str:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_request: Request, error: ApiError) -> JSONResponse:
-        return error_response(error.status_code, error.kind, error.detail, error.field)
+        response = error_response(error.status_code, error.kind, error.detail, error.field)
+        if isinstance(error, ServiceUnavailable):
+            response.headers["Retry-After"] = str(error.retry_after_s)
+        return response
 
     @app.exception_handler(ConfigurationError)
     async def _configuration_error(_request: Request, error: ConfigurationError) -> JSONResponse:

@@ -2,6 +2,11 @@
 
 Built on a matplotlib ``Figure`` with an Agg canvas (no pyplot: no global state, safe in the
 server's worker threads), rendered to PNG or SVG bytes.
+
+Bounded whatever the history: a long history is downsampled to at most
+``points_per_arm(arms)`` ticks (:func:`downsample`), and with many arms only the
+``HIGHLIGHTED_ARMS`` best by latest posterior mean are coloured, banded and named in the
+legend; the others are thin grey lines under them, with one legend entry for all of them.
 """
 
 from __future__ import annotations
@@ -10,52 +15,125 @@ import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
+import numpy.typing as npt
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 
 from bandit.summaries import credible_intervals
 
 FORMATS = {"png": "image/png", "svg": "image/svg+xml"}
+MAX_POINTS_PER_ARM = 400  # a 960-pixel-wide plot shows no more detail than this
+POINT_BUDGET = 200_000  # points of all arms together: bounds the rows read and drawn
+HIGHLIGHTED_ARMS = 8  # about what distinct colours and a legend can keep readable
+# Matplotlib's default colours without its grey, which is the colour of the other arms.
+COLOURS = ("C0", "C1", "C2", "C3", "C4", "C5", "C6", "C9")
 
 
 @dataclass(frozen=True)
 class ArmSeries:
-    """One arm's posterior after each applied tick that updated it."""
+    """One arm's posterior after each applied tick that updated it (or a sample of them)."""
 
     label: str
-    tick_numbers: Sequence[int]
-    alphas: Sequence[float]
-    betas: Sequence[float]
+    tick_numbers: Sequence[int] | npt.NDArray[np.int64]
+    alphas: Sequence[float] | npt.NDArray[np.float64]
+    betas: Sequence[float] | npt.NDArray[np.float64]
 
 
-def posteriors_figure(title: str, series: Sequence[ArmSeries], fmt: str = "png") -> bytes:
-    """Posterior mean alpha/(alpha+beta) per arm with its equal-tailed 95% band.
+def points_per_arm(arms: int) -> int:
+    """Ticks to draw per arm for ``arms`` arms: MAX_POINTS_PER_ARM, fewer (at least two, the
+    first and the last) when that would exceed POINT_BUDGET in all."""
+    return max(2, min(MAX_POINTS_PER_ARM, POINT_BUDGET // max(arms, 1)))
+
+
+def downsample(count: int, max_points: int) -> npt.NDArray[np.intp]:
+    """Indices of at most ``max_points`` (>= 2) of ``count`` points: all of them if they fit,
+    else evenly spaced ones, the first and the last always included.
+
+    A posterior after a tick is a state, not an increment, so the points kept are exact
+    values of the curve; what is lost is only the detail between two of them.
+    """
+    if max_points < 2:
+        raise ValueError(f"max_points: expected at least 2, got {max_points}")
+    if count <= max_points:
+        return np.arange(count, dtype=np.intp)
+    # The spacing (count - 1) / (max_points - 1) exceeds 1, so the rounded indices are
+    # distinct: exactly max_points of them.
+    return np.round(np.linspace(0, count - 1, max_points)).astype(np.intp)
+
+
+def _latest_mean(arm: ArmSeries) -> float:
+    return float(arm.alphas[-1]) / (float(arm.alphas[-1]) + float(arm.betas[-1]))
+
+
+def posteriors_figure(
+    title: str,
+    series: Sequence[ArmSeries],
+    fmt: str = "png",
+    *,
+    subtitle: str | None = None,
+    highlighted: int = HIGHLIGHTED_ARMS,
+) -> bytes:
+    """Posterior mean alpha/(alpha+beta) per arm; the ``highlighted`` arms with the highest
+    latest mean in colour with their equal-tailed 95% band, the others thin and grey.
 
     A mean above 1/2 means the arm earns more target events per exposure than the
     reference group (SPEC §3.2), so 1/2 is drawn as the reference line.
     """
     figure = Figure(figsize=(8.0, 5.0))
-    figure.subplots_adjust(left=0.09, right=0.78, bottom=0.1, top=0.9)
+    figure.subplots_adjust(left=0.09, right=0.74, bottom=0.1, top=0.86)
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
-    for arm in series:
-        if not arm.tick_numbers:
-            continue
-        alphas = [float(a) for a in arm.alphas]
-        betas = [float(b) for b in arm.betas]
-        means = [a / (a + b) for a, b in zip(alphas, betas, strict=True)]
+    drawn = sorted((arm for arm in series if len(arm.tick_numbers)), key=_latest_mean)
+    rest, top = drawn[: max(0, len(drawn) - highlighted)], drawn[-highlighted:]
+    for index, arm in enumerate(reversed(top)):  # best first: the legend reads top down
+        ticks, means, alphas, betas = _curve(arm)
         lows, highs = credible_intervals(alphas, betas)
-        (line,) = axes.plot(arm.tick_numbers, means, label=arm.label, linewidth=1.5)
-        axes.fill_between(arm.tick_numbers, lows, highs, alpha=0.15, color=line.get_color())
+        colour = COLOURS[index % len(COLOURS)]
+        label = f"{arm.label}: {means[-1]:.3f}"
+        axes.plot(ticks, means, label=label, color=colour, linewidth=1.5, zorder=3)
+        axes.fill_between(ticks, lows, highs, alpha=0.15, color=colour, linewidth=0, zorder=2)
+    if rest:
+        # One artist for all of them (hundreds of Line2D would cost seconds), under the rest.
+        lines = [np.column_stack(_curve(arm)[:2]) for arm in rest]
+        # Fainter as they get more numerous, so that hundreds stay a light background.
+        faint = min(0.6, max(0.2, 30 / len(rest)))
+        others = LineCollection(lines, colors="0.6", linewidths=0.6, alpha=faint, zorder=1)
+        others.set_label(f"{len(rest)} other arms")
+        axes.add_collection(others)
+        axes.autoscale_view(scaley=False)
     axes.axhline(0.5, color="0.4", linestyle=":", linewidth=1, label="reference (1/2)")
-    if not any(arm.tick_numbers for arm in series):
+    if not drawn:
         axes.text(0.5, 0.5, "no applied tick yet", ha="center", transform=axes.transAxes)
-    axes.set_title(title)
+    figure.suptitle(title, x=0.09, y=0.97, ha="left")
+    if subtitle:
+        axes.set_title(subtitle, loc="left", fontsize=8, color="0.3")
     axes.set_xlabel("tick")
     axes.set_ylabel("posterior mean of theta (95% band)")
     axes.set_ylim(0.0, 1.0)
     axes.grid(alpha=0.3)
-    axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
+    axes.legend(
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1.0),
+        fontsize=8,
+        title="latest posterior mean",
+        title_fontsize=8,
+    )
     buffer = io.BytesIO()
     figure.savefig(buffer, format=fmt, dpi=120, metadata={"Date": None} if fmt == "svg" else None)
     return buffer.getvalue()
+
+
+def _curve(
+    arm: ArmSeries,
+) -> tuple[
+    npt.NDArray[np.float64],
+    npt.NDArray[np.float64],
+    npt.NDArray[np.float64],
+    npt.NDArray[np.float64],
+]:
+    ticks = np.asarray(arm.tick_numbers, dtype=np.float64)
+    alphas = np.asarray(arm.alphas, dtype=np.float64)
+    betas = np.asarray(arm.betas, dtype=np.float64)
+    return ticks, alphas / (alphas + betas), alphas, betas

@@ -78,6 +78,14 @@ def arms_of(session: Session, experiment_id: int, *, active_only: bool = False) 
     return session.scalars(query.order_by(Arm.id)).all()
 
 
+def arm_origins(session: Session, experiment_id: int) -> list[tuple[int, str]]:
+    """(id, origin) of every arm of the experiment, by id: what a plot labels them with."""
+    rows = session.execute(
+        select(Arm.id, Arm.origin).where(Arm.experiment_id == experiment_id).order_by(Arm.id)
+    )
+    return [(int(arm_id), str(origin)) for arm_id, origin in rows]
+
+
 def get_arm(session: Session, experiment_id: int, arm_id: int) -> Arm | None:
     return session.scalars(
         select(Arm).where(Arm.experiment_id == experiment_id, Arm.id == arm_id)
@@ -169,6 +177,21 @@ def purge_expired_ticket_credits(session: Session, before: int) -> int:
 
 
 # -- ticks ---------------------------------------------------------------------------------
+# What a tick history shows of each arm a tick updated: the columns of TickArm but tick_id.
+TICK_ARM_FIELDS = (
+    "arm_id",
+    "exposures",
+    "target_events",
+    "alpha_increment",
+    "beta_increment",
+    "alpha_before",
+    "beta_before",
+    "alpha_after",
+    "beta_after",
+    "quarantined_events",
+)
+
+
 def next_tick_number(session: Session, experiment_id: int) -> int:
     latest = session.scalar(
         select(func.max(Tick.number)).where(Tick.experiment_id == experiment_id)
@@ -177,32 +200,57 @@ def next_tick_number(session: Session, experiment_id: int) -> int:
 
 
 def ticks_of(
-    session: Session,
-    experiment_id: int,
-    *,
-    limit: int,
-    after: int | None = None,
-    latest: bool = False,
+    session: Session, experiment_id: int, *, limit: int, after: int | None = None
 ) -> Sequence[Tick]:
-    """Ticks in number order: the first ``limit`` after ``after``, or the ``latest`` ones."""
+    """Ticks in number order: the first ``limit`` after ``after``."""
     query = select(Tick).where(Tick.experiment_id == experiment_id)
     if after is not None:
         query = query.where(Tick.number > after)
-    if latest:
-        newest = session.scalars(query.order_by(Tick.number.desc()).limit(limit)).all()
-        return list(reversed(newest))
     return session.scalars(query.order_by(Tick.number).limit(limit)).all()
 
 
-def tick_arms_of(session: Session, tick_ids: Sequence[int]) -> dict[int, list[TickArm]]:
-    grouped: dict[int, list[TickArm]] = {tick_id: [] for tick_id in tick_ids}
+def latest_ticks(
+    session: Session, experiment_id: int, *, limit: int
+) -> list[tuple[int, int, bool]]:
+    """(id, number, applied) of the latest ``limit`` ticks, in number order (columns only)."""
+    rows = session.execute(
+        select(Tick.id, Tick.number, Tick.applied)
+        .where(Tick.experiment_id == experiment_id)
+        .order_by(Tick.number.desc())
+        .limit(limit)
+    ).all()
+    return [(int(tick_id), int(number), bool(applied)) for tick_id, number, applied in rows[::-1]]
+
+
+def tick_arm_values_of(
+    session: Session, tick_ids: Sequence[int]
+) -> dict[int, list[dict[str, float | int]]]:
+    """Each tick's per-arm values (the fields of ``TickArmOut``), by arm id, read as columns:
+    a long history of many arms is hundreds of thousands of rows, too many for ORM objects."""
+    grouped: dict[int, list[dict[str, float | int]]] = {tick_id: [] for tick_id in tick_ids}
     if tick_ids:
-        rows = session.scalars(
-            select(TickArm).where(TickArm.tick_id.in_(tick_ids)).order_by(TickArm.arm_id)
+        rows = session.execute(
+            select(TickArm.tick_id, *(TickArm.__table__.c[name] for name in TICK_ARM_FIELDS))
+            .where(TickArm.tick_id.in_(tick_ids))
+            .order_by(TickArm.tick_id, TickArm.arm_id)
         )
-        for row in rows:
-            grouped[row.tick_id].append(row)
+        for tick_id, *values in rows:
+            grouped[tick_id].append(dict(zip(TICK_ARM_FIELDS, values, strict=True)))
     return grouped
+
+
+def posterior_points(
+    session: Session, tick_ids: Sequence[int]
+) -> list[tuple[int, int, float, float]]:
+    """(tick number, arm id, alpha after, beta after) of every arm updated by those ticks."""
+    if not tick_ids:
+        return []
+    rows = session.execute(
+        select(Tick.number, TickArm.arm_id, TickArm.alpha_after, TickArm.beta_after)
+        .join(Tick, Tick.id == TickArm.tick_id)
+        .where(TickArm.tick_id.in_(tick_ids))
+    )
+    return [(int(n), int(arm), float(a), float(b)) for n, arm, a, b in rows]
 
 
 # -- evolution -----------------------------------------------------------------------------

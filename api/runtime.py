@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api import repositories as repo
 from api.db import make_engine, make_session_factory
+from api.heavy_reads import HeavyReadLimit
 from api.ingest import EventRow, EventWriter, IngestResult
 from api.schemas import event_batch_model
 from api.services.events import CLOCK_SKEW_S, EventIntake
@@ -45,11 +46,15 @@ class Runtime:
             settings.database_url, sqlite_synchronous=settings.sqlite_synchronous
         )
         self.session_factory: sessionmaker[Session] = make_session_factory(self.engine)
+        self.read_session_factory: sessionmaker[Session] = make_session_factory(
+            self.engine, read_only=True
+        )
         self.replica = f"{socket.gethostname()}:{os.getpid()}"
         self.signer = TicketSigner(self._ticket_key())
         self.serving = ServingState(self.signer)
         self.writer = EventWriter(self.session_factory)
         self.rng = np.random.default_rng()
+        self.heavy_reads = HeavyReadLimit(settings.heavy_reads, settings.heavy_read_wait_s)
         self.scheduler: BackgroundScheduler | None = None
         self.event_batch_model = event_batch_model(settings.max_batch_events)
 
@@ -61,6 +66,13 @@ class Runtime:
     def transaction(self) -> Iterator[Session]:
         """A session whose work commits when the block ends (rolls back on an exception)."""
         with self.session_factory() as session, session.begin():
+            yield session
+
+    @contextmanager
+    def read_transaction(self) -> Iterator[Session]:
+        """A session that only reads (``api.db.read_only_view``): on SQLite it never waits
+        for, nor holds up, the write lock, however long it takes."""
+        with self.read_session_factory() as session, session.begin():
             yield session
 
     def _ticket_key(self) -> str:
@@ -87,7 +99,7 @@ class Runtime:
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
-        self.serving.refresh(self.session_factory)
+        self.serving.refresh(self.read_session_factory)
         self.writer.start()
         scheduler = BackgroundScheduler(timezone="UTC")
         jobs = [
@@ -119,7 +131,7 @@ class Runtime:
     # -- jobs ------------------------------------------------------------------------------
     def refresh_snapshots(self) -> None:
         try:
-            self.serving.refresh(self.session_factory)
+            self.serving.refresh(self.read_session_factory)
         except SQLAlchemyError:
             logger.warning("snapshot refresh failed; serving the previous snapshots", exc_info=True)
 
@@ -153,7 +165,7 @@ class Runtime:
         whose tick fails (a lock timeout, a broken row) is logged and retried at the next
         poll, and does not stop the others from ticking."""
         try:
-            with self.session_factory() as session:
+            with self.read_session_factory() as session:
                 experiment_ids = repo.running_experiment_ids(session)
         except SQLAlchemyError:
             logger.warning("tick schedule unavailable; it will be retried", exc_info=True)
@@ -200,7 +212,7 @@ class Runtime:
         same experiment and only one replica applies it (the others find it not due).
         """
         try:
-            with self.session_factory() as session:
+            with self.read_session_factory() as session:
                 experiment_ids = repo.evolving_experiment_ids(session)
         except SQLAlchemyError:
             logger.warning("evolution schedule unavailable; it will be retried", exc_info=True)

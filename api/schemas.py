@@ -270,7 +270,11 @@ class ExperimentStats(BaseModel):
     tick_count: int
     reference_rate: float | None
     arms: list[ArmStats]
-    prob_best_draws: int
+    prob_best_draws: int = Field(
+        description="joint posterior draws behind prob_best: as requested, or fewer when "
+        "draws x active arms would exceed the server's bound"
+    )
+    prob_best_draws_requested: int
     seed: int
 
 

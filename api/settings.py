@@ -41,6 +41,15 @@ class Settings(BaseSettings):
         description="how often the scheduler forgets expired tickets' counts and drops "
         "pending counts of stopped experiments",
     )
+    heavy_reads: int = Field(
+        2,
+        gt=0,
+        description="admin plots, stats and tick histories served at once per replica; "
+        "more wait heavy_read_wait_s for a turn, then get 503 with Retry-After",
+    )
+    heavy_read_wait_s: float = Field(
+        2.0, ge=0, description="how long a heavy admin read waits for a turn before its 503"
+    )
     max_body_bytes: int = Field(2_000_000, gt=0, description="larger request bodies get 413")
     max_batch_events: int = Field(1000, gt=0, description="larger event batches get 413")
     max_events_body_bytes: int = Field(

@@ -3,7 +3,9 @@
 Under the reference-ratio update ``theta_k = lambda_k / (lambda_k + lambda_r)``, so the arm
 beats the reference exactly when ``theta_k > 1/2`` and its rate ratio to the reference is
 ``theta_k / (1 - theta_k)``.  Both follow from the Beta posterior in closed form; only the
-probability of being the best arm needs Monte Carlo.
+probability of being the best arm needs Monte Carlo, which costs draws x arms Beta samples:
+:func:`prob_best` draws them in chunks (bounded memory) and :func:`bounded_draws` lets a
+caller cap their number (bounded time).
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ from scipy import stats
 from bandit.errors import InvalidParameterError
 
 FloatArray = npt.NDArray[np.float64]
+# Samples drawn at once by prob_best: 8 MB of float64 (16 MB at the peak of a draw),
+# whatever draws x arms.
+PROB_BEST_CHUNK_SAMPLES = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -60,16 +65,38 @@ def credible_intervals(
 
 
 def prob_best(
-    alphas: npt.ArrayLike, betas: npt.ArrayLike, rng: np.random.Generator, draws: int = 10_000
+    alphas: npt.ArrayLike,
+    betas: npt.ArrayLike,
+    rng: np.random.Generator,
+    draws: int = 10_000,
+    *,
+    chunk_samples: int = PROB_BEST_CHUNK_SAMPLES,
 ) -> FloatArray:
-    """Monte Carlo probability that each arm has the largest theta; sums to one."""
+    """Monte Carlo probability that each arm has the largest theta; sums to one.
+
+    The draws x arms samples are drawn a block of rows at a time (about ``chunk_samples``
+    samples each), so memory does not grow with ``draws``. The rows come from ``rng`` in
+    the same order as in one block, so the estimate does not depend on the chunk size.
+    """
     a = np.asarray(alphas, dtype=np.float64)
     b = np.asarray(betas, dtype=np.float64)
     if a.size == 0:
         return np.zeros(0)
-    samples = rng.beta(a, b, size=(draws, a.size))
-    winners = np.argmax(samples, axis=1)
-    return np.bincount(winners, minlength=a.size) / draws
+    rows = max(1, chunk_samples // a.size)
+    wins = np.zeros(a.size, dtype=np.int64)
+    for start in range(0, draws, rows):
+        samples = rng.beta(a, b, size=(min(rows, draws - start), a.size))
+        wins += np.bincount(np.argmax(samples, axis=1), minlength=a.size)
+    result: FloatArray = wins / draws
+    return result
+
+
+def bounded_draws(requested: int, arms: int, max_samples: int) -> int:
+    """The draws to make for ``arms`` arms: ``requested``, cut down (to at least one) so that
+    draws x arms stays within ``max_samples``."""
+    if arms <= 0:
+        return requested
+    return max(1, min(requested, max_samples // arms))
 
 
 def rate_ratio_lift(theta: npt.ArrayLike) -> FloatArray:
@@ -86,25 +113,33 @@ def summarize(
     *,
     draws: int = 10_000,
     seed: int | None = None,
+    contenders: npt.ArrayLike | None = None,
 ) -> PosteriorSummary:
     """Summaries of every arm's Beta posterior.
 
     ``prob_beat_reference`` is ``P(theta > 1/2)``, exact; the lift interval maps the theta
     quantiles through the monotone ``theta / (1 - theta) - 1``, so it is exact too.  ``seed``
     is only recorded, so that callers can report which generator produced ``prob_best``.
+    ``contenders`` (a mask, default all) says which arms compete for ``prob_best``; the
+    others get 0 and cost no draw.
     """
     a = np.asarray(alphas, dtype=np.float64)
     b = np.asarray(betas, dtype=np.float64)
     _check(a, b)
     if draws < 1:
         raise InvalidParameterError(f"draws must be >= 1, got {draws}")
+    competing = np.ones(a.shape, dtype=bool) if contenders is None else np.asarray(contenders)
+    if competing.shape != a.shape or competing.dtype != np.bool_:
+        raise InvalidParameterError(f"contenders must be a boolean mask of {a.size} arms")
+    best = np.zeros(a.shape)
+    best[competing] = prob_best(a[competing], b[competing], rng, draws)
     lows, highs = credible_intervals(a, b)
     medians = stats.beta.ppf(0.5, a, b)
     return PosteriorSummary(
         means=a / (a + b),
         ci_lows=lows,
         ci_highs=highs,
-        prob_best=prob_best(a, b, rng, draws),
+        prob_best=best,
         prob_beat_reference=stats.beta.sf(0.5, a, b),
         lift_medians=rate_ratio_lift(medians),
         lift_ci_lows=rate_ratio_lift(lows),

@@ -35,19 +35,19 @@ def create_experiment(request: Request, body: schemas.ExperimentCreate) -> schem
             session, body, default_interval_s=runtime.settings.tick_interval_s, rng=runtime.rng
         )
         result = service.experiment_out(session, experiment)
-    runtime.serving.refresh(runtime.session_factory, only=body.name)
+    runtime.serving.refresh(runtime.read_session_factory, only=body.name)
     return result
 
 
 @router.get("/experiments", response_model=list[schemas.ExperimentSummary])
 def list_experiments(request: Request) -> list[schemas.ExperimentSummary]:
-    with runtime_of(request).transaction() as session:
+    with runtime_of(request).read_transaction() as session:
         return service.experiment_summaries(session)
 
 
 @router.get("/experiments/{name}", response_model=schemas.ExperimentOut)
 def get_experiment(request: Request, name: ExperimentName) -> schemas.ExperimentOut:
-    with runtime_of(request).transaction() as session:
+    with runtime_of(request).read_transaction() as session:
         return service.experiment_out(session, service.require_experiment(session, name))
 
 
@@ -61,7 +61,7 @@ def _status_route(action: str) -> None:
                 session, name, action, rng=runtime.rng, replica=runtime.replica
             )
             result = service.experiment_out(session, experiment)
-        runtime.serving.refresh(runtime.session_factory, only=name)
+        runtime.serving.refresh(runtime.read_session_factory, only=name)
         return result
 
     change.__name__ = f"{action}_experiment"
@@ -81,7 +81,7 @@ def add_arm(request: Request, name: ExperimentName, body: schemas.ArmCreate) -> 
     runtime = runtime_of(request)
     with runtime.transaction() as session:
         arm = service.arm_out(service.add_arm(session, name, body.config))
-    runtime.serving.refresh(runtime.session_factory, only=name)
+    runtime.serving.refresh(runtime.read_session_factory, only=name)
     return arm
 
 
@@ -90,7 +90,7 @@ def retire_arm(request: Request, name: ExperimentName, arm_id: ArmId) -> schemas
     runtime = runtime_of(request)
     with runtime.transaction() as session:
         arm = service.arm_out(service.retire_arm(session, name, arm_id, rng=runtime.rng))
-    runtime.serving.refresh(runtime.session_factory, only=name)
+    runtime.serving.refresh(runtime.read_session_factory, only=name)
     return arm
 
 
@@ -103,7 +103,7 @@ def tick(request: Request, name: ExperimentName) -> schemas.TickOut:
         experiment = service.require_experiment(session, name, lock=True)
         applied = service.tick_now(session, experiment.id, runtime.rng, runtime.replica)
         result = service.tick_history(session, name, limit=1, after=applied.number - 1)[0]
-    runtime.serving.refresh(runtime.session_factory, only=name)
+    runtime.serving.refresh(runtime.read_session_factory, only=name)
     return result
 
 
@@ -113,9 +113,11 @@ def ticks(
     name: ExperimentName,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     after: Annotated[int | None, Query(ge=0, le=2**31 - 1, description="tick number")] = None,
-) -> list[schemas.TickOut]:
-    with runtime_of(request).transaction() as session:
-        return service.tick_history(session, name, limit=limit, after=after)
+) -> Response:
+    runtime = runtime_of(request)
+    with runtime.heavy_reads.slot(), runtime.read_transaction() as session:
+        content = service.tick_history_json(session, name, limit=limit, after=after)
+    return Response(content=content, media_type="application/json")
 
 
 @router.post("/experiments/{name}/evolve", response_model=schemas.EvolutionStepOut)
@@ -134,7 +136,7 @@ def evolve(
             session, name, rng=runtime.rng, dry_run=dry_run, seed=seed, replica=runtime.replica
         )
     if result.applied:
-        runtime.serving.refresh(runtime.session_factory, only=name)
+        runtime.serving.refresh(runtime.read_session_factory, only=name)
     return result
 
 
@@ -159,7 +161,7 @@ def list_expert_configs(
         Literal["waiting", "consumed", "rejected", "withdrawn"] | None, Query()
     ] = None,
 ) -> list[schemas.ExpertConfigOut]:
-    with runtime_of(request).transaction() as session:
+    with runtime_of(request).read_transaction() as session:
         return evolution_service.list_expert_configs(session, name, status=status)
 
 
@@ -183,14 +185,14 @@ def generations(
     after: Annotated[int | None, Query(ge=0, le=2**31 - 1, description="generation number")] = None,
 ) -> list[schemas.GenerationOut]:
     """What each applied genetic step retired (and why) and added (and whence)."""
-    with runtime_of(request).transaction() as session:
+    with runtime_of(request).read_transaction() as session:
         return evolution_service.generation_history(session, name, limit=limit, after=after)
 
 
 @router.get("/experiments/{name}/arms/{arm_id}/lineage", response_model=schemas.LineageOut)
 def lineage(request: Request, name: ExperimentName, arm_id: ArmId) -> schemas.LineageOut:
     """An arm's ancestors back to the founders."""
-    with runtime_of(request).transaction() as session:
+    with runtime_of(request).read_transaction() as session:
         return evolution_service.lineage(session, name, arm_id)
 
 
@@ -201,7 +203,8 @@ def stats(
     seed: Annotated[int, Query(ge=0, le=2**32 - 1)] = 0,
     draws: Annotated[int, Query(ge=100, le=200_000)] = 20_000,
 ) -> schemas.ExperimentStats:
-    with runtime_of(request).transaction() as session:
+    runtime = runtime_of(request)
+    with runtime.heavy_reads.slot(), runtime.read_transaction() as session:
         return service.experiment_stats(session, name, seed=seed, draws=draws)
 
 
@@ -212,7 +215,16 @@ def stats(
         200: {
             "content": {media: {} for media in FORMATS.values()},
             "description": "each arm's posterior mean and 95% band over the ticks",
-        }
+            "headers": {
+                "X-Plot-Applied-Ticks": {"description": "applied ticks among the latest limit"},
+                "X-Plot-Points-Per-Arm": {
+                    "description": "ticks drawn per arm: all the applied ones, or an evenly "
+                    "spaced sample of them (first and last included) for long histories"
+                },
+                "X-Plot-Arms": {"description": "arms drawn"},
+            },
+        },
+        503: {"description": "too many heavy admin reads at once; retry after Retry-After"},
     },
 )
 def posteriors_plot(
@@ -221,9 +233,15 @@ def posteriors_plot(
     fmt: Annotated[Literal["png", "svg"], Path(description="image format")],
     limit: Annotated[int, Query(ge=1, le=5000, description="the latest ticks to draw")] = 1000,
 ) -> Response:
-    with runtime_of(request).transaction() as session:
-        image = service.posteriors_plot(session, name, fmt=fmt, limit=limit)
-    return Response(content=image, media_type=FORMATS[fmt])
+    runtime = runtime_of(request)
+    with runtime.heavy_reads.slot(), runtime.read_transaction() as session:
+        plot = service.posteriors_plot(session, name, fmt=fmt, limit=limit)
+    headers = {
+        "X-Plot-Applied-Ticks": str(plot.applied_ticks),
+        "X-Plot-Points-Per-Arm": str(plot.points_per_arm),
+        "X-Plot-Arms": str(plot.arms),
+    }
+    return Response(content=plot.content, media_type=FORMATS[fmt], headers=headers)
 
 
 @router.get("/audit", response_model=list[schemas.AuditOut])
@@ -232,5 +250,5 @@ def audit(
     experiment: Annotated[str | None, Query(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[schemas.AuditOut]:
-    with runtime_of(request).transaction() as session:
+    with runtime_of(request).read_transaction() as session:
         return service.audit_log(session, experiment, limit=limit)
