@@ -305,6 +305,7 @@ def test_tick_history_reads_columns_and_keeps_its_shape(client: TestClient) -> N
         "beta_before": 1.0,
         "alpha_after": 4.0,
         "beta_after": 2.0,
+        "quarantined_events": 0.0,
     }
     with runtime_of(client).read_transaction() as session:
         assert session.scalar(select(Tick.applied).where(Tick.number == 3)) is False
