@@ -6,6 +6,7 @@ import contextlib
 import logging
 import os
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import Future
@@ -56,6 +57,8 @@ class Runtime:
         self.rng = np.random.default_rng()
         self.heavy_reads = HeavyReadLimit(settings.heavy_reads, settings.heavy_read_wait_s)
         self.scheduler: BackgroundScheduler | None = None
+        self._flusher: threading.Thread | None = None
+        self._stopping = threading.Event()
         self.event_batch_model = event_batch_model(settings.max_batch_events)
 
     def event_intake(self) -> EventIntake:
@@ -102,10 +105,7 @@ class Runtime:
         self.serving.refresh(self.read_session_factory)
         self.writer.start()
         scheduler = BackgroundScheduler(timezone="UTC")
-        jobs = [
-            (self.refresh_snapshots, self.settings.snapshot_refresh_s),
-            (self.flush_exposures, self.settings.exposure_flush_s),
-        ]
+        jobs = [(self.refresh_snapshots, self.settings.snapshot_refresh_s)]
         if self.settings.scheduler_enabled:
             jobs += [
                 (self.run_due_ticks, self.settings.scheduler_poll_s),
@@ -119,16 +119,42 @@ class Runtime:
             )
         scheduler.start()
         self.scheduler = scheduler
+        self._flusher = threading.Thread(
+            target=self._flush_every_interval, name="ranktune-exposure-flush", daemon=True
+        )
+        self._flusher.start()
 
     def stop(self) -> None:
         if self.scheduler is not None:
             self.scheduler.shutdown(wait=True)
             self.scheduler = None
+        self._stopping.set()
+        if self._flusher is not None:
+            self._flusher.join()
+            self._flusher = None
         self.flush_exposures()
         self.writer.stop()
         self.engine.dispose()
 
     # -- jobs ------------------------------------------------------------------------------
+    def _flush_every_interval(self) -> None:
+        """Flush server-counted exposures every ``exposure_flush_s``, on a fixed cadence.
+
+        A thread of its own rather than a scheduler job: a job whose run is late (the writer
+        busy with a big group) is skipped until the next interval, which let a crash lose up
+        to twice the interval. Here a slow flush is followed at once by the next one, so a
+        kill loses at most the interval plus the commit under way (tests/process/
+        test_crash.py measures it).
+        """
+        interval = self.settings.exposure_flush_s
+        due = time.monotonic() + interval
+        while not self._stopping.wait(max(0.0, due - time.monotonic())):
+            try:
+                self.flush_exposures()
+            except Exception:
+                logger.exception("exposure flush failed; the counts wait for the next one")
+            due = max(due + interval, time.monotonic())
+
     def refresh_snapshots(self) -> None:
         try:
             self.serving.refresh(self.read_session_factory)
