@@ -24,9 +24,10 @@ from api.db import make_engine, make_session_factory
 from api.heavy_reads import HeavyReadLimit
 from api.ingest import EventRow, EventWriter, IngestResult
 from api.schemas import event_batch_model
+from api.services.common import now_utc
 from api.services.events import CLOCK_SKEW_S, EventIntake
 from api.services.evolution import run_evolution_step
-from api.services.experiments import discard_pending_of_stopped, now_utc
+from api.services.experiments import discard_pending_of_stopped
 from api.services.ticks import apply_tick
 from api.serving import ServingState
 from api.settings import Settings

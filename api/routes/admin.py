@@ -13,6 +13,7 @@ from api.runtime import Runtime
 from api.security import AdminOnly
 from api.services import evolution as evolution_service
 from api.services import experiments as service
+from api.services.common import arm_out, require_experiment
 
 router = APIRouter(
     prefix="/v1", dependencies=[AdminOnly], tags=["admin"], responses=schemas.ADMIN_ERRORS
@@ -48,7 +49,7 @@ def list_experiments(request: Request) -> list[schemas.ExperimentSummary]:
 @router.get("/experiments/{name}", response_model=schemas.ExperimentOut)
 def get_experiment(request: Request, name: ExperimentName) -> schemas.ExperimentOut:
     with runtime_of(request).read_transaction() as session:
-        return service.experiment_out(session, service.require_experiment(session, name))
+        return service.experiment_out(session, require_experiment(session, name))
 
 
 def _status_route(action: str) -> None:
@@ -80,7 +81,7 @@ for _action in ("pause", "resume", "stop"):
 def add_arm(request: Request, name: ExperimentName, body: schemas.ArmCreate) -> schemas.ArmOut:
     runtime = runtime_of(request)
     with runtime.transaction() as session:
-        arm = service.arm_out(service.add_arm(session, name, body.config))
+        arm = arm_out(service.add_arm(session, name, body.config))
     runtime.serving.refresh(runtime.read_session_factory, only=name)
     return arm
 
@@ -89,7 +90,7 @@ def add_arm(request: Request, name: ExperimentName, body: schemas.ArmCreate) -> 
 def retire_arm(request: Request, name: ExperimentName, arm_id: ArmId) -> schemas.ArmOut:
     runtime = runtime_of(request)
     with runtime.transaction() as session:
-        arm = service.arm_out(service.retire_arm(session, name, arm_id, rng=runtime.rng))
+        arm = arm_out(service.retire_arm(session, name, arm_id, rng=runtime.rng))
     runtime.serving.refresh(runtime.read_session_factory, only=name)
     return arm
 
@@ -100,7 +101,7 @@ def tick(request: Request, name: ExperimentName) -> schemas.TickOut:
     runtime = runtime_of(request)
     runtime.flush_exposures()
     with runtime.transaction() as session:
-        experiment = service.require_experiment(session, name, lock=True)
+        experiment = require_experiment(session, name, lock=True)
         applied = service.tick_now(session, experiment.id, runtime.rng, runtime.replica)
         result = service.tick_history(session, name, limit=1, after=applied.number - 1)[0]
     runtime.serving.refresh(runtime.read_session_factory, only=name)

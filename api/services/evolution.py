@@ -33,7 +33,7 @@ from api import repositories as repo
 from api import schemas
 from api.errors import Conflict, InvalidInput, NotFound
 from api.models import Arm, Experiment, ExpertConfig, Generation, as_utc
-from api.services.experiments import (
+from api.services.common import (
     arm_out,
     now_utc,
     require_experiment,

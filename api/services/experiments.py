@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -25,6 +25,14 @@ from api.plots import (
     points_per_arm,
     posteriors_figure,
 )
+from api.services.common import (
+    arm_out,
+    now_utc,
+    require_experiment,
+    space_of,
+    validate_config,
+)
+from api.services.evolution import evolution_columns
 from api.services.ticks import apply_tick, draw_window_arm
 from arms import Configuration, ConfigurationError, Parameter, ParameterSpace
 from bandit import summarize
@@ -41,21 +49,6 @@ STATUS_TRANSITIONS = {
 }
 
 
-def now_utc() -> datetime:
-    return datetime.now(UTC)
-
-
-def require_experiment(session: Session, name: str, *, lock: bool = False) -> Experiment:
-    experiment = repo.get_experiment_by_name(session, name, lock=lock)
-    if experiment is None:
-        raise NotFound(f"experiment {name!r} does not exist", field="name")
-    return experiment
-
-
-def space_of(experiment: Experiment) -> ParameterSpace:
-    return ParameterSpace.from_dicts(experiment.parameters)
-
-
 def build_space(parameters: list[schemas.ParameterIn]) -> ParameterSpace:
     built = []
     for index, spec in enumerate(parameters):
@@ -68,14 +61,6 @@ def build_space(parameters: list[schemas.ParameterIn]) -> ParameterSpace:
         return ParameterSpace(tuple(built))
     except ConfigurationError as error:
         raise InvalidInput(f"parameters: {error}", field="parameters") from None
-
-
-def validate_config(space: ParameterSpace, values: dict[str, Any], field: str) -> Configuration:
-    try:
-        return space.validate(values)
-    except ConfigurationError as error:
-        name = f"{field}.{error.field}" if error.field != "config" else field
-        raise InvalidInput(f"{name}: {error.message}", field=name) from None
 
 
 def _new_arm(
@@ -106,8 +91,6 @@ def create_experiment(
 ) -> Experiment:
     """Create the experiment; ``rng`` (the caller's, so a seeded run repeats) draws window
     mode's first pinned arm."""
-    from api.services.evolution import evolution_columns  # evolution imports this module
-
     space = build_space(request.parameters)
     evolution = evolution_columns(request.evolution)
     reference = validate_config(space, request.reference_config, "reference_config")
@@ -317,25 +300,6 @@ def retire_arm(
 
 
 # -- read models ---------------------------------------------------------------------------
-def arm_out(arm: Arm) -> schemas.ArmOut:
-    return schemas.ArmOut(
-        id=arm.id,
-        config=arm.config,
-        origin=arm.origin,
-        parent_ids=list(arm.parent_ids or []),
-        generation=arm.generation,
-        status=arm.status,
-        alpha=arm.alpha,
-        beta=arm.beta,
-        exposures=arm.exposures,
-        target_events=arm.target_events,
-        quarantined_events=arm.quarantined_events,
-        created_at=arm.created_at,
-        retired_at=arm.retired_at,
-        retired_reason=arm.retired_reason,
-    )
-
-
 def experiment_out(session: Session, experiment: Experiment) -> schemas.ExperimentOut:
     arms = repo.arms_of(session, experiment.id)
     reference = next(arm for arm in arms if arm.origin == "reference")

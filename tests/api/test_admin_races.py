@@ -31,7 +31,7 @@ import api.routes.admin
 from api import repositories as repo
 from api.app import create_app
 from api.runtime import Runtime
-from api.services.experiments import now_utc
+from api.services.common import now_utc
 from api.services.ticks import apply_tick
 from tests.api.helpers import assert_error_shape, create
 from tests.conftest import ADMIN, settings_for

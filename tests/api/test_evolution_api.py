@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 from api import repositories as repo
 from api.runtime import Runtime
 from api.services import evolution as evolution_service
-from api.services.experiments import now_utc
+from api.services.common import now_utc
 from tests.conftest import ADMIN, similar_items
 
 NAME = "similar-items"
