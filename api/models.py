@@ -7,7 +7,8 @@ Domain values (parameter spaces, configurations, posteriors) live in ``arms/`` a
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from enum import StrEnum
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     JSON,
@@ -25,6 +26,9 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
+
+from api.enums import ArmStatus, ExperimentStatus, ExpertStatus, ExposureSource, Mode
+from arms.origins import Origin
 
 # SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets a 64-bit key for events.
 BigIntPK = BigInteger().with_variant(Integer(), "sqlite")
@@ -45,6 +49,27 @@ class UTCDateTime(TypeDecorator[datetime]):
         return None if value is None else as_utc(value)
 
 
+E = TypeVar("E", bound=StrEnum)
+
+
+class EnumText(TypeDecorator[E]):
+    """A StrEnum stored as its value in a VARCHAR(16) (no database enum type: adding a
+    member needs no migration); read back as the member."""
+
+    impl = String(16)
+    cache_ok = True
+
+    def __init__(self, enum: type[E]) -> None:
+        super().__init__()
+        self.enum = enum
+
+    def process_bind_param(self, value: E | str | None, dialect: Dialect) -> str | None:
+        return None if value is None else self.enum(value).value
+
+    def process_result_value(self, value: str | None, dialect: Dialect) -> E | None:
+        return None if value is None else self.enum(value)
+
+
 class Base(DeclarativeBase):
     type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON, datetime: UTCDateTime}
 
@@ -57,7 +82,7 @@ class Experiment(Base):
     parameters: Mapped[list[Any]] = mapped_column(JSON)
     reference_share: Mapped[float] = mapped_column(Float)
     salt: Mapped[str] = mapped_column(String(64))
-    mode: Mapped[str] = mapped_column(String(16))
+    mode: Mapped[Mode] = mapped_column(EnumText(Mode))
     policy: Mapped[str] = mapped_column(String(16))
     policy_params: Mapped[dict[str, Any]] = mapped_column(JSON)
     prior_alpha: Mapped[float] = mapped_column(Float)
@@ -65,8 +90,8 @@ class Experiment(Base):
     update_interval_s: Mapped[float] = mapped_column(Float)
     decay: Mapped[float] = mapped_column(Float)
     target_event: Mapped[str] = mapped_column(String(64))
-    exposure_source: Mapped[str] = mapped_column(String(16))
-    status: Mapped[str] = mapped_column(String(16))
+    exposure_source: Mapped[ExposureSource] = mapped_column(EnumText(ExposureSource))
+    status: Mapped[ExperimentStatus] = mapped_column(EnumText(ExperimentStatus))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     last_tick_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -99,10 +124,10 @@ class Arm(Base):
     experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id"))
     config: Mapped[dict[str, Any]] = mapped_column(JSON)
     signature: Mapped[str] = mapped_column(Text)
-    origin: Mapped[str] = mapped_column(String(16))
+    origin: Mapped[Origin] = mapped_column(EnumText(Origin))
     parent_ids: Mapped[list[Any]] = mapped_column(JSON)
     generation: Mapped[int] = mapped_column(Integer, default=0)
-    status: Mapped[str] = mapped_column(String(16))
+    status: Mapped[ArmStatus] = mapped_column(EnumText(ArmStatus))
     alpha: Mapped[float] = mapped_column(Float)
     beta: Mapped[float] = mapped_column(Float)
     # Totals of the applied ticks (what the posterior has seen).
@@ -197,7 +222,7 @@ class Tick(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     # False when the window had no reference exposure and its data were carried forward.
     applied: Mapped[bool] = mapped_column(Boolean)
-    mode: Mapped[str] = mapped_column(String(16))
+    mode: Mapped[Mode] = mapped_column(EnumText(Mode))
     decay: Mapped[float] = mapped_column(Float)
     reference_exposures: Mapped[float] = mapped_column(Float)
     reference_events: Mapped[float] = mapped_column(Float)
@@ -269,7 +294,7 @@ class ExpertConfig(Base):
     config: Mapped[dict[str, Any]] = mapped_column(JSON)
     signature: Mapped[str] = mapped_column(Text)
     note: Mapped[str | None] = mapped_column(Text)
-    status: Mapped[str] = mapped_column(String(16))
+    status: Mapped[ExpertStatus] = mapped_column(EnumText(ExpertStatus))
     submitted_at: Mapped[datetime] = mapped_column(UTCDateTime)
     resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     generation: Mapped[int | None] = mapped_column(Integer)

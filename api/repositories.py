@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import Select, bindparam, delete, func, select
 from sqlalchemy.orm import Session
 
+from api.enums import ArmStatus, ExperimentStatus, ExpertStatus
 from api.models import (
     Arm,
     AuditEntry,
@@ -67,14 +68,16 @@ def bump_version(experiment: Experiment, now: datetime) -> None:
 
 
 def running_experiment_ids(session: Session) -> list[int]:
-    return list(session.scalars(select(Experiment.id).where(Experiment.status == "running")))
+    return list(
+        session.scalars(select(Experiment.id).where(Experiment.status == ExperimentStatus.RUNNING))
+    )
 
 
 # -- arms ----------------------------------------------------------------------------------
 def arms_of(session: Session, experiment_id: int, *, active_only: bool = False) -> Sequence[Arm]:
     query = select(Arm).where(Arm.experiment_id == experiment_id)
     if active_only:
-        query = query.where(Arm.status == "active")
+        query = query.where(Arm.status == ArmStatus.ACTIVE)
     return session.scalars(query.order_by(Arm.id)).all()
 
 
@@ -95,7 +98,9 @@ def get_arm(session: Session, experiment_id: int, arm_id: int) -> Arm | None:
 def active_arm_with_signature(session: Session, experiment_id: int, signature: str) -> Arm | None:
     return session.scalars(
         select(Arm).where(
-            Arm.experiment_id == experiment_id, Arm.status == "active", Arm.signature == signature
+            Arm.experiment_id == experiment_id,
+            Arm.status == ArmStatus.ACTIVE,
+            Arm.signature == signature,
         )
     ).first()
 
@@ -165,7 +170,9 @@ def stopped_experiments_with_pending_counts(session: Session) -> Sequence[Experi
         PendingCount.experiment_id == Experiment.id
     )
     return session.scalars(
-        select(Experiment).where(Experiment.status == "stopped", has_pending.exists())
+        select(Experiment).where(
+            Experiment.status == ExperimentStatus.STOPPED, has_pending.exists()
+        )
     ).all()
 
 
@@ -259,7 +266,8 @@ def evolving_experiment_ids(session: Session) -> list[int]:
     return list(
         session.scalars(
             select(Experiment.id).where(
-                Experiment.status == "running", Experiment.evolve_interval_s.is_not(None)
+                Experiment.status == ExperimentStatus.RUNNING,
+                Experiment.evolve_interval_s.is_not(None),
             )
         )
     )
@@ -300,7 +308,7 @@ def waiting_expert_with_signature(
     return session.scalars(
         select(ExpertConfig).where(
             ExpertConfig.experiment_id == experiment_id,
-            ExpertConfig.status == "waiting",
+            ExpertConfig.status == ExpertStatus.WAITING,
             ExpertConfig.signature == signature,
         )
     ).first()

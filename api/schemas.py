@@ -17,6 +17,9 @@ from pydantic import (
     field_validator,
 )
 
+from api.enums import ArmStatus, ExperimentStatus, ExpertStatus, ExposureSource, Mode
+from arms.origins import Origin
+
 Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
 Identifier = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")]
 EventType = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
@@ -140,7 +143,7 @@ class ExperimentCreate(Strict):
     reference_config: ConfigIn
     arms: list[ConfigIn] = Field(default_factory=list, max_length=256)
     reference_share: float = Field(0.2, gt=0, lt=1)
-    mode: Literal["request", "window"] = "request"
+    mode: Mode = Mode.REQUEST
     policy: Literal["thompson", "ucb1", "egreedy", "edecay"] = "thompson"
     policy_params: PolicyParams = Field(default_factory=PolicyParams)
     prior_alpha: float = Field(1.0, gt=0, le=1e6)
@@ -148,7 +151,7 @@ class ExperimentCreate(Strict):
     update_interval_s: float | None = Field(None, ge=0.1, le=86_400)
     decay: float = Field(1.0, gt=0, le=1)
     target_event: EventType = "contact"
-    exposure_source: Literal["server", "client"] = "server"
+    exposure_source: ExposureSource = ExposureSource.SERVER
     salt: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._:-]{1,64}$")] | None = Field(
         None,
         description="hashed with each unit to form the groups; random by default. Set it to "
@@ -186,10 +189,10 @@ class ArmCreate(Strict):
 class ArmOut(BaseModel):
     id: int
     config: dict[str, Number]
-    origin: str
+    origin: Origin
     parent_ids: list[int]
     generation: int
-    status: str
+    status: ArmStatus
     alpha: float
     beta: float
     exposures: float
@@ -205,12 +208,12 @@ class ArmOut(BaseModel):
 class ExperimentOut(BaseModel):
     id: int
     name: str
-    status: str
+    status: ExperimentStatus
     parameters: list[dict[str, Any]]
     reference_config: dict[str, Number]
     reference_arm_id: int
     reference_share: float
-    mode: str
+    mode: Mode
     policy: str
     policy_params: dict[str, Any]
     prior_alpha: float
@@ -218,7 +221,7 @@ class ExperimentOut(BaseModel):
     update_interval_s: float
     decay: float
     target_event: str
-    exposure_source: str
+    exposure_source: ExposureSource
     created_at: datetime
     last_tick_at: datetime | None
     tick_count: int
@@ -237,8 +240,8 @@ class ExperimentOut(BaseModel):
 class ExperimentSummary(BaseModel):
     id: int
     name: str
-    status: str
-    mode: str
+    status: ExperimentStatus
+    mode: Mode
     policy: str
     active_arms: int
     tick_count: int
@@ -247,9 +250,9 @@ class ExperimentSummary(BaseModel):
 
 class ArmStats(BaseModel):
     arm_id: int
-    origin: str
+    origin: Origin
     generation: int
-    status: str
+    status: ArmStatus
     config: dict[str, Number]
     exposures: float
     target_events: float
@@ -299,7 +302,7 @@ class TickOut(BaseModel):
         description="false when the window had no reference exposure: its counts are shown "
         "but were carried forward, so the next applied tick counts them (sum applied ticks only)"
     )
-    mode: str
+    mode: Mode
     decay: float
     reference_exposures: float
     reference_events: float
@@ -427,7 +430,7 @@ class ExpertConfigOut(BaseModel):
     id: int
     config: dict[str, Number]
     note: str | None
-    status: str = Field(description="waiting, consumed, rejected or withdrawn")
+    status: ExpertStatus
     submitted_at: datetime
     resolved_at: datetime | None
     generation: int | None
@@ -449,7 +452,7 @@ class RetiredArmOut(BaseModel):
 class AddedArmOut(BaseModel):
     arm_id: int | None = Field(description="null in a dry run")
     config: dict[str, Number]
-    origin: str
+    origin: Origin
     parent_ids: list[int]
     alpha: float
     beta: float

@@ -21,9 +21,11 @@ import numpy as np
 from sqlalchemy.orm import Session
 
 from api import repositories as repo
+from api.enums import ArmStatus, ExperimentStatus, ExposureSource, Group, Mode
 from api.limits import event_limits
 from api.models import Experiment
 from api.tickets import TicketSigner
+from arms.origins import Origin
 from bandit import Policy, ThompsonSampling, make_policy
 from bandit.policies import thompson_choice
 
@@ -55,7 +57,7 @@ def _in_reference_group(salted: bytes, reference_share: float, unit: str) -> boo
 
 
 def group_of(salt: str, reference_share: float, unit: str) -> str:
-    return "reference" if reference_fraction(salt, unit) < reference_share else "target"
+    return Group.REFERENCE if reference_fraction(salt, unit) < reference_share else Group.TARGET
 
 
 @dataclass(frozen=True)
@@ -91,8 +93,12 @@ class ExperimentSnapshot:
 
 def load_snapshot(session: Session, experiment: Experiment) -> ExperimentSnapshot:
     every_arm = repo.arms_of(session, experiment.id)
-    reference = next(arm for arm in every_arm if arm.origin == "reference")
-    targets = [arm for arm in every_arm if arm.origin != "reference" and arm.status == "active"]
+    reference = next(arm for arm in every_arm if arm.origin == Origin.REFERENCE)
+    targets = [
+        arm
+        for arm in every_arm
+        if arm.origin != Origin.REFERENCE and arm.status == ArmStatus.ACTIVE
+    ]
     alphas = np.array([arm.alpha for arm in targets], dtype=np.float64)
     betas = np.array([arm.beta for arm in targets], dtype=np.float64)
     ids = tuple(arm.id for arm in targets)
@@ -104,7 +110,7 @@ def load_snapshot(session: Session, experiment: Experiment) -> ExperimentSnapsho
         thompson_params = policy.posterior_parameters(successes, failures)
     window_index = (
         ids.index(experiment.window_arm_id)
-        if experiment.mode == "window" and experiment.window_arm_id in ids
+        if experiment.mode == Mode.WINDOW and experiment.window_arm_id in ids
         else None
     )
     return ExperimentSnapshot(
@@ -132,7 +138,7 @@ def load_snapshot(session: Session, experiment: Experiment) -> ExperimentSnapsho
         salted=experiment.salt.encode("utf-8") + b"\x00",
         attribution_window_s=experiment.attribution_window_s,
         event_limits=event_limits(experiment.max_events_per_exposure),
-        retired_arm_ids=frozenset(arm.id for arm in every_arm if arm.status == "retired"),
+        retired_arm_ids=frozenset(arm.id for arm in every_arm if arm.status == ArmStatus.RETIRED),
     )
 
 
@@ -193,17 +199,17 @@ class ServingState:
     # -- assignment ------------------------------------------------------------------------
     def assign(self, snapshot: ExperimentSnapshot, unit: str) -> Served:
         in_reference = _in_reference_group(snapshot.salted, snapshot.reference_share, unit)
-        group = "reference" if in_reference else "target"
-        active = snapshot.status == "running" and bool(snapshot.arm_ids)
-        if not active or group == "reference":
+        group = Group.REFERENCE if in_reference else Group.TARGET
+        active = snapshot.status == ExperimentStatus.RUNNING and bool(snapshot.arm_ids)
+        if not active or group == Group.REFERENCE:
             arm_id, config_json = snapshot.reference_arm_id, snapshot.reference_config_json
         else:
             index = snapshot.window_index
             if index is None:
                 index = self._choose(snapshot)
             arm_id, config_json = snapshot.arm_ids[index], snapshot.arm_config_jsons[index]
-        ticket_group = group if active else "inactive"
-        if active and snapshot.exposure_source == "server":
+        ticket_group = group if active else Group.INACTIVE
+        if active and snapshot.exposure_source == ExposureSource.SERVER:
             self.count_exposure(snapshot.id, arm_id, group)
         ticket = self.signer.issue(snapshot.id, arm_id, ticket_group)
         return Served(group, arm_id, config_json, ticket, active)

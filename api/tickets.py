@@ -28,21 +28,23 @@ import struct
 import time
 from dataclasses import dataclass
 
+from api.enums import Group
+
 VERSION = 2
 _LAYOUT = struct.Struct(">BIIBIHI")
 _TAG_BYTES = 16
 TICKET_LENGTH = (_LAYOUT.size + _TAG_BYTES) * 4 // 3  # 48 characters
 _TICKET = re.compile(rf"[A-Za-z0-9_-]{{{TICKET_LENGTH}}}")
 _BLOCK = hashlib.sha256().block_size  # 64 bytes
-GROUPS = ("target", "reference", "inactive")
-GROUP_CODES = {name: code for code, name in enumerate(GROUPS)}
+GROUPS = tuple(Group)  # in code order: target 0, reference 1, inactive 2
+GROUP_CODES: dict[str, int] = {name.value: code for code, name in enumerate(GROUPS)}
 
 
 @dataclass(frozen=True)
 class TicketClaims:
     experiment_id: int
     arm_id: int
-    group: str
+    group: Group
     issued_at: int
     serial: int
 

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
 
 from api import schemas
+from api.enums import ExpertStatus
 from api.plots import FORMATS
 from api.runtime import Runtime
 from api.security import AdminOnly
@@ -158,9 +159,7 @@ def submit_expert_config(
 def list_expert_configs(
     request: Request,
     name: ExperimentName,
-    status: Annotated[
-        Literal["waiting", "consumed", "rejected", "withdrawn"] | None, Query()
-    ] = None,
+    status: Annotated[ExpertStatus | None, Query()] = None,
 ) -> list[schemas.ExpertConfigOut]:
     with runtime_of(request).read_transaction() as session:
         return evolution_service.list_expert_configs(session, name, status=status)

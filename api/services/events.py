@@ -32,6 +32,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from api.enums import ExperimentStatus, ExposureSource, Group
 from api.errors import InvalidInput
 from api.ingest import EventRow
 from api.limits import ARM_RETIRED, CREDITED, INACTIVE, event_limit
@@ -92,7 +93,7 @@ class EventIntake:
                 check = checked[event.ticket] = self._check_ticket(index, event.ticket, now)
             claims, snapshot = check.claims, check.snapshot
             kind = event.type
-            if kind == "exposure" and snapshot.exposure_source == "server":
+            if kind == "exposure" and snapshot.exposure_source == ExposureSource.SERVER:
                 raise InvalidInput(
                     f"events[{index}].type: experiment {snapshot.name!r} counts exposures on "
                     "the server; expected a target event such as 'contact', not 'exposure'",
@@ -153,7 +154,7 @@ class EventIntake:
 
 def _reason(claims: TicketClaims, snapshot: ExperimentSnapshot) -> str:
     """Why events on this ticket will not be credited ("" when they may be)."""
-    if claims.group == INACTIVE or snapshot.status != "running":
+    if claims.group == Group.INACTIVE or snapshot.status != ExperimentStatus.RUNNING:
         return INACTIVE
     if claims.arm_id in snapshot.retired_arm_ids:
         return ARM_RETIRED

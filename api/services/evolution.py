@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 
 from api import repositories as repo
 from api import schemas
+from api.enums import ArmStatus, ExperimentStatus, ExpertStatus, Mode
 from api.errors import Conflict, InvalidInput, NotFound
 from api.models import Arm, Experiment, ExpertConfig, Generation, as_utc
 from api.services.common import (
@@ -42,6 +43,7 @@ from api.services.common import (
 )
 from api.services.ticks import draw_window_arm
 from arms.evolution import ActiveArm, EvolutionPlan, evolve_step
+from arms.origins import Origin
 from bandit import InvalidParameterError, Prior
 from bandit.evolution import EvolutionSettings
 
@@ -98,7 +100,7 @@ def settings_of(experiment: Experiment) -> EvolutionSettings:
 
 
 def is_evolution_due(experiment: Experiment, now: datetime) -> bool:
-    if experiment.status != "running" or experiment.evolve_interval_s is None:
+    if experiment.status != ExperimentStatus.RUNNING or experiment.evolve_interval_s is None:
         return False
     since = experiment.last_evolved_at or experiment.created_at
     return now - as_utc(since) >= timedelta(seconds=experiment.evolve_interval_s)
@@ -146,7 +148,7 @@ def run_evolution_step(
     space = space_of(experiment)
     active = list(repo.arms_of(session, experiment.id, active_only=True))
     arms_by_id = {arm.id: arm for arm in active}
-    queue = list(repo.expert_configs_of(session, experiment.id, status="waiting"))
+    queue = list(repo.expert_configs_of(session, experiment.id, status=ExpertStatus.WAITING))
     plan = evolve_step(
         space,
         [
@@ -156,7 +158,7 @@ def run_evolution_step(
                 alpha=arm.alpha,
                 beta=arm.beta,
                 exposures=arm.exposures,
-                is_reference=arm.origin == "reference",
+                is_reference=arm.origin == Origin.REFERENCE,
             )
             for arm in active
         ],
@@ -264,7 +266,7 @@ def _apply(
     """Write the plan into the session; ``added`` records get their new arm ids."""
     for retirement in plan.retirements:
         arm = arms_by_id[retirement.arm_id]
-        arm.status = "retired"
+        arm.status = ArmStatus.RETIRED
         arm.retired_at = now
         arm.retired_reason = (
             f"generation {plan.generation}: {retirement.reason} ({plan.score} "
@@ -279,7 +281,7 @@ def _apply(
             origin=new.origin,
             parent_ids=list(new.parent_ids),
             generation=plan.generation,
-            status="active",
+            status=ArmStatus.ACTIVE,
             alpha=new.alpha,
             beta=new.beta,
             exposures=0.0,
@@ -302,14 +304,14 @@ def _apply(
         entry.resolved_at = now
         entry.generation = plan.generation
         if outcome.status == "added":
-            entry.status = "consumed"
+            entry.status = ExpertStatus.CONSUMED
             entry.consumed_by_arm_id = arm_of_queue_index[outcome.queue_index].id
         else:
-            entry.status = "rejected"
+            entry.status = ExpertStatus.REJECTED
             entry.detail = f"{outcome.status}: {outcome.detail}"
-    if experiment.mode == "window":
-        survivors = [arm for arm in arms_by_id.values() if arm.status == "active"]
-        targets = [arm for arm in survivors + new_arms if arm.origin != "reference"]
+    if experiment.mode == Mode.WINDOW:
+        survivors = [arm for arm in arms_by_id.values() if arm.status == ArmStatus.ACTIVE]
+        targets = [arm for arm in survivors + new_arms if arm.origin != Origin.REFERENCE]
         if experiment.window_arm_id not in {arm.id for arm in targets}:
             experiment.window_arm_id = draw_window_arm(experiment, targets, rng)
 
@@ -327,7 +329,7 @@ def evolve_now(
     """An admin-triggered step (or its preview), whatever the schedule, and audited."""
     # Under the lock: a stop committed meanwhile is seen, and steps queue behind each other.
     experiment = require_experiment(session, name, lock=True)
-    if experiment.status == "stopped":
+    if experiment.status == ExperimentStatus.STOPPED:
         raise Conflict("the experiment is stopped; expected a running or paused one", "status")
     now = now_utc()
     outcome = run_evolution_step(
@@ -387,7 +389,7 @@ def submit_expert_config(
     session: Session, name: str, body: schemas.ExpertConfigCreate
 ) -> schemas.ExpertConfigOut:
     experiment = require_experiment(session, name, lock=True)
-    if experiment.status == "stopped":
+    if experiment.status == ExperimentStatus.STOPPED:
         raise Conflict("the experiment is stopped; expected a running or paused one", "status")
     config = validate_config(space_of(experiment), body.config, "config")
     arm = repo.active_arm_with_signature(session, experiment.id, config.signature)
@@ -408,7 +410,7 @@ def submit_expert_config(
         config=config.as_dict(),
         signature=config.signature,
         note=body.note,
-        status="waiting",
+        status=ExpertStatus.WAITING,
         submitted_at=now,
     )
     session.add(entry)
@@ -444,16 +446,16 @@ def withdraw_expert_config(
             f"expert configuration {expert_config_id} does not exist in experiment {name!r}",
             field="expert_config_id",
         )
-    if entry.status == "withdrawn":
+    if entry.status == ExpertStatus.WITHDRAWN:
         return expert_config_out(entry)
-    if entry.status != "waiting":
+    if entry.status != ExpertStatus.WAITING:
         raise Conflict(
             f"expert configuration {entry.id} is {entry.status} (generation "
             f"{entry.generation}); expected a waiting one",
             "expert_config_id",
         )
     now = now_utc()
-    entry.status = "withdrawn"
+    entry.status = ExpertStatus.WITHDRAWN
     entry.resolved_at = now
     repo.add_audit(
         session,

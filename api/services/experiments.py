@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from api import repositories as repo
 from api import schemas
+from api.enums import ArmStatus, ExperimentStatus, Mode
 from api.errors import Conflict, InvalidInput, NotFound
 from api.limits import event_limits
 from api.models import Arm, Experiment, Tick
@@ -35,6 +36,7 @@ from api.services.common import (
 from api.services.evolution import evolution_columns
 from api.services.ticks import apply_tick, draw_window_arm
 from arms import Configuration, ConfigurationError, Parameter, ParameterSpace
+from arms.origins import Origin
 from bandit import summarize
 from bandit.summaries import bounded_draws
 
@@ -43,9 +45,9 @@ from bandit.summaries import bounded_draws
 STATS_MAX_SAMPLES = 10_000_000
 
 STATUS_TRANSITIONS = {
-    "pause": ({"running"}, "paused"),
-    "resume": ({"paused"}, "running"),
-    "stop": ({"running", "paused"}, "stopped"),
+    "pause": ({ExperimentStatus.RUNNING}, ExperimentStatus.PAUSED),
+    "resume": ({ExperimentStatus.PAUSED}, ExperimentStatus.RUNNING),
+    "stop": ({ExperimentStatus.RUNNING, ExperimentStatus.PAUSED}, ExperimentStatus.STOPPED),
 }
 
 
@@ -73,7 +75,7 @@ def _new_arm(
         origin=origin,
         parent_ids=extra.get("parent_ids", []),
         generation=extra.get("generation", 0),
-        status="active",
+        status=ArmStatus.ACTIVE,
         alpha=extra.get("alpha", experiment.prior_alpha),
         beta=extra.get("beta", experiment.prior_beta),
         exposures=0.0,
@@ -126,7 +128,7 @@ def create_experiment(
         exposure_source=request.exposure_source,
         attribution_window_s=request.attribution_window_s,
         max_events_per_exposure=request.max_events_per_exposure,
-        status="running",
+        status=ExperimentStatus.RUNNING,
         created_at=now,
         updated_at=now,
         tick_count=0,
@@ -139,11 +141,11 @@ def create_experiment(
         session.flush()
     except IntegrityError:
         raise Conflict(f"experiment {request.name!r} already exists", field="name") from None
-    session.add(_new_arm(experiment, reference, "reference", now))
-    arms = [_new_arm(experiment, config, "expert", now) for config in configs]
+    session.add(_new_arm(experiment, reference, Origin.REFERENCE, now))
+    arms = [_new_arm(experiment, config, Origin.EXPERT, now) for config in configs]
     session.add_all(arms)
     session.flush()
-    if experiment.mode == "window":
+    if experiment.mode == Mode.WINDOW:
         experiment.window_arm_id = draw_window_arm(experiment, arms, rng)
     repo.add_audit(
         session,
@@ -229,9 +231,11 @@ def discard_pending_of_stopped(session: Session) -> dict[str, dict[str, dict[str
     return discarded
 
 
-def add_arm(session: Session, name: str, values: dict[str, Any], *, origin: str = "manual") -> Arm:
+def add_arm(
+    session: Session, name: str, values: dict[str, Any], *, origin: Origin = Origin.MANUAL
+) -> Arm:
     experiment = require_experiment(session, name, lock=True)
-    if experiment.status == "stopped":
+    if experiment.status == ExperimentStatus.STOPPED:
         raise Conflict("the experiment is stopped; expected a running or paused one", "status")
     config = validate_config(space_of(experiment), values, "config")
     duplicate = repo.active_arm_with_signature(session, experiment.id, config.signature)
@@ -243,7 +247,7 @@ def add_arm(session: Session, name: str, values: dict[str, Any], *, origin: str 
     arm = _new_arm(experiment, config, origin, now)
     session.add(arm)
     session.flush()
-    if experiment.mode == "window" and experiment.window_arm_id is None:
+    if experiment.mode == Mode.WINDOW and experiment.window_arm_id is None:
         experiment.window_arm_id = arm.id
     repo.bump_version(experiment, now)
     repo.add_audit(
@@ -269,12 +273,14 @@ def retire_arm(
     arm = repo.get_arm(session, experiment.id, arm_id)
     if arm is None:
         raise NotFound(f"arm {arm_id} does not exist in experiment {name!r}", field="arm_id")
-    if arm.origin == "reference":
+    if arm.origin == Origin.REFERENCE:
         raise Conflict("the reference arm cannot be retired; it is the baseline", "arm_id")
-    if arm.status == "retired":
+    if arm.status == ArmStatus.RETIRED:
         return arm
     active_targets = [
-        a for a in repo.arms_of(session, experiment.id, active_only=True) if a.origin != "reference"
+        a
+        for a in repo.arms_of(session, experiment.id, active_only=True)
+        if a.origin != Origin.REFERENCE
     ]
     if len(active_targets) <= 1:
         raise Conflict(
@@ -282,7 +288,7 @@ def retire_arm(
             "arm_id",
         )
     now = now_utc()
-    arm.status = "retired"
+    arm.status = ArmStatus.RETIRED
     arm.retired_at = now
     arm.retired_reason = reason
     if experiment.window_arm_id == arm.id:
@@ -302,7 +308,7 @@ def retire_arm(
 # -- read models ---------------------------------------------------------------------------
 def experiment_out(session: Session, experiment: Experiment) -> schemas.ExperimentOut:
     arms = repo.arms_of(session, experiment.id)
-    reference = next(arm for arm in arms if arm.origin == "reference")
+    reference = next(arm for arm in arms if arm.origin == Origin.REFERENCE)
     return schemas.ExperimentOut(
         id=experiment.id,
         name=experiment.name,
@@ -340,7 +346,7 @@ def experiment_summaries(session: Session) -> list[schemas.ExperimentSummary]:
         active = [
             a
             for a in repo.arms_of(session, experiment.id, active_only=True)
-            if a.origin != "reference"
+            if a.origin != Origin.REFERENCE
         ]
         summaries.append(
             schemas.ExperimentSummary(
@@ -369,8 +375,8 @@ def experiment_stats(
     from each arm's posterior (bandit.summaries)."""
     experiment = require_experiment(session, name)
     arms = list(repo.arms_of(session, experiment.id))
-    targets = [arm for arm in arms if arm.origin != "reference"]
-    active = [arm.status == "active" for arm in targets]
+    targets = [arm for arm in arms if arm.origin != Origin.REFERENCE]
+    active = [arm.status == ArmStatus.ACTIVE for arm in targets]
     draws_used = bounded_draws(draws, sum(active), STATS_MAX_SAMPLES)
     summary = summarize(
         [arm.alpha for arm in targets] or [1.0],
@@ -382,7 +388,7 @@ def experiment_stats(
     )
     stats = []
     for arm in arms:
-        if arm.origin == "reference":
+        if arm.origin == Origin.REFERENCE:
             stats.append(
                 _arm_stats(
                     arm,
@@ -407,7 +413,7 @@ def experiment_stats(
                 prob_best=float(summary.prob_best[i]) if active[i] else None,
             )
         )
-    reference = next(arm for arm in arms if arm.origin == "reference")
+    reference = next(arm for arm in arms if arm.origin == Origin.REFERENCE)
     return schemas.ExperimentStats(
         experiment=experiment.name,
         tick_count=experiment.tick_count,

@@ -20,9 +20,11 @@ import numpy as np
 from sqlalchemy.orm import Session
 
 from api import repositories as repo
+from api.enums import ArmStatus, ExperimentStatus, Group, Mode
 from api.limits import CREDITED, OVER_EXPOSURE_LIMIT, OVER_TICKET_LIMIT, event_limit, event_limits
 from api.models import Arm, Experiment, Tick, TickArm, as_utc
 from api.serving import policy_of
+from arms.origins import Origin
 from bandit import PosteriorUpdate, Prior, WindowCounts, reference_ratio_update
 
 
@@ -52,12 +54,12 @@ def aggregate(rows: list[tuple[int, str, str, str, int]], target_event: str) -> 
             by_type[event_type] = by_type.get(event_type, 0.0) + total
             if reason == OVER_TICKET_LIMIT and event_type == target_event:
                 quarantined[arm_id] = quarantined.get(arm_id, 0.0) + total
-        elif group == "reference":
+        elif group == Group.REFERENCE:
             if event_type == "exposure":
                 reference_exposures += total
             elif event_type == target_event:
                 reference_events += total
-        elif group == "target":
+        elif group == Group.TARGET:
             if event_type == "exposure":
                 arm_exposures[arm_id] = arm_exposures.get(arm_id, 0.0) + total
             elif event_type == target_event:
@@ -80,7 +82,7 @@ def bound_by_exposures(
     credited). With per-ticket limits in force this binds only when a client reports
     target events for exposures it never reported (client-counted exposures).
     """
-    reference = next(arm for arm in arms if arm.origin == "reference")
+    reference = next(arm for arm in arms if arm.origin == Origin.REFERENCE)
     by_id = {arm.id: arm for arm in arms}
     quarantined = dict(totals.quarantined)
     over = 0.0
@@ -115,7 +117,7 @@ def bound_by_exposures(
 
 
 def is_due(experiment: Experiment, now: datetime) -> bool:
-    if experiment.status != "running":
+    if experiment.status != ExperimentStatus.RUNNING:
         return False
     since = experiment.last_tick_at or experiment.created_at
     return now - as_utc(since) >= timedelta(seconds=experiment.update_interval_s)
@@ -146,7 +148,7 @@ def apply_tick(
         reference_events=0.0,
         target_exposures=0.0,
         target_events=0.0,
-        window_arm_id=experiment.window_arm_id if experiment.mode == "window" else None,
+        window_arm_id=experiment.window_arm_id if experiment.mode == Mode.WINDOW else None,
         replica=replica,
     )
     session.add(tick)
@@ -179,12 +181,12 @@ def apply_tick(
     tick.target_events = sum(totals.arm_events.values())
     if update.applied:
         _record_update(session, tick, updated, totals, update)
-        reference = next(arm for arm in arms if arm.origin == "reference")
+        reference = next(arm for arm in arms if arm.origin == Origin.REFERENCE)
         reference.exposures += totals.reference_exposures
         reference.target_events += totals.reference_events
         reference.quarantined_events += totals.quarantined.get(reference.id, 0.0)
         for arm in arms:
-            if arm.origin != "reference" and arm not in updated:
+            if arm.origin != Origin.REFERENCE and arm not in updated:
                 arm.quarantined_events += totals.quarantined.get(arm.id, 0.0)
         tick.quarantined_events = sum(totals.quarantined.values())
         tick.uncredited = totals.uncredited or None
@@ -193,7 +195,7 @@ def apply_tick(
         repo.delete_pending_counts(session, experiment.id, [row[:4] for row in pending])
     # else: no reference exposure; the window cannot be normalised and its pending counts
     # stay where they are for the next tick.
-    if experiment.mode == "window":
+    if experiment.mode == Mode.WINDOW:
         # A carried window stays open: its waiting data are credited to the pinned arm at the
         # next tick, so that arm must keep serving until then.
         if update.applied or experiment.window_arm_id is None:
@@ -214,7 +216,8 @@ def _arms_to_update(arms: list[Arm], totals: WindowTotals) -> list[Arm]:
     return [
         arm
         for arm in arms
-        if arm.origin != "reference" and (arm.status == "active" or arm.id in with_data)
+        if arm.origin != Origin.REFERENCE
+        and (arm.status == ArmStatus.ACTIVE or arm.id in with_data)
     ]
 
 
@@ -260,7 +263,9 @@ def draw_window_arm(
     experiment: Experiment, arms: list[Arm], rng: np.random.Generator
 ) -> int | None:
     """Window mode: the arm that serves the whole target group until the next tick."""
-    candidates = [arm for arm in arms if arm.status == "active" and arm.origin != "reference"]
+    candidates = [
+        arm for arm in arms if arm.status == ArmStatus.ACTIVE and arm.origin != Origin.REFERENCE
+    ]
     if not candidates:
         return None
     successes = np.array([max(arm.alpha - experiment.prior_alpha, 0.0) for arm in candidates])

@@ -83,7 +83,7 @@ def seed_ticks(
                     "number": number,
                     "created_at": now,
                     "applied": applied(number),
-                    "mode": "bandit",
+                    "mode": "request",
                     "decay": 1.0,
                     "reference_exposures": 1.0,
                     "reference_events": 0.0,

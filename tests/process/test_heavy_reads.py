@@ -99,7 +99,7 @@ def _seed_history(database_url: str, experiment: dict[str, Any]) -> None:
                         "number": number,
                         "created_at": now,
                         "applied": True,
-                        "mode": "bandit",
+                        "mode": "request",
                         "decay": 1.0,
                         "reference_exposures": 10.0,
                         "reference_events": 2.0,

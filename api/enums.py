@@ -1,0 +1,47 @@
+"""The closed vocabularies of experiments, arms, groups and the expert queue.
+
+``StrEnum`` members are strings: they are stored, compared and serialised as their values
+("running", "active", ...), so the database and the JSON contract are unchanged, while the
+code names each state once.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class ExperimentStatus(StrEnum):
+    RUNNING = "running"
+    PAUSED = "paused"
+    STOPPED = "stopped"
+
+
+class ArmStatus(StrEnum):
+    ACTIVE = "active"
+    RETIRED = "retired"
+
+
+class Mode(StrEnum):
+    """Request mode draws an arm per request; window mode pins one per tick window."""
+
+    REQUEST = "request"
+    WINDOW = "window"
+
+
+class ExposureSource(StrEnum):
+    SERVER = "server"  # every configuration handed out counts
+    CLIENT = "client"  # only the ``exposure`` events clients report
+
+
+class Group(StrEnum):
+    TARGET = "target"
+    REFERENCE = "reference"
+    # Served while the experiment was not running: the reference configuration, never counted.
+    INACTIVE = "inactive"
+
+
+class ExpertStatus(StrEnum):
+    WAITING = "waiting"
+    CONSUMED = "consumed"
+    REJECTED = "rejected"
+    WITHDRAWN = "withdrawn"
