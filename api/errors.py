@@ -15,12 +15,14 @@ Every 4xx names the field (when there is one) and what was expected.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from arms import ConfigurationError
 
@@ -73,10 +75,19 @@ def error_body(kind: str, detail: str, field: str | None = None) -> dict[str, An
 
 
 def error_response(
-    status_code: int, kind: str, detail: str, field: str | None = None
+    status_code: int,
+    kind: str,
+    detail: str,
+    field: str | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> JSONResponse:
-    headers = {"WWW-Authenticate": "Bearer"} if status_code == 401 else None
-    return JSONResponse(error_body(kind, detail, field), status_code=status_code, headers=headers)
+    """The error shape; ``headers`` are the ones the answer must carry (``Allow`` of a 405)."""
+    extra = dict(headers or {})
+    if status_code == 401:
+        extra["WWW-Authenticate"] = "Bearer"
+    return JSONResponse(
+        error_body(kind, detail, field), status_code=status_code, headers=extra or None
+    )
 
 
 def location(loc: tuple[Any, ...] | list[Any]) -> str:
@@ -107,6 +118,23 @@ def _validation_message(error: dict[str, Any]) -> str:
     return message if message[:2].isupper() else message[:1].lower() + message[1:]
 
 
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method some route serves at this path. The router's own 405 names only the
+    first route that matched the path (``/v1/experiments`` has a GET and a POST route)."""
+    routes = request.app.router.routes
+    allowed = [
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] == Match.FULL for route in routes
+        )
+    ]
+    return ", ".join(allowed)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_request: Request, error: ApiError) -> JSONResponse:
@@ -129,10 +157,13 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(422, "ValidationError", detail, field)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http_error(_request: Request, error: StarletteHTTPException) -> JSONResponse:
+    async def _http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
         kinds = {404: "NotFound", 405: "MethodNotAllowed", 413: "PayloadTooLarge"}
         kind = kinds.get(error.status_code, "HTTPError")
-        return error_response(error.status_code, kind, str(error.detail))
+        headers = dict(error.headers or {})
+        if error.status_code == 405:
+            headers["Allow"] = _allowed_methods(request) or headers.get("Allow", "")
+        return error_response(error.status_code, kind, str(error.detail), headers=headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, error: Exception) -> JSONResponse:
