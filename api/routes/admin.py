@@ -10,11 +10,11 @@ from fastapi.responses import Response
 from api import schemas
 from api.plots import FORMATS
 from api.runtime import Runtime
-from api.security import AdminOnly
+from api.security import AdminOnly, AdminRoute
 from api.services import evolution as evolution_service
 from api.services import experiments as service
 
-router = APIRouter(prefix="/v1", dependencies=[AdminOnly], tags=["admin"])
+router = APIRouter(prefix="/v1", dependencies=[AdminOnly], tags=["admin"], route_class=AdminRoute)
 ExperimentName = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
 ArmId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 ExpertConfigId = Annotated[int, Path(ge=1, le=2**31 - 1)]
