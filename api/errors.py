@@ -168,4 +168,10 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, error: Exception) -> JSONResponse:
         logger.exception("unexpected error", exc_info=error)
-        return error_response(500, "InternalError", "unexpected server error; it was logged")
+        # Rendered outside the app's middleware, so whatever the path, never cached.
+        return error_response(
+            500,
+            "InternalError",
+            "unexpected server error; it was logged",
+            headers={"Cache-Control": "no-store"},
+        )
