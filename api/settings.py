@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# 16 characters of even lower-case letters and digits are more than 80 bits; the bearer token
+# is the only thing between the network and the admin API.
+MIN_ADMIN_TOKEN_LENGTH = 16
 
 
 class Settings(BaseSettings):
@@ -16,7 +20,9 @@ class Settings(BaseSettings):
         description="SQLAlchemy URL: sqlite:///path.db or postgresql+psycopg://user@host/db",
     )
     admin_token: SecretStr | None = Field(
-        None, description="bearer token for admin calls; `serve` generates one if unset"
+        None,
+        description=f"bearer token for admin calls, at least {MIN_ADMIN_TOKEN_LENGTH} "
+        "printable ASCII characters; `serve` generates one if unset",
     )
     host: str = "127.0.0.1"
     port: int = 8000
@@ -45,3 +51,25 @@ class Settings(BaseSettings):
     sqlite_synchronous: str = Field(
         "FULL", description="SQLite synchronous pragma; FULL makes every commit durable"
     )
+
+    @field_validator("admin_token")
+    @classmethod
+    def _strong_admin_token(cls, token: SecretStr | None) -> SecretStr | None:
+        """Refuse at start-up what would fail later: an empty token locked every admin out
+        (a random one replaced it), a short one can be guessed, and a space or non-ASCII
+        character cannot be sent in an ``Authorization`` header. Never echoes the token."""
+        if token is None:
+            return None
+        value = token.get_secret_value()
+        if len(value) < MIN_ADMIN_TOKEN_LENGTH:
+            length = f"length {len(value)}" if value else "empty"
+            raise ValueError(
+                f"{length}; expected at least {MIN_ADMIN_TOKEN_LENGTH} characters (or unset "
+                "it: `ranktune serve` then generates one and prints it)"
+            )
+        if not all("!" <= character <= "~" for character in value):
+            raise ValueError(
+                "expected printable ASCII characters without spaces (it is sent in the "
+                "Authorization header)"
+            )
+        return token
