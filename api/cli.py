@@ -58,8 +58,7 @@ def load_settings() -> Settings:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
+    from api import server
     from api.app import create_app
 
     settings = load_settings()
@@ -76,13 +75,7 @@ def _serve(args: argparse.Namespace) -> int:
         )
     if args.upgrade:
         upgrade_database(settings.database_url)
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_level=args.log_level,
-        access_log=args.access_log,
-    )
+    server.run(create_app(settings), settings, log_level=args.log_level, access_log=args.access_log)
     return 0
 
 

@@ -26,6 +26,35 @@ class Settings(BaseSettings):
     )
     host: str = "127.0.0.1"
     port: int = 8000
+    header_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="a request's headers must arrive within this many seconds of the "
+        "connection (or of the request's first byte on a kept-alive connection); else 408 "
+        "and the connection is closed. An idle new connection is closed after it too",
+    )
+    body_timeout_s: float = Field(
+        20.0,
+        gt=0,
+        description="a request's body must arrive within this many seconds of its headers; "
+        "else 408 and the connection is closed",
+    )
+    keep_alive_timeout_s: int = Field(
+        5, ge=1, description="an idle kept-alive connection is closed after this many seconds"
+    )
+    max_connections: int = Field(
+        1000,
+        ge=1,
+        description="connections served at once; a request on any further connection gets "
+        "503 and the connection is closed",
+    )
+    shutdown_timeout_s: int = Field(
+        25,
+        ge=1,
+        description="on SIGTERM, requests in progress get this many seconds to finish "
+        "(a body still arriving gets half of it); then the rest is cancelled, exposures and "
+        "queued events are written, and the process exits",
+    )
     tick_interval_s: float = Field(
         10.0, gt=0, description="default update_interval_s of new experiments"
     )
