@@ -1,5 +1,5 @@
 """How ``ranktune serve`` runs uvicorn: deadlines on reading requests, a connection limit,
-a bounded graceful shutdown, and ``nosniff`` on every answer.
+a bounded graceful shutdown, ``nosniff`` on every answer, and quiet client disconnects.
 
 uvicorn's httptools protocol times out only an idle kept-alive connection between two
 requests. A connection that never sends a request, or sends its headers or its body slowly,
@@ -8,6 +8,11 @@ adds two deadlines: the headers must arrive within ``header_timeout_s`` of the c
 (or of the request's first byte on a kept-alive connection), the body within
 ``body_timeout_s`` of the headers. Past a deadline the server answers 408 (when nothing is
 being answered on that connection yet) and closes it.
+
+It also fixes how uvicorn treats a client that hangs up with pipelined requests: only the
+last request was marked disconnected, so the one being answered wrote to the closed socket
+and both uvicorn and the app's error handler logged a traceback. Every unanswered request
+is marked now, and the disconnect is one INFO line.
 """
 
 from __future__ import annotations
@@ -41,8 +46,9 @@ _IDLE, _HEADERS, _BODY = 0, 1, 2
 
 
 class HardenedProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol with deadlines on reading a request. Configure it by
-    subclassing (:func:`protocol_for`): uvicorn builds one instance per connection."""
+    """uvicorn's httptools protocol with deadlines on reading a request and with every
+    unanswered request marked when the client hangs up. Configure it by subclassing
+    (:func:`protocol_for`): uvicorn builds one instance per connection."""
 
     header_timeout_s: ClassVar[float] = 10.0
     body_timeout_s: ClassVar[float] = 20.0
@@ -63,6 +69,7 @@ class HardenedProtocol(HttpToolsProtocol):
         # Requests whose headers arrived and whose answer is not complete yet: the one being
         # answered and those pipelined behind it.
         self._unanswered: list[RequestResponseCycle] = []
+        self._closed_here = False
 
     # -- deadlines -------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -142,6 +149,7 @@ class HardenedProtocol(HttpToolsProtocol):
                 self._deadline_reason,
                 "answered 408 and closed" if answered else "closed",
             )
+        self._closed_here = True
         self.transport.close()
 
     def _answer_timeout(self, part: str) -> bool:
@@ -169,7 +177,7 @@ class HardenedProtocol(HttpToolsProtocol):
         self.transport.write(b"\r\n".join(lines) + b"\r\n\r\n" + payload)
         return True
 
-    # -- shutdown ----------------------------------------------------------------------
+    # -- shutdown and disconnects ----------------------------------------------------------
     def shutdown(self) -> None:
         # A request still arriving gets at most half the shutdown budget to arrive, so that
         # it is answered (408 if late) and its handler has the other half before uvicorn
@@ -181,9 +189,36 @@ class HardenedProtocol(HttpToolsProtocol):
                 self._start_deadline(self._deadline_for, budget)
         super().shutdown()
 
+    def eof_received(self) -> None:
+        # The transport closes as soon as this returns, but connection_lost runs only on a
+        # later turn of the loop: an answer written in between would hit a closed socket.
+        self._mark_disconnected()
+        super().eof_received()
+
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_deadline()
+        unanswered = self._mark_disconnected()
+        self._unanswered = []
+        if unanswered and not self._closed_here:
+            scope = unanswered[0].scope
+            more = len(unanswered) - 1
+            logger.info(
+                "%s closed the connection before the answer to %s %s%s",
+                _address(self.client),
+                scope["method"],
+                scope["path"],
+                f" (and {more} pipelined request{'s' if more > 1 else ''})" if more else "",
+            )
         super().connection_lost(exc)
+
+    def _mark_disconnected(self) -> list[RequestResponseCycle]:
+        """Mark every unanswered request of this connection disconnected: their answers are
+        dropped and their bodies end. uvicorn marks only the latest one."""
+        unanswered = [cycle for cycle in self._unanswered if not cycle.response_complete]
+        for cycle in unanswered:
+            cycle.disconnected = True
+            cycle.message_event.set()
+        return unanswered
 
 
 def _address(client: tuple[str, int] | None) -> str:

@@ -1,9 +1,9 @@
-"""What a real ``ranktune serve`` does with slow, idle and excess clients, and at SIGTERM.
+"""What a real ``ranktune serve`` does with slow, idle, excess and vanishing clients.
 
 Each test starts the console script (``server_factory``) and talks to it over raw sockets
 where a well-behaved HTTP client cannot misbehave on purpose: idle sockets, headers sent a
 line at a time (slowloris), a declared body trickled a byte at a time, more connections
-than allowed, a half-sent body at SIGTERM.
+than allowed, a half-sent body at SIGTERM, clients that hang up before the answer.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import re
 import select
 import signal
 import socket
@@ -23,7 +24,7 @@ from sqlalchemy import select as sql_select
 from sqlalchemy.orm import Session
 
 from api.models import Event
-from tests.conftest import ADMIN, similar_items
+from tests.conftest import ADMIN, ADMIN_TOKEN, similar_items
 from tests.process.conftest import ServerFactory, ServerProcess
 
 pytestmark = pytest.mark.slow
@@ -337,3 +338,61 @@ def test_sigterm_with_a_half_sent_body_exits_in_time_and_keeps_acknowledged_work
     log = server.log_path.read_text(errors="replace")
     assert "Traceback" not in log, log[-4000:]
     print(f"\nexited {took:.2f} s after SIGTERM (bound {SHUTDOWN_TIMEOUT_S} s), code {code}")
+
+
+# -- clients that hang up ------------------------------------------------------------------
+DISCONNECT_LINE = re.compile(r"INFO .*closed the connection before the answer to (\S+ \S+)")
+
+
+def _events_request(ticket: str, prefix: str) -> bytes:
+    events = [
+        {"ticket": ticket, "type": "contact", "count": 1, "event_id": f"{prefix}-{index}"}
+        for index in range(200)
+    ]
+    body = json.dumps({"events": events}).encode()
+    return (
+        b"POST /v1/events HTTP/1.1\r\nHost: ranktune\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+    )
+
+
+def _hang_up_after(server: ServerProcess, request: bytes) -> None:
+    with _connect(server) as sock:
+        sock.sendall(request)
+
+
+def test_a_client_that_hangs_up_is_one_info_line_not_a_traceback(
+    sqlite_url: str, server_factory: ServerFactory
+) -> None:
+    server = server_factory(sqlite_url)
+    with server.client() as client:
+        created = client.post(
+            "/v1/experiments", json=similar_items(exposure_source="client"), headers=ADMIN
+        )
+        assert created.status_code == 201, created.text
+        ticket = client.get(
+            "/v1/experiments/similar-items/assignment", params={"unit": "u"}
+        ).json()["ticket"]
+    stats = (
+        b"GET /v1/experiments/similar-items/stats?draws=200000 HTTP/1.1\r\nHost: ranktune\r\n"
+        b"Authorization: Bearer " + ADMIN_TOKEN.encode() + b"\r\n\r\n"
+    )
+    # Two requests pipelined on one connection, then the client is gone: the server used to
+    # write the first answer to the closed socket and log two 60-line tracebacks.
+    _hang_up_after(server, _events_request(ticket, "a") + _events_request(ticket, "b"))
+    _hang_up_after(server, stats + stats)
+    _hang_up_after(server, stats)
+
+    deadline = time.monotonic() + MARGIN_S
+    while time.monotonic() < deadline:
+        seen = [m.group(1) for line in _log_lines(server) if (m := DISCONNECT_LINE.search(line))]
+        if len(seen) >= 3:
+            break
+        time.sleep(0.1)
+    log = server.log_path.read_text(errors="replace")
+    assert sorted(seen) == sorted(
+        ["POST /v1/events"] + ["GET /v1/experiments/similar-items/stats"] * 2
+    ), log[-4000:]
+    assert "Traceback" not in log and "ERROR" not in log, log[-4000:]
+    with server.client() as client:
+        assert client.get("/health").status_code == 200
