@@ -7,7 +7,9 @@ was kept forever (and graceful shutdown waited for it forever). :class:`Hardened
 adds two deadlines: the headers must arrive within ``header_timeout_s`` of the connection
 (or of the request's first byte on a kept-alive connection), the body within
 ``body_timeout_s`` of the headers. Past a deadline the server answers 408 (when nothing is
-being answered on that connection yet) and closes it.
+being answered on that connection yet) and closes it. Headers are bounded in size too
+(``max_header_bytes``, 431): httptools keeps whatever arrives, and a client could send
+hundreds of megabytes of header lines within the deadline.
 
 It also fixes how uvicorn treats a client that hangs up with pipelined requests: only the
 last request was marked disconnected, so the one being answered wrote to the closed socket
@@ -51,6 +53,7 @@ class HardenedProtocol(HttpToolsProtocol):
     (:func:`protocol_for`): uvicorn builds one instance per connection."""
 
     header_timeout_s: ClassVar[float] = 10.0
+    max_header_bytes: ClassVar[int] = 65_536
     body_timeout_s: ClassVar[float] = 20.0
     shutdown_timeout_s: ClassVar[float] = 25.0
 
@@ -66,6 +69,9 @@ class HardenedProtocol(HttpToolsProtocol):
         self._deadline: asyncio.TimerHandle | None = None
         self._deadline_for = _IDLE
         self._deadline_reason = ""
+        # Bytes of the headers being read, counted per read; -1 while the read in which the
+        # request began is not over (it may hold the end of the previous request too).
+        self._header_bytes = 0
         # Requests whose headers arrived and whose answer is not complete yet: the one being
         # answered and those pipelined behind it.
         self._unanswered: list[RequestResponseCycle] = []
@@ -79,6 +85,14 @@ class HardenedProtocol(HttpToolsProtocol):
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
+        if self._reading == _HEADERS:
+            if self._header_bytes < 0:
+                self._header_bytes = 0
+            else:
+                self._header_bytes += len(data)
+                if self._header_bytes > self.max_header_bytes:
+                    self._refuse_large_headers()
+                    return
         # Only a change of what is being read moves the deadline; more bytes of the same
         # headers or body do not extend it (or a byte every few seconds would hold it open).
         if self._reading != self._deadline_for:
@@ -90,6 +104,7 @@ class HardenedProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._reading = _HEADERS
+        self._header_bytes = -1
 
     def on_headers_complete(self) -> None:
         self._reading = _BODY
@@ -139,43 +154,64 @@ class HardenedProtocol(HttpToolsProtocol):
         client = _address(self.client)
         if self._reading == _IDLE:
             logger.debug("%s sent no request within %g s; closed", client, self.header_timeout_s)
-        else:
-            part = "headers" if self._reading == _HEADERS else "body"
-            answered = self._answer_timeout(part)
-            logger.info(
-                "%s did not send the request %s %s; %s",
-                client,
-                part,
-                self._deadline_reason,
-                "answered 408 and closed" if answered else "closed",
-            )
+            self._close()
+            return
+        part = "headers" if self._reading == _HEADERS else "body"
+        answered = self._answer_and_close(
+            b"408 Request Timeout",
+            "RequestTimeout",
+            f"{part}: expected the complete request {part} {self._deadline_reason}",
+            part,
+        )
+        logger.info(
+            "%s did not send the request %s %s; %s",
+            client,
+            part,
+            self._deadline_reason,
+            "answered 408 and closed" if answered else "closed",
+        )
+
+    def _refuse_large_headers(self) -> None:
+        limit = self.max_header_bytes
+        answered = self._answer_and_close(
+            b"431 Request Header Fields Too Large",
+            "HeadersTooLarge",
+            f"headers: expected at most {limit} bytes of request line and headers",
+            "headers",
+        )
+        logger.info(
+            "%s sent more than %d bytes of headers; %s",
+            _address(self.client),
+            limit,
+            "answered 431 and closed" if answered else "closed",
+        )
+
+    def _answer_and_close(self, status: bytes, kind: str, detail: str, field: str) -> bool:
+        """Answer in the error shape and close; no answer if another one is under way on
+        this connection (one in the middle of it, or before an earlier pipelined answer,
+        would corrupt the stream). Whether it answered."""
+        current = self.cycle if self._reading == _BODY else None
+        busy = (current is not None and current.response_started) or any(
+            c is not current and not c.response_complete for c in self._unanswered
+        )
+        if not busy:
+            payload = json.dumps(error_body(kind, detail, field), separators=(",", ":")).encode()
+            headers = [
+                *self.server_state.default_headers,
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(payload)).encode()),
+                (b"cache-control", b"no-store"),
+                (b"connection", b"close"),
+            ]
+            lines = [b"HTTP/1.1 " + status] + [name + b": " + value for name, value in headers]
+            self.transport.write(b"\r\n".join(lines) + b"\r\n\r\n" + payload)
+        self._close()
+        return not busy
+
+    def _close(self) -> None:
+        self._cancel_deadline()
         self._closed_here = True
         self.transport.close()
-
-    def _answer_timeout(self, part: str) -> bool:
-        """Write a 408 unless another answer is under way on this connection (a 408 in the
-        middle of it, or before an earlier pipelined answer, would corrupt the stream)."""
-        current = self.cycle if self._reading == _BODY else None
-        if current is not None and current.response_started:
-            return False
-        if any(c is not current and not c.response_complete for c in self._unanswered):
-            return False
-        detail = f"{part}: expected the complete request {part} {self._deadline_reason}"
-        payload = json.dumps(
-            error_body("RequestTimeout", detail, part), separators=(",", ":")
-        ).encode()
-        headers = [
-            *self.server_state.default_headers,
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(payload)).encode()),
-            (b"cache-control", b"no-store"),
-            (b"connection", b"close"),
-        ]
-        lines = [b"HTTP/1.1 408 Request Timeout"] + [
-            name + b": " + value for name, value in headers
-        ]
-        self.transport.write(b"\r\n".join(lines) + b"\r\n\r\n" + payload)
-        return True
 
     # -- shutdown and disconnects ----------------------------------------------------------
     def shutdown(self) -> None:
@@ -230,6 +266,7 @@ def protocol_for(settings: Settings) -> type[HardenedProtocol]:
 
     class Configured(HardenedProtocol):
         header_timeout_s = settings.header_timeout_s
+        max_header_bytes = settings.max_header_bytes
         body_timeout_s = settings.body_timeout_s
         shutdown_timeout_s = settings.shutdown_timeout_s
 

@@ -39,6 +39,12 @@ class Settings(BaseSettings):
         description="a request's body must arrive within this many seconds of its headers; "
         "else 408 and the connection is closed",
     )
+    max_header_bytes: int = Field(
+        65_536,
+        ge=1024,
+        description="request line and headers larger than this get 431 and the connection "
+        "is closed (checked as they arrive; at most one read of up to 256 KiB goes uncounted)",
+    )
     keep_alive_timeout_s: int = Field(
         5, ge=1, description="an idle kept-alive connection is closed after this many seconds"
     )

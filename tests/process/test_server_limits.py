@@ -173,6 +173,50 @@ def test_a_body_trickled_a_byte_at_a_time_gets_408_and_is_closed(
     assert not [line for line in _log_lines(server) if "Traceback" in line or "ERROR" in line]
 
 
+def _flood(sock: socket.socket, head: bytes, piece: bytes, deadline: float) -> bytes:
+    """Send ``head`` and then ``piece`` as fast as the socket takes them, until the server
+    answers or drops the connection; what it answered (nothing if its reset came first)."""
+    sock.sendall(head)
+    try:
+        while time.monotonic() < deadline:
+            if select.select([sock], [], [], 0)[0]:
+                return _read_until_closed(sock, deadline)
+            sock.sendall(piece)
+    except (BrokenPipeError, ConnectionResetError):
+        # Closing a socket with unread input sends a reset, which may discard the answer.
+        return b""
+    pytest.fail("the server kept reading headers that never end")
+
+
+def test_oversized_headers_get_431_and_are_closed(
+    sqlite_url: str, server_factory: ServerFactory
+) -> None:
+    server = server_factory(sqlite_url, RANKTUNE_MAX_HEADER_BYTES="65536")
+    with _connect(server) as sock:
+        # Headers of a usual size still pass (the limit is not a per-line one).
+        head = _answer_on_kept_connection(
+            sock, b"GET /health HTTP/1.1\r\nHost: r\r\nCookie: " + b"c" * 30_000 + b"\r\n\r\n"
+        )
+        assert head.startswith(b"HTTP/1.1 200"), head
+        # Then header lines as fast as the socket takes them: the server used to keep every
+        # byte (200 MB in under a second).
+        answer = _flood(
+            sock,
+            b"GET /health HTTP/1.1\r\nHost: ranktune\r\n",
+            b"X-Flood: " + b"f" * 16_000 + b"\r\n",
+            time.monotonic() + MARGIN_S,
+        )
+    if answer:
+        status, headers, body = _parse(answer)
+        assert status == 431, answer[:200]
+        assert headers["x-content-type-options"] == "nosniff"
+        error = json.loads(body)
+        assert error["error"] == "HeadersTooLarge" and error["field"] == "headers", error
+    assert any("more than 65536 bytes of headers" in line for line in _log_lines(server))
+    with server.client() as client:
+        assert client.get("/health").status_code == 200
+
+
 # -- connection limit ----------------------------------------------------------------------
 def _get(connection: http.client.HTTPConnection, path: str) -> http.client.HTTPResponse:
     connection.request("GET", path)
