@@ -23,6 +23,7 @@ import asyncio
 import json
 import logging
 from typing import Any, ClassVar
+from urllib.parse import quote
 
 import uvicorn
 from fastapi import FastAPI
@@ -242,7 +243,8 @@ class HardenedProtocol(HttpToolsProtocol):
                 "%s closed the connection before the answer to %s %s%s",
                 _address(self.client),
                 scope["method"],
-                scope["path"],
+                # Percent-encoded as uvicorn's access log does: a decoded path could forge lines.
+                quote(scope["path"]),
                 f" (and {more} pipelined request{'s' if more > 1 else ''})" if more else "",
             )
         super().connection_lost(exc)
