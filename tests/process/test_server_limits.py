@@ -275,7 +275,7 @@ def test_every_answer_is_nosniff_and_names_no_server(
             ),
             "route 404": client.get("/v1/experiments/nothing/assignment", params={"unit": "u"}),
             "route 422": client.get("/v1/experiments/similar-items/assignment"),
-            "events 422": client.post("/v1/events", content=b"{"),
+            "events error": client.post("/v1/events", content=b"{"),
             "admin": client.get("/v1/experiments", headers=ADMIN),
             "admin 401": client.get("/v1/experiments"),
             "405": client.put("/v1/events"),
