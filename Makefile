@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 HOST ?= 127.0.0.1
 PORT ?= 8000
 # A development token so that the quickstart works by copy-paste; set your own in production.
-export RANKTUNE_ADMIN_TOKEN ?= dev-admin-token
+export RANKTUNE_ADMIN_TOKEN ?= dev-admin-token-change-me
 
 .PHONY: install run test lint format bench clean
 

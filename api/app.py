@@ -1,15 +1,16 @@
-"""The FastAPI application: routes, error rendering, body limits, and the replica's runtime."""
+"""The FastAPI application: routes, error rendering, body limits, admin caching, the runtime."""
 
 from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import parse_qsl
 
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import error_body, install_error_handlers
@@ -91,6 +92,35 @@ async def _reply(send: Send, status: int, kind: str, detail: str) -> None:
         }
     )
     await send({"type": "http.response.body", "body": payload})
+
+
+class AdminNoStore:
+    """``Cache-Control: no-store`` on every answer to an admin path, errors included, so that
+    no browser or proxy keeps a copy of admin data. Admin paths are the ``/v1`` paths that
+    no client route serves; client answers (and the probe, and the docs) are left alone."""
+
+    _header = (b"cache-control", b"no-store")
+
+    def __init__(self, app: ASGIApp, client_routes: Sequence[APIRoute]) -> None:
+        self.app = app
+        self.client_paths = [route.path_regex for route in client_routes]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not self._is_admin(scope["path"]):
+            await self.app(scope, receive, send)
+            return
+
+        async def send_no_store(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", ()), self._header]}
+            await send(message)
+
+        await self.app(scope, receive, send_no_store)
+
+    def _is_admin(self, path: str) -> bool:
+        return path.startswith("/v1/") and not any(
+            pattern.match(path) for pattern in self.client_paths
+        )
 
 
 class AssignmentFastPath:
@@ -183,5 +213,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         max_bytes=settings.max_body_bytes,
         path_limits={"/v1/events": min(settings.max_events_body_bytes, settings.max_body_bytes)},
     )
+    client_routes = [route for route in client.router.routes if isinstance(route, APIRoute)]
+    app.add_middleware(AdminNoStore, client_routes=client_routes)
     app.add_middleware(AssignmentFastPath, fastapi_app=app)
     return app

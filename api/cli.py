@@ -11,8 +11,12 @@ import secrets
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import SecretStr
+
+if TYPE_CHECKING:
+    from api.settings import Settings
 
 
 def migrations_config(database_url: str):  # type: ignore[no-untyped-def]
@@ -32,13 +36,32 @@ def upgrade_database(database_url: str, revision: str = "head") -> None:
     command.upgrade(migrations_config(database_url), revision)
 
 
-def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
+class UsageError(Exception):
+    """How ranktune was invoked or configured is wrong: the message says what; exit code 2."""
 
-    from api.app import create_app
+
+def load_settings() -> Settings:
+    """The settings from the environment, or a :class:`UsageError` naming each bad variable."""
+    from pydantic import ValidationError
+
     from api.settings import Settings
 
-    settings = Settings()
+    try:
+        return Settings()
+    except ValidationError as error:
+        problems = [
+            f"RANKTUNE_{'_'.join(map(str, problem['loc'])).upper()}: "
+            f"{problem['msg'].removeprefix('Value error, ')}"
+            for problem in error.errors(include_url=False, include_input=False)
+        ]
+        raise UsageError("invalid settings:\n  " + "\n  ".join(problems)) from None
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from api import server
+    from api.app import create_app
+
+    settings = load_settings()
     if args.host:
         settings.host = args.host
     if args.port:
@@ -52,20 +75,12 @@ def _serve(args: argparse.Namespace) -> int:
         )
     if args.upgrade:
         upgrade_database(settings.database_url)
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_level=args.log_level,
-        access_log=args.access_log,
-    )
+    server.run(create_app(settings), settings, log_level=args.log_level, access_log=args.access_log)
     return 0
 
 
 def _db(args: argparse.Namespace) -> int:
-    from api.settings import Settings
-
-    url = args.url or Settings().database_url
+    url = args.url or load_settings().database_url
     if args.db_command == "upgrade":
         upgrade_database(url, args.revision)
         print(f"database at {_safe(url)} is at revision {args.revision}")
@@ -115,7 +130,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     # APScheduler logs every run of every job at INFO: several lines a second.
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
     args = build_parser().parse_args(args_list)
-    return int(args.run(args))
+    try:
+        return int(args.run(args))
+    except UsageError as error:
+        print(f"ranktune {args.command}: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from arms import ConfigurationError
 
@@ -118,10 +119,19 @@ def error_body(kind: str, detail: str, field: str | None = None) -> dict[str, An
 
 
 def error_response(
-    status_code: int, kind: str, detail: str, field: str | None = None
+    status_code: int,
+    kind: str,
+    detail: str,
+    field: str | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> JSONResponse:
-    headers = {"WWW-Authenticate": "Bearer"} if status_code == 401 else None
-    return JSONResponse(error_body(kind, detail, field), status_code=status_code, headers=headers)
+    """The error shape; ``headers`` are the ones the answer must carry (``Allow`` of a 405)."""
+    extra = dict(headers or {})
+    if status_code == 401:
+        extra["WWW-Authenticate"] = "Bearer"
+    return JSONResponse(
+        error_body(kind, detail, field), status_code=status_code, headers=extra or None
+    )
 
 
 def location(loc: tuple[Any, ...] | list[Any]) -> str:
@@ -150,6 +160,23 @@ def _validation_message(error: Mapping[str, Any]) -> str:
     if message.startswith("Value error, "):
         message = message[len("Value error, ") :]
     return message if message[:2].isupper() else message[:1].lower() + message[1:]
+
+
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method some route serves at this path. The router's own 405 names only the
+    first route that matched the path (``/v1/experiments`` has a GET and a POST route)."""
+    routes = request.app.router.routes
+    allowed = [
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] == Match.FULL for route in routes
+        )
+    ]
+    return ", ".join(allowed)
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -186,12 +213,21 @@ def install_error_handlers(app: FastAPI) -> None:
         )
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http_error(_request: Request, error: StarletteHTTPException) -> JSONResponse:
+    async def _http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
         kinds = {404: "NotFound", 405: "MethodNotAllowed", 413: "PayloadTooLarge"}
         kind = kinds.get(error.status_code, "HTTPError")
-        return error_response(error.status_code, kind, str(error.detail))
+        headers = dict(error.headers or {})
+        if error.status_code == 405:
+            headers["Allow"] = _allowed_methods(request) or headers.get("Allow", "")
+        return error_response(error.status_code, kind, str(error.detail), headers=headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, error: Exception) -> JSONResponse:
         logger.exception("unexpected error", exc_info=error)
-        return error_response(500, "InternalError", "unexpected server error; it was logged")
+        # Rendered outside the app's middleware, so whatever the path, never cached.
+        return error_response(
+            500,
+            "InternalError",
+            "unexpected server error; it was logged",
+            headers={"Cache-Control": "no-store"},
+        )

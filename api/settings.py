@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# 16 characters of even lower-case letters and digits are more than 80 bits; the bearer token
+# is the only thing between the network and the admin API.
+MIN_ADMIN_TOKEN_LENGTH = 16
 
 
 class Settings(BaseSettings):
@@ -16,10 +20,47 @@ class Settings(BaseSettings):
         description="SQLAlchemy URL: sqlite:///path.db or postgresql+psycopg://user@host/db",
     )
     admin_token: SecretStr | None = Field(
-        None, description="bearer token for admin calls; `serve` generates one if unset"
+        None,
+        description=f"bearer token for admin calls, at least {MIN_ADMIN_TOKEN_LENGTH} "
+        "printable ASCII characters; `serve` generates one if unset",
     )
     host: str = "127.0.0.1"
     port: int = 8000
+    header_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="a request's headers must arrive within this many seconds of the "
+        "connection (or of the request's first byte on a kept-alive connection); else 408 "
+        "and the connection is closed. An idle new connection is closed after it too",
+    )
+    body_timeout_s: float = Field(
+        20.0,
+        gt=0,
+        description="a request's body must arrive within this many seconds of its headers; "
+        "else 408 and the connection is closed",
+    )
+    max_header_bytes: int = Field(
+        65_536,
+        ge=1024,
+        description="request line and headers larger than this get 431 and the connection "
+        "is closed (checked as they arrive; at most one read of up to 256 KiB goes uncounted)",
+    )
+    keep_alive_timeout_s: int = Field(
+        5, ge=1, description="an idle kept-alive connection is closed after this many seconds"
+    )
+    max_connections: int = Field(
+        1000,
+        ge=1,
+        description="connections served at once; a request on any further connection gets "
+        "503 and the connection is closed",
+    )
+    shutdown_timeout_s: int = Field(
+        25,
+        ge=1,
+        description="on SIGTERM, requests in progress get this many seconds to finish "
+        "(a body still arriving gets half of it); then the rest is cancelled, exposures and "
+        "queued events are written, and the process exits",
+    )
     tick_interval_s: float = Field(
         10.0, gt=0, description="default update_interval_s of new experiments"
     )
@@ -66,3 +107,25 @@ class Settings(BaseSettings):
     sqlite_synchronous: str = Field(
         "FULL", description="SQLite synchronous pragma; FULL makes every commit durable"
     )
+
+    @field_validator("admin_token")
+    @classmethod
+    def _strong_admin_token(cls, token: SecretStr | None) -> SecretStr | None:
+        """Refuse at start-up what would fail later: an empty token locked every admin out
+        (a random one replaced it), a short one can be guessed, and a space or non-ASCII
+        character cannot be sent in an ``Authorization`` header. Never echoes the token."""
+        if token is None:
+            return None
+        value = token.get_secret_value()
+        if len(value) < MIN_ADMIN_TOKEN_LENGTH:
+            length = f"length {len(value)}" if value else "empty"
+            raise ValueError(
+                f"{length}; expected at least {MIN_ADMIN_TOKEN_LENGTH} characters (or unset "
+                "it: `ranktune serve` then generates one and prints it)"
+            )
+        if not all("!" <= character <= "~" for character in value):
+            raise ValueError(
+                "expected printable ASCII characters without spaces (it is sent in the "
+                "Authorization header)"
+            )
+        return token

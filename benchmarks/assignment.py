@@ -1,10 +1,11 @@
 """Assignment benchmark: ranktune's configuration endpoint against a plain FastAPI baseline.
 
-Both servers run under the same uvicorn settings (one process, log level warning, no access
-log, uvloop + httptools as uvicorn picks them), both are driven by the same wrk Lua script
-(a new ``unit`` on every request, one wrk thread, the same number of connections), and the
-runs alternate (A B B A ...) so that drift on a noisy machine hits both alike. Reported:
-the median over repeats of throughput, p50 and p99, and the ratios ranktune / baseline.
+Both servers run as one uvicorn process (log level warning, no access log, uvloop +
+httptools as uvicorn picks them; ranktune's protocol adds its request deadlines), both are
+driven by the same wrk Lua script (a new ``unit`` on every request, one wrk thread, the same
+number of connections), and the runs alternate (A B B A ...) so that drift on a noisy
+machine hits both alike. Reported: the median over repeats of throughput, p50 and p99, and
+the ratios ranktune / baseline.
 
     .venv/bin/python benchmarks/assignment.py --duration 10 --repeats 5 --connections 16
 """

@@ -3,8 +3,9 @@
 Same path and query parameters as ``GET /v1/experiments/{name}/assignment`` (with the same
 declared constraints), and it returns a constant configuration of the same shape as
 ranktune's answer, the plain FastAPI way (a dict, serialised by FastAPI). It is served by
-``uvicorn.run`` with exactly the keyword arguments ``ranktune serve`` uses, so the two
-servers differ only in what the endpoint does.
+``uvicorn.run`` with uvicorn's defaults (one process, uvloop, httptools), which ``ranktune
+serve`` starts from; serve adds request deadlines, a connection limit and a response header
+(api/server.py), which can only cost ranktune, so the comparison does not flatter it.
 
     python benchmarks/baseline_app.py --port 8101 --log-level warning
 """
@@ -49,7 +50,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8101)
     parser.add_argument("--log-level", default="warning")
     args = parser.parse_args()
-    # The same call as api.cli._serve: one process, default loop/http (uvloop, httptools).
+    # uvicorn's defaults: one process, default loop/http (uvloop, httptools).
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False)
 
 

@@ -235,7 +235,7 @@ class _Platform:
         upgrade_database(database_url)
         settings = Settings(
             database_url=database_url,
-            admin_token=SecretStr("simulation"),
+            admin_token=SecretStr("marketplace-simulation"),
             scheduler_enabled=False,
             ticket_secret=SecretStr(f"marketplace-simulation-{config.seed}"),
             tick_interval_s=config.tick_seconds,

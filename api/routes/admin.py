@@ -11,13 +11,17 @@ from api import schemas
 from api.enums import ExpertStatus
 from api.plots import FORMATS
 from api.runtime import Runtime
-from api.security import AdminOnly
+from api.security import AdminOnly, AdminRoute
 from api.services import evolution as evolution_service
 from api.services import experiments as service
 from api.services.common import arm_out, require_experiment
 
 router = APIRouter(
-    prefix="/v1", dependencies=[AdminOnly], tags=["admin"], responses=schemas.ADMIN_ERRORS
+    prefix="/v1",
+    dependencies=[AdminOnly],
+    tags=["admin"],
+    responses=schemas.ADMIN_ERRORS,
+    route_class=AdminRoute,
 )
 ExperimentName = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
 ArmId = Annotated[int, Path(ge=1, le=2**31 - 1)]
