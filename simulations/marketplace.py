@@ -227,7 +227,7 @@ class _Platform:
     def __init__(self, database_url: str, config: MarketplaceConfig, streams: Any) -> None:
         from pydantic import SecretStr
 
-        from api.cli import upgrade_database
+        from api.db import upgrade_database
         from api.runtime import Runtime
         from api.serving import ServingState
         from api.settings import Settings
