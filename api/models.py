@@ -100,7 +100,7 @@ class Experiment(Base):
     version: Mapped[int] = mapped_column(Integer, default=0)
     # Window mode: the arm that serves the whole target group until the next tick.
     window_arm_id: Mapped[int | None] = mapped_column(Integer)
-    # The genetic step (SPEC §3.3): its settings as given at creation (NULL: never
+    # The genetic step: its settings as given at creation (NULL: never
     # configured, steps on demand use the defaults); ``evolve_interval_s`` is NULL unless
     # scheduled steps are enabled; ``generation`` counts the applied steps.
     evolution: Mapped[dict[str, Any] | None] = mapped_column(JSON)

@@ -1,4 +1,4 @@
-"""Request and response bodies (pydantic, snake_case JSON). SPEC §4.1 fixes the core names."""
+"""Request and response bodies (pydantic, snake_case JSON). docs/spec.md fixes the core names."""
 
 from __future__ import annotations
 
@@ -112,7 +112,7 @@ class EvolutionMix(Strict):
 
 
 class EvolutionIn(Strict):
-    """The genetic step of SPEC §3.3 (names as in ``bandit.evolution.EvolutionSettings``).
+    """The genetic step (names as in ``bandit.evolution.EvolutionSettings``).
 
     ``enabled`` turns on the scheduled step every ``evolve_interval_s``; admins can run a
     step on demand either way. ``min_arms`` and ``max_arms`` count the reference arm;
@@ -249,23 +249,40 @@ class ExperimentSummary(BaseModel):
 
 
 class ArmStats(BaseModel):
+    """One arm, led by its lift over the reference group (the question people ask), then
+    the evidence behind it."""
+
     arm_id: int
     origin: Origin
     generation: int
     status: ArmStatus
     config: dict[str, Number]
+    lift: float | None = Field(
+        description="the arm's lift over the reference group: posterior median of its rate "
+        "/ the reference rate - 1 (0.10 = +10%); 0 for the reference itself"
+    )
+    lift_ci_low: float | None = Field(description="95% credible interval of the lift")
+    lift_ci_high: float | None
+    prob_beat_reference: float | None = Field(
+        description="posterior probability that the arm earns more target events per "
+        "exposure than the reference group"
+    )
+    prob_best: float | None = Field(
+        description="posterior probability that the arm is the best of the active arms"
+    )
     exposures: float
     target_events: float
-    quarantined_events: float = 0.0
+    quarantined_events: float = Field(
+        0.0, description="target events its tickets reported beyond the limits, not credited"
+    )
     rate: float | None = Field(description="target events per exposure")
     alpha: float
     beta: float
-    posterior_mean: float | None
-    lift: float | None = Field(description="posterior median of rate / reference rate - 1")
-    lift_ci_low: float | None
-    lift_ci_high: float | None
-    prob_beat_reference: float | None
-    prob_best: float | None
+    posterior_mean: float | None = Field(
+        description="alpha / (alpha + beta) on the reference-ratio scale, not a conversion "
+        "rate: the arm's share of the pair (arm, reference); 1/2 means as good as the "
+        "reference, and lift = posterior_mean / (1 - posterior_mean) - 1 (roughly)"
+    )
 
 
 class ExperimentStats(BaseModel):

@@ -1,4 +1,5 @@
-"""The genetic step of SPEC §3.3 as one pure function, :func:`evolve_step`.
+"""The genetic step (docs/spec.md, "Evolving the arm set") as one pure function,
+:func:`evolve_step`.
 
 :mod:`bandit.evolution` chooses the arms to retire and the origins and parents of the arms
 to add; this module turns that plan into configurations (:func:`breed`) and bundles the

@@ -1,4 +1,4 @@
-"""Selection logic of the genetic step (SPEC §3.3) on arrays and arm ids.
+"""Selection logic of the genetic step (docs/spec.md) on arrays and arm ids.
 
 This module decides *which* arms retire and *how many* arms of each origin are added, and
 from which parents; :mod:`arms.evolution` turns that plan into concrete configurations.  It
@@ -23,7 +23,7 @@ Retirement (:func:`select_retirements`)
 
 Additions (:func:`plan_additions`)
     The step fills the arm set up to ``max_arms``; in the steady state (a full arm set) that
-    is SPEC §3.3's "as many as retired".  Waiting expert configurations come first; the
+    is the contract's "as many as retired".  Waiting expert configurations come first; the
     remaining slots are split between random draws, mutations and crossovers in proportion
     to the mix weights by systematic sampling, so that the expected number of each origin is
     exactly ``slots * weight / total`` and the realised number is its floor or ceiling.

@@ -6,8 +6,8 @@ are independent bandits (the simulator runs 200 of them at once, the live servic
 the answer has the leading shape.
 
 In the live service "successes" and "failures" are the reference-normalised pseudo-counts
-of SPEC §3.2 (``alpha - prior_alpha`` and ``beta - prior_beta``), which are real numbers;
-every policy here accepts real-valued counts.
+of the reference-ratio update (``alpha - prior_alpha`` and ``beta - prior_beta``), which
+are real numbers; every policy here accepts real-valued counts.
 
 Randomness comes only from the injected :class:`numpy.random.Generator`.
 """

@@ -1,4 +1,4 @@
-"""The reference-ratio posterior update of SPEC §3.2, with optional decay.
+"""The reference-ratio posterior update (docs/spec.md, "Updating"), with optional decay.
 
 Why a reference group: conversion swings about 4x over a day, so a bandit fed raw conversion
 rewards whichever arm happened to be drawn in a good hour.  Every tick compares each arm with
@@ -174,7 +174,7 @@ def reference_ratio_update(
     decay: float = 1.0,
     chosen_arm: int | None = None,
 ) -> PosteriorUpdate:
-    """Apply one tick of SPEC §3.2 to the posteriors of the active arms.
+    """Apply one tick of the reference-ratio update to the posteriors of the active arms.
 
     ``chosen_arm`` selects window mode (the arm that served the window); ``None`` is request
     mode.  ``decay`` (gamma in (0, 1]) is applied to ``(alpha - prior_alpha, beta - prior_beta)``

@@ -135,7 +135,7 @@ def evolve(
         int | None, Query(ge=0, le=2**63 - 2, description="repeat the step of a dry run")
     ] = None,
 ) -> schemas.EvolutionStepOut:
-    """Run a genetic step now (SPEC §3.3), whatever the schedule; or preview it."""
+    """Run a genetic step now, whatever the schedule; or preview it."""
     runtime = runtime_of(request)
     with runtime.transaction() as session:
         result = evolution_service.evolve_now(

@@ -1,4 +1,5 @@
-"""The tick: aggregate what arrived since the previous tick and apply SPEC §3.2.
+"""The tick: aggregate what arrived since the previous tick and apply the reference-ratio
+update (docs/spec.md, "Updating").
 
 Exactly once: the event writer adds every stored row to ``pending_counts`` in the
 transaction that stores it. The tick reads (and locks) the experiment's pending counts and,

@@ -1,4 +1,4 @@
-"""The tick through HTTP (SPEC §3.2): golden posteriors, decay, carried windows, window mode.
+"""The tick through HTTP: golden posteriors, decay, carried windows, window mode.
 
 Exposures come from the clients' exposure events (``exposure_source="client"``) wherever a
 test needs exact counts per arm, so that every number below is chosen, not sampled.
