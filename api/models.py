@@ -96,6 +96,8 @@ class Experiment(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     last_tick_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     tick_count: Mapped[int] = mapped_column(Integer, default=0)
+    # Scheduled windows in which nothing arrived since the last recorded tick (not recorded).
+    empty_windows: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # Bumped by every change that alters what is served; replicas reload when it moves.
     version: Mapped[int] = mapped_column(Integer, default=0)
     # Window mode: the arm that serves the whole target group until the next tick.
@@ -231,6 +233,8 @@ class Tick(Base):
     window_arm_id: Mapped[int | None] = mapped_column(Integer)
     next_window_arm_id: Mapped[int | None] = mapped_column(Integer)
     replica: Mapped[str | None] = mapped_column(String(64))
+    # Empty scheduled windows skipped (not recorded) since the previous recorded tick.
+    empty_windows_before: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # Target events reported beyond the event limits (per ticket, or the arm's exposures
     # times the limit), in both groups: stored, never credited.
     quarantined_events: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")

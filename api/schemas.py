@@ -327,6 +327,11 @@ class TickOut(BaseModel):
     target_events: float
     window_arm_id: int | None
     next_window_arm_id: int | None
+    empty_windows_before: int = Field(
+        0,
+        description="scheduled windows in which nothing arrived since the previous recorded "
+        "tick: counted, not recorded",
+    )
     quarantined_events: float = Field(
         0.0,
         description="target events beyond the event limits (per ticket, or an arm's "
