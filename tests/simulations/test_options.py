@@ -1,6 +1,7 @@
 """``simulations.options``: one declaration gives the argparse option, the config value, the
 ``reproduce:`` words and the JSON parameter, and the reproduce line parses back to the same
-config.
+config. The three commands' own configs are checked the same way in their test packages
+(``test_model.py``) and all together at the end of this file.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from simulations.cli import build_parser
+from simulations.marketplace import MarketplaceConfig
 from simulations.options import (
     FLAG,
     OPTIONAL_PATH,
@@ -35,6 +38,8 @@ from simulations.options import (
     option_factory,
     parameters,
 )
+from simulations.regret import RegretConfig
+from simulations.seasonality import SeasonalityConfig
 
 NAMED = {"pair": (0.25, 0.75), "trio": (0.1, 0.2, 0.3)}
 
@@ -223,3 +228,64 @@ def test_float_short_is_what_g_prints_for_short_values() -> None:
     assert f"{0.123456789:g}" == "0.123457"
     assert float_short(0.123456789) == "0.123456789"
     assert float_short(1_234_567.0) == "1234567"
+
+
+# --- the three commands ----------------------------------------------------------------------
+
+
+def _command_config(command: str, argv: list[str]) -> object:
+    args = build_parser().parse_args([command, *argv])
+    classes: dict[str, type[RegretConfig | SeasonalityConfig | MarketplaceConfig]] = {
+        "regret": RegretConfig,
+        "seasonality": SeasonalityConfig,
+        "marketplace": MarketplaceConfig,
+    }
+    return from_args(classes[command], args)
+
+
+@pytest.mark.parametrize(
+    ("command", "argv"),
+    [
+        ("regret", ["--seed", "1"]),
+        ("regret", ["--preset", "ten-close", "--horizon", "500", "--runs", "7", "--seed", "3",
+                    "--policies", "thompson,ucb1", "--epsilon", "0.05", "--c", "2.5",
+                    "--ucb-alpha", "1.5", "--prior-alpha", "0.5", "--prior-beta", "2",
+                    "--checkpoints", "50"]),
+        ("seasonality", []),
+        ("seasonality", ["--arms", "1,1.2,0.8", "--days", "0.25", "--window-minutes", "7.5",
+                         "--runs", "3", "--seed", "11", "--base-rate", "0.0123456789",
+                         "--peak-to-trough", "2.5", "--peak-hour", "19.5", "--start-hour", "20",
+                         "--requests-per-day", "1234567", "--reference-share", "0.3",
+                         "--decay", "0.99", "--draws-per-window", "8", "--modes", "window",
+                         "--feeds", "ratio,raw", "--smooth-hours", "1.5"]),
+        ("marketplace", ["--seed", "1"]),
+        ("marketplace", ["--hours", "0.123456789", "--views-per-minute", "200", "--seed", "3",
+                         "--arms", "8", "--no-evolve", "--evolve-minutes", "2",
+                         "--tick-seconds", "30", "--reference-share", "0.25", "--mode", "window",
+                         "--users", "99", "--start-hour", "23.5", "--cycle-amplitude", "0",
+                         "--bin-minutes", "3", "--grid-steps", "4"]),
+    ],
+)  # fmt: skip
+def test_each_commands_reproduce_line_parses_back_to_the_same_config(
+    command: str, argv: list[str]
+) -> None:
+    config = _command_config(command, argv)
+    assert isinstance(config, RegretConfig | SeasonalityConfig | MarketplaceConfig)
+    line = command_line(command, config)
+    words = shlex.split(line)
+    assert words[:3] == ["ranktune", "simulate", command]
+    again = _command_config(command, words[3:])
+    assert again == config
+    assert json.dumps(parameters(again)) == json.dumps(parameters(config))
+    # The line names every declared option, so that it does not depend on today's defaults.
+    flags = [w for w in words if w.startswith("--")]
+    assert len(flags) == len(declared(type(config)))
+
+
+def test_a_seed_left_out_is_drawn_and_written_in_the_reproduce_line() -> None:
+    first = _command_config("regret", [])
+    second = _command_config("regret", [])
+    assert isinstance(first, RegretConfig) and isinstance(second, RegretConfig)
+    assert first.seed != second.seed  # 1 chance in 2**32 of a false failure
+    assert f"--seed {first.seed} " in command_line("regret", first)
+    assert 0 <= first.seed < 2**32
