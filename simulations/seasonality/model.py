@@ -48,7 +48,6 @@ best arm.
 from __future__ import annotations
 
 import argparse
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -441,16 +440,6 @@ def served_hour_factors(result: CombinationResult, base_rate: float) -> FloatArr
     """
     with np.errstate(divide="ignore", invalid="ignore"):
         return result.rate_weighted_exposures / (base_rate * result.exposures)
-
-
-def mean_ci(values: FloatArray) -> tuple[float, float, float]:
-    """Mean and normal-approximation 95% confidence interval of the mean across runs."""
-    finite = values[np.isfinite(values)]
-    if finite.size == 0:
-        return math.nan, math.nan, math.nan
-    mean = float(finite.mean())
-    half = 1.96 * float(finite.std(ddof=1)) / math.sqrt(finite.size) if finite.size > 1 else 0.0
-    return mean, mean - half, mean + half
 
 
 @dataclass(frozen=True)

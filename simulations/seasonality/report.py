@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from simulations.confidence import mean_ci
 from simulations.options import command_line, parameters
 from simulations.output import versions, write_csv, write_json
 from simulations.plotting import new_figure, save_figure
@@ -23,7 +24,6 @@ from simulations.seasonality.model import (
     SeasonalityConfig,
     SeasonalityResult,
     daily_rates,
-    mean_ci,
     served_hour_factors,
 )
 
@@ -81,16 +81,14 @@ def best_share_series(
     with np.errstate(divide="ignore", invalid="ignore"):
         per_window = result.best_exposures / result.target_exposures
     width = max(1, round(config.smooth_hours * 60 / config.window_minutes))
-    smoothed = _rolling_share(result.best_exposures, result.target_exposures, width)
-    n = np.maximum(np.sum(np.isfinite(smoothed), axis=1), 1)
-    mean = np.nanmean(smoothed, axis=1)
-    sd = np.nanstd(smoothed, axis=1, ddof=1) if config.runs > 1 else np.zeros_like(mean)
-    half = 1.96 * sd / np.sqrt(n)
+    smoothed = mean_ci(
+        _rolling_share(result.best_exposures, result.target_exposures, width), axis=1
+    )
     return {
         "mean": np.nanmean(per_window, axis=1),
-        "smoothed_mean": mean,
-        "smoothed_ci_low": mean - half,
-        "smoothed_ci_high": mean + half,
+        "smoothed_mean": smoothed.mean,
+        "smoothed_ci_low": smoothed.ci_low,
+        "smoothed_ci_high": smoothed.ci_high,
     }
 
 
@@ -191,17 +189,17 @@ def diagnostics(result: SeasonalityResult) -> list[dict[str, Any]]:
                 "mode": mode,
                 "feed": feed,
                 "final_pick_counts": [int(x) for x in np.bincount(picked, minlength=k)],
-                "picked_arm_hour_factor": mean_ci(picked_factor)[0],
-                "other_arms_hour_factor": mean_ci(other_factor)[0],
+                "picked_arm_hour_factor": mean_ci(picked_factor).mean,
+                "other_arms_hour_factor": mean_ci(other_factor).mean,
                 "other_arms_traffic_share": mean_ci(
                     1.0 - (exposures * is_picked).sum(1) / exposures.sum(1)
-                )[0],
+                ).mean,
                 "p_best_final_by_start_hour": {
                     f"{low:02d}-{low + 6:02d}": mean_ci(
                         combination.metrics["p_best_final"][
                             (result.start_hours >= low) & (result.start_hours < low + 6)
                         ]
-                    )[0]
+                    ).mean
                     for low in START_HOUR_BINS
                 },
             }

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from bandit.errors import InvalidParameterError
+from simulations.confidence import mean_ci
 from simulations.options import FLAG, PATH, add_options, command_line, from_args, option
 from simulations.output import invalid_parameters, write_and_report
 from simulations.progress import ProgressReporter, progress_enabled
@@ -32,7 +33,6 @@ from simulations.seasonality.model import (
     daily_rates,
     draw_start_hours,
     draw_traffic,
-    mean_ci,
     run_metrics,
     simulate_combination,
     window_midpoint_hours,
@@ -79,8 +79,9 @@ def simulate(config: SeasonalityConfig, *, show_progress: bool = False) -> Seaso
     for (mode, feed), result in results.items():
         row: dict[str, Any] = {"mode": mode, "feed": feed}
         for metric in TABLE_COLUMNS[2:]:
-            mean, low, high = mean_ci(result.metrics[metric])
-            row[metric], row[f"{metric}_ci_low"], row[f"{metric}_ci_high"] = mean, low, high
+            summary = mean_ci(result.metrics[metric])
+            row[metric] = summary.mean
+            row[f"{metric}_ci_low"], row[f"{metric}_ci_high"] = summary.ci_low, summary.ci_high
         rows.append(row)
     return SeasonalityResult(
         config,
@@ -102,11 +103,12 @@ def paired_effects(results: dict[tuple[str, str], CombinationResult]) -> list[Ef
         if raw is None or ratio is None:
             continue
         for metric, higher_is_better in (("p_best_final", True), ("regret_pct", False)):
-            diff, low, high = mean_ci(ratio.metrics[metric] - raw.metrics[metric])
-            better = low > 0 if higher_is_better else high < 0
-            worse = high < 0 if higher_is_better else low > 0
+            d = mean_ci(ratio.metrics[metric] - raw.metrics[metric])
+            # NaN bounds (a single run) compare False: no clear difference.
+            better = d.ci_low > 0 if higher_is_better else d.ci_high < 0
+            worse = d.ci_high < 0 if higher_is_better else d.ci_low > 0
             verdict = "ratio better" if better else "raw better" if worse else "no clear difference"
-            effects.append(Effect(mode, metric, diff, low, high, verdict))
+            effects.append(Effect(mode, metric, d.mean, d.ci_low, d.ci_high, verdict))
     return effects
 
 

@@ -58,3 +58,11 @@ def test_cli_smoke_writes_table_data_and_plots(
         for mode in ("request", "window")
         for metric in ("p_best_final", "regret_pct")
     }
+
+
+def test_an_unwritable_output_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    argv = ["seasonality", "--runs", "2", "--days", "0.1", "--window-minutes", "60"]
+    assert main([*argv, "--no-progress", "--out", str(blocker / "out")]) == 1
+    assert "ranktune simulate seasonality: cannot write outputs" in capsys.readouterr().err

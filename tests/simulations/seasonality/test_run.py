@@ -13,10 +13,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy import stats
 
 from simulations import seasonality
 from simulations.cli import main
-from simulations.seasonality import SeasonalityConfig, simulate
+from simulations.seasonality import SeasonalityConfig, best_share_series, simulate
 
 
 def _rows(result: seasonality.SeasonalityResult) -> dict[tuple[str, str], dict[str, float]]:
@@ -128,3 +129,40 @@ def test_the_reproduce_line_repeats_the_run(
     repeated = json.loads((tmp_path / "b" / "seasonality.json").read_text())
     assert repeated["parameters"] == document["parameters"]
     assert repeated["parameters"]["decay"] == 0.9
+
+
+def test_summary_intervals_are_student_t_over_runs() -> None:
+    """Every interval of the summary, the paired effects and the plotted band is the shared
+    Student-t one: with 6 runs t_5 = 2.571, a third wider than the normal 1.96."""
+    config = SeasonalityConfig(runs=6, days=0.5, window_minutes=30, seed=3)
+    result = simulate(config)
+    for row in result.rows:
+        metrics = result.results[(row["mode"], row["feed"])].metrics
+        for metric in ("p_best_last_day", "best_share_last_day", "regret_pct"):
+            values = metrics[metric][np.isfinite(metrics[metric])]
+            if np.std(values) == 0:
+                continue
+            low, high = stats.t.interval(
+                0.95, len(values) - 1, loc=np.mean(values), scale=stats.sem(values)
+            )
+            assert row[f"{metric}_ci_low"] == pytest.approx(low, rel=1e-9, abs=1e-12)
+            assert row[f"{metric}_ci_high"] == pytest.approx(high, rel=1e-9, abs=1e-12)
+    for effect in result.effects:
+        raw = result.results[(effect.mode, "raw")].metrics[effect.metric]
+        ratio = result.results[(effect.mode, "ratio")].metrics[effect.metric]
+        differences = ratio - raw
+        if np.std(differences) == 0:
+            continue
+        low, high = stats.t.interval(
+            0.95, len(differences) - 1, loc=np.mean(differences), scale=stats.sem(differences)
+        )
+        assert (effect.ci_low, effect.ci_high) == pytest.approx((low, high), rel=1e-9)
+    series = best_share_series(config, result.results[("request", "ratio")])
+    smoothed = series["smoothed_ci_high"] - series["smoothed_mean"]
+    shares = series["smoothed_mean"]
+    assert np.all(np.isfinite(smoothed[1:])) and np.all(shares[1:] > 0)
+    last = result.results[("request", "ratio")]
+    width = round(config.smooth_hours * 60 / config.window_minutes)
+    per_run = last.best_exposures[-width:].sum(axis=0) / last.target_exposures[-width:].sum(axis=0)
+    half = stats.t.ppf(0.975, config.runs - 1) * stats.sem(per_run)
+    assert smoothed[-1] == pytest.approx(half, rel=1e-9)
