@@ -119,7 +119,8 @@ def float_repr(value: float) -> str:
 
 def float_short(value: float) -> str:
     """Like :func:`float_repr` without a trailing ``.0`` (``5``, ``0.1``): as exact, and
-    what ``:g`` prints for every value ``:g`` prints exactly."""
+    the same as ``:g`` for the values people type (``6``, ``0.2``, ``100800``), where
+    ``:g`` is exact; ``:g`` rounds ``0.123456789`` to ``0.123457``."""
     text = repr(float(value))
     return text[:-2] if text.endswith(".0") else text
 
@@ -175,6 +176,15 @@ PATH: Kind[Path] = Kind(Path, str)
 OPTIONAL_PATH: Kind[Path | None] = Kind(Path, _text_of_path)
 SWITCH: Kind[bool] = Kind(bool, str, style="switch")
 FLAG: Kind[bool] = Kind(bool, str, style="flag")
+
+
+def comma_separated(text: str) -> list[str]:
+    """The non-empty, stripped items of ``a, b,c``."""
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def join(values: Sequence[T], show: Callable[[T], str]) -> str:
+    return ",".join(show(v) for v in values)
 
 
 def fresh_seed() -> int:
@@ -275,12 +285,3 @@ def _default_note(f: Field[Any], kind: Kind[Any], help_text: str) -> str:
 
 def _metavar(flag: str) -> str:
     return flag.removeprefix("--").replace("-", "_").upper()
-
-
-def comma_separated(text: str) -> list[str]:
-    """The non-empty, stripped items of ``a, b,c``."""
-    return [item.strip() for item in text.split(",") if item.strip()]
-
-
-def join(values: Sequence[T], show: Callable[[T], str]) -> str:
-    return ",".join(show(v) for v in values)
