@@ -1,7 +1,7 @@
 """``simulations.options``: one declaration gives the argparse option, the config value, the
 ``reproduce:`` words and the JSON parameter, and the reproduce line parses back to the same
-config. The three commands' own configs are checked the same way in their test packages
-(``test_model.py``) and all together at the end of this file.
+config. A toy config exercises every kind of option; the three commands' configs are
+checked the same way, through the real ``ranktune simulate`` parser, at the end.
 """
 
 from __future__ import annotations
