@@ -42,7 +42,8 @@ Measured per run, then summarised across runs: whether the arm with the highest 
 mean at the end is the truly best arm, whether the arm served most over the last day is,
 the best arm's traffic share over the last day, the wasted traffic (share of all target
 exposures on other arms) and the regret in expected contacts against always serving the
-best arm.
+best arm. Means across runs come with the shared Student-t interval
+(:func:`simulations.confidence.mean_ci`).
 """
 
 from __future__ import annotations
