@@ -254,7 +254,9 @@ def _parent(arms_by_id: Mapping[int, ActiveArm], arm_id: int) -> ActiveArm:
     try:
         return arms_by_id[arm_id]
     except KeyError:
-        raise InvalidParameterError(f"parent arm {arm_id} is not an active arm") from None
+        raise InvalidParameterError(
+            f"parent arm {arm_id} is not an active arm", parameter="parent_ids"
+        ) from None
 
 
 def _draw_distinct(
@@ -314,7 +316,9 @@ def evolve_step(
     a dry run honest.
     """
     if isinstance(generation, bool) or not isinstance(generation, int) or generation < 0:
-        raise InvalidParameterError(f"generation must be an integer >= 0, got {generation!r}")
+        raise InvalidParameterError(
+            f"generation must be an integer >= 0, got {generation!r}", parameter="generation"
+        )
     retirement = select_retirements(
         [arm.arm_id for arm in active_arms],
         [arm.alpha for arm in active_arms],

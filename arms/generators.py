@@ -90,7 +90,9 @@ def mutate(
     :func:`_forced_change`.  One normal draw per parameter is taken in the space's order.
     """
     if not (math.isfinite(scale) and scale > 0):
-        raise InvalidParameterError(f"scale must be a finite number > 0, got {scale!r}")
+        raise InvalidParameterError(
+            f"scale must be a finite number > 0, got {scale!r}", parameter="scale"
+        )
     noises = rng.standard_normal(len(space.parameters))
     values = {
         p.name: _perturb(p, config[p.name], float(noise), scale)

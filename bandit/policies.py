@@ -44,7 +44,8 @@ class Policy(ABC):
         """Convenience for a single bandit: statistics of shape ``(K,)``, answer an ``int``."""
         if np.ndim(successes) != 1:
             raise InvalidParameterError(
-                f"choose_one needs statistics of shape (K,); got {np.shape(successes)}"
+                f"choose_one needs statistics of shape (K,); got {np.shape(successes)}",
+                parameter="successes",
             )
         return int(self.choose(successes, failures, rng))
 
@@ -55,7 +56,8 @@ def _as_counts(successes: npt.ArrayLike, failures: npt.ArrayLike) -> tuple[Float
     if s.shape != f.shape or s.ndim == 0 or s.shape[-1] == 0:
         raise InvalidParameterError(
             f"successes and failures must have the same non-empty shape (..., K); "
-            f"got {s.shape} and {f.shape}"
+            f"got {s.shape} and {f.shape}",
+            parameter="failures" if s.ndim and s.shape[-1] else "successes",
         )
     return s, f
 
@@ -91,7 +93,9 @@ class ThompsonSampling(Policy):
     def __post_init__(self) -> None:
         for label, value in (("prior_alpha", self.prior_alpha), ("prior_beta", self.prior_beta)):
             if not (np.isfinite(value) and value > 0):
-                raise InvalidParameterError(f"{label} must be a finite number > 0, got {value!r}")
+                raise InvalidParameterError(
+                    f"{label} must be a finite number > 0, got {value!r}", parameter=label
+                )
 
     def choose(
         self, successes: npt.ArrayLike, failures: npt.ArrayLike, rng: np.random.Generator
@@ -109,7 +113,9 @@ class ThompsonSampling(Policy):
         f = np.asarray(failures, dtype=np.float64)
         if s.shape != f.shape or s.ndim != 1:
             raise InvalidParameterError(
-                f"successes and failures must have the same shape (K,); got {s.shape} and {f.shape}"
+                "successes and failures must have the same shape (K,); got "
+                f"{s.shape} and {f.shape}",
+                parameter="failures" if s.ndim == 1 else "successes",
             )
         alphas = (self.prior_alpha + s).tolist()
         betas = (self.prior_beta + f).tolist()
@@ -149,7 +155,9 @@ class UCB1(Policy):
 
     def __post_init__(self) -> None:
         if not (np.isfinite(self.alpha) and self.alpha > 0):
-            raise InvalidParameterError(f"alpha must be a finite number > 0, got {self.alpha!r}")
+            raise InvalidParameterError(
+                f"alpha must be a finite number > 0, got {self.alpha!r}", parameter="alpha"
+            )
 
     def choose(
         self, successes: npt.ArrayLike, failures: npt.ArrayLike, rng: np.random.Generator
@@ -191,7 +199,9 @@ class EpsilonGreedy(Policy):
 
     def __post_init__(self) -> None:
         if not (0.0 <= self.epsilon <= 1.0):
-            raise InvalidParameterError(f"epsilon must be in [0, 1], got {self.epsilon!r}")
+            raise InvalidParameterError(
+                f"epsilon must be in [0, 1], got {self.epsilon!r}", parameter="epsilon"
+            )
 
     def choose(
         self, successes: npt.ArrayLike, failures: npt.ArrayLike, rng: np.random.Generator
@@ -211,7 +221,9 @@ class EpsilonDecreasing(Policy):
 
     def __post_init__(self) -> None:
         if not (np.isfinite(self.c) and self.c > 0):
-            raise InvalidParameterError(f"c must be a finite number > 0, got {self.c!r}")
+            raise InvalidParameterError(
+                f"c must be a finite number > 0, got {self.c!r}", parameter="c"
+            )
 
     def choose(
         self, successes: npt.ArrayLike, failures: npt.ArrayLike, rng: np.random.Generator
@@ -243,4 +255,6 @@ def make_policy(
         return EpsilonGreedy(epsilon=epsilon)
     if name == "edecay":
         return EpsilonDecreasing(c=c)
-    raise InvalidParameterError(f"policy must be one of {', '.join(POLICY_NAMES)}; got {name!r}")
+    raise InvalidParameterError(
+        f"policy must be one of {', '.join(POLICY_NAMES)}; got {name!r}", parameter="policy"
+    )

@@ -151,8 +151,9 @@ def test_mutation_is_reproducible_from_the_seed() -> None:
 @pytest.mark.parametrize("scale", [0.0, -0.1, float("nan")])
 def test_mutation_rejects_a_non_positive_scale(scale: float) -> None:
     parent = WEIGHTS.random(np.random.default_rng(0))
-    with pytest.raises(InvalidParameterError, match="scale"):
+    with pytest.raises(InvalidParameterError, match="scale") as error:
         mutate(parent, WEIGHTS, np.random.default_rng(0), scale)
+    assert error.value.parameter == "scale"
 
 
 # ---------------------------------------------------------------- crossover
