@@ -19,6 +19,7 @@ from pydantic import (
 
 from api.enums import ArmStatus, ExperimentStatus, ExpertStatus, ExposureSource, Mode
 from arms.origins import Origin
+from bandit import DEFAULT_POLICY_PARAMETERS
 
 Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
 Identifier = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")]
@@ -98,9 +99,20 @@ class ParameterIn(Strict):
 
 
 class PolicyParams(Strict):
-    epsilon: float = Field(0.1, ge=0, le=1, description="egreedy: exploration probability")
-    c: float = Field(5.0, gt=0, le=1e6, description="edecay: epsilon_t = min(1, c*K/t)")
-    ucb_alpha: float = Field(2.0, gt=0, le=1e6, description="ucb1: exploration constant")
+    """The policies' constants (defaults: ``bandit.PolicyParameters``)."""
+
+    epsilon: float = Field(
+        DEFAULT_POLICY_PARAMETERS.epsilon,
+        ge=0,
+        le=1,
+        description="egreedy: exploration probability",
+    )
+    c: float = Field(
+        DEFAULT_POLICY_PARAMETERS.c, gt=0, le=1e6, description="edecay: epsilon_t = min(1, c*K/t)"
+    )
+    ucb_alpha: float = Field(
+        DEFAULT_POLICY_PARAMETERS.ucb_alpha, gt=0, le=1e6, description="ucb1: exploration constant"
+    )
 
 
 class EvolutionMix(Strict):

@@ -80,6 +80,23 @@ def _means_or(s: FloatArray, pulls: FloatArray, unplayed: float) -> FloatArray:
 
 
 @dataclass(frozen=True)
+class PolicyParameters:
+    """The tunable constants of the policies, and the one declaration of their defaults.
+
+    ``epsilon`` is EpsilonGreedy's exploration probability, ``c`` EpsilonDecreasing's
+    constant, ``ucb_alpha`` UCB1's ``alpha``.  Each policy validates its own constant when
+    it is built (:func:`make_policy`).
+    """
+
+    epsilon: float = 0.1
+    c: float = 5.0
+    ucb_alpha: float = 2.0
+
+
+DEFAULT_POLICY_PARAMETERS = PolicyParameters()
+
+
+@dataclass(frozen=True)
 class ThompsonSampling(Policy):
     """Beta-Bernoulli Thompson sampling (Thompson 1933; Agrawal & Goyal 2012).
 
@@ -150,7 +167,7 @@ class UCB1(Policy):
     total number of pulls so far; ``alpha = 2`` is the original index.
     """
 
-    alpha: float = 2.0
+    alpha: float = DEFAULT_POLICY_PARAMETERS.ucb_alpha
     name: str = "ucb1"
 
     def __post_init__(self) -> None:
@@ -194,7 +211,7 @@ class EpsilonGreedy(Policy):
     arm with the best empirical mean. Its regret grows linearly in time for any ``epsilon > 0``.
     """
 
-    epsilon: float = 0.1
+    epsilon: float = DEFAULT_POLICY_PARAMETERS.epsilon
     name: str = "egreedy"
 
     def __post_init__(self) -> None:
@@ -216,7 +233,7 @@ class EpsilonDecreasing(Policy):
     al. 2002 with ``d = 1``); ``t`` is the number of pulls so far plus one.
     """
 
-    c: float = 5.0
+    c: float = DEFAULT_POLICY_PARAMETERS.c
     name: str = "edecay"
 
     def __post_init__(self) -> None:
@@ -242,9 +259,9 @@ def make_policy(
     *,
     prior_alpha: float = 1.0,
     prior_beta: float = 1.0,
-    epsilon: float = 0.1,
-    c: float = 5.0,
-    ucb_alpha: float = 2.0,
+    epsilon: float = DEFAULT_POLICY_PARAMETERS.epsilon,
+    c: float = DEFAULT_POLICY_PARAMETERS.c,
+    ucb_alpha: float = DEFAULT_POLICY_PARAMETERS.ucb_alpha,
 ) -> Policy:
     """Build a policy from its short name (``thompson``, ``ucb1``, ``egreedy``, ``edecay``)."""
     if name == "thompson":
