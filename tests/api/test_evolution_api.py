@@ -450,6 +450,70 @@ def test_generations_recorded_before_the_typed_plan_read_as_they_were(
     assert {key: generation[key] for key in row} == row
 
 
+# -- precision of generated values ---------------------------------------------------------
+STEPPED = [
+    {"name": "text_match", "type": "float", "low": 0.0, "high": 2.0, "step": 0.05},
+    {"name": "distance", "type": "float", "low": 0.0, "high": 2.0},
+    {"name": "price_diff", "type": "float", "low": 0.0, "high": 2.0, "step": 0.25},
+    {"name": "region", "type": "int", "low": 0, "high": 3},
+]
+
+
+def decimals(value: float) -> int:
+    text = repr(value)
+    return len(text.split(".")[1]) if "." in text and "e" not in text else 0
+
+
+def test_generated_arms_have_the_precision_of_their_parameters(client: TestClient) -> None:
+    created = create(
+        client,
+        parameters=STEPPED,
+        evolution={**EAGER, "max_arms": 12, "mix": {"random": 1, "mutation": 1, "crossover": 1}},
+    )
+    shown = {p["name"]: p for p in created["parameters"]}
+    assert shown["text_match"]["step"] == 0.05 and "step" not in shown["distance"]
+    feed(client, 200, lambda served: 0.3, np.random.default_rng(2), "warm")
+    step = evolve(client, seed=5)
+    origins = {a["origin"] for a in step["added"]}
+    assert {"random", "mutation", "crossover"} <= origins, origins
+    for added in step["added"]:
+        config = added["config"]
+        assert round(config["text_match"] / 0.05, 9) % 1 == 0, config
+        assert config["price_diff"] in (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0)
+        assert decimals(config["text_match"]) <= 2 and decimals(config["distance"]) <= 4
+        assert 0.0 <= config["distance"] <= 2.0 and config["region"] in (0, 1, 2, 3)
+    configs = [arm["config"] for arm in get(client)["arms"] if arm["status"] == "active"]
+    assert len({tuple(sorted(c.items())) for c in configs}) == len(configs)
+
+
+@pytest.mark.parametrize(
+    ("step", "expected"),
+    [
+        (0.0, "greater than 0"),
+        (-1.0, "greater than 0"),
+        (2.5, "no larger than high - low (2.0)"),
+    ],
+)
+def test_an_invalid_step_names_the_parameter(client: TestClient, step: Any, expected: str) -> None:
+    parameters = [dict(p) for p in STEPPED]
+    parameters[1]["step"] = step
+    response = client.post(
+        "/v1/experiments", json=similar_items(parameters=parameters), headers=ADMIN
+    )
+    assert response.status_code == 422, response.text
+    assert response.json()["field"] == "parameters[1].step"
+    assert expected in response.json()["detail"]
+
+
+def test_an_int_step_must_be_integral(client: TestClient) -> None:
+    parameters = [dict(p) for p in STEPPED]
+    parameters[3]["step"] = 1.5
+    response = client.post(
+        "/v1/experiments", json=similar_items(parameters=parameters), headers=ADMIN
+    )
+    assert response.status_code == 422 and response.json()["field"] == "parameters[3].step"
+
+
 # -- expert queue --------------------------------------------------------------------------
 def test_expert_queue_submit_list_withdraw_and_consume(client: TestClient) -> None:
     created = create(client, evolution={**EAGER, "max_arms": 6, "mix": {"random": 1}})
