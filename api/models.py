@@ -103,8 +103,9 @@ class Experiment(Base):
     # Window mode: the arm that serves the whole target group until the next tick.
     window_arm_id: Mapped[int | None] = mapped_column(Integer)
     # The genetic step: its settings as given at creation (NULL: never
-    # configured, steps on demand use the defaults); ``evolve_interval_s`` is NULL unless
-    # scheduled steps are enabled; ``generation`` counts the applied steps.
+    # configured; api.services.evolution.settings_in_force then gives the defaults, with
+    # max_arms the active arm count); ``evolve_interval_s`` is NULL unless scheduled steps
+    # are enabled; ``generation`` counts the applied steps.
     evolution: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     evolve_interval_s: Mapped[float | None] = mapped_column(Float)
     last_evolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

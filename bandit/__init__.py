@@ -5,11 +5,13 @@ No I/O, clocks or settings here; randomness only from an injected ``numpy.random
 
 from bandit.errors import BanditError, InvalidParameterError
 from bandit.policies import (
+    DEFAULT_POLICY_PARAMETERS,
     POLICY_NAMES,
     UCB1,
     EpsilonDecreasing,
     EpsilonGreedy,
     Policy,
+    PolicyParameters,
     ThompsonSampling,
     make_policy,
 )
@@ -17,6 +19,7 @@ from bandit.summaries import PosteriorSummary, summarize
 from bandit.update import PosteriorUpdate, Prior, WindowCounts, reference_ratio_update
 
 __all__ = [
+    "DEFAULT_POLICY_PARAMETERS",
     "POLICY_NAMES",
     "UCB1",
     "BanditError",
@@ -24,6 +27,7 @@ __all__ = [
     "EpsilonGreedy",
     "InvalidParameterError",
     "Policy",
+    "PolicyParameters",
     "PosteriorSummary",
     "PosteriorUpdate",
     "Prior",

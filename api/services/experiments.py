@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -33,7 +34,7 @@ from api.services.common import (
     space_of,
     validate_config,
 )
-from api.services.evolution import evolution_columns
+from api.services.evolution import evolution_columns, settings_in_force
 from api.services.ticks import apply_tick, draw_window_arm
 from arms import Configuration, ConfigurationError, Parameter, ParameterSpace
 from arms.origins import Origin
@@ -331,13 +332,17 @@ def experiment_out(session: Session, experiment: Experiment) -> schemas.Experime
         tick_count=experiment.tick_count,
         window_arm_id=experiment.window_arm_id,
         arms=[arm_out(arm) for arm in arms],
-        evolution=experiment.evolution,
+        evolution=settings_in_force(experiment, _active_count(arms)).shown,
         evolve_interval_s=experiment.evolve_interval_s,
         last_evolved_at=experiment.last_evolved_at,
         generation=experiment.generation,
         attribution_window_s=experiment.attribution_window_s,
         max_events_per_exposure=event_limits(experiment.max_events_per_exposure),
     )
+
+
+def _active_count(arms: Sequence[Arm]) -> int:
+    return sum(1 for arm in arms if arm.status == ArmStatus.ACTIVE)
 
 
 def experiment_summaries(session: Session) -> list[schemas.ExperimentSummary]:

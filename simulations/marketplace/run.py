@@ -233,8 +233,8 @@ class _Platform:
             )
             if outcome is None or not outcome.applied:
                 return None
-            retired = [int(r["arm_id"]) for r in outcome.retired]
-            added = [int(a["arm_id"]) for a in outcome.added if a.get("arm_id") is not None]
+            retired = [int(r.arm_id) for r in outcome.retired]
+            added = [int(a.arm_id) for a in outcome.added if a.arm_id is not None]
         return retired, added
 
     def arm_rows(self) -> list[dict[str, Any]]:

@@ -153,13 +153,19 @@ class RegretConfig:
     def __post_init__(self) -> None:
         check_means(self.means)
         if len(self.means) < 2:
-            raise InvalidParameterError(f"a bandit needs at least 2 arms; got {len(self.means)}")
+            raise InvalidParameterError(
+                f"a bandit needs at least 2 arms; got {len(self.means)}", parameter="means"
+            )
         if self.horizon < 1:
-            raise InvalidParameterError(f"horizon must be >= 1, got {self.horizon}")
+            raise InvalidParameterError(
+                f"horizon must be >= 1, got {self.horizon}", parameter="horizon"
+            )
         if self.runs < 1:
-            raise InvalidParameterError(f"runs must be >= 1, got {self.runs}")
+            raise InvalidParameterError(f"runs must be >= 1, got {self.runs}", parameter="runs")
         if not self.policies:
-            raise InvalidParameterError("policies must name at least one policy")
+            raise InvalidParameterError(
+                "policies must name at least one policy", parameter="policies"
+            )
         for name in self.policies:
             self.make_policy(name)  # validates the name and its parameters
 
@@ -255,9 +261,11 @@ def simulate_policy(
     times = checkpoint_times(horizon) if times is None else np.asarray(times, dtype=np.int64)
 
     if times.ndim != 1 or times.size == 0 or np.any(np.diff(times) <= 0):
-        raise InvalidParameterError("times must be a non-empty increasing sequence")
+        raise InvalidParameterError(
+            "times must be a non-empty increasing sequence", parameter="times"
+        )
     if times[0] < 1 or times[-1] > horizon:
-        raise InvalidParameterError(f"times must lie in 1..{horizon}")
+        raise InvalidParameterError(f"times must lie in 1..{horizon}", parameter="times")
     # A sentinel past the horizon saves a bounds check in the loop.
     stops = [int(t) for t in times] + [horizon + 1]
 

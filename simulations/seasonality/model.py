@@ -173,34 +173,56 @@ class SeasonalityConfig:
     def __post_init__(self) -> None:
         qualities = np.asarray(self.arm_qualities, dtype=np.float64)
         if qualities.ndim != 1 or qualities.size < 2:
-            raise InvalidParameterError("arms must list at least two relative qualities")
+            raise InvalidParameterError(
+                "arms must list at least two relative qualities", parameter="arm_qualities"
+            )
         if not np.all(np.isfinite(qualities)) or np.any(qualities <= 0):
-            raise InvalidParameterError("arm qualities must be finite numbers > 0")
+            raise InvalidParameterError(
+                "arm qualities must be finite numbers > 0", parameter="arm_qualities"
+            )
         if np.sum(qualities == qualities.max()) > 1:
-            raise InvalidParameterError("exactly one arm must have the highest quality")
-        _require(self.days > 0, "days must be > 0")
-        _require(0 < self.window_minutes <= MINUTES_PER_DAY, "window_minutes must be in (0, 1440]")
-        _require(self.n_windows >= 1, "days * 1440 / window_minutes must be at least 1 window")
-        _require(self.runs >= 1, "runs must be >= 1")
-        _require(self.seed >= 0, "seed must be >= 0")
-        _require(0 < self.base_rate < 1, "base_rate must be in (0, 1)")
-        _require(self.peak_to_trough >= 1, "peak_to_trough must be >= 1")
+            raise InvalidParameterError(
+                "exactly one arm must have the highest quality", parameter="arm_qualities"
+            )
+        _require(self.days > 0, "days", "days must be > 0")
+        _require(
+            0 < self.window_minutes <= MINUTES_PER_DAY,
+            "window_minutes",
+            "window_minutes must be in (0, 1440]",
+        )
+        _require(
+            self.n_windows >= 1,
+            "window_minutes",
+            "days * 1440 / window_minutes must be at least 1 window",
+        )
+        _require(self.runs >= 1, "runs", "runs must be >= 1")
+        _require(self.seed >= 0, "seed", "seed must be >= 0")
+        _require(0 < self.base_rate < 1, "base_rate", "base_rate must be in (0, 1)")
+        _require(self.peak_to_trough >= 1, "peak_to_trough", "peak_to_trough must be >= 1")
         _require(
             self.start_hour is None or 0 <= self.start_hour < 24,
+            "start_hour",
             "start_hour must be in [0, 24) or random",
         )
-        _require(self.requests_per_day > 0, "requests_per_day must be > 0")
-        _require(0 < self.reference_share < 1, "reference_share must be in (0, 1)")
-        _require(0 < self.decay <= 1, "decay must be in (0, 1]")
-        _require(self.draws_per_window >= 1, "draws_per_window must be >= 1")
-        _require(self.smooth_hours > 0, "smooth_hours must be > 0")
+        _require(self.requests_per_day > 0, "requests_per_day", "requests_per_day must be > 0")
+        _require(
+            0 < self.reference_share < 1, "reference_share", "reference_share must be in (0, 1)"
+        )
+        _require(0 < self.decay <= 1, "decay", "decay must be in (0, 1]")
+        _require(self.draws_per_window >= 1, "draws_per_window", "draws_per_window must be >= 1")
+        _require(self.smooth_hours > 0, "smooth_hours", "smooth_hours must be > 0")
         Prior(self.prior_alpha, self.prior_beta)  # validates the prior
         peak_rate = self.base_rate * (1 + self.cycle_amplitude) * float(qualities.max())
-        _require(peak_rate <= 1, f"the best arm's peak contact rate must be <= 1, got {peak_rate}")
+        _require(
+            peak_rate <= 1,
+            "base_rate",
+            f"the best arm's peak contact rate must be <= 1, got {peak_rate}",
+        )
         for label, chosen, allowed in (("modes", self.modes, MODES), ("feeds", self.feeds, FEEDS)):
             unknown = sorted(set(chosen) - set(allowed))
             _require(
                 bool(chosen) and not unknown,
+                label,
                 f"{label} must be a non-empty subset of {', '.join(allowed)}; got {chosen}",
             )
 
@@ -230,9 +252,9 @@ class SeasonalityConfig:
         return tuple((m, f) for m, f in COMBINATIONS if m in self.modes and f in self.feeds)
 
 
-def _require(condition: bool, message: str) -> None:
+def _require(condition: bool, parameter: str, message: str) -> None:
     if not condition:
-        raise InvalidParameterError(message)
+        raise InvalidParameterError(message, parameter=parameter)
 
 
 def daily_rates(hours: npt.ArrayLike, config: SeasonalityConfig) -> FloatArray:
