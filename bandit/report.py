@@ -258,7 +258,8 @@ def mixture_rho2(planned_sample_size: float, alpha: float) -> float:
     _check_alpha(alpha)
     if not (math.isfinite(planned_sample_size) and planned_sample_size > 0):
         raise InvalidParameterError(
-            f"planned sample size must be a finite number > 0, got {planned_sample_size!r}"
+            f"planned sample size must be a finite number > 0, got {planned_sample_size!r}",
+            parameter="planned_exposures",
         )
     minus_two_log_alpha = -2.0 * math.log(alpha)
     return (minus_two_log_alpha + math.log(minus_two_log_alpha + 1.0)) / planned_sample_size
@@ -314,12 +315,17 @@ def ratio_estimate(
     if y.ndim != 1 or y.shape != n.shape:
         raise InvalidParameterError(
             f"events and exposures must be 1-d arrays with one entry per bucket; got shapes "
-            f"{y.shape} and {n.shape}"
+            f"{y.shape} and {n.shape}",
+            parameter="events_by_bucket",
         )
     if not (np.all(np.isfinite(y)) and np.all(np.isfinite(n))):
-        raise InvalidParameterError("events and exposures must be finite")
+        raise InvalidParameterError(
+            "events and exposures must be finite", parameter="events_by_bucket"
+        )
     if np.any(y < 0) or np.any(n < 0):
-        raise InvalidParameterError("events and exposures must be >= 0")
+        raise InvalidParameterError(
+            "events and exposures must be >= 0", parameter="events_by_bucket"
+        )
     events, exposures, buckets = float(y.sum()), float(n.sum()), int(y.size)
     if exposures == 0:
         return RatioEstimate(events, exposures, buckets, None, None, Reason.NO_EXPOSURES)
@@ -370,7 +376,9 @@ def relative_effect(
     _check_alpha(alpha)
     rho2 = mixture_rho2(planned_exposures, alpha)
     if not (math.isfinite(min_events) and min_events >= 0):
-        raise InvalidParameterError(f"min_events must be a finite number >= 0, got {min_events!r}")
+        raise InvalidParameterError(
+            f"min_events must be a finite number >= 0, got {min_events!r}", parameter="min_events"
+        )
     sample_size = min(treatment.exposures, control.exposures)
 
     def result(
@@ -452,14 +460,19 @@ def sample_ratio_mismatch(
     if observed.ndim != 1 or observed.shape != shares.shape or observed.size == 0:
         raise InvalidParameterError(
             f"observed counts and expected shares must be non-empty 1-d arrays of the same "
-            f"length; got shapes {observed.shape} and {shares.shape}"
+            f"length; got shapes {observed.shape} and {shares.shape}",
+            parameter="observed",
         )
     if not (np.all(np.isfinite(observed)) and np.all(observed >= 0)):
-        raise InvalidParameterError("observed counts must be finite and >= 0")
+        raise InvalidParameterError("observed counts must be finite and >= 0", parameter="observed")
     if not (np.all(np.isfinite(shares)) and np.all(shares >= 0) and shares.sum() > 0):
-        raise InvalidParameterError("expected shares must be finite, >= 0 and not all 0")
+        raise InvalidParameterError(
+            "expected shares must be finite, >= 0 and not all 0", parameter="expected_shares"
+        )
     if not (0.0 < threshold < 1.0):
-        raise InvalidParameterError(f"threshold must be in (0, 1), got {threshold!r}")
+        raise InvalidParameterError(
+            f"threshold must be in (0, 1), got {threshold!r}", parameter="threshold"
+        )
     total = float(observed.sum())
     expected = total * shares / shares.sum()
 
@@ -516,15 +529,20 @@ def time_to_decision(
     """
     rates = (treatment_exposures_per_second, control_exposures_per_second)
     if not all(math.isfinite(r) and r >= 0 for r in rates):
-        raise InvalidParameterError(f"exposure rates must be finite and >= 0, got {rates!r}")
+        raise InvalidParameterError(
+            f"exposure rates must be finite and >= 0, got {rates!r}", parameter="treatment_rate"
+        )
     if min_detectable_effect is not None and not (
         math.isfinite(min_detectable_effect) and min_detectable_effect > 0
     ):
         raise InvalidParameterError(
-            f"min_detectable_effect must be a finite number > 0, got {min_detectable_effect!r}"
+            f"min_detectable_effect must be a finite number > 0, got {min_detectable_effect!r}",
+            parameter="min_detectable_effect",
         )
     if not (math.isfinite(horizon_seconds) and horizon_seconds > 0):
-        raise InvalidParameterError(f"horizon_seconds must be > 0, got {horizon_seconds!r}")
+        raise InvalidParameterError(
+            f"horizon_seconds must be > 0, got {horizon_seconds!r}", parameter="horizon_seconds"
+        )
 
     def undecided(
         reason: Reason | None, target: float | None = None, now: float | None = None
@@ -577,4 +595,4 @@ def time_to_decision(
 
 def _check_alpha(alpha: float) -> None:
     if not (0.0 < alpha < 1.0):
-        raise InvalidParameterError(f"alpha must be in (0, 1), got {alpha!r}")
+        raise InvalidParameterError(f"alpha must be in (0, 1), got {alpha!r}", parameter="alpha")
