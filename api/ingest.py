@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import chain
 from typing import Any, NamedTuple
 
 from sqlalchemy import Connection
@@ -59,7 +60,6 @@ class EventRow(NamedTuple):
     # None for server-counted exposures, which are credited whole.
     ticket: str | None = None
     limit: int | None = None
-    expires_at: int = 0  # unix seconds: the end of the ticket's attribution window
     reason: str = CREDITED  # why it will not be credited, if it will not (api.limits)
 
 
@@ -304,20 +304,18 @@ def credit_tickets(connection: Connection, rows: Sequence[EventRow]) -> list[int
     """The part of each row's count that its ticket may still credit, in row order.
 
     Adds every bounded row to its ticket's running total in ``ticket_credits`` (one upsert
-    per (ticket, type), returning the new totals, so two replicas' writers never both
-    credit the same allowance), then hands out what is left of each ticket's ``limit`` in
-    the order of the rows. Rows that will not be credited anyway credit 0; server-counted
-    exposures (no ticket) credit their whole count.
+    per batch that returns the new totals, so two replicas' writers never both credit the
+    same allowance), then hands out what is left of each ticket's ``limit`` in the order of
+    the rows. Rows that will not be credited anyway credit 0; server-counted exposures (no
+    ticket) credit their whole count.
     """
     added: dict[tuple[int, str, str], int] = {}
-    expiry: dict[tuple[int, str, str], int] = {}
     for row in rows:
         if row.ticket is not None and row.reason == CREDITED:
             key = (row.experiment_id, row.ticket, row.type)
             added[key] = added.get(key, 0) + row.count
-            expiry[key] = row.expires_at
-    totals = _add_ticket_credits(connection, added, expiry) if added else {}
-    reported = {key: totals[key] - count for key, count in added.items()}  # before this group
+    totals = _add_ticket_credits(connection, added) if added else {}
+    reported = {key: totals[key] - count for key, count in added.items()}  # before this batch
     credited: list[int] = []
     for row in rows:
         if row.reason != CREDITED:
@@ -332,45 +330,46 @@ def credit_tickets(connection: Connection, rows: Sequence[EventRow]) -> list[int
     return credited
 
 
-_CREDIT_CHUNK = 5000  # rows per statement: 5 bound values each, under SQLite's 32,766
+_CREDIT_CHUNK = 5000  # keys per statement: 4 bound values each, under SQLite's 32,766
+_UPSERT_CREDITS = (
+    "INSERT INTO ticket_credits (experiment_id, ticket, type, count) {rows} "
+    "ON CONFLICT (experiment_id, ticket, type) "
+    "DO UPDATE SET count = ticket_credits.count + excluded.count "
+    "RETURNING experiment_id, ticket, type, count"
+)
 
 
 def _add_ticket_credits(
-    connection: Connection,
-    added: dict[tuple[int, str, str], int],
-    expiry: dict[tuple[int, str, str], int],
+    connection: Connection, added: dict[tuple[int, str, str], int]
 ) -> dict[tuple[int, str, str], int]:
     """Upsert the counts into ``ticket_credits``; the new totals by key.
 
-    Keys go in sorted order so that concurrent writers lock rows in one order.
+    Keys go in sorted order, so that concurrent writers on PostgreSQL lock the rows in one
+    order and cannot deadlock (SQLite's writer holds the only write lock anyway).
     """
     keys = sorted(added)
     totals: dict[tuple[int, str, str], int] = {}
-    update = (
-        "ON CONFLICT (experiment_id, ticket, type) "
-        "DO UPDATE SET count = ticket_credits.count + excluded.count "
-        "RETURNING experiment_id, ticket, type, count"
-    )
-    insert = "INSERT INTO ticket_credits (experiment_id, ticket, type, count, expires_at) "
+    postgres = connection.dialect.name == "postgresql"
     for start in range(0, len(keys), _CREDIT_CHUNK):
         chunk = keys[start : start + _CREDIT_CHUNK]
-        if connection.dialect.name == "postgresql":
-            sql = (
-                f"{insert}SELECT * FROM unnest(%s::int[], %s::text[], %s::text[], "
-                f"%s::bigint[], %s::bigint[]) {update}"
-            )
-            params: tuple[Any, ...] = (
+        params: tuple[Any, ...]
+        if postgres:
+            rows = "SELECT * FROM unnest(%s::int[], %s::text[], %s::text[], %s::bigint[])"
+            params = (
                 [key[0] for key in chunk],
                 [key[1] for key in chunk],
                 [key[2] for key in chunk],
                 [added[key] for key in chunk],
-                [expiry[key] for key in chunk],
             )
         else:
-            sql = f"{insert}VALUES {', '.join(['(?, ?, ?, ?, ?)'] * len(chunk))} {update}"
-            params = tuple(value for key in chunk for value in (*key, added[key], expiry[key]))
-        for experiment_id, ticket, kind, total in connection.exec_driver_sql(sql, params):
-            totals[(experiment_id, ticket, kind)] = int(total)
+            rows = "VALUES " + ", ".join(["(?, ?, ?, ?)"] * len(chunk))
+            params = tuple(chain.from_iterable((*key, added[key]) for key in chunk))
+        statement = _UPSERT_CREDITS.format(rows=rows)
+        # fetchall: one call for the whole result, not one per row (a third of the cost).
+        for experiment_id, ticket, kind, total in connection.exec_driver_sql(
+            statement, params
+        ).fetchall():
+            totals[(experiment_id, ticket, kind)] = total
     return totals
 
 

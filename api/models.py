@@ -199,18 +199,21 @@ class TicketCredit(Base):
     """How many events of one type each ticket has reported, to bound what it credits.
 
     The event writer adds to these rows in the transaction that stores the events (an
-    atomic upsert, so replicas sharing the database agree); rows past their ticket's
-    attribution window are purged, since events on an expired ticket are refused anyway.
+    atomic upsert, so replicas sharing the database agree). A ticket's key starts with its
+    zero-padded issue time (``TicketClaims.key``), so the rows past an experiment's
+    attribution window are one range of the primary key, purged by the maintenance job:
+    events on an expired ticket are refused anyway. One row per ticket that reported
+    something, written with every batch: no foreign key and no second index to maintain,
+    and on SQLite the primary key is the table (``WITHOUT ROWID``).
     """
 
     __tablename__ = "ticket_credits"
-    __table_args__ = (Index("ix_ticket_credits_expires_at", "expires_at"),)
+    __table_args__ = {"sqlite_with_rowid": False}
 
-    experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id"), primary_key=True)
+    experiment_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     ticket: Mapped[str] = mapped_column(String(64), primary_key=True)
     type: Mapped[str] = mapped_column(String(64), primary_key=True)
     count: Mapped[int] = mapped_column(BigInteger)
-    expires_at: Mapped[int] = mapped_column(BigInteger)  # unix seconds
 
 
 class Tick(Base):

@@ -176,11 +176,22 @@ def stopped_experiments_with_pending_counts(session: Session) -> Sequence[Experi
     ).all()
 
 
-def purge_expired_ticket_credits(session: Session, before: int) -> int:
-    """Forget the per-ticket counts of tickets whose attribution window ended before
-    ``before`` (unix seconds): events on them are refused anyway. Rows deleted."""
-    result = session.execute(delete(TicketCredit).where(TicketCredit.expires_at < before))
-    return int(getattr(result, "rowcount", 0) or 0)
+def purge_expired_ticket_credits(session: Session, now: float, margin_s: float) -> int:
+    """Forget the per-ticket counts of tickets past their experiment's attribution window
+    (and ``margin_s`` more): events on them are refused anyway. A ticket's key starts with
+    its zero-padded issue time, so each experiment's expired keys are one range of the
+    primary key. Rows deleted."""
+    deleted = 0
+    windows = session.execute(select(Experiment.id, Experiment.attribution_window_s)).all()
+    for experiment_id, window in windows:
+        oldest_valid = f"{max(int(now - window - margin_s), 0):010d}"
+        result = session.execute(
+            delete(TicketCredit).where(
+                TicketCredit.experiment_id == experiment_id, TicketCredit.ticket < oldest_valid
+            )
+        )
+        deleted += int(getattr(result, "rowcount", 0) or 0)
+    return deleted
 
 
 # -- ticks ---------------------------------------------------------------------------------

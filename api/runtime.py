@@ -258,7 +258,7 @@ class Runtime:
         experiments)."""
         try:
             with self.transaction() as session:
-                purged = repo.purge_expired_ticket_credits(session, int(time.time()) - CLOCK_SKEW_S)
+                purged = repo.purge_expired_ticket_credits(session, time.time(), CLOCK_SKEW_S)
             with self.transaction() as session:
                 discarded = discard_pending_of_stopped(session)
         except SQLAlchemyError:

@@ -25,11 +25,11 @@ import binascii
 import hashlib
 import hmac
 import itertools
-import re
 import secrets
+import string
 import struct
 import time
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from api.enums import Group
 
@@ -37,14 +37,15 @@ VERSION = 2
 _LAYOUT = struct.Struct(">BIIBBHIHI")
 _TAG_BYTES = 16
 TICKET_LENGTH = (_LAYOUT.size + _TAG_BYTES) * 4 // 3  # 52 characters
-_TICKET = re.compile(rf"[A-Za-z0-9_-]{{{TICKET_LENGTH}}}")
+_ALPHABET = string.ascii_letters + string.digits + "-_"  # base64url
 _BLOCK = hashlib.sha256().block_size  # 64 bytes
 GROUPS = tuple(Group)  # in code order: target 0, reference 1, inactive 2
 GROUP_CODES: dict[str, int] = {name.value: code for code, name in enumerate(GROUPS)}
 
 
-@dataclass(frozen=True)
-class TicketClaims:
+class TicketClaims(NamedTuple):
+    """What a genuine ticket says (a tuple: built for every event of every request)."""
+
     experiment_id: int
     arm_id: int
     group: Group
@@ -56,7 +57,8 @@ class TicketClaims:
     @property
     def key(self) -> str:
         """What identifies the ticket within its experiment (the per-ticket credit key)."""
-        return f"{self.arm_id}:{GROUP_CODES[self.group]}:{self.issued_at}:{self.serial:x}"
+        # The issue time first, zero-padded: expired tickets are one range of keys.
+        return f"{self.issued_at:010d}:{self.arm_id}:{GROUP_CODES[self.group]}:{self.serial:x}"
 
 
 def new_secret() -> str:
@@ -116,7 +118,9 @@ class TicketSigner:
 
     def verify(self, ticket: str) -> TicketClaims | None:
         """The claims of a genuine ticket, or None for anything forged, foreign or malformed."""
-        if _TICKET.fullmatch(ticket) is None:
+        # Exactly the length and alphabet of the one spelling (str.strip of the alphabet
+        # leaves nothing: a C loop, half the cost of a regular expression).
+        if len(ticket) != TICKET_LENGTH or not ticket.isascii() or ticket.strip(_ALPHABET):
             return None
         try:
             raw = base64.urlsafe_b64decode(ticket)

@@ -53,15 +53,12 @@ def upgrade() -> None:
         sa.Column("ticket", sa.String(length=64), nullable=False),
         sa.Column("type", sa.String(length=64), nullable=False),
         sa.Column("count", sa.BigInteger(), nullable=False),
-        sa.Column("expires_at", sa.BigInteger(), nullable=False),
-        sa.ForeignKeyConstraint(["experiment_id"], ["experiments.id"]),
         sa.PrimaryKeyConstraint("experiment_id", "ticket", "type"),
+        sqlite_with_rowid=False,
     )
-    op.create_index("ix_ticket_credits_expires_at", "ticket_credits", ["expires_at"])
 
 
 def downgrade() -> None:
-    op.drop_index("ix_ticket_credits_expires_at", table_name="ticket_credits")
     op.drop_table("ticket_credits")
     op.execute("DELETE FROM pending_counts WHERE reason <> ''")
     _rebuild_pending_counts(with_reason=False)

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import create_engine, func, select
+from sqlalchemy import create_engine, func, literal, select
 
 from api.app import create_app
 from api.models import Event, PendingCount, TicketCredit
@@ -396,8 +396,12 @@ def test_maintenance_forgets_expired_tickets_and_pending_counts_of_stopped_exper
         try:
             with engine.begin() as connection:
                 assert connection.scalar(select(func.count()).select_from(TicketCredit)) == 1
-                # As if the window had ended two minutes ago.
-                connection.execute(TicketCredit.__table__.update().values(expires_at=0))
+                # As if the ticket had been issued long ago (keys start with the issue time).
+                connection.execute(
+                    TicketCredit.__table__.update().values(
+                        ticket=literal("0000000001").concat(func.substr(TicketCredit.ticket, 11))
+                    )
+                )
             client.post("/v1/experiments/similar-items/stop", headers=ADMIN)
             with engine.begin() as connection:
                 # A replica that had not seen the stop yet left counts behind.
