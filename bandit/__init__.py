@@ -4,6 +4,7 @@ No I/O, clocks or settings here; randomness only from an injected ``numpy.random
 """
 
 from bandit.errors import BanditError, InvalidParameterError
+from bandit.nursery import Nursery, choose_with_nursery, nursery_of
 from bandit.policies import (
     POLICY_NAMES,
     UCB1,
@@ -23,13 +24,16 @@ __all__ = [
     "EpsilonDecreasing",
     "EpsilonGreedy",
     "InvalidParameterError",
+    "Nursery",
     "Policy",
     "PosteriorSummary",
     "PosteriorUpdate",
     "Prior",
     "ThompsonSampling",
     "WindowCounts",
+    "choose_with_nursery",
     "make_policy",
+    "nursery_of",
     "reference_ratio_update",
     "summarize",
 ]
