@@ -80,8 +80,14 @@ async def snapshot(
         status=snap.status,
         loaded_at=snap.loaded_at,
         arms=[
-            schemas.SnapshotArm(arm_id=arm_id, alpha=float(a), beta=float(b))
-            for arm_id, a, b in zip(snap.arm_ids, snap.alphas, snap.betas, strict=True)
+            schemas.SnapshotArm(
+                arm_id=arm_id,
+                alpha=float(snap.alphas[index]),
+                beta=float(snap.betas[index]),
+                exposures=float(snap.exposures[index]),
+                in_nursery=snap.nursery is not None and index in snap.nursery.arms,
+            )
+            for index, arm_id in enumerate(snap.arm_ids)
         ],
     )
 
