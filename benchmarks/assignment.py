@@ -117,7 +117,9 @@ def run(duration: float, repeats: int, connections: int, warmup: float = 3.0) ->
         "median_pair_raw_throughput_ratio": _pair_median(results, "ranktune", "raw", "rps"),
         "baseline_raw_throughput_ratio": base["rps"] / ceiling["rps"],
         # Server CPU per request, baseline / ranktune: above 1 when ranktune costs less.
-        "cpu_ratio": base["cpu_us"] / ours["cpu_us"] if "cpu_us" in ours else None,
+        "cpu_ratio": (
+            base["cpu_us"] / ours["cpu_us"] if "cpu_us" in ours and "cpu_us" in base else None
+        ),
         "load_average": {"before": load_before, "after": load_after},
         "runs": results,
         "settings": {"duration_s": duration, "repeats": repeats, "connections": connections},
