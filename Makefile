@@ -1,41 +1,51 @@
-# The commands the README promises. Each installs what it needs into .venv first.
+# The commands the README promises. Each installs what it needs into .venv first:
+# `make run` only the server's dependencies, the others the development tools too.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-stamp
-HOST ?= 127.0.0.1
-PORT ?= 8000
+RUN_STAMP := $(VENV)/.run-stamp
+DEV_STAMP := $(VENV)/.dev-stamp
 # A development token so that the quickstart works by copy-paste; set your own in production.
 export RANKTUNE_ADMIN_TOKEN ?= dev-admin-token-change-me
+# `make run HOST=0.0.0.0 PORT=8001` passes them to `ranktune serve`; unset, serve reads
+# RANKTUNE_HOST and RANKTUNE_PORT (default 127.0.0.1:8000).
+HOST ?=
+PORT ?=
 
 .PHONY: install run test lint format bench clean
 
-$(STAMP): pyproject.toml
+$(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+
+$(RUN_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(DEV_STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[dev]'
-	touch $(STAMP)
+	touch $@ $(RUN_STAMP)
 
-install: $(STAMP)
+install: $(DEV_STAMP)
 
-run: install
+run: $(RUN_STAMP)
 	$(BIN)/ranktune db upgrade
-	$(BIN)/ranktune serve --host $(HOST) --port $(PORT)
+	$(BIN)/ranktune serve $(if $(HOST),--host $(HOST)) $(if $(PORT),--port $(PORT))
 
-test: install
+test: $(DEV_STAMP)
 	$(BIN)/python -m pytest -q
 
-lint: install
+lint: $(DEV_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-format: install
+format: $(DEV_STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: install
+bench: $(DEV_STAMP)
 	$(BIN)/python benchmarks/run_all.py
 
 clean:

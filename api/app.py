@@ -12,7 +12,8 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.errors import error_body, install_error_handlers
+from api.error_handlers import install_error_handlers
+from api.errors import error_body
 from api.routes import admin, client
 from api.runtime import Runtime
 from api.settings import Settings

@@ -14,10 +14,14 @@ instead of silently taking the lock. PostgreSQL transactions are the same on bot
 
 from __future__ import annotations
 
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 READ_ONLY = "ranktune_read_only"  # execution option of the read-only engine view
 _QUERY_ONLY = "ranktune_query_only"  # a pooled SQLite connection's current query_only pragma
@@ -94,3 +98,22 @@ def make_session_factory(engine: Engine, *, read_only: bool = False) -> sessionm
     factory = sessionmaker(read_only_view(engine), expire_on_commit=False)
     event.listen(factory, "before_flush", _refuse_flush)
     return factory
+
+
+def migrations_config(database_url: str) -> Config:
+    """The Alembic configuration of the packaged migrations, pointed at ``database_url``."""
+    from alembic.config import Config
+
+    import migrations
+
+    config = Config()
+    config.set_main_option("script_location", str(Path(migrations.__file__).parent))
+    config.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
+    return config
+
+
+def upgrade_database(database_url: str, revision: str = "head") -> None:
+    """Apply the migrations up to ``revision`` (creates a SQLite file if missing)."""
+    from alembic import command
+
+    command.upgrade(migrations_config(database_url), revision)

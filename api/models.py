@@ -96,13 +96,16 @@ class Experiment(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     last_tick_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     tick_count: Mapped[int] = mapped_column(Integer, default=0)
+    # Scheduled windows in which nothing arrived since the last recorded tick (not recorded).
+    empty_windows: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # Bumped by every change that alters what is served; replicas reload when it moves.
     version: Mapped[int] = mapped_column(Integer, default=0)
     # Window mode: the arm that serves the whole target group until the next tick.
     window_arm_id: Mapped[int | None] = mapped_column(Integer)
-    # The genetic step (SPEC §3.3): its settings as given at creation (NULL: never
-    # configured, steps on demand use the defaults); ``evolve_interval_s`` is NULL unless
-    # scheduled steps are enabled; ``generation`` counts the applied steps.
+    # The genetic step: its settings as given at creation (NULL: never
+    # configured; api.services.evolution.settings_in_force then gives the defaults, with
+    # max_arms the active arm count); ``evolve_interval_s`` is NULL unless scheduled steps
+    # are enabled; ``generation`` counts the applied steps.
     evolution: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     evolve_interval_s: Mapped[float | None] = mapped_column(Float)
     last_evolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -114,7 +117,7 @@ class Experiment(Base):
     # Event type (or "*") -> the most events of that type credited per ticket (per
     # exposure); NULL: the defaults (api.services.events.DEFAULT_EVENT_LIMITS).
     max_events_per_exposure: Mapped[dict[str, Any] | None] = mapped_column(JSON)
-    # The nursery (migration 0005; bandit.nursery): until an active arm has
+    # The nursery (migration 0006; bandit.nursery): until an active arm has
     # nursery_exposures credited exposures, it is served on the nursery's schedule (the
     # nursery arms share nursery_share of the target draws), not by the policy; 0: off.
     nursery_exposures: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
@@ -236,6 +239,8 @@ class Tick(Base):
     window_arm_id: Mapped[int | None] = mapped_column(Integer)
     next_window_arm_id: Mapped[int | None] = mapped_column(Integer)
     replica: Mapped[str | None] = mapped_column(String(64))
+    # Empty scheduled windows skipped (not recorded) since the previous recorded tick.
+    empty_windows_before: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # Target events reported beyond the event limits (per ticket, or the arm's exposures
     # times the limit), in both groups: stored, never credited.
     quarantined_events: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")

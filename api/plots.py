@@ -20,6 +20,7 @@ import numpy.typing as npt
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
+from matplotlib.ticker import PercentFormatter
 
 from bandit.summaries import credible_intervals
 
@@ -78,11 +79,13 @@ def posteriors_figure(
     """Posterior mean alpha/(alpha+beta) per arm; the ``highlighted`` arms with the highest
     latest mean in colour with their equal-tailed 95% band, the others thin and grey.
 
-    A mean above 1/2 means the arm earns more target events per exposure than the
-    reference group (SPEC §3.2), so 1/2 is drawn as the reference line.
+    theta is the arm's share of the pair (arm, reference) on the reference-ratio scale: a
+    mean above 1/2 means the arm earns more target events per exposure than the reference
+    group (docs/spec.md, "Updating"), so 1/2 is drawn as the reference line, and the right
+    axis and the legend read the same scale as the lift over the reference.
     """
-    figure = Figure(figsize=(8.0, 5.0))
-    figure.subplots_adjust(left=0.09, right=0.74, bottom=0.1, top=0.86)
+    figure = Figure(figsize=(9.0, 5.0))
+    figure.subplots_adjust(left=0.11, right=0.62, bottom=0.1, top=0.86)
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
     drawn = sorted((arm for arm in series if len(arm.tick_numbers)), key=_latest_mean)
@@ -91,7 +94,7 @@ def posteriors_figure(
         ticks, means, alphas, betas = _curve(arm)
         lows, highs = credible_intervals(alphas, betas)
         colour = COLOURS[index % len(COLOURS)]
-        label = f"{arm.label}: {means[-1]:.3f}"
+        label = f"{arm.label}: {_lift(means[-1]):+.0%}"
         axes.plot(ticks, means, label=label, color=colour, linewidth=1.5, zorder=3)
         axes.fill_between(ticks, lows, highs, alpha=0.15, color=colour, linewidth=0, zorder=2)
     if rest:
@@ -110,19 +113,41 @@ def posteriors_figure(
     if subtitle:
         axes.set_title(subtitle, loc="left", fontsize=8, color="0.3")
     axes.set_xlabel("tick")
-    axes.set_ylabel("posterior mean of theta (95% band)")
+    axes.set_ylabel(
+        "theta: the arm's share of the pair arm + reference\n(posterior mean, 95% band)"
+    )
     axes.set_ylim(0.0, 1.0)
     axes.grid(alpha=0.3)
+    # The same scale read as the lift over the reference: theta / (1 - theta) - 1.
+    lift_axis = axes.secondary_yaxis("right", functions=(_lift_of_theta, _theta_of_lift))
+    lift_axis.set_ticks([-0.75, -0.5, -0.25, 0.0, 0.5, 1.0, 2.0, 4.0])
+    lift_axis.yaxis.set_major_formatter(PercentFormatter(xmax=1.0, decimals=0))
+    lift_axis.set_ylabel("lift over the reference", fontsize=8)
+    lift_axis.tick_params(labelsize=8)
     axes.legend(
         loc="upper left",
-        bbox_to_anchor=(1.01, 1.0),
+        bbox_to_anchor=(1.2, 1.0),
         fontsize=8,
-        title="latest posterior mean",
+        title="latest lift",
         title_fontsize=8,
     )
     buffer = io.BytesIO()
     figure.savefig(buffer, format=fmt, dpi=120, metadata={"Date": None} if fmt == "svg" else None)
     return buffer.getvalue()
+
+
+def _lift(theta: float) -> float:
+    return theta / (1.0 - theta) - 1.0 if theta < 1.0 else float("inf")
+
+
+def _lift_of_theta(theta: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    clipped = np.clip(np.asarray(theta, dtype=np.float64), 1e-9, 1.0 - 1e-9)
+    return np.asarray(clipped / (1.0 - clipped) - 1.0, dtype=np.float64)
+
+
+def _theta_of_lift(lift: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    ratio = np.maximum(np.asarray(lift, dtype=np.float64) + 1.0, 0.0)
+    return np.asarray(ratio / (1.0 + ratio), dtype=np.float64)
 
 
 def _curve(

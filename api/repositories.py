@@ -207,13 +207,32 @@ def next_tick_number(session: Session, experiment_id: int) -> int:
 
 
 def ticks_of(
-    session: Session, experiment_id: int, *, limit: int, after: int | None = None
+    session: Session,
+    experiment_id: int,
+    *,
+    limit: int,
+    after: int | None = None,
+    before: int | None = None,
+    newest_first: bool = False,
 ) -> Sequence[Tick]:
-    """Ticks in number order: the first ``limit`` after ``after``."""
+    """``limit`` ticks numbered after ``after`` and before ``before``: the first ones in
+    number order, or with ``newest_first`` the last ones, newest first."""
     query = select(Tick).where(Tick.experiment_id == experiment_id)
     if after is not None:
         query = query.where(Tick.number > after)
-    return session.scalars(query.order_by(Tick.number).limit(limit)).all()
+    if before is not None:
+        query = query.where(Tick.number < before)
+    order = Tick.number.desc() if newest_first else Tick.number
+    return session.scalars(query.order_by(order).limit(limit)).all()
+
+
+def latest_tick(session: Session, experiment_id: int) -> Tick | None:
+    return session.scalars(
+        select(Tick)
+        .where(Tick.experiment_id == experiment_id)
+        .order_by(Tick.number.desc())
+        .limit(1)
+    ).first()
 
 
 def latest_ticks(

@@ -8,7 +8,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import contextmanager
@@ -188,31 +188,68 @@ class Runtime:
             future.result(timeout=timeout_s)
 
     def run_due_ticks(self) -> None:
-        """Due ticks of the running experiments, each in its own transaction: one experiment
-        whose tick fails (a lock timeout, a broken row) is logged and retried at the next
-        poll, and does not stop the others from ticking."""
+        """Due ticks of the running experiments."""
+
+        def tick(session: Session, experiment_id: int) -> bool:
+            applied = apply_tick(
+                session,
+                experiment_id,
+                now=now_utc(),
+                rng=self.rng,
+                only_if_due=True,
+                replica=self.replica,
+            )
+            return applied is not None
+
+        self._for_each_experiment(repo.running_experiment_ids, tick, "tick")
+
+    def run_due_evolutions(self) -> None:
+        """Scheduled genetic steps of the experiments that enabled them.
+
+        Each step locks its experiment row like a tick, so it never overlaps a tick of the
+        same experiment and only one replica applies it (the others find it not due).
+        """
+
+        def evolve(session: Session, experiment_id: int) -> bool:
+            outcome = run_evolution_step(
+                session,
+                experiment_id,
+                now=now_utc(),
+                rng=self.rng,
+                only_if_due=True,
+                replica=self.replica,
+                trigger="schedule",
+            )
+            return outcome is not None and outcome.applied
+
+        self._for_each_experiment(repo.evolving_experiment_ids, evolve, "genetic step")
+
+    def _for_each_experiment(
+        self,
+        experiment_ids: Callable[[Session], list[int]],
+        step: Callable[[Session, int], bool],
+        what: str,
+    ) -> None:
+        """``step`` for every experiment ``experiment_ids`` lists, each in its own
+        transaction: one whose step fails (a lock timeout, a broken row) is rolled back,
+        logged and retried at the next poll, and does not stop the others. Snapshots are
+        reloaded when some step changed what is served."""
         try:
             with self.read_session_factory() as session:
-                experiment_ids = repo.running_experiment_ids(session)
+                listed = experiment_ids(session)
         except SQLAlchemyError:
-            logger.warning("tick schedule unavailable; it will be retried", exc_info=True)
+            logger.warning("%s schedule unavailable; it will be retried", what, exc_info=True)
             return
-        ticked = False
-        for experiment_id in experiment_ids:
+        changed = False
+        for experiment_id in listed:
             try:
                 with self.transaction() as session:
-                    tick = apply_tick(
-                        session,
-                        experiment_id,
-                        now=now_utc(),
-                        rng=self.rng,
-                        only_if_due=True,
-                        replica=self.replica,
-                    )
-                    ticked = ticked or tick is not None
+                    changed = step(session, experiment_id) or changed
             except Exception:
-                logger.exception("tick of experiment %s failed; it will be retried", experiment_id)
-        if ticked:
+                logger.exception(
+                    "%s of experiment %s failed; it will be retried", what, experiment_id
+                )
+        if changed:
             self.refresh_snapshots()
 
     def run_maintenance(self) -> None:
@@ -231,35 +268,3 @@ class Runtime:
             logger.info("forgot the counts of %d expired tickets", purged)
         for name, totals in discarded.items():
             logger.info("experiment %r is stopped: discarded pending counts %s", name, totals)
-
-    def run_due_evolutions(self) -> None:
-        """Scheduled genetic steps of the experiments that enabled them.
-
-        Each step locks its experiment row like a tick, so it never overlaps a tick of the
-        same experiment and only one replica applies it (the others find it not due).
-        """
-        try:
-            with self.read_session_factory() as session:
-                experiment_ids = repo.evolving_experiment_ids(session)
-        except SQLAlchemyError:
-            logger.warning("evolution schedule unavailable; it will be retried", exc_info=True)
-            return
-        evolved = False
-        for experiment_id in experiment_ids:
-            try:
-                with self.transaction() as session:
-                    outcome = run_evolution_step(
-                        session,
-                        experiment_id,
-                        now=now_utc(),
-                        rng=self.rng,
-                        only_if_due=True,
-                        replica=self.replica,
-                        trigger="schedule",
-                    )
-                    evolved = evolved or (outcome is not None and outcome.applied)
-            except Exception:
-                # Rolled back as a whole; one broken experiment must not stop the others.
-                logger.exception("evolution step of experiment %s failed", experiment_id)
-        if evolved:
-            self.refresh_snapshots()

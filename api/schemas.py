@@ -1,7 +1,8 @@
-"""Request and response bodies (pydantic, snake_case JSON). SPEC §4.1 fixes the core names."""
+"""Request and response bodies (pydantic, snake_case JSON). docs/spec.md fixes the core names."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -19,6 +20,8 @@ from pydantic import (
 
 from api.enums import ArmStatus, ExperimentStatus, ExpertStatus, ExposureSource, Mode
 from arms.origins import Origin
+from bandit import DEFAULT_POLICY_PARAMETERS
+from bandit.evolution import EvolutionSettings, RetirementReason, ScoreKind
 
 Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
 Identifier = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")]
@@ -88,31 +91,73 @@ class ParameterIn(Strict):
     low: float
     high: float
     distribution: Literal["uniform", "log_uniform"] = "uniform"
+    step: float | None = Field(
+        None,
+        gt=0,
+        description="the precision of generated values: multiples of it (at most high - low; "
+        "an integer for an int parameter). Without it, generated floats keep 5 significant "
+        "digits of the range (range 2.0: 0.0001), and of the value when log_uniform",
+    )
 
-    @field_validator("low", "high")
+    @field_validator("low", "high", "step")
     @classmethod
-    def _finite(cls, value: float) -> float:
-        if not math.isfinite(value):
+    def _finite(cls, value: float | None) -> float | None:
+        if value is not None and not math.isfinite(value):
             raise ValueError("expected a finite number")
         return value
 
 
 class PolicyParams(Strict):
-    epsilon: float = Field(0.1, ge=0, le=1, description="egreedy: exploration probability")
-    c: float = Field(5.0, gt=0, le=1e6, description="edecay: epsilon_t = min(1, c*K/t)")
-    ucb_alpha: float = Field(2.0, gt=0, le=1e6, description="ucb1: exploration constant")
+    """The policies' constants (defaults: ``bandit.PolicyParameters``)."""
+
+    epsilon: float = Field(
+        DEFAULT_POLICY_PARAMETERS.epsilon,
+        ge=0,
+        le=1,
+        description="egreedy: exploration probability",
+    )
+    c: float = Field(
+        DEFAULT_POLICY_PARAMETERS.c, gt=0, le=1e6, description="edecay: epsilon_t = min(1, c*K/t)"
+    )
+    ucb_alpha: float = Field(
+        DEFAULT_POLICY_PARAMETERS.ucb_alpha, gt=0, le=1e6, description="ucb1: exploration constant"
+    )
+
+
+# The pure layer declares the genetic step's defaults; the request body reads them from here.
+DEFAULT_EVOLUTION = EvolutionSettings()
+# mix field -> the EvolutionSettings field it sets: the one place where the request body's
+# names differ from the pure settings' (every other setting has the same name in both).
+MIX_WEIGHTS: dict[str, str] = {
+    "random": "random_weight",
+    "mutation": "mutation_weight",
+    "crossover": "crossover_weight",
+}
+# The fields of the ``evolution`` object that schedule the step rather than shape it.
+SCHEDULE_FIELDS = ("enabled", "evolve_interval_s")
+
+
+def evolution_field(setting: str) -> str:
+    """The path, in a create request, of the field that sets an EvolutionSettings field."""
+    mix = {weight: name for name, weight in MIX_WEIGHTS.items()}
+    return f"evolution.mix.{mix[setting]}" if setting in mix else f"evolution.{setting}"
+
+
+def _weight(name: str) -> Any:
+    return Field(getattr(DEFAULT_EVOLUTION, MIX_WEIGHTS[name]), ge=0, le=1e6)
 
 
 class EvolutionMix(Strict):
     """Relative weights of the non-expert additions of a genetic step (all zero: experts only)."""
 
-    random: float = Field(1.0, ge=0, le=1e6)
-    mutation: float = Field(1.0, ge=0, le=1e6)
-    crossover: float = Field(1.0, ge=0, le=1e6)
+    random: float = _weight("random")
+    mutation: float = _weight("mutation")
+    crossover: float = _weight("crossover")
 
 
 class EvolutionIn(Strict):
-    """The genetic step of SPEC §3.3 (names as in ``bandit.evolution.EvolutionSettings``).
+    """The genetic step (names as in ``bandit.evolution.EvolutionSettings``,
+    whose field defaults these are; the mix weights are ``MIX_WEIGHTS``).
 
     ``enabled`` turns on the scheduled step every ``evolve_interval_s``; admins can run a
     step on demand either way. ``min_arms`` and ``max_arms`` count the reference arm;
@@ -121,20 +166,79 @@ class EvolutionIn(Strict):
 
     enabled: bool = True
     evolve_interval_s: float = Field(3600.0, ge=1, le=30 * 86_400)
-    min_exposures: float = Field(100.0, ge=0, le=1e12)
-    drop_count: int = Field(1, ge=0, le=256)
-    min_arms: int = Field(2, ge=1, le=256)
-    max_arms: int = Field(10, ge=1, le=256)
-    score: Literal["mean", "prob_best"] = "mean"
-    retire_below_prob_beat_reference: float | None = Field(None, gt=0, le=1)
+    min_exposures: float = Field(DEFAULT_EVOLUTION.min_exposures, ge=0, le=1e12)
+    drop_count: int = Field(DEFAULT_EVOLUTION.drop_count, ge=0, le=256)
+    min_arms: int = Field(DEFAULT_EVOLUTION.min_arms, ge=1, le=256)
+    max_arms: int = Field(DEFAULT_EVOLUTION.max_arms, ge=1, le=256)
+    score: ScoreKind = DEFAULT_EVOLUTION.score
+    retire_below_prob_beat_reference: float | None = Field(
+        DEFAULT_EVOLUTION.retire_below_prob_beat_reference, gt=0, le=1
+    )
     mix: EvolutionMix = Field(default_factory=EvolutionMix)
-    parent_pool_size: int = Field(3, ge=1, le=256)
-    mutation_scale: float = Field(0.1, gt=0, le=1)
-    crossover_blend: bool = False
-    inherit_posterior: bool = False
-    inherited_pseudo_count_cap: float = Field(10.0, gt=0, le=1e9)
-    prob_best_draws: int = Field(10_000, ge=100, le=200_000)
-    max_draw_attempts: int = Field(20, ge=1, le=1000)
+    parent_pool_size: int = Field(DEFAULT_EVOLUTION.parent_pool_size, ge=1, le=256)
+    mutation_scale: float = Field(DEFAULT_EVOLUTION.mutation_scale, gt=0, le=1)
+    crossover_blend: bool = DEFAULT_EVOLUTION.crossover_blend
+    inherit_posterior: bool = DEFAULT_EVOLUTION.inherit_posterior
+    inherited_pseudo_count_cap: float = Field(
+        DEFAULT_EVOLUTION.inherited_pseudo_count_cap, gt=0, le=1e9
+    )
+    prob_best_draws: int = Field(DEFAULT_EVOLUTION.prob_best_draws, ge=100, le=200_000)
+    max_draw_attempts: int = Field(DEFAULT_EVOLUTION.max_draw_attempts, ge=1, le=1000)
+
+    def to_settings(self, **overrides: Any) -> EvolutionSettings:
+        """The pure settings these fields give (``overrides`` by EvolutionSettings name).
+
+        Raises :class:`~bandit.errors.InvalidParameterError` for settings that are valid one
+        by one but not together; :func:`evolution_field` names the field to blame.
+        """
+        values = self.model_dump(exclude={*SCHEDULE_FIELDS, "mix"})
+        weights = {weight: getattr(self.mix, name) for name, weight in MIX_WEIGHTS.items()}
+        return EvolutionSettings(**{**values, **weights, **overrides})
+
+
+class EvolutionMixOut(BaseModel):
+    random: float
+    mutation: float
+    crossover: float
+
+
+class EvolutionSettingsOut(BaseModel):
+    """The genetic step's settings in force, every one of them (as EvolutionIn)."""
+
+    enabled: bool = Field(description="scheduled steps run every evolve_interval_s")
+    evolve_interval_s: float
+    min_exposures: float
+    drop_count: int
+    min_arms: int
+    max_arms: int = Field(
+        description="the step fills the arm set up to this many active arms (the reference "
+        "included). Without evolution settings at creation: the number of active arms (at "
+        "least min_arms), so that a step replaces arms without growing the set"
+    )
+    score: ScoreKind
+    retire_below_prob_beat_reference: float | None
+    mix: EvolutionMixOut
+    parent_pool_size: int
+    mutation_scale: float
+    crossover_blend: bool
+    inherit_posterior: bool
+    inherited_pseudo_count_cap: float
+    prob_best_draws: int
+    max_draw_attempts: int
+
+    @classmethod
+    def of(
+        cls, settings: EvolutionSettings, *, enabled: bool, evolve_interval_s: float
+    ) -> EvolutionSettingsOut:
+        values = {
+            field.name: getattr(settings, field.name)
+            for field in dataclasses.fields(settings)
+            if field.name not in MIX_WEIGHTS.values()
+        }
+        mix = EvolutionMixOut(
+            **{name: getattr(settings, weight) for name, weight in MIX_WEIGHTS.items()}
+        )
+        return cls(enabled=enabled, evolve_interval_s=evolve_interval_s, mix=mix, **values)
 
 
 class ExperimentCreate(Strict):
@@ -242,8 +346,12 @@ class ExperimentOut(BaseModel):
     tick_count: int
     window_arm_id: int | None
     arms: list[ArmOut]
-    evolution: dict[str, Any] | None = None
-    evolve_interval_s: float | None = None
+    evolution: EvolutionSettingsOut = Field(
+        description="the genetic step's settings in force: as given at creation with the "
+        "defaults filled in, or, without settings, the defaults with enabled false and "
+        "max_arms the number of active arms"
+    )
+    evolve_interval_s: float | None = Field(None, description="null unless scheduled steps run")
     last_evolved_at: datetime | None = None
     generation: int = 0
     attribution_window_s: float = 14_400.0
@@ -266,23 +374,40 @@ class ExperimentSummary(BaseModel):
 
 
 class ArmStats(BaseModel):
+    """One arm, led by its lift over the reference group (the question people ask), then
+    the evidence behind it."""
+
     arm_id: int
     origin: Origin
     generation: int
     status: ArmStatus
     config: dict[str, Number]
+    lift: float | None = Field(
+        description="the arm's lift over the reference group: posterior median of its rate "
+        "/ the reference rate - 1 (0.10 = +10%); 0 for the reference itself"
+    )
+    lift_ci_low: float | None = Field(description="95% credible interval of the lift")
+    lift_ci_high: float | None
+    prob_beat_reference: float | None = Field(
+        description="posterior probability that the arm earns more target events per "
+        "exposure than the reference group"
+    )
+    prob_best: float | None = Field(
+        description="posterior probability that the arm is the best of the active arms"
+    )
     exposures: float
     target_events: float
-    quarantined_events: float = 0.0
+    quarantined_events: float = Field(
+        0.0, description="target events its tickets reported beyond the limits, not credited"
+    )
     rate: float | None = Field(description="target events per exposure")
     alpha: float
     beta: float
-    posterior_mean: float | None
-    lift: float | None = Field(description="posterior median of rate / reference rate - 1")
-    lift_ci_low: float | None
-    lift_ci_high: float | None
-    prob_beat_reference: float | None
-    prob_best: float | None
+    posterior_mean: float | None = Field(
+        description="alpha / (alpha + beta) on the reference-ratio scale, not a conversion "
+        "rate: the arm's share of the pair (arm, reference); 1/2 means as good as the "
+        "reference, and lift = posterior_mean / (1 - posterior_mean) - 1 (roughly)"
+    )
 
 
 class ExperimentStats(BaseModel):
@@ -327,6 +452,11 @@ class TickOut(BaseModel):
     target_events: float
     window_arm_id: int | None
     next_window_arm_id: int | None
+    empty_windows_before: int = Field(
+        0,
+        description="scheduled windows in which nothing arrived since the previous recorded "
+        "tick: counted, not recorded",
+    )
     quarantined_events: float = Field(
         0.0,
         description="target events beyond the event limits (per ticket, or an arm's "
@@ -462,8 +592,11 @@ class ExpertConfigOut(BaseModel):
 class RetiredArmOut(BaseModel):
     arm_id: int
     config: dict[str, Number]
-    reason: str = Field(description="lowest_score or over_max_arms")
-    score: float
+    reason: RetirementReason = Field(
+        description="lowest_score: among the drop_count worst; over_max_arms: retired "
+        "beyond them because the arm set held more than max_arms"
+    )
+    score: float = Field(description="the ranking score: posterior mean or P(best)")
     exposures: float
     prob_beat_reference: float
     alpha: float
@@ -475,9 +608,59 @@ class AddedArmOut(BaseModel):
     config: dict[str, Number]
     origin: Origin
     parent_ids: list[int]
-    alpha: float
+    alpha: float = Field(description="its starting posterior Beta(alpha, beta)")
     beta: float
-    expert_config_id: int | None
+    expert_config_id: int | None = Field(description="the queue entry it came from (experts)")
+
+
+class RankedArmOut(BaseModel):
+    """An active non-reference arm as the step ranked it."""
+
+    arm_id: int
+    score: float = Field(description="the ranking score: posterior mean or P(best)")
+    mean: float = Field(description="posterior mean")
+    prob_beat_reference: float
+    exposures: float
+    eligible: bool = Field(
+        description="false for a young arm (fewer than min_exposures): never ranked among "
+        "the eligible nor retired"
+    )
+
+
+class SkippedSlotOut(BaseModel):
+    """A planned addition that produced no arm, and why."""
+
+    origin: Origin
+    parent_ids: list[int]
+    attempts: int = Field(description="draws tried before giving up")
+    reason: str
+
+
+class ExpertOutcomeOut(BaseModel):
+    """What the step did with one entry of the expert queue it consumed."""
+
+    queue_index: int = Field(description="its position among the waiting entries")
+    status: Literal["added", "duplicate", "invalid"]
+    detail: str
+    expert_config_id: int
+
+
+class GenerationDetailsOut(BaseModel):
+    """The rest of a step's plan, as recorded with its generation."""
+
+    score: ScoreKind
+    best_arm_id: int | None
+    ranking: list[RankedArmOut] = Field(description="eligible arms best first, then young ones")
+    skipped: list[SkippedSlotOut]
+    expert_outcomes: list[ExpertOutcomeOut]
+    n_active_before: int
+    n_active_after: int
+    notes: list[str]
+    seed: int
+    settings: EvolutionSettingsOut | None = Field(
+        description="the settings in force (null in generations recorded before they were "
+        "kept for experiments created without evolution settings)"
+    )
 
 
 class EvolutionStepOut(BaseModel):
@@ -486,16 +669,17 @@ class EvolutionStepOut(BaseModel):
     applied: bool = Field(description="the arm set changed and a generation was recorded")
     generation: int | None = Field(description="the generation recorded (or previewed)")
     seed: int = Field(description="pass it back as ?seed= to repeat exactly this step")
-    score: str
+    score: ScoreKind
     best_arm_id: int | None
     retired: list[RetiredArmOut]
     added: list[AddedArmOut]
-    ranking: list[dict[str, Any]]
-    skipped: list[dict[str, Any]]
-    expert_outcomes: list[dict[str, Any]]
+    ranking: list[RankedArmOut] = Field(description="eligible arms best first, then young ones")
+    skipped: list[SkippedSlotOut]
+    expert_outcomes: list[ExpertOutcomeOut]
     n_active_before: int
     n_active_after: int
     notes: list[str]
+    settings: EvolutionSettingsOut = Field(description="the settings the step used")
 
 
 class GenerationOut(BaseModel):
@@ -503,9 +687,9 @@ class GenerationOut(BaseModel):
     created_at: datetime
     trigger: str
     replica: str | None
-    retired: list[dict[str, Any]]
-    added: list[dict[str, Any]]
-    details: dict[str, Any]
+    retired: list[RetiredArmOut]
+    added: list[AddedArmOut]
+    details: GenerationDetailsOut
 
 
 class AncestorOut(ArmOut):

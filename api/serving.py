@@ -26,21 +26,21 @@ from api.limits import event_limits
 from api.models import Experiment
 from api.tickets import TicketSigner
 from arms.origins import Origin
-from bandit import Nursery, Policy, ThompsonSampling, make_policy, nursery_of
+from bandit import Nursery, Policy, PolicyParameters, ThompsonSampling, make_policy, nursery_of
 from bandit.policies import thompson_choice
 
 logger = logging.getLogger("ranktune.serving")
 
 
 def policy_of(experiment: Experiment) -> Policy:
-    params = experiment.policy_params or {}
+    params = PolicyParameters(**(experiment.policy_params or {}))
     return make_policy(
         experiment.policy,
         prior_alpha=experiment.prior_alpha,
         prior_beta=experiment.prior_beta,
-        epsilon=float(params.get("epsilon", 0.1)),
-        c=float(params.get("c", 5.0)),
-        ucb_alpha=float(params.get("ucb_alpha", 2.0)),
+        epsilon=params.epsilon,
+        c=params.c,
+        ucb_alpha=params.ucb_alpha,
     )
 
 

@@ -7,12 +7,15 @@ most a configured number of events of each type per ticket (``api.services.event
 HMAC-SHA256 tag (truncated to 128 bits) makes forged or foreign tickets detectable, and the
 issue time lets events outside the experiment's attribution window be refused.
 
-Layout before base64url, 36 bytes: ``>BIIBIHI`` = format version (2), experiment id, arm
-id, group code, issue time (unix seconds), serial (16 + 32 bits), then the 16-byte tag.
-36 bytes are a whole number of base64 quanta, so a ticket is exactly 48 characters of the
-URL-safe alphabet with no padding, and every byte string has exactly one spelling: a ticket
-written another way (``=`` padding, the standard ``+/`` alphabet) is refused instead of
-being read as the same claims under another string.
+Layout before base64url, 39 bytes: ``>BIIBBHIHI`` = format version (2), experiment id, arm
+id, group code, the unit's report bucket, the experiment's phase, issue time (unix
+seconds), serial (16 + 32 bits), then the 16-byte tag. The bucket lets the report count
+events per hashed unit bucket without storing units; the phase keeps events of a previous
+phase (before a promotion) out of the current one. 39 bytes are a whole number of base64
+quanta, so a ticket is exactly 52 characters of the URL-safe alphabet with no padding, and
+every byte string has exactly one spelling: a ticket written another way (``=`` padding,
+the standard ``+/`` alphabet) is refused instead of being read as the same claims under
+another string.
 """
 
 from __future__ import annotations
@@ -31,9 +34,9 @@ from dataclasses import dataclass
 from api.enums import Group
 
 VERSION = 2
-_LAYOUT = struct.Struct(">BIIBIHI")
+_LAYOUT = struct.Struct(">BIIBBHIHI")
 _TAG_BYTES = 16
-TICKET_LENGTH = (_LAYOUT.size + _TAG_BYTES) * 4 // 3  # 48 characters
+TICKET_LENGTH = (_LAYOUT.size + _TAG_BYTES) * 4 // 3  # 52 characters
 _TICKET = re.compile(rf"[A-Za-z0-9_-]{{{TICKET_LENGTH}}}")
 _BLOCK = hashlib.sha256().block_size  # 64 bytes
 GROUPS = tuple(Group)  # in code order: target 0, reference 1, inactive 2
@@ -47,6 +50,8 @@ class TicketClaims:
     group: Group
     issued_at: int
     serial: int
+    bucket: int = 0
+    phase: int = 1
 
     @property
     def key(self) -> str:
@@ -84,11 +89,28 @@ class TicketSigner:
         outer.update(inner.digest())
         return outer.digest()[:_TAG_BYTES]
 
-    def issue(self, experiment_id: int, arm_id: int, group: str, now: float | None = None) -> str:
+    def issue(
+        self,
+        experiment_id: int,
+        arm_id: int,
+        group: str,
+        now: float | None = None,
+        *,
+        bucket: int = 0,
+        phase: int = 1,
+    ) -> str:
         issued = int(time.time() if now is None else now) & 0xFFFFFFFF
         serial = next(self._serials) & 0xFFFFFFFF
         payload = _LAYOUT.pack(
-            VERSION, experiment_id, arm_id, GROUP_CODES[group], issued, self._prefix, serial
+            VERSION,
+            experiment_id,
+            arm_id,
+            GROUP_CODES[group],
+            bucket,
+            phase,
+            issued,
+            self._prefix,
+            serial,
         )
         return base64.urlsafe_b64encode(payload + self._tag(payload)).decode("ascii")
 
@@ -103,7 +125,11 @@ class TicketSigner:
         payload, tag = raw[: _LAYOUT.size], raw[_LAYOUT.size :]
         if not hmac.compare_digest(tag, self._tag(payload)):
             return None
-        version, experiment_id, arm_id, code, issued, prefix, serial = _LAYOUT.unpack(payload)
+        version, experiment_id, arm_id, code, bucket, phase, issued, prefix, serial = (
+            _LAYOUT.unpack(payload)
+        )
         if version != VERSION or code >= len(GROUPS):
             return None
-        return TicketClaims(experiment_id, arm_id, GROUPS[code], issued, (prefix << 32) | serial)
+        return TicketClaims(
+            experiment_id, arm_id, GROUPS[code], issued, (prefix << 32) | serial, bucket, phase
+        )

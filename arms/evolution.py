@@ -1,4 +1,5 @@
-"""The genetic step of SPEC §3.3 as one pure function, :func:`evolve_step`.
+"""The genetic step (docs/spec.md, "Evolving the arm set") as one pure function,
+:func:`evolve_step`.
 
 :mod:`bandit.evolution` chooses the arms to retire and the origins and parents of the arms
 to add; this module turns that plan into configurations (:func:`breed`) and bundles the
@@ -136,34 +137,6 @@ class EvolutionPlan:
     def consumed_expert_indices(self) -> tuple[int, ...]:
         return tuple(o.queue_index for o in self.expert_outcomes)
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form (snake_case keys, configurations as objects) for records and APIs."""
-        return {
-            "generation": self.generation,
-            "score": self.score,
-            "best_arm_id": self.best_arm_id,
-            "ranking": [vars(arm).copy() for arm in self.ranking],
-            "retirements": [vars(r).copy() for r in self.retirements],
-            "additions": [
-                {
-                    "config": arm.config.as_dict(),
-                    "origin": arm.origin,
-                    "parent_ids": list(arm.parent_ids),
-                    "alpha": arm.alpha,
-                    "beta": arm.beta,
-                    "expert_queue_index": arm.expert_queue_index,
-                }
-                for arm in self.additions
-            ],
-            "skipped": [
-                {**vars(slot), "parent_ids": list(slot.parent_ids)} for slot in self.skipped
-            ],
-            "expert_outcomes": [vars(o).copy() for o in self.expert_outcomes],
-            "n_active_before": self.n_active_before,
-            "n_active_after": self.n_active_after,
-            "notes": list(self.notes),
-        }
-
 
 def screen_expert_queue(
     space: ParameterSpace,
@@ -254,7 +227,9 @@ def _parent(arms_by_id: Mapping[int, ActiveArm], arm_id: int) -> ActiveArm:
     try:
         return arms_by_id[arm_id]
     except KeyError:
-        raise InvalidParameterError(f"parent arm {arm_id} is not an active arm") from None
+        raise InvalidParameterError(
+            f"parent arm {arm_id} is not an active arm", parameter="parent_ids"
+        ) from None
 
 
 def _draw_distinct(
@@ -314,7 +289,9 @@ def evolve_step(
     a dry run honest.
     """
     if isinstance(generation, bool) or not isinstance(generation, int) or generation < 0:
-        raise InvalidParameterError(f"generation must be an integer >= 0, got {generation!r}")
+        raise InvalidParameterError(
+            f"generation must be an integer >= 0, got {generation!r}", parameter="generation"
+        )
     retirement = select_retirements(
         [arm.arm_id for arm in active_arms],
         [arm.alpha for arm in active_arms],

@@ -6,11 +6,13 @@ No I/O, clocks or settings here; randomness only from an injected ``numpy.random
 from bandit.errors import BanditError, InvalidParameterError
 from bandit.nursery import Nursery, choose_with_nursery, nursery_of
 from bandit.policies import (
+    DEFAULT_POLICY_PARAMETERS,
     POLICY_NAMES,
     UCB1,
     EpsilonDecreasing,
     EpsilonGreedy,
     Policy,
+    PolicyParameters,
     ThompsonSampling,
     make_policy,
 )
@@ -18,6 +20,7 @@ from bandit.summaries import PosteriorSummary, summarize
 from bandit.update import PosteriorUpdate, Prior, WindowCounts, reference_ratio_update
 
 __all__ = [
+    "DEFAULT_POLICY_PARAMETERS",
     "POLICY_NAMES",
     "UCB1",
     "BanditError",
@@ -26,6 +29,7 @@ __all__ = [
     "InvalidParameterError",
     "Nursery",
     "Policy",
+    "PolicyParameters",
     "PosteriorSummary",
     "PosteriorUpdate",
     "Prior",

@@ -1,4 +1,4 @@
-"""Selection logic of the genetic step (SPEC §3.3) on arrays and arm ids.
+"""Selection logic of the genetic step (docs/spec.md) on arrays and arm ids.
 
 This module decides *which* arms retire and *how many* arms of each origin are added, and
 from which parents; :mod:`arms.evolution` turns that plan into concrete configurations.  It
@@ -23,7 +23,7 @@ Retirement (:func:`select_retirements`)
 
 Additions (:func:`plan_additions`)
     The step fills the arm set up to ``max_arms``; in the steady state (a full arm set) that
-    is SPEC §3.3's "as many as retired".  Waiting expert configurations come first; the
+    is the contract's "as many as retired".  Waiting expert configurations come first; the
     remaining slots are split between random draws, mutations and crossovers in proportion
     to the mix weights by systematic sampling, so that the expected number of each origin is
     exactly ``slots * weight / total`` and the realised number is its floor or ceiling.
@@ -64,7 +64,9 @@ ORIGINS: tuple[str, ...] = get_args(Origin)
 
 def _check_int(name: str, value: object, low: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise InvalidParameterError(f"{name} must be an integer >= {low}, got {value!r}")
+        raise InvalidParameterError(
+            f"{name} must be an integer >= {low}, got {value!r}", parameter=name
+        )
 
 
 def _check_real(
@@ -86,7 +88,8 @@ def _check_real(
         left = "(" if low_open else "["
         right = "]" if math.isfinite(high) else ")"
         raise InvalidParameterError(
-            f"{name} must be a finite number in {left}{low}, {high}{right}, got {value!r}"
+            f"{name} must be a finite number in {left}{low}, {high}{right}, got {value!r}",
+            parameter=name,
         )
 
 
@@ -127,11 +130,13 @@ class EvolutionSettings:
         _check_int("max_arms", self.max_arms, 1)
         if self.max_arms < self.min_arms:
             raise InvalidParameterError(
-                f"max_arms must be >= min_arms ({self.min_arms}), got {self.max_arms}"
+                f"max_arms must be >= min_arms ({self.min_arms}), got {self.max_arms}",
+                parameter="max_arms",
             )
         if self.score not in SCORE_KINDS:
             raise InvalidParameterError(
-                f"score must be one of {', '.join(SCORE_KINDS)}, got {self.score!r}"
+                f"score must be one of {', '.join(SCORE_KINDS)}, got {self.score!r}",
+                parameter="score",
             )
         if self.retire_below_prob_beat_reference is not None:
             _check_real(
@@ -148,7 +153,7 @@ class EvolutionSettings:
         for name in ("crossover_blend", "inherit_posterior"):
             if not isinstance(getattr(self, name), bool):
                 raise InvalidParameterError(
-                    f"{name} must be a boolean, got {getattr(self, name)!r}"
+                    f"{name} must be a boolean, got {getattr(self, name)!r}", parameter=name
                 )
         _check_real(
             "inherited_pseudo_count_cap", self.inherited_pseudo_count_cap, low=0.0, low_open=True
@@ -213,6 +218,25 @@ def _best_first_key(arm: ScoredArm) -> tuple[float, float, int]:
     return (-arm.score, -arm.exposures, arm.arm_id)
 
 
+def _first_misshapen(
+    n_ids: int,
+    alphas: FloatArray,
+    betas: FloatArray,
+    exposures: FloatArray,
+    is_reference: npt.NDArray[np.bool_],
+) -> str:
+    """The first of the parallel arrays that is not 1-d with one entry per arm id."""
+    for name, values in (
+        ("alphas", alphas),
+        ("betas", betas),
+        ("exposures", exposures),
+        ("is_reference", is_reference),
+    ):
+        if np.ndim(values) != 1 or np.shape(values)[0] != n_ids:
+            return name
+    return "arm_ids"
+
+
 def select_retirements(
     arm_ids: Sequence[int],
     alphas: npt.ArrayLike,
@@ -241,14 +265,16 @@ def select_retirements(
     if not (len(ids) == a.shape[0] == b.shape[0] == n.shape[0] == ref.shape[0]) or a.ndim != 1:
         raise InvalidParameterError(
             "arm_ids, alphas, betas, exposures and is_reference must have one entry per arm; "
-            f"got {len(ids)}, {a.shape}, {b.shape}, {n.shape}, {ref.shape}"
+            f"got {len(ids)}, {a.shape}, {b.shape}, {n.shape}, {ref.shape}",
+            parameter=_first_misshapen(len(ids), a, b, n, ref),
         )
     if len(set(ids)) != len(ids):
-        raise InvalidParameterError("arm_ids must be unique")
-    if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b)) and np.all(a > 0) and np.all(b > 0)):
-        raise InvalidParameterError("alphas and betas must be finite and > 0")
+        raise InvalidParameterError("arm_ids must be unique", parameter="arm_ids")
+    for name, values in (("alphas", a), ("betas", b)):
+        if not (np.all(np.isfinite(values)) and np.all(values > 0)):
+            raise InvalidParameterError("alphas and betas must be finite and > 0", parameter=name)
     if not (np.all(np.isfinite(n)) and np.all(n >= 0)):
-        raise InvalidParameterError("exposures must be finite and >= 0")
+        raise InvalidParameterError("exposures must be finite and >= 0", parameter="exposures")
 
     candidates_idx = np.flatnonzero(~ref)
     means = a / (a + b)
@@ -356,7 +382,10 @@ def apportion(total: int, weights: Sequence[float], rng: np.random.Generator) ->
     """
     w = np.asarray(weights, dtype=np.float64)
     if total < 0 or w.ndim != 1 or np.any(~np.isfinite(w)) or np.any(w < 0):
-        raise InvalidParameterError("total must be >= 0 and weights finite and >= 0")
+        raise InvalidParameterError(
+            "total must be >= 0 and weights finite and >= 0",
+            parameter="total" if total < 0 else "weights",
+        )
     if total == 0 or w.sum() == 0:
         return tuple(0 for _ in w)
     quotas = total * w / w.sum()

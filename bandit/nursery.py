@@ -55,10 +55,11 @@ class Nursery:
 def validate_nursery(min_exposures: float, share: float) -> None:
     if not (np.isfinite(min_exposures) and min_exposures >= 0):
         raise InvalidParameterError(
-            f"min_exposures must be a finite number >= 0, got {min_exposures!r}"
+            f"min_exposures must be a finite number >= 0, got {min_exposures!r}",
+            parameter="min_exposures",
         )
     if not (0.0 < share < 1.0):
-        raise InvalidParameterError(f"share must be in (0, 1), got {share!r}")
+        raise InvalidParameterError(f"share must be in (0, 1), got {share!r}", parameter="share")
 
 
 def nursery_of(exposures: npt.ArrayLike, min_exposures: float, share: float) -> Nursery | None:
@@ -68,7 +69,9 @@ def nursery_of(exposures: npt.ArrayLike, min_exposures: float, share: float) -> 
     validate_nursery(min_exposures, share)
     counts = np.asarray(exposures, dtype=np.float64)
     if counts.ndim != 1:
-        raise InvalidParameterError(f"exposures must have shape (K,); got {counts.shape}")
+        raise InvalidParameterError(
+            f"exposures must have shape (K,); got {counts.shape}", parameter="exposures"
+        )
     young = counts < min_exposures
     if not young.any() or young.all():
         return None

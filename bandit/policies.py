@@ -6,8 +6,8 @@ are independent bandits (the simulator runs 200 of them at once, the live servic
 the answer has the leading shape.
 
 In the live service "successes" and "failures" are the reference-normalised pseudo-counts
-of SPEC §3.2 (``alpha - prior_alpha`` and ``beta - prior_beta``), which are real numbers;
-every policy here accepts real-valued counts.
+of the reference-ratio update (``alpha - prior_alpha`` and ``beta - prior_beta``), which
+are real numbers; every policy here accepts real-valued counts.
 
 Randomness comes only from the injected :class:`numpy.random.Generator`.
 """
@@ -44,7 +44,8 @@ class Policy(ABC):
         """Convenience for a single bandit: statistics of shape ``(K,)``, answer an ``int``."""
         if np.ndim(successes) != 1:
             raise InvalidParameterError(
-                f"choose_one needs statistics of shape (K,); got {np.shape(successes)}"
+                f"choose_one needs statistics of shape (K,); got {np.shape(successes)}",
+                parameter="successes",
             )
         return int(self.choose(successes, failures, rng))
 
@@ -55,7 +56,8 @@ def _as_counts(successes: npt.ArrayLike, failures: npt.ArrayLike) -> tuple[Float
     if s.shape != f.shape or s.ndim == 0 or s.shape[-1] == 0:
         raise InvalidParameterError(
             f"successes and failures must have the same non-empty shape (..., K); "
-            f"got {s.shape} and {f.shape}"
+            f"got {s.shape} and {f.shape}",
+            parameter="failures" if s.ndim and s.shape[-1] else "successes",
         )
     return s, f
 
@@ -78,6 +80,23 @@ def _means_or(s: FloatArray, pulls: FloatArray, unplayed: float) -> FloatArray:
 
 
 @dataclass(frozen=True)
+class PolicyParameters:
+    """The tunable constants of the policies, and the one declaration of their defaults.
+
+    ``epsilon`` is EpsilonGreedy's exploration probability, ``c`` EpsilonDecreasing's
+    constant, ``ucb_alpha`` UCB1's ``alpha``.  Each policy validates its own constant when
+    it is built (:func:`make_policy`).
+    """
+
+    epsilon: float = 0.1
+    c: float = 5.0
+    ucb_alpha: float = 2.0
+
+
+DEFAULT_POLICY_PARAMETERS = PolicyParameters()
+
+
+@dataclass(frozen=True)
 class ThompsonSampling(Policy):
     """Beta-Bernoulli Thompson sampling (Thompson 1933; Agrawal & Goyal 2012).
 
@@ -91,7 +110,9 @@ class ThompsonSampling(Policy):
     def __post_init__(self) -> None:
         for label, value in (("prior_alpha", self.prior_alpha), ("prior_beta", self.prior_beta)):
             if not (np.isfinite(value) and value > 0):
-                raise InvalidParameterError(f"{label} must be a finite number > 0, got {value!r}")
+                raise InvalidParameterError(
+                    f"{label} must be a finite number > 0, got {value!r}", parameter=label
+                )
 
     def choose(
         self, successes: npt.ArrayLike, failures: npt.ArrayLike, rng: np.random.Generator
@@ -109,7 +130,9 @@ class ThompsonSampling(Policy):
         f = np.asarray(failures, dtype=np.float64)
         if s.shape != f.shape or s.ndim != 1:
             raise InvalidParameterError(
-                f"successes and failures must have the same shape (K,); got {s.shape} and {f.shape}"
+                "successes and failures must have the same shape (K,); got "
+                f"{s.shape} and {f.shape}",
+                parameter="failures" if s.ndim == 1 else "successes",
             )
         alphas = (self.prior_alpha + s).tolist()
         betas = (self.prior_beta + f).tolist()
@@ -144,12 +167,14 @@ class UCB1(Policy):
     total number of pulls so far; ``alpha = 2`` is the original index.
     """
 
-    alpha: float = 2.0
+    alpha: float = DEFAULT_POLICY_PARAMETERS.ucb_alpha
     name: str = "ucb1"
 
     def __post_init__(self) -> None:
         if not (np.isfinite(self.alpha) and self.alpha > 0):
-            raise InvalidParameterError(f"alpha must be a finite number > 0, got {self.alpha!r}")
+            raise InvalidParameterError(
+                f"alpha must be a finite number > 0, got {self.alpha!r}", parameter="alpha"
+            )
 
     def choose(
         self, successes: npt.ArrayLike, failures: npt.ArrayLike, rng: np.random.Generator
@@ -186,12 +211,14 @@ class EpsilonGreedy(Policy):
     arm with the best empirical mean. Its regret grows linearly in time for any ``epsilon > 0``.
     """
 
-    epsilon: float = 0.1
+    epsilon: float = DEFAULT_POLICY_PARAMETERS.epsilon
     name: str = "egreedy"
 
     def __post_init__(self) -> None:
         if not (0.0 <= self.epsilon <= 1.0):
-            raise InvalidParameterError(f"epsilon must be in [0, 1], got {self.epsilon!r}")
+            raise InvalidParameterError(
+                f"epsilon must be in [0, 1], got {self.epsilon!r}", parameter="epsilon"
+            )
 
     def choose(
         self, successes: npt.ArrayLike, failures: npt.ArrayLike, rng: np.random.Generator
@@ -206,12 +233,14 @@ class EpsilonDecreasing(Policy):
     al. 2002 with ``d = 1``); ``t`` is the number of pulls so far plus one.
     """
 
-    c: float = 5.0
+    c: float = DEFAULT_POLICY_PARAMETERS.c
     name: str = "edecay"
 
     def __post_init__(self) -> None:
         if not (np.isfinite(self.c) and self.c > 0):
-            raise InvalidParameterError(f"c must be a finite number > 0, got {self.c!r}")
+            raise InvalidParameterError(
+                f"c must be a finite number > 0, got {self.c!r}", parameter="c"
+            )
 
     def choose(
         self, successes: npt.ArrayLike, failures: npt.ArrayLike, rng: np.random.Generator
@@ -230,9 +259,9 @@ def make_policy(
     *,
     prior_alpha: float = 1.0,
     prior_beta: float = 1.0,
-    epsilon: float = 0.1,
-    c: float = 5.0,
-    ucb_alpha: float = 2.0,
+    epsilon: float = DEFAULT_POLICY_PARAMETERS.epsilon,
+    c: float = DEFAULT_POLICY_PARAMETERS.c,
+    ucb_alpha: float = DEFAULT_POLICY_PARAMETERS.ucb_alpha,
 ) -> Policy:
     """Build a policy from its short name (``thompson``, ``ucb1``, ``egreedy``, ``edecay``)."""
     if name == "thompson":
@@ -243,4 +272,6 @@ def make_policy(
         return EpsilonGreedy(epsilon=epsilon)
     if name == "edecay":
         return EpsilonDecreasing(c=c)
-    raise InvalidParameterError(f"policy must be one of {', '.join(POLICY_NAMES)}; got {name!r}")
+    raise InvalidParameterError(
+        f"policy must be one of {', '.join(POLICY_NAMES)}; got {name!r}", parameter="policy"
+    )

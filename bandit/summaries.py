@@ -44,12 +44,15 @@ def _check(alphas: FloatArray, betas: FloatArray) -> None:
     if alphas.shape != betas.shape or alphas.ndim != 1:
         raise InvalidParameterError(
             f"alphas and betas must be 1-d arrays of the same length; got {alphas.shape}, "
-            f"{betas.shape}"
+            f"{betas.shape}",
+            parameter="alphas" if alphas.ndim != 1 else "betas",
         )
-    if np.any(~np.isfinite(alphas)) or np.any(~np.isfinite(betas)):
-        raise InvalidParameterError("alphas and betas must be finite")
-    if np.any(alphas <= 0) or np.any(betas <= 0):
-        raise InvalidParameterError("alphas and betas must be > 0")
+    for name, values in (("alphas", alphas), ("betas", betas)):
+        if np.any(~np.isfinite(values)):
+            raise InvalidParameterError("alphas and betas must be finite", parameter=name)
+    for name, values in (("alphas", alphas), ("betas", betas)):
+        if np.any(values <= 0):
+            raise InvalidParameterError("alphas and betas must be > 0", parameter=name)
 
 
 def credible_intervals(
@@ -57,7 +60,7 @@ def credible_intervals(
 ) -> tuple[FloatArray, FloatArray]:
     """Equal-tailed credible interval of each Beta posterior; ``level`` in [0, 1]."""
     if not (0.0 <= level <= 1.0):
-        raise InvalidParameterError(f"level must be in [0, 1], got {level!r}")
+        raise InvalidParameterError(f"level must be in [0, 1], got {level!r}", parameter="level")
     a = np.asarray(alphas, dtype=np.float64)
     b = np.asarray(betas, dtype=np.float64)
     tail = (1.0 - level) / 2.0
@@ -127,10 +130,12 @@ def summarize(
     b = np.asarray(betas, dtype=np.float64)
     _check(a, b)
     if draws < 1:
-        raise InvalidParameterError(f"draws must be >= 1, got {draws}")
+        raise InvalidParameterError(f"draws must be >= 1, got {draws}", parameter="draws")
     competing = np.ones(a.shape, dtype=bool) if contenders is None else np.asarray(contenders)
     if competing.shape != a.shape or competing.dtype != np.bool_:
-        raise InvalidParameterError(f"contenders must be a boolean mask of {a.size} arms")
+        raise InvalidParameterError(
+            f"contenders must be a boolean mask of {a.size} arms", parameter="contenders"
+        )
     best = np.zeros(a.shape)
     best[competing] = prob_best(a[competing], b[competing], rng, draws)
     lows, highs = credible_intervals(a, b)

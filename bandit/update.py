@@ -1,4 +1,4 @@
-"""The reference-ratio posterior update of SPEC §3.2, with optional decay.
+"""The reference-ratio posterior update (docs/spec.md, "Updating"), with optional decay.
 
 Why a reference group: conversion swings about 4x over a day, so a bandit fed raw conversion
 rewards whichever arm happened to be drawn in a good hour.  Every tick compares each arm with
@@ -42,9 +42,14 @@ class Prior:
     beta: float = 1.0
 
     def __post_init__(self) -> None:
-        for label, value in (("prior alpha", self.alpha), ("prior beta", self.beta)):
+        for label, name, value in (
+            ("prior alpha", "alpha", self.alpha),
+            ("prior beta", "beta", self.beta),
+        ):
             if not (np.isfinite(value) and value > 0):
-                raise InvalidParameterError(f"{label} must be a finite number > 0, got {value!r}")
+                raise InvalidParameterError(
+                    f"{label} must be a finite number > 0, got {value!r}", parameter=name
+                )
 
 
 @dataclass(frozen=True)
@@ -80,12 +85,26 @@ class WindowCounts:
         if self.arm_events.shape != self.arm_exposures.shape or self.arm_events.ndim != 1:
             raise InvalidParameterError(
                 "arm_events and arm_exposures must be 1-d arrays of the same length; got "
-                f"{self.arm_events.shape} and {self.arm_exposures.shape}"
+                f"{self.arm_events.shape} and {self.arm_exposures.shape}",
+                parameter="arm_exposures",
             )
         scalars = (self.reference_events, self.reference_exposures)
         arrays = np.concatenate([self.arm_events, self.arm_exposures, np.asarray(scalars)])
         if not np.all(np.isfinite(arrays)) or np.any(arrays < 0):
-            raise InvalidParameterError("window counts must be finite and >= 0")
+            raise InvalidParameterError(
+                "window counts must be finite and >= 0", parameter=self._first_invalid_count()
+            )
+
+    def _first_invalid_count(self) -> str:
+        named = (
+            ("reference_events", np.asarray([self.reference_events])),
+            ("reference_exposures", np.asarray([self.reference_exposures])),
+            ("arm_events", self.arm_events),
+            ("arm_exposures", self.arm_exposures),
+        )
+        return next(
+            name for name, values in named if not np.all(np.isfinite(values) & (values >= 0))
+        )
 
     @property
     def target_events(self) -> float:
@@ -129,7 +148,9 @@ def ratio_increments(
     exposures = np.asarray(arm_exposures, dtype=np.float64)
     n_r = np.asarray(reference_exposures, dtype=np.float64)
     if np.any(n_r <= 0):
-        raise InvalidParameterError("reference_exposures must be > 0 to normalise a window")
+        raise InvalidParameterError(
+            "reference_exposures must be > 0 to normalise a window", parameter="reference_exposures"
+        )
     ratios = np.asarray(reference_events, dtype=np.float64) / n_r
     return events.copy(), ratios[..., None] * exposures
 
@@ -147,10 +168,14 @@ def request_mode_increments(counts: WindowCounts) -> tuple[FloatArray, FloatArra
 def window_mode_increments(counts: WindowCounts, chosen_arm: int) -> tuple[FloatArray, FloatArray]:
     """All of the window's target data credited to ``chosen_arm``: ``(c_t, c_r * n_t / n_r)``."""
     if counts.reference_exposures <= 0:
-        raise InvalidParameterError("reference_exposures must be > 0 to normalise a window")
+        raise InvalidParameterError(
+            "reference_exposures must be > 0 to normalise a window", parameter="reference_exposures"
+        )
     k = counts.arm_events.shape[0]
     if not 0 <= chosen_arm < k:
-        raise InvalidParameterError(f"chosen_arm must be in [0, {k}), got {chosen_arm}")
+        raise InvalidParameterError(
+            f"chosen_arm must be in [0, {k}), got {chosen_arm}", parameter="chosen_arm"
+        )
     alpha_increments = np.zeros(k)
     beta_increments = np.zeros(k)
     alpha_increments[chosen_arm] = counts.target_events
@@ -174,7 +199,7 @@ def reference_ratio_update(
     decay: float = 1.0,
     chosen_arm: int | None = None,
 ) -> PosteriorUpdate:
-    """Apply one tick of SPEC §3.2 to the posteriors of the active arms.
+    """Apply one tick of the reference-ratio update to the posteriors of the active arms.
 
     ``chosen_arm`` selects window mode (the arm that served the window); ``None`` is request
     mode.  ``decay`` (gamma in (0, 1]) is applied to ``(alpha - prior_alpha, beta - prior_beta)``
@@ -186,10 +211,11 @@ def reference_ratio_update(
     if alphas_before.shape != counts.arm_events.shape or betas_before.shape != alphas_before.shape:
         raise InvalidParameterError(
             f"alphas, betas and window counts must have one entry per arm; got "
-            f"{alphas_before.shape}, {betas_before.shape} and {counts.arm_events.shape}"
+            f"{alphas_before.shape}, {betas_before.shape} and {counts.arm_events.shape}",
+            parameter="alphas" if alphas_before.shape != counts.arm_events.shape else "betas",
         )
     if not (0.0 < decay <= 1.0):
-        raise InvalidParameterError(f"decay must be in (0, 1], got {decay!r}")
+        raise InvalidParameterError(f"decay must be in (0, 1], got {decay!r}", parameter="decay")
     if counts.reference_exposures <= 0:
         return PosteriorUpdate(
             False,

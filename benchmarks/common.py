@@ -84,7 +84,7 @@ def free_port() -> int:
 
 def ranktune_command() -> list[str]:
     script = Path(sys.executable).parent / "ranktune"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "api.cli"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "ranktune"]
 
 
 @dataclass

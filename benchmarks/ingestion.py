@@ -1,13 +1,17 @@
 """Ingestion benchmark: durably acknowledged events per second through ``POST /v1/events``.
 
 ``ranktune serve`` runs on SQLite (WAL, synchronous=FULL: a commit is on disk before the
-answer) or on PostgreSQL (synchronous_commit on). Real tickets are taken from the
-assignment endpoint first; wrk then POSTs batches of ``--batch`` "contact" events, each with
-an event_id that is unique in the run, cycling through the tickets (one ticket per event,
-as from many page views). An event counts only when a 200 answer acknowledged it (the
-``accepted`` of the body). After every run the database is asked how many events of the run
-it holds: every acknowledged event must be there, and the only extra events allowed are
-those of requests still in flight when wrk stopped (at most one batch per connection).
+answer) or on PostgreSQL (synchronous_commit on). Every event carries a ticket of its own,
+as from one page view each: the server credits at most one contact per ticket (the event
+bounds), so reusing a few tickets would measure quarantine, not ingestion. The tickets are
+minted beforehand with the server's own key (``RANKTUNE_TICKET_SECRET``, set for the run)
+for the experiment's real arms, in both groups, since fetching hundreds of thousands from
+the assignment endpoint would take longer than the benchmark. wrk then POSTs batches of
+``--batch`` "contact" events, each with an event_id that is unique in the run. An event
+counts only when a 200 answer acknowledged it (the ``accepted`` of the body). After every
+run the database is asked how many events of the run it holds: every acknowledged event
+must be there, and the only extra events allowed are those of requests still in flight
+when wrk stopped (at most one batch per connection).
 
     .venv/bin/python benchmarks/ingestion.py --database sqlite --duration 10 --repeats 3
 """
@@ -28,6 +32,7 @@ if __package__ in (None, ""):
 
 from sqlalchemy import create_engine, text
 
+from api.tickets import TicketSigner
 from benchmarks.common import (
     BenchError,
     Server,
@@ -49,6 +54,27 @@ PG_DATABASE = "ranktune_bench"
 def fetch_tickets(server: Server, count: int, prefix: str) -> list[str]:
     url = f"{server.url}/v1/experiments/similar-items/assignment?unit={prefix}-"
     return [http_json("GET", url + str(index))["ticket"] for index in range(count)]
+
+
+TICKET_SECRET = "ranktune-benchmark-ticket-secret"
+# Tickets minted per run: more than a run can use at the rates measured here (a run that
+# used them all would cycle, and its repeated tickets would be quarantined, not dropped).
+TICKETS_PER_SECOND = 80_000
+
+
+def mint_tickets(experiment: dict[str, Any], count: int) -> list[str]:
+    """``count`` distinct tickets of the experiment's arms (one in five for the reference),
+    signed with the benchmark's ticket key, issued now."""
+    signer = TicketSigner(TICKET_SECRET)
+    reference = experiment["reference_arm_id"]
+    targets = [arm["id"] for arm in experiment["arms"] if arm["id"] != reference]
+    now = time.time()
+    return [
+        signer.issue(experiment["id"], reference, "reference", now)
+        if index % 5 == 0
+        else signer.issue(experiment["id"], targets[index % len(targets)], "target", now)
+        for index in range(count)
+    ]
 
 
 def stored_events(database_url: str, prefix: str) -> int:
@@ -89,7 +115,6 @@ def run(
     repeats: int,
     connections: int,
     batch: int = 100,
-    tickets: int = 1000,
 ) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix=f"ranktune-bench-ingest-{database}-"))
     if database == "sqlite":
@@ -101,14 +126,17 @@ def run(
     say(f"ingestion ({database}): ranktune on {database_url}, batches of {batch}")
     runs: list[dict[str, Any]] = []
     try:
-        server = start_ranktune(database_url, workdir / "ranktune.log")
+        server = start_ranktune(
+            database_url, workdir / "ranktune.log", RANKTUNE_TICKET_SECRET=TICKET_SECRET
+        )
         try:
-            create_example_experiment(server)
+            experiment = create_example_experiment(server)
             run_prefix = "b" + secrets.token_hex(4)
-            tickets_file = workdir / "tickets.txt"
-            tickets_file.write_text("\n".join(fetch_tickets(server, tickets, run_prefix)) + "\n")
             for repeat in range(-1, repeats):  # repeat -1 is the warm-up, not reported
                 prefix = f"{run_prefix}r{repeat + 1}"
+                tickets_file = workdir / "tickets.txt"
+                count = int(TICKETS_PER_SECOND * (min(duration, 3.0) if repeat < 0 else duration))
+                tickets_file.write_text("\n".join(mint_tickets(experiment, count)) + "\n")
                 figures = run_wrk(
                     server.url + "/v1/events",
                     SCRIPT,
@@ -155,7 +183,7 @@ def run(
             "repeats": repeats,
             "connections": connections,
             "batch": batch,
-            "tickets": tickets,
+            "tickets": "one per event, minted per run",
         },
     }
     say(

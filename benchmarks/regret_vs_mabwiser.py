@@ -63,9 +63,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bandit.policies import Policy, make_policy
+from simulations.confidence import mean_ci
 from simulations.regret import (
     RegretConfig,
-    mean_with_ci,
     policy_rng,
     run_regret,
     simulate_policy,
@@ -272,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
                 means, name, args.horizon, args.runs, args.seed, args.repeats
             )
             theirs, their_times = run_mabwiser(means, name, args.horizon, args.mab_runs, args.seed)
-            ours_ci, their_ci = mean_with_ci(ours), mean_with_ci(theirs)
+            ours_ci, their_ci = mean_ci(ours), mean_ci(theirs)
             ours_us, their_us = statistics.median(ours_times), statistics.median(their_times)
             row = Row(
                 instance=instance,

@@ -32,10 +32,12 @@ def check_means(means: npt.ArrayLike) -> FloatArray:
     p = np.asarray(means, dtype=np.float64)
     if p.ndim != 1 or p.size == 0:
         raise InvalidParameterError(
-            f"arm means must be a non-empty 1-d sequence; got shape {p.shape}"
+            f"arm means must be a non-empty 1-d sequence; got shape {p.shape}", parameter="means"
         )
     if not np.all(np.isfinite(p)) or np.any(p < 0.0) or np.any(p > 1.0):
-        raise InvalidParameterError(f"arm means must be probabilities in [0, 1]; got {p.tolist()}")
+        raise InvalidParameterError(
+            f"arm means must be probabilities in [0, 1]; got {p.tolist()}", parameter="means"
+        )
     return p
 
 
@@ -54,9 +56,11 @@ def bernoulli_kl(p: npt.ArrayLike, q: npt.ArrayLike) -> FloatArray:
     """
     p_arr = np.asarray(p, dtype=np.float64)
     q_arr = np.asarray(q, dtype=np.float64)
-    outside = (p_arr < 0) | (p_arr > 1) | (q_arr < 0) | (q_arr > 1)
-    if np.any(outside) or np.any(np.isnan(p_arr)) or np.any(np.isnan(q_arr)):
-        raise InvalidParameterError("bernoulli_kl needs probabilities in [0, 1]")
+    for name, values in (("p", p_arr), ("q", q_arr)):
+        if np.any((values < 0) | (values > 1) | np.isnan(values)):
+            raise InvalidParameterError(
+                "bernoulli_kl needs probabilities in [0, 1]", parameter=name
+            )
     with np.errstate(divide="ignore", invalid="ignore"):
         # xlogy-style terms: zero when the leading factor is zero, whatever the ratio.
         success_term = np.where(p_arr > 0, p_arr * np.log(p_arr / q_arr), 0.0)
@@ -112,5 +116,5 @@ def ucb1_upper_bound(means: npt.ArrayLike, t: npt.ArrayLike) -> FloatArray:
 def _check_times(t: npt.ArrayLike) -> FloatArray:
     t_arr = np.asarray(t, dtype=np.float64)
     if np.any(~np.isfinite(t_arr)) or np.any(t_arr < 1):
-        raise InvalidParameterError("times must be finite and >= 1")
+        raise InvalidParameterError("times must be finite and >= 1", parameter="times")
     return t_arr

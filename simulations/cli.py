@@ -1,7 +1,9 @@
 """``ranktune simulate <command>``: the simulator's command line.
 
-Each command lives in its own module that exposes ``configure_parser(parser)`` and
-``run(args) -> int`` (the exit code); this module only wires them together.
+Each command is a package (``model``, ``run``, ``report``) that exposes
+``configure_parser(parser)`` and ``run(args) -> int`` (the exit code); its options are
+declared once, on its config dataclass (:mod:`simulations.options`). This module only wires
+the commands together.
 """
 
 from __future__ import annotations

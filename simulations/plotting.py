@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import matplotlib
 import numpy as np
 import numpy.typing as npt
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -56,8 +57,9 @@ def save_figure(
 ) -> list[Path]:
     """Save ``figure`` as ``stem.<format>`` for every format; returns the paths written.
 
-    The SVG carries no creation date, so that re-running a seeded simulation rewrites an
-    identical file and committed sample plots do not churn.
+    The SVG carries no creation date and a fixed id salt (matplotlib salts element ids with
+    a random UUID by default), so that re-running a seeded simulation rewrites an identical
+    file and committed sample plots do not churn.
     """
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
@@ -65,7 +67,8 @@ def save_figure(
     for fmt in formats:
         path = stem.with_name(f"{stem.name}.{fmt}")
         metadata = {"Date": None} if fmt == "svg" else None
-        figure.savefig(path, format=fmt, dpi=dpi, metadata=metadata)
+        with matplotlib.rc_context({"svg.hashsalt": "ranktune"}):
+            figure.savefig(path, format=fmt, dpi=dpi, metadata=metadata)
         paths.append(path)
     return paths
 

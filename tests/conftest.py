@@ -21,7 +21,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from api.app import create_app
-from api.cli import upgrade_database
+from api.db import upgrade_database
 from api.settings import Settings
 
 ADMIN_TOKEN = "test-admin-token"

@@ -118,11 +118,25 @@ def ticks(
     request: Request,
     name: ExperimentName,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    after: Annotated[int | None, Query(ge=0, le=2**31 - 1, description="tick number")] = None,
+    order: Annotated[
+        Literal["oldest", "newest"],
+        Query(description="oldest first (page on with `after`) or newest first (with `before`)"),
+    ] = "oldest",
+    after: Annotated[
+        int | None, Query(ge=0, le=2**31 - 1, description="only ticks numbered after this")
+    ] = None,
+    before: Annotated[
+        int | None, Query(ge=1, le=2**31 - 1, description="only ticks numbered before this")
+    ] = None,
 ) -> Response:
+    """The recorded ticks. Windows in which nothing at all arrived are not recorded (an
+    idle experiment would write a row every interval); the next recorded tick says how many
+    it follows (`empty_windows_before`)."""
     runtime = runtime_of(request)
     with runtime.heavy_reads.slot(), runtime.read_transaction() as session:
-        content = service.tick_history_json(session, name, limit=limit, after=after)
+        content = service.tick_history_json(
+            session, name, limit=limit, after=after, before=before, newest_first=order == "newest"
+        )
     return Response(content=content, media_type="application/json")
 
 
@@ -135,7 +149,7 @@ def evolve(
         int | None, Query(ge=0, le=2**63 - 2, description="repeat the step of a dry run")
     ] = None,
 ) -> schemas.EvolutionStepOut:
-    """Run a genetic step now (SPEC §3.3), whatever the schedule; or preview it."""
+    """Run a genetic step now, whatever the schedule; or preview it."""
     runtime = runtime_of(request)
     with runtime.transaction() as session:
         result = evolution_service.evolve_now(

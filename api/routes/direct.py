@@ -8,7 +8,7 @@ parameters are checked by their own declared fields (FastAPI's pydantic validato
 same limits, error locations and messages), and the ``Response`` it returns is sent as it
 is. Skipped: dependency solving, the request's exit stacks, response-model validation and
 serialisation, which together cost more than the assignment itself (docs/benchmarks.md).
-Errors are raised, so the application's exception handlers (api/errors.py) render them;
+Errors are raised, so the application's exception handlers (api/error_handlers.py) render them;
 the request and its answer pass through every middleware of the application.
 
 Only for endpoints that need nothing of what is skipped: a coroutine taking the ``Request``

@@ -42,36 +42,15 @@ from api.services.common import (
     validate_config,
 )
 from api.services.ticks import draw_window_arm
-from arms.evolution import ActiveArm, EvolutionPlan, evolve_step
+from arms.evolution import ActiveArm, EvolutionPlan, NewArm, evolve_step
 from arms.origins import Origin
 from bandit import InvalidParameterError, Prior
-from bandit.evolution import EvolutionSettings
+from bandit.evolution import EvolutionSettings, Retirement
 
-# EvolutionSettings field -> the field of the request body that sets it.
-_REQUEST_FIELDS = {
-    "random_weight": "mix.random",
-    "mutation_weight": "mix.mutation",
-    "crossover_weight": "mix.crossover",
-}
 _SEED_LIMIT = 2**63 - 1
 
 
 # -- settings ------------------------------------------------------------------------------
-def _settings_from_dict(values: dict[str, Any]) -> EvolutionSettings:
-    mix = values.get("mix") or {}
-    kwargs = {
-        key: value
-        for key, value in values.items()
-        if key not in ("enabled", "evolve_interval_s", "mix")
-    }
-    return EvolutionSettings(
-        **kwargs,
-        random_weight=float(mix.get("random", 1.0)),
-        mutation_weight=float(mix.get("mutation", 1.0)),
-        crossover_weight=float(mix.get("crossover", 1.0)),
-    )
-
-
 def evolution_columns(evolution: schemas.EvolutionIn | None) -> dict[str, Any]:
     """The experiment columns for the ``evolution`` object of a create request.
 
@@ -80,23 +59,42 @@ def evolution_columns(evolution: schemas.EvolutionIn | None) -> dict[str, Any]:
     """
     if evolution is None:
         return {"evolution": None, "evolve_interval_s": None}
-    values = evolution.model_dump(mode="json")
     try:
-        _settings_from_dict(values)
+        evolution.to_settings()
     except InvalidParameterError as error:
-        message = str(error)
-        name = message.split(" ", 1)[0]
-        field = f"evolution.{_REQUEST_FIELDS.get(name, name)}"
-        raise InvalidInput(f"{field}: {message}", field=field) from None
+        field = schemas.evolution_field(error.parameter)
+        raise InvalidInput(f"{field}: {error.message}", field=field) from None
     return {
-        "evolution": values,
+        "evolution": evolution.model_dump(mode="json"),
         "evolve_interval_s": evolution.evolve_interval_s if evolution.enabled else None,
     }
 
 
-def settings_of(experiment: Experiment) -> EvolutionSettings:
-    """The experiment's settings; the defaults when it never configured evolution."""
-    return _settings_from_dict(dict(experiment.evolution or {}))
+@dataclass(frozen=True)
+class SettingsInForce:
+    """The pure settings a step uses, and the same as the API shows them."""
+
+    settings: EvolutionSettings
+    shown: schemas.EvolutionSettingsOut
+
+
+def settings_in_force(experiment: Experiment, n_active: int) -> SettingsInForce:
+    """The experiment's settings with the defaults filled in.
+
+    Without settings at creation, ``max_arms`` is the number of active arms (at least
+    ``min_arms``): an on-demand step then replaces arms, it does not grow the arm set to a
+    default size nobody chose. Scheduled steps are off.
+    """
+    if experiment.evolution is None:
+        body = schemas.EvolutionIn(enabled=False)
+        settings = body.to_settings(max_arms=max(n_active, body.min_arms))
+    else:
+        body = schemas.EvolutionIn.model_validate(experiment.evolution)
+        settings = body.to_settings()
+    shown = schemas.EvolutionSettingsOut.of(
+        settings, enabled=body.enabled, evolve_interval_s=body.evolve_interval_s
+    )
+    return SettingsInForce(settings, shown)
 
 
 def is_evolution_due(experiment: Experiment, now: datetime) -> bool:
@@ -111,9 +109,9 @@ def is_evolution_due(experiment: Experiment, now: datetime) -> bool:
 class EvolutionOutcome:
     """A step as planned and, unless a dry run or a no-op, as applied.
 
-    ``added_arm_ids`` and ``expert_config_ids`` are parallel to ``plan.additions`` (None
-    in a dry run / for non-expert arms); ``retired`` and ``added`` are the records stored
-    in the generation row (or that would be).
+    ``retired``, ``added`` and ``details`` are what the generation row records (or would):
+    ``added`` is parallel to ``plan.additions``, with arm ids once applied. ``settings``
+    are the settings in force that the step used.
     """
 
     experiment_id: int
@@ -121,9 +119,10 @@ class EvolutionOutcome:
     seed: int
     dry_run: bool
     applied: bool
-    retired: list[dict[str, Any]]
-    added: list[dict[str, Any]]
-    details: dict[str, Any]
+    retired: tuple[schemas.RetiredArmOut, ...]
+    added: tuple[schemas.AddedArmOut, ...]
+    details: schemas.GenerationDetailsOut
+    settings: schemas.EvolutionSettingsOut
 
 
 def run_evolution_step(
@@ -144,9 +143,9 @@ def run_evolution_step(
         return None
     if seed is None:
         seed = int(rng.integers(0, _SEED_LIMIT))
-    settings = settings_of(experiment)
     space = space_of(experiment)
     active = list(repo.arms_of(session, experiment.id, active_only=True))
+    in_force = settings_in_force(experiment, len(active))
     arms_by_id = {arm.id: arm for arm in active}
     queue = list(repo.expert_configs_of(session, experiment.id, status=ExpertStatus.WAITING))
     plan = evolve_step(
@@ -163,61 +162,26 @@ def run_evolution_step(
             for arm in active
         ],
         [entry.config for entry in queue],
-        settings,
+        in_force.settings,
         Prior(experiment.prior_alpha, experiment.prior_beta),
         np.random.default_rng(seed),
         generation=experiment.generation + 1,
     )
-    retired = [
-        {
-            "arm_id": r.arm_id,
-            "config": arms_by_id[r.arm_id].config,
-            "reason": r.reason,
-            "score": r.score,
-            "exposures": r.exposures,
-            "prob_beat_reference": r.prob_beat_reference,
-            "alpha": arms_by_id[r.arm_id].alpha,
-            "beta": arms_by_id[r.arm_id].beta,
-        }
-        for r in plan.retirements
-    ]
-    added = [
-        {
-            "arm_id": None,
-            "config": new.config.as_dict(),
-            "origin": new.origin,
-            "parent_ids": list(new.parent_ids),
-            "alpha": new.alpha,
-            "beta": new.beta,
-            "expert_config_id": (
-                queue[new.expert_queue_index].id if new.expert_queue_index is not None else None
-            ),
-        }
-        for new in plan.additions
-    ]
-    summary = plan.to_dict()
-    details = {
-        "score": plan.score,
-        "best_arm_id": plan.best_arm_id,
-        "ranking": summary["ranking"],
-        "skipped": summary["skipped"],
-        "expert_outcomes": [
-            {**outcome, "expert_config_id": queue[outcome["queue_index"]].id}
-            for outcome in summary["expert_outcomes"]
-        ],
-        "n_active_before": plan.n_active_before,
-        "n_active_after": plan.n_active_after,
-        "notes": list(plan.notes),
-        "seed": seed,
-        "settings": experiment.evolution,
-    }
+    retired = tuple(_retired_out(r, arms_by_id[r.arm_id]) for r in plan.retirements)
+    details = _details_out(plan, queue, seed, in_force.shown)
     changes = bool(plan.retirements or plan.additions or plan.expert_outcomes)
     if dry_run or not changes:
         if not dry_run:
             experiment.last_evolved_at = now
-        return EvolutionOutcome(experiment.id, plan, seed, dry_run, False, retired, added, details)
+        added = tuple(_added_out(new, None, queue) for new in plan.additions)
+        return EvolutionOutcome(
+            experiment.id, plan, seed, dry_run, False, retired, added, details, in_force.shown
+        )
 
-    _apply(session, experiment, plan, arms_by_id, queue, retired, added, now, rng)
+    new_arms = _apply(session, experiment, plan, arms_by_id, queue, now, rng)
+    added = tuple(
+        _added_out(new, arm.id, queue) for new, arm in zip(plan.additions, new_arms, strict=True)
+    )
     session.add(
         Generation(
             experiment_id=experiment.id,
@@ -225,9 +189,9 @@ def run_evolution_step(
             created_at=now,
             trigger=trigger,
             replica=replica,
-            retired=retired,
-            added=added,
-            details=details,
+            retired=[r.model_dump(mode="json") for r in retired],
+            added=[a.model_dump(mode="json") for a in added],
+            details=details.model_dump(mode="json"),
         )
     )
     experiment.generation = plan.generation
@@ -243,13 +207,87 @@ def run_evolution_step(
             "generation": plan.generation,
             "trigger": trigger,
             "seed": seed,
-            "retired_arm_ids": [r["arm_id"] for r in retired],
-            "added_arm_ids": [a["arm_id"] for a in added],
-            "expert_config_ids": [o["expert_config_id"] for o in details["expert_outcomes"]],
+            "retired_arm_ids": [r.arm_id for r in retired],
+            "added_arm_ids": [a.arm_id for a in added],
+            "expert_config_ids": [o.expert_config_id for o in details.expert_outcomes],
         },
     )
     session.flush()
-    return EvolutionOutcome(experiment.id, plan, seed, False, True, retired, added, details)
+    return EvolutionOutcome(
+        experiment.id, plan, seed, False, True, retired, added, details, in_force.shown
+    )
+
+
+def _retired_out(retirement: Retirement, arm: Arm) -> schemas.RetiredArmOut:
+    return schemas.RetiredArmOut(
+        arm_id=retirement.arm_id,
+        config=arm.config,
+        reason=retirement.reason,
+        score=retirement.score,
+        exposures=retirement.exposures,
+        prob_beat_reference=retirement.prob_beat_reference,
+        alpha=arm.alpha,
+        beta=arm.beta,
+    )
+
+
+def _added_out(new: NewArm, arm_id: int | None, queue: list[ExpertConfig]) -> schemas.AddedArmOut:
+    index = new.expert_queue_index
+    return schemas.AddedArmOut(
+        arm_id=arm_id,
+        config=new.config.as_dict(),
+        origin=Origin(new.origin),
+        parent_ids=list(new.parent_ids),
+        alpha=new.alpha,
+        beta=new.beta,
+        expert_config_id=queue[index].id if index is not None else None,
+    )
+
+
+def _details_out(
+    plan: EvolutionPlan,
+    queue: list[ExpertConfig],
+    seed: int,
+    settings: schemas.EvolutionSettingsOut,
+) -> schemas.GenerationDetailsOut:
+    return schemas.GenerationDetailsOut(
+        score=plan.score,
+        best_arm_id=plan.best_arm_id,
+        ranking=[
+            schemas.RankedArmOut(
+                arm_id=arm.arm_id,
+                score=arm.score,
+                mean=arm.mean,
+                prob_beat_reference=arm.prob_beat_reference,
+                exposures=arm.exposures,
+                eligible=arm.eligible,
+            )
+            for arm in plan.ranking
+        ],
+        skipped=[
+            schemas.SkippedSlotOut(
+                origin=Origin(slot.origin),
+                parent_ids=list(slot.parent_ids),
+                attempts=slot.attempts,
+                reason=slot.reason,
+            )
+            for slot in plan.skipped
+        ],
+        expert_outcomes=[
+            schemas.ExpertOutcomeOut(
+                queue_index=outcome.queue_index,
+                status=outcome.status,
+                detail=outcome.detail,
+                expert_config_id=queue[outcome.queue_index].id,
+            )
+            for outcome in plan.expert_outcomes
+        ],
+        n_active_before=plan.n_active_before,
+        n_active_after=plan.n_active_after,
+        notes=list(plan.notes),
+        seed=seed,
+        settings=settings,
+    )
 
 
 def _apply(
@@ -258,12 +296,10 @@ def _apply(
     plan: EvolutionPlan,
     arms_by_id: dict[int, Arm],
     queue: list[ExpertConfig],
-    retired: list[dict[str, Any]],
-    added: list[dict[str, Any]],
     now: datetime,
     rng: np.random.Generator,
-) -> None:
-    """Write the plan into the session; ``added`` records get their new arm ids."""
+) -> list[Arm]:
+    """Write the plan into the session; the new arms (flushed: they have ids), in plan order."""
     for retirement in plan.retirements:
         arm = arms_by_id[retirement.arm_id]
         arm.status = ArmStatus.RETIRED
@@ -292,8 +328,6 @@ def _apply(
     ]
     session.add_all(new_arms)
     session.flush()
-    for record, arm in zip(added, new_arms, strict=True):
-        record["arm_id"] = arm.id
     arm_of_queue_index = {
         new.expert_queue_index: arm
         for new, arm in zip(plan.additions, new_arms, strict=True)
@@ -314,6 +348,7 @@ def _apply(
         targets = [arm for arm in survivors + new_arms if arm.origin != Origin.REFERENCE]
         if experiment.window_arm_id not in {arm.id for arm in targets}:
             experiment.window_arm_id = draw_window_arm(experiment, targets, rng)
+    return new_arms
 
 
 # -- admin use cases -----------------------------------------------------------------------
@@ -353,7 +388,7 @@ def evolve_now(
             details={
                 "generation": outcome.plan.generation,
                 "seed": outcome.seed,
-                "would_retire_arm_ids": [r["arm_id"] for r in outcome.retired],
+                "would_retire_arm_ids": [r.arm_id for r in outcome.retired],
                 "would_add": len(outcome.added),
             },
         )
@@ -361,23 +396,24 @@ def evolve_now(
 
 
 def step_out(name: str, outcome: EvolutionOutcome) -> schemas.EvolutionStepOut:
-    plan = outcome.plan
+    details = outcome.details
     return schemas.EvolutionStepOut(
         experiment=name,
         dry_run=outcome.dry_run,
         applied=outcome.applied,
-        generation=plan.generation if (outcome.applied or outcome.dry_run) else None,
+        generation=outcome.plan.generation if (outcome.applied or outcome.dry_run) else None,
         seed=outcome.seed,
-        score=plan.score,
-        best_arm_id=plan.best_arm_id,
-        retired=[schemas.RetiredArmOut(**r) for r in outcome.retired],
-        added=[schemas.AddedArmOut(**a) for a in outcome.added],
-        ranking=outcome.details["ranking"],
-        skipped=outcome.details["skipped"],
-        expert_outcomes=outcome.details["expert_outcomes"],
-        n_active_before=plan.n_active_before,
-        n_active_after=plan.n_active_after,
-        notes=list(plan.notes),
+        score=details.score,
+        best_arm_id=details.best_arm_id,
+        retired=list(outcome.retired),
+        added=list(outcome.added),
+        ranking=details.ranking,
+        skipped=details.skipped,
+        expert_outcomes=details.expert_outcomes,
+        n_active_before=details.n_active_before,
+        n_active_after=details.n_active_after,
+        notes=details.notes,
+        settings=outcome.settings,
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -33,7 +34,7 @@ from api.services.common import (
     space_of,
     validate_config,
 )
-from api.services.evolution import evolution_columns
+from api.services.evolution import evolution_columns, settings_in_force
 from api.services.ticks import apply_tick, draw_window_arm
 from arms import Configuration, ConfigurationError, Parameter, ParameterSpace
 from arms.origins import Origin
@@ -333,7 +334,7 @@ def experiment_out(session: Session, experiment: Experiment) -> schemas.Experime
         tick_count=experiment.tick_count,
         window_arm_id=experiment.window_arm_id,
         arms=[arm_out(arm) for arm in arms],
-        evolution=experiment.evolution,
+        evolution=settings_in_force(experiment, _active_count(arms)).shown,
         evolve_interval_s=experiment.evolve_interval_s,
         last_evolved_at=experiment.last_evolved_at,
         generation=experiment.generation,
@@ -342,6 +343,10 @@ def experiment_out(session: Session, experiment: Experiment) -> schemas.Experime
         nursery_exposures=experiment.nursery_exposures,
         nursery_share=experiment.nursery_share,
     )
+
+
+def _active_count(arms: Sequence[Arm]) -> int:
+    return sum(1 for arm in arms if arm.status == ArmStatus.ACTIVE)
 
 
 def experiment_summaries(session: Session) -> list[schemas.ExperimentSummary]:
@@ -470,10 +475,18 @@ _HISTORY_TICKS_PER_QUERY = 100
 
 
 def tick_history(
-    session: Session, name: str, *, limit: int, after: int | None
+    session: Session,
+    name: str,
+    *,
+    limit: int,
+    after: int | None,
+    before: int | None = None,
+    newest_first: bool = False,
 ) -> list[schemas.TickOut]:
     experiment = require_experiment(session, name)
-    ticks = repo.ticks_of(session, experiment.id, limit=limit, after=after)
+    ticks = repo.ticks_of(
+        session, experiment.id, limit=limit, after=after, before=before, newest_first=newest_first
+    )
     arms_by_tick = repo.tick_arm_values_of(session, [tick.id for tick in ticks])
     return [
         _tick_out(tick, [schemas.TickArmOut.model_validate(v) for v in arms_by_tick[tick.id]])
@@ -481,13 +494,23 @@ def tick_history(
     ]
 
 
-def tick_history_json(session: Session, name: str, *, limit: int, after: int | None) -> bytes:
+def tick_history_json(
+    session: Session,
+    name: str,
+    *,
+    limit: int,
+    after: int | None,
+    before: int | None = None,
+    newest_first: bool = False,
+) -> bytes:
     """:func:`tick_history` as the JSON array the route answers, for long histories: 1,000
     ticks of 256 arms are 256,000 per-arm rows, which go from the database's columns to
     JSON as plain values (a model each cost 10-15 us, and the framework's rendering held
     several copies of all of them), a chunk of ticks at a time."""
     experiment = require_experiment(session, name)
-    ticks = repo.ticks_of(session, experiment.id, limit=limit, after=after)
+    ticks = repo.ticks_of(
+        session, experiment.id, limit=limit, after=after, before=before, newest_first=newest_first
+    )
     pieces: list[bytes] = []
     for start in range(0, len(ticks), _HISTORY_TICKS_PER_QUERY):
         chunk = ticks[start : start + _HISTORY_TICKS_PER_QUERY]
@@ -514,6 +537,7 @@ def _tick_out(tick: Tick, arms: list[schemas.TickArmOut]) -> schemas.TickOut:
         target_events=tick.target_events,
         window_arm_id=tick.window_arm_id,
         next_window_arm_id=tick.next_window_arm_id,
+        empty_windows_before=tick.empty_windows_before,
         quarantined_events=tick.quarantined_events,
         uncredited=tick.uncredited or {},
         arms=arms,

@@ -1,4 +1,5 @@
-"""The tick: aggregate what arrived since the previous tick and apply SPEC §3.2.
+"""The tick: aggregate what arrived since the previous tick and apply the reference-ratio
+update (docs/spec.md, "Updating").
 
 Exactly once: the event writer adds every stored row to ``pending_counts`` in the
 transaction that stores it. The tick reads (and locks) the experiment's pending counts and,
@@ -137,24 +138,8 @@ def apply_tick(
     experiment = repo.get_experiment(session, experiment_id, lock=True)
     if experiment is None or (only_if_due and not is_due(experiment, now)):
         return None
-    arms = list(repo.arms_of(session, experiment.id))
-    tick = Tick(
-        experiment_id=experiment.id,
-        number=repo.next_tick_number(session, experiment.id),
-        created_at=now,
-        applied=False,
-        mode=experiment.mode,
-        decay=experiment.decay,
-        reference_exposures=0.0,
-        reference_events=0.0,
-        target_exposures=0.0,
-        target_events=0.0,
-        window_arm_id=experiment.window_arm_id if experiment.mode == Mode.WINDOW else None,
-        replica=replica,
-    )
-    session.add(tick)
-    session.flush()
     pending = repo.pending_counts_for_update(session, experiment.id)
+    arms = list(repo.arms_of(session, experiment.id))
     totals = bound_by_exposures(
         aggregate(pending, experiment.target_event),
         arms,
@@ -175,6 +160,30 @@ def apply_tick(
         decay=experiment.decay,
         chosen_arm=_window_index(experiment, updated),
     )
+    if only_if_due and _nothing_new(session, experiment, pending, totals, update.applied):
+        # Applying this window would change nothing and record nothing new: not recorded, so
+        # an idle experiment does not write a row every interval; counted, so the next
+        # recorded tick says how many empty windows it follows. Admin ticks always record.
+        experiment.last_tick_at = now
+        experiment.empty_windows = Experiment.empty_windows + 1
+        return None
+    tick = Tick(
+        experiment_id=experiment.id,
+        number=repo.next_tick_number(session, experiment.id),
+        created_at=now,
+        applied=False,
+        mode=experiment.mode,
+        decay=experiment.decay,
+        reference_exposures=0.0,
+        reference_events=0.0,
+        target_exposures=0.0,
+        target_events=0.0,
+        window_arm_id=experiment.window_arm_id if experiment.mode == Mode.WINDOW else None,
+        replica=replica,
+        empty_windows_before=experiment.empty_windows,
+    )
+    session.add(tick)
+    session.flush()
     tick.applied = update.applied
     tick.reference_exposures = totals.reference_exposures
     tick.reference_events = totals.reference_events
@@ -203,11 +212,45 @@ def apply_tick(
             experiment.window_arm_id = draw_window_arm(experiment, arms, rng)
         tick.next_window_arm_id = experiment.window_arm_id
     experiment.last_tick_at = now
+    experiment.empty_windows = 0
     # In the UPDATE itself, like the version: a counter cannot lose an increment.
     experiment.tick_count = Experiment.tick_count + 1
     repo.bump_version(experiment, now)
     session.flush()
     return tick
+
+
+def _nothing_new(
+    session: Session,
+    experiment: Experiment,
+    pending: list[tuple[int, str, str, str, int]],
+    totals: WindowTotals,
+    applied: bool,
+) -> bool:
+    """Whether this window is empty: nothing arrived at all, or it can only be carried
+    forward again with exactly the counts the last recorded (carried) tick already showed
+    (the reference traffic stopped: the data wait, and nothing about them changed)."""
+    if not pending:
+        return True
+    if applied:
+        return False
+    last = repo.latest_tick(session, experiment.id)
+    return (
+        last is not None
+        and not last.applied
+        and (
+            last.reference_exposures,
+            last.reference_events,
+            last.target_exposures,
+            last.target_events,
+        )
+        == (
+            totals.reference_exposures,
+            totals.reference_events,
+            sum(totals.arm_exposures.values()),
+            sum(totals.arm_events.values()),
+        )
+    )
 
 
 def _arms_to_update(arms: list[Arm], totals: WindowTotals) -> list[Arm]:

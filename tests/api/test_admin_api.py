@@ -1,4 +1,4 @@
-"""Admin API (SPEC §4.1): authentication, experiments, status changes, arms, stats, audit."""
+"""Admin API (docs/spec.md): authentication, experiments, status changes, arms, stats, audit."""
 
 from __future__ import annotations
 

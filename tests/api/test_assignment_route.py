@@ -18,7 +18,7 @@ from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.app import create_app
-from api.errors import install_error_handlers
+from api.error_handlers import install_error_handlers
 from api.routes.direct import DirectRoute
 from tests.api.helpers import create, expected_group
 from tests.conftest import settings_for

@@ -1,4 +1,4 @@
-"""Client API (SPEC §4.1): assignment and events, on SQLite and PostgreSQL where storage matters."""
+"""Client API (docs/spec.md): assignment and events, on SQLite and PostgreSQL where it matters."""
 
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from api.cli import upgrade_database
+from api.db import upgrade_database
 from tests.api.helpers import ADMIN, assert_error_shape, assign, create, inspect
 from tests.conftest import settings_for, similar_items
 

@@ -227,7 +227,7 @@ def test_every_assignment_gets_its_own_ticket(sqlite_client: TestClient) -> None
     create(sqlite_client)
     tickets = [assign(sqlite_client, "same-user")["ticket"] for _ in range(50)]
     assert len(set(tickets)) == 50
-    assert all(len(ticket) == 48 for ticket in tickets)
+    assert all(len(ticket) == 52 for ticket in tickets)
 
 
 def test_expired_and_future_tickets_are_refused_with_422(client: TestClient) -> None:

@@ -89,14 +89,39 @@ def audit_actions(client: TestClient) -> list[str]:
 
 
 EAGER = {"min_exposures": 0, "drop_count": 1, "min_arms": 2, "max_arms": 5}
+# The pure settings' defaults as the API shows them (bandit.evolution.EvolutionSettings).
+DEFAULTS_SHOWN = {
+    "min_exposures": 100.0,
+    "drop_count": 1,
+    "min_arms": 2,
+    "max_arms": 10,
+    "score": "mean",
+    "retire_below_prob_beat_reference": None,
+    "mix": {"random": 1.0, "mutation": 1.0, "crossover": 1.0},
+    "parent_pool_size": 3,
+    "mutation_scale": 0.1,
+    "crossover_blend": False,
+    "inherit_posterior": False,
+    "inherited_pseudo_count_cap": 10.0,
+    "prob_best_draws": 10_000,
+    "max_draw_attempts": 20,
+}
 
 
 # -- settings ------------------------------------------------------------------------------
 def test_evolution_is_off_unless_configured_and_settings_are_shown(client: TestClient) -> None:
     plain = create(client)
-    assert plain["evolution"] is None
+    # No settings given: every setting in force is shown, scheduled steps off, and max_arms
+    # is the arm set's size (reference and 3 arms), not a hidden default of 10.
+    assert plain["evolution"] == {
+        **DEFAULTS_SHOWN,
+        "enabled": False,
+        "evolve_interval_s": 3600.0,
+        "max_arms": 4,
+    }
     assert plain["evolve_interval_s"] is None
     assert plain["generation"] == 0 and plain["last_evolved_at"] is None
+    assert get(client)["evolution"] == plain["evolution"]
 
     body = create(
         client,
@@ -104,9 +129,13 @@ def test_evolution_is_off_unless_configured_and_settings_are_shown(client: TestC
         evolution={"evolve_interval_s": 600, "max_arms": 6, "mix": {"crossover": 0}},
     )
     assert body["evolve_interval_s"] == 600
-    assert body["evolution"]["max_arms"] == 6
-    assert body["evolution"]["mix"] == {"random": 1.0, "mutation": 1.0, "crossover": 0.0}
-    assert body["evolution"]["inherit_posterior"] is False
+    assert body["evolution"] == {
+        **DEFAULTS_SHOWN,
+        "enabled": True,
+        "evolve_interval_s": 600.0,
+        "max_arms": 6,
+        "mix": {"random": 1.0, "mutation": 1.0, "crossover": 0.0},
+    }
 
     paused_schedule = create(client, name="manual-only", evolution={"enabled": False})
     assert paused_schedule["evolve_interval_s"] is None
@@ -234,6 +263,17 @@ def test_step_records_generation_reasons_origins_and_lineage(client: TestClient)
     assert [g["number"] for g in history] == [1, 2]
     assert history[0]["retired"] == first["retired"]
     assert history[0]["added"] == first["added"]
+    for key in ("score", "best_arm_id", "ranking", "skipped", "expert_outcomes", "notes"):
+        assert history[0]["details"][key] == first[key], key
+    assert history[0]["details"]["settings"] == first["settings"] == created["evolution"]
+    assert set(first["ranking"][0]) == {
+        "arm_id",
+        "score",
+        "mean",
+        "prob_beat_reference",
+        "exposures",
+        "eligible",
+    }
     assert history[1]["trigger"] == "admin" and history[1]["details"]["seed"] == 2
     assert get(client, "/generations", after=1)[0]["number"] == 2
 
@@ -274,16 +314,204 @@ def test_a_step_with_nothing_to_do_records_no_generation(client: TestClient) -> 
 def test_evolve_on_demand_uses_defaults_and_refuses_stopped_or_missing(
     client: TestClient,
 ) -> None:
-    create(client)  # no evolution settings: defaults on demand (max_arms=10)
+    create(client)  # no evolution settings: the defaults, max_arms = the 4 active arms
     result = evolve(client, dry_run="true")
     assert result["retired"] == []  # no arm has min_exposures=100 yet
-    assert result["n_active_after"] == 10
+    assert result["n_active_before"] == result["n_active_after"] == 4
+    assert result["settings"] == get(client)["evolution"]
+    assert result["settings"]["max_arms"] == 4
     assert client.post(f"{URL}/stop", headers=ADMIN).status_code == 200
     stopped = client.post(f"{URL}/evolve", headers=ADMIN)
     assert stopped.status_code == 409 and stopped.json()["field"] == "status"
     missing = client.post("/v1/experiments/nope/evolve", headers=ADMIN)
     assert missing.status_code == 404
     assert client.post(f"{URL}/evolve").status_code == 401
+
+
+def test_a_step_without_settings_replaces_arms_instead_of_growing_the_set(
+    client: TestClient,
+) -> None:
+    created = create(client)
+    config = {"text_match": 0.3, "distance": 0.3, "price_diff": 0.3, "region": 2}
+    assert client.post(f"{URL}/arms", json={"config": config}, headers=ADMIN).status_code == 201
+    # Old enough to be ranked (min_exposures defaults to 100): one arm clearly the worst.
+    with runtime_of(client).transaction() as session:
+        for arm in repo.arms_of(session, created["id"]):
+            arm.exposures = 500.0
+            if arm.origin == "manual":
+                arm.beta += 400.0
+    before = get(client)
+    assert before["evolution"]["max_arms"] == 5  # the arm added by hand counts too
+    step = evolve(client, seed=3)
+    assert step["applied"] is True
+    assert [r["config"] for r in step["retired"]] == [config]
+    assert len(step["added"]) == 1
+    assert step["n_active_before"] == step["n_active_after"] == 5
+    assert step["settings"]["max_arms"] == 5 and step["settings"]["enabled"] is False
+
+
+def test_the_openapi_documents_every_part_of_a_step(client: TestClient) -> None:
+    schemas = client.get("/openapi.json").json()["components"]["schemas"]
+
+    def ref(model: str, field: str) -> str:
+        prop = schemas[model]["properties"][field]
+        target: str = prop.get("items", prop).get("$ref") or prop["anyOf"][0]["$ref"]
+        return target.rsplit("/", 1)[-1]
+
+    step = "EvolutionStepOut"
+    assert ref(step, "ranking") == "RankedArmOut"
+    assert ref(step, "skipped") == "SkippedSlotOut"
+    assert ref(step, "expert_outcomes") == "ExpertOutcomeOut"
+    assert ref(step, "retired") == "RetiredArmOut"
+    assert ref(step, "added") == "AddedArmOut"
+    assert ref(step, "settings") == "EvolutionSettingsOut"
+    assert ref("GenerationOut", "retired") == "RetiredArmOut"
+    assert ref("GenerationOut", "added") == "AddedArmOut"
+    assert ref("GenerationOut", "details") == "GenerationDetailsOut"
+    assert ref("GenerationDetailsOut", "ranking") == "RankedArmOut"
+    assert ref("ExperimentOut", "evolution") == "EvolutionSettingsOut"
+    shown = schemas["EvolutionSettingsOut"]
+    assert (
+        set(shown["required"])
+        == set(shown["properties"])
+        == {*DEFAULTS_SHOWN, "enabled", "evolve_interval_s"}
+    )
+
+
+def test_generations_recorded_before_the_typed_plan_read_as_they_were(
+    client: TestClient,
+) -> None:
+    """A generation row exactly as the untyped service wrote it answers unchanged."""
+    created = create(client)
+    worst, newcomer = created["arms"][1]["id"], created["arms"][2]["id"]
+    config = {"text_match": 1.0, "distance": 0.5, "price_diff": 0.25, "region": 2}
+    row = {
+        "retired": [
+            {
+                "arm_id": worst,
+                "config": created["arms"][1]["config"],
+                "reason": "lowest_score",
+                "score": 0.25,
+                "exposures": 120.0,
+                "prob_beat_reference": 0.125,
+                "alpha": 30.0,
+                "beta": 90.0,
+            }
+        ],
+        "added": [
+            {
+                "arm_id": newcomer,
+                "config": config,
+                "origin": "mutation",
+                "parent_ids": [created["arms"][3]["id"]],
+                "alpha": 1.0,
+                "beta": 1.0,
+                "expert_config_id": None,
+            }
+        ],
+        "details": {
+            "score": "mean",
+            "best_arm_id": created["arms"][3]["id"],
+            "ranking": [
+                {
+                    "arm_id": worst,
+                    "score": 0.25,
+                    "mean": 0.25,
+                    "prob_beat_reference": 0.125,
+                    "exposures": 120.0,
+                    "eligible": True,
+                }
+            ],
+            "skipped": [
+                {"origin": "random", "parent_ids": [], "attempts": 20, "reason": "every draw"}
+            ],
+            "expert_outcomes": [
+                {"queue_index": 0, "status": "invalid", "detail": "x", "expert_config_id": 7}
+            ],
+            "n_active_before": 4,
+            "n_active_after": 4,
+            "notes": ["a note"],
+            "seed": 42,
+            "settings": None,
+        },
+    }
+    with runtime_of(client).transaction() as session:
+        session.add(
+            evolution_service.Generation(
+                experiment_id=created["id"],
+                number=1,
+                created_at=now_utc(),
+                trigger="admin",
+                replica="old-replica",
+                **row,
+            )
+        )
+    (generation,) = get(client, "/generations")
+    assert {key: generation[key] for key in row} == row
+
+
+# -- precision of generated values ---------------------------------------------------------
+STEPPED = [
+    {"name": "text_match", "type": "float", "low": 0.0, "high": 2.0, "step": 0.05},
+    {"name": "distance", "type": "float", "low": 0.0, "high": 2.0},
+    {"name": "price_diff", "type": "float", "low": 0.0, "high": 2.0, "step": 0.25},
+    {"name": "region", "type": "int", "low": 0, "high": 3},
+]
+
+
+def decimals(value: float) -> int:
+    text = repr(value)
+    return len(text.split(".")[1]) if "." in text and "e" not in text else 0
+
+
+def test_generated_arms_have_the_precision_of_their_parameters(client: TestClient) -> None:
+    created = create(
+        client,
+        parameters=STEPPED,
+        evolution={**EAGER, "max_arms": 12, "mix": {"random": 1, "mutation": 1, "crossover": 1}},
+    )
+    shown = {p["name"]: p for p in created["parameters"]}
+    assert shown["text_match"]["step"] == 0.05 and "step" not in shown["distance"]
+    feed(client, 200, lambda served: 0.3, np.random.default_rng(2), "warm")
+    step = evolve(client, seed=5)
+    origins = {a["origin"] for a in step["added"]}
+    assert {"random", "mutation", "crossover"} <= origins, origins
+    for added in step["added"]:
+        config = added["config"]
+        assert round(config["text_match"] / 0.05, 9) % 1 == 0, config
+        assert config["price_diff"] in (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0)
+        assert decimals(config["text_match"]) <= 2 and decimals(config["distance"]) <= 4
+        assert 0.0 <= config["distance"] <= 2.0 and config["region"] in (0, 1, 2, 3)
+    configs = [arm["config"] for arm in get(client)["arms"] if arm["status"] == "active"]
+    assert len({tuple(sorted(c.items())) for c in configs}) == len(configs)
+
+
+@pytest.mark.parametrize(
+    ("step", "expected"),
+    [
+        (0.0, "greater than 0"),
+        (-1.0, "greater than 0"),
+        (2.5, "no larger than high - low (2.0)"),
+    ],
+)
+def test_an_invalid_step_names_the_parameter(client: TestClient, step: Any, expected: str) -> None:
+    parameters = [dict(p) for p in STEPPED]
+    parameters[1]["step"] = step
+    response = client.post(
+        "/v1/experiments", json=similar_items(parameters=parameters), headers=ADMIN
+    )
+    assert response.status_code == 422, response.text
+    assert response.json()["field"] == "parameters[1].step"
+    assert expected in response.json()["detail"]
+
+
+def test_an_int_step_must_be_integral(client: TestClient) -> None:
+    parameters = [dict(p) for p in STEPPED]
+    parameters[3]["step"] = 1.5
+    response = client.post(
+        "/v1/experiments", json=similar_items(parameters=parameters), headers=ADMIN
+    )
+    assert response.status_code == 422 and response.json()["field"] == "parameters[3].step"
 
 
 # -- expert queue --------------------------------------------------------------------------

@@ -72,7 +72,7 @@ class Target:
 def target(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Target]:
-    from api.cli import upgrade_database
+    from api.db import upgrade_database
 
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path_factory.mktemp('fuzz') / 'ranktune.db'}"

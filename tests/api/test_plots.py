@@ -109,4 +109,5 @@ def test_many_arms_colour_and_name_only_the_top_ones() -> None:
     named = [k for k in range(30) if f"arm {k} (expert):" in svg]
     assert named == list(range(22, 30))
     assert svg.count("22 other arms") == 1 and "a note" in svg
-    assert "arm 29 (expert): 0.968" in svg  # 30 / 31, the latest mean in the legend
+    # Mean 30 / 31, read as the lift over the reference: 30 - 1 = +2900%.
+    assert "arm 29 (expert): +2900%" in svg

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from api.cli import main
 from api.settings import MIN_ADMIN_TOKEN_LENGTH, Settings
+from ranktune.cli import main
 from tests.conftest import ADMIN_TOKEN
 
 WEAK_TOKENS = {

@@ -1,4 +1,4 @@
-"""The tick through HTTP (SPEC §3.2): golden posteriors, decay, carried windows, window mode.
+"""The tick through HTTP: golden posteriors, decay, carried windows, window mode.
 
 Exposures come from the clients' exposure events (``exposure_source="client"``) wherever a
 test needs exact counts per arm, so that every number below is chosen, not sampled.
@@ -241,5 +241,72 @@ def test_one_experiment_whose_tick_fails_does_not_stop_the_others(
     monkeypatch.setattr(api.runtime, "apply_tick", apply_tick)
     time.sleep(0.15)  # both are due
     client.app.state.runtime.run_due_ticks()  # type: ignore[attr-defined]
-    assert inspect(client, "healthy")["tick_count"] == 1
-    assert inspect(client, "broken")["tick_count"] == 0
+    # (Both windows are empty: the healthy one only moves its schedule on.)
+    assert inspect(client, "healthy")["last_tick_at"] is not None
+    assert inspect(client, "broken")["last_tick_at"] is None
+
+
+def test_ticks_newest_first_page_back_with_before(client: TestClient) -> None:
+    create(client)
+    for _ in range(5):
+        tick(client)
+    url = "/v1/experiments/similar-items/ticks"
+    newest = client.get(url, params={"order": "newest", "limit": 2}, headers=ADMIN).json()
+    assert [row["number"] for row in newest] == [5, 4]
+    older = client.get(
+        url, params={"order": "newest", "limit": 2, "before": 4}, headers=ADMIN
+    ).json()
+    assert [row["number"] for row in older] == [3, 2]
+    oldest = client.get(url, params={"limit": 2}, headers=ADMIN).json()
+    assert [row["number"] for row in oldest] == [1, 2]
+
+
+def test_empty_windows_are_counted_not_recorded(client: TestClient) -> None:
+    """An idle experiment does not write a tick row every interval: scheduled windows in
+    which nothing arrived only move the schedule on, and the next recorded tick says how
+    many it follows."""
+    created = create(client, update_interval_s=0.1, exposure_source="client")
+    runtime = client.app.state.runtime  # type: ignore[attr-defined]
+    for _ in range(3):
+        time.sleep(0.12)
+        runtime.run_due_ticks()
+    assert inspect(client)["tick_count"] == 0
+    assert client.get("/v1/experiments/similar-items/ticks", headers=ADMIN).json() == []
+    tickets = tickets_by_arm(client)
+    reference = created["reference_arm_id"]
+    post_events(client, [event(tickets[reference], "x", "exposure")])
+    time.sleep(0.12)
+    runtime.run_due_ticks()
+    (recorded,) = client.get("/v1/experiments/similar-items/ticks", headers=ADMIN).json()
+    assert recorded["number"] == 1 and recorded["empty_windows_before"] == 3
+    # The count starts again after a recorded tick.
+    time.sleep(0.12)
+    runtime.run_due_ticks()
+    post_events(client, [event(tickets[reference], "y", "exposure")])
+    time.sleep(0.12)
+    runtime.run_due_ticks()
+    assert tick(client)["empty_windows_before"] == 0
+    history = client.get("/v1/experiments/similar-items/ticks", headers=ADMIN).json()
+    assert [row["empty_windows_before"] for row in history] == [3, 1, 0]
+
+
+def test_a_carried_window_is_recorded_once_while_nothing_new_arrives(client: TestClient) -> None:
+    """Without reference traffic the data wait: the first window that carries them is
+    recorded (applied: false); later windows with exactly the same counts are not."""
+    created = create(client, update_interval_s=0.1, exposure_source="client")
+    runtime = client.app.state.runtime  # type: ignore[attr-defined]
+    tickets = tickets_by_arm(client)
+    arm = created["arms"][1]["id"]
+    post_events(client, [event(tickets[arm], "t", "exposure")])
+    for _ in range(3):
+        time.sleep(0.12)
+        runtime.run_due_ticks()
+    post_events(client, [event(tickets[arm], "t2", "exposure")])  # something new: recorded
+    time.sleep(0.12)
+    runtime.run_due_ticks()
+    history = client.get("/v1/experiments/similar-items/ticks", headers=ADMIN).json()
+    assert [(row["applied"], row["target_exposures"]) for row in history] == [
+        (False, 1),
+        (False, 2),
+    ]
+    assert history[1]["empty_windows_before"] == 2

@@ -64,6 +64,96 @@ WEIGHTS = ParameterSpace.from_dicts(
 )
 
 
+@st.composite
+def stepped_parameters(draw: st.DrawFn, name: str) -> Parameter:
+    """Parameters as in ``parameters``, half of them with a step (a round one or any)."""
+    plain = draw(parameters(name))
+    span = plain.high - plain.low
+    if span == 0 or draw(st.booleans()):
+        return plain
+    if plain.type == "int":
+        step: float = draw(st.integers(1, math.floor(plain.high) - math.ceil(plain.low)))
+    else:
+        round_steps = [s for s in (0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0) if s < span]
+        any_step = st.floats(span / 1000, span * (1 - 1e-9))
+        step = draw(st.sampled_from(round_steps) | any_step if round_steps else any_step)
+    return Parameter(name, plain.type, plain.low, plain.high, plain.distribution, step)
+
+
+@st.composite
+def stepped_spaces(draw: st.DrawFn) -> ParameterSpace:
+    count = draw(st.integers(1, 4))
+    return ParameterSpace(tuple(draw(stepped_parameters(f"p{k}")) for k in range(count)))
+
+
+def on_grid(value: float, unit: float) -> bool:
+    """``value`` is a multiple of ``unit`` up to float rounding."""
+    multiple = value / unit
+    return abs(multiple - round(multiple)) <= 1e-9 * max(1.0, abs(multiple))
+
+
+def assert_generated(config: Configuration, space: ParameterSpace) -> None:
+    """Valid, and at the parameter's precision: a multiple of its step, or, without one, of
+    a tenth of the resolution (5 significant digits of the range, or of a log-uniform value;
+    a tenth because the span in floats may sit just below a power of ten)."""
+    assert_valid(config, space)
+    for p in space.parameters:
+        value = config[p.name]
+        if p.step is not None:
+            assert on_grid(value, p.step), (p, value)
+        elif p.type == "float" and p.high > p.low:
+            unit = 10.0 ** (math.floor(math.log10(p.span)) - 5)
+            if p.distribution == "log_uniform":
+                unit = min(unit, 10.0 ** (math.floor(math.log10(value)) - 5))
+            assert on_grid(value, unit), (p, value)
+
+
+@settings(max_examples=200, deadline=None)
+@given(space=stepped_spaces(), seed=st.integers(0, 2**32 - 1), scale=st.floats(1e-3, 1.0))
+def test_every_generated_value_is_in_bounds_and_at_the_parameter_precision(
+    space: ParameterSpace, seed: int, scale: float
+) -> None:
+    rng = np.random.default_rng(seed)
+    a, b = space.random(rng), space.random(rng)
+    assert_generated(a, space)
+    assert_generated(b, space)
+    assert_generated(mutate(a, space, rng, scale), space)
+    assert_generated(crossover(a, b, space, rng), space)
+    assert_generated(crossover(a, b, space, rng, blend=True), space)
+
+
+@settings(max_examples=100, deadline=None)
+@given(space=stepped_spaces(), seed=st.integers(0, 2**32 - 1))
+def test_a_mutant_differs_from_its_parent_even_on_a_coarse_grid(
+    space: ParameterSpace, seed: int
+) -> None:
+    rng = np.random.default_rng(seed)
+    parent = space.random(rng)
+    child = mutate(parent, space, rng, 1e-3)  # far below every step: rounds back unless forced
+    changeable = any(p.quantize(p.low) != p.quantize(p.high) for p in space.parameters)
+    assert (child != parent) == changeable
+
+
+def test_off_grid_parents_give_children_on_the_grid() -> None:
+    space = ParameterSpace.from_dicts([{"name": "w", "low": 0.0, "high": 1.0, "step": 0.25}])
+    founder = space.validate({"w": 0.3})  # a configuration given by hand may sit off the grid
+    rng = np.random.default_rng(0)
+    assert {mutate(founder, space, rng, 0.01)["w"] for _ in range(20)} <= {0.25, 0.5}
+    other = space.validate({"w": 0.9})
+    children = {crossover(founder, other, space, rng, blend=True)["w"] for _ in range(50)}
+    assert children <= {0.25, 0.5, 0.75, 1.0}
+
+
+def test_uniform_draws_with_a_step_cover_the_grid_evenly() -> None:
+    parameter = Parameter("w", low=0.0, high=1.0, step=0.25)
+    rng = np.random.default_rng(8)
+    draws = [parameter.sample(rng) for _ in range(5_000)]
+    counts = {value: draws.count(value) for value in sorted(set(draws))}
+    assert list(counts) == [0.0, 0.25, 0.5, 0.75, 1.0]
+    # the end points as likely as the others (rounding a continuous draw would halve them)
+    assert all(abs(count - 1_000) < 4 * math.sqrt(1_000 * 0.8) for count in counts.values())
+
+
 # ---------------------------------------------------------------- random
 
 
@@ -142,6 +232,18 @@ def test_log_uniform_parameters_mutate_in_log_space() -> None:
     assert abs(np.mean(logs)) < 0.06
 
 
+def test_a_log_uniform_mutation_past_a_huge_bound_is_clipped_not_an_overflow() -> None:
+    # found by this suite: exp(log(value) + step) overflowed for bounds near 1e253
+    space = ParameterSpace.from_dicts(
+        [{"name": "w", "low": 1.0, "high": 2.0e253, "distribution": "log_uniform"}]
+    )
+    parent = space.validate({"w": 1.0e253})
+    rng = np.random.default_rng(0)
+    children = [mutate(parent, space, rng, 1.0)["w"] for _ in range(50)]
+    assert all(1.0 <= w <= 2.0e253 for w in children)
+    assert 2.0e253 in children  # half the moves overshoot: clipped onto the bound
+
+
 def test_mutation_is_reproducible_from_the_seed() -> None:
     parent = WEIGHTS.validate({"text_match": 5.0, "region": 50, "price_diff": 50.0})
     first = mutate(parent, WEIGHTS, np.random.default_rng(9))
@@ -151,8 +253,9 @@ def test_mutation_is_reproducible_from_the_seed() -> None:
 @pytest.mark.parametrize("scale", [0.0, -0.1, float("nan")])
 def test_mutation_rejects_a_non_positive_scale(scale: float) -> None:
     parent = WEIGHTS.random(np.random.default_rng(0))
-    with pytest.raises(InvalidParameterError, match="scale"):
+    with pytest.raises(InvalidParameterError, match="scale") as error:
         mutate(parent, WEIGHTS, np.random.default_rng(0), scale)
+    assert error.value.parameter == "scale"
 
 
 # ---------------------------------------------------------------- crossover

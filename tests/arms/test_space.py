@@ -126,6 +126,17 @@ def test_numpy_scalars_are_numbers() -> None:
         ({"name": "w", "distribution": "log_uniform", "low": 0.0}, "w.low", "needs low > 0"),
         ({"name": "w", "type": "int", "high": 2**60}, "w.high", r"within \[-2\*\*53, 2\*\*53\]"),
         ({"name": "w", "type": "int", "low": -1e300}, "w.low", r"within \[-2\*\*53, 2\*\*53\]"),
+        ({"name": "w", "step": "0.1"}, "w.step", "expected a number"),
+        ({"name": "w", "step": True}, "w.step", "expected a number"),
+        ({"name": "w", "step": 0.0}, "w.step", r"expected a finite number > 0"),
+        ({"name": "w", "step": -0.1}, "w.step", r"expected a finite number > 0"),
+        ({"name": "w", "step": math.nan}, "w.step", r"expected a finite number > 0"),
+        ({"name": "w", "step": math.inf}, "w.step", r"expected a finite number > 0"),
+        ({"name": "w", "step": 1.5}, "w.step", r"no larger than high - low \(1\.0\)"),
+        ({"name": "w", "low": 0.1, "high": 0.1, "step": 0.1}, "w.step", "no larger than"),
+        ({"name": "w", "type": "int", "high": 9, "step": 1.5}, "w.step", "an integer >= 1"),
+        ({"name": "w", "type": "int", "high": 9, "step": 0.5}, "w.step", "an integer >= 1"),
+        ({"name": "w", "type": "int", "low": 0.5, "high": 9.5, "step": 9}, "w.step", r"\(8\)"),
     ],
 )
 def test_invalid_parameters_name_the_attribute(
@@ -146,6 +157,50 @@ def test_invalid_spaces_are_rejected() -> None:
     with pytest.raises(ConfigurationError) as error:
         ParameterSpace.from_dicts([{"name": "w"}, {"name": "v", "lo": 1}])
     assert error.value.field == "parameters[1]"
+
+
+def test_a_step_is_kept_normalised_and_only_when_given() -> None:
+    assert "step" not in Parameter("w").to_dict()
+    step = Parameter("w", low=0.1, high=0.3, step=0.2)  # high - low is 0.19999999999999998
+    assert step.to_dict()["step"] == 0.2
+    integral = Parameter("k", type="int", low=0, high=10, step=2.0)  # type: ignore[arg-type]
+    assert integral.step == 2 and type(integral.step) is int
+    space = ParameterSpace((step, integral))
+    assert ParameterSpace.from_dicts(space.to_dicts()) == space
+
+
+@pytest.mark.parametrize(
+    ("parameter", "value", "expected"),
+    [
+        # to the step: multiples of it, the nearest one inside the bounds
+        (Parameter("w", low=0.0, high=1.0, step=0.1), 0.34, 0.3),
+        (Parameter("w", low=0.0, high=1.0, step=0.1), 0.36, 0.4),
+        (Parameter("w", low=0.0, high=1.0, step=0.1), 0.7000000000000001, 0.7),
+        (Parameter("w", low=0.05, high=0.95, step=0.1), 0.02, 0.1),
+        (Parameter("w", low=0.05, high=0.95, step=0.1), 0.97, 0.9),
+        (Parameter("w", low=0.0, high=1.0, step=0.25), 2.0, 1.0),
+        (Parameter("k", type=ParameterType.INT, low=0, high=100, step=5), 12, 10),
+        (Parameter("k", type=ParameterType.INT, low=1, high=9, step=4), 0, 4),
+        # without a step: 5 significant digits of the range (range 2.0: 0.0001) ...
+        (Parameter("w", low=0.0, high=2.0), 0.123456789, 0.1235),
+        (Parameter("w", low=0.0, high=10.0), 0.123456789, 0.123),
+        (Parameter("w", low=-1000.0, high=1000.0), 123.456789, 123.5),
+        (Parameter("w", low=0.000003, high=1.0), 0.0, 1e-05),  # range 0.999997: 0.00001
+        # ... and of the value too when log-uniform, so that small values keep their digits
+        (Parameter("p", low=0.01, high=100.0, distribution="log_uniform"), 0.0123456, 0.012346),
+        (Parameter("p", low=0.01, high=100.0, distribution="log_uniform"), 54.321987, 54.322),
+        # int parameters without a step are integers already; a fixed one stays as it is
+        (Parameter("k", type=ParameterType.INT, low=0, high=10**6), 123457, 123457),
+        (Parameter("w", low=0.123456789, high=0.123456789), 0.123456789, 0.123456789),
+    ],
+)
+def test_generated_values_are_rounded_to_a_sensible_precision(
+    parameter: Parameter, value: float, expected: float
+) -> None:
+    rounded = parameter.quantize(value)
+    assert rounded == expected and type(rounded) is type(expected)
+    assert repr(rounded) == repr(expected)  # no 0.30000000000000004
+    assert parameter.quantize(rounded) == rounded
 
 
 def test_space_round_trips_through_dicts() -> None:

@@ -70,13 +70,17 @@ def retire(
     ],
 )
 def test_settings_reject_out_of_range_values_naming_the_field(field: str, value: Any) -> None:
-    with pytest.raises(InvalidParameterError, match=f"^{field} "):
+    with pytest.raises(InvalidParameterError, match=f"^{field} ") as error:
         EvolutionSettings(**{field: value})
+    assert error.value.parameter == field
 
 
 def test_settings_max_arms_below_min_arms_is_rejected() -> None:
-    with pytest.raises(InvalidParameterError, match=r"max_arms must be >= min_arms \(5\), got 4"):
+    with pytest.raises(
+        InvalidParameterError, match=r"max_arms must be >= min_arms \(5\), got 4"
+    ) as error:
         EvolutionSettings(min_arms=5, max_arms=4)
+    assert error.value.parameter == "max_arms"
 
 
 def test_settings_defaults_are_valid() -> None:
@@ -509,5 +513,6 @@ def test_inherited_prior_is_never_weaker_than_the_prior() -> None:
 def test_inherited_prior_rejects_bad_input(
     alpha: float, beta: float, cap: float, field: str
 ) -> None:
-    with pytest.raises(InvalidParameterError, match=f"^{field} "):
+    with pytest.raises(InvalidParameterError, match=f"^{field} ") as error:
         inherited_prior(alpha, beta, cap)
+    assert error.value.parameter == field

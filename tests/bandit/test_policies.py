@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import pickle
 
 import numpy as np
 import pytest
@@ -40,24 +41,43 @@ def _frequencies(arms: np.ndarray, k: int) -> np.ndarray:
 
 
 @pytest.mark.parametrize(
-    ("build", "message"),
+    ("build", "parameter", "message"),
     [
-        (lambda: EpsilonGreedy(epsilon=-0.1), r"epsilon must be in \[0, 1\], got -0.1"),
-        (lambda: EpsilonGreedy(epsilon=1.5), r"epsilon must be in \[0, 1\], got 1.5"),
-        (lambda: EpsilonGreedy(epsilon=math.nan), r"epsilon must be in \[0, 1\]"),
-        (lambda: ThompsonSampling(prior_alpha=0.0), r"prior_alpha must be a finite number > 0"),
-        (lambda: ThompsonSampling(prior_beta=-1.0), r"prior_beta must be a finite number > 0"),
-        (lambda: ThompsonSampling(prior_alpha=math.inf), r"prior_alpha must be a finite number"),
-        (lambda: UCB1(alpha=0.0), r"alpha must be a finite number > 0, got 0.0"),
-        (lambda: UCB1(alpha=math.nan), r"alpha must be a finite number > 0"),
-        (lambda: EpsilonDecreasing(c=0.0), r"c must be a finite number > 0, got 0.0"),
-        (lambda: EpsilonDecreasing(c=-2.0), r"c must be a finite number > 0"),
-        (lambda: make_policy("softmax"), r"policy must be one of thompson, ucb1, egreedy, edecay"),
+        (lambda: EpsilonGreedy(epsilon=-0.1), "epsilon", r"epsilon must be in \[0, 1\], got -0.1"),
+        (lambda: EpsilonGreedy(epsilon=1.5), "epsilon", r"epsilon must be in \[0, 1\], got 1.5"),
+        (lambda: EpsilonGreedy(epsilon=math.nan), "epsilon", r"epsilon must be in \[0, 1\]"),
+        (
+            lambda: ThompsonSampling(prior_alpha=0.0),
+            "prior_alpha",
+            r"prior_alpha must be a finite number > 0",
+        ),
+        (
+            lambda: ThompsonSampling(prior_beta=-1.0),
+            "prior_beta",
+            r"prior_beta must be a finite number > 0",
+        ),
+        (
+            lambda: ThompsonSampling(prior_alpha=math.inf),
+            "prior_alpha",
+            r"prior_alpha must be a finite number",
+        ),
+        (lambda: UCB1(alpha=0.0), "alpha", r"alpha must be a finite number > 0, got 0.0"),
+        (lambda: UCB1(alpha=math.nan), "alpha", r"alpha must be a finite number > 0"),
+        (lambda: EpsilonDecreasing(c=0.0), "c", r"c must be a finite number > 0, got 0.0"),
+        (lambda: EpsilonDecreasing(c=-2.0), "c", r"c must be a finite number > 0"),
+        (
+            lambda: make_policy("softmax"),
+            "policy",
+            r"policy must be one of thompson, ucb1, egreedy, edecay",
+        ),
     ],
 )
-def test_invalid_parameters_are_rejected_with_name_and_range(build: object, message: str) -> None:
-    with pytest.raises(InvalidParameterError, match=message):
+def test_invalid_parameters_are_rejected_with_name_and_range(
+    build: object, parameter: str, message: str
+) -> None:
+    with pytest.raises(InvalidParameterError, match=message) as error:
         build()  # type: ignore[operator]
+    assert error.value.parameter == parameter
 
 
 def test_invalid_parameter_error_is_a_value_error() -> None:
@@ -307,3 +327,10 @@ def test_thompson_choice_makes_the_same_draws_and_choice_as_choose() -> None:
 
 def test_posterior_parameters_of_no_arms_are_empty() -> None:
     assert ThompsonSampling().posterior_parameters([], []) == ()
+
+
+def test_invalid_parameter_error_names_its_parameter_and_survives_pickling() -> None:
+    with pytest.raises(InvalidParameterError) as raised:
+        EpsilonGreedy(epsilon=2.0)
+    copy = pickle.loads(pickle.dumps(raised.value))
+    assert (copy.parameter, str(copy)) == ("epsilon", str(raised.value))

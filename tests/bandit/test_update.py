@@ -1,4 +1,4 @@
-"""The reference-ratio update of SPEC §3.2 against hand-computed posteriors, and its invariants."""
+"""The reference-ratio update against hand-computed posteriors, and its invariants."""
 
 from __future__ import annotations
 
@@ -127,7 +127,7 @@ def test_window_with_no_reference_exposure_carries_forward_in_window_mode() -> N
 def test_window_mode_with_equal_groups_is_the_original_rule(
     c_t: int, c_r: int, n: int, chosen: int
 ) -> None:
-    # SPEC: with n_t == n_r, window mode is exactly alpha += c_t, beta += c_r
+    # The contract: with n_t == n_r, window mode is exactly alpha += c_t, beta += c_r
     arm_events, arm_exposures = np.zeros(3), np.zeros(3)
     arm_events[chosen], arm_exposures[chosen] = c_t, n
     update = _tick(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from alembic import command
 
-from api.cli import migrations_config
+from api.db import migrations_config
 
 
 def test_no_drift_between_models_and_migrations(database_url: str) -> None:

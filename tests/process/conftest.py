@@ -25,7 +25,7 @@ from tests.conftest import ADMIN_TOKEN
 
 _SCRIPT = Path(sys.executable).parent / "ranktune"
 # The console script of this virtualenv; the same entry point through -m without one.
-RANKTUNE = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "api.cli"]
+RANKTUNE = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "ranktune"]
 STARTUP_DEADLINE_S = 40.0
 
 

@@ -1,6 +1,10 @@
-"""The ``ranktune`` command: ``serve``, ``db upgrade``, ``simulate ...``.
+"""The ranktune command: the one composition root of the service and the simulator.
 
-Exit codes: 0 success, 1 runtime failure, 2 usage error.
+  ranktune serve        the API, the scheduler and the event writer of one replica
+  ranktune db upgrade   apply the database migrations
+  ranktune simulate     the simulator (ranktune simulate --help)
+
+Exit codes: 0 success, 1 failure while running, 2 usage error (a bad option or setting).
 """
 
 from __future__ import annotations
@@ -10,30 +14,12 @@ import logging
 import secrets
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pydantic import SecretStr
 
 if TYPE_CHECKING:
     from api.settings import Settings
-
-
-def migrations_config(database_url: str):  # type: ignore[no-untyped-def]
-    from alembic.config import Config
-
-    import migrations
-
-    config = Config()
-    config.set_main_option("script_location", str(Path(migrations.__file__).parent))
-    config.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
-    return config
-
-
-def upgrade_database(database_url: str, revision: str = "head") -> None:
-    from alembic import command
-
-    command.upgrade(migrations_config(database_url), revision)
 
 
 class UsageError(Exception):
@@ -74,12 +60,19 @@ def _serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     if args.upgrade:
+        from api.db import upgrade_database
+
         upgrade_database(settings.database_url)
+        logging.getLogger("ranktune").info(
+            "database at %s is at the latest revision", _safe(settings.database_url)
+        )
     server.run(create_app(settings), settings, log_level=args.log_level, access_log=args.access_log)
     return 0
 
 
 def _db(args: argparse.Namespace) -> int:
+    from api.db import upgrade_database
+
     url = args.url or load_settings().database_url
     if args.db_command == "upgrade":
         upgrade_database(url, args.revision)
@@ -94,7 +87,12 @@ def _safe(url: str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ranktune", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="ranktune",
+        description="Multi-armed bandit experiments over ranker configurations.",
+        epilog="Exit codes: 0 success, 1 failure while running, 2 usage error (a bad option or "
+        "setting). Settings come from RANKTUNE_* environment variables (see the README).",
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = commands.add_parser("serve", help="serve the API and run the tick scheduler")
@@ -127,8 +125,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return simulate_main(args_list[1:])
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    # APScheduler logs every run of every job at INFO: several lines a second.
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    # APScheduler logs every run of every job at INFO (several lines a second), Alembic a
+    # dozen set-up lines per migration run: ranktune says what matters in one line.
+    for chatty in ("apscheduler", "alembic"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     args = build_parser().parse_args(args_list)
     try:
         return int(args.run(args))

@@ -6,7 +6,7 @@ Catalogue
     shared by all categories), a metro (big metros hold more listings), the region of that
     metro, and a price (a category price level times a log-normal spread).
 
-The "similar items" block (SPEC §1)
+The "similar items" block (the score of docs/spec.md)
     A page view shows a *source* listing; its candidates are the other listings of the same
     category, ranked by ::
 
@@ -31,28 +31,43 @@ Hidden user model (what the platform does not see)
 
     So a configuration without region weight fills the block with the most clickable items
     from anywhere and maximises views, while contacts need same-region items: the views trap
-    of SPEC §2.
+    of docs/spec.md ("Terms": the views trap).
 
 Every expectation here is exact (an average over all source listings, uniformly drawn);
 only the live simulation samples.
+
+The scenario (``MarketplaceConfig``: traffic, ticks, evolution; each field also the
+command's option of that name) and what a run records (``MarketplaceResult``) are here too,
+so that the run and the report share them.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+
+from simulations.options import (
+    SWITCH,
+    choice,
+    fresh_seed,
+    integer,
+    number,
+    option,
+    option_factory,
+)
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
 
-# Experiment parameter -> the factor of SPEC §1 it weighs, in the order of FEATURES.
+# Experiment parameter -> the factor of the score it weighs, in the order of FEATURES.
 PARAMETER_NAMES = ("text_match", "distance", "region", "price_diff")
 FEATURES = ("text_match", "same_metro", "same_region", "price_closeness")
-PRICE_SCALE = 110_000.0  # the constant of SPEC §1's price term
+PRICE_SCALE = 110_000.0  # the constant of the score's price term
 
 
 @dataclass(frozen=True)
@@ -248,7 +263,7 @@ class Marketplace:
         return self.model.n_listings
 
     def blocks(self, weights: npt.ArrayLike) -> Blocks:
-        """Rank every source's candidates with SPEC §1 and keep the top ``block_size``."""
+        """Rank every source's candidates by the score and keep the top ``block_size``."""
         w = np.asarray(weights, dtype=np.float64)
         if w.shape != (len(FEATURES),) or not np.all(np.isfinite(w)):
             raise ValueError(f"weights must be {len(FEATURES)} finite numbers, got {w!r}")
@@ -354,7 +369,8 @@ def search_best(
 
 @dataclass(frozen=True)
 class ViewsTrap:
-    """The view-maximising configuration against the contact-maximising one (SPEC §2)."""
+    """The view-maximising configuration against the contact-maximising one (the views
+    trap of docs/spec.md)."""
 
     view_maximiser: SearchResult
     contact_maximiser: SearchResult
@@ -382,7 +398,7 @@ class DailyCycle:
     """Contact propensity over the day: ``1 + amplitude * cos(2 pi (hour - peak_hour) / 24)``.
 
     Peaks in the evening (20:00) and bottoms out at night; both groups see the same hour, so
-    the reference-ratio update cancels it (SPEC §3.2). Its mean over a day is 1.
+    the reference-ratio update cancels it (docs/spec.md, "Updating"). Its mean over a day is 1.
     """
 
     amplitude: float = 0.3
@@ -395,3 +411,150 @@ class DailyCycle:
     @property
     def max_factor(self) -> float:
         return 1.0 + abs(self.amplitude)
+
+
+# --- the scenario -------------------------------------------------------------------------
+
+COMMAND = "marketplace"
+EXPERIMENT_NAME = "similar-items"
+# The experts' hand-tuned weights: decent, not optimal (about 85% of the best contact rate).
+REFERENCE_CONFIG = {"text_match": 0.3, "distance": 0.2, "price_diff": 0.9, "region": 0.2}
+# Expert alternatives that start as arms next to the random ones.
+EXPERT_CONFIGS = (
+    {"text_match": 0.2, "distance": 0.1, "price_diff": 1.0, "region": 0.3},
+    {"text_match": 0.4, "distance": 0.1, "price_diff": 1.0, "region": 0.1},
+    {"text_match": 0.2, "distance": 0.2, "price_diff": 1.0, "region": 0.2},
+)
+TRAP_LABEL = "views-trap"
+# An arm needs this many exposures before it can be called the best (or be retired by the
+# genetic step): a fresh arm's prior mean of 1/2 says nothing about it.
+MIN_EXPOSURES = 2000
+POSITIVE = number(0.0, open_low=True)
+
+
+@dataclass(frozen=True)
+class MarketplaceConfig:
+    """Everything that determines a run; saved with the results so it can be repeated.
+
+    Each field but ``model`` is also the command's option of that name (see
+    :mod:`simulations.options`); the hidden model keeps its defaults.
+    """
+
+    hours: float = option(6.0, POSITIVE, "simulated hours of traffic")
+    views_per_minute: float = option(600.0, POSITIVE, "page views per simulated minute")
+    seed: int = option_factory(
+        fresh_seed,
+        integer(minimum=0),
+        "seed of all random draws; a fresh one is drawn and saved if omitted",
+    )
+    random_arms: int = option(
+        3,
+        integer(minimum=0),
+        "random founder arms (besides the view-maximiser and 3 expert arms)",
+        flag="--arms",
+    )
+    evolve: bool = option(True, SWITCH, "run the genetic step on schedule")
+    evolve_minutes: float = option(60.0, POSITIVE, "simulated minutes between genetic steps")
+    tick_seconds: float = option(
+        30.0,
+        number(1.0),
+        "simulated seconds between ticks (the experiment's update_interval_s)",
+    )
+    reference_share: float = option(0.2, POSITIVE, "share of users in the reference group")
+    mode: str = option(
+        "request",
+        choice("request", "window"),
+        "Thompson draw per request, or one arm per tick window",
+    )
+    users: int = option(20_000, integer(minimum=1), "distinct users (the randomised unit)")
+    start_hour: float = option(
+        8.0, number(0.0), "clock hour at which the simulation starts (for the daily cycle)"
+    )
+    cycle_amplitude: float = option(
+        0.3, number(0.0), "daily contact cycle: 1 + a cos(2 pi (h - 20) / 24)"
+    )
+    bin_minutes: float = option(30.0, POSITIVE, "rows of the lift table")
+    grid_steps: int = option(
+        10,
+        integer(minimum=2),
+        "simplex grid 1/N of the search for the best possible configuration",
+    )
+    model: MarketModel = field(default_factory=MarketModel)
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.hours > 0 and math.isfinite(self.hours), "hours must be > 0"),
+            (self.views_per_minute > 0, "views_per_minute must be > 0"),
+            (self.random_arms >= 0, "random_arms must be >= 0"),
+            (self.tick_seconds >= 1, "tick_seconds must be >= 1"),
+            (self.evolve_minutes * 60 >= self.tick_seconds, "evolve_minutes must span a tick"),
+            (0 < self.reference_share < 1, "reference_share must be in (0, 1)"),
+            (self.mode in ("request", "window"), "mode must be request or window"),
+            (self.users >= 1, "users must be >= 1"),
+            (0 <= self.cycle_amplitude < 1, "cycle_amplitude must be in [0, 1)"),
+            (self.bin_minutes * 60 >= self.tick_seconds, "bin_minutes must span a tick"),
+            (self.grid_steps >= 2, "grid_steps must be >= 2"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+
+    @property
+    def n_windows(self) -> int:
+        return max(1, round(self.hours * 3600 / self.tick_seconds))
+
+    @property
+    def windows_per_bin(self) -> int:
+        return max(1, round(self.bin_minutes * 60 / self.tick_seconds))
+
+
+# --- what a run records -------------------------------------------------------------------
+
+
+@dataclass
+class ArmInfo:
+    """What the simulator knows about an arm, including what the platform cannot see."""
+
+    arm_id: int
+    label: str
+    origin: str
+    config: dict[str, float]
+    blocks: Blocks
+    true_views: float
+    true_contacts: float
+
+
+@dataclass
+class WindowLog:
+    """Counts of every tick window, by arm (reference arm included), as arrays over windows."""
+
+    exposures: list[dict[int, int]] = field(default_factory=list)
+    clicks: list[dict[int, int]] = field(default_factory=list)
+    contacts: list[dict[int, int]] = field(default_factory=list)
+    expected_contacts: list[dict[int, float]] = field(default_factory=list)
+    best_arm_ids: list[int] = field(default_factory=list)
+    best_means: list[float] = field(default_factory=list)
+    active_counts: list[int] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class GenerationLog:
+    hour: float
+    retired: list[int]
+    added: list[int]
+
+
+@dataclass
+class MarketplaceResult:
+    config: MarketplaceConfig
+    trap: ViewsTrap
+    reference_arm_id: int
+    trap_arm_id: int
+    arms: dict[int, ArmInfo]
+    log: WindowLog
+    final_arms: list[dict[str, Any]]
+    generations: list[GenerationLog]
+    evolution_available: bool
+    ticks_applied: int
+    wall_time_s: float
+    search_time_s: float

@@ -1,0 +1,1 @@
+"""The ranktune command line: ``python -m ranktune`` or the ``ranktune`` script."""

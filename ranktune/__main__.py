@@ -1,0 +1,3 @@
+from ranktune.cli import main
+
+raise SystemExit(main())

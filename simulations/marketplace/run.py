@@ -1,0 +1,494 @@
+"""``ranktune simulate marketplace``: the platform, end to end, on a synthetic marketplace.
+
+The platform's own code runs in-process, without HTTP, on a temporary SQLite database
+(``--database`` keeps it): the experiment is created by
+:func:`api.services.experiments.create_experiment`, every page view is served by
+:meth:`api.serving.ServingState.assign` (group by unit hash, Thompson draw, ticket,
+server-counted exposure), exposures are flushed by :meth:`api.runtime.Runtime.flush_exposures`
+and the users' events (``view`` for a click on a block item, ``contact`` for a contact
+request, the target event) go through the ticket check and the
+:class:`api.ingest.EventWriter` as a client's ``POST /v1/events`` would. Every
+``--tick-seconds`` of simulated time (default 30 s; the service's default interval is 10 s)
+:func:`api.services.ticks.apply_tick` runs with the simulated clock (and
+``only_if_due=True``, so the service itself decides that the tick is due), then the
+serving snapshot is refreshed; with ``--evolve`` the genetic step
+(:func:`api.services.evolution.run_evolution_step`) runs every ``--evolve-minutes``.
+
+The users and the catalogue are :mod:`simulations.marketplace.model`: a hidden model in
+which clicks follow text and price similarity while contacts need a seller in the buyer's
+region at a near price, so the configuration that maximises views is not the one that
+maximises contacts (the views trap of docs/spec.md). The view-maximising configuration is one of
+the arms; the bandit optimises contacts and should leave it.
+
+Simplifications, stated: a window's events all arrive before its tick (no event straddles a
+tick); users do not remember earlier blocks; the traffic rate is constant (the daily cycle
+acts on contact propensity, the quantity the reference ratio must cancel).
+
+Randomness: ``SeedSequence(seed).spawn(5)`` gives independent streams for traffic, the
+serving policy's draws, ticks (the runtime's generator, which also draws window mode's
+first pinned arm), initial arms and evolution; the experiment's salt and ticket key are
+derived from the seed, so a seeded run is repeatable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import math
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from simulations.marketplace.model import (
+    COMMAND,
+    EXPERIMENT_NAME,
+    EXPERT_CONFIGS,
+    MIN_EXPOSURES,
+    REFERENCE_CONFIG,
+    TRAP_LABEL,
+    ArmInfo,
+    DailyCycle,
+    GenerationLog,
+    IntArray,
+    Marketplace,
+    MarketplaceConfig,
+    MarketplaceResult,
+    ViewsTrap,
+    WindowLog,
+    config_of,
+    search_best,
+    weights_of,
+)
+from simulations.marketplace.report import format_table, write_outputs
+from simulations.options import (
+    FLAG,
+    OPTIONAL_PATH,
+    PATH,
+    add_options,
+    command_line,
+    from_args,
+    option,
+)
+from simulations.output import invalid_parameters, write_and_report
+from simulations.progress import ProgressReporter, progress_enabled
+
+
+@dataclass(frozen=True)
+class MarketplaceOutput:
+    """Where and how the results go; not part of the run, so not in ``reproduce``."""
+
+    database: Path | None = option(  # noqa: RUF009 - option() returns a dataclasses.field
+        None, OPTIONAL_PATH, "keep the SQLite database here (default: a temporary one)"
+    )
+    no_progress: bool = option(False, FLAG, "no progress line on stderr")
+    out: Path = option(Path("out/marketplace"), PATH, "directory for tables, data and plots")  # noqa: RUF009
+
+
+# --- the platform, driven in-process ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Reported:
+    """An event as a client reports it (the fields of api.schemas.EventIn)."""
+
+    ticket: str
+    type: str
+    count: int
+    event_id: str
+
+
+def _evolution_module() -> Any | None:
+    try:
+        from api.services import evolution
+    except ImportError:
+        return None
+    return evolution if hasattr(evolution, "run_evolution_step") else None
+
+
+class _Platform:
+    """The service layer of one replica, on its own database, with a simulated clock."""
+
+    def __init__(self, database_url: str, config: MarketplaceConfig, streams: Any) -> None:
+        from pydantic import SecretStr
+
+        from api.db import upgrade_database
+        from api.runtime import Runtime
+        from api.serving import ServingState
+        from api.settings import Settings
+
+        upgrade_database(database_url)
+        settings = Settings(
+            database_url=database_url,
+            admin_token=SecretStr("marketplace-simulation"),
+            scheduler_enabled=False,
+            ticket_secret=SecretStr(f"marketplace-simulation-{config.seed}"),
+            tick_interval_s=config.tick_seconds,
+            # A throwaway database: no fsync per commit.
+            sqlite_synchronous="OFF",
+        )
+        self.runtime = Runtime(settings)
+        self.runtime.serving = ServingState(self.runtime.signer, rng=streams["serving"])
+        self.runtime.rng = streams["ticks"]
+        self.evolution_rng = streams["evolution"]
+        self.experiment_id = 0
+        self.started_at = datetime.now().astimezone()
+
+    def create(self, config: MarketplaceConfig, arm_configs: list[dict[str, float]]) -> Any:
+        from api import repositories as repo
+        from api import schemas
+        from api.services.experiments import create_experiment
+
+        evolution = None
+        if config.evolve and _evolution_module() is not None:
+            evolution = {
+                "enabled": True,
+                "evolve_interval_s": config.evolve_minutes * 60,
+                "min_exposures": float(MIN_EXPOSURES),
+                "drop_count": 1,
+                "min_arms": 4,
+                "max_arms": len(arm_configs) + 1,
+                "score": "mean",
+            }
+        body: dict[str, Any] = {
+            "name": EXPERIMENT_NAME,
+            "parameters": [
+                {"name": name, "type": "float", "low": 0.0, "high": 1.0}
+                for name in ("text_match", "distance", "price_diff", "region")
+            ],
+            "reference_config": REFERENCE_CONFIG,
+            "arms": arm_configs,
+            "reference_share": config.reference_share,
+            "mode": config.mode,
+            "update_interval_s": config.tick_seconds,
+            "target_event": "contact",
+            # A block of k listings: one exposure may yield up to k views and k contacts.
+            "max_events_per_exposure": {
+                "view": config.model.block_size,
+                "contact": config.model.block_size,
+            },
+        }
+        if evolution is not None:
+            body["evolution"] = evolution
+        request = schemas.ExperimentCreate.model_validate(body)
+        with self.runtime.transaction() as session:
+            experiment = create_experiment(
+                session, request, default_interval_s=config.tick_seconds, rng=self.runtime.rng
+            )
+            # A salt derived from the seed (instead of a random one) keeps the split of
+            # users into groups, and with it the whole run, repeatable.
+            experiment.salt = hashlib.sha256(f"salt-{config.seed}".encode()).hexdigest()[:16]
+            self.experiment_id = experiment.id
+            self.started_at = experiment.created_at
+            arms = [(a.id, a.origin, dict(a.config)) for a in repo.arms_of(session, experiment.id)]
+        self.refresh()
+        return arms
+
+    def refresh(self) -> Any:
+        self.runtime.serving.refresh(self.runtime.session_factory)
+        return self.runtime.serving.get(EXPERIMENT_NAME)
+
+    def clock(self, seconds: float) -> datetime:
+        return self.started_at + timedelta(seconds=seconds)
+
+    def submit_events(self, events: list[_Reported]) -> None:
+        """Check and store the events exactly as ``POST /v1/events`` does."""
+        if events:
+            rows = self.runtime.event_intake().rows(events, now=time.time())
+            self.runtime.writer.submit(rows).result()
+
+    def tick(self, seconds: float) -> bool:
+        from api.services.ticks import apply_tick
+
+        with self.runtime.transaction() as session:
+            tick = apply_tick(
+                session,
+                self.experiment_id,
+                now=self.clock(seconds),
+                rng=self.runtime.rng,
+                only_if_due=True,
+                replica="simulator",
+            )
+            return tick is not None and bool(tick.applied)
+
+    def evolve(self, seconds: float) -> tuple[list[int], list[int]] | None:
+        evolution = _evolution_module()
+        if evolution is None:
+            return None
+        with self.runtime.transaction() as session:
+            outcome = evolution.run_evolution_step(
+                session,
+                self.experiment_id,
+                now=self.clock(seconds),
+                rng=self.evolution_rng,
+                dry_run=False,
+                only_if_due=True,
+                replica="simulator",
+            )
+            if outcome is None or not outcome.applied:
+                return None
+            retired = [int(r.arm_id) for r in outcome.retired]
+            added = [int(a.arm_id) for a in outcome.added if a.arm_id is not None]
+        return retired, added
+
+    def arm_rows(self) -> list[dict[str, Any]]:
+        from api import repositories as repo
+
+        with self.runtime.session_factory() as session:
+            return [
+                {
+                    "arm_id": a.id,
+                    "origin": a.origin,
+                    "status": a.status,
+                    "config": dict(a.config),
+                    "alpha": a.alpha,
+                    "beta": a.beta,
+                    "exposures": a.exposures,
+                    "target_events": a.target_events,
+                    "generation": a.generation,
+                    "parent_ids": list(a.parent_ids or []),
+                }
+                for a in repo.arms_of(session, self.experiment_id)
+            ]
+
+    def close(self) -> None:
+        self.runtime.flush_exposures()
+        self.runtime.engine.dispose()
+
+
+def initial_arm_configs(
+    market: Marketplace, trap: ViewsTrap, random_arms: int, rng: np.random.Generator
+) -> tuple[list[dict[str, float]], dict[str, str]]:
+    """The founders: the view-maximiser (the trap), the experts' alternatives, random draws.
+
+    Returns the configurations and a label for each (keyed by the rounded configuration).
+    """
+    configs: list[dict[str, float]] = []
+    labels: dict[str, str] = {}
+
+    def add(values: dict[str, float], label: str) -> None:
+        rounded = {name: round(float(values[name]), 4) for name in REFERENCE_CONFIG}
+        key = _key(rounded)
+        if key in labels or key == _key(REFERENCE_CONFIG):
+            return
+        labels[key] = label
+        configs.append(rounded)
+
+    add(config_of(trap.view_maximiser.weights), TRAP_LABEL)
+    for index, expert in enumerate(EXPERT_CONFIGS, start=1):
+        add(expert, f"expert-{index}")
+    for index in range(1, random_arms + 1):
+        add({name: float(rng.uniform(0.0, 1.0)) for name in REFERENCE_CONFIG}, f"random-{index}")
+    return configs, labels
+
+
+def _key(config: dict[str, float]) -> str:
+    return ";".join(f"{name}={float(config[name]):.4f}" for name in sorted(config))
+
+
+def simulate(
+    config: MarketplaceConfig,
+    *,
+    database: Path | None = None,
+    show_progress: bool = False,
+) -> MarketplaceResult:
+    """Run the whole scenario; see the module docstring."""
+    started = time.perf_counter()
+    names = ("traffic", "serving", "ticks", "arms", "evolution")
+    streams = dict(
+        zip(
+            names,
+            (np.random.default_rng(s) for s in np.random.SeedSequence(config.seed).spawn(5)),
+            strict=True,
+        )
+    )
+    market = Marketplace(config.model)
+    trap = ViewsTrap(
+        view_maximiser=search_best(market, "views", grid_steps=config.grid_steps),
+        contact_maximiser=search_best(market, "contacts", grid_steps=config.grid_steps),
+    )
+    search_time = time.perf_counter() - started
+    arm_configs, labels = initial_arm_configs(market, trap, config.random_arms, streams["arms"])
+    cycle = DailyCycle(config.cycle_amplitude)
+    traffic = streams["traffic"]
+
+    with tempfile.TemporaryDirectory(prefix="ranktune-marketplace-") as scratch:
+        path = database if database is not None else Path(scratch) / "marketplace.db"
+        platform_ = _Platform(f"sqlite:///{path}", config, streams)
+        arms: dict[int, ArmInfo] = {}
+
+        def know(arm_id: int, origin: str, values: dict[str, float], label: str) -> None:
+            blocks = market.blocks(weights_of(values))
+            arms[arm_id] = ArmInfo(
+                arm_id,
+                label,
+                origin,
+                {k: float(v) for k, v in values.items()},
+                blocks,
+                blocks.expected_views,
+                blocks.expected_contacts,
+            )
+
+        reference_arm_id = trap_arm_id = -1
+        for arm_id, origin, values in platform_.create(config, arm_configs):
+            if origin == "reference":
+                reference_arm_id = arm_id
+                label = "reference"
+            else:
+                label = labels.get(_key(values), f"{origin}-{arm_id}")
+            if label == TRAP_LABEL:
+                trap_arm_id = arm_id
+            know(arm_id, origin, values, label)
+        snapshot = platform_.refresh()
+        log = WindowLog()
+        generations: list[GenerationLog] = []
+        ticks_applied = 0
+        view_index = 0
+        served_so_far: dict[int, int] = {}
+        windows_per_step = max(1, round(config.evolve_minutes * 60 / config.tick_seconds))
+        views_per_window = config.views_per_minute * config.tick_seconds / 60.0
+        k = config.model.block_size
+        with ProgressReporter(config.n_windows, "marketplace", enabled=show_progress) as bar:
+            for window in range(config.n_windows):
+                t0 = window * config.tick_seconds
+                n = int(traffic.poisson(views_per_window))
+                users = traffic.integers(0, config.users, n)
+                sources = traffic.integers(0, market.n_sources, n)
+                hours = config.start_hour + (t0 + traffic.random(n) * config.tick_seconds) / 3600
+                served = [platform_.runtime.serving.assign(snapshot, f"user-{u}") for u in users]
+                arm_ids = np.fromiter((s.arm_id for s in served), dtype=np.int64, count=n)
+                click_p = np.zeros((n, k))
+                contact_p = np.zeros((n, k))
+                for arm_id in np.unique(arm_ids):
+                    if int(arm_id) not in arms:  # added by evolution since the last look
+                        _learn_new_arms(platform_, arms, know)
+                    rows = arm_ids == arm_id
+                    blocks = arms[int(arm_id)].blocks
+                    click_p[rows] = blocks.click_probs[sources[rows]]
+                    contact_p[rows] = blocks.contact_probs[sources[rows]]
+                contact_p *= cycle.factor(hours)[:, None]
+                clicked = traffic.random((n, k)) < click_p
+                contacted = clicked & (traffic.random((n, k)) < contact_p)
+                clicks = clicked.sum(axis=1)
+                contacts = contacted.sum(axis=1)
+                expected = (click_p * contact_p).sum(axis=1)
+
+                # Exposures: counted by assign, flushed like the runtime's flush job.
+                platform_.runtime.flush_exposures()
+                # Events: what the clients post, through the client route's own checks.
+                events = [
+                    _Reported(
+                        served[i].ticket, event_type, int(count), f"pv{view_index + i}:{event_type}"
+                    )
+                    for i in np.flatnonzero(clicks)
+                    for event_type, count in (("view", clicks[i]), ("contact", contacts[i]))
+                    if count
+                ]
+                platform_.submit_events(events)
+                view_index += n
+
+                log.exposures.append(_sum_by(arm_ids, np.ones(n, dtype=np.int64)))
+                for arm_id, count in log.exposures[-1].items():
+                    served_so_far[arm_id] = served_so_far.get(arm_id, 0) + count
+                log.clicks.append(_sum_by(arm_ids, clicks))
+                log.contacts.append(_sum_by(arm_ids, contacts))
+                log.expected_contacts.append(_sum_by(arm_ids, expected))
+
+                now_s = (window + 1) * config.tick_seconds
+                ticks_applied += platform_.tick(now_s)
+                # No step after the last window: its new arms would never be served.
+                last = window + 1 == config.n_windows
+                if config.evolve and (window + 1) % windows_per_step == 0 and not last:
+                    step = platform_.evolve(now_s)
+                    if step is not None:
+                        generations.append(GenerationLog(now_s / 3600, step[0], step[1]))
+                snapshot = platform_.refresh()
+                _learn_new_arms(platform_, arms, know)
+                best_id, best_mean = _best_arm(snapshot, served_so_far)
+                log.best_arm_ids.append(best_id)
+                log.best_means.append(best_mean)
+                log.active_counts.append(len(snapshot.arm_ids))
+                bar.update(window + 1)
+        final_arms = platform_.arm_rows()
+        platform_.close()
+
+    return MarketplaceResult(
+        config=config,
+        trap=trap,
+        reference_arm_id=reference_arm_id,
+        trap_arm_id=trap_arm_id,
+        arms=arms,
+        log=log,
+        final_arms=final_arms,
+        generations=generations,
+        evolution_available=_evolution_module() is not None,
+        ticks_applied=ticks_applied,
+        wall_time_s=time.perf_counter() - started,
+        search_time_s=search_time,
+    )
+
+
+def _sum_by(keys: IntArray, values: npt.ArrayLike) -> dict[int, Any]:
+    totals: dict[int, Any] = {}
+    v = np.asarray(values)
+    for key in np.unique(keys):
+        totals[int(key)] = v[keys == key].sum().item()
+    return totals
+
+
+def _best_arm(snapshot: Any, exposures: dict[int, int]) -> tuple[int, float]:
+    """The active target arm with the highest posterior mean among those with at least
+    ``MIN_EXPOSURES`` exposures (all active arms while none has); ties: the older arm."""
+    if not snapshot.arm_ids:
+        return -1, math.nan
+    means = snapshot.alphas / (snapshot.alphas + snapshot.betas)
+    seasoned = np.array([exposures.get(a, 0) >= MIN_EXPOSURES for a in snapshot.arm_ids])
+    if seasoned.any():
+        means = np.where(seasoned, means, -np.inf)
+    index = int(np.argmax(means))
+    return int(snapshot.arm_ids[index]), float(means[index])
+
+
+def _learn_new_arms(
+    platform_: _Platform, arms: dict[int, ArmInfo], know: Callable[..., None]
+) -> None:
+    snapshot = platform_.runtime.serving.get(EXPERIMENT_NAME)
+    if snapshot is None or all(arm_id in arms for arm_id in snapshot.arm_ids):
+        return
+    for row in platform_.arm_rows():
+        if row["arm_id"] not in arms:
+            know(row["arm_id"], row["origin"], row["config"], f"{row['origin']}-{row['arm_id']}")
+
+
+# --- the command --------------------------------------------------------------------------
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    add_options(parser, MarketplaceConfig)
+    add_options(parser, MarketplaceOutput)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Exit codes: 0 done, 1 the outputs could not be written, 2 invalid parameters."""
+    try:
+        config = from_args(MarketplaceConfig, args)
+    except ValueError as error:
+        return invalid_parameters(COMMAND, error)
+    output = from_args(MarketplaceOutput, args)
+    if output.database is not None and output.database.exists():
+        return invalid_parameters(
+            COMMAND, ValueError(f"--database {output.database} exists; expected a new file")
+        )
+    result = simulate(
+        config, database=output.database, show_progress=progress_enabled(output.no_progress)
+    )
+    print(format_table(result))
+    return write_and_report(
+        COMMAND, lambda: write_outputs(result, output.out), command_line(COMMAND, config)
+    )
