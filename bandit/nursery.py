@@ -1,13 +1,14 @@
 """The nursery: a new arm is served on a schedule of its own until it has enough exposures.
 
-SPEC §3.2 lets an experiment require "a minimum number of exposures before a new arm's
-draws count as exploitation". An arm added to a long-running experiment starts from the
-prior while the arms it competes with have sharp posteriors, so what the policy gives it
-at first depends on the prior, not on the arm. The nursery gives it a known share instead:
-while an active arm has fewer than ``min_exposures`` exposures, the nursery arms together
-get ``share`` of the draws, split uniformly among them, and the policy chooses among the
-other ("grown") arms for the rest. The nursery arms' posteriors learn from their data
-meanwhile, as every arm's do; once an arm has its exposures, the policy draws it.
+An experiment may keep new arms in a nursery (docs/spec.md, "Choosing an arm"): until an
+arm has a minimum number of exposures its draws do not count as exploitation. An arm added
+to a long-running experiment starts from the prior while the arms it competes with have
+sharp posteriors, so what the policy gives it at first depends on the prior, not on the
+arm. The nursery gives it a known share instead: while an active arm has fewer than
+``min_exposures`` exposures, the nursery arms together get ``share`` of the draws, split
+uniformly among them, and the policy chooses among the other ("grown") arms for the rest.
+The nursery arms' posteriors learn from their data meanwhile, as every arm's do; once an
+arm has its exposures, the policy draws it.
 
 When every arm is in the nursery (a new experiment) or none is, there is nothing to set
 apart: the policy chooses among all arms, exactly as without a nursery, and no random
