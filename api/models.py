@@ -117,6 +117,11 @@ class Experiment(Base):
     # Event type (or "*") -> the most events of that type credited per ticket (per
     # exposure); NULL: the defaults (api.services.events.DEFAULT_EVENT_LIMITS).
     max_events_per_exposure: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # The nursery (migration 0006; bandit.nursery): until an active arm has
+    # nursery_exposures credited exposures, it is served on the nursery's schedule (the
+    # nursery arms share nursery_share of the target draws), not by the policy; 0: off.
+    nursery_exposures: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+    nursery_share: Mapped[float] = mapped_column(Float, default=0.1, server_default="0.1")
 
 
 class Arm(Base):

@@ -277,6 +277,21 @@ class ExperimentCreate(Strict):
         "one ticket (one exposure) credits; the rest is stored but quarantined. Default "
         "{'*': 1, 'exposure': 1}",
     )
+    nursery_exposures: float = Field(
+        0.0,
+        ge=0,
+        le=1e12,
+        description="an active arm with fewer credited exposures than this is in the "
+        "nursery: served nursery_share of the target draws (with the other nursery arms) "
+        "instead of by the policy. 0: no nursery",
+    )
+    nursery_share: float = Field(
+        0.1,
+        gt=0,
+        lt=1,
+        description="the share of the target group's draws that the nursery arms get, "
+        "split uniformly among them, while some arms are in the nursery and some are not",
+    )
 
     @field_validator("target_event")
     @classmethod
@@ -343,6 +358,8 @@ class ExperimentOut(BaseModel):
     max_events_per_exposure: dict[str, int] = Field(
         default_factory=dict, description="in force: the defaults with the experiment's own"
     )
+    nursery_exposures: float = 0.0
+    nursery_share: float = 0.1
 
 
 class ExperimentSummary(BaseModel):
@@ -538,6 +555,10 @@ class SnapshotArm(BaseModel):
     arm_id: int
     alpha: float
     beta: float
+    exposures: float = Field(description="credited exposures, as of the snapshot")
+    in_nursery: bool = Field(
+        description="served on the nursery's schedule rather than by the policy"
+    )
 
 
 class SnapshotOut(BaseModel):

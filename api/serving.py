@@ -26,7 +26,7 @@ from api.limits import event_limits
 from api.models import Experiment
 from api.tickets import TicketSigner
 from arms.origins import Origin
-from bandit import Policy, PolicyParameters, ThompsonSampling, make_policy
+from bandit import Nursery, Policy, PolicyParameters, ThompsonSampling, make_policy, nursery_of
 from bandit.policies import thompson_choice
 
 logger = logging.getLogger("ranktune.serving")
@@ -80,10 +80,18 @@ class ExperimentSnapshot:
     betas: np.ndarray
     successes: np.ndarray
     failures: np.ndarray
+    exposures: np.ndarray  # credited exposures per arm (the applied ticks' totals)
     window_index: int | None
     loaded_at: datetime
-    # Thompson sampling's Beta parameters (prior + successes, prior + failures) per arm as
-    # Python floats, or None for the other policies; see ServingState._choose.
+    # The arms in the nursery (bandit.nursery), or None when the policy draws every arm.
+    nursery: Nursery | None
+    # The arms the policy draws among (indices into arm_ids): all of them, or the grown ones
+    # while there is a nursery. policy_successes/failures and thompson_params are theirs.
+    policy_arms: tuple[int, ...]
+    policy_successes: np.ndarray
+    policy_failures: np.ndarray
+    # Thompson sampling's Beta parameters (prior + successes, prior + failures) per policy
+    # arm as Python floats, or None for the other policies; see ServingState._choose.
     thompson_params: tuple[tuple[float, float], ...] | None
     salted: bytes  # salt in UTF-8 + NUL, the prefix of every unit's hash
     attribution_window_s: float
@@ -105,9 +113,14 @@ def load_snapshot(session: Session, experiment: Experiment) -> ExperimentSnapsho
     policy = policy_of(experiment)
     successes = np.maximum(alphas - experiment.prior_alpha, 0.0)
     failures = np.maximum(betas - experiment.prior_beta, 0.0)
+    exposures = np.array([arm.exposures for arm in targets], dtype=np.float64)
+    nursery = nursery_of(exposures, experiment.nursery_exposures, experiment.nursery_share)
+    policy_arms = nursery.grown if nursery is not None else tuple(range(len(targets)))
+    policy_successes = successes[list(policy_arms)]
+    policy_failures = failures[list(policy_arms)]
     thompson_params = None
     if isinstance(policy, ThompsonSampling):
-        thompson_params = policy.posterior_parameters(successes, failures)
+        thompson_params = policy.posterior_parameters(policy_successes, policy_failures)
     window_index = (
         ids.index(experiment.window_arm_id)
         if experiment.mode == Mode.WINDOW and experiment.window_arm_id in ids
@@ -132,8 +145,13 @@ def load_snapshot(session: Session, experiment: Experiment) -> ExperimentSnapsho
         betas=betas,
         successes=successes,
         failures=failures,
+        exposures=exposures,
         window_index=window_index,
         loaded_at=datetime.now(UTC),
+        nursery=nursery,
+        policy_arms=policy_arms,
+        policy_successes=policy_successes,
+        policy_failures=policy_failures,
         thompson_params=thompson_params,
         salted=experiment.salt.encode("utf-8") + b"\x00",
         attribution_window_s=experiment.attribution_window_s,
@@ -156,7 +174,8 @@ class ServingState:
 
     def __init__(self, signer: TicketSigner, rng: np.random.Generator | None = None) -> None:
         self.signer = signer
-        self._rng = rng if rng is not None else np.random.default_rng()
+        # Public so that a test (or a reproducible run) can seed the draws of a live replica.
+        self.rng = rng if rng is not None else np.random.default_rng()
         self._by_name: dict[str, ExperimentSnapshot] = {}
         self._by_id: dict[int, ExperimentSnapshot] = {}
         self._refresh_lock = threading.Lock()
@@ -215,10 +234,21 @@ class ServingState:
         return Served(group, arm_id, config_json, ticket, active)
 
     def _choose(self, snapshot: ExperimentSnapshot) -> int:
-        """The arm the policy picks for one request (Thompson: the scalar-draw path)."""
+        """The arm for one target request, drawn as ``bandit.choose_with_nursery`` draws it
+        (the same random numbers, tested): a nursery arm on the nursery's schedule, else the
+        policy's pick among ``policy_arms`` (Thompson: the scalar-draw path)."""
+        nursery = snapshot.nursery
+        if nursery is not None:
+            picked = nursery.pick(self.rng)
+            if picked is not None:
+                return picked
         if snapshot.thompson_params is None:
-            return snapshot.policy.choose_one(snapshot.successes, snapshot.failures, self._rng)
-        return thompson_choice(snapshot.thompson_params, self._rng)
+            index = snapshot.policy.choose_one(
+                snapshot.policy_successes, snapshot.policy_failures, self.rng
+            )
+        else:
+            index = thompson_choice(snapshot.thompson_params, self.rng)
+        return snapshot.policy_arms[index]
 
     # -- exposures -------------------------------------------------------------------------
     def count_exposure(self, experiment_id: int, arm_id: int, group: str) -> None:

@@ -4,6 +4,7 @@ No I/O, clocks or settings here; randomness only from an injected ``numpy.random
 """
 
 from bandit.errors import BanditError, InvalidParameterError
+from bandit.nursery import Nursery, choose_with_nursery, nursery_of
 from bandit.policies import (
     DEFAULT_POLICY_PARAMETERS,
     POLICY_NAMES,
@@ -26,6 +27,7 @@ __all__ = [
     "EpsilonDecreasing",
     "EpsilonGreedy",
     "InvalidParameterError",
+    "Nursery",
     "Policy",
     "PolicyParameters",
     "PosteriorSummary",
@@ -33,7 +35,9 @@ __all__ = [
     "Prior",
     "ThompsonSampling",
     "WindowCounts",
+    "choose_with_nursery",
     "make_policy",
+    "nursery_of",
     "reference_ratio_update",
     "summarize",
 ]

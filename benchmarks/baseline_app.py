@@ -24,7 +24,7 @@ CONFIGURATION: dict[str, Any] = {
     "group": "target",
     "arm_id": 2,
     "config": {"text_match": 1.2, "distance": 0.8, "price_diff": 1.0, "region": 1},
-    "ticket": "AAAAAQAAAAIAZ8zX0pV3cWb0tCqXh1kIq8y9o2sJ4w",
+    "ticket": "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyAhIiMkJSYn",  # 52 characters, as a ticket
     "active": True,
 }
 

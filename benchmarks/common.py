@@ -219,6 +219,18 @@ def run_wrk(
     raise BenchError(f"wrk printed no BENCH line:\n{done.stdout}\n{done.stderr}")
 
 
+def process_cpu_seconds(pid: int) -> float | None:
+    """CPU time (user + system) the process has used so far, from /proc (Linux); None
+    elsewhere. Per request, it is a figure the other tenants of a shared machine disturb far
+    less than throughput: their load steals wall time, not the process's own CPU time."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    # utime and stime are fields 14 and 15 of stat(5); fields[0] here is field 3 (state).
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def median(values: Sequence[float]) -> float:
     return float(statistics.median(values))
 

@@ -2,7 +2,8 @@
 
 1. installs wrk (Debian's package) if it is missing;
 2. assignment: ``GET /v1/experiments/{name}/assignment`` of ``ranktune serve`` against a
-   plain FastAPI baseline under the same uvicorn settings, alternating runs;
+   plain FastAPI baseline and a bare ASGI callable under the same uvicorn settings,
+   alternating runs;
 3. ingestion: ``POST /v1/events`` in batches of 100, durably acknowledged events per
    second, on SQLite (synchronous=FULL) and on PostgreSQL (127.0.0.1:5432);
 4. prints a summary table with the targets, and writes every figure as JSON (``--json``).
@@ -31,8 +32,8 @@ if __package__ in (None, ""):
 from benchmarks import assignment, ingestion
 from benchmarks.common import BenchError, ensure_wrk, fmt_ms, fmt_rate, say
 
-THROUGHPUT_TARGET = 0.85
-P99_TARGET = 1.5
+THROUGHPUT_TARGET = assignment.THROUGHPUT_TARGET
+P99_TARGET = assignment.P99_TARGET
 INGEST_TARGET = 30_000.0
 
 
@@ -68,6 +69,13 @@ def table(results: dict[str, Any]) -> str:
                 "",
             ),
             (
+                "assignment: raw ASGI",
+                f"{fmt_rate(a['raw']['rps'])} req/s, p50 {fmt_ms(a['raw']['p50_us'])} ms"
+                f", p99 {fmt_ms(a['raw']['p99_us'])} ms",
+                "",
+                "",
+            ),
+            (
                 "assignment: throughput ratio",
                 f"{a['throughput_ratio']:.2f}x "
                 f"(paired median {a['median_pair_throughput_ratio']:.2f}x)",
@@ -79,6 +87,27 @@ def table(results: dict[str, Any]) -> str:
                 f"{a['p99_ratio']:.2f}x (paired median {a['median_pair_p99_ratio']:.2f}x)",
                 f"<= {P99_TARGET}x",
                 "yes" if a["p99_ratio"] <= P99_TARGET else "NO",
+            ),
+            (
+                "assignment: share of raw ASGI",
+                f"{a['raw_throughput_ratio']:.2f}x "
+                f"(paired median {a['median_pair_raw_throughput_ratio']:.2f}x; "
+                f"baseline {a['baseline_raw_throughput_ratio']:.2f}x)",
+                "",
+                "",
+            ),
+            (
+                "assignment: server CPU per request",
+                f"ranktune {a['ranktune'].get('cpu_us', 0):.0f} us, baseline "
+                f"{a['baseline'].get('cpu_us', 0):.0f} us, raw {a['raw'].get('cpu_us', 0):.0f} us",
+                "",
+                "",
+            ),
+            (
+                "assignment: load average",
+                f"before {a['load_average']['before']}, after {a['load_average']['after']}",
+                "",
+                "",
             ),
         ]
     for database in ("sqlite", "postgresql"):

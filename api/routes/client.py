@@ -22,30 +22,35 @@ from api.errors import (
     UnsupportedMediaType,
     validation_failure,
 )
+from api.routes.direct import DirectRoute
 from api.runtime import Runtime
 from api.serving import ExperimentSnapshot
 
 router = APIRouter(prefix="/v1", tags=["client"], responses=schemas.CLIENT_ERRORS)
 
 
-@router.get(
-    "/experiments/{name}/assignment",
-    response_model=schemas.Assignment,
-)
 async def assignment(
     request: Request,
     name: Annotated[str, Path(max_length=64)],
     unit: Annotated[str, Query(min_length=1, max_length=256, description="the randomised unit")],
 ) -> Response:
-    """A configuration for the unit. Well-formed requests for a known experiment are
-    answered by :class:`api.app.AssignmentFastPath` before they reach this route (same
-    answer, without the framework's routing); this route serves the rest: its errors, and
-    the OpenAPI description."""
+    """A configuration for the unit."""
     runtime: Runtime = request.app.state.runtime
     snapshot = runtime.serving.get(name)
     if snapshot is None:
         raise NotFound(f"experiment {name!r} does not exist", field="name")
     return Response(content=assignment_json(runtime, snapshot, unit), media_type="application/json")
+
+
+# The request every page view makes: served by a DirectRoute (api/routes/direct.py), which
+# skips FastAPI's per-request dependency solving and response handling.
+router.add_api_route(
+    "/experiments/{name}/assignment",
+    assignment,
+    methods=["GET"],
+    response_model=schemas.Assignment,
+    route_class_override=DirectRoute,
+)
 
 
 def assignment_json(runtime: Runtime, snapshot: ExperimentSnapshot, unit: str) -> bytes:
@@ -75,8 +80,14 @@ async def snapshot(
         status=snap.status,
         loaded_at=snap.loaded_at,
         arms=[
-            schemas.SnapshotArm(arm_id=arm_id, alpha=float(a), beta=float(b))
-            for arm_id, a, b in zip(snap.arm_ids, snap.alphas, snap.betas, strict=True)
+            schemas.SnapshotArm(
+                arm_id=arm_id,
+                alpha=float(snap.alphas[index]),
+                beta=float(snap.betas[index]),
+                exposures=float(snap.exposures[index]),
+                in_nursery=snap.nursery is not None and index in snap.nursery.arms,
+            )
+            for index, arm_id in enumerate(snap.arm_ids)
         ],
     )
 

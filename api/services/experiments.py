@@ -129,6 +129,8 @@ def create_experiment(
         exposure_source=request.exposure_source,
         attribution_window_s=request.attribution_window_s,
         max_events_per_exposure=request.max_events_per_exposure,
+        nursery_exposures=request.nursery_exposures,
+        nursery_share=request.nursery_share,
         status=ExperimentStatus.RUNNING,
         created_at=now,
         updated_at=now,
@@ -338,6 +340,8 @@ def experiment_out(session: Session, experiment: Experiment) -> schemas.Experime
         generation=experiment.generation,
         attribution_window_s=experiment.attribution_window_s,
         max_events_per_exposure=event_limits(experiment.max_events_per_exposure),
+        nursery_exposures=experiment.nursery_exposures,
+        nursery_share=experiment.nursery_share,
     )
 
 

@@ -27,6 +27,7 @@ from api.models import Arm, Experiment, Tick, TickArm, as_utc
 from api.serving import policy_of
 from arms.origins import Origin
 from bandit import PosteriorUpdate, Prior, WindowCounts, reference_ratio_update
+from bandit.nursery import choose_with_nursery
 
 
 @dataclass(frozen=True)
@@ -313,4 +314,14 @@ def draw_window_arm(
         return None
     successes = np.array([max(arm.alpha - experiment.prior_alpha, 0.0) for arm in candidates])
     failures = np.array([max(arm.beta - experiment.prior_beta, 0.0) for arm in candidates])
-    return candidates[policy_of(experiment).choose_one(successes, failures, rng)].id
+    exposures = np.array([arm.exposures for arm in candidates])
+    chosen = choose_with_nursery(
+        policy_of(experiment),
+        successes,
+        failures,
+        exposures,
+        min_exposures=experiment.nursery_exposures,
+        share=experiment.nursery_share,
+        rng=rng,
+    )
+    return candidates[chosen].id

@@ -36,7 +36,7 @@ def fast_client(sqlite_url: str) -> Iterator[TestClient]:
         runtime = client.app.state.runtime
         # Seed the server's Thompson draws too, so that a failure can be replayed.
         runtime.rng = np.random.default_rng(SEED + 1)
-        runtime.serving._rng = np.random.default_rng(SEED + 2)
+        runtime.serving.rng = np.random.default_rng(SEED + 2)
         yield client
 
 

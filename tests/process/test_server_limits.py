@@ -270,7 +270,7 @@ def test_every_answer_is_nosniff_and_names_no_server(
         created = client.post("/v1/experiments", json=similar_items(), headers=ADMIN)
         assert created.status_code == 201, created.text
         answers = {
-            "fast path": client.get(
+            "assignment": client.get(
                 "/v1/experiments/similar-items/assignment", params={"unit": "u"}
             ),
             "route 404": client.get("/v1/experiments/nothing/assignment", params={"unit": "u"}),
