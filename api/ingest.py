@@ -58,7 +58,7 @@ class EventRow(NamedTuple):
     payload_hash: str | None
     # The ticket's key (TicketClaims.key) and the most events of this type it may credit;
     # None for server-counted exposures, which are credited whole.
-    ticket: str | None = None
+    ticket: bytes | None = None
     limit: int | None = None
     reason: str = CREDITED  # why it will not be credited, if it will not (api.limits)
 
@@ -77,7 +77,14 @@ class _Pending:
 
 
 class EventWriter:
-    """One thread that commits queued event batches in groups."""
+    """Threads that commit queued event batches in groups (one per connection).
+
+    One thread on SQLite, whose writers take turns anyway. On PostgreSQL a second thread on
+    a second connection lets one group's COPY and upserts run while another commits: the
+    database does the work of both at once, where one connection kept it half idle. Two
+    groups that touch the same keys stay correct: the unique event id makes one of them
+    retry (and see the other's rows), and the upserts lock their rows in key order.
+    """
 
     def __init__(
         self,
@@ -85,28 +92,37 @@ class EventWriter:
         *,
         max_group_rows: int = 20_000,
         retries: int = 5,
+        threads: int = 1,
     ) -> None:
         self._session_factory = session_factory
         self._queue: queue.Queue[_Pending | None] = queue.Queue()
         self._max_group_rows = max_group_rows
         self._retries = retries
-        self._thread: threading.Thread | None = None
+        self._thread_count = threads
+        self._threads: list[threading.Thread] = []
 
     def start(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="ranktune-writer", daemon=True)
-            self._thread.start()
+        if not self._threads:
+            self._threads = [
+                threading.Thread(target=self._run, name=f"ranktune-writer-{index}", daemon=True)
+                for index in range(self._thread_count)
+            ]
+            for thread in self._threads:
+                thread.start()
 
     def stop(self) -> None:
-        """Commit everything queued, then stop."""
-        if self._thread is not None:
-            self._queue.put(None)
-            self._thread.join()
-            self._thread = None
+        """Commit everything queued, then stop (one end marker per thread: each thread
+        stops at the first it takes, after everything queued before it)."""
+        if self._threads:
+            for _ in self._threads:
+                self._queue.put(None)
+            for thread in self._threads:
+                thread.join()
+            self._threads = []
 
     def submit(self, rows: list[EventRow]) -> Future[IngestResult]:
         pending = _Pending(rows)
-        if self._thread is None:
+        if not self._threads:
             # Not started (e.g. a command-line tool): write synchronously.
             self._write_group([pending])
         else:
@@ -309,67 +325,63 @@ def credit_tickets(connection: Connection, rows: Sequence[EventRow]) -> list[int
     the rows. Rows that will not be credited anyway credit 0; server-counted exposures (no
     ticket) credit their whole count.
     """
-    added: dict[tuple[int, str, str], int] = {}
+    added: dict[bytes, int] = {}
+    keys: list[bytes | None] = []
     for row in rows:
         if row.ticket is not None and row.reason == CREDITED:
-            key = (row.experiment_id, row.ticket, row.type)
-            added[key] = added.get(key, 0) + row.count
+            bounded = row.ticket + row.type.encode()
+            added[bounded] = added.get(bounded, 0) + row.count
+            keys.append(bounded)
+        else:
+            keys.append(None)
     totals = _add_ticket_credits(connection, added) if added else {}
     reported = {key: totals[key] - count for key, count in added.items()}  # before this batch
     credited: list[int] = []
-    for row in rows:
+    for row, ticket_key in zip(rows, keys, strict=True):
         if row.reason != CREDITED:
             credited.append(0)
-        elif row.ticket is None or row.limit is None:
+        elif ticket_key is None or row.limit is None:
             credited.append(row.count)
         else:
-            key = (row.experiment_id, row.ticket, row.type)
-            before = reported[key]
-            reported[key] = before + row.count
+            before = reported[ticket_key]
+            reported[ticket_key] = before + row.count
             credited.append(max(0, min(row.count, row.limit - before)))
     return credited
 
 
-_CREDIT_CHUNK = 5000  # keys per statement: 4 bound values each, under SQLite's 32,766
-_UPSERT_CREDITS = (
-    "INSERT INTO ticket_credits (experiment_id, ticket, type, count) {rows} "
-    "ON CONFLICT (experiment_id, ticket, type) "
-    "DO UPDATE SET count = ticket_credits.count + excluded.count "
-    "RETURNING experiment_id, ticket, type, count"
-)
+_CREDIT_CHUNK = 10_000  # keys per statement (SQLite: 2 bound values each, under 32,766)
 
 
-def _add_ticket_credits(
-    connection: Connection, added: dict[tuple[int, str, str], int]
-) -> dict[tuple[int, str, str], int]:
+def _add_ticket_credits(connection: Connection, added: dict[bytes, int]) -> dict[bytes, int]:
     """Upsert the counts into ``ticket_credits``; the new totals by key.
 
     Keys go in sorted order, so that concurrent writers on PostgreSQL lock the rows in one
-    order and cannot deadlock (SQLite's writer holds the only write lock anyway).
+    order and cannot deadlock (SQLite's writer holds the only write lock anyway). On
+    PostgreSQL the keys and counts travel as two comma-separated strings that the server
+    splits: the driver's dumping of Python lists, element by element, cost more than the
+    upsert itself.
     """
     keys = sorted(added)
-    totals: dict[tuple[int, str, str], int] = {}
+    totals: dict[bytes, int] = {}
     postgres = connection.dialect.name == "postgresql"
     for start in range(0, len(keys), _CREDIT_CHUNK):
         chunk = keys[start : start + _CREDIT_CHUNK]
         params: tuple[Any, ...]
         if postgres:
-            rows = "SELECT * FROM unnest(%s::int[], %s::text[], %s::text[], %s::bigint[])"
-            params = (
-                [key[0] for key in chunk],
-                [key[1] for key in chunk],
-                [key[2] for key in chunk],
-                [added[key] for key in chunk],
+            rows = (
+                "SELECT decode(k, 'hex'), c::bigint FROM unnest("
+                "string_to_array(%s, ','), string_to_array(%s, ',')) AS t(k, c)"
             )
+            params = (",".join(key.hex() for key in chunk), ",".join(str(added[k]) for k in chunk))
         else:
-            rows = "VALUES " + ", ".join(["(?, ?, ?, ?)"] * len(chunk))
-            params = tuple(chain.from_iterable((*key, added[key]) for key in chunk))
-        statement = _UPSERT_CREDITS.format(rows=rows)
-        # fetchall: one call for the whole result, not one per row (a third of the cost).
-        for experiment_id, ticket, kind, total in connection.exec_driver_sql(
-            statement, params
-        ).fetchall():
-            totals[(experiment_id, ticket, kind)] = total
+            rows = "VALUES " + ", ".join(["(?, ?)"] * len(chunk))
+            params = tuple(chain.from_iterable((key, added[key]) for key in chunk))
+        statement = (
+            f"INSERT INTO ticket_credits (key, count) {rows} ON CONFLICT (key) "
+            "DO UPDATE SET count = ticket_credits.count + excluded.count RETURNING key, count"
+        )
+        for key, total in connection.exec_driver_sql(statement, params).fetchall():
+            totals[bytes(key)] = total
     return totals
 
 

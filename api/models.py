@@ -19,6 +19,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -204,20 +205,19 @@ class TicketCredit(Base):
     """How many events of one type each ticket has reported, to bound what it credits.
 
     The event writer adds to these rows in the transaction that stores the events (an
-    atomic upsert, so replicas sharing the database agree). A ticket's key starts with its
-    zero-padded issue time (``TicketClaims.key``), so the rows past an experiment's
-    attribution window are one range of the primary key, purged by the maintenance job:
-    events on an expired ticket are refused anyway. One row per ticket that reported
-    something, written with every batch: no foreign key and no second index to maintain,
-    and on SQLite the primary key is the table (``WITHOUT ROWID``).
+    atomic upsert, so replicas sharing the database agree). The key is the ticket's signed
+    bytes (``TicketClaims.key``: version, issue time, experiment, arm, ...) followed by the
+    event type, so keys sort by issue time and the rows past the attribution window are one
+    range of the primary key, purged by the maintenance job: events on an expired ticket are
+    refused anyway. One row per ticket and type reported, written with every batch: one
+    column of key, no foreign key, no second index, and on SQLite the primary key is the
+    table (``WITHOUT ROWID``).
     """
 
     __tablename__ = "ticket_credits"
     __table_args__ = {"sqlite_with_rowid": False}
 
-    experiment_id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    ticket: Mapped[str] = mapped_column(String(64), primary_key=True)
-    type: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key: Mapped[bytes] = mapped_column(LargeBinary(96), primary_key=True)
     count: Mapped[int] = mapped_column(BigInteger)
 
 

@@ -22,6 +22,7 @@ from api.models import (
     TickArm,
     TicketCredit,
 )
+from api.tickets import key_before
 
 
 # -- experiments ---------------------------------------------------------------------------
@@ -177,21 +178,16 @@ def stopped_experiments_with_pending_counts(session: Session) -> Sequence[Experi
 
 
 def purge_expired_ticket_credits(session: Session, now: float, margin_s: float) -> int:
-    """Forget the per-ticket counts of tickets past their experiment's attribution window
-    (and ``margin_s`` more): events on them are refused anyway. A ticket's key starts with
-    its zero-padded issue time, so each experiment's expired keys are one range of the
-    primary key. Rows deleted."""
-    deleted = 0
-    windows = session.execute(select(Experiment.id, Experiment.attribution_window_s)).all()
-    for experiment_id, window in windows:
-        oldest_valid = f"{max(int(now - window - margin_s), 0):010d}"
-        result = session.execute(
-            delete(TicketCredit).where(
-                TicketCredit.experiment_id == experiment_id, TicketCredit.ticket < oldest_valid
-            )
-        )
-        deleted += int(getattr(result, "rowcount", 0) or 0)
-    return deleted
+    """Forget the per-ticket counts of tickets past every experiment's attribution window
+    (and ``margin_s`` more): events on them are refused anyway. Keys start with the issue
+    time, so that is one range of the primary key; the longest window decides, so no
+    experiment loses a count it still needs. Rows deleted."""
+    longest = session.scalar(select(func.max(Experiment.attribution_window_s)))
+    if longest is None:
+        return 0
+    oldest_valid = key_before(int(now - float(longest) - margin_s))
+    result = session.execute(delete(TicketCredit).where(TicketCredit.key < oldest_valid))
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 # -- ticks ---------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from api import repositories as repo
-from api.db import make_engine, make_session_factory
+from api.db import is_sqlite, make_engine, make_session_factory
 from api.heavy_reads import HeavyReadLimit
 from api.ingest import EventRow, EventWriter, IngestResult
 from api.schemas import event_batch_model
@@ -54,7 +54,10 @@ class Runtime:
         self.replica = f"{socket.gethostname()}:{os.getpid()}"
         self.signer = TicketSigner(self._ticket_key())
         self.serving = ServingState(self.signer)
-        self.writer = EventWriter(self.session_factory)
+        self.writer = EventWriter(
+            self.session_factory,
+            threads=settings.event_writers or (1 if is_sqlite(settings.database_url) else 2),
+        )
         self.rng = np.random.default_rng()
         self.heavy_reads = HeavyReadLimit(settings.heavy_reads, settings.heavy_read_wait_s)
         self.scheduler: BackgroundScheduler | None = None

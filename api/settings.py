@@ -91,6 +91,13 @@ class Settings(BaseSettings):
     heavy_read_wait_s: float = Field(
         2.0, ge=0, description="how long a heavy admin read waits for a turn before its 503"
     )
+    event_writers: int | None = Field(
+        None,
+        ge=1,
+        le=16,
+        description="threads (and connections) committing events; default 1 on SQLite, 2 on "
+        "PostgreSQL",
+    )
     max_body_bytes: int = Field(2_000_000, gt=0, description="larger request bodies get 413")
     max_batch_events: int = Field(1000, gt=0, description="larger event batches get 413")
     max_events_body_bytes: int = Field(

@@ -7,9 +7,11 @@ most a configured number of events of each type per ticket (``api.services.event
 HMAC-SHA256 tag (truncated to 128 bits) makes forged or foreign tickets detectable, and the
 issue time lets events outside the experiment's attribution window be refused.
 
-Layout before base64url, 39 bytes: ``>BIIBBHIHI`` = format version (2), experiment id, arm
-id, group code, the unit's report bucket, the experiment's phase, issue time (unix
-seconds), serial (16 + 32 bits), then the 16-byte tag. The bucket lets the report count
+Layout before base64url, 39 bytes: ``>BIIIBBHHI`` = format version (2), issue time (unix
+seconds), experiment id, arm id, group code, the unit's report bucket, the experiment's
+phase, serial (16 + 32 bits), then the 16-byte tag. The 23 bytes before the tag identify
+the ticket (``TicketClaims.key``), and start with the issue time, so in byte order the
+expired tickets of an experiment come first. The bucket lets the report count
 events per hashed unit bucket without storing units; the phase keeps events of a previous
 phase (before a promotion) out of the current one. 39 bytes are a whole number of base64
 quanta, so a ticket is exactly 52 characters of the URL-safe alphabet with no padding, and
@@ -34,7 +36,7 @@ from typing import NamedTuple
 from api.enums import Group
 
 VERSION = 2
-_LAYOUT = struct.Struct(">BIIBBHIHI")
+_LAYOUT = struct.Struct(">BIIIBBHHI")
 _TAG_BYTES = 16
 TICKET_LENGTH = (_LAYOUT.size + _TAG_BYTES) * 4 // 3  # 52 characters
 _ALPHABET = string.ascii_letters + string.digits + "-_"  # base64url
@@ -53,12 +55,15 @@ class TicketClaims(NamedTuple):
     serial: int
     bucket: int = 0
     phase: int = 1
+    # The signed bytes, which identify the ticket: the per-ticket credit key. They start
+    # with the version and the issue time, so keys sort by issue time (see key_before).
+    key: bytes = b""
 
-    @property
-    def key(self) -> str:
-        """What identifies the ticket within its experiment (the per-ticket credit key)."""
-        # The issue time first, zero-padded: expired tickets are one range of keys.
-        return f"{self.issued_at:010d}:{self.arm_id}:{GROUP_CODES[self.group]}:{self.serial:x}"
+
+def key_before(issued_at: int) -> bytes:
+    """The smallest key of a ticket issued at ``issued_at``: every key below it belongs to
+    a ticket issued earlier."""
+    return struct.pack(">BI", VERSION, max(issued_at, 0) & 0xFFFFFFFF)
 
 
 def new_secret() -> str:
@@ -105,12 +110,12 @@ class TicketSigner:
         serial = next(self._serials) & 0xFFFFFFFF
         payload = _LAYOUT.pack(
             VERSION,
+            issued,
             experiment_id,
             arm_id,
             GROUP_CODES[group],
             bucket,
             phase,
-            issued,
             self._prefix,
             serial,
         )
@@ -129,11 +134,18 @@ class TicketSigner:
         payload, tag = raw[: _LAYOUT.size], raw[_LAYOUT.size :]
         if not hmac.compare_digest(tag, self._tag(payload)):
             return None
-        version, experiment_id, arm_id, code, bucket, phase, issued, prefix, serial = (
+        version, issued, experiment_id, arm_id, code, bucket, phase, prefix, serial = (
             _LAYOUT.unpack(payload)
         )
         if version != VERSION or code >= len(GROUPS):
             return None
         return TicketClaims(
-            experiment_id, arm_id, GROUPS[code], issued, (prefix << 32) | serial, bucket, phase
+            experiment_id,
+            arm_id,
+            GROUPS[code],
+            issued,
+            (prefix << 32) | serial,
+            bucket,
+            phase,
+            payload,
         )

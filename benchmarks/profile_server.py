@@ -52,21 +52,30 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--top", type=int, default=40)
     parser.add_argument("--idle", action="store_true", help="include idle frames")
+    parser.add_argument(
+        "--gil",
+        action="store_true",
+        help="only the thread holding the GIL: where the Python CPU goes when threads compete",
+    )
     args = parser.parse_args()
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     workdir = Path(tempfile.mkdtemp(prefix="ranktune-profile-"))
     database_url = f"sqlite:///{workdir / 'ranktune.db'}"
     if args.target == "ingest-postgresql":
         database_url = ingestion.create_pg_database()
-    server = start_ranktune(database_url, workdir / "ranktune.log")
+    server = start_ranktune(
+        database_url, workdir / "ranktune.log", RANKTUNE_TICKET_SECRET=ingestion.TICKET_SECRET
+    )
     try:
-        create_example_experiment(server)
+        experiment = create_example_experiment(server)
         if args.target == "assignment":
             url, script = server.url + "/v1/experiments/similar-items/assignment", "assignment.lua"
             script_args = ["similar-items", "p"]
         else:
             tickets = workdir / "tickets.txt"
-            tickets.write_text("\n".join(ingestion.fetch_tickets(server, 1000, "p")) + "\n")
+            # One ticket per event, as the ingestion benchmark sends them.
+            count = int(ingestion.TICKETS_PER_SECOND * args.duration)
+            tickets.write_text("\n".join(ingestion.mint_tickets(experiment, count)) + "\n")
             url, script = server.url + "/v1/events", "events.lua"
             script_args = [str(tickets), "p" + secrets.token_hex(3), "100"]
         result: dict[str, object] = {}
@@ -89,6 +98,8 @@ def main() -> int:
         command += [str(int(args.duration - 2)), "--format", "raw", "--output", str(collapsed)]
         if args.idle:
             command.append("--idle")
+        if args.gil:
+            command.append("--gil")
         subprocess.run(command, check=True, capture_output=True)
         loader.join()
         say(f"wrk: {result.get('rps', 0):.0f} req/s, p99 {result.get('p99_us')} us")

@@ -72,7 +72,7 @@ class _TicketCheck(NamedTuple):
     # Tickets are base64url, types match ^[a-z][a-z0-9_]*$ and counts are ints, so the rest,
     # ``,"<type>",<count>]``, is written by hand: the same text as payload_hash, cheaper.
     hash_prefix: str
-    key: str  # TicketClaims.key, the per-ticket credit key
+    key: bytes  # TicketClaims.key, the per-ticket credit key
 
 
 class EventIntake:

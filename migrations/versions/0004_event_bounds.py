@@ -49,11 +49,9 @@ def upgrade() -> None:
     _rebuild_pending_counts(with_reason=True)
     op.create_table(
         "ticket_credits",
-        sa.Column("experiment_id", sa.Integer(), nullable=False),
-        sa.Column("ticket", sa.String(length=64), nullable=False),
-        sa.Column("type", sa.String(length=64), nullable=False),
+        sa.Column("key", sa.LargeBinary(length=96), nullable=False),
         sa.Column("count", sa.BigInteger(), nullable=False),
-        sa.PrimaryKeyConstraint("experiment_id", "ticket", "type"),
+        sa.PrimaryKeyConstraint("key"),
         sqlite_with_rowid=False,
     )
 

@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import create_engine, func, literal, select
+from sqlalchemy import create_engine, func, select
 
 from api.app import create_app
 from api.models import Event, PendingCount, TicketCredit
-from api.tickets import TicketSigner
+from api.tickets import TicketSigner, key_before
 from tests.api.helpers import (
     ADMIN,
     assert_error_shape,
@@ -398,9 +398,7 @@ def test_maintenance_forgets_expired_tickets_and_pending_counts_of_stopped_exper
                 assert connection.scalar(select(func.count()).select_from(TicketCredit)) == 1
                 # As if the ticket had been issued long ago (keys start with the issue time).
                 connection.execute(
-                    TicketCredit.__table__.update().values(
-                        ticket=literal("0000000001").concat(func.substr(TicketCredit.ticket, 11))
-                    )
+                    TicketCredit.__table__.update().values(key=key_before(1) + b"old")
                 )
             client.post("/v1/experiments/similar-items/stop", headers=ADMIN)
             with engine.begin() as connection:
