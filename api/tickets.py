@@ -139,13 +139,17 @@ class TicketSigner:
         )
         if version != VERSION or code >= len(GROUPS):
             return None
-        return TicketClaims(
-            experiment_id,
-            arm_id,
-            GROUPS[code],
-            issued,
-            (prefix << 32) | serial,
-            bucket,
-            phase,
-            payload,
+        # tuple.__new__: the named tuple built in C (its generated __new__ costs 3x more).
+        return tuple.__new__(
+            TicketClaims,
+            (
+                experiment_id,
+                arm_id,
+                GROUPS[code],
+                issued,
+                (prefix << 32) | serial,
+                bucket,
+                phase,
+                payload,
+            ),
         )

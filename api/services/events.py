@@ -75,6 +75,11 @@ class _TicketCheck(NamedTuple):
     key: bytes  # TicketClaims.key, the per-ticket credit key
 
 
+# EventRow(...) goes through a generated Python __new__; tuple.__new__ builds the same
+# named tuple in C, a third of the cost, for every event of every request.
+new_row = tuple.__new__
+
+
 class EventIntake:
     """Turns reported events into rows for the writer, or refuses the batch (InvalidInput)."""
 
@@ -100,17 +105,20 @@ class EventIntake:
                 )
             text = f'{check.hash_prefix},"{kind}",{event.count}]'
             rows.append(
-                EventRow(
-                    claims.experiment_id,
-                    claims.arm_id,
-                    claims.group,
-                    kind,
-                    event.count,
-                    event.event_id,
-                    blake2b(text.encode("utf-8"), digest_size=16).hexdigest(),
-                    check.key,
-                    event_limit(snapshot.event_limits, kind),
-                    check.reason,
+                new_row(
+                    EventRow,
+                    (
+                        claims.experiment_id,
+                        claims.arm_id,
+                        claims.group,
+                        kind,
+                        event.count,
+                        event.event_id,
+                        blake2b(text.encode("utf-8"), digest_size=16).hexdigest(),
+                        check.key,
+                        event_limit(snapshot.event_limits, kind),
+                        check.reason,
+                    ),
                 )
             )
         return rows
