@@ -6,6 +6,7 @@ Domain values (parameter spaces, configurations, posteriors) live in ``arms/`` a
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, TypeVar
@@ -147,6 +148,14 @@ class Arm(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     retired_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     retired_reason: Mapped[str | None] = mapped_column(Text)
+
+
+def reference_of(arms: Iterable[Arm]) -> Arm:
+    """The reference arm among an experiment's arms (every experiment has exactly one)."""
+    for arm in arms:
+        if arm.origin == Origin.REFERENCE:
+            return arm
+    raise LookupError("the experiment has no reference arm")
 
 
 class Event(Base):

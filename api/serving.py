@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from api import repositories as repo
 from api.enums import ArmStatus, ExperimentStatus, ExposureSource, Group, Mode
 from api.limits import event_limits
-from api.models import Experiment
+from api.models import Experiment, reference_of
 from api.tickets import TicketSigner
 from arms.origins import Origin
 from bandit import Nursery, Policy, PolicyParameters, ThompsonSampling, make_policy, nursery_of
@@ -101,7 +101,7 @@ class ExperimentSnapshot:
 
 def load_snapshot(session: Session, experiment: Experiment) -> ExperimentSnapshot:
     every_arm = repo.arms_of(session, experiment.id)
-    reference = next(arm for arm in every_arm if arm.origin == Origin.REFERENCE)
+    reference = reference_of(every_arm)
     targets = [
         arm
         for arm in every_arm

@@ -27,7 +27,6 @@ See docs/security.md for why the limits are per ticket.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Sequence
 from typing import NamedTuple, Protocol
 
@@ -55,12 +54,6 @@ class ReportedEvent(Protocol):
     def event_id(self) -> str: ...
 
 
-def payload_hash(ticket: str, event_type: str, count: int) -> str:
-    """BLAKE2b-128 of the JSON text ``[ticket, type, count]``: what makes a retry a duplicate."""
-    text = json.dumps([ticket, event_type, count], separators=(",", ":"))
-    return hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()
-
-
 class _TicketCheck(NamedTuple):
     """What the events of one request share per distinct ticket (a tuple: one is built for
     almost every event, since every assignment has a ticket of its own)."""
@@ -68,9 +61,11 @@ class _TicketCheck(NamedTuple):
     claims: TicketClaims
     snapshot: ExperimentSnapshot
     reason: str
-    # ``["<ticket>"``, exactly as json.dumps writes it: the start of every payload hash.
-    # Tickets are base64url, types match ^[a-z][a-z0-9_]*$ and counts are ints, so the rest,
-    # ``,"<type>",<count>]``, is written by hand: the same text as payload_hash, cheaper.
+    # The payload hash (what makes a retry a duplicate) is BLAKE2b-128 of the JSON text
+    # ``["<ticket>","<type>",<count>]``. This is its start, ``["<ticket>"``, exactly as
+    # json.dumps writes it: tickets are base64url, types match ^[a-z][a-z0-9_]*$ and counts
+    # are ints, so the whole text is written by hand (tests/api/test_event_bounds.py checks
+    # it against json.dumps).
     hash_prefix: str
     key: bytes  # TicketClaims.key, the per-ticket credit key
 

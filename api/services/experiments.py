@@ -19,7 +19,7 @@ from api import schemas
 from api.enums import ArmStatus, ExperimentStatus, Mode
 from api.errors import Conflict, InvalidInput, NotFound
 from api.limits import event_limits
-from api.models import Arm, Experiment, Tick
+from api.models import Arm, Experiment, Tick, reference_of
 from api.plots import (
     HIGHLIGHTED_ARMS,
     ArmSeries,
@@ -311,7 +311,7 @@ def retire_arm(
 # -- read models ---------------------------------------------------------------------------
 def experiment_out(session: Session, experiment: Experiment) -> schemas.ExperimentOut:
     arms = repo.arms_of(session, experiment.id)
-    reference = next(arm for arm in arms if arm.origin == Origin.REFERENCE)
+    reference = reference_of(arms)
     return schemas.ExperimentOut(
         id=experiment.id,
         name=experiment.name,
@@ -422,7 +422,7 @@ def experiment_stats(
                 prob_best=float(summary.prob_best[i]) if active[i] else None,
             )
         )
-    reference = next(arm for arm in arms if arm.origin == Origin.REFERENCE)
+    reference = reference_of(arms)
     return schemas.ExperimentStats(
         experiment=experiment.name,
         tick_count=experiment.tick_count,

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from api import repositories as repo
 from api.enums import ArmStatus, ExperimentStatus, Group, Mode
 from api.limits import CREDITED, OVER_EXPOSURE_LIMIT, OVER_TICKET_LIMIT, event_limit, event_limits
-from api.models import Arm, Experiment, Tick, TickArm, as_utc
+from api.models import Arm, Experiment, Tick, TickArm, as_utc, reference_of
 from api.serving import policy_of
 from arms.origins import Origin
 from bandit import PosteriorUpdate, Prior, WindowCounts, reference_ratio_update
@@ -84,7 +84,7 @@ def bound_by_exposures(
     credited). With per-ticket limits in force this binds only when a client reports
     target events for exposures it never reported (client-counted exposures).
     """
-    reference = next(arm for arm in arms if arm.origin == Origin.REFERENCE)
+    reference = reference_of(arms)
     by_id = {arm.id: arm for arm in arms}
     quarantined = dict(totals.quarantined)
     over = 0.0
@@ -191,7 +191,7 @@ def apply_tick(
     tick.target_events = sum(totals.arm_events.values())
     if update.applied:
         _record_update(session, tick, updated, totals, update)
-        reference = next(arm for arm in arms if arm.origin == Origin.REFERENCE)
+        reference = reference_of(arms)
         reference.exposures += totals.reference_exposures
         reference.target_events += totals.reference_events
         reference.quarantined_events += totals.quarantined.get(reference.id, 0.0)

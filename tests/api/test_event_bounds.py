@@ -499,3 +499,18 @@ def test_the_event_body_has_its_own_size_limit(sqlite_url: str) -> None:
         # Admin bodies keep the general limit.
         big = similar_items(name="other", arms=[{**similar_items()["arms"][0]}])
         assert client.post("/v1/experiments", json=big, headers=ADMIN).status_code == 201
+
+
+def test_the_payload_hash_is_blake2b_of_the_json_of_ticket_type_and_count(
+    sqlite_client: TestClient, sqlite_url: str
+) -> None:
+    """What makes a retry a duplicate, computed here from its documented recipe."""
+    import hashlib
+    import json
+
+    create(sqlite_client)
+    ticket = assign(sqlite_client, "user-1")["ticket"]
+    post_events(sqlite_client, [event(ticket, "h1", "contact", count=1)])
+    text = json.dumps([ticket, "contact", 1], separators=(",", ":"))
+    expected = hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()
+    assert stored(sqlite_url, Event.payload_hash, event_id="h1") == [expected]
