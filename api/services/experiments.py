@@ -474,6 +474,20 @@ def _finite(value: float) -> float | None:
 _HISTORY_TICKS_PER_QUERY = 100
 
 
+def _ticks(
+    session: Session,
+    name: str,
+    limit: int,
+    after: int | None,
+    before: int | None,
+    newest_first: bool,
+) -> Sequence[Tick]:
+    experiment = require_experiment(session, name)
+    return repo.ticks_of(
+        session, experiment.id, limit=limit, after=after, before=before, newest_first=newest_first
+    )
+
+
 def tick_history(
     session: Session,
     name: str,
@@ -483,10 +497,7 @@ def tick_history(
     before: int | None = None,
     newest_first: bool = False,
 ) -> list[schemas.TickOut]:
-    experiment = require_experiment(session, name)
-    ticks = repo.ticks_of(
-        session, experiment.id, limit=limit, after=after, before=before, newest_first=newest_first
-    )
+    ticks = _ticks(session, name, limit, after, before, newest_first)
     arms_by_tick = repo.tick_arm_values_of(session, [tick.id for tick in ticks])
     return [
         _tick_out(tick, [schemas.TickArmOut.model_validate(v) for v in arms_by_tick[tick.id]])
@@ -507,10 +518,7 @@ def tick_history_json(
     ticks of 256 arms are 256,000 per-arm rows, which go from the database's columns to
     JSON as plain values (a model each cost 10-15 us, and the framework's rendering held
     several copies of all of them), a chunk of ticks at a time."""
-    experiment = require_experiment(session, name)
-    ticks = repo.ticks_of(
-        session, experiment.id, limit=limit, after=after, before=before, newest_first=newest_first
-    )
+    ticks = _ticks(session, name, limit, after, before, newest_first)
     pieces: list[bytes] = []
     for start in range(0, len(ticks), _HISTORY_TICKS_PER_QUERY):
         chunk = ticks[start : start + _HISTORY_TICKS_PER_QUERY]
