@@ -33,7 +33,7 @@ run: $(RUN_STAMP)
 	$(BIN)/ranktune serve $(if $(HOST),--host $(HOST)) $(if $(PORT),--port $(PORT))
 
 test: $(DEV_STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2
 
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check .
