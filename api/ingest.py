@@ -380,9 +380,26 @@ def _add_ticket_credits(connection: Connection, added: dict[bytes, int]) -> dict
             f"INSERT INTO ticket_credits (key, count) {rows} ON CONFLICT (key) "
             "DO UPDATE SET count = ticket_credits.count + excluded.count RETURNING key, count"
         )
-        for key, total in connection.exec_driver_sql(statement, params).fetchall():
-            totals[bytes(key)] = total
+        totals.update(
+            (bytes(key), total) for key, total in _driver_rows(connection, statement, params)
+        )
     return totals
+
+
+def _driver_rows(connection: Connection, statement: str, params: tuple[Any, ...]) -> list[Any]:
+    """The statement's rows straight from the driver's cursor, in the connection's
+    transaction: SQLAlchemy's result processing of thousands of rows per batch was a
+    tenth of the writer's time, for values that need no processing (bytes and ints)."""
+    cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(statement, params)
+        return list(cursor.fetchall())
+    except connection.dialect.loaded_dbapi.Error as error:
+        raise DBAPIError.instance(
+            statement, params, error, connection.dialect.loaded_dbapi.Error
+        ) from error
+    finally:
+        cursor.close()
 
 
 def pending_totals(
