@@ -260,6 +260,19 @@ _INSERT_COLUMNS = (
     "received_at",
     "credited",
 )
+# The columns' PostgreSQL types, for COPY's binary format (which the server reads without
+# parsing text).
+_COPY_TYPES = (
+    "int4",
+    "int4",
+    "varchar",
+    "varchar",
+    "int4",
+    "varchar",
+    "varchar",
+    "timestamptz",
+    "int4",
+)
 _ID_CHUNK = 5000  # SQLite allows 32,766 bound variables per statement since 3.32
 
 
@@ -452,11 +465,12 @@ def _copy_events(connection: Connection, columns: str, values: list[tuple[Any, .
     COPY checks the same constraints as INSERT; a driver error is re-raised as SQLAlchemy's
     exception (IntegrityError for a stored event_id), as exec_driver_sql would.
     """
-    statement = f"COPY events ({columns}) FROM STDIN"
+    statement = f"COPY events ({columns}) FROM STDIN (FORMAT BINARY)"
     # psycopg's own connection: its cursor has copy(), which the DBAPI protocol types lack.
     dbapi_connection: Any = connection.connection.dbapi_connection
     try:
         with dbapi_connection.cursor() as cursor, cursor.copy(statement) as copy:
+            copy.set_types(_COPY_TYPES)
             for value in values:
                 copy.write_row(value)
     except connection.dialect.loaded_dbapi.Error as error:
