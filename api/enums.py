@@ -45,3 +45,20 @@ class ExpertStatus(StrEnum):
     CONSUMED = "consumed"
     REJECTED = "rejected"
     WITHDRAWN = "withdrawn"
+
+
+class MetricRole(StrEnum):
+    """What a metric of the report is for: the bandit optimises the decision metric (the
+    experiment's ``target_event``); secondary metrics are reported; guardrails are protected
+    (an arm that degrades one beyond its ``max_loss`` is retired)."""
+
+    DECISION = "decision"
+    SECONDARY = "secondary"
+    GUARDRAIL = "guardrail"
+
+
+class Direction(StrEnum):
+    """Which way a metric is better."""
+
+    INCREASE = "increase"
+    DECREASE = "decrease"

@@ -61,6 +61,7 @@ class EventRow(NamedTuple):
     ticket: bytes | None = None
     limit: int | None = None
     reason: str = CREDITED  # why it will not be credited, if it will not (api.limits)
+    bucket: int = 0  # the unit's report bucket (api.serving.report_bucket)
 
 
 @dataclass(frozen=True)
@@ -417,22 +418,23 @@ def _driver_rows(connection: Connection, statement: str, params: tuple[Any, ...]
 
 def pending_totals(
     rows: Iterable[EventRow], credited: Iterable[int]
-) -> list[tuple[int, int, str, str, str, int]]:
-    """(experiment_id, arm_id, group, type, reason, total count) of the rows, sorted by key.
+) -> list[tuple[int, int, str, str, str, int, int]]:
+    """(experiment_id, arm_id, group, type, reason, bucket, total count) of the rows, sorted
+    by key.
 
     The credited part of a row counts under reason "", the rest under the row's reason (or
     ``over_ticket_limit``); rows that can never be credited (``inactive``) count nowhere.
     """
-    totals: dict[tuple[int, int, str, str, str], int] = {}
+    totals: dict[tuple[int, int, str, str, str, int], int] = {}
     for row, part in zip(rows, credited, strict=True):
         if row.reason == INACTIVE:
             continue
-        base = (row.experiment_id, row.arm_id, row.group, row.type)
         if part:
-            key = (*base, CREDITED)
+            key = (row.experiment_id, row.arm_id, row.group, row.type, CREDITED, row.bucket)
             totals[key] = totals.get(key, 0) + part
         if row.count > part:
-            key = (*base, row.reason or OVER_TICKET_LIMIT)
+            reason = row.reason or OVER_TICKET_LIMIT
+            key = (row.experiment_id, row.arm_id, row.group, row.type, reason, row.bucket)
             totals[key] = totals.get(key, 0) + row.count - part
     return [(*key, total) for key, total in sorted(totals.items())]
 
@@ -451,9 +453,9 @@ def add_pending_counts(
     mark = "%s" if connection.dialect.name == "postgresql" else "?"
     connection.exec_driver_sql(
         "INSERT INTO pending_counts "
-        "(experiment_id, arm_id, assignment_group, type, reason, count) "
-        f"VALUES ({', '.join([mark] * 6)}) "
-        "ON CONFLICT (experiment_id, arm_id, assignment_group, type, reason) "
+        "(experiment_id, arm_id, assignment_group, type, reason, bucket, count) "
+        f"VALUES ({', '.join([mark] * 7)}) "
+        "ON CONFLICT (experiment_id, arm_id, assignment_group, type, reason, bucket) "
         "DO UPDATE SET count = pending_counts.count + excluded.count",
         totals,
     )

@@ -23,6 +23,8 @@ INACTIVE = "inactive"  # served or reported while the experiment was not running
 ARM_RETIRED = "arm_retired"  # reported after the arm was retired: its posterior is final
 OVER_TICKET_LIMIT = "over_ticket_limit"  # beyond what one ticket may credit
 OVER_EXPOSURE_LIMIT = "over_exposure_limit"  # beyond the arm's exposures times the limit
+# Reported on a ticket of an earlier phase (before a promotion): relative to another reference.
+PREVIOUS_PHASE = "previous_phase"
 
 
 def event_limits(configured: Mapping[str, Any] | None) -> dict[str, int]:

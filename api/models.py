@@ -29,7 +29,15 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
-from api.enums import ArmStatus, ExperimentStatus, ExpertStatus, ExposureSource, Mode
+from api.enums import (
+    ArmStatus,
+    Direction,
+    ExperimentStatus,
+    ExpertStatus,
+    ExposureSource,
+    MetricRole,
+    Mode,
+)
 from arms.origins import Origin
 
 # SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets a 64-bit key for events.
@@ -124,6 +132,9 @@ class Experiment(Base):
     # nursery arms share nursery_share of the target draws), not by the policy; 0: off.
     nursery_exposures: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
     nursery_share: Mapped[float] = mapped_column(Float, default=0.1, server_default="0.1")
+    # Posteriors and the report are relative to the reference configuration of the current
+    # phase (migration 0007); promoting an arm to reference starts the next phase.
+    phase: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
 
 
 class Arm(Base):
@@ -207,7 +218,52 @@ class PendingCount(Base):
     # "" for counts a tick may credit; otherwise why they will not be
     # ("over_ticket_limit", "arm_retired"): the tick consumes and reports them.
     reason: Mapped[str] = mapped_column(String(32), primary_key=True, server_default="")
+    # The unit's report bucket (api.serving.REPORT_BUCKETS; migration 0007): the tick adds
+    # the credited counts of the report's metrics to ``metric_counts`` by bucket.
+    bucket: Mapped[int] = mapped_column(Integer, primary_key=True, server_default="0")
     count: Mapped[int] = mapped_column(BigInteger)
+
+
+class MetricCount(Base):
+    """The report's data: credited counts per phase, arm, group, event type and unit bucket.
+
+    Applied ticks add their windows' credited counts here, for the event types the report
+    shows (exposures, the decision metric and the declared metrics), so the report reads
+    O(arms x metrics x buckets) rows whatever the traffic. A unit's bucket is a hash of the
+    unit, so buckets are independent clusters of units: their spread is the variance of a
+    rate under randomisation by unit (bandit.report, docs/statistics.md).
+    """
+
+    __tablename__ = "metric_counts"
+
+    experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id"), primary_key=True)
+    phase: Mapped[int] = mapped_column(Integer, primary_key=True)
+    arm_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    group: Mapped[str] = mapped_column("assignment_group", String(16), primary_key=True)
+    type: Mapped[str] = mapped_column(String(64), primary_key=True)
+    bucket: Mapped[int] = mapped_column(Integer, primary_key=True)
+    count: Mapped[int] = mapped_column(BigInteger)
+
+
+class ExperimentMetric(Base):
+    """A secondary or guardrail metric of an experiment: an event type and its direction.
+
+    The decision metric is the experiment's ``target_event`` and has no row here. Removing
+    a metric sets ``removed_at``: its counts stay, and it can be declared again.
+    """
+
+    __tablename__ = "experiment_metrics"
+    __table_args__ = (Index("ix_experiment_metrics_experiment", "experiment_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id"))
+    event: Mapped[str] = mapped_column(String(64))
+    role: Mapped[MetricRole] = mapped_column(EnumText(MetricRole))
+    direction: Mapped[Direction] = mapped_column(EnumText(Direction))
+    # Guardrails: the tolerated relative loss (0.05: may not get 5% worse); else NULL.
+    max_loss: Mapped[float | None] = mapped_column(Float)
+    added_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class TicketCredit(Base):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Select, bindparam, delete, func, select
 from sqlalchemy.orm import Session
@@ -14,8 +14,10 @@ from api.models import (
     Arm,
     AuditEntry,
     Experiment,
+    ExperimentMetric,
     ExpertConfig,
     Generation,
+    MetricCount,
     PendingCount,
     ServerSecret,
     Tick,
@@ -107,11 +109,19 @@ def active_arm_with_signature(session: Session, experiment_id: int, signature: s
 
 
 # -- events --------------------------------------------------------------------------------
-def pending_counts_for_update(
-    session: Session, experiment_id: int
-) -> list[tuple[int, str, str, str, int]]:
-    """(arm_id, group, type, reason, count) waiting for a tick, locked until the transaction
-    ends.
+class PendingRow(NamedTuple):
+    """One row of ``pending_counts`` of an experiment."""
+
+    arm_id: int
+    group: str
+    type: str
+    reason: str
+    bucket: int
+    count: int  # type: ignore[assignment]  # shadows tuple.count(); the column's name
+
+
+def pending_counts_for_update(session: Session, experiment_id: int) -> list[PendingRow]:
+    """The experiment's counts waiting for a tick, locked until the transaction ends.
 
     ``FOR UPDATE`` on PostgreSQL, in key order (the writers upsert in the same order); a
     writer adding to one of these keys waits for the tick, and a key first inserted after
@@ -124,21 +134,26 @@ def pending_counts_for_update(
             PendingCount.group,
             PendingCount.type,
             PendingCount.reason,
+            PendingCount.bucket,
             PendingCount.count,
         )
         .where(PendingCount.experiment_id == experiment_id)
-        .order_by(PendingCount.arm_id, PendingCount.group, PendingCount.type, PendingCount.reason)
+        .order_by(
+            PendingCount.arm_id,
+            PendingCount.group,
+            PendingCount.type,
+            PendingCount.reason,
+            PendingCount.bucket,
+        )
         .with_for_update()
     )
-    return [(int(a), str(g), str(t), str(r), int(c)) for a, g, t, r, c in rows]
+    return [PendingRow(int(a), str(g), str(t), str(r), int(b), int(c)) for a, g, t, r, b, c in rows]
 
 
-def delete_pending_counts(
-    session: Session, experiment_id: int, keys: Sequence[tuple[int, str, str, str]]
-) -> None:
-    """Delete exactly the (arm_id, group, type, reason) rows a tick read (and still holds
-    locked): a key inserted since then is not the tick's to consume."""
-    if not keys:
+def delete_pending_counts(session: Session, experiment_id: int, rows: Sequence[PendingRow]) -> None:
+    """Delete exactly the rows a tick read (and still holds locked): a key inserted since
+    then is not the tick's to consume."""
+    if not rows:
         return
     # On the connection (a plain executemany by key), not an ORM bulk delete: no PendingCount
     # is loaded in the session.
@@ -149,21 +164,86 @@ def delete_pending_counts(
             PendingCount.group == bindparam("b_group"),
             PendingCount.type == bindparam("b_type"),
             PendingCount.reason == bindparam("b_reason"),
+            PendingCount.bucket == bindparam("b_bucket"),
         ),
         [
-            {"b_arm": arm, "b_group": group, "b_type": kind, "b_reason": reason}
-            for arm, group, kind, reason in keys
+            {
+                "b_arm": row.arm_id,
+                "b_group": row.group,
+                "b_type": row.type,
+                "b_reason": row.reason,
+                "b_bucket": row.bucket,
+            }
+            for row in rows
         ],
     )
 
 
-def discard_pending_counts(
-    session: Session, experiment_id: int
-) -> list[tuple[int, str, str, str, int]]:
+def discard_pending_counts(session: Session, experiment_id: int) -> list[PendingRow]:
     """Delete every pending count of the experiment; what was deleted."""
     rows = pending_counts_for_update(session, experiment_id)
-    delete_pending_counts(session, experiment_id, [row[:4] for row in rows])
+    delete_pending_counts(session, experiment_id, rows)
     return rows
+
+
+def add_metric_counts(
+    session: Session, experiment_id: int, phase: int, rows: Sequence[PendingRow]
+) -> None:
+    """Add credited pending counts to the report's ``metric_counts`` (one upsert per key;
+    the caller passes each key once)."""
+    if not rows:
+        return
+    connection = session.connection()
+    mark = "%s" if connection.dialect.name == "postgresql" else "?"
+    connection.exec_driver_sql(
+        "INSERT INTO metric_counts "
+        "(experiment_id, phase, arm_id, assignment_group, type, bucket, count) "
+        f"VALUES ({', '.join([mark] * 7)}) "
+        "ON CONFLICT (experiment_id, phase, arm_id, assignment_group, type, bucket) "
+        "DO UPDATE SET count = metric_counts.count + excluded.count",
+        [
+            (experiment_id, phase, row.arm_id, row.group, row.type, row.bucket, row.count)
+            for row in rows
+        ],
+    )
+
+
+def declared_metrics(
+    session: Session, experiment_id: int, *, with_removed: bool = False
+) -> Sequence[ExperimentMetric]:
+    """The experiment's secondary and guardrail metrics, in the order they were declared."""
+    query = select(ExperimentMetric).where(ExperimentMetric.experiment_id == experiment_id)
+    if not with_removed:
+        query = query.where(ExperimentMetric.removed_at.is_(None))
+    return session.scalars(query.order_by(ExperimentMetric.id)).all()
+
+
+def metric_events(session: Session, experiment_id: int) -> list[str]:
+    """The event types of the experiment's declared (not removed) metrics."""
+    return list(
+        session.scalars(
+            select(ExperimentMetric.event).where(
+                ExperimentMetric.experiment_id == experiment_id,
+                ExperimentMetric.removed_at.is_(None),
+            )
+        )
+    )
+
+
+def metric_counts(
+    session: Session, experiment_id: int, phase: int
+) -> list[tuple[int, str, str, int, int]]:
+    """(arm_id, group, type, bucket, count) of the report's counts of one phase."""
+    rows = session.execute(
+        select(
+            MetricCount.arm_id,
+            MetricCount.group,
+            MetricCount.type,
+            MetricCount.bucket,
+            MetricCount.count,
+        ).where(MetricCount.experiment_id == experiment_id, MetricCount.phase == phase)
+    )
+    return [(int(a), str(g), str(t), int(b), int(c)) for a, g, t, b, c in rows]
 
 
 def stopped_experiments_with_pending_counts(session: Session) -> Sequence[Experiment]:

@@ -176,8 +176,8 @@ class Runtime:
         if not counts:
             return
         rows = [
-            EventRow(experiment_id, arm_id, group, "exposure", count, None, None)
-            for (experiment_id, arm_id, group), count in counts.items()
+            EventRow(experiment_id, arm_id, group, "exposure", count, None, None, bucket=bucket)
+            for (experiment_id, arm_id, group, bucket), count in counts.items()
         ]
         future = self.writer.submit(rows)
 

@@ -50,10 +50,25 @@ def reference_fraction(salt: str, unit: str) -> float:
     return int.from_bytes(digest[:8], "big") / 2.0**64
 
 
-def _in_reference_group(salted: bytes, reference_share: float, unit: str) -> bool:
-    """group_of(...) == "reference" with the salt's ``salt NUL`` bytes prepared once."""
+# Units are hashed to this many report buckets (the report's variance comes from their
+# spread: bandit.report). 64 keeps the intervals' degrees of freedom high (docs/statistics.md)
+# and the report's rows few. Changing it would split existing counts: it is fixed.
+REPORT_BUCKETS = 64
+
+
+def report_bucket(salt: str, unit: str) -> int:
+    """The unit's report bucket: byte 8 of the same SHA-256 whose first 8 bytes choose the
+    group, so bucket and group are independent and every bucket holds both groups."""
+    digest = hashlib.sha256(salt.encode("utf-8") + b"\x00" + unit.encode("utf-8")).digest()
+    return digest[8] % REPORT_BUCKETS
+
+
+def _group_and_bucket(salted: bytes, reference_share: float, unit: str) -> tuple[bool, int]:
+    """(group_of(...) == "reference", report_bucket(...)) from one hash, with the salt's
+    ``salt NUL`` bytes prepared once."""
     digest = hashlib.sha256(salted + unit.encode("utf-8")).digest()
-    return int.from_bytes(digest[:8], "big") / 2.0**64 < reference_share
+    in_reference = int.from_bytes(digest[:8], "big") / 2.0**64 < reference_share
+    return in_reference, digest[8] % REPORT_BUCKETS
 
 
 def group_of(salt: str, reference_share: float, unit: str) -> str:
@@ -97,6 +112,7 @@ class ExperimentSnapshot:
     attribution_window_s: float
     event_limits: dict[str, int]  # event type (or "*") -> events credited per ticket
     retired_arm_ids: frozenset[int]
+    phase: int  # tickets carry it: events of an earlier phase are not credited
 
 
 def load_snapshot(session: Session, experiment: Experiment) -> ExperimentSnapshot:
@@ -157,6 +173,7 @@ def load_snapshot(session: Session, experiment: Experiment) -> ExperimentSnapsho
         attribution_window_s=experiment.attribution_window_s,
         event_limits=event_limits(experiment.max_events_per_exposure),
         retired_arm_ids=frozenset(arm.id for arm in every_arm if arm.status == ArmStatus.RETIRED),
+        phase=experiment.phase,
     )
 
 
@@ -180,7 +197,8 @@ class ServingState:
         self._by_id: dict[int, ExperimentSnapshot] = {}
         self._refresh_lock = threading.Lock()
         self._exposure_lock = threading.Lock()
-        self._exposures: dict[tuple[int, int, str], int] = {}
+        # (experiment id, arm id, group, report bucket) -> exposures not yet flushed.
+        self._exposures: dict[tuple[int, int, str, int], int] = {}
 
     # -- snapshots -------------------------------------------------------------------------
     def get(self, name: str) -> ExperimentSnapshot | None:
@@ -217,7 +235,7 @@ class ServingState:
 
     # -- assignment ------------------------------------------------------------------------
     def assign(self, snapshot: ExperimentSnapshot, unit: str) -> Served:
-        in_reference = _in_reference_group(snapshot.salted, snapshot.reference_share, unit)
+        in_reference, bucket = _group_and_bucket(snapshot.salted, snapshot.reference_share, unit)
         group = Group.REFERENCE if in_reference else Group.TARGET
         active = snapshot.status == ExperimentStatus.RUNNING and bool(snapshot.arm_ids)
         if not active or group == Group.REFERENCE:
@@ -229,8 +247,10 @@ class ServingState:
             arm_id, config_json = snapshot.arm_ids[index], snapshot.arm_config_jsons[index]
         ticket_group = group if active else Group.INACTIVE
         if active and snapshot.exposure_source == ExposureSource.SERVER:
-            self.count_exposure(snapshot.id, arm_id, group)
-        ticket = self.signer.issue(snapshot.id, arm_id, ticket_group)
+            self.count_exposure(snapshot.id, arm_id, group, bucket)
+        ticket = self.signer.issue(
+            snapshot.id, arm_id, ticket_group, bucket=bucket, phase=snapshot.phase
+        )
         return Served(group, arm_id, config_json, ticket, active)
 
     def _choose(self, snapshot: ExperimentSnapshot) -> int:
@@ -251,17 +271,17 @@ class ServingState:
         return snapshot.policy_arms[index]
 
     # -- exposures -------------------------------------------------------------------------
-    def count_exposure(self, experiment_id: int, arm_id: int, group: str) -> None:
-        key = (experiment_id, arm_id, group)
+    def count_exposure(self, experiment_id: int, arm_id: int, group: str, bucket: int = 0) -> None:
+        key = (experiment_id, arm_id, group, bucket)
         with self._exposure_lock:
             self._exposures[key] = self._exposures.get(key, 0) + 1
 
-    def drain_exposures(self) -> dict[tuple[int, int, str], int]:
+    def drain_exposures(self) -> dict[tuple[int, int, str, int], int]:
         with self._exposure_lock:
             drained, self._exposures = self._exposures, {}
         return drained
 
-    def restore_exposures(self, counts: dict[tuple[int, int, str], int]) -> None:
+    def restore_exposures(self, counts: dict[tuple[int, int, str, int], int]) -> None:
         """Put back counts whose flush failed, so that a database hiccup loses nothing."""
         with self._exposure_lock:
             for key, count in counts.items():

@@ -15,6 +15,9 @@ What an accepted event may credit (``EventRow.reason``, ``EventRow.limit``):
 
 - events on a ticket served while the experiment was not running, or arriving while it is
   paused or stopped, are stored and never credited (reason ``inactive``);
+- events on a ticket of an earlier phase (served before an arm was promoted to reference)
+  are stored and reported, not credited: the posteriors are relative to the new reference
+  (``previous_phase``);
 - events for an arm retired since the ticket was issued are stored, and reported by the
   next tick, but not credited: a retired arm's posterior is final (``arm_retired``);
 - otherwise each ticket credits at most ``limit`` events of each type (the experiment's
@@ -33,7 +36,7 @@ from typing import NamedTuple, Protocol
 from api.enums import ExperimentStatus, ExposureSource, Group
 from api.errors import InvalidInput
 from api.ingest import EventRow
-from api.limits import ARM_RETIRED, CREDITED, INACTIVE, event_limit
+from api.limits import ARM_RETIRED, CREDITED, INACTIVE, PREVIOUS_PHASE, event_limit
 from api.serving import ExperimentSnapshot, ServingState
 from api.tickets import TicketClaims, TicketSigner
 
@@ -113,6 +116,7 @@ class EventIntake:
                         check.key,
                         event_limit(snapshot.event_limits, kind),
                         check.reason,
+                        claims.bucket,
                     ),
                 )
             )
@@ -158,6 +162,8 @@ def _reason(claims: TicketClaims, snapshot: ExperimentSnapshot) -> str:
     """Why events on this ticket will not be credited ("" when they may be)."""
     if claims.group == Group.INACTIVE or snapshot.status != ExperimentStatus.RUNNING:
         return INACTIVE
+    if claims.phase != snapshot.phase:
+        return PREVIOUS_PHASE
     if claims.arm_id in snapshot.retired_arm_ids:
         return ARM_RETIRED
     return CREDITED

@@ -205,12 +205,12 @@ def change_status(
     return experiment
 
 
-def _by_group_and_type(rows: list[tuple[int, str, str, str, int]]) -> dict[str, dict[str, int]]:
-    """Pending counts (arm, group, type, reason, count) as group -> type -> total."""
+def _by_group_and_type(rows: list[repo.PendingRow]) -> dict[str, dict[str, int]]:
+    """Pending counts as group -> type -> total."""
     totals: dict[str, dict[str, int]] = {}
-    for _arm, group, kind, _reason, count in rows:
-        by_type = totals.setdefault(group, {})
-        by_type[kind] = by_type.get(kind, 0) + count
+    for row in rows:
+        by_type = totals.setdefault(row.group, {})
+        by_type[row.type] = by_type.get(row.type, 0) + row.count
     return totals
 
 

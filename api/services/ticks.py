@@ -44,13 +44,13 @@ class WindowTotals:
     quarantined: dict[int, float] = field(default_factory=dict)
 
 
-def aggregate(rows: list[tuple[int, str, str, str, int]], target_event: str) -> WindowTotals:
+def aggregate(rows: list[repo.PendingRow], target_event: str) -> WindowTotals:
     reference_exposures = reference_events = 0.0
     arm_exposures: dict[int, float] = {}
     arm_events: dict[int, float] = {}
     uncredited: dict[str, dict[str, float]] = {}
     quarantined: dict[int, float] = {}
-    for arm_id, group, event_type, reason, total in rows:
+    for arm_id, group, event_type, reason, _bucket, total in rows:
         if reason != CREDITED:
             by_type = uncredited.setdefault(reason, {})
             by_type[event_type] = by_type.get(event_type, 0.0) + total
@@ -69,6 +69,17 @@ def aggregate(rows: list[tuple[int, str, str, str, int]], target_event: str) -> 
     return WindowTotals(
         reference_exposures, reference_events, arm_exposures, arm_events, uncredited, quarantined
     )
+
+
+def report_counts(pending: list[repo.PendingRow], types: set[str]) -> list[repo.PendingRow]:
+    """The credited pending counts of the report's event types (exposures, the decision
+    metric, the declared metrics), which an applied tick adds to ``metric_counts``.
+
+    Before the cumulative exposure cap (:func:`bound_by_exposures`), which works on arm
+    totals, not buckets: with the per-ticket limits in force it binds only on
+    client-counted exposures that clients did not report.
+    """
+    return [row for row in pending if row.reason == CREDITED and row.type in types]
 
 
 def bound_by_exposures(
@@ -140,6 +151,11 @@ def apply_tick(
         return None
     pending = repo.pending_counts_for_update(session, experiment.id)
     arms = list(repo.arms_of(session, experiment.id))
+    report_types = {
+        "exposure",
+        experiment.target_event,
+        *repo.metric_events(session, experiment.id),
+    }
     totals = bound_by_exposures(
         aggregate(pending, experiment.target_event),
         arms,
@@ -202,7 +218,10 @@ def apply_tick(
         tick.uncredited = totals.uncredited or None
         # Consumed, every type, group and reason included (what does not count is dropped,
         # as a claimed event row used to be; the uncredited part is on the tick record).
-        repo.delete_pending_counts(session, experiment.id, [row[:4] for row in pending])
+        repo.delete_pending_counts(session, experiment.id, pending)
+        repo.add_metric_counts(
+            session, experiment.id, experiment.phase, report_counts(pending, report_types)
+        )
     # else: no reference exposure; the window cannot be normalised and its pending counts
     # stay where they are for the next tick.
     if experiment.mode == Mode.WINDOW:
@@ -223,7 +242,7 @@ def apply_tick(
 def _nothing_new(
     session: Session,
     experiment: Experiment,
-    pending: list[tuple[int, str, str, str, int]],
+    pending: list[repo.PendingRow],
     totals: WindowTotals,
     applied: bool,
 ) -> bool:

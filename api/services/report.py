@@ -1,0 +1,169 @@
+"""The experiment report's scorecard: every metric, the bandit group and each arm against
+the reference group, from the per-bucket counts the ticks keep (``metric_counts``).
+
+The statistics are :mod:`bandit.report`'s (delta method over unit buckets, fixed-horizon
+and always-valid intervals); this module only gathers the counts of the experiment's
+current phase into per-bucket arrays and names the comparisons. It reads
+O(arms x metrics x buckets) rows, never the events: the report stays off the hot paths.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from sqlalchemy.orm import Session
+
+from api import repositories as repo
+from api.enums import ArmStatus, Direction, Group, MetricRole
+from api.models import Arm, Experiment, reference_of
+from api.serving import REPORT_BUCKETS
+from arms.origins import Origin
+from bandit.report import RatioEstimate, RelativeEffect, ratio_estimate, relative_effect
+
+# The treatment name of the whole target group (every arm the bandit served).
+BANDIT = "bandit"
+
+
+class Verdict:
+    """How a row reads for its metric's direction, on the always-valid interval (the one to
+    act on when the report is watched)."""
+
+    BETTER = "better"
+    WORSE = "worse"
+    UNCLEAR = "unclear"
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A metric of the report: an event type counted per exposure, and its direction."""
+
+    event: str
+    role: MetricRole
+    direction: Direction
+    max_loss: float | None = None  # guardrails: the tolerated relative loss
+
+
+@dataclass(frozen=True)
+class ScoreRow:
+    metric: Metric
+    treatment: str | int  # BANDIT, or an arm id
+    result: RelativeEffect
+
+    @property
+    def verdict(self) -> str:
+        return verdict(self.result, self.metric.direction)
+
+
+@dataclass(frozen=True)
+class Scorecard:
+    experiment_id: int
+    phase: int
+    metrics: tuple[Metric, ...]
+    rows: tuple[ScoreRow, ...]
+    reference_arm_id: int
+
+    def row(self, metric: str, treatment: str | int) -> ScoreRow | None:
+        for row in self.rows:
+            if row.metric.event == metric and row.treatment == treatment:
+                return row
+        return None
+
+
+def verdict(result: RelativeEffect, direction: Direction) -> str:
+    if not result.significant_anytime or result.lower_anytime is None:
+        return Verdict.UNCLEAR
+    increased = result.lower_anytime > 0
+    good = increased if direction == Direction.INCREASE else not increased
+    return Verdict.BETTER if good else Verdict.WORSE
+
+
+def metrics_of(session: Session, experiment: Experiment) -> tuple[Metric, ...]:
+    """The decision metric (``target_event``, higher is better) and the declared ones."""
+    declared = repo.declared_metrics(session, experiment.id)
+    return (
+        Metric(experiment.target_event, MetricRole.DECISION, Direction.INCREASE),
+        *(Metric(m.event, m.role, m.direction, m.max_loss) for m in declared),
+    )
+
+
+class BucketCounts:
+    """The phase's counts as per-bucket arrays, keyed by (arm id, group, event type)."""
+
+    def __init__(self, rows: Sequence[tuple[int, str, str, int, int]]) -> None:
+        self._arrays: dict[tuple[int, str, str], np.ndarray] = {}
+        for arm_id, group, kind, bucket, count in rows:
+            key = (arm_id, group, kind)
+            array = self._arrays.get(key)
+            if array is None:
+                array = self._arrays[key] = np.zeros(REPORT_BUCKETS)
+            array[bucket] += count
+
+    def of(self, arm_ids: Sequence[int], group: str, kind: str) -> np.ndarray:
+        total = np.zeros(REPORT_BUCKETS)
+        for arm_id in arm_ids:
+            array = self._arrays.get((arm_id, group, kind))
+            if array is not None:
+                total += array
+        return total
+
+    def served(self, group: str) -> set[int]:
+        """Arms with exposures in the group."""
+        return {
+            arm
+            for (arm, g, kind), a in self._arrays.items()
+            if g == group and kind == "exposure" and a.any()
+        }
+
+    def estimate(self, arm_ids: Sequence[int], group: str, kind: str) -> RatioEstimate:
+        return ratio_estimate(self.of(arm_ids, group, kind), self.of(arm_ids, group, "exposure"))
+
+
+def compare(
+    counts: BucketCounts,
+    metric: Metric,
+    treatment_arms: Sequence[int],
+    reference_arm_id: int,
+    *,
+    alpha: float = 0.05,
+) -> RelativeEffect:
+    """The target group's ``treatment_arms`` against the reference group on ``metric``."""
+    return relative_effect(
+        counts.estimate(treatment_arms, Group.TARGET, metric.event),
+        counts.estimate([reference_arm_id], Group.REFERENCE, metric.event),
+        alpha,
+    )
+
+
+def scorecard(session: Session, experiment: Experiment, *, phase: int | None = None) -> Scorecard:
+    """Every metric: the bandit group, then each arm served in the phase, against the
+    reference group."""
+    phase = experiment.phase if phase is None else phase
+    arms = list(repo.arms_of(session, experiment.id))
+    counts = BucketCounts(repo.metric_counts(session, experiment.id, phase))
+    metrics = metrics_of(session, experiment)
+    reference = reference_of(arms)
+    treatments = _treatment_arms(arms, counts)
+    rows: list[ScoreRow] = []
+    for metric in metrics:
+        rows.append(
+            ScoreRow(
+                metric, BANDIT, compare(counts, metric, [a.id for a in treatments], reference.id)
+            )
+        )
+        rows.extend(
+            ScoreRow(metric, arm.id, compare(counts, metric, [arm.id], reference.id))
+            for arm in treatments
+        )
+    return Scorecard(experiment.id, phase, metrics, tuple(rows), reference.id)
+
+
+def _treatment_arms(arms: Sequence[Arm], counts: BucketCounts) -> list[Arm]:
+    """The target arms that are active or were served in the phase, by id."""
+    served = counts.served(Group.TARGET)
+    return [
+        arm
+        for arm in sorted(arms, key=lambda a: a.id)
+        if arm.origin != Origin.REFERENCE and (arm.status == ArmStatus.ACTIVE or arm.id in served)
+    ]
