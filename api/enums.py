@@ -62,3 +62,14 @@ class Direction(StrEnum):
 
     INCREASE = "increase"
     DECREASE = "decrease"
+
+
+class NotificationKind(StrEnum):
+    """What admins are notified of (``notifications``; webhooks choose among them)."""
+
+    GUARDRAIL_TRIPPED = "guardrail_tripped"  # an arm retired for harming a guardrail
+    CIRCUIT_BREAKER = "circuit_breaker"  # the experiment paused: the bandit group is harmful
+    SRM = "srm"  # sample ratio mismatch detected
+    WINNER = "winner"  # an arm passed the winner thresholds for the sustained period
+    PHASE_CHANGED = "phase_changed"  # a new reference configuration: a new phase
+    PING = "ping"  # a test notification sent by an admin

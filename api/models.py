@@ -37,6 +37,7 @@ from api.enums import (
     ExposureSource,
     MetricRole,
     Mode,
+    NotificationKind,
 )
 from arms.origins import Origin
 
@@ -389,6 +390,38 @@ class AuditEntry(Base):
     action: Mapped[str] = mapped_column(String(64))
     experiment_id: Mapped[int | None] = mapped_column(Integer)
     details: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class Notification(Base):
+    """Something admins are told about (``api.enums.NotificationKind``): written in the
+    transaction of the decision that caused it (an outbox), so a notification exists exactly
+    when its decision committed; the webhook deliverer sends it after the commit."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (Index("ix_notifications_experiment", "experiment_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    experiment_id: Mapped[int | None] = mapped_column(ForeignKey("experiments.id"))
+    kind: Mapped[NotificationKind] = mapped_column(EnumText(NotificationKind))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class ReportSnapshot(Base):
+    """The scorecard as it stood when a decision was taken (guardrail trip, pause,
+    promotion, winner): "what did we know when we decided"."""
+
+    __tablename__ = "report_snapshots"
+    __table_args__ = (Index("ix_report_snapshots_experiment", "experiment_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id"))
+    phase: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # What was decided: "guardrail", "circuit_breaker", "winner", "promote", "phase_end", ...
+    trigger: Mapped[str] = mapped_column(String(32))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON)
+    report: Mapped[dict[str, Any]] = mapped_column(JSON)
 
 
 class ServerSecret(Base):

@@ -9,15 +9,18 @@ O(arms x metrics x buckets) rows, never the events: the report stays off the hot
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from sqlalchemy.orm import Session
 
 from api import repositories as repo
 from api.enums import ArmStatus, Direction, Group, MetricRole
-from api.models import Arm, Experiment, reference_of
+from api.models import Arm, Experiment, ReportSnapshot, reference_of
+from api.services.common import now_utc
 from api.serving import REPORT_BUCKETS
 from arms.origins import Origin
 from bandit.report import RatioEstimate, RelativeEffect, ratio_estimate, relative_effect
@@ -167,3 +170,76 @@ def _treatment_arms(arms: Sequence[Arm], counts: BucketCounts) -> list[Arm]:
         for arm in sorted(arms, key=lambda a: a.id)
         if arm.origin != Origin.REFERENCE and (arm.status == ArmStatus.ACTIVE or arm.id in served)
     ]
+
+
+def _number(value: float | None) -> float | None:
+    """JSON has no NaN or infinity: such values (huge counts' overflow) become null."""
+    return value if value is None or math.isfinite(value) else None
+
+
+def row_document(row: ScoreRow) -> dict[str, Any]:
+    """One scorecard row as the report's JSON shows it (docs/statistics.md names each field)."""
+    result = row.result
+    return {
+        "metric": row.metric.event,
+        "role": row.metric.role.value,
+        "direction": row.metric.direction.value,
+        "treatment": row.treatment,
+        "control_mean": _number(result.control_mean),
+        "treatment_mean": _number(result.treatment_mean),
+        "effect": _number(result.effect),
+        "lower": _number(result.lower),
+        "upper": _number(result.upper),
+        "p_value": _number(result.p_value),
+        "significant": result.significant,
+        "lower_anytime": _number(result.lower_anytime),
+        "upper_anytime": _number(result.upper_anytime),
+        "significant_anytime": result.significant_anytime,
+        "verdict": row.verdict,
+        "control_events": result.control.events,
+        "control_exposures": result.control.exposures,
+        "treatment_events": result.treatment.events,
+        "treatment_exposures": result.treatment.exposures,
+        "reason": None if result.reason is None else result.reason.value,
+    }
+
+
+def scorecard_document(card: Scorecard, experiment: Experiment) -> dict[str, Any]:
+    """The scorecard's JSON: metrics and rows (the report adds its health checks)."""
+    return {
+        "experiment": experiment.name,
+        "phase": card.phase,
+        "reference_arm_id": card.reference_arm_id,
+        "metrics": [
+            {
+                "event": metric.event,
+                "role": metric.role.value,
+                "direction": metric.direction.value,
+                "max_loss": metric.max_loss,
+            }
+            for metric in card.metrics
+        ],
+        "rows": [row_document(row) for row in card.rows],
+    }
+
+
+def save_snapshot(
+    session: Session,
+    experiment: Experiment,
+    *,
+    trigger: str,
+    detail: dict[str, Any],
+    report: dict[str, Any],
+) -> ReportSnapshot:
+    """Store the report as it stands at a decision, in the decision's transaction."""
+    snapshot = ReportSnapshot(
+        experiment_id=experiment.id,
+        phase=experiment.phase,
+        created_at=now_utc(),
+        trigger=trigger,
+        detail=detail,
+        report=report,
+    )
+    session.add(snapshot)
+    session.flush()
+    return snapshot
