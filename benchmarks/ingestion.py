@@ -19,6 +19,7 @@ when wrk stopped (at most one batch per connection).
 from __future__ import annotations
 
 import argparse
+import random
 import secrets
 import subprocess
 import sys
@@ -32,6 +33,7 @@ if __package__ in (None, ""):
 
 from sqlalchemy import create_engine, text
 
+from api.serving import REPORT_BUCKETS
 from api.tickets import TicketSigner
 from benchmarks.common import (
     BenchError,
@@ -64,15 +66,23 @@ TICKETS_PER_SECOND = 80_000
 
 def mint_tickets(experiment: dict[str, Any], count: int) -> list[str]:
     """``count`` distinct tickets of the experiment's arms (one in five for the reference),
-    signed with the benchmark's ticket key, issued now."""
+    signed with the benchmark's ticket key, issued now, spread over the report buckets as
+    units are (each bucket's counts are a row of their own for the writer and the tick)."""
     signer = TicketSigner(TICKET_SECRET)
     reference = experiment["reference_arm_id"]
     targets = [arm["id"] for arm in experiment["arms"] if arm["id"] != reference]
     now = time.time()
+    buckets = random.Random(count).choices(range(REPORT_BUCKETS), k=count)
     return [
-        signer.issue(experiment["id"], reference, "reference", now)
+        signer.issue(experiment["id"], reference, "reference", now, bucket=buckets[index])
         if index % 5 == 0
-        else signer.issue(experiment["id"], targets[index % len(targets)], "target", now)
+        else signer.issue(
+            experiment["id"],
+            targets[index % len(targets)],
+            "target",
+            now,
+            bucket=buckets[index],
+        )
         for index in range(count)
     ]
 
