@@ -6,19 +6,27 @@ import json
 import secrets
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse
 from fastapi.routing import APIRoute
+from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.error_handlers import install_error_handlers
 from api.errors import error_body
-from api.routes import admin, client
+from api.routes import admin, client, dashboard
 from api.runtime import Runtime
 from api.settings import Settings
+from api.web_session import AdminTokenVerifier, SessionSigner
 
 __all__ = ["create_app"]
+
+STATIC_DIRECTORY = Path(__file__).parent / "static"
+SWAGGER_UI = "/static/vendor/swagger-ui-dist-5.35.0"
 
 
 class BodySizeLimit:
@@ -141,8 +149,15 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         version="0.1.0",
         description="Multi-armed bandit experiments over ranker configurations.",
         lifespan=lifespan,
+        # The docs are served from vendored files below (no CDN); ReDoc has none: off.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.admin_token = token or secrets.token_urlsafe(24)
+    # The dashboard's sign-in: which tokens exist (issue "roles" adds viewer tokens by
+    # replacing the verifier) and the key that signs its session cookies.
+    app.state.token_verifier = AdminTokenVerifier(app.state.admin_token)
+    app.state.session_signer = SessionSigner.for_admin_token(app.state.admin_token)
     install_error_handlers(app)
     # The client routes join the application's own routes, first, rather than being
     # included: FastAPI matches an included router's routes twice per request, and the
@@ -157,6 +172,20 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     @app.get("/health", tags=["ops"])
     def health() -> dict[str, Any]:
         return {"status": "ok"}
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        """The interactive API docs, from the vendored Swagger UI (works offline)."""
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="ranktune API",
+            swagger_js_url=f"{SWAGGER_UI}/swagger-ui-bundle.js",
+            swagger_css_url=f"{SWAGGER_UI}/swagger-ui.css",
+            swagger_favicon_url=f"{SWAGGER_UI}/favicon-32x32.png",
+        )
+
+    app.include_router(dashboard.router)
+    app.mount("/static", StaticFiles(directory=STATIC_DIRECTORY), name="static")
 
     app.add_middleware(
         BodySizeLimit,

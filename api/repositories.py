@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import Select, bindparam, delete, func, select
+from sqlalchemy import Select, bindparam, case, delete, func, select
 from sqlalchemy.orm import Session
 
 from api.enums import ArmStatus, ExperimentStatus, ExpertStatus
@@ -460,3 +460,133 @@ def get_secret(session: Session, name: str) -> str | None:
 
 def add_secret(session: Session, name: str, value: str) -> None:
     session.add(ServerSecret(name=name, value=value))
+
+
+# -- the dashboard's history -----------------------------------------------------------------
+def tick_times(session: Session, experiment_id: int, numbers: Sequence[int]) -> dict[int, datetime]:
+    """When the ticks with those numbers were recorded (index lookups, no scan)."""
+    if not numbers:
+        return {}
+    rows = session.execute(
+        select(Tick.number, Tick.created_at).where(
+            Tick.experiment_id == experiment_id, Tick.number.in_(list(numbers))
+        )
+    )
+    return {int(number): created_at for number, created_at in rows}
+
+
+def first_tick_number_since(
+    session: Session, experiment_id: int, moment: datetime, low: int, high: int
+) -> int | None:
+    """The first tick numbered in ``low..high`` recorded at or after ``moment``."""
+    number = session.scalar(
+        select(func.min(Tick.number)).where(
+            Tick.experiment_id == experiment_id,
+            Tick.number.between(low, high),
+            Tick.created_at >= moment,
+        )
+    )
+    return None if number is None else int(number)
+
+
+class TickWindows(NamedTuple):
+    """Consecutive ticks taken together (a group of a downsampled history)."""
+
+    last_number: int
+    last_applied_number: int | None
+    ended_at: datetime
+    target_exposures: float  # applied ticks only: what the posteriors counted
+    target_events: float
+    # Target events at the reference group's rate of each window: sum of target exposures
+    # x reference events / reference exposures, per applied tick.
+    expected_events: float
+
+
+def tick_windows(
+    session: Session, experiment_id: int, first: int, last: int, step: int
+) -> list[TickWindows]:
+    """Ticks ``first..last`` in groups of ``step`` consecutive numbers, one row per group,
+    summed in the database (a scan of the range, one row out per group)."""
+    applied_only = Tick.applied.is_(True)
+    group = ((Tick.number - first) // step).label("g")
+    rows = session.execute(
+        select(
+            func.max(Tick.number),
+            func.max(case((applied_only, Tick.number), else_=None)),
+            func.max(Tick.created_at),
+            func.sum(case((applied_only, Tick.target_exposures), else_=0.0)),
+            func.sum(case((applied_only, Tick.target_events), else_=0.0)),
+            func.sum(
+                case(
+                    (
+                        applied_only & (Tick.reference_exposures > 0),
+                        Tick.target_exposures * Tick.reference_events / Tick.reference_exposures,
+                    ),
+                    else_=0.0,
+                )
+            ),
+        )
+        .where(Tick.experiment_id == experiment_id, Tick.number.between(first, last))
+        .group_by(group)
+        .order_by(group)
+    ).all()
+    return [
+        TickWindows(
+            int(number),
+            None if applied is None else int(applied),
+            ended_at,
+            float(exposures or 0.0),
+            float(events or 0.0),
+            float(expected or 0.0),
+        )
+        for number, applied, ended_at, exposures, events, expected in rows
+    ]
+
+
+def arm_points(
+    session: Session, experiment_id: int, numbers: Sequence[int]
+) -> list[tuple[int, int, float, float, float]]:
+    """(tick number, arm id, exposures, alpha after, beta after) of every arm the ticks
+    with those numbers updated (applied ticks), read as columns."""
+    if not numbers:
+        return []
+    rows = session.execute(
+        select(
+            Tick.number, TickArm.arm_id, TickArm.exposures, TickArm.alpha_after, TickArm.beta_after
+        )
+        .join(Tick, Tick.id == TickArm.tick_id)
+        .where(Tick.experiment_id == experiment_id, Tick.number.in_(list(numbers)))
+    )
+    return [(int(n), int(arm), float(x), float(a), float(b)) for n, arm, x, a, b in rows]
+
+
+def audit_entries_with_actions(
+    session: Session, experiment_id: int, actions: Iterable[str], *, limit: int
+) -> Sequence[AuditEntry]:
+    """The experiment's latest audit entries of the given actions, oldest first."""
+    rows = session.scalars(
+        select(AuditEntry)
+        .where(AuditEntry.experiment_id == experiment_id, AuditEntry.action.in_(list(actions)))
+        .order_by(AuditEntry.id.desc())
+        .limit(limit)
+    ).all()
+    return rows[::-1]
+
+
+def experiment_versions_of(session: Session, name: str | None = None) -> list[tuple[str, int]]:
+    """(name, version) of one experiment or of all: what the dashboard polls."""
+    query = select(Experiment.name, Experiment.version).order_by(Experiment.id)
+    if name is not None:
+        query = query.where(Experiment.name == name)
+    return [(str(n), int(v)) for n, v in session.execute(query)]
+
+
+def latest_applied_tick_number(session: Session, experiment_id: int) -> int | None:
+    """The number of the experiment's latest applied tick (walks the ticks newest first)."""
+    number = session.scalar(
+        select(Tick.number)
+        .where(Tick.experiment_id == experiment_id, Tick.applied.is_(True))
+        .order_by(Tick.number.desc())
+        .limit(1)
+    )
+    return None if number is None else int(number)

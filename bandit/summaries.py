@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-from scipy import stats
+from scipy import special, stats
 
 from bandit.errors import InvalidParameterError
 
@@ -152,3 +152,38 @@ def summarize(
         draws=draws,
         seed=seed,
     )
+
+
+# Below this many pseudo-counts (the smaller of alpha and beta) lift_bands computes exact
+# Beta quantiles; above it, the normal approximation of the log-odds is within 1% of them
+# on the odds scale (tests/bandit/test_summaries.py checks 50 <= alpha, beta <= 1e6).
+EXACT_LIFT_BELOW = 50.0
+_Z95 = 1.959963984540054
+
+
+def lift_bands(
+    alphas: npt.ArrayLike, betas: npt.ArrayLike
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Lift median and 95% band of many Beta posteriors at once, cheaply: what a chart of
+    thousands of (tick, arm) points needs, where exact quantiles (``summarize``) cost about
+    1.5 us each.
+
+    The log-odds ``log(theta / (1 - theta))`` of ``Beta(a, b)`` has mean
+    ``digamma(a) - digamma(b)`` and variance ``trigamma(a) + trigamma(b)`` exactly, and is
+    close to normal once a and b are not small; the lift is ``odds - 1``. Posteriors with
+    ``min(a, b) < EXACT_LIFT_BELOW`` get exact quantiles.
+    """
+    a = np.asarray(alphas, dtype=np.float64)
+    b = np.asarray(betas, dtype=np.float64)
+    _check(a, b)
+    mean = special.digamma(a) - special.digamma(b)
+    spread = _Z95 * np.sqrt(special.polygamma(1, a) + special.polygamma(1, b))
+    odds = np.exp(np.stack([mean, mean - spread, mean + spread]))
+    small = np.minimum(a, b) < EXACT_LIFT_BELOW
+    if small.any():
+        quantiles = stats.beta.ppf(
+            np.array([[0.5], [0.025], [0.975]]), a[small][None, :], b[small][None, :]
+        )
+        odds[:, small] = quantiles / (1.0 - quantiles)
+    lifts = odds - 1.0
+    return lifts[0], lifts[1], lifts[2]

@@ -57,18 +57,23 @@ def get_experiment(request: Request, name: ExperimentName) -> schemas.Experiment
         return service.experiment_out(session, require_experiment(session, name))
 
 
+def change_status(request: Request, name: str, action: str) -> schemas.ExperimentOut:
+    """Pause, resume or stop (``action``), as the admin API and the dashboard do it."""
+    runtime = runtime_of(request)
+    if action == "stop":
+        runtime.flush_exposures()  # the final tick counts what this replica served
+    with runtime.transaction() as session:
+        experiment = service.change_status(
+            session, name, action, rng=runtime.rng, replica=runtime.replica
+        )
+        result = service.experiment_out(session, experiment)
+    runtime.serving.refresh(runtime.read_session_factory, only=name)
+    return result
+
+
 def _status_route(action: str) -> None:
     def change(request: Request, name: ExperimentName) -> schemas.ExperimentOut:
-        runtime = runtime_of(request)
-        if action == "stop":
-            runtime.flush_exposures()  # the final tick counts what this replica served
-        with runtime.transaction() as session:
-            experiment = service.change_status(
-                session, name, action, rng=runtime.rng, replica=runtime.replica
-            )
-            result = service.experiment_out(session, experiment)
-        runtime.serving.refresh(runtime.read_session_factory, only=name)
-        return result
+        return change_status(request, name, action)
 
     change.__name__ = f"{action}_experiment"
     router.post(

@@ -1,0 +1,493 @@
+"""What the dashboard shows: read models gathered from the use cases the admin API serves.
+
+Every number on a page comes from the same functions as the admin API's answers (the
+experiment, its statistics, the scorecard, generations, the expert queue, the audit log);
+this module only puts them side by side, adds what a page needs besides (each arm's share
+of the latest window, an arm's ancestry as a tree) and prepares the charts' history.
+
+The history is **downsampled by age**, so that a page costs about the same after a week as
+after an hour: the last hour keeps every tick (up to ``SEGMENTS``' bound), older history a
+bounded number of points per segment. A segment's ticks are taken in groups of consecutive
+ticks; a group contributes its summed counts to the cumulative chart (so the gain so far is
+exact at every point), and the arms' posteriors after its last applied tick to the share
+and lift charts (a posterior is a state: a sampled point is an exact value of the curve).
+Shares are those of the sampled tick's window.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import numpy as np
+from sqlalchemy.orm import Session
+
+from api import repositories as repo
+from api import schemas
+from api.enums import ArmStatus, ExperimentStatus, MetricRole
+from api.models import Arm, Experiment
+from api.services import evolution as evolution_service
+from api.services import experiments as experiment_service
+from api.services import report as report_service
+from api.services.common import require_experiment
+from arms.origins import Origin
+from bandit.summaries import lift_bands
+
+# (age covered, most points) from the newest segment to the oldest; None: all the rest.
+SEGMENTS: tuple[tuple[timedelta | None, int], ...] = (
+    (timedelta(hours=1), 360),  # every tick of the last hour at the default 10 s interval
+    (timedelta(days=1), 240),  # then about one point per 6 minutes
+    (timedelta(days=7), 168),  # one per hour
+    (None, 100),
+)
+# Ticks whose times a search for a segment's first tick reads at once.
+_SEARCH_POINTS = 64
+# Arms drawn in colour (with their band); the others are grey until hovered.
+HIGHLIGHTED_ARMS = 5
+# What the page lists of the logs.
+AUDIT_SHOWN = 50
+GENERATIONS_SHOWN = 20
+LINEAGE_DEPTH = 6
+# Audit actions drawn as markers on the charts: action -> (kind, label).
+MARKER_ACTIONS: dict[str, tuple[str, str]] = {
+    "experiment.create": ("created", "created"),
+    "experiment.pause": ("paused", "paused"),
+    "experiment.resume": ("resumed", "resumed"),
+    "experiment.stop": ("stopped", "stopped"),
+}
+# P(best) of the leaderboard: 5,000 joint draws, a standard error under 0.0071 (the API's
+# default of 20,000 costs four times as much for a third decimal the page does not show).
+_STATS_DRAWS = 5_000
+
+
+# -- the experiments list -------------------------------------------------------------------
+@dataclass(frozen=True)
+class Headline:
+    """The bandit group against the reference on the decision metric (the report's row)."""
+
+    metric: str
+    effect: float | None
+    lower: float | None
+    upper: float | None
+    lower_anytime: float | None
+    upper_anytime: float | None
+    verdict: str
+    treatment_exposures: float
+    control_exposures: float
+
+
+@dataclass(frozen=True)
+class ExperimentRow:
+    name: str
+    status: str
+    mode: str
+    policy: str
+    phase: int
+    active_arms: int
+    tick_count: int
+    last_tick_at: datetime | None
+    headline: Headline | None
+
+
+def _headline(session: Session, experiment: Experiment) -> Headline | None:
+    card = report_service.scorecard(session, experiment)
+    row = card.row(experiment.target_event, report_service.BANDIT)
+    if row is None:
+        return None
+    document = report_service.row_document(row)
+    return Headline(
+        metric=experiment.target_event,
+        effect=document["effect"],
+        lower=document["lower"],
+        upper=document["upper"],
+        lower_anytime=document["lower_anytime"],
+        upper_anytime=document["upper_anytime"],
+        verdict=row.verdict,
+        treatment_exposures=document["treatment_exposures"],
+        control_exposures=document["control_exposures"],
+    )
+
+
+def experiment_rows(session: Session) -> list[ExperimentRow]:
+    """Every experiment, newest first, with its headline lift."""
+    summaries = {s.name: s for s in experiment_service.experiment_summaries(session)}
+    rows = []
+    for experiment in reversed(repo.list_experiments(session)):
+        summary = summaries[experiment.name]
+        rows.append(
+            ExperimentRow(
+                name=experiment.name,
+                status=experiment.status,
+                mode=experiment.mode,
+                policy=experiment.policy,
+                phase=experiment.phase,
+                active_arms=summary.active_arms,
+                tick_count=experiment.tick_count,
+                last_tick_at=experiment.last_tick_at,
+                headline=_headline(session, experiment),
+            )
+        )
+    return rows
+
+
+def parameters_of(session: Session, name: str) -> list[dict[str, Any]]:
+    """The experiment's parameter space as stored (what its forms are generated from)."""
+    return list(require_experiment(session, name).parameters)
+
+
+def versions(session: Session, name: str | None = None) -> dict[str, int]:
+    """What the pages poll to know when to refresh: each experiment's version."""
+    return dict(repo.experiment_versions_of(session, name))
+
+
+# -- one experiment ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class LeaderRow:
+    """One arm of the leaderboard: its statistics, its share of the latest window, and its
+    report row on the decision metric (when it was served in the phase)."""
+
+    stats: schemas.ArmStats
+    share_now: float | None
+    score: dict[str, Any] | None
+    highlighted: bool
+    parent_ids: list[int]
+    retired_reason: str | None
+
+
+@dataclass(frozen=True)
+class LineageNode:
+    arm_id: int
+    origin: str
+    status: str
+    generation: int
+    parents: list[LineageNode] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class MetricScores:
+    """The scorecard of one metric: the bandit group's row first, then each arm's."""
+
+    event: str
+    role: str
+    direction: str
+    max_loss: float | None
+    rows: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class ExperimentPage:
+    experiment: schemas.ExperimentOut
+    phase: int
+    version: int
+    stats: schemas.ExperimentStats
+    leaderboard: list[LeaderRow]
+    scorecard: list[MetricScores]
+    generations: list[schemas.GenerationOut]
+    lineages: dict[int, LineageNode]
+    experts: list[schemas.ExpertConfigOut]
+    audit: list[schemas.AuditOut]
+    highlighted: list[int]
+
+    @property
+    def parameters(self) -> list[dict[str, Any]]:
+        return self.experiment.parameters
+
+    @property
+    def active_target_arms(self) -> int:
+        return sum(
+            1
+            for arm in self.experiment.arms
+            if arm.status == ArmStatus.ACTIVE and arm.origin != Origin.REFERENCE
+        )
+
+    @property
+    def steerable(self) -> bool:
+        """Whether the experiment still takes arms, experts and steps (not stopped)."""
+        return self.experiment.status != ExperimentStatus.STOPPED
+
+
+def experiment_page(session: Session, name: str) -> ExperimentPage:
+    """Everything the experiment page shows but the charts (:func:`chart_history`)."""
+    experiment = require_experiment(session, name)
+    shown = experiment_service.experiment_out(session, experiment)
+    stats = experiment_service.experiment_stats(session, name, seed=0, draws=_STATS_DRAWS)
+    card = report_service.scorecard(session, experiment)
+    decision_rows = {
+        row.treatment: report_service.row_document(row)
+        for row in card.rows
+        if row.metric.role == MetricRole.DECISION
+    }
+    shares = _latest_shares(session, experiment.id)
+    highlighted = _highlighted(shown.arms)
+    arms = {arm.id: arm for arm in shown.arms}
+    leaderboard = [
+        LeaderRow(
+            stats=arm,
+            share_now=shares.get(arm.arm_id),
+            score=decision_rows.get(arm.arm_id),
+            highlighted=arm.arm_id in highlighted,
+            parent_ids=arms[arm.arm_id].parent_ids,
+            retired_reason=arms[arm.arm_id].retired_reason,
+        )
+        for arm in sorted(stats.arms, key=_leaderboard_order)
+    ]
+    after = max(0, experiment.generation - GENERATIONS_SHOWN)
+    return ExperimentPage(
+        experiment=shown,
+        phase=experiment.phase,
+        version=experiment.version,
+        stats=stats,
+        leaderboard=leaderboard,
+        scorecard=_scorecard_by_metric(card),
+        generations=evolution_service.generation_history(
+            session, name, limit=GENERATIONS_SHOWN, after=after
+        )[::-1],
+        lineages=_lineages(shown.arms),
+        experts=evolution_service.list_expert_configs(session, name, status=None)[::-1],
+        audit=experiment_service.audit_log(session, name, limit=AUDIT_SHOWN),
+        highlighted=highlighted,
+    )
+
+
+def _leaderboard_order(arm: schemas.ArmStats) -> tuple[int, int, float, int]:
+    """The reference first, then active arms by P(best), then retired ones, newest first."""
+    if arm.origin == Origin.REFERENCE:
+        return (0, 0, 0.0, 0)
+    if arm.status == ArmStatus.ACTIVE:
+        return (1, 0, -(arm.prob_best or 0.0), arm.arm_id)
+    return (2, 0, 0.0, -arm.arm_id)
+
+
+def _highlighted(arms: Iterable[Arm | schemas.ArmOut]) -> list[int]:
+    """The active arms with the highest posterior mean (drawn in colour), best first: the
+    rule of the admin API's posteriors plot (api.plots)."""
+    active = [
+        arm for arm in arms if arm.origin != Origin.REFERENCE and arm.status == ArmStatus.ACTIVE
+    ]
+    active.sort(key=lambda arm: (-arm.alpha / (arm.alpha + arm.beta), arm.id))
+    return [arm.id for arm in active[:HIGHLIGHTED_ARMS]]
+
+
+def _latest_shares(session: Session, experiment_id: int) -> dict[int, float]:
+    """Each arm's share of the target group's exposures in the latest applied window."""
+    applied = repo.latest_applied_tick_number(session, experiment_id)
+    if applied is None:
+        return {}
+    points = repo.arm_points(session, experiment_id, [applied])
+    total = sum(exposures for _, _, exposures, _, _ in points)
+    if total <= 0:
+        return {}
+    return {arm_id: exposures / total for _, arm_id, exposures, _, _ in points}
+
+
+def _scorecard_by_metric(card: report_service.Scorecard) -> list[MetricScores]:
+    grouped: list[MetricScores] = []
+    for metric in card.metrics:
+        grouped.append(
+            MetricScores(
+                event=metric.event,
+                role=metric.role.value,
+                direction=metric.direction.value,
+                max_loss=metric.max_loss,
+                rows=[
+                    report_service.row_document(row) for row in card.rows if row.metric == metric
+                ],
+            )
+        )
+    return grouped
+
+
+def _lineages(arms: Sequence[schemas.ArmOut]) -> dict[int, LineageNode]:
+    """Each bred or mutated arm's ancestry as a tree (parents, their parents, ...), from the
+    arms' parent ids (no query per arm); a tree stops at LINEAGE_DEPTH generations."""
+    by_id = {arm.id: arm for arm in arms}
+
+    def node(arm_id: int, depth: int) -> LineageNode:
+        arm = by_id.get(arm_id)
+        if arm is None:
+            return LineageNode(arm_id, "unknown", "unknown", 0)
+        parents = (
+            [node(parent, depth + 1) for parent in arm.parent_ids] if depth < LINEAGE_DEPTH else []
+        )
+        return LineageNode(arm.id, arm.origin, arm.status, arm.generation, parents)
+
+    return {arm.id: node(arm.id, 0) for arm in arms if arm.parent_ids}
+
+
+# -- the charts' history --------------------------------------------------------------------
+@dataclass(frozen=True)
+class Marker:
+    at: datetime
+    kind: str
+    label: str
+
+
+def _first_numbers(
+    session: Session, experiment_id: int, latest: int, moments: Sequence[datetime]
+) -> list[int]:
+    """For each moment, the number of the first tick recorded at or after it (``latest +
+    1`` if none). Ticks are numbered in time order, so this is a search: the times of
+    ``_SEARCH_POINTS`` evenly spaced ticks bracket each moment, and one query per moment
+    finds it within its bracket (no scan of a long history)."""
+    probes = sorted({int(n) for n in np.linspace(1, latest, min(latest, _SEARCH_POINTS))})
+    times = repo.tick_times(session, experiment_id, probes)
+    known = [(n, times[n]) for n in probes if n in times]
+    found = []
+    for moment in moments:
+        high = next((n for n, at in known if at >= moment), None)
+        if high is None:
+            found.append(latest + 1)
+            continue
+        low = max((n for n, at in known if at < moment), default=0) + 1
+        first = repo.first_tick_number_since(session, experiment_id, moment, low, high)
+        found.append(high if first is None else first)
+    return found
+
+
+def _segments(latest: int, firsts: Sequence[int]) -> list[tuple[int, int, int]]:
+    """(first, last, step) of each segment of ``SEGMENTS``, oldest first; ``firsts[i]`` is
+    the first tick number of the ``i``-th age (the last segment starts at tick 1)."""
+    segments = []
+    last = latest
+    for (_, points), first in zip(SEGMENTS, [*firsts, 1], strict=True):
+        first = max(1, min(first, last + 1))
+        if first <= last:
+            segments.append((first, last, max(1, math.ceil((last - first + 1) / points))))
+        last = first - 1
+    return segments[::-1]
+
+
+def chart_history(session: Session, name: str) -> dict[str, Any]:
+    """The charts' data as JSON-ready lists, times in Unix seconds (the browser shows them
+    in the viewer's time zone).
+
+    ``t``: the sampled ticks' times; ``arms``: per arm its share of its window and its lift
+    median (with the band for highlighted arms), None where the arm was not updated;
+    ``gain``: cumulative target events of the bandit group and what the reference group's
+    rate of each window would have given, at every group of ticks; ``markers``: genetic
+    steps, pauses, resumes, stops (and guardrail trips, phase changes) from the logs.
+    """
+    experiment = require_experiment(session, name)
+    arms = {arm.id: arm for arm in repo.arms_of(session, experiment.id)}
+    latest = repo.latest_tick(session, experiment.id)
+    samples: list[tuple[int, datetime]] = []
+    gain_t: list[float] = []
+    actual: list[float] = []
+    expected: list[float] = []
+    if latest is not None:
+        moments = [latest.created_at - age for age, _ in SEGMENTS if age is not None]
+        firsts = _first_numbers(session, experiment.id, latest.number, moments)
+        total_actual = total_expected = 0.0
+        for first, last, step in _segments(latest.number, firsts):
+            for window in repo.tick_windows(session, experiment.id, first, last, step):
+                total_actual += window.target_events
+                total_expected += window.expected_events
+                gain_t.append(window.ended_at.timestamp())
+                actual.append(round(total_actual, 3))
+                expected.append(round(total_expected, 3))
+                if window.last_applied_number is not None:
+                    samples.append((window.last_applied_number, window.ended_at))
+    return {
+        "experiment": experiment.name,
+        "version": experiment.version,
+        "t": [moment.timestamp() for _, moment in samples],
+        "arms": _arm_series(session, experiment.id, samples, arms),
+        "gain": {"t": gain_t, "actual": actual, "expected": expected},
+        "markers": [
+            {"t": marker.at.timestamp(), "kind": marker.kind, "label": marker.label}
+            for marker in markers(session, experiment)
+        ],
+        "highlighted": HIGHLIGHTED_ARMS,
+    }
+
+
+def _chart_order(arms: dict[int, Arm]) -> list[int]:
+    """Arm ids as the charts list them: the highlighted ones (colour) best first, then the
+    other active arms, then the retired ones."""
+    highlighted = _highlighted(arms.values())
+    rest = sorted(
+        (
+            arm
+            for arm in arms.values()
+            if arm.origin != Origin.REFERENCE and arm.id not in highlighted
+        ),
+        key=lambda arm: (arm.status != ArmStatus.ACTIVE, arm.id),
+    )
+    return [*highlighted, *(arm.id for arm in rest)]
+
+
+def _arm_series(
+    session: Session,
+    experiment_id: int,
+    samples: Sequence[tuple[int, datetime]],
+    arms: dict[int, Arm],
+) -> list[dict[str, Any]]:
+    """Per arm, in chart order: its share of each sampled window and its lift (None where
+    the arm was not updated), and the lift's 95% band for the highlighted arms."""
+    index = {number: position for position, (number, _) in enumerate(samples)}
+    points = repo.arm_points(session, experiment_id, list(index))
+    if not points:
+        return []
+    numbers, arm_ids, exposures, alphas, betas = (
+        np.array(column) for column in zip(*points, strict=True)
+    )
+    updated = set(arm_ids.tolist())
+    order = [arm_id for arm_id in _chart_order(arms) if arm_id in updated]
+    row_of = {arm_id: row for row, arm_id in enumerate(order)}
+    keep = np.array([arm_id in row_of for arm_id in arm_ids.tolist()])
+    rows = np.array([row_of.get(arm_id, 0) for arm_id in arm_ids.tolist()])[keep]
+    columns = np.array([index[number] for number in numbers.tolist()])[keep]
+    totals = np.bincount(columns, weights=exposures[keep], minlength=len(samples))
+    medians, lows, highs = lift_bands(alphas[keep], betas[keep])
+    grid = np.full((4, len(order), len(samples)), np.nan)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        grid[0, rows, columns] = exposures[keep] / totals[columns]
+    grid[1, rows, columns] = medians
+    grid[2, rows, columns] = lows
+    grid[3, rows, columns] = highs
+    banded = sum(
+        1 for arm_id in order[:HIGHLIGHTED_ARMS] if arms[arm_id].status == ArmStatus.ACTIVE
+    )
+    series = []
+    for row, arm_id in enumerate(order):
+        arm = arms[arm_id]
+        series.append(
+            {
+                "id": arm_id,
+                "origin": str(arm.origin),
+                "status": str(arm.status),
+                "retired_at": None if arm.retired_at is None else arm.retired_at.timestamp(),
+                "share": _json_numbers(grid[0, row]),
+                "lift": _json_numbers(grid[1, row]),
+                "lo": _json_numbers(grid[2, row]) if row < banded else None,
+                "hi": _json_numbers(grid[3, row]) if row < banded else None,
+            }
+        )
+    return series
+
+
+def _json_numbers(values: np.ndarray) -> list[float | None]:
+    """Rounded to 4 decimals (0.01%: finer than a chart shows); NaN and inf as None."""
+    return [v if math.isfinite(v) else None for v in np.round(values, 4).tolist()]
+
+
+def markers(session: Session, experiment: Experiment) -> list[Marker]:
+    """Genetic steps (from the generations) and status changes, guardrail trips and phase
+    changes (from the audit log), oldest first."""
+    found = [
+        Marker(
+            generation.created_at,
+            "genetic",
+            f"generation {generation.number}: -{len(generation.retired)} +"
+            f"{len(generation.added)} arms ({generation.trigger})",
+        )
+        for generation in repo.generations_of(session, experiment.id, limit=500)
+    ]
+    for entry in repo.audit_entries_with_actions(session, experiment.id, MARKER_ACTIONS, limit=500):
+        kind, label = MARKER_ACTIONS[entry.action]
+        reason = entry.details.get("reason") if isinstance(entry.details, dict) else None
+        found.append(Marker(entry.at, kind, f"{label}: {reason}" if reason else label))
+    return sorted(found, key=lambda marker: marker.at)

@@ -1,0 +1,633 @@
+"""The dashboard through HTTP (the whole app in-process): signing in, sessions and CSRF,
+escaping, forms that get the API's errors, what the pages and the charts' data say.
+
+The browser tests (tests/browser) drive the same pages in Chromium against a real server.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from scipy import stats
+
+from api.app import create_app
+from api.web_session import (
+    SESSION_COOKIE,
+    AdminTokenVerifier,
+    Principal,
+    Role,
+    SessionSigner,
+)
+from tests.api.helpers import create, event, inspect, post_events, tick, tickets_by_arm
+from tests.conftest import ADMIN, ADMIN_TOKEN, settings_for
+
+CSRF = re.compile(r'name="csrf_token" value="([^"]*)"')
+
+
+def csrf_of(html: str) -> str:
+    match = CSRF.search(html)
+    assert match is not None, "the page has no CSRF field"
+    return match.group(1)
+
+
+def sign_in(client: TestClient, token: str = ADMIN_TOKEN) -> Any:
+    form = client.get("/login")
+    assert form.status_code == 200
+    return client.post(
+        "/login",
+        data={"csrf_token": csrf_of(form.text), "token": token, "next": "/"},
+        follow_redirects=False,
+    )
+
+
+@pytest.fixture
+def signed_in(client: TestClient) -> TestClient:
+    answer = sign_in(client)
+    assert answer.status_code == 303, answer.text
+    return client
+
+
+def page_token(client: TestClient, path: str = "/experiments/similar-items") -> str:
+    answer = client.get(path)
+    assert answer.status_code == 200, answer.text
+    return csrf_of(answer.text)
+
+
+# -- signing in ------------------------------------------------------------------------------
+def test_pages_ask_for_a_sign_in_and_keep_where_you_were_going(sqlite_client: TestClient) -> None:
+    answer = sqlite_client.get("/experiments/x?done=pause", follow_redirects=False)
+    assert answer.status_code == 303
+    assert answer.headers["location"] == "/login?next=/experiments/x%3Fdone%3Dpause"
+    assert sqlite_client.get("/experiments/x/charts.json").status_code == 401
+    assert sqlite_client.get("/live.json").json()["field"] == "session"
+
+
+def test_signing_in_sets_a_strict_http_only_cookie_without_the_token(
+    sqlite_client: TestClient,
+) -> None:
+    answer = sign_in(sqlite_client)
+    assert answer.status_code == 303
+    assert answer.headers["location"] == "/"
+    cookie = answer.headers["set-cookie"]
+    assert cookie.startswith(f"{SESSION_COOKIE}=")
+    assert "HttpOnly" in cookie
+    assert "SameSite=strict" in cookie
+    assert "Secure" not in cookie  # plain HTTP here; HTTPS below
+    assert ADMIN_TOKEN not in cookie
+    value = cookie.split(";")[0].split("=", 1)[1]
+    assert ADMIN_TOKEN not in value
+    session = SessionSigner.for_admin_token(ADMIN_TOKEN).read(value, time.time())
+    assert session is not None
+    assert session.principal == Principal(Role.ADMIN, "admin")
+    assert sqlite_client.get("/").status_code == 200
+
+
+def test_the_cookie_is_secure_over_https(sqlite_url: str) -> None:
+    with TestClient(create_app(settings_for(sqlite_url)), base_url="https://testserver") as client:
+        assert "Secure" in sign_in(client).headers["set-cookie"]
+
+
+def test_a_wrong_token_is_refused_and_never_echoed(sqlite_client: TestClient) -> None:
+    wrong = "not-the-admin-token-<b>"
+    answer = sign_in(sqlite_client, wrong)
+    assert answer.status_code == 403
+    assert "token: wrong token" in answer.text
+    assert wrong not in answer.text and "not-the-admin-token" not in answer.text
+    assert SESSION_COOKIE not in answer.headers.get("set-cookie", "")
+    assert sqlite_client.get("/", follow_redirects=False).status_code == 303
+
+
+def test_the_sign_in_form_is_protected_against_csrf(sqlite_client: TestClient) -> None:
+    form = sqlite_client.get("/login")
+    token = csrf_of(form.text)
+    sqlite_client.cookies.clear()  # a forged form from elsewhere has no nonce cookie
+    answer = sqlite_client.post("/login", data={"csrf_token": token, "token": ADMIN_TOKEN})
+    assert answer.status_code == 403
+    assert "csrf_token" in answer.text
+    foreign = sqlite_client.get("/login")
+    answer = sqlite_client.post(
+        "/login",
+        data={"csrf_token": csrf_of(foreign.text), "token": ADMIN_TOKEN},
+        headers={"Origin": "http://evil.example"},
+    )
+    assert answer.status_code == 403
+
+
+def test_sign_in_goes_back_only_to_a_page_of_this_server(sqlite_client: TestClient) -> None:
+    for target, expected in [
+        ("/experiments/x", "/experiments/x"),
+        ("https://evil.example/", "/"),
+        ("//evil.example/x", "/"),
+        ("/\\evil.example", "/"),
+    ]:
+        sqlite_client.cookies.clear()
+        form = sqlite_client.get("/login")
+        answer = sqlite_client.post(
+            "/login",
+            data={"csrf_token": csrf_of(form.text), "token": ADMIN_TOKEN, "next": target},
+            follow_redirects=False,
+        )
+        assert answer.headers["location"] == expected, target
+
+
+def test_a_tampered_expired_or_foreign_cookie_is_no_session(sqlite_client: TestClient) -> None:
+    signer = SessionSigner.for_admin_token(ADMIN_TOKEN)
+    admin = Principal(Role.ADMIN, "admin")
+    good, _ = signer.issue(admin, time.time())
+    body, _, mac = good.rpartition(".")
+    viewer_payload = body.replace(body.split(".")[1], body.split(".")[1][::-1])
+    expired, _ = SessionSigner.for_admin_token(ADMIN_TOKEN, max_age_s=1).issue(admin, 0)
+    other, _ = SessionSigner.for_admin_token("another-admin-token").issue(admin, time.time())
+    for cookie in [f"{viewer_payload}.{mac}", expired, other, "v1.e30.AAAA", "garbage"]:
+        sqlite_client.cookies.set(SESSION_COOKIE, cookie)
+        assert sqlite_client.get("/", follow_redirects=False).status_code == 303, cookie
+    sqlite_client.cookies.set(SESSION_COOKIE, good)
+    assert sqlite_client.get("/", follow_redirects=False).status_code == 200
+
+
+def test_signing_out_ends_the_session_in_this_browser(signed_in: TestClient) -> None:
+    token = page_token(signed_in, "/")
+    answer = signed_in.post("/logout", data={"csrf_token": token}, follow_redirects=False)
+    assert answer.status_code == 303
+    assert f'{SESSION_COOKIE}=""' in answer.headers["set-cookie"]
+    assert signed_in.get("/", follow_redirects=False).status_code == 303
+
+
+def test_the_admin_token_never_appears_in_a_page(signed_in: TestClient) -> None:
+    create(signed_in)
+    for path in ["/", "/experiments/similar-items", "/experiments/new", "/login", "/docs"]:
+        answer = signed_in.get(path)
+        assert answer.status_code == 200, path
+        assert ADMIN_TOKEN not in answer.text, path
+
+
+# -- CSRF and roles on every change ---------------------------------------------------------
+def test_a_change_without_the_csrf_token_is_refused_and_changes_nothing(
+    signed_in: TestClient,
+) -> None:
+    create(signed_in)
+    path = "/experiments/similar-items/status"
+    for data, headers in [
+        ({"action": "pause"}, {}),
+        ({"action": "pause", "csrf_token": "forged"}, {}),
+        (
+            {"action": "pause", "csrf_token": page_token(signed_in)},
+            {"Origin": "http://evil.example"},
+        ),
+    ]:
+        answer = signed_in.post(path, data=data, headers=headers, follow_redirects=False)
+        assert answer.status_code == 403, data
+        assert "csrf_token" in answer.text
+    assert inspect(signed_in)["status"] == "running"
+    answer = signed_in.post(
+        path,
+        data={"action": "pause", "csrf_token": page_token(signed_in)},
+        headers={"Origin": "http://testserver"},
+        follow_redirects=False,
+    )
+    assert answer.status_code == 303
+    assert answer.headers["location"] == "/experiments/similar-items?done=pause"
+    assert inspect(signed_in)["status"] == "paused"
+
+
+def test_the_csrf_token_is_the_sessions_own(client: TestClient) -> None:
+    create(client)
+    sign_in(client)
+    first = page_token(client)
+    client.cookies.clear()
+    sign_in(client)
+    answer = client.post(
+        "/experiments/similar-items/status", data={"action": "pause", "csrf_token": first}
+    )
+    assert answer.status_code == 403
+    assert inspect(client)["status"] == "running"
+
+
+class ViewerTokens(AdminTokenVerifier):
+    """The admin token, plus one viewer token: how roles plug into the dashboard."""
+
+    def verify(self, token: str) -> Principal | None:
+        if token == "viewer-token-0123456789":
+            return Principal(Role.VIEWER, "viewer-1")
+        return super().verify(token)
+
+    def is_valid(self, principal: Principal) -> bool:
+        return principal == Principal(Role.VIEWER, "viewer-1") or super().is_valid(principal)
+
+
+@pytest.fixture
+def viewer(sqlite_url: str) -> Iterator[TestClient]:
+    app = create_app(settings_for(sqlite_url))
+    app.state.token_verifier = ViewerTokens(ADMIN_TOKEN)
+    with TestClient(app) as client:
+        create(client)
+        assert sign_in(client, "viewer-token-0123456789").status_code == 303
+        yield client
+
+
+def test_a_viewer_reads_every_page_but_steers_nothing(viewer: TestClient) -> None:
+    page = viewer.get("/experiments/similar-items")
+    assert page.status_code == 200
+    assert "Signed in as viewer" in page.text
+    for absent in ("Pause", "Add arm", "Retire", "Preview a genetic step", "New experiment"):
+        assert absent not in page.text, absent
+    token = csrf_of(page.text)
+    answer = viewer.post(
+        "/experiments/similar-items/status", data={"action": "pause", "csrf_token": token}
+    )
+    assert answer.status_code == 403
+    assert "viewers can look, not steer" in answer.text
+    assert inspect(viewer)["status"] == "running"
+    assert viewer.get("/experiments/new").status_code == 403
+
+
+# -- escaping -------------------------------------------------------------------------------
+def test_an_expert_note_with_html_shows_as_text(signed_in: TestClient) -> None:
+    create(signed_in)
+    note = '<script>alert("x")</script><img src=x onerror=alert(1)>'
+    answer = signed_in.post(
+        "/experiments/similar-items/experts",
+        data={
+            "csrf_token": page_token(signed_in),
+            "config.text_match": "0.3",
+            "config.distance": "0.4",
+            "config.price_diff": "0.5",
+            "config.region": "2",
+            "note": note,
+        },
+    )
+    assert answer.status_code == 200
+    assert "<script>alert" not in answer.text and "<img src=x" not in answer.text
+    assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;&lt;img src=x onerror=alert(1)&gt;" in (
+        answer.text
+    )
+
+
+def test_html_typed_into_the_create_form_comes_back_as_text(signed_in: TestClient) -> None:
+    hostile = '"><script>alert(1)</script>'
+    answer = signed_in.post(
+        "/experiments/new",
+        data={
+            "csrf_token": page_token(signed_in, "/experiments/new"),
+            "intent": "create",
+            "name": hostile,
+            "parameters[0].name": hostile,
+            "parameters[0].low": "0",
+            "parameters[0].high": "1",
+        },
+    )
+    assert answer.status_code == 422
+    assert "<script>alert(1)</script>" not in answer.text
+    assert "&#34;&gt;&lt;script&gt;alert(1)&lt;/script&gt;" in answer.text
+
+
+def test_pages_forbid_inline_script_framing_and_caching(signed_in: TestClient) -> None:
+    answer = signed_in.get("/")
+    assert "script-src 'self'" in answer.headers["content-security-policy"]
+    assert "frame-ancestors 'none'" in answer.headers["content-security-policy"]
+    assert answer.headers["cache-control"] == "no-store"
+    assert answer.headers["x-frame-options"] == "DENY"
+    assert "<script>" not in answer.text  # only <script src=...>
+
+
+# -- forms get the API's own errors ---------------------------------------------------------
+def as_json(text: str) -> Any:
+    """What a person typing ``text`` means in a JSON body."""
+    if re.fullmatch(r"-?\d+", text):
+        return int(text)
+    if re.fullmatch(r"-?\d+\.\d+", text):
+        return float(text)
+    return text
+
+
+def api_error(client: TestClient, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    answer = client.post(path, json=body, headers=ADMIN)
+    assert answer.status_code == 422, answer.text
+    error: dict[str, Any] = answer.json()
+    return error
+
+
+@pytest.mark.parametrize(
+    ("values", "field"),
+    [
+        ({"text_match": "5"}, "config.text_match"),
+        ({"region": "1.5"}, "config.region"),
+        ({"distance": "abc"}, "config.distance"),
+        ({"price_diff": ""}, "config.price_diff"),
+    ],
+)
+def test_an_invalid_arm_shows_the_apis_error_next_to_its_field(
+    client: TestClient, values: dict[str, str], field: str
+) -> None:
+    create(client)
+    sign_in(client)
+    config = {"text_match": "0.3", "distance": "0.4", "price_diff": "0.5", "region": "2"}
+    config.update(values)
+    json_config = {key: as_json(value) for key, value in config.items() if value != ""}
+    expected = api_error(client, "/v1/experiments/similar-items/arms", {"config": json_config})
+    assert expected["field"] == field
+    form = {f"config.{key}": value for key, value in config.items()}
+    answer = client.post(
+        "/experiments/similar-items/arms",
+        data={"csrf_token": page_token(client), "form": "add-arm", **form},
+    )
+    assert answer.status_code == 422
+    parameter = field.split(".")[1]
+    error = re.search(
+        rf'<p class="field-error" id="add-arm-{parameter}-error">([^<]*)</p>', answer.text
+    )
+    assert error is not None, answer.text[-3000:]
+    assert error.group(1).replace("&#39;", "'") == expected["detail"]
+    assert f'aria-describedby="add-arm-{parameter}-error"' in answer.text
+    assert len(inspect(client)["arms"]) == 4  # nothing added
+
+
+def test_the_create_form_creates_what_the_api_would(client: TestClient) -> None:
+    sign_in(client)
+    data = {
+        "csrf_token": page_token(client, "/experiments/new"),
+        "intent": "create",
+        "name": "from-the-form",
+        "target_event": "contact",
+        "parameters[0].name": "text_match",
+        "parameters[0].type": "float",
+        "parameters[0].low": "0",
+        "parameters[0].high": "2",
+        "parameters[0].distribution": "uniform",
+        "parameters[0].step": "",
+        "parameters[1].name": "region",
+        "parameters[1].type": "int",
+        "parameters[1].low": "0",
+        "parameters[1].high": "3",
+        "parameters[1].distribution": "uniform",
+        "parameters[1].step": "",
+        "parameters[2].name": "",  # the spare row
+        "parameters[2].type": "float",
+        "parameters[2].low": "",
+        "parameters[2].high": "",
+        "parameters[2].distribution": "uniform",
+        "parameters[2].step": "",
+        "configs[0][0]": "1.0",
+        "configs[0][1]": "1",
+        "configs[1][0]": "1.5",
+        "configs[1][1]": "2",
+        "configs[2][0]": "",
+        "configs[2][1]": "",
+        "reference_share": "0.25",
+        "mode": "",
+        "evolution.enabled": "true",
+        "evolution.drop_count": "2",
+    }
+    preview = client.post(
+        "/experiments/new/preview", data=data, headers={"X-CSRF-Token": data["csrf_token"]}
+    )
+    assert preview.status_code == 200
+    body = preview.json()
+    assert body == {
+        "name": "from-the-form",
+        "parameters": [
+            {"name": "text_match", "type": "float", "low": 0, "high": 2, "distribution": "uniform"},
+            {"name": "region", "type": "int", "low": 0, "high": 3, "distribution": "uniform"},
+        ],
+        "reference_config": {"text_match": 1.0, "region": 1},
+        "arms": [{"text_match": 1.5, "region": 2}],
+        "reference_share": 0.25,
+        "target_event": "contact",
+        "evolution": {"enabled": True, "drop_count": 2},
+    }
+    answer = client.post("/experiments/new", data=data, follow_redirects=False)
+    assert answer.status_code == 303, answer.text
+    assert answer.headers["location"] == "/experiments/from-the-form?done=created"
+    created = inspect(client, "from-the-form")
+    assert created["reference_config"] == {"text_match": 1.0, "region": 1}
+    assert [arm["config"] for arm in created["arms"][1:]] == [{"text_match": 1.5, "region": 2}]
+    assert created["reference_share"] == 0.25
+    assert created["evolution"]["enabled"] is True
+    assert created["evolution"]["drop_count"] == 2
+    page = client.get(answer.headers["location"])
+    assert "Experiment created." in page.text
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"parameters[0].high": "-1"}, "parameters[0].low"),
+        ({"configs[1][1]": "9"}, "arms[0].region"),
+        ({"configs[0][0]": ""}, "reference_config.text_match"),
+        ({"reference_share": "2"}, "reference_share"),
+        ({"name": "Bad Name"}, "name"),
+        ({"evolution.enabled": "true", "evolution.max_arms": "1"}, "evolution.max_arms"),
+    ],
+)
+def test_the_create_form_shows_the_apis_error_next_to_the_field(
+    sqlite_client: TestClient, changes: dict[str, str], field: str
+) -> None:
+    sign_in(sqlite_client)
+    data = {
+        "csrf_token": page_token(sqlite_client, "/experiments/new"),
+        "intent": "create",
+        "name": "bad",
+        "parameters[0].name": "text_match",
+        "parameters[0].low": "0",
+        "parameters[0].high": "2",
+        "parameters[1].name": "region",
+        "parameters[1].type": "int",
+        "parameters[1].low": "0",
+        "parameters[1].high": "3",
+        "configs[0][0]": "1.0",
+        "configs[0][1]": "1",
+        "configs[1][0]": "1.5",
+        "configs[1][1]": "2",
+        **changes,
+    }
+    body = sqlite_client.post(
+        "/experiments/new/preview", data=data, headers={"X-CSRF-Token": data["csrf_token"]}
+    ).json()
+    answer = sqlite_client.post("/v1/experiments", json=body, headers=ADMIN)
+    assert answer.status_code == 422
+    expected = answer.json()
+    assert expected["field"] == field
+    page = sqlite_client.post("/experiments/new", data=data)
+    assert page.status_code == 422
+    element = field.replace("[", "-").replace("]", "-").replace(".", "-")
+    match = re.search(
+        rf'<p class="field-error" id="f-{re.escape(element)}-error">([^<]*)</p>', page.text
+    )
+    assert match is not None, page.text[-2000:]
+    assert (
+        match.group(1).replace("&#39;", "'").replace("&gt;", ">").replace("&lt;", "<")
+        == (expected["detail"])
+    )
+    assert sqlite_client.get("/v1/experiments", headers=ADMIN).json() == []
+
+
+# -- steering through the pages -------------------------------------------------------------
+def test_steering_from_the_page_does_what_the_api_does(client: TestClient) -> None:
+    create(client, evolution={"enabled": False, "max_arms": 8})
+    sign_in(client)
+    name = "/experiments/similar-items"
+
+    def post(path: str, **data: str) -> Any:
+        answer = client.post(
+            f"{name}{path}", data={"csrf_token": page_token(client), **data}, follow_redirects=False
+        )
+        assert answer.status_code in (200, 303), answer.text[-2000:]
+        return answer
+
+    assert post("/status", action="pause").headers["location"].endswith("done=pause")
+    assert inspect(client)["status"] == "paused"
+    post("/status", action="resume")
+    assert inspect(client)["status"] == "running"
+    post(
+        "/arms",
+        **{"config.text_match": "0.1", "config.distance": "0.2", "config.price_diff": "0.3"},
+        **{"config.region": "3"},
+    )
+    arms = inspect(client)["arms"]
+    added = arms[-1]
+    assert added["config"] == {"text_match": 0.1, "distance": 0.2, "price_diff": 0.3, "region": 3}
+    assert added["origin"] == "manual"
+    post(f"/arms/{added['id']}/retire")
+    assert inspect(client)["arms"][-1]["status"] == "retired"
+    post(
+        "/experts",
+        **{"config.text_match": "1.9", "config.distance": "0.2", "config.price_diff": "0.3"},
+        **{"config.region": "0", "note": "from the page"},
+    )
+    queue = client.get("/v1/experiments/similar-items/expert-configs", headers=ADMIN).json()
+    assert [(entry["note"], entry["status"]) for entry in queue] == [("from the page", "waiting")]
+    preview = post("/evolve/preview")
+    assert "Genetic step preview" in preview.text
+    seed = re.search(r'name="seed" value="(\d+)"', preview.text)
+    assert seed is not None
+    assert "Would add" in preview.text and "expert #1" in preview.text
+    assert post("/evolve", seed=seed.group(1)).headers["location"].endswith("done=evolved")
+    generations = client.get("/v1/experiments/similar-items/generations", headers=ADMIN).json()
+    assert len(generations) == 1
+    assert generations[0]["details"]["seed"] == int(seed.group(1))
+    assert generations[0]["added"][0]["origin"] == "expert"  # then random ones up to max_arms
+    post("/status", action="stop")
+    assert inspect(client)["status"] == "stopped"
+    conflict = client.post(
+        f"{name}/status", data={"csrf_token": page_token(client), "action": "pause"}
+    )
+    assert conflict.status_code == 409
+    assert "cannot pause an experiment that is stopped" in conflict.text
+    audit = [entry["action"] for entry in client.get("/v1/audit", headers=ADMIN).json()]
+    for action in ("experiment.pause", "arm.add", "arm.retire", "expert_config.submit"):
+        assert action in audit
+
+
+def test_an_unknown_experiment_is_a_404_page(signed_in: TestClient) -> None:
+    answer = signed_in.get("/experiments/nothing-here")
+    assert answer.status_code == 404
+    assert "experiment &#39;nothing-here&#39; does not exist" in answer.text
+
+
+# -- what the pages show --------------------------------------------------------------------
+def drive(client: TestClient, contacts: dict[int, int]) -> None:
+    """One window: an assignment (an exposure) per arm and ``contacts[arm]`` contacts."""
+    tickets = tickets_by_arm(client)
+    events = []
+    for arm_id, ticket in tickets.items():
+        for index in range(contacts.get(arm_id, 0)):
+            events.append(event(ticket, f"{arm_id}-{time.monotonic_ns()}-{index}"))
+    if events:
+        post_events(client, events)
+
+
+def test_the_charts_data_are_the_ticks_own_numbers(client: TestClient) -> None:
+    created = create(client, max_events_per_exposure={"*": 1000, "exposure": 1000})
+    sign_in(client)
+    reference = created["reference_arm_id"]
+    arm_ids = [arm["id"] for arm in created["arms"] if arm["id"] != reference]
+    for window in range(3):
+        drive(client, {reference: 2, arm_ids[0]: 3 + window, arm_ids[1]: 1})
+        tick(client)
+    history = client.get("/experiments/similar-items/charts.json").json()
+    ticks = client.get("/v1/experiments/similar-items/ticks", headers=ADMIN).json()
+    applied = [t for t in ticks if t["applied"]]
+    assert len(history["t"]) == len(applied) == 3
+    assert history["gain"]["actual"] == pytest.approx(
+        np.cumsum([t["target_events"] for t in applied]).tolist()
+    )
+    expected = [
+        t["target_exposures"] * t["reference_events"] / t["reference_exposures"] for t in applied
+    ]
+    assert history["gain"]["expected"] == pytest.approx(np.cumsum(expected).tolist(), abs=1e-3)
+    by_arm = {series["id"]: series for series in history["arms"]}
+    assert set(by_arm) == set(arm_ids)
+    for position, record in enumerate(applied):
+        total = sum(arm["exposures"] for arm in record["arms"])
+        for arm in record["arms"]:
+            series = by_arm[arm["arm_id"]]
+            assert series["share"][position] == pytest.approx(arm["exposures"] / total, abs=1e-4)
+            # Small posteriors: exact Beta quantiles (bandit.summaries.lift_bands).
+            median = stats.beta.ppf(0.5, arm["alpha_after"], arm["beta_after"])
+            assert series["lift"][position] == pytest.approx(median / (1 - median) - 1, abs=1e-4)
+    assert history["t"] == pytest.approx(
+        [
+            np.datetime64(t["created_at"].replace("Z", "")).astype("datetime64[us]").astype(float)
+            / 1e6
+            for t in applied
+        ]
+    )
+    kinds = [marker["kind"] for marker in history["markers"]]
+    assert kinds == ["created"]
+
+
+def test_the_page_shows_the_leaderboard_and_the_scorecard(signed_in: TestClient) -> None:
+    created = create(signed_in, max_events_per_exposure={"*": 1000, "exposure": 1000})
+    reference = created["reference_arm_id"]
+    for _ in range(2):
+        drive(signed_in, {reference: 2, reference + 1: 4})
+        tick(signed_in)
+    page = signed_in.get("/experiments/similar-items")
+    assert page.status_code == 200
+    assert page.headers["server-timing"].startswith("app;dur=")
+    stats = signed_in.get(
+        "/v1/experiments/similar-items/stats", params={"draws": 5000}, headers=ADMIN
+    ).json()
+    for arm in stats["arms"]:
+        row = re.search(rf'<tr class="[^"]*" id="arm-{arm["arm_id"]}">(.*?)</tr>', page.text, re.S)
+        assert row is not None
+        cells = row.group(1)
+        assert f"{arm['exposures']:,.0f}" in cells
+        if arm["prob_best"] is not None:
+            assert f"{arm['prob_best']:.2f}" in cells
+        if arm["origin"] != "reference":
+            assert f"{arm['lift'] * 100:+.1f}%" in cells
+    assert "Bandit group" in page.text  # the scorecard's headline row
+    assert "Scorecard" in page.text
+
+
+def test_the_live_version_moves_with_every_tick(signed_in: TestClient) -> None:
+    create(signed_in)
+    before = signed_in.get("/experiments/similar-items/live.json").json()["version"]
+    listed = signed_in.get("/live.json").json()["version"]
+    tick(signed_in)
+    after = signed_in.get("/experiments/similar-items/live.json").json()["version"]
+    assert after == before + 1
+    assert signed_in.get("/live.json").json()["version"] != listed
+    assert signed_in.get("/experiments/none/live.json").status_code == 404
+
+
+def test_the_api_docs_and_the_pages_load_nothing_from_another_host(
+    signed_in: TestClient,
+) -> None:
+    create(signed_in)
+    for path in ["/docs", "/", "/experiments/similar-items", "/experiments/new", "/login"]:
+        html = signed_in.get(path).text
+        assets = re.findall(r'(?:src|href)="([^"]+)"', html)
+        assert assets, path
+        for asset in assets:
+            assert not re.match(r"(https?:)?//", asset), (path, asset)
+            if asset.startswith("/static/"):
+                assert signed_in.get(asset.split("?")[0]).status_code == 200, asset
+    assert signed_in.get("/redoc").status_code == 404
