@@ -123,10 +123,10 @@ def write_history(
         )
         experiment.created_at = start
         experiment_id = experiment.id
-        arms = list(repo.arms_of(session, experiment_id))
-        for arm in arms:
+        for arm in repo.arms_of(session, experiment_id):
             arm.created_at = start
     with session_factory() as session, session.begin():
+        arms = list(repo.arms_of(session, experiment_id))
         _simulate(session, experiment_id, arms, shape, rng, start)
     return experiment_id
 

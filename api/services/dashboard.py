@@ -17,7 +17,7 @@ Shares are those of the sampled tick's window.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -168,13 +168,15 @@ class LineageNode:
 
 @dataclass(frozen=True)
 class MetricScores:
-    """The scorecard of one metric: the bandit group's row first, then each arm's."""
+    """The scorecard of one metric: the bandit group's row, then each active arm's by
+    effect (best first); the rows of arms retired during the phase apart."""
 
     event: str
     role: str
     direction: str
     max_loss: float | None
     rows: list[dict[str, Any]]
+    retired_rows: list[dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -213,7 +215,7 @@ def experiment_page(session: Session, name: str) -> ExperimentPage:
     """Everything the experiment page shows but the charts (:func:`chart_history`)."""
     experiment = require_experiment(session, name)
     shown = experiment_service.experiment_out(session, experiment)
-    stats = experiment_service.experiment_stats(session, name, seed=0, draws=_STATS_DRAWS)
+    stats = _stats(session, name)
     card = report_service.scorecard(session, experiment)
     decision_rows = {
         row.treatment: report_service.row_document(row)
@@ -221,7 +223,7 @@ def experiment_page(session: Session, name: str) -> ExperimentPage:
         if row.metric.role == MetricRole.DECISION
     }
     shares = _latest_shares(session, experiment.id)
-    highlighted = _highlighted(shown.arms)
+    highlighted = _highlighted(stats)
     arms = {arm.id: arm for arm in shown.arms}
     leaderboard = [
         LeaderRow(
@@ -241,7 +243,7 @@ def experiment_page(session: Session, name: str) -> ExperimentPage:
         version=experiment.version,
         stats=stats,
         leaderboard=leaderboard,
-        scorecard=_scorecard_by_metric(card),
+        scorecard=_scorecard_by_metric(card, shown.arms),
         generations=evolution_service.generation_history(
             session, name, limit=GENERATIONS_SHOWN, after=after
         )[::-1],
@@ -261,14 +263,21 @@ def _leaderboard_order(arm: schemas.ArmStats) -> tuple[int, int, float, int]:
     return (2, 0, 0.0, -arm.arm_id)
 
 
-def _highlighted(arms: Iterable[Arm | schemas.ArmOut]) -> list[int]:
-    """The active arms with the highest posterior mean (drawn in colour), best first: the
-    rule of the admin API's posteriors plot (api.plots)."""
+def _highlighted(stats: schemas.ExperimentStats) -> list[int]:
+    """The active arms most likely to be the best (drawn in colour), best first."""
     active = [
-        arm for arm in arms if arm.origin != Origin.REFERENCE and arm.status == ArmStatus.ACTIVE
+        arm
+        for arm in stats.arms
+        if arm.origin != Origin.REFERENCE and arm.status == ArmStatus.ACTIVE
     ]
-    active.sort(key=lambda arm: (-arm.alpha / (arm.alpha + arm.beta), arm.id))
-    return [arm.id for arm in active[:HIGHLIGHTED_ARMS]]
+    active.sort(key=lambda arm: (-(arm.prob_best or 0.0), arm.arm_id))
+    return [arm.arm_id for arm in active[:HIGHLIGHTED_ARMS]]
+
+
+def _stats(session: Session, name: str) -> schemas.ExperimentStats:
+    """The leaderboard's statistics: the admin API's, with a fixed seed, so that the page
+    and the charts highlight the same arms."""
+    return experiment_service.experiment_stats(session, name, seed=0, draws=_STATS_DRAWS)
 
 
 def _latest_shares(session: Session, experiment_id: int) -> dict[int, float]:
@@ -283,18 +292,26 @@ def _latest_shares(session: Session, experiment_id: int) -> dict[int, float]:
     return {arm_id: exposures / total for _, arm_id, exposures, _, _ in points}
 
 
-def _scorecard_by_metric(card: report_service.Scorecard) -> list[MetricScores]:
+def _scorecard_by_metric(
+    card: report_service.Scorecard, arms: Sequence[schemas.ArmOut]
+) -> list[MetricScores]:
+    retired = {arm.id for arm in arms if arm.status == ArmStatus.RETIRED}
     grouped: list[MetricScores] = []
     for metric in card.metrics:
+        rows = [report_service.row_document(row) for row in card.rows if row.metric == metric]
+        bandit = [row for row in rows if row["treatment"] == report_service.BANDIT]
+        per_arm = sorted(
+            (row for row in rows if row["treatment"] != report_service.BANDIT),
+            key=lambda row: math.inf if row["effect"] is None else -row["effect"],
+        )
         grouped.append(
             MetricScores(
                 event=metric.event,
                 role=metric.role.value,
                 direction=metric.direction.value,
                 max_loss=metric.max_loss,
-                rows=[
-                    report_service.row_document(row) for row in card.rows if row.metric == metric
-                ],
+                rows=bandit + [row for row in per_arm if row["treatment"] not in retired],
+                retired_rows=[row for row in per_arm if row["treatment"] in retired],
             )
         )
     return grouped
@@ -394,7 +411,9 @@ def chart_history(session: Session, name: str) -> dict[str, Any]:
         "experiment": experiment.name,
         "version": experiment.version,
         "t": [moment.timestamp() for _, moment in samples],
-        "arms": _arm_series(session, experiment.id, samples, arms),
+        "arms": _arm_series(
+            session, experiment.id, samples, arms, _highlighted(_stats(session, name))
+        ),
         "gain": {"t": gain_t, "actual": actual, "expected": expected},
         "markers": [
             {"t": marker.at.timestamp(), "kind": marker.kind, "label": marker.label}
@@ -404,10 +423,9 @@ def chart_history(session: Session, name: str) -> dict[str, Any]:
     }
 
 
-def _chart_order(arms: dict[int, Arm]) -> list[int]:
+def _chart_order(arms: dict[int, Arm], highlighted: Sequence[int]) -> list[int]:
     """Arm ids as the charts list them: the highlighted ones (colour) best first, then the
     other active arms, then the retired ones."""
-    highlighted = _highlighted(arms.values())
     rest = sorted(
         (
             arm
@@ -424,6 +442,7 @@ def _arm_series(
     experiment_id: int,
     samples: Sequence[tuple[int, datetime]],
     arms: dict[int, Arm],
+    highlighted: Sequence[int],
 ) -> list[dict[str, Any]]:
     """Per arm, in chart order: its share of each sampled window and its lift (None where
     the arm was not updated), and the lift's 95% band for the highlighted arms."""
@@ -435,7 +454,7 @@ def _arm_series(
         np.array(column) for column in zip(*points, strict=True)
     )
     updated = set(arm_ids.tolist())
-    order = [arm_id for arm_id in _chart_order(arms) if arm_id in updated]
+    order = [arm_id for arm_id in _chart_order(arms, highlighted) if arm_id in updated]
     row_of = {arm_id: row for row, arm_id in enumerate(order)}
     keep = np.array([arm_id in row_of for arm_id in arm_ids.tolist()])
     rows = np.array([row_of.get(arm_id, 0) for arm_id in arm_ids.tolist()])[keep]

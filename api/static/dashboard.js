@@ -191,6 +191,7 @@
         stroke: colours[arm.id],
         width: bright ? 2 : 1,
         dash: active ? undefined : [5, 4],
+        retired: !active,
         spanGaps: false,
         points: { show: false },
         value: value,
@@ -207,7 +208,7 @@
         legend: { live: true },
         scales: { x: { time: true } },
         axes: [{ stroke: "#57606a", grid: { stroke: "#eaeef2" } },
-               { stroke: "#57606a", grid: { stroke: "#eaeef2" }, label: label, size: 60 }],
+               { stroke: "#57606a", grid: { stroke: "#eaeef2" }, size: 70 }],
         plugins: [markerPlugin(markers)],
         hooks: { setSelect: [function (u) { self.range = null; self.pressZoom(null); }] },
       };
@@ -229,6 +230,9 @@
       options.series = series;
       if (plugins) options.plugins = options.plugins.concat(plugins);
       var plot = new uPlot(options, values, el);
+      // Retired arms keep their (dashed, grey) lines but leave the legend to the living.
+      var rows = el.querySelectorAll(".u-legend .u-series");
+      series.forEach(function (s, i) { if (s.retired && rows[i]) rows[i].classList.add("legend-retired"); });
       el.setAttribute("role", "img");
       el.setAttribute("aria-label", (el.parentNode.querySelector("figcaption") || {}).textContent || id);
       self.plots.push(plot);
