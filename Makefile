@@ -12,7 +12,7 @@ export RANKTUNE_ADMIN_TOKEN ?= dev-admin-token-change-me
 HOST ?=
 PORT ?=
 
-.PHONY: install run test lint format bench clean
+.PHONY: install run test lint format bench clean chromium screenshots
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,8 +32,18 @@ run: $(RUN_STAMP)
 	$(BIN)/ranktune db upgrade
 	$(BIN)/ranktune serve $(if $(HOST),--host $(HOST)) $(if $(PORT),--port $(PORT))
 
-test: $(DEV_STAMP)
+test: $(DEV_STAMP) chromium
 	$(BIN)/python -m pytest -q -n 2
+
+# The dashboard's browser tests drive Debian's Chromium (Playwright never downloads one).
+chromium:
+	@test -x /usr/bin/chromium || { \
+	  echo "installing Debian's chromium for the browser tests"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+
+# The README's pictures: the browser tests write them into docs/img (look before committing).
+screenshots: $(DEV_STAMP) chromium
+	RANKTUNE_SCREENSHOT_DIR=docs/img $(BIN)/python -m pytest -q tests/browser -k screenshots
 
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check .

@@ -194,6 +194,12 @@ class ExperimentPage:
     highlighted: list[int]
 
     @property
+    def headline(self) -> dict[str, Any] | None:
+        """The bandit group's row on the decision metric: the number people ask for."""
+        rows = self.scorecard[0].rows if self.scorecard else []
+        return rows[0] if rows and rows[0]["treatment"] == report_service.BANDIT else None
+
+    @property
     def parameters(self) -> list[dict[str, Any]]:
         return self.experiment.parameters
 

@@ -22,7 +22,11 @@
       var at = new Date(el.getAttribute("datetime"));
       if (isNaN(at)) return;
       el.title = el.getAttribute("datetime");
-      el.textContent = at.toLocaleString() + " (" + ago((now - at.getTime()) / 1000) + ")";
+      var today = new Date(now).toDateString() === at.toDateString();
+      var shown = today
+        ? at.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" })
+        : at.toLocaleString([], { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" });
+      el.textContent = shown + " (" + ago((now - at.getTime()) / 1000) + ")";
     });
   }
   localiseTimes(document);
@@ -339,7 +343,12 @@
       var name = event.target.getAttribute("data-parameter-name");
       if (name !== null) {
         var heading = document.querySelector('[data-parameter-heading="' + name + '"]');
-        if (heading) heading.textContent = event.target.value || "parameter " + (parseInt(name, 10) + 1);
+        var label = event.target.value || "parameter " + (parseInt(name, 10) + 1);
+        if (heading) heading.textContent = label;
+        document.querySelectorAll("#config-table tbody label").forEach(function (cell) {
+          var at = /^cell-(\d+)-(\d+)$/.exec(cell.htmlFor);
+          if (at && at[2] === String(name)) cell.textContent = (at[1] === "0" ? "Reference" : "Arm " + at[1]) + ", " + label;
+        });
       }
       window.clearTimeout(timer);
       timer = window.setTimeout(updatePreview, 250);
@@ -363,6 +372,9 @@
         input.removeAttribute("aria-invalid");
         input.removeAttribute("aria-describedby");
         if (input.hasAttribute("data-parameter-name")) input.setAttribute("data-parameter-name", index);
+      });
+      row.querySelectorAll("label").forEach(function (label) {
+        label.textContent = label.textContent.replace("Parameter " + index + " ", "Parameter " + (index + 1) + " ");
       });
       row.querySelectorAll("input, select, label").forEach(function (el) {
         ["name", "id", "for"].forEach(function (attr) {
@@ -389,7 +401,8 @@
       var label = document.createElement("label");
       label.className = "sr-only";
       label.htmlFor = "cell-" + r + "-" + i;
-      label.textContent = (r === "0" ? "Reference" : "Arm " + r) + ", parameter " + (i + 1);
+      var heading = document.querySelector('[data-parameter-heading="' + i + '"]');
+      label.textContent = (r === "0" ? "Reference" : "Arm " + r) + ", " + (heading ? heading.textContent : "parameter " + (i + 1));
       var input = document.createElement("input");
       input.id = "cell-" + r + "-" + i;
       input.name = "configs[" + r + "][" + i + "]";
