@@ -20,6 +20,7 @@ from api.error_handlers import install_error_handlers
 from api.errors import error_body
 from api.routes import admin, client, dashboard
 from api.runtime import Runtime
+from api.services.dashboard import TickBlocks
 from api.settings import Settings
 from api.web_session import AdminTokenVerifier, SessionSigner
 
@@ -158,6 +159,8 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     # replacing the verifier) and the key that signs its session cookies.
     app.state.token_verifier = AdminTokenVerifier(app.state.admin_token)
     app.state.session_signer = SessionSigner.for_admin_token(app.state.admin_token)
+    # The charts' sums of old history, computed once per database (api.services.dashboard).
+    app.state.tick_blocks = TickBlocks()
     install_error_handlers(app)
     # The client routes join the application's own routes, first, rather than being
     # included: FastAPI matches an included router's routes twice per request, and the

@@ -17,7 +17,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 if TYPE_CHECKING:
@@ -117,3 +118,20 @@ def upgrade_database(database_url: str, revision: str = "head") -> None:
     from alembic import command
 
     command.upgrade(migrations_config(database_url), revision)
+
+
+def driver_rows(connection: Connection, statement: str, params: tuple[Any, ...]) -> list[Any]:
+    """The statement's rows straight from the driver's cursor, in the connection's
+    transaction: SQLAlchemy's result processing costs more than the query for thousands
+    of rows of values that need no processing (numbers, bytes). ``statement`` uses the
+    driver's parameter marks; a driver error is re-raised as SQLAlchemy's exception."""
+    cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(statement, params)
+        return list(cursor.fetchall())
+    except connection.dialect.loaded_dbapi.Error as error:
+        raise DBAPIError.instance(
+            statement, params, error, connection.dialect.loaded_dbapi.Error
+        ) from error
+    finally:
+        cursor.close()

@@ -38,6 +38,7 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
+from api.db import driver_rows as _driver_rows
 from api.limits import CREDITED, INACTIVE, OVER_TICKET_LIMIT
 from api.models import Event
 
@@ -398,22 +399,6 @@ def _add_ticket_credits(connection: Connection, added: dict[bytes, int]) -> dict
             (bytes(key), total) for key, total in _driver_rows(connection, statement, params)
         )
     return totals
-
-
-def _driver_rows(connection: Connection, statement: str, params: tuple[Any, ...]) -> list[Any]:
-    """The statement's rows straight from the driver's cursor, in the connection's
-    transaction: SQLAlchemy's result processing of thousands of rows per batch was a
-    tenth of the writer's time, for values that need no processing (bytes and ints)."""
-    cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-    try:
-        cursor.execute(statement, params)
-        return list(cursor.fetchall())
-    except connection.dialect.loaded_dbapi.Error as error:
-        raise DBAPIError.instance(
-            statement, params, error, connection.dialect.loaded_dbapi.Error
-        ) from error
-    finally:
-        cursor.close()
 
 
 def pending_totals(

@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from api import repositories as repo
 from api import schemas
 from api.enums import ArmStatus, Group
-from api.models import Arm, AuditEntry, Experiment, Generation, MetricCount, Tick, TickArm
+from api.models import Arm, AuditEntry, Experiment, Generation, MetricCount, Tick
 from api.services import experiments as experiment_service
 from api.serving import REPORT_BUCKETS
 from arms.origins import Origin
@@ -400,7 +400,9 @@ def _audit(
     session: Session, experiment_id: int, at: datetime, action: str, details: dict[str, Any]
 ) -> None:
     session.add(
-        AuditEntry(at=at, actor="admin", action=action, experiment_id=experiment_id, details=details)
+        AuditEntry(
+            at=at, actor="admin", action=action, experiment_id=experiment_id, details=details
+        )
     )
 
 

@@ -27,6 +27,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from pydantic import ValidationError
+from pydantic_core import to_json
 
 from api import forms, schemas
 from api.errors import ApiError, Forbidden, InvalidInput, NotFound, validation_failure
@@ -567,13 +568,13 @@ def experiment_charts(request: Request, name: str) -> Response:
     started = time.perf_counter()
     try:
         with runtime.heavy_reads.slot(), runtime.read_transaction() as db:
-            history = dashboard.chart_history(db, name)
+            history = dashboard.chart_history(db, name, blocks=request.app.state.tick_blocks)
     except ApiError as error:
         return JSONResponse(
             {"error": error.kind, "detail": error.detail, "field": error.field},
             status_code=error.status_code,
         )
-    content = json.dumps(history, separators=(",", ":")).encode()
+    content = to_json(history)  # NaN (no point) becomes null
     headers = {"Cache-Control": "no-store", "Vary": "Accept-Encoding"}
     if "gzip" in request.headers.get("accept-encoding", ""):
         content = gzip.compress(content, compresslevel=5)

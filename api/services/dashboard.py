@@ -17,6 +17,7 @@ Shares are those of the sampled tick's window.
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -28,7 +29,7 @@ from sqlalchemy.orm import Session
 from api import repositories as repo
 from api import schemas
 from api.enums import ArmStatus, ExperimentStatus, MetricRole
-from api.models import Arm, Experiment
+from api.models import Arm, Experiment, Tick
 from api.services import evolution as evolution_service
 from api.services import experiments as experiment_service
 from api.services import report as report_service
@@ -36,12 +37,17 @@ from api.services.common import require_experiment
 from arms.origins import Origin
 from bandit.summaries import lift_bands
 
-# (age covered, most points) from the newest segment to the oldest; None: all the rest.
-SEGMENTS: tuple[tuple[timedelta | None, int], ...] = (
-    (timedelta(hours=1), 360),  # every tick of the last hour at the default 10 s interval
-    (timedelta(days=1), 240),  # then about one point per 6 minutes
-    (timedelta(days=7), 168),  # one per hour
-    (None, 100),
+# The recent history at full resolution: every tick of the last hour (at most this many
+# points; fewer, grouped, if the ticks are faster than one per 10 s).
+RECENT = timedelta(hours=1)
+RECENT_POINTS = 360
+# Older history in blocks of BLOCK consecutive ticks (5 minutes at the default 10 s),
+# merged into at most this many points per age: (age covered, points), newest first.
+BLOCK = 30
+OLDER_SEGMENTS: tuple[tuple[timedelta | None, int], ...] = (
+    (timedelta(days=1), 240),  # the rest of the last day: a block or two per point
+    (timedelta(days=7), 168),  # the rest of the week: about one point an hour
+    (None, 100),  # everything before
 )
 # Ticks whose times a search for a segment's first tick reads at once.
 _SEARCH_POINTS = 64
@@ -370,49 +376,98 @@ def _first_numbers(
     return found
 
 
-def _segments(latest: int, firsts: Sequence[int]) -> list[tuple[int, int, int]]:
-    """(first, last, step) of each segment of ``SEGMENTS``, oldest first; ``firsts[i]`` is
-    the first tick number of the ``i``-th age (the last segment starts at tick 1)."""
-    segments = []
-    last = latest
-    for (_, points), first in zip(SEGMENTS, [*firsts, 1], strict=True):
-        first = max(1, min(first, last + 1))
-        if first <= last:
-            segments.append((first, last, max(1, math.ceil((last - first + 1) / points))))
-        last = first - 1
-    return segments[::-1]
+class TickBlocks:
+    """Sums of the complete blocks of ``BLOCK`` consecutive ticks of each experiment,
+    computed once: a recorded tick never changes and ticks are numbered 1, 2, ... without
+    gaps, so a complete block's sums never change either. The first chart of a long
+    history reads every tick once (one grouped scan); later ones read only the blocks
+    completed since and the last hour's ticks. One per application (``app.state``): it
+    belongs to one database. Bounded: the most recently used ``max_experiments``.
+    """
+
+    def __init__(self, max_experiments: int = 256) -> None:
+        self._blocks: dict[int, list[repo.TickWindows]] = {}
+        self._lock = threading.Lock()
+        self.max_experiments = max_experiments
+
+    def complete(self, session: Session, experiment_id: int, upto: int) -> list[repo.TickWindows]:
+        """The blocks covering ticks ``1..upto`` (a multiple of ``BLOCK``)."""
+        wanted = upto // BLOCK
+        with self._lock:
+            have = self._blocks.pop(experiment_id, [])
+            self._blocks[experiment_id] = have  # most recently used last
+        if len(have) < wanted:
+            first = len(have) * BLOCK + 1
+            have = have + repo.tick_windows(session, experiment_id, first, wanted * BLOCK, BLOCK)
+            with self._lock:
+                known = self._blocks.get(experiment_id, [])
+                if len(have) > len(known):
+                    self._blocks[experiment_id] = have
+                while len(self._blocks) > self.max_experiments:
+                    self._blocks.pop(next(iter(self._blocks)))
+        return have[:wanted]
 
 
-def chart_history(session: Session, name: str) -> dict[str, Any]:
+def _merge(blocks: Sequence[repo.TickWindows]) -> repo.TickWindows:
+    applied = [b.last_applied_number for b in blocks if b.last_applied_number is not None]
+    return repo.TickWindows(
+        last_number=blocks[-1].last_number,
+        last_applied_number=applied[-1] if applied else None,
+        ended_at=blocks[-1].ended_at,
+        target_exposures=sum(b.target_exposures for b in blocks),
+        target_events=sum(b.target_events for b in blocks),
+        expected_events=sum(b.expected_events for b in blocks),
+    )
+
+
+def _history_windows(
+    session: Session, experiment_id: int, latest: Tick, blocks: TickBlocks
+) -> list[repo.TickWindows]:
+    """The whole history as consecutive windows, oldest first: complete blocks merged
+    into at most ``OLDER_SEGMENTS``' points per age, then every tick (or group of ticks)
+    from the block holding the first tick of the last hour on."""
+    ages = [age for age, _ in OLDER_SEGMENTS if age is not None]
+    moments = [latest.created_at - RECENT, *(latest.created_at - age for age in ages)]
+    firsts = _first_numbers(session, experiment_id, latest.number, moments)
+    recent_start = (firsts[0] - 1) // BLOCK * BLOCK + 1  # its block's first tick
+    old = blocks.complete(session, experiment_id, recent_start - 1)
+    windows: list[repo.TickWindows] = []
+    # Block index ranges of each older age, oldest first.
+    bounds = [(first - 1) // BLOCK for first in firsts[1:]]  # first block of each age
+    end = len(old)
+    ranges = []
+    for (_, points), start in zip(OLDER_SEGMENTS, [*bounds, 0], strict=True):
+        start = max(0, min(start, end))
+        ranges.append((start, end, points))
+        end = start
+    for start, stop, points in reversed(ranges):
+        size = max(1, math.ceil((stop - start) / points))
+        windows += [_merge(old[i : min(i + size, stop)]) for i in range(start, stop, size)]
+    count = latest.number - recent_start + 1
+    step = max(1, math.ceil(count / RECENT_POINTS))
+    windows += repo.tick_windows(session, experiment_id, recent_start, latest.number, step)
+    return windows
+
+
+def chart_history(session: Session, name: str, *, blocks: TickBlocks) -> dict[str, Any]:
     """The charts' data as JSON-ready lists, times in Unix seconds (the browser shows them
     in the viewer's time zone).
 
     ``t``: the sampled ticks' times; ``arms``: per arm its share of its window and its lift
-    median (with the band for highlighted arms), None where the arm was not updated;
+    median (with the band for highlighted arms), null where the arm was not updated;
     ``gain``: cumulative target events of the bandit group and what the reference group's
-    rate of each window would have given, at every group of ticks; ``markers``: genetic
+    rate of each window would have given, at the end of every window; ``markers``: genetic
     steps, pauses, resumes, stops (and guardrail trips, phase changes) from the logs.
     """
     experiment = require_experiment(session, name)
     arms = {arm.id: arm for arm in repo.arms_of(session, experiment.id)}
     latest = repo.latest_tick(session, experiment.id)
-    samples: list[tuple[int, datetime]] = []
-    gain_t: list[float] = []
-    actual: list[float] = []
-    expected: list[float] = []
-    if latest is not None:
-        moments = [latest.created_at - age for age, _ in SEGMENTS if age is not None]
-        firsts = _first_numbers(session, experiment.id, latest.number, moments)
-        total_actual = total_expected = 0.0
-        for first, last, step in _segments(latest.number, firsts):
-            for window in repo.tick_windows(session, experiment.id, first, last, step):
-                total_actual += window.target_events
-                total_expected += window.expected_events
-                gain_t.append(window.ended_at.timestamp())
-                actual.append(round(total_actual, 3))
-                expected.append(round(total_expected, 3))
-                if window.last_applied_number is not None:
-                    samples.append((window.last_applied_number, window.ended_at))
+    windows = [] if latest is None else _history_windows(session, experiment.id, latest, blocks)
+    samples = [
+        (window.last_applied_number, window.ended_at)
+        for window in windows
+        if window.last_applied_number is not None
+    ]
     return {
         "experiment": experiment.name,
         "version": experiment.version,
@@ -420,7 +475,11 @@ def chart_history(session: Session, name: str) -> dict[str, Any]:
         "arms": _arm_series(
             session, experiment.id, samples, arms, _highlighted(_stats(session, name))
         ),
-        "gain": {"t": gain_t, "actual": actual, "expected": expected},
+        "gain": {
+            "t": [window.ended_at.timestamp() for window in windows],
+            "actual": np.round(np.cumsum([w.target_events for w in windows]), 3).tolist(),
+            "expected": np.round(np.cumsum([w.expected_events for w in windows]), 3).tolist(),
+        },
         "markers": [
             {"t": marker.at.timestamp(), "kind": marker.kind, "label": marker.label}
             for marker in markers(session, experiment)
@@ -450,29 +509,31 @@ def _arm_series(
     arms: dict[int, Arm],
     highlighted: Sequence[int],
 ) -> list[dict[str, Any]]:
-    """Per arm, in chart order: its share of each sampled window and its lift (None where
-    the arm was not updated), and the lift's 95% band for the highlighted arms."""
-    index = {number: position for position, (number, _) in enumerate(samples)}
-    points = repo.arm_points(session, experiment_id, list(index))
+    """Per arm, in chart order: its share of each sampled window and its lift (NaN where
+    the arm was not updated: the JSON rendering makes it null), and the lift's 95% band
+    for the highlighted arms. Samples are in tick number order."""
+    numbers_sampled = np.array([number for number, _ in samples], dtype=np.int64)
+    points = repo.arm_points(session, experiment_id, numbers_sampled.tolist())
     if not points:
         return []
-    numbers, arm_ids, exposures, alphas, betas = (
-        np.array(column) for column in zip(*points, strict=True)
-    )
-    updated = set(arm_ids.tolist())
+    table = np.array(points, dtype=np.float64)  # number, arm id, exposures, alpha, beta
+    arm_ids = table[:, 1].astype(np.int64)
+    updated = set(np.unique(arm_ids).tolist())
     order = [arm_id for arm_id in _chart_order(arms, highlighted) if arm_id in updated]
-    row_of = {arm_id: row for row, arm_id in enumerate(order)}
-    keep = np.array([arm_id in row_of for arm_id in arm_ids.tolist()])
-    rows = np.array([row_of.get(arm_id, 0) for arm_id in arm_ids.tolist()])[keep]
-    columns = np.array([index[number] for number in numbers.tolist()])[keep]
-    totals = np.bincount(columns, weights=exposures[keep], minlength=len(samples))
-    medians, lows, highs = lift_bands(alphas[keep], betas[keep])
+    by_id = np.array(sorted(order))
+    row_of = np.array([order.index(arm_id) for arm_id in by_id.tolist()])
+    rows = row_of[np.searchsorted(by_id, arm_ids)]  # each point's row in chart order
+    columns = np.searchsorted(numbers_sampled, table[:, 0].astype(np.int64))
+    exposures = table[:, 2]
+    totals = np.bincount(columns, weights=exposures, minlength=len(samples))
+    medians, lows, highs = lift_bands(table[:, 3], table[:, 4])
     grid = np.full((4, len(order), len(samples)), np.nan)
     with np.errstate(divide="ignore", invalid="ignore"):
-        grid[0, rows, columns] = exposures[keep] / totals[columns]
+        grid[0, rows, columns] = exposures / totals[columns]
     grid[1, rows, columns] = medians
     grid[2, rows, columns] = lows
     grid[3, rows, columns] = highs
+    grid = np.round(grid, 4)
     banded = sum(
         1 for arm_id in order[:HIGHLIGHTED_ARMS] if arms[arm_id].status == ArmStatus.ACTIVE
     )
@@ -485,18 +546,13 @@ def _arm_series(
                 "origin": str(arm.origin),
                 "status": str(arm.status),
                 "retired_at": None if arm.retired_at is None else arm.retired_at.timestamp(),
-                "share": _json_numbers(grid[0, row]),
-                "lift": _json_numbers(grid[1, row]),
-                "lo": _json_numbers(grid[2, row]) if row < banded else None,
-                "hi": _json_numbers(grid[3, row]) if row < banded else None,
+                "share": grid[0, row].tolist(),
+                "lift": grid[1, row].tolist(),
+                "lo": grid[2, row].tolist() if row < banded else None,
+                "hi": grid[3, row].tolist() if row < banded else None,
             }
         )
     return series
-
-
-def _json_numbers(values: np.ndarray) -> list[float | None]:
-    """Rounded to 4 decimals (0.01%: finer than a chart shows); NaN and inf as None."""
-    return [v if math.isfinite(v) else None for v in np.round(values, 4).tolist()]
 
 
 def markers(session: Session, experiment: Experiment) -> list[Marker]:

@@ -631,3 +631,83 @@ def test_the_api_docs_and_the_pages_load_nothing_from_another_host(
             if asset.startswith("/static/"):
                 assert signed_in.get(asset.split("?")[0]).status_code == 200, asset
     assert signed_in.get("/redoc").status_code == 404
+
+
+# -- a long history, downsampled --------------------------------------------------------------
+def test_a_long_history_is_downsampled_by_age_and_the_gain_stays_exact(sqlite_url: str) -> None:
+    """Two days of 60 s ticks: the last hour tick by tick, older history in blocks; the
+    cumulative gain at every point equals the sums over every tick up to it, also after
+    more ticks arrive (the blocks computed earlier are reused, not recomputed)."""
+    from sqlalchemy import select
+
+    from api.db import make_engine, make_session_factory
+    from api.models import Tick
+    from api.services import dashboard
+    from benchmarks.history import HistoryShape, write_history
+
+    engine = make_engine(sqlite_url)
+    factory = make_session_factory(engine)
+    write_history(
+        factory,
+        "long",
+        HistoryShape(arms=6, ticks=2_880, interval_s=60.0, evolve_every=1_000, seed=3),
+    )
+    blocks = dashboard.TickBlocks()
+
+    def history() -> dict[str, Any]:
+        with factory() as session, session.begin():
+            return dashboard.chart_history(session, "long", blocks=blocks)
+
+    def every_tick() -> list[Any]:
+        with factory() as session, session.begin():
+            return list(session.execute(select(Tick).order_by(Tick.number)).scalars())
+
+    first = history()
+    ticks = every_tick()
+    latest = ticks[-1].created_at.timestamp()
+    recent = [t for t in first["gain"]["t"] if t > latest - 3600]
+    assert 60 <= len(recent) <= 61 + dashboard.BLOCK  # every tick of the last hour
+    assert len(first["gain"]["t"]) < 60 + dashboard.BLOCK + 240 + 168 + 100
+    applied = [t for t in ticks if t.applied]
+    ends = {t.created_at.timestamp(): t.number for t in ticks}
+    actual = np.cumsum([t.target_events if t.applied else 0.0 for t in ticks])
+    expected = np.cumsum(
+        [
+            t.target_exposures * t.reference_events / t.reference_exposures if t.applied else 0.0
+            for t in ticks
+        ]
+    )
+    for at, got_actual, got_expected in zip(
+        first["gain"]["t"], first["gain"]["actual"], first["gain"]["expected"], strict=True
+    ):
+        number = ends[at]
+        assert got_actual == pytest.approx(actual[number - 1], abs=1e-3)
+        assert got_expected == pytest.approx(expected[number - 1], rel=1e-9, abs=1e-3)
+    assert len(applied) == len(ticks)
+    # More ticks arrive: the same blocks, extended; the answer equals a fresh computation.
+    with factory() as session, session.begin():
+        last = ticks[-1]
+        for offset in range(1, 41):
+            session.add(
+                Tick(
+                    experiment_id=last.experiment_id,
+                    number=last.number + offset,
+                    created_at=last.created_at + (last.created_at - ticks[-2].created_at) * offset,
+                    applied=True,
+                    mode="request",
+                    decay=1.0,
+                    reference_exposures=10.0,
+                    reference_events=1.0,
+                    target_exposures=40.0,
+                    target_events=3.0,
+                    window_arm_id=None,
+                    next_window_arm_id=None,
+                )
+            )
+    again = history()
+    fresh_blocks = dashboard.TickBlocks()
+    with factory() as session, session.begin():
+        fresh = dashboard.chart_history(session, "long", blocks=fresh_blocks)
+    assert again["gain"] == fresh["gain"]
+    assert again["gain"]["actual"][-1] == pytest.approx(actual[-1] + 40 * 3.0)
+    engine.dispose()
