@@ -64,14 +64,15 @@ E = TypeVar("E", bound=StrEnum)
 
 
 class EnumText(TypeDecorator[E]):
-    """A StrEnum stored as its value in a VARCHAR(16) (no database enum type: adding a
-    member needs no migration); read back as the member."""
+    """A StrEnum stored as its value in a VARCHAR(``length``, 16 unless a member needs
+    more) (no database enum type: adding a member needs no migration unless it is longer
+    than the column); read back as the member."""
 
-    impl = String(16)
+    impl = String
     cache_ok = True
 
-    def __init__(self, enum: type[E]) -> None:
-        super().__init__()
+    def __init__(self, enum: type[E], length: int = 16) -> None:
+        super().__init__(length)
         self.enum = enum
 
     def process_bind_param(self, value: E | str | None, dialect: Dialect) -> str | None:
@@ -136,6 +137,19 @@ class Experiment(Base):
     # Posteriors and the report are relative to the reference configuration of the current
     # phase (migration 0007); promoting an arm to reference starts the next phase.
     phase: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    # Decisions (migration 0011; api.services.decisions, docs/decisions.md). ``decisions``:
+    # the settings as given at creation (NULL: the defaults). ``paused_reason``: who paused
+    # the experiment and why (NULL while running). ``winner``: the arm declared the winner
+    # and the numbers, with its phase; ``winner_candidate``: the arm passing the thresholds
+    # now and since when. ``breaker_baseline``: the bandit group's and the reference's
+    # counts per type and bucket when the circuit breaker paused the experiment: after a
+    # resume the breaker judges only what was counted since (deferred: a few kB, read only
+    # by the decisions).
+    decisions: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    paused_reason: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    winner: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    winner_candidate: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    breaker_baseline: Mapped[dict[str, Any] | None] = mapped_column(JSON, deferred=True)
 
 
 class Arm(Base):
@@ -349,7 +363,8 @@ class Generation(Base):
     experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id"))
     number: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    # "schedule" or "admin"
+    # "schedule" or "admin" (genetic steps), "guardrail" (an arm retired by a guardrail:
+    # api.services.decisions records it here so the arm set's history is in one place)
     trigger: Mapped[str] = mapped_column(String(16))
     replica: Mapped[str | None] = mapped_column(String(64))
     retired: Mapped[list[Any]] = mapped_column(JSON)
@@ -402,7 +417,8 @@ class Notification(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     experiment_id: Mapped[int | None] = mapped_column(ForeignKey("experiments.id"))
-    kind: Mapped[NotificationKind] = mapped_column(EnumText(NotificationKind))
+    # VARCHAR(32) since migration 0011: "guardrail_tripped" has 17 characters.
+    kind: Mapped[NotificationKind] = mapped_column(EnumText(NotificationKind, 32))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
 

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import contextmanager
+from datetime import datetime
 
 import numpy as np
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -25,6 +26,7 @@ from api.heavy_reads import HeavyReadLimit
 from api.ingest import EventRow, EventWriter, IngestResult
 from api.schemas import event_batch_model
 from api.services.common import now_utc
+from api.services.decisions import DecisionOutcome, evaluate_decisions
 from api.services.events import CLOCK_SKEW_S, EventIntake
 from api.services.evolution import run_evolution_step
 from api.services.experiments import discard_pending_of_stopped
@@ -191,10 +193,12 @@ class Runtime:
             future.result(timeout=timeout_s)
 
     def run_due_ticks(self) -> None:
-        """Due ticks of the running experiments."""
+        """Due ticks of the running experiments; after each applied one, the decisions
+        (:meth:`evaluate_decisions`, once the tick has committed)."""
+        applied: list[int] = []
 
         def tick(session: Session, experiment_id: int) -> bool:
-            applied = apply_tick(
+            recorded = apply_tick(
                 session,
                 experiment_id,
                 now=now_utc(),
@@ -202,9 +206,35 @@ class Runtime:
                 only_if_due=True,
                 replica=self.replica,
             )
-            return applied is not None
+            if recorded is not None and recorded.applied:
+                applied.append(experiment_id)
+            return recorded is not None
 
         self._for_each_experiment(repo.running_experiment_ids, tick, "tick")
+        outcomes = [self.evaluate_decisions(experiment_id) for experiment_id in applied]
+        if any(outcome is not None and outcome.serving_changed for outcome in outcomes):
+            self.refresh_snapshots()
+
+    def evaluate_decisions(
+        self, experiment_id: int, *, now: datetime | None = None
+    ) -> DecisionOutcome | None:
+        """Guardrails, circuit breaker and winner after an applied tick, in a transaction
+        of their own: a failure is logged and returns None, and the tick stays applied
+        (the next applied tick evaluates again)."""
+        try:
+            with self.transaction() as session:
+                return evaluate_decisions(
+                    session,
+                    experiment_id,
+                    now=now or now_utc(),
+                    rng=self.rng,
+                    replica=self.replica,
+                )
+        except Exception:
+            logger.exception(
+                "decisions of experiment %s failed; the tick stays applied", experiment_id
+            )
+            return None
 
     def run_due_evolutions(self) -> None:
         """Scheduled genetic steps of the experiments that enabled them.

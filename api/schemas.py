@@ -12,6 +12,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainValidator,
+    StrictBool,
     StringConstraints,
     WithJsonSchema,
     create_model,
@@ -21,6 +22,13 @@ from pydantic import (
 from api.enums import ArmStatus, ExperimentStatus, ExpertStatus, ExposureSource, Mode
 from arms.origins import Origin
 from bandit import DEFAULT_POLICY_PARAMETERS
+from bandit.decisions import (
+    MAX_MIN_EXPOSURES,
+    MAX_WINNER_MIN_LIFT,
+    MAX_WINNER_SUSTAIN_S,
+    MIN_WINNER_P_BEST,
+    DecisionSettings,
+)
 from bandit.evolution import EvolutionSettings, RetirementReason, ScoreKind
 
 Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
@@ -241,6 +249,56 @@ class EvolutionSettingsOut(BaseModel):
         return cls(enabled=enabled, evolve_interval_s=evolve_interval_s, mix=mix, **values)
 
 
+# The pure layer declares the decisions' defaults; the request body reads them from here.
+DEFAULT_DECISIONS = DecisionSettings()
+
+
+class Decisions(Strict):
+    """When the experiment's decisions act (``bandit.decisions.DecisionSettings``, whose
+    defaults these are; docs/decisions.md). Absent fields take the defaults."""
+
+    guardrail_min_exposures: float = Field(
+        DEFAULT_DECISIONS.guardrail_min_exposures,
+        ge=0,
+        le=MAX_MIN_EXPOSURES,
+        description="an arm (or, for the circuit breaker, the bandit group) is judged on a "
+        "guardrail only once it has this many exposures in the phase",
+    )
+    circuit_breaker: StrictBool = Field(
+        DEFAULT_DECISIONS.circuit_breaker,
+        description="pause the experiment when the bandit group as a whole is confidently "
+        "worse than the reference beyond the tolerance (decision metric or a guardrail)",
+    )
+    decision_max_loss: float = Field(
+        DEFAULT_DECISIONS.decision_max_loss,
+        ge=0,
+        le=1,
+        description="the relative loss on the decision metric the circuit breaker tolerates",
+    )
+    winner_p_best: float = Field(
+        DEFAULT_DECISIONS.winner_p_best,
+        gt=MIN_WINNER_P_BEST,
+        le=1,
+        description="a winner's probability of being the best active arm, at least",
+    )
+    winner_min_lift: float = Field(
+        DEFAULT_DECISIONS.winner_min_lift,
+        ge=-1,
+        le=MAX_WINNER_MIN_LIFT,
+        description="a winner's always-valid lift interval over the reference lies above "
+        "this (0.0: the arm is confidently better than the reference)",
+    )
+    winner_sustain_s: float = Field(
+        DEFAULT_DECISIONS.winner_sustain_s,
+        ge=0,
+        le=MAX_WINNER_SUSTAIN_S,
+        description="both winner thresholds must hold at every evaluation for this long",
+    )
+
+    def to_settings(self) -> DecisionSettings:
+        return DecisionSettings(**self.model_dump())
+
+
 class ExperimentCreate(Strict):
     name: Slug
     parameters: list[ParameterIn] = Field(min_length=1, max_length=64)
@@ -291,6 +349,11 @@ class ExperimentCreate(Strict):
         lt=1,
         description="the share of the target group's draws that the nursery arms get, "
         "split uniformly among them, while some arms are in the nursery and some are not",
+    )
+    decisions: Decisions | None = Field(
+        None,
+        description="guardrails, circuit breaker and winner thresholds; absent fields (or "
+        "the whole object) take the defaults",
     )
 
     @field_validator("target_event")
@@ -360,6 +423,24 @@ class ExperimentOut(BaseModel):
     )
     nursery_exposures: float = 0.0
     nursery_share: float = 0.1
+    decisions: Decisions = Field(
+        default_factory=Decisions, description="in force: the defaults with the experiment's own"
+    )
+    paused_reason: dict[str, Any] | None = Field(
+        None,
+        description="why the experiment was paused: by an admin, or by the circuit breaker "
+        "with the rule, the metric and the numbers (null while it runs)",
+    )
+    winner: dict[str, Any] | None = Field(
+        None,
+        description="the arm declared the winner of the current phase, since when and on "
+        "which numbers (null: none yet)",
+    )
+    winner_candidate: dict[str, Any] | None = Field(
+        None,
+        description="the arm passing the winner thresholds now, and since when (declared "
+        "once it has passed for winner_sustain_s)",
+    )
 
 
 class ExperimentSummary(BaseModel):
@@ -592,15 +673,24 @@ class ExpertConfigOut(BaseModel):
 class RetiredArmOut(BaseModel):
     arm_id: int
     config: dict[str, Number]
-    reason: RetirementReason = Field(
+    reason: RetirementReason | Literal["guardrail"] = Field(
         description="lowest_score: among the drop_count worst; over_max_arms: retired "
-        "beyond them because the arm set held more than max_arms"
+        "beyond them because the arm set held more than max_arms; guardrail: confidently "
+        "worse than the reference on a guardrail metric beyond its max_loss (`guardrail` "
+        "has the numbers)"
     )
-    score: float = Field(description="the ranking score: posterior mean or P(best)")
+    score: float | None = Field(
+        description="the ranking score: posterior mean or P(best); null for a guardrail"
+    )
     exposures: float
     prob_beat_reference: float
     alpha: float
     beta: float
+    guardrail: dict[str, Any] | None = Field(
+        None,
+        description="a guardrail retirement's evidence: the metric, its max_loss and the "
+        "report row (effect, intervals, counts) that tripped it",
+    )
 
 
 class AddedArmOut(BaseModel):
@@ -646,9 +736,11 @@ class ExpertOutcomeOut(BaseModel):
 
 
 class GenerationDetailsOut(BaseModel):
-    """The rest of a step's plan, as recorded with its generation."""
+    """The rest of a step's plan, as recorded with its generation. A guardrail
+    retirement (trigger "guardrail") ranks nothing: ``score`` and ``seed`` are null, the
+    lists empty, and ``notes`` says what tripped."""
 
-    score: ScoreKind
+    score: ScoreKind | None
     best_arm_id: int | None
     ranking: list[RankedArmOut] = Field(description="eligible arms best first, then young ones")
     skipped: list[SkippedSlotOut]
@@ -656,7 +748,7 @@ class GenerationDetailsOut(BaseModel):
     n_active_before: int
     n_active_after: int
     notes: list[str]
-    seed: int
+    seed: int | None
     settings: EvolutionSettingsOut | None = Field(
         description="the settings in force (null in generations recorded before they were "
         "kept for experiments created without evolution settings)"
