@@ -417,7 +417,7 @@ class Notification(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     experiment_id: Mapped[int | None] = mapped_column(ForeignKey("experiments.id"))
-    # VARCHAR(32) since migration 0011: "guardrail_tripped" has 17 characters.
+    # VARCHAR(32): "guardrail_tripped" has 17 characters.
     kind: Mapped[NotificationKind] = mapped_column(EnumText(NotificationKind, 32))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)

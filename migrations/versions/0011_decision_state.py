@@ -11,11 +11,7 @@ Five nullable JSON columns of ``experiments`` (api.services.decisions, docs/deci
 - ``breaker_baseline``: the counts when the circuit breaker paused, so that after a resume
   it judges only what was counted since.
 
-And ``notifications.kind`` widens from VARCHAR(16) to VARCHAR(32): "guardrail_tripped"
-has 17 characters (PostgreSQL refused it; SQLite does not check lengths).
-
-Downgrade drops the columns and narrows ``kind`` again (no kind stored then is longer
-than 16 characters unless a guardrail tripped: those rows are deleted first).
+Downgrade drops the columns.
 
 Revision ID: 0011
 Revises: 0008
@@ -39,14 +35,9 @@ def upgrade() -> None:
     with op.batch_alter_table("experiments") as batch:
         for name in _COLUMNS:
             batch.add_column(sa.Column(name, sa.JSON(), nullable=True))
-    with op.batch_alter_table("notifications") as batch:
-        batch.alter_column("kind", existing_type=sa.String(length=16), type_=sa.String(length=32))
 
 
 def downgrade() -> None:
-    op.execute("DELETE FROM notifications WHERE length(kind) > 16")
-    with op.batch_alter_table("notifications") as batch:
-        batch.alter_column("kind", existing_type=sa.String(length=32), type_=sa.String(length=16))
     with op.batch_alter_table("experiments") as batch:
         for name in reversed(_COLUMNS):
             batch.drop_column(name)
