@@ -604,7 +604,7 @@ def test_two_deliverers_on_one_database_send_each_delivery_once(database_url: st
     notifications = 30
     settings = settings_for(database_url, **FAST)
     engines = [make_engine(database_url) for _ in range(2)]
-    with receiving(delay_s=0.005) as receiver:
+    with receiving(delay_s=0.02) as receiver:
         factories = [make_session_factory(engine) for engine in engines]
         with factories[0]() as session, session.begin():
             for path in ("/a", "/b"):
