@@ -25,7 +25,6 @@ import secrets
 import threading
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from datetime import datetime
 from typing import Any
@@ -134,7 +133,6 @@ class WebhookDeliverer:
         *,
         replica: str,
         rng: random.Random | None = None,
-        send: Callable[[str, bytes, dict[str, str], float], AttemptOutcome] = post,
     ) -> None:
         self.session_factory = session_factory
         self.read_session_factory = read_session_factory
@@ -150,7 +148,6 @@ class WebhookDeliverer:
         # to send, one to answer; the minute covers slow commits.
         self.lease_s = 3 * self.timeout_s + 60.0
         self.rng = rng or random.Random()
-        self.send = send
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
 
@@ -212,7 +209,7 @@ class WebhookDeliverer:
             "X-Ranktune-Event": str(claimed.kind),
         }
         try:
-            return self.send(claimed.url, body, headers, self.timeout_s)
+            return post(claimed.url, body, headers, self.timeout_s)
         except Exception as error:  # a bug or an unforeseen failure: logged, and retried
             logger.exception("webhook delivery %d: unexpected failure", claimed.id)
             return AttemptOutcome(False, True, None, _clean(f"{type(error).__name__}: {error}"))
