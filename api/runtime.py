@@ -1,4 +1,5 @@
-"""What one replica holds while it runs: engine, serving snapshots, event writer, scheduler."""
+"""What one replica holds while it runs: engine, serving snapshots, event writer, scheduler,
+webhook deliverer."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api import repositories as repo
 from api.db import is_sqlite, make_engine, make_session_factory
+from api.deliverer import WebhookDeliverer
 from api.heavy_reads import HeavyReadLimit
 from api.ingest import EventRow, EventWriter, IngestResult
 from api.schemas import event_batch_model
@@ -62,6 +64,9 @@ class Runtime:
         )
         self.rng = np.random.default_rng()
         self.heavy_reads = HeavyReadLimit(settings.heavy_reads, settings.heavy_read_wait_s)
+        self.deliverer = WebhookDeliverer(
+            self.session_factory, self.read_session_factory, settings, replica=self.replica
+        )
         self.scheduler: BackgroundScheduler | None = None
         self._flusher: threading.Thread | None = None
         self._stopping = threading.Event()
@@ -125,6 +130,8 @@ class Runtime:
             )
         scheduler.start()
         self.scheduler = scheduler
+        if self.settings.scheduler_enabled:
+            self.deliverer.start()  # a thread of its own: a slow receiver delays no job
         self._flusher = threading.Thread(
             target=self._flush_every_interval, name="ranktune-exposure-flush", daemon=True
         )
@@ -134,6 +141,7 @@ class Runtime:
         if self.scheduler is not None:
             self.scheduler.shutdown(wait=True)
             self.scheduler = None
+        self.deliverer.stop()
         self._stopping.set()
         if self._flusher is not None:
             self._flusher.join()

@@ -6,6 +6,7 @@ import dataclasses
 import math
 from datetime import datetime
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -19,7 +20,15 @@ from pydantic import (
     field_validator,
 )
 
-from api.enums import ArmStatus, ExperimentStatus, ExpertStatus, ExposureSource, Mode
+from api.enums import (
+    ArmStatus,
+    DeliveryStatus,
+    ExperimentStatus,
+    ExpertStatus,
+    ExposureSource,
+    Mode,
+    NotificationKind,
+)
 from arms.origins import Origin
 from bandit import DEFAULT_POLICY_PARAMETERS
 from bandit.decisions import (
@@ -792,3 +801,118 @@ class LineageOut(BaseModel):
     arm: ArmOut
     ancestors: list[AncestorOut] = Field(description="breadth first, each arm once")
     founder_ids: list[int] = Field(description="ancestors (or the arm itself) without parents")
+
+
+# -- notifications and webhooks ------------------------------------------------------------
+MAX_URL_LENGTH = 2048
+
+
+def _webhook_url(value: str) -> str:
+    """An absolute http(s) URL the deliverer can POST to exactly as given (no normalising:
+    the receiver sees the path and query the admin wrote)."""
+    if len(value) > MAX_URL_LENGTH:
+        raise ValueError(f"expected at most {MAX_URL_LENGTH} characters")
+    if not value.isascii() or any(char <= " " or char == "\x7f" for char in value):
+        raise ValueError(
+            "expected an ASCII URL without spaces or control characters (percent-encode "
+            "them, and write an international host name in punycode)"
+        )
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018  # raises ValueError for a port that is not a number in range
+    except ValueError as error:
+        raise ValueError(f"expected an http:// or https:// URL ({error})") from None
+    if parts.scheme.lower() not in ("http", "https"):
+        raise ValueError("expected an http:// or https:// URL")
+    if not parts.hostname:
+        raise ValueError("expected an http:// or https:// URL with a host")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError(
+            "expected no user:password@ part (receivers check the X-Ranktune-Signature)"
+        )
+    if parts.fragment:
+        raise ValueError("expected no #fragment (it is never sent)")
+    return value
+
+
+class WebhookCreate(Strict):
+    url: str = Field(
+        max_length=MAX_URL_LENGTH,
+        description="http:// or https:// URL that notifications are POSTed to, as given; "
+        "redirects are not followed",
+    )
+    experiment: Slug | None = Field(
+        None, description="the experiment whose notifications are sent; null: every experiment"
+    )
+    events: list[NotificationKind] | None = Field(
+        None,
+        min_length=1,
+        max_length=64,
+        description="the kinds of notification sent; null: every kind",
+    )
+    secret: str | None = Field(
+        None,
+        description="the key of the HMAC-SHA256 signature (16 to 256 printable ASCII "
+        "characters without spaces); generated when absent. Shown only in this answer",
+    )
+
+    _url = field_validator("url")(_webhook_url)
+
+    @field_validator("events")
+    @classmethod
+    def _distinct(cls, kinds: list[NotificationKind] | None) -> list[NotificationKind] | None:
+        return None if kinds is None else list(dict.fromkeys(kinds))
+
+    @field_validator("secret")
+    @classmethod
+    def _printable(cls, secret: str | None) -> str | None:
+        if secret is not None and not (
+            16 <= len(secret) <= 256 and all("!" <= char <= "~" for char in secret)
+        ):
+            raise ValueError("expected 16 to 256 printable ASCII characters without spaces")
+        return secret
+
+
+class WebhookOut(BaseModel):
+    id: int
+    url: str
+    experiment: str | None = Field(description="null: every experiment")
+    events: list[NotificationKind] | None = Field(description="null: every kind")
+    active: bool = Field(description="false once deleted (its deliveries are kept)")
+    secret_hint: str = Field(description="the secret's last 4 characters, after '...'")
+    created_at: datetime
+    deactivated_at: datetime | None
+
+
+class WebhookCreated(WebhookOut):
+    secret: str = Field(description="the signing key; this is the only answer that shows it")
+
+
+class NotificationOut(BaseModel):
+    id: int
+    experiment: str | None
+    kind: NotificationKind
+    created_at: datetime
+    payload: dict[str, Any]
+
+
+class DeliveryOut(BaseModel):
+    id: int = Field(description="sent as the body's id and X-Ranktune-Delivery")
+    webhook_id: int
+    notification_id: int
+    experiment: str | None
+    kind: NotificationKind
+    payload: dict[str, Any]
+    status: DeliveryStatus = Field(
+        description="pending (waiting for an attempt), delivered (2xx), failed (4xx other "
+        "than 429, a redirect, or out of attempts), cancelled (the webhook was deleted)"
+    )
+    attempts: int
+    last_status_code: int | None = Field(
+        description="the receiver's HTTP status at the last attempt; null: no answer"
+    )
+    last_error: str | None = Field(description="why the last attempt did not deliver")
+    created_at: datetime
+    last_attempt_at: datetime | None
+    next_attempt_at: datetime | None = Field(description="null once the delivery is over")
+    finished_at: datetime | None

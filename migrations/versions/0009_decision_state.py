@@ -13,7 +13,7 @@ Five nullable JSON columns of ``experiments`` (api.services.decisions, docs/deci
 
 Downgrade drops the columns.
 
-Revision ID: 0011
+Revision ID: 0009
 Revises: 0008
 Create Date: 2026-12-03 10:00:00.000000
 """
@@ -23,7 +23,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0011"
+revision: str = "0009"
 down_revision: str | None = "0008"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
