@@ -70,6 +70,10 @@ class Runtime:
         self.scheduler: BackgroundScheduler | None = None
         self._flusher: threading.Thread | None = None
         self._stopping = threading.Event()
+        # One flush at a time: a flush that finds the counters empty because another flush
+        # has just drained them must still wait for that one to commit (a tick or a stop
+        # flushes first, and must then see everything counted before it).
+        self._flush_lock = threading.Lock()
         self.event_batch_model = event_batch_model(settings.max_batch_events)
 
     def event_intake(self) -> EventIntake:
@@ -182,6 +186,10 @@ class Runtime:
         an exception). A write that is merely slow is waited for, never restored, since it
         may still commit: restoring it too would count those exposures twice.
         """
+        with self._flush_lock:
+            self._flush_exposures(timeout_s)
+
+    def _flush_exposures(self, timeout_s: float) -> None:
         counts = self.serving.drain_exposures()
         if not counts:
             return
