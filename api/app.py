@@ -18,7 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.error_handlers import install_error_handlers
 from api.errors import error_body
-from api.routes import admin, client, dashboard
+from api.routes import admin, client, dashboard, notifications
 from api.runtime import Runtime
 from api.services.dashboard import TickBlocks
 from api.settings import Settings
@@ -171,6 +171,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     # is lost is app.dependency_overrides, which no client route needs (none has one).
     app.router.routes[0:0] = client.router.routes
     app.include_router(admin.router)
+    app.include_router(notifications.router)
 
     @app.get("/health", tags=["ops"])
     def health() -> dict[str, Any]:

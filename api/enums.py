@@ -73,3 +73,12 @@ class NotificationKind(StrEnum):
     WINNER = "winner"  # an arm passed the winner thresholds for the sustained period
     PHASE_CHANGED = "phase_changed"  # a new reference configuration: a new phase
     PING = "ping"  # a test notification sent by an admin
+
+
+class DeliveryStatus(StrEnum):
+    """Where one notification's delivery to one webhook stands (``webhook_deliveries``)."""
+
+    PENDING = "pending"  # waiting for its first or next attempt
+    DELIVERED = "delivered"  # the receiver answered 2xx
+    FAILED = "failed"  # a permanent failure (4xx but 429, a redirect) or out of attempts
+    CANCELLED = "cancelled"  # the webhook was deleted before the delivery succeeded

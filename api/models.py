@@ -31,6 +31,7 @@ from sqlalchemy.types import TypeDecorator
 
 from api.enums import (
     ArmStatus,
+    DeliveryStatus,
     Direction,
     ExperimentStatus,
     ExpertStatus,
@@ -64,14 +65,19 @@ E = TypeVar("E", bound=StrEnum)
 
 
 class EnumText(TypeDecorator[E]):
-    """A StrEnum stored as its value in a VARCHAR(16) (no database enum type: adding a
-    member needs no migration); read back as the member."""
+    """A StrEnum stored as its value in a VARCHAR(``length``, 16 by default; no database
+    enum type: adding a member needs no migration); read back as the member. A member
+    longer than the column is refused at import: PostgreSQL would refuse the row (SQLite
+    would not), so the mistake would otherwise surface only there, at run time."""
 
-    impl = String(16)
+    impl = String
     cache_ok = True
 
-    def __init__(self, enum: type[E]) -> None:
-        super().__init__()
+    def __init__(self, enum: type[E], length: int = 16) -> None:
+        longest = max(enum, key=len)
+        if len(longest) > length:
+            raise ValueError(f"{enum.__name__}.{longest.name} is longer than {length} characters")
+        super().__init__(length)
         self.enum = enum
 
     def process_bind_param(self, value: E | str | None, dialect: Dialect) -> str | None:
@@ -136,6 +142,19 @@ class Experiment(Base):
     # Posteriors and the report are relative to the reference configuration of the current
     # phase (migration 0007); promoting an arm to reference starts the next phase.
     phase: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    # Decisions (migration 0009; api.services.decisions, docs/decisions.md). ``decisions``:
+    # the settings as given at creation (NULL: the defaults). ``paused_reason``: who paused
+    # the experiment and why (NULL while running). ``winner``: the arm declared the winner
+    # and the numbers, with its phase; ``winner_candidate``: the arm passing the thresholds
+    # now and since when. ``breaker_baseline``: the bandit group's and the reference's
+    # counts per type and bucket when the circuit breaker paused the experiment: after a
+    # resume the breaker judges only what was counted since (deferred: a few kB, read only
+    # by the decisions).
+    decisions: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    paused_reason: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    winner: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    winner_candidate: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    breaker_baseline: Mapped[dict[str, Any] | None] = mapped_column(JSON, deferred=True)
 
 
 class Arm(Base):
@@ -349,7 +368,8 @@ class Generation(Base):
     experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id"))
     number: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    # "schedule" or "admin"
+    # "schedule" or "admin" (genetic steps), "guardrail" (an arm retired by a guardrail:
+    # api.services.decisions records it here so the arm set's history is in one place)
     trigger: Mapped[str] = mapped_column(String(16))
     replica: Mapped[str | None] = mapped_column(String(64))
     retired: Mapped[list[Any]] = mapped_column(JSON)
@@ -402,9 +422,60 @@ class Notification(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     experiment_id: Mapped[int | None] = mapped_column(ForeignKey("experiments.id"))
-    kind: Mapped[NotificationKind] = mapped_column(EnumText(NotificationKind))
+    # VARCHAR(32): "guardrail_tripped" has 17 characters.
+    kind: Mapped[NotificationKind] = mapped_column(EnumText(NotificationKind, 32))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class Webhook(Base):
+    """Where notifications are POSTed: one experiment's (``experiment_id``) or every
+    experiment's (NULL), of the kinds in ``events`` (NULL: every kind). ``secret`` signs
+    each body (HMAC-SHA256); it is kept because the server signs with it, and never shown
+    again after creation. Deleting a webhook deactivates it: its deliveries stay."""
+
+    __tablename__ = "webhooks"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    url: Mapped[str] = mapped_column(String(2048))
+    experiment_id: Mapped[int | None] = mapped_column(ForeignKey("experiments.id"))
+    events: Mapped[list[Any] | None] = mapped_column(JSON)
+    secret: Mapped[str] = mapped_column(String(256))
+    active: Mapped[bool] = mapped_column(Boolean)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    deactivated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class WebhookDelivery(Base):
+    """One notification's delivery to one webhook: created with the notification for every
+    active webhook it matched (so exactly one row per pair), attempted by whichever
+    replica's deliverer claims it (``claimed_by`` until ``claimed_until``), retried at
+    ``next_attempt_at`` until it is delivered, fails for good, or runs out of attempts."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        UniqueConstraint(
+            "notification_id", "webhook_id", name="uq_webhook_deliveries_notification_webhook"
+        ),
+        Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
+        Index("ix_webhook_deliveries_webhook", "webhook_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    notification_id: Mapped[int] = mapped_column(ForeignKey("notifications.id"))
+    webhook_id: Mapped[int] = mapped_column(ForeignKey("webhooks.id"))
+    status: Mapped[DeliveryStatus] = mapped_column(EnumText(DeliveryStatus))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # NULL once the delivery is over (delivered, failed or cancelled).
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The receiver's HTTP status of the last attempt (NULL: no answer, see last_error).
+    last_status_code: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class ReportSnapshot(Base):

@@ -6,11 +6,11 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import Select, bindparam, case, delete, func, select
+from sqlalchemy import ColumnElement, Select, bindparam, case, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from api.db import driver_rows
-from api.enums import ArmStatus, ExperimentStatus, ExpertStatus
+from api.enums import ArmStatus, DeliveryStatus, ExperimentStatus, ExpertStatus, NotificationKind
 from api.models import (
     Arm,
     AuditEntry,
@@ -19,11 +19,14 @@ from api.models import (
     ExpertConfig,
     Generation,
     MetricCount,
+    Notification,
     PendingCount,
     ServerSecret,
     Tick,
     TickArm,
     TicketCredit,
+    Webhook,
+    WebhookDelivery,
 )
 from api.tickets import key_before
 
@@ -429,6 +432,214 @@ def generations_of(
     if after is not None:
         query = query.where(Generation.number > after)
     return session.scalars(query.order_by(Generation.number).limit(limit)).all()
+
+
+# -- notifications and webhooks ------------------------------------------------------------
+def active_webhooks_for(session: Session, experiment_id: int | None) -> Sequence[Webhook]:
+    """The active webhooks that hear about the experiment: its own and the global ones
+    (only the global ones for a notification of no experiment)."""
+    scope: ColumnElement[bool] = Webhook.experiment_id.is_(None)
+    if experiment_id is not None:
+        scope = or_(scope, Webhook.experiment_id == experiment_id)
+    return session.scalars(select(Webhook).where(Webhook.active, scope).order_by(Webhook.id)).all()
+
+
+def get_webhook(session: Session, webhook_id: int) -> Webhook | None:
+    return session.get(Webhook, webhook_id)
+
+
+def webhooks_with_experiment(session: Session) -> list[tuple[Webhook, str | None]]:
+    """Every webhook (deleted ones too), by id, with its experiment's name (None: global)."""
+    rows = session.execute(
+        select(Webhook, Experiment.name)
+        .outerjoin(Experiment, Experiment.id == Webhook.experiment_id)
+        .order_by(Webhook.id)
+    )
+    return [(webhook, name) for webhook, name in rows]
+
+
+def cancel_pending_deliveries(session: Session, webhook_id: int, now: datetime) -> int:
+    """Cancel the webhook's deliveries not yet over; how many. One a deliverer is sending
+    right now is recorded by it afterwards (its attempt overwrites this)."""
+    result = session.execute(
+        update(WebhookDelivery)
+        .where(
+            WebhookDelivery.webhook_id == webhook_id,
+            WebhookDelivery.status == DeliveryStatus.PENDING,
+        )
+        .values(status=DeliveryStatus.CANCELLED, next_attempt_at=None, finished_at=now)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+class ClaimedDelivery(NamedTuple):
+    """A delivery a deliverer holds (``claimed_by``), with what it needs to send it."""
+
+    id: int
+    claimed_by: str
+    attempts: int
+    url: str
+    secret: str
+    webhook_active: bool
+    kind: NotificationKind
+    experiment: str | None
+    created_at: datetime
+    payload: dict[str, Any]
+
+
+def _due(now: datetime) -> list[Any]:
+    """The conditions of a delivery that may be attempted at ``now``: pending, due, and not
+    held by a deliverer (or held past its claim, by one that died)."""
+    return [
+        WebhookDelivery.status == DeliveryStatus.PENDING,
+        WebhookDelivery.next_attempt_at <= now,
+        or_(WebhookDelivery.claimed_until.is_(None), WebhookDelivery.claimed_until < now),
+    ]
+
+
+def has_due_delivery(session: Session, now: datetime) -> bool:
+    """Whether some delivery is due (a read: the idle poll takes no write lock)."""
+    return session.scalar(select(WebhookDelivery.id).where(*_due(now)).limit(1)) is not None
+
+
+def claim_due_deliveries(
+    session: Session, now: datetime, *, limit: int, claimed_by: str, until: datetime
+) -> list[ClaimedDelivery]:
+    """Claim up to ``limit`` due deliveries for ``claimed_by`` until ``until``, oldest due
+    first, and read what sending them needs.
+
+    On PostgreSQL the rows are read ``FOR UPDATE SKIP LOCKED``: a second replica claiming
+    at the same moment skips the rows this transaction holds and takes others, and one that
+    reads them after this commit sees them claimed. SQLite has one writer at a time (``BEGIN
+    IMMEDIATE``), so there the clause is left out and the claims simply take turns.
+    """
+    ids = list(
+        session.scalars(
+            select(WebhookDelivery.id)
+            .where(*_due(now))
+            .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+    )
+    if not ids:
+        return []
+    session.execute(
+        update(WebhookDelivery)
+        .where(WebhookDelivery.id.in_(ids))
+        .values(claimed_by=claimed_by, claimed_until=until)
+    )
+    rows = session.execute(
+        select(
+            WebhookDelivery.id,
+            WebhookDelivery.attempts,
+            Webhook.url,
+            Webhook.secret,
+            Webhook.active,
+            Notification.kind,
+            Experiment.name,
+            Notification.created_at,
+            Notification.payload,
+        )
+        .join(Webhook, Webhook.id == WebhookDelivery.webhook_id)
+        .join(Notification, Notification.id == WebhookDelivery.notification_id)
+        .outerjoin(Experiment, Experiment.id == Notification.experiment_id)
+        .where(WebhookDelivery.id.in_(ids))
+        .order_by(WebhookDelivery.id)
+    )
+    return [
+        ClaimedDelivery(
+            int(delivery_id),
+            claimed_by,
+            int(attempts),
+            url,
+            secret,
+            bool(active),
+            kind,
+            name,
+            created_at,
+            payload,
+        )
+        for delivery_id, attempts, url, secret, active, kind, name, created_at, payload in rows
+    ]
+
+
+def record_delivery_attempt(
+    session: Session, delivery_id: int, claimed_by: str, values: dict[str, Any]
+) -> bool:
+    """Write an attempt's outcome (``values``; ``attempts`` goes up by one unless given)
+    and release the claim, if ``claimed_by`` still holds it (False: its claim expired and
+    another deliverer took the delivery over)."""
+    result = session.execute(
+        update(WebhookDelivery)
+        .where(WebhookDelivery.id == delivery_id, WebhookDelivery.claimed_by == claimed_by)
+        .values(
+            {
+                "attempts": WebhookDelivery.attempts + 1,
+                "claimed_by": None,
+                "claimed_until": None,
+                **values,
+            }
+        )
+    )
+    return int(getattr(result, "rowcount", 0) or 0) == 1
+
+
+class DeliveryRow(NamedTuple):
+    """A delivery as the log shows it: the row, its notification and experiment's name."""
+
+    delivery: WebhookDelivery
+    notification: Notification
+    experiment: str | None
+
+
+def deliveries(
+    session: Session,
+    *,
+    webhook_id: int | None,
+    experiment_id: int | None,
+    status: DeliveryStatus | None,
+    before: int | None,
+    limit: int,
+) -> list[DeliveryRow]:
+    """The delivery log, newest first (by id), filtered on what is given."""
+    query = (
+        select(WebhookDelivery, Notification, Experiment.name)
+        .join(Notification, Notification.id == WebhookDelivery.notification_id)
+        .outerjoin(Experiment, Experiment.id == Notification.experiment_id)
+    )
+    if webhook_id is not None:
+        query = query.where(WebhookDelivery.webhook_id == webhook_id)
+    if experiment_id is not None:
+        query = query.where(Notification.experiment_id == experiment_id)
+    if status is not None:
+        query = query.where(WebhookDelivery.status == status)
+    if before is not None:
+        query = query.where(WebhookDelivery.id < before)
+    rows = session.execute(query.order_by(WebhookDelivery.id.desc()).limit(limit))
+    return [DeliveryRow(delivery, notification, name) for delivery, notification, name in rows]
+
+
+def notifications(
+    session: Session,
+    *,
+    experiment_id: int | None,
+    kind: NotificationKind | None,
+    before: int | None,
+    limit: int,
+) -> list[tuple[Notification, str | None]]:
+    """The outbox, newest first (by id), with each notification's experiment name."""
+    query = select(Notification, Experiment.name).outerjoin(
+        Experiment, Experiment.id == Notification.experiment_id
+    )
+    if experiment_id is not None:
+        query = query.where(Notification.experiment_id == experiment_id)
+    if kind is not None:
+        query = query.where(Notification.kind == kind)
+    if before is not None:
+        query = query.where(Notification.id < before)
+    rows = session.execute(query.order_by(Notification.id.desc()).limit(limit))
+    return [(notification, name) for notification, name in rows]
 
 
 # -- audit and secrets ---------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""What one replica holds while it runs: engine, serving snapshots, event writer, scheduler."""
+"""What one replica holds while it runs: engine, serving snapshots, event writer, scheduler,
+webhook deliverer."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import contextmanager
+from datetime import datetime
 
 import numpy as np
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -21,10 +23,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api import repositories as repo
 from api.db import is_sqlite, make_engine, make_session_factory
+from api.deliverer import WebhookDeliverer
 from api.heavy_reads import HeavyReadLimit
 from api.ingest import EventRow, EventWriter, IngestResult
 from api.schemas import event_batch_model
 from api.services.common import now_utc
+from api.services.decisions import DecisionOutcome, evaluate_decisions
 from api.services.events import CLOCK_SKEW_S, EventIntake
 from api.services.evolution import run_evolution_step
 from api.services.experiments import discard_pending_of_stopped
@@ -60,9 +64,16 @@ class Runtime:
         )
         self.rng = np.random.default_rng()
         self.heavy_reads = HeavyReadLimit(settings.heavy_reads, settings.heavy_read_wait_s)
+        self.deliverer = WebhookDeliverer(
+            self.session_factory, self.read_session_factory, settings, replica=self.replica
+        )
         self.scheduler: BackgroundScheduler | None = None
         self._flusher: threading.Thread | None = None
         self._stopping = threading.Event()
+        # One flush at a time: a flush that finds the counters empty because another flush
+        # has just drained them must still wait for that one to commit (a tick or a stop
+        # flushes first, and must then see everything counted before it).
+        self._flush_lock = threading.Lock()
         self.event_batch_model = event_batch_model(settings.max_batch_events)
 
     def event_intake(self) -> EventIntake:
@@ -123,6 +134,8 @@ class Runtime:
             )
         scheduler.start()
         self.scheduler = scheduler
+        if self.settings.scheduler_enabled:
+            self.deliverer.start()  # a thread of its own: a slow receiver delays no job
         self._flusher = threading.Thread(
             target=self._flush_every_interval, name="ranktune-exposure-flush", daemon=True
         )
@@ -132,6 +145,7 @@ class Runtime:
         if self.scheduler is not None:
             self.scheduler.shutdown(wait=True)
             self.scheduler = None
+        self.deliverer.stop()
         self._stopping.set()
         if self._flusher is not None:
             self._flusher.join()
@@ -172,6 +186,10 @@ class Runtime:
         an exception). A write that is merely slow is waited for, never restored, since it
         may still commit: restoring it too would count those exposures twice.
         """
+        with self._flush_lock:
+            self._flush_exposures(timeout_s)
+
+    def _flush_exposures(self, timeout_s: float) -> None:
         counts = self.serving.drain_exposures()
         if not counts:
             return
@@ -191,10 +209,12 @@ class Runtime:
             future.result(timeout=timeout_s)
 
     def run_due_ticks(self) -> None:
-        """Due ticks of the running experiments."""
+        """Due ticks of the running experiments; after each applied one, the decisions
+        (:meth:`evaluate_decisions`, once the tick has committed)."""
+        applied: list[int] = []
 
         def tick(session: Session, experiment_id: int) -> bool:
-            applied = apply_tick(
+            recorded = apply_tick(
                 session,
                 experiment_id,
                 now=now_utc(),
@@ -202,9 +222,35 @@ class Runtime:
                 only_if_due=True,
                 replica=self.replica,
             )
-            return applied is not None
+            if recorded is not None and recorded.applied:
+                applied.append(experiment_id)
+            return recorded is not None
 
         self._for_each_experiment(repo.running_experiment_ids, tick, "tick")
+        outcomes = [self.evaluate_decisions(experiment_id) for experiment_id in applied]
+        if any(outcome is not None and outcome.serving_changed for outcome in outcomes):
+            self.refresh_snapshots()
+
+    def evaluate_decisions(
+        self, experiment_id: int, *, now: datetime | None = None
+    ) -> DecisionOutcome | None:
+        """Guardrails, circuit breaker and winner after an applied tick, in a transaction
+        of their own: a failure is logged and returns None, and the tick stays applied
+        (the next applied tick evaluates again)."""
+        try:
+            with self.transaction() as session:
+                return evaluate_decisions(
+                    session,
+                    experiment_id,
+                    now=now or now_utc(),
+                    rng=self.rng,
+                    replica=self.replica,
+                )
+        except Exception:
+            logger.exception(
+                "decisions of experiment %s failed; the tick stays applied", experiment_id
+            )
+            return None
 
     def run_due_evolutions(self) -> None:
         """Scheduled genetic steps of the experiments that enabled them.

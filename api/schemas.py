@@ -6,21 +6,38 @@ import dataclasses
 import math
 from datetime import datetime
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
     PlainValidator,
+    StrictBool,
     StringConstraints,
     WithJsonSchema,
     create_model,
     field_validator,
 )
 
-from api.enums import ArmStatus, ExperimentStatus, ExpertStatus, ExposureSource, Mode
+from api.enums import (
+    ArmStatus,
+    DeliveryStatus,
+    ExperimentStatus,
+    ExpertStatus,
+    ExposureSource,
+    Mode,
+    NotificationKind,
+)
 from arms.origins import Origin
 from bandit import DEFAULT_POLICY_PARAMETERS
+from bandit.decisions import (
+    MAX_MIN_EXPOSURES,
+    MAX_WINNER_MIN_LIFT,
+    MAX_WINNER_SUSTAIN_S,
+    MIN_WINNER_P_BEST,
+    DecisionSettings,
+)
 from bandit.evolution import EvolutionSettings, RetirementReason, ScoreKind
 
 Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
@@ -241,6 +258,56 @@ class EvolutionSettingsOut(BaseModel):
         return cls(enabled=enabled, evolve_interval_s=evolve_interval_s, mix=mix, **values)
 
 
+# The pure layer declares the decisions' defaults; the request body reads them from here.
+DEFAULT_DECISIONS = DecisionSettings()
+
+
+class Decisions(Strict):
+    """When the experiment's decisions act (``bandit.decisions.DecisionSettings``, whose
+    defaults these are; docs/decisions.md). Absent fields take the defaults."""
+
+    guardrail_min_exposures: float = Field(
+        DEFAULT_DECISIONS.guardrail_min_exposures,
+        ge=0,
+        le=MAX_MIN_EXPOSURES,
+        description="an arm (or, for the circuit breaker, the bandit group) is judged on a "
+        "guardrail only once it has this many exposures in the phase",
+    )
+    circuit_breaker: StrictBool = Field(
+        DEFAULT_DECISIONS.circuit_breaker,
+        description="pause the experiment when the bandit group as a whole is confidently "
+        "worse than the reference beyond the tolerance (decision metric or a guardrail)",
+    )
+    decision_max_loss: float = Field(
+        DEFAULT_DECISIONS.decision_max_loss,
+        ge=0,
+        le=1,
+        description="the relative loss on the decision metric the circuit breaker tolerates",
+    )
+    winner_p_best: float = Field(
+        DEFAULT_DECISIONS.winner_p_best,
+        gt=MIN_WINNER_P_BEST,
+        le=1,
+        description="a winner's probability of being the best active arm, at least",
+    )
+    winner_min_lift: float = Field(
+        DEFAULT_DECISIONS.winner_min_lift,
+        ge=-1,
+        le=MAX_WINNER_MIN_LIFT,
+        description="a winner's always-valid lift interval over the reference lies above "
+        "this (0.0: the arm is confidently better than the reference)",
+    )
+    winner_sustain_s: float = Field(
+        DEFAULT_DECISIONS.winner_sustain_s,
+        ge=0,
+        le=MAX_WINNER_SUSTAIN_S,
+        description="both winner thresholds must hold at every evaluation for this long",
+    )
+
+    def to_settings(self) -> DecisionSettings:
+        return DecisionSettings(**self.model_dump())
+
+
 class ExperimentCreate(Strict):
     name: Slug
     parameters: list[ParameterIn] = Field(min_length=1, max_length=64)
@@ -291,6 +358,11 @@ class ExperimentCreate(Strict):
         lt=1,
         description="the share of the target group's draws that the nursery arms get, "
         "split uniformly among them, while some arms are in the nursery and some are not",
+    )
+    decisions: Decisions | None = Field(
+        None,
+        description="guardrails, circuit breaker and winner thresholds; absent fields (or "
+        "the whole object) take the defaults",
     )
 
     @field_validator("target_event")
@@ -360,6 +432,24 @@ class ExperimentOut(BaseModel):
     )
     nursery_exposures: float = 0.0
     nursery_share: float = 0.1
+    decisions: Decisions = Field(
+        default_factory=Decisions, description="in force: the defaults with the experiment's own"
+    )
+    paused_reason: dict[str, Any] | None = Field(
+        None,
+        description="why the experiment was paused: by an admin, or by the circuit breaker "
+        "with the rule, the metric and the numbers (null while it runs)",
+    )
+    winner: dict[str, Any] | None = Field(
+        None,
+        description="the arm declared the winner of the current phase, since when and on "
+        "which numbers (null: none yet)",
+    )
+    winner_candidate: dict[str, Any] | None = Field(
+        None,
+        description="the arm passing the winner thresholds now, and since when (declared "
+        "once it has passed for winner_sustain_s)",
+    )
 
 
 class ExperimentSummary(BaseModel):
@@ -592,15 +682,24 @@ class ExpertConfigOut(BaseModel):
 class RetiredArmOut(BaseModel):
     arm_id: int
     config: dict[str, Number]
-    reason: RetirementReason = Field(
+    reason: RetirementReason | Literal["guardrail"] = Field(
         description="lowest_score: among the drop_count worst; over_max_arms: retired "
-        "beyond them because the arm set held more than max_arms"
+        "beyond them because the arm set held more than max_arms; guardrail: confidently "
+        "worse than the reference on a guardrail metric beyond its max_loss (`guardrail` "
+        "has the numbers)"
     )
-    score: float = Field(description="the ranking score: posterior mean or P(best)")
+    score: float | None = Field(
+        description="the ranking score: posterior mean or P(best); null for a guardrail"
+    )
     exposures: float
     prob_beat_reference: float
     alpha: float
     beta: float
+    guardrail: dict[str, Any] | None = Field(
+        None,
+        description="a guardrail retirement's evidence: the metric, its max_loss and the "
+        "report row (effect, intervals, counts) that tripped it",
+    )
 
 
 class AddedArmOut(BaseModel):
@@ -646,9 +745,11 @@ class ExpertOutcomeOut(BaseModel):
 
 
 class GenerationDetailsOut(BaseModel):
-    """The rest of a step's plan, as recorded with its generation."""
+    """The rest of a step's plan, as recorded with its generation. A guardrail
+    retirement (trigger "guardrail") ranks nothing: ``score`` and ``seed`` are null, the
+    lists empty, and ``notes`` says what tripped."""
 
-    score: ScoreKind
+    score: ScoreKind | None
     best_arm_id: int | None
     ranking: list[RankedArmOut] = Field(description="eligible arms best first, then young ones")
     skipped: list[SkippedSlotOut]
@@ -656,7 +757,7 @@ class GenerationDetailsOut(BaseModel):
     n_active_before: int
     n_active_after: int
     notes: list[str]
-    seed: int
+    seed: int | None
     settings: EvolutionSettingsOut | None = Field(
         description="the settings in force (null in generations recorded before they were "
         "kept for experiments created without evolution settings)"
@@ -700,3 +801,118 @@ class LineageOut(BaseModel):
     arm: ArmOut
     ancestors: list[AncestorOut] = Field(description="breadth first, each arm once")
     founder_ids: list[int] = Field(description="ancestors (or the arm itself) without parents")
+
+
+# -- notifications and webhooks ------------------------------------------------------------
+MAX_URL_LENGTH = 2048
+
+
+def _webhook_url(value: str) -> str:
+    """An absolute http(s) URL the deliverer can POST to exactly as given (no normalising:
+    the receiver sees the path and query the admin wrote)."""
+    if len(value) > MAX_URL_LENGTH:
+        raise ValueError(f"expected at most {MAX_URL_LENGTH} characters")
+    if not value.isascii() or any(char <= " " or char == "\x7f" for char in value):
+        raise ValueError(
+            "expected an ASCII URL without spaces or control characters (percent-encode "
+            "them, and write an international host name in punycode)"
+        )
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018  # raises ValueError for a port that is not a number in range
+    except ValueError as error:
+        raise ValueError(f"expected an http:// or https:// URL ({error})") from None
+    if parts.scheme.lower() not in ("http", "https"):
+        raise ValueError("expected an http:// or https:// URL")
+    if not parts.hostname:
+        raise ValueError("expected an http:// or https:// URL with a host")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError(
+            "expected no user:password@ part (receivers check the X-Ranktune-Signature)"
+        )
+    if parts.fragment:
+        raise ValueError("expected no #fragment (it is never sent)")
+    return value
+
+
+class WebhookCreate(Strict):
+    url: str = Field(
+        max_length=MAX_URL_LENGTH,
+        description="http:// or https:// URL that notifications are POSTed to, as given; "
+        "redirects are not followed",
+    )
+    experiment: Slug | None = Field(
+        None, description="the experiment whose notifications are sent; null: every experiment"
+    )
+    events: list[NotificationKind] | None = Field(
+        None,
+        min_length=1,
+        max_length=64,
+        description="the kinds of notification sent; null: every kind",
+    )
+    secret: str | None = Field(
+        None,
+        description="the key of the HMAC-SHA256 signature (16 to 256 printable ASCII "
+        "characters without spaces); generated when absent. Shown only in this answer",
+    )
+
+    _url = field_validator("url")(_webhook_url)
+
+    @field_validator("events")
+    @classmethod
+    def _distinct(cls, kinds: list[NotificationKind] | None) -> list[NotificationKind] | None:
+        return None if kinds is None else list(dict.fromkeys(kinds))
+
+    @field_validator("secret")
+    @classmethod
+    def _printable(cls, secret: str | None) -> str | None:
+        if secret is not None and not (
+            16 <= len(secret) <= 256 and all("!" <= char <= "~" for char in secret)
+        ):
+            raise ValueError("expected 16 to 256 printable ASCII characters without spaces")
+        return secret
+
+
+class WebhookOut(BaseModel):
+    id: int
+    url: str
+    experiment: str | None = Field(description="null: every experiment")
+    events: list[NotificationKind] | None = Field(description="null: every kind")
+    active: bool = Field(description="false once deleted (its deliveries are kept)")
+    secret_hint: str = Field(description="the secret's last 4 characters, after '...'")
+    created_at: datetime
+    deactivated_at: datetime | None
+
+
+class WebhookCreated(WebhookOut):
+    secret: str = Field(description="the signing key; this is the only answer that shows it")
+
+
+class NotificationOut(BaseModel):
+    id: int
+    experiment: str | None
+    kind: NotificationKind
+    created_at: datetime
+    payload: dict[str, Any]
+
+
+class DeliveryOut(BaseModel):
+    id: int = Field(description="sent as the body's id and X-Ranktune-Delivery")
+    webhook_id: int
+    notification_id: int
+    experiment: str | None
+    kind: NotificationKind
+    payload: dict[str, Any]
+    status: DeliveryStatus = Field(
+        description="pending (waiting for an attempt), delivered (2xx), failed (4xx other "
+        "than 429, a redirect, or out of attempts), cancelled (the webhook was deleted)"
+    )
+    attempts: int
+    last_status_code: int | None = Field(
+        description="the receiver's HTTP status at the last attempt; null: no answer"
+    )
+    last_error: str | None = Field(description="why the last attempt did not deliver")
+    created_at: datetime
+    last_attempt_at: datetime | None
+    next_attempt_at: datetime | None = Field(description="null once the delivery is over")
+    finished_at: datetime | None

@@ -65,7 +65,9 @@ class Settings(BaseSettings):
         10.0, gt=0, description="default update_interval_s of new experiments"
     )
     scheduler_enabled: bool = Field(
-        True, description="run ticks (and evolution steps) on this replica's scheduler"
+        True,
+        description="run ticks (and evolution steps) on this replica's scheduler, and "
+        "deliver webhooks",
     )
     scheduler_poll_s: float = Field(
         1.0, gt=0, description="how often the scheduler looks for due ticks"
@@ -97,6 +99,28 @@ class Settings(BaseSettings):
         le=16,
         description="threads (and connections) committing events; default 1 on SQLite, 2 on "
         "PostgreSQL",
+    )
+    webhook_timeout_s: float = Field(
+        5.0,
+        gt=0,
+        le=60,
+        description="each webhook POST gives up after this many seconds without progress "
+        "(connecting, or waiting for the answer); a timeout is retried",
+    )
+    webhook_max_attempts: int = Field(
+        8, ge=1, le=100, description="attempts per delivery before it is marked failed"
+    )
+    webhook_backoff_s: float = Field(
+        30.0,
+        gt=0,
+        description="the wait before the 2nd attempt; each further wait doubles (up to "
+        "webhook_max_backoff_s), and each is drawn between half of it and all of it (jitter)",
+    )
+    webhook_max_backoff_s: float = Field(
+        3600.0, gt=0, description="the longest wait between two attempts of a delivery"
+    )
+    webhook_poll_s: float = Field(
+        1.0, gt=0, description="how often the deliverer looks for due webhook deliveries"
     )
     max_body_bytes: int = Field(2_000_000, gt=0, description="larger request bodies get 413")
     max_batch_events: int = Field(1000, gt=0, description="larger event batches get 413")

@@ -109,6 +109,13 @@ def rate_ratio_lift(theta: npt.ArrayLike) -> FloatArray:
         return np.where(t < 1.0, t / (1.0 - t) - 1.0, np.inf)
 
 
+def prob_beat_reference(alphas: npt.ArrayLike, betas: npt.ArrayLike) -> FloatArray:
+    """``P(theta > 1/2)`` of each Beta posterior: the arm earns more per exposure than the
+    reference (exact)."""
+    result: FloatArray = stats.beta.sf(0.5, alphas, betas)
+    return result
+
+
 def summarize(
     alphas: npt.ArrayLike,
     betas: npt.ArrayLike,
@@ -145,7 +152,7 @@ def summarize(
         ci_lows=lows,
         ci_highs=highs,
         prob_best=best,
-        prob_beat_reference=stats.beta.sf(0.5, a, b),
+        prob_beat_reference=prob_beat_reference(a, b),
         lift_medians=rate_ratio_lift(medians),
         lift_ci_lows=rate_ratio_lift(lows),
         lift_ci_highs=rate_ratio_lift(highs),

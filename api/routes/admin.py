@@ -107,13 +107,18 @@ def retire_arm(request: Request, name: ExperimentName, arm_id: ArmId) -> schemas
 
 @router.post("/experiments/{name}/tick", response_model=schemas.TickOut)
 def tick(request: Request, name: ExperimentName) -> schemas.TickOut:
-    """Apply a tick now, whatever the schedule (operations and tests)."""
+    """Apply a tick now, whatever the schedule (operations and tests); an applied tick is
+    followed by the decisions (guardrails, circuit breaker, winner: docs/decisions.md)."""
     runtime = runtime_of(request)
     runtime.flush_exposures()
     with runtime.transaction() as session:
         experiment = require_experiment(session, name, lock=True)
         applied = service.tick_now(session, experiment.id, runtime.rng, runtime.replica)
         result = service.tick_history(session, name, limit=1, after=applied.number - 1)[0]
+    if result.applied:
+        # After the commit, in a transaction of its own: a failing evaluation is logged and
+        # the tick stays applied.
+        runtime.evaluate_decisions(experiment.id)
     runtime.serving.refresh(runtime.read_session_factory, only=name)
     return result
 

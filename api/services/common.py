@@ -19,6 +19,11 @@ def now_utc() -> datetime:
     return datetime.now(UTC)
 
 
+def decisions_in_force(experiment: Experiment) -> schemas.Decisions:
+    """The experiment's decision settings with the defaults filled in (NULL: all defaults)."""
+    return schemas.Decisions.model_validate(experiment.decisions or {})
+
+
 def require_experiment(session: Session, name: str, *, lock: bool = False) -> Experiment:
     experiment = repo.get_experiment_by_name(session, name, lock=lock)
     if experiment is None:

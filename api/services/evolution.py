@@ -403,7 +403,7 @@ def step_out(name: str, outcome: EvolutionOutcome) -> schemas.EvolutionStepOut:
         applied=outcome.applied,
         generation=outcome.plan.generation if (outcome.applied or outcome.dry_run) else None,
         seed=outcome.seed,
-        score=details.score,
+        score=outcome.plan.score,
         best_arm_id=details.best_arm_id,
         retired=list(outcome.retired),
         added=list(outcome.added),

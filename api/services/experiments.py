@@ -29,6 +29,7 @@ from api.plots import (
 )
 from api.services.common import (
     arm_out,
+    decisions_in_force,
     now_utc,
     require_experiment,
     space_of,
@@ -131,6 +132,7 @@ def create_experiment(
         max_events_per_exposure=request.max_events_per_exposure,
         nursery_exposures=request.nursery_exposures,
         nursery_share=request.nursery_share,
+        decisions=None if request.decisions is None else request.decisions.model_dump(),
         status=ExperimentStatus.RUNNING,
         created_at=now,
         updated_at=now,
@@ -167,10 +169,15 @@ def change_status(
     *,
     rng: np.random.Generator,
     replica: str | None = None,
+    actor: str = "admin",
+    reason: dict[str, Any] | None = None,
 ) -> Experiment:
     """Pause, resume or stop. Stopping closes the last window first: a final tick credits
     what arrived while the experiment ran, and what it cannot credit (a window without
-    reference exposures) is discarded and audited, so no pending count outlives the run."""
+    reference exposures) is discarded and audited, so no pending count outlives the run.
+
+    A pause records why in ``paused_reason`` (``reason``, e.g. the circuit breaker's rule
+    and numbers; an admin's pause says so); a resume clears it."""
     experiment = require_experiment(session, name, lock=True)
     allowed, target = STATUS_TRANSITIONS[action]
     if experiment.status == target:
@@ -193,6 +200,18 @@ def change_status(
         details["discarded"] = _by_group_and_type(
             repo.discard_pending_counts(session, experiment.id)
         )
+    if action == "pause":
+        experiment.paused_reason = reason or {
+            "by": actor,
+            "at": now.isoformat(),
+            "message": f"paused by {actor}",
+        }
+        if reason is not None:
+            details["reason"] = reason
+    elif action == "resume":
+        if experiment.paused_reason and experiment.paused_reason.get("by") != "admin":
+            details["paused_reason"] = experiment.paused_reason  # what the admin overrode
+        experiment.paused_reason = None
     experiment.status = target
     repo.bump_version(experiment, now)
     repo.add_audit(
@@ -201,6 +220,7 @@ def change_status(
         action=f"experiment.{action}",
         experiment_id=experiment.id,
         details=details,
+        actor=actor,
     )
     return experiment
 
@@ -270,8 +290,11 @@ def retire_arm(
     *,
     rng: np.random.Generator,
     reason: str = "retired by admin",
+    actor: str = "admin",
+    evidence: dict[str, Any] | None = None,
 ) -> Arm:
-    """Retire the arm; in window mode, ``rng`` draws the next pinned arm if it was this one."""
+    """Retire the arm; in window mode, ``rng`` draws the next pinned arm if it was this one.
+    ``evidence`` (what a decision saw) goes into the audit entry with the reason."""
     experiment = require_experiment(session, name, lock=True)
     arm = repo.get_arm(session, experiment.id, arm_id)
     if arm is None:
@@ -303,7 +326,8 @@ def retire_arm(
         at=now,
         action="arm.retire",
         experiment_id=experiment.id,
-        details={"arm_id": arm.id, "reason": reason},
+        details={"arm_id": arm.id, "reason": reason, **(evidence or {})},
+        actor=actor,
     )
     return arm
 
@@ -342,7 +366,17 @@ def experiment_out(session: Session, experiment: Experiment) -> schemas.Experime
         max_events_per_exposure=event_limits(experiment.max_events_per_exposure),
         nursery_exposures=experiment.nursery_exposures,
         nursery_share=experiment.nursery_share,
+        decisions=decisions_in_force(experiment),
+        paused_reason=experiment.paused_reason,
+        winner=_of_phase(experiment.winner, experiment.phase),
+        winner_candidate=_of_phase(experiment.winner_candidate, experiment.phase),
     )
+
+
+def _of_phase(state: dict[str, Any] | None, phase: int) -> dict[str, Any] | None:
+    """A decision's state if it belongs to the current phase (a new reference configuration
+    starts the winner search afresh)."""
+    return state if state is not None and state.get("phase") == phase else None
 
 
 def _active_count(arms: Sequence[Arm]) -> int:

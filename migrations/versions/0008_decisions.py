@@ -27,7 +27,7 @@ def upgrade() -> None:
         "notifications",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("experiment_id", sa.Integer(), nullable=True),
-        sa.Column("kind", sa.String(length=16), nullable=False),
+        sa.Column("kind", sa.String(length=32), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("payload", sa.JSON(), nullable=False),
         sa.ForeignKeyConstraint(["experiment_id"], ["experiments.id"]),

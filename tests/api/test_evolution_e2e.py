@@ -108,6 +108,9 @@ def test_evolution_finds_a_near_best_configuration_and_beats_the_reference(
                 # One assignment shows the block VIEWS times, each view may lead to a contact.
                 "max_events_per_exposure": {"exposure": VIEWS, "contact": VIEWS},
                 "salt": SALT,
+                # The founders are far worse than the reference: the circuit breaker would
+                # pause the experiment at once (docs/decisions.md). This test is the search.
+                "decisions": {"circuit_breaker": False},
                 "evolution": {
                     "enabled": False,  # the test drives the steps itself
                     "min_exposures": 300,
