@@ -515,6 +515,8 @@ def _experiment_page(
     try:
         with runtime.heavy_reads.slot(), runtime.read_transaction() as db:
             page = dashboard.experiment_page(db, name)
+            # The delivery log is for admins (as GET /v1/webhooks/deliveries is).
+            deliveries = dashboard.deliveries(db, name) if session.principal.can_steer else None
     except ApiError as error:
         return _error_page(request, session, error)
     return _html(
@@ -524,6 +526,7 @@ def _experiment_page(
             session,
             title=page.experiment.name,
             page=page,
+            deliveries=deliveries,
             notice=notice,
             errors=errors or {},
             values=values or {},

@@ -33,6 +33,7 @@ from api.models import Arm, Experiment, Tick
 from api.services import evolution as evolution_service
 from api.services import experiments as experiment_service
 from api.services import report as report_service
+from api.services import webhooks as webhook_service
 from api.services.common import require_experiment
 from arms.origins import Origin
 from bandit.summaries import lift_bands
@@ -63,7 +64,12 @@ MARKER_ACTIONS: dict[str, tuple[str, str]] = {
     "experiment.pause": ("paused", "paused"),
     "experiment.resume": ("resumed", "resumed"),
     "experiment.stop": ("stopped", "stopped"),
+    "experiment.winner": ("winner", "winner declared"),
 }
+# Generations that were not a genetic step: their trigger is their marker's kind.
+GENERATION_MARKERS = {"guardrail": "guardrail"}
+# What the page shows of the webhook delivery log (admins only).
+DELIVERIES_SHOWN = 20
 # P(best) of the leaderboard: 5,000 joint draws, a standard error under 0.0071 (the API's
 # default of 20,000 costs four times as much for a third decimal the page does not show).
 _STATS_DRAWS = 5_000
@@ -556,19 +562,41 @@ def _arm_series(
 
 
 def markers(session: Session, experiment: Experiment) -> list[Marker]:
-    """Genetic steps (from the generations) and status changes, guardrail trips and phase
-    changes (from the audit log), oldest first."""
-    found = [
-        Marker(
-            generation.created_at,
-            "genetic",
-            f"generation {generation.number}: -{len(generation.retired)} +"
-            f"{len(generation.added)} arms ({generation.trigger})",
-        )
-        for generation in repo.generations_of(session, experiment.id, limit=500)
-    ]
+    """Genetic steps and guardrail trips (from the generations), status changes (the
+    circuit breaker's pauses among them) and winners (from the audit log), oldest first."""
+    found = []
+    for generation in repo.generations_of(session, experiment.id, limit=500):
+        kind = GENERATION_MARKERS.get(generation.trigger, "genetic")
+        if kind == "guardrail":
+            label = "; ".join(generation.details.get("notes") or []) or "guardrail trip"
+        else:
+            label = (
+                f"generation {generation.number}: -{len(generation.retired)} "
+                f"+{len(generation.added)} arms ({generation.trigger})"
+            )
+        found.append(Marker(generation.created_at, kind, label))
     for entry in repo.audit_entries_with_actions(session, experiment.id, MARKER_ACTIONS, limit=500):
         kind, label = MARKER_ACTIONS[entry.action]
-        reason = entry.details.get("reason") if isinstance(entry.details, dict) else None
-        found.append(Marker(entry.at, kind, f"{label}: {reason}" if reason else label))
+        found.append(Marker(entry.at, *_audit_marker(kind, label, entry.actor, entry.details)))
     return sorted(found, key=lambda marker: marker.at)
+
+
+def _audit_marker(kind: str, label: str, actor: str, details: Any) -> tuple[str, str]:
+    """(kind, label) of an audit entry's marker: a pause by the circuit breaker is a
+    "breaker" marker with its message; a winner names its arm."""
+    details = details if isinstance(details, dict) else {}
+    reason = details.get("reason")
+    if kind == "paused" and isinstance(reason, dict) and reason.get("by") == "circuit_breaker":
+        return "breaker", f"circuit breaker: {reason.get('message', 'paused')}"
+    if kind == "winner" and "arm_id" in details:
+        return kind, f"winner declared: arm {details['arm_id']}"
+    if isinstance(reason, str) and reason:
+        return kind, f"{label} ({actor}): {reason}"
+    return kind, f"{label} ({actor})" if actor != "admin" else label
+
+
+def deliveries(session: Session, name: str) -> list[schemas.DeliveryOut]:
+    """The experiment's latest webhook deliveries (the admin API's delivery log)."""
+    return webhook_service.delivery_log(
+        session, webhook_id=None, experiment=name, status=None, before=None, limit=DELIVERIES_SHOWN
+    )

@@ -85,7 +85,7 @@
   var PALETTE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00"];
   var GREY = "#b1b8c0";
   var MARKER_COLOURS = { genetic: "#6f42c1", paused: "#9a6700", resumed: "#1a7f37", stopped: "#57606a",
-    created: "#57606a", guardrail: "#cf222e", phase: "#0969da" };
+    created: "#57606a", guardrail: "#cf222e", breaker: "#a40e26", winner: "#116329", phase: "#0969da" };
 
   function colourOf(index, highlighted) { return index < highlighted ? PALETTE[index % PALETTE.length] : GREY; }
 

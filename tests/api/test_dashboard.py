@@ -711,3 +711,108 @@ def test_a_long_history_is_downsampled_by_age_and_the_gain_stays_exact(sqlite_ur
     assert again["gain"] == fresh["gain"]
     assert again["gain"]["actual"][-1] == pytest.approx(actual[-1] + 40 * 3.0)
     engine.dispose()
+
+
+# -- what the decisions and the webhooks left -------------------------------------------------
+def test_decisions_and_webhook_deliveries_show_on_the_page(client: TestClient) -> None:
+    """A guardrail trip (a generation with trigger guardrail), a circuit-breaker pause and a
+    winner, as the decisions record them, become markers and banners; the experiment's
+    webhook deliveries are listed for admins."""
+    from datetime import UTC, datetime
+
+    from api.enums import NotificationKind
+    from api.models import Generation
+    from api.repositories import add_audit, get_experiment_by_name
+    from api.services.notifications import notify
+
+    created = create(client)
+    webhook = client.post(
+        "/v1/webhooks",
+        json={"url": "http://127.0.0.1:9/hook", "experiment": "similar-items"},
+        headers=ADMIN,
+    )
+    assert webhook.status_code == 201, webhook.text
+    runtime = client.app.state.runtime  # type: ignore[attr-defined]
+    arm = created["arms"][1]["id"]
+    now = datetime.now(UTC)
+    with runtime.transaction() as session:
+        experiment = get_experiment_by_name(session, "similar-items")
+        assert experiment is not None
+        session.add(
+            Generation(
+                experiment_id=experiment.id,
+                number=1,
+                created_at=now,
+                trigger="guardrail",
+                replica=None,
+                retired=[],
+                added=[],
+                details={
+                    "score": None,
+                    "best_arm_id": None,
+                    "ranking": [],
+                    "skipped": [],
+                    "expert_outcomes": [],
+                    "n_active_before": 4,
+                    "n_active_after": 3,
+                    "notes": [f"guardrail (generation 1): arm {arm} hurts views"],
+                    "seed": None,
+                    "settings": None,
+                },
+            )
+        )
+        add_audit(
+            session,
+            at=now,
+            action="experiment.pause",
+            experiment_id=experiment.id,
+            actor="decisions",
+            details={"reason": {"by": "circuit_breaker", "message": "the bandit group loses"}},
+        )
+        add_audit(
+            session,
+            at=now,
+            action="experiment.winner",
+            experiment_id=experiment.id,
+            actor="decisions",
+            details={"arm_id": arm},
+        )
+        notify(session, experiment.id, NotificationKind.WINNER, {"arm_id": arm})
+    sign_in(client)
+    markers = client.get("/experiments/similar-items/charts.json").json()["markers"]
+    assert [(m["kind"], m["label"]) for m in markers] == [
+        ("created", "created"),
+        ("guardrail", f"guardrail (generation 1): arm {arm} hurts views"),
+        ("breaker", "circuit breaker: the bandit group loses"),
+        ("winner", f"winner declared: arm {arm}"),
+    ]
+    page = client.get("/experiments/similar-items")
+    deliveries = re.search(r'<section id="deliveries".*?</section>', page.text, re.S)
+    assert deliveries is not None
+    assert ">winner<" in deliveries.group(0)
+    assert f"#{webhook.json()['id']}" in deliveries.group(0)
+
+
+def test_the_circuit_breakers_pause_and_a_winner_are_explained(client: TestClient) -> None:
+    from api.repositories import get_experiment_by_name
+
+    created = create(client)
+    arm = created["arms"][1]["id"]
+    runtime = client.app.state.runtime  # type: ignore[attr-defined]
+    with runtime.transaction() as session:
+        experiment = get_experiment_by_name(session, "similar-items")
+        assert experiment is not None
+        experiment.status = "paused"  # type: ignore[assignment]
+        experiment.paused_reason = {"by": "circuit_breaker", "message": "views fell by 9%"}
+        experiment.winner = {
+            "arm_id": arm,
+            "phase": 1,
+            "p_best": 0.97,
+            "since": "2026-01-02T03:04:05+00:00",
+            "lift": {"effect": 0.081, "lower_anytime": 0.02, "upper_anytime": 0.14},
+        }
+    sign_in(client)
+    page = client.get("/experiments/similar-items").text
+    assert "Paused by the circuit breaker:</strong> views fell by 9%" in page
+    assert f"Winner: arm {arm}</strong>" in page
+    assert "+8.1%" in page and "2026-01-02 03:04:05 UTC" in page
