@@ -45,6 +45,7 @@ def build(path: Path, shape: HistoryShape) -> str:
     url = f"sqlite:///{path}"
     marker = path.with_suffix(f".{shape.arms}x{shape.ticks}")
     if path.exists() and marker.exists():
+        upgrade_database(url)  # a database kept from an older version of the schema
         return url
     path.unlink(missing_ok=True)
     upgrade_database(url)

@@ -577,7 +577,7 @@ def experiment_charts(request: Request, name: str) -> Response:
             {"error": error.kind, "detail": error.detail, "field": error.field},
             status_code=error.status_code,
         )
-    content = to_json(history)  # NaN (no point) becomes null
+    content = to_json(history, inf_nan_mode="null")  # NaN (no point) becomes null
     headers = {"Cache-Control": "no-store", "Vary": "Accept-Encoding"}
     if "gzip" in request.headers.get("accept-encoding", ""):
         content = gzip.compress(content, compresslevel=5)

@@ -170,7 +170,12 @@
     return fetch(this.url, { credentials: "same-origin", cache: "no-store" })
       .then(function (r) { return r.ok ? r.json() : null; })
       .then(function (data) { if (data) self.draw(data); })
-      .catch(function () {});
+      .catch(function (error) {
+        // Say so where the charts would be (the next tick's refresh tries again).
+        document.querySelectorAll(".chart-area").forEach(function (el) {
+          el.textContent = "The charts could not be drawn: " + error;
+        });
+      });
   };
   Charts.prototype.width = function (el) { return Math.max(280, el.clientWidth || 600); };
   Charts.prototype.draw = function (data) {
