@@ -20,8 +20,31 @@ from tests.process.conftest import ServerProcess
 
 pytestmark = pytest.mark.browser
 
-NAME = "browser-made"
+NAME = "steered"  # made through the API by the `steered` fixture, for the steering tests
+FORM_MADE = "browser-made"  # made through the form by its test
 PARAMETERS = [("text_match", "float", "0", "2"), ("region", "int", "0", "3")]
+
+
+@pytest.fixture(scope="module")
+def steered(api: httpx.Client) -> str:
+    """An experiment of two parameters for the steering tests (each test leaves it running;
+    tests may run in any order, or on another worker with its own server)."""
+    answer = api.post(
+        "/v1/experiments",
+        json={
+            "name": NAME,
+            "parameters": [
+                {"name": name, "type": kind, "low": float(low), "high": float(high)}
+                for name, kind, low, high in PARAMETERS
+            ],
+            "reference_config": {"text_match": 1.0, "region": 1},
+            "arms": [{"text_match": 1.5, "region": 2}, {"text_match": 0.5, "region": 0}],
+            "reference_share": 0.3,
+            "evolution": {"enabled": False, "max_arms": 6},
+        },
+    )
+    assert answer.status_code == 201, answer.text
+    return NAME
 
 
 def expect(page: Any) -> Any:
@@ -65,7 +88,7 @@ def test_a_wrong_token_is_refused_on_the_sign_in_form(browser: Any, server: Serv
 
 def test_create_an_experiment_through_the_form(page: Any, server: ServerProcess) -> None:
     page.goto(f"{server.base_url}/experiments/new")
-    page.get_by_label("Name").first.fill(NAME)
+    page.get_by_label("Name").first.fill(FORM_MADE)
     for index, (name, kind, low, high) in enumerate(PARAMETERS):
         if index:
             page.get_by_role("button", name="Add a parameter").click()
@@ -86,13 +109,13 @@ def test_create_an_experiment_through_the_form(page: Any, server: ServerProcess)
     expect(preview).to_contain_text('"reference_share": 0.3')
     expect(preview).to_contain_text('"region": 0')
     page.get_by_role("button", name="Create experiment").click()
-    expect(page).to_have_url(re.compile(f"/experiments/{NAME}\\?done=created$"))
+    expect(page).to_have_url(re.compile(f"/experiments/{FORM_MADE}\\?done=created$"))
     expect(page.get_by_role("status").first).to_contain_text("Experiment created.")
     expect(page.locator("#experiment-status")).to_have_text("running")
 
 
 def test_the_page_follows_the_ticks_without_a_reload(
-    page: Any, server: ServerProcess, api: httpx.Client
+    page: Any, server: ServerProcess, api: httpx.Client, steered: str
 ) -> None:
     page.goto(f"{server.base_url}/experiments/{NAME}")
     page.evaluate("window.__loadedOnce = true")
@@ -107,7 +130,9 @@ def test_the_page_follows_the_ticks_without_a_reload(
     expect(page.locator("#chart-gain .uplot")).to_have_count(1)
 
 
-def test_pause_and_resume(page: Any, server: ServerProcess, api: httpx.Client) -> None:
+def test_pause_and_resume(
+    page: Any, server: ServerProcess, api: httpx.Client, steered: str
+) -> None:
     page.goto(f"{server.base_url}/experiments/{NAME}")
     page.get_by_role("button", name="Pause").click()
     expect(page.locator("#experiment-status")).to_have_text("paused")
@@ -117,7 +142,7 @@ def test_pause_and_resume(page: Any, server: ServerProcess, api: httpx.Client) -
 
 
 def test_add_an_arm_with_the_apis_errors_then_retire_it(
-    page: Any, server: ServerProcess, api: httpx.Client, console: Console
+    page: Any, server: ServerProcess, api: httpx.Client, console: Console, steered: str
 ) -> None:
     console.expect_status(422)  # the form with the invalid value comes back with it
     page.goto(f"{server.base_url}/experiments/{NAME}")
@@ -144,7 +169,7 @@ def test_add_an_arm_with_the_apis_errors_then_retire_it(
 
 
 def test_an_expert_note_with_html_is_text_and_the_step_is_previewed_first(
-    page: Any, server: ServerProcess, api: httpx.Client
+    page: Any, server: ServerProcess, api: httpx.Client, steered: str
 ) -> None:
     hostile = '<img src=x onerror="window.__xss = 1"><b>bold?</b>'
     page.goto(f"{server.base_url}/experiments/{NAME}")
@@ -171,7 +196,7 @@ def test_an_expert_note_with_html_is_text_and_the_step_is_previewed_first(
 
 
 def test_a_withdrawn_expert_configuration(
-    page: Any, server: ServerProcess, api: httpx.Client
+    page: Any, server: ServerProcess, api: httpx.Client, steered: str
 ) -> None:
     page.goto(f"{server.base_url}/experiments/{NAME}")
     form = page.locator("#expert-form")
@@ -202,7 +227,7 @@ def test_html_in_the_create_form_comes_back_as_text(
 
 
 def test_a_post_without_the_csrf_token_is_refused(
-    page: Any, server: ServerProcess, api: httpx.Client
+    page: Any, server: ServerProcess, api: httpx.Client, steered: str
 ) -> None:
     page.goto(f"{server.base_url}/experiments/{NAME}")
     # The tab's own cookies go with these requests; only the token is missing or foreign.
@@ -219,7 +244,9 @@ def test_a_post_without_the_csrf_token_is_refused(
     assert api.get(f"/v1/experiments/{NAME}").json()["status"] == "running"
 
 
-def test_every_field_has_a_label_and_the_skip_link_works(page: Any, server: ServerProcess) -> None:
+def test_every_field_has_a_label_and_the_skip_link_works(
+    page: Any, server: ServerProcess, steered: str
+) -> None:
     for path in ["/", f"/experiments/{NAME}", "/experiments/new", f"/experiments/{HISTORY}"]:
         page.goto(f"{server.base_url}{path}")
         unlabeled = page.evaluate(
