@@ -16,6 +16,7 @@ from fastapi.responses import Response
 from pydantic import ValidationError
 
 from api import schemas
+from api.enums import ExposureSource
 from api.errors import (
     Conflict,
     NotFound,
@@ -81,7 +82,7 @@ async def snapshot(
         tick_count=snap.tick_count,
         status=snap.status,
         loaded_at=snap.loaded_at,
-        exposure_source=snap.exposure_source,
+        exposure_source=ExposureSource(snap.exposure_source),
         reference=schemas.SnapshotReference(
             arm_id=snap.reference_arm_id, config=json.loads(snap.reference_config_json)
         ),
