@@ -171,7 +171,9 @@ class Client:
         self._abandon.set()
         self._refresher.stop()
         self._worker.join(max(0.0, deadline - time.monotonic()))
-        self._refresher.join(max(0.0, deadline - time.monotonic()))
+        # The refresher has nothing to deliver: not worth waiting long for if it is in the
+        # middle of a request to a hanging server (it ends after that request).
+        self._refresher.join(min(0.5, max(0.0, deadline - time.monotonic())))
         self._http.close()
         if not settled:
             logger.warning(
