@@ -1,5 +1,6 @@
 # The commands the README promises. Each installs what it needs into .venv first:
-# `make run` only the server's dependencies, the others the development tools too.
+# `make run` the server and the client SDK (client/, which the quickstart's traffic script
+# uses), the others the development tools too.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -18,12 +19,12 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
-$(RUN_STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e .
+$(RUN_STAMP): pyproject.toml client/pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e . -e client
 	touch $@
 
-$(DEV_STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[dev]'
+$(DEV_STAMP): pyproject.toml client/pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[dev]' -e client
 	touch $@ $(RUN_STAMP)
 
 install: $(DEV_STAMP)

@@ -651,12 +651,25 @@ class SnapshotArm(BaseModel):
     )
 
 
+class SnapshotReference(BaseModel):
+    arm_id: int
+    config: dict[str, Number] = Field(
+        description="the reference configuration: what the reference group gets, and what "
+        "clients serve when they cannot reach ranktune (the client SDK's fallback)"
+    )
+
+
 class SnapshotOut(BaseModel):
     experiment: str
     version: int
     tick_count: int
     status: str
     loaded_at: datetime
+    exposure_source: ExposureSource = Field(
+        description="'server': every assignment counts as an exposure; 'client': only the "
+        "clients' 'exposure' events do"
+    )
+    reference: SnapshotReference
     arms: list[SnapshotArm]
 
 

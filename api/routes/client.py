@@ -7,6 +7,7 @@ by hand from pre-serialised configurations: it is the request every page view ma
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from typing import Annotated
 
@@ -15,6 +16,7 @@ from fastapi.responses import Response
 from pydantic import ValidationError
 
 from api import schemas
+from api.enums import ExposureSource
 from api.errors import (
     Conflict,
     NotFound,
@@ -68,7 +70,8 @@ def assignment_json(runtime: Runtime, snapshot: ExperimentSnapshot, unit: str) -
 async def snapshot(
     request: Request, name: Annotated[str, Path(max_length=64)]
 ) -> schemas.SnapshotOut:
-    """What this replica serves from memory: posteriors and the version they were loaded at."""
+    """What this replica serves from memory: posteriors and the version they were loaded at,
+    the reference configuration and who counts exposures (what the client SDK caches)."""
     runtime: Runtime = request.app.state.runtime
     snap = runtime.serving.get(name)
     if snap is None:
@@ -79,6 +82,10 @@ async def snapshot(
         tick_count=snap.tick_count,
         status=snap.status,
         loaded_at=snap.loaded_at,
+        exposure_source=ExposureSource(snap.exposure_source),
+        reference=schemas.SnapshotReference(
+            arm_id=snap.reference_arm_id, config=json.loads(snap.reference_config_json)
+        ),
         arms=[
             schemas.SnapshotArm(
                 arm_id=arm_id,

@@ -125,6 +125,26 @@ def test_resumed_experiment_serves_target_arms_again(sqlite_client: TestClient) 
     assert len(served - {experiment["reference_arm_id"]}) >= 2
 
 
+@pytest.mark.parametrize("source", ["server", "client"])
+def test_snapshot_names_the_reference_configuration_and_the_exposure_source(
+    sqlite_client: TestClient, source: str
+) -> None:
+    """What the client SDK caches: its fallback configuration and whether it reports
+    exposures."""
+    experiment = create(
+        sqlite_client,
+        reference_config={"text_match": 0.5, "distance": 1.25, "price_diff": 2.0, "region": 3},
+        exposure_source=source,
+    )
+    snapshot = sqlite_client.get("/v1/experiments/similar-items/snapshot").json()
+    assert snapshot["exposure_source"] == source
+    assert snapshot["reference"] == {
+        "arm_id": experiment["reference_arm_id"],
+        "config": {"text_match": 0.5, "distance": 1.25, "price_diff": 2.0, "region": 3},
+    }
+    assert isinstance(snapshot["reference"]["config"]["region"], int)
+
+
 def test_unknown_experiment_is_404(sqlite_client: TestClient) -> None:
     response = sqlite_client.get("/v1/experiments/nope/assignment", params={"unit": "u"})
     assert response.status_code == 404

@@ -602,7 +602,9 @@ def test_two_deliverers_on_one_database_send_each_delivery_once(database_url: st
     """Two replicas' deliverers (each its own engine) drain the same deliveries at once:
     every delivery reaches its receiver exactly once, and both deliverers took a share."""
     notifications = 30
-    settings = settings_for(database_url, **FAST)
+    # A generous timeout: this test is about claiming, and on a loaded machine a send could
+    # time out before reaching the receiver (then it waits for its retry, beyond drain()).
+    settings = settings_for(database_url, **{**FAST, "webhook_timeout_s": 10.0})
     engines = [make_engine(database_url) for _ in range(2)]
     with receiving(delay_s=0.02) as receiver:
         factories = [make_session_factory(engine) for engine in engines]

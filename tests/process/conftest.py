@@ -2,7 +2,8 @@
 
 ``server_factory(database_url, **env)`` starts the console script on a free loopback port,
 waits for ``/health`` and returns a :class:`ServerProcess`; ``server_factory.many(n, ...)``
-starts n replicas side by side. Every process it started is
+starts n replicas side by side; ``server_factory.restart(server)`` kills one and starts it
+again on the same port (its clients keep their URL). Every process it started is
 killed (SIGKILL) and waited for in the fixture's teardown, whatever the test did, and its
 output goes to a log file rather than a pipe, so no pipe can fill up or be left open.
 """
@@ -38,10 +39,17 @@ def free_port() -> int:
 class ServerProcess:
     """One ``ranktune serve`` subprocess."""
 
-    def __init__(self, popen: subprocess.Popen[bytes], port: int, log_path: Path) -> None:
+    def __init__(
+        self,
+        popen: subprocess.Popen[bytes],
+        port: int,
+        log_path: Path,
+        environment: dict[str, str],
+    ) -> None:
         self.popen = popen
         self.port = port
         self.log_path = log_path
+        self.environment = environment
         self.base_url = f"http://127.0.0.1:{port}"
 
     @property
@@ -56,6 +64,13 @@ class ServerProcess:
         if self.alive():
             os.kill(self.popen.pid, signal.SIGKILL)
         self.popen.wait(timeout=10)
+
+    def pause(self) -> None:
+        """SIGSTOP: the process hangs; the kernel still accepts connections for it."""
+        os.kill(self.popen.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        os.kill(self.popen.pid, signal.SIGCONT)
 
     def log(self) -> str:
         try:
@@ -116,8 +131,16 @@ class ServerFactory:
                 server = servers[index] = self._launch(environment)
         return servers
 
-    def _launch(self, environment: dict[str, str]) -> ServerProcess:
-        port = free_port()
+    def restart(self, server: ServerProcess) -> ServerProcess:
+        """SIGKILL ``server``, then start it again on the same port and settings."""
+        server.kill9()
+        again = self._launch(server.environment, port=server.port)
+        if not _wait_healthy(again, STARTUP_DEADLINE_S):
+            pytest.fail(f"ranktune serve did not restart:\n{again.log()}")
+        return again
+
+    def _launch(self, environment: dict[str, str], port: int | None = None) -> ServerProcess:
+        port = port or free_port()
         log_path = self.log_dir / f"server-{len(self.started)}-{port}.log"
         with log_path.open("wb") as log:
             popen = subprocess.Popen(
@@ -127,7 +150,7 @@ class ServerFactory:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        server = ServerProcess(popen, port, log_path)
+        server = ServerProcess(popen, port, log_path, environment)
         self.started.append(server)
         return server
 

@@ -1,9 +1,10 @@
 """The README's quickstart, as the README runs it, against a real ``ranktune serve``.
 
 The experiment is the JSON of the README's ``curl`` (read from the README itself, so the
-two cannot drift apart); then ``examples/quickstart_traffic.py`` runs as documented, twice
-(it must be rerunnable: its second run is new traffic, not a 409), with more units than one
-batch holds, and against a missing experiment (the server's error is printed, exit 1).
+two cannot drift apart); then ``examples/quickstart_traffic.py`` (through the client SDK)
+runs as documented, twice (it must be rerunnable: its second run is new traffic, not a
+409), with more units than one batch holds, and against a missing experiment (the reason
+is printed, exit 1).
 """
 
 from __future__ import annotations
@@ -77,4 +78,4 @@ def test_the_quickstart_runs_as_the_readme_says(
 
     missing = traffic(server.base_url, "--experiment", "no-such-experiment", "--units", "5")
     assert missing.returncode == 1
-    assert '"error":"NotFound"' in missing.stderr and "no-such-experiment" in missing.stderr
+    assert "'no-such-experiment': unknown_experiment" in missing.stderr
