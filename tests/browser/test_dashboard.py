@@ -1,7 +1,8 @@
 """The dashboard in a real browser (headless Chromium) against a real ``ranktune serve``:
-sign in, create an experiment through the form, drive traffic over HTTP and watch the page
-follow the ticks without a reload, steer it, and check the XSS and CSRF cases. Every page
-must leave the console free of errors (a Content-Security-Policy violation is one).
+sign in, create an experiment through the form, drive traffic with the client SDK and watch
+the page follow the ticks without a reload, steer it, and check the XSS and CSRF cases.
+Every page must leave the console free of errors (a Content-Security-Policy violation is
+one).
 
 The tests of a module share one server and one browser; each gets a fresh signed-in tab.
 """
@@ -54,22 +55,18 @@ def expect(page: Any) -> Any:
 
 
 def drive(api: httpx.Client, name: str, units: range, contacts_every: int = 3) -> None:
-    """Assignments for ``units`` (both groups get some) and a contact for every third one,
-    then a tick through the admin API."""
-    events = []
-    for unit in units:
-        answer = api.get(f"/v1/experiments/{name}/assignment", params={"unit": f"u{unit}"})
-        assert answer.status_code == 200, answer.text
-        if unit % contacts_every == 0:
-            events.append(
-                {
-                    "ticket": answer.json()["ticket"],
-                    "type": "contact",
-                    "count": 1,
-                    "event_id": f"{name}-{unit}",
-                }
-            )
-    assert api.post("/v1/events", json={"events": events}).status_code == 200
+    """Traffic as a service would send it, through the client SDK: a configuration for
+    each unit of ``units`` (both groups get some) and a contact for every third one; then a
+    tick through the admin API."""
+    from ranktune_client import Client
+
+    with Client(str(api.base_url)) as ranktune:
+        for unit in units:
+            assignment = ranktune.get_config(name, f"u{unit}")
+            assert not assignment.fallback, assignment
+            if unit % contacts_every == 0:
+                assert ranktune.track(assignment, "contact")
+        assert ranktune.flush(timeout=20.0)
     assert api.post(f"/v1/experiments/{name}/tick").status_code == 200
 
 
