@@ -193,3 +193,32 @@ def field_id(api_field: str) -> str:
     """The HTML id of the input an API error's ``field`` names (``arms[1].x`` and
     ``reference_config.x`` are cells of the configurations grid; see the templates)."""
     return "f-" + re.sub(r"[^A-Za-z0-9_-]", "-", api_field)
+
+
+# The README's example, offered to start from: four ranker weights, the experts'
+# reference configuration and three candidate arms.
+EXAMPLE_PARAMETERS = [
+    {"name": "text_match", "type": "float", "low": "0", "high": "2"},
+    {"name": "distance", "type": "float", "low": "0", "high": "2"},
+    {"name": "price_diff", "type": "float", "low": "0", "high": "2"},
+    {"name": "region", "type": "int", "low": "0", "high": "3"},
+]
+EXAMPLE_CONFIGS = [
+    ["1.0", "1.0", "1.0", "1"],
+    ["1.2", "0.8", "1.0", "1"],
+    ["0.8", "1.2", "0.5", "2"],
+    ["1.5", "0.5", "1.5", "0"],
+]
+
+
+def example_form() -> CreateForm:
+    """The create form filled in with the README's example (named ``similar-items``)."""
+    fields: dict[str, list[str]] = {"name": ["similar-items"], "reference_share": ["0.2"]}
+    for index, parameter in enumerate(EXAMPLE_PARAMETERS):
+        row = {"distribution": "uniform", "step": "", **parameter}
+        for key, value in row.items():
+            fields[f"parameters[{index}].{key}"] = [value]
+    for r, cells in enumerate(EXAMPLE_CONFIGS):
+        for i, cell in enumerate(cells):
+            fields[f"configs[{r}][{i}]"] = [cell]
+    return create_form(fields)

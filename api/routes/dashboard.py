@@ -444,7 +444,8 @@ def _preview(form: forms.CreateForm) -> str:
 
 
 @router.get("/experiments/new", response_class=HTMLResponse)
-def new_experiment_form(request: Request) -> Response:
+def new_experiment_form(request: Request, example: bool = False) -> Response:
+    """The create form: empty, or (``?example=true``) filled in with the README's example."""
     session = current_session(request)
     if session is None:
         return _to_login(request)
@@ -452,7 +453,7 @@ def new_experiment_form(request: Request) -> Response:
         return _error_page(
             request, session, Forbidden("role: viewers cannot create experiments", field="role")
         )
-    return _create_page(request, session, _blank_create_form())
+    return _create_page(request, session, forms.example_form() if example else _blank_create_form())
 
 
 @router.post("/experiments/new/preview")

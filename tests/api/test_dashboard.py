@@ -822,3 +822,32 @@ def test_the_circuit_breakers_pause_and_a_winner_are_explained(client: TestClien
     assert "Paused by the circuit breaker:</strong> views fell by 9%" in page
     assert f"Winner: arm {arm}</strong>" in page
     assert "+8.1%" in page and "2026-01-02 03:04:05 UTC" in page
+
+
+def test_the_example_form_creates_the_readmes_example(signed_in: TestClient) -> None:
+    page = signed_in.get("/experiments/new?example=true")
+    assert page.status_code == 200
+    fields = dict(re.findall(r'name="([^"]+)" value="([^"]*)"', page.text))
+    selected = re.findall(
+        r'name="(parameters\[\d\]\.type)"[^>]*>.*?<option selected>(\w+)<', page.text
+    )
+    assert [kind for _, kind in selected] == ["float", "float", "float", "int"]
+    fields.update(selected)
+    fields["intent"] = "create"
+    answer = signed_in.post("/experiments/new", data=fields, follow_redirects=False)
+    assert answer.status_code == 303, answer.text[-2000:]
+    created = inspect(signed_in)
+    assert [p["name"] for p in created["parameters"]] == [
+        "text_match",
+        "distance",
+        "price_diff",
+        "region",
+    ]
+    assert created["reference_config"] == {
+        "text_match": 1.0,
+        "distance": 1.0,
+        "price_diff": 1.0,
+        "region": 1,
+    }
+    assert len(created["arms"]) == 4
+    assert created["parameters"][3]["type"] == "int"
