@@ -237,15 +237,19 @@ def metric_counts(
 ) -> list[tuple[int, str, str, int, int]]:
     """(arm_id, group, type, bucket, count) of the report's counts of one phase."""
     # On the connection (Core rows): the ORM's per-row loading was most of a report's read.
-    rows = session.connection().execute(
-        select(
-            MetricCount.arm_id,
-            MetricCount.group,
-            MetricCount.type,
-            MetricCount.bucket,
-            MetricCount.count,
-        ).where(MetricCount.experiment_id == experiment_id, MetricCount.phase == phase)
-    ).all()
+    rows = (
+        session.connection()
+        .execute(
+            select(
+                MetricCount.arm_id,
+                MetricCount.group,
+                MetricCount.type,
+                MetricCount.bucket,
+                MetricCount.count,
+            ).where(MetricCount.experiment_id == experiment_id, MetricCount.phase == phase)
+        )
+        .all()
+    )
     return [(int(a), str(g), str(t), int(b), int(c)) for a, g, t, b, c in rows]
 
 
@@ -303,16 +307,20 @@ def metric_baselines(
     """(metric_id, arm_id, group, type, bucket, count) of the metrics' baselines in a phase."""
     if not metric_ids:
         return []
-    rows = session.connection().execute(
-        select(
-            MetricBaseline.metric_id,
-            MetricBaseline.arm_id,
-            MetricBaseline.group,
-            MetricBaseline.type,
-            MetricBaseline.bucket,
-            MetricBaseline.count,
-        ).where(MetricBaseline.metric_id.in_(list(metric_ids)), MetricBaseline.phase == phase)
-    ).all()
+    rows = (
+        session.connection()
+        .execute(
+            select(
+                MetricBaseline.metric_id,
+                MetricBaseline.arm_id,
+                MetricBaseline.group,
+                MetricBaseline.type,
+                MetricBaseline.bucket,
+                MetricBaseline.count,
+            ).where(MetricBaseline.metric_id.in_(list(metric_ids)), MetricBaseline.phase == phase)
+        )
+        .all()
+    )
     return [(int(m), int(a), str(g), str(t), int(b), int(c)) for m, a, g, t, b, c in rows]
 
 

@@ -186,7 +186,9 @@ def reference_traffic_check(
         else f"the last applied tick was {_duration(seconds_since_applied)} ago"
     )
     detail = (
-        f"carried forward for lack of a reference exposure: {carried} of the last "
+        f"no window carried forward in the last {len(applied)} ticks; {since}"
+        if carried == 0
+        else f"carried forward for lack of a reference exposure: {carried} of the last "
         f"{len(applied)} ticks, the newest {in_a_row} in a row; {since}"
     )
     if in_a_row < CARRIED_WARNING:
@@ -374,8 +376,8 @@ def decision_time_check(
         return HealthCheck(
             Check.TIME_TO_DECISION,
             Status.OK,
-            f"best arm {name}: decided, its always-valid interval is narrower than the "
-            f"target half-width {decision.target_half_width:.1%}",
+            f"best arm {name}: decided, its always-valid half-width "
+            f"{decision.half_width_now:.1%} is below the target {decision.target_half_width:.1%}",
             evidence=evidence,
         )
     if decision.seconds is not None:
