@@ -1,4 +1,5 @@
-"""How many heavy admin reads (plots, stats, tick histories) one replica serves at once.
+"""How many heavy admin reads (plots, stats, tick histories, reports) one replica serves at
+once.
 
 Each of them holds tens of megabytes and a CPU for a while; unbounded, a handful of
 concurrent ones stalls the replica and can exhaust its memory. Beyond ``slots`` a request
@@ -28,7 +29,7 @@ class HeavyReadLimit:
         if not self._semaphore.acquire(timeout=self.wait_s):
             raise ServiceUnavailable(
                 f"the server is already serving {self.slots} heavy admin reads (plots, stats, "
-                "tick histories); expected a retry after Retry-After seconds",
+                "tick histories, reports); expected a retry after Retry-After seconds",
                 retry_after_s=max(1, math.ceil(self.wait_s)),
             )
         try:

@@ -269,7 +269,8 @@ class ExperimentMetric(Base):
     """A secondary or guardrail metric of an experiment: an event type and its direction.
 
     The decision metric is the experiment's ``target_event`` and has no row here. Removing
-    a metric sets ``removed_at``: its counts stay, and it can be declared again.
+    a metric sets ``removed_at``: its counts stay, and it can be declared again (a new row,
+    whose :class:`MetricBaseline` makes it count from then on).
     """
 
     __tablename__ = "experiment_metrics"
@@ -284,6 +285,30 @@ class ExperimentMetric(Base):
     max_loss: Mapped[float | None] = mapped_column(Float)
     added_at: Mapped[datetime] = mapped_column(UTCDateTime)
     removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class MetricBaseline(Base):
+    """The report's counts of one phase as they stood when a metric was declared.
+
+    Applied ticks add a declared metric's events to ``metric_counts`` only from its
+    declaration on, while exposures were counted from the start of the phase: without a
+    baseline, a metric declared mid-phase would be divided by exposures that could not
+    have produced its events, and an arm that the bandit favoured before the declaration
+    would look worse than it is. So a declaration copies the phase's exposure counts (and
+    the event's own, left from an earlier declaration of the same event) here, and the
+    report subtracts them: every metric compares the events and the exposures of the same
+    period. Written once per declaration (migration 0011).
+    """
+
+    __tablename__ = "metric_baselines"
+
+    metric_id: Mapped[int] = mapped_column(ForeignKey("experiment_metrics.id"), primary_key=True)
+    phase: Mapped[int] = mapped_column(Integer, primary_key=True)
+    arm_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    group: Mapped[str] = mapped_column("assignment_group", String(16), primary_key=True)
+    type: Mapped[str] = mapped_column(String(64), primary_key=True)
+    bucket: Mapped[int] = mapped_column(Integer, primary_key=True)
+    count: Mapped[int] = mapped_column(BigInteger)
 
 
 class TicketCredit(Base):

@@ -6,7 +6,19 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import ColumnElement, Select, bindparam, case, delete, func, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    bindparam,
+    case,
+    delete,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from api.db import driver_rows
@@ -18,9 +30,11 @@ from api.models import (
     ExperimentMetric,
     ExpertConfig,
     Generation,
+    MetricBaseline,
     MetricCount,
     Notification,
     PendingCount,
+    ReportSnapshot,
     ServerSecret,
     Tick,
     TickArm,
@@ -238,16 +252,92 @@ def metric_counts(
     session: Session, experiment_id: int, phase: int
 ) -> list[tuple[int, str, str, int, int]]:
     """(arm_id, group, type, bucket, count) of the report's counts of one phase."""
-    rows = session.execute(
-        select(
-            MetricCount.arm_id,
-            MetricCount.group,
-            MetricCount.type,
-            MetricCount.bucket,
-            MetricCount.count,
-        ).where(MetricCount.experiment_id == experiment_id, MetricCount.phase == phase)
+    # On the connection (Core rows): the ORM's per-row loading was most of a report's read.
+    rows = (
+        session.connection()
+        .execute(
+            select(
+                MetricCount.arm_id,
+                MetricCount.group,
+                MetricCount.type,
+                MetricCount.bucket,
+                MetricCount.count,
+            ).where(MetricCount.experiment_id == experiment_id, MetricCount.phase == phase)
+        )
+        .all()
     )
     return [(int(a), str(g), str(t), int(b), int(c)) for a, g, t, b, c in rows]
+
+
+def declared_metric(session: Session, experiment_id: int, event: str) -> ExperimentMetric | None:
+    """The declaration in force (not removed) of ``event`` as a metric of the experiment."""
+    return session.scalars(
+        select(ExperimentMetric).where(
+            ExperimentMetric.experiment_id == experiment_id,
+            ExperimentMetric.event == event,
+            ExperimentMetric.removed_at.is_(None),
+        )
+    ).first()
+
+
+def latest_metric_declaration(
+    session: Session, experiment_id: int, event: str
+) -> ExperimentMetric | None:
+    """The latest declaration of ``event``, removed or not."""
+    return session.scalars(
+        select(ExperimentMetric)
+        .where(ExperimentMetric.experiment_id == experiment_id, ExperimentMetric.event == event)
+        .order_by(ExperimentMetric.id.desc())
+        .limit(1)
+    ).first()
+
+
+def copy_metric_baseline(session: Session, metric: ExperimentMetric, phase: int) -> None:
+    """Copy the phase's counts of exposures and of the metric's event, as they stand, to the
+    metric's baseline (one INSERT ... SELECT; the caller holds the experiment's lock, so no
+    tick adds to them meanwhile)."""
+    source = select(
+        literal(metric.id),
+        MetricCount.phase,
+        MetricCount.arm_id,
+        MetricCount.group,
+        MetricCount.type,
+        MetricCount.bucket,
+        MetricCount.count,
+    ).where(
+        MetricCount.experiment_id == metric.experiment_id,
+        MetricCount.phase == phase,
+        MetricCount.type.in_(["exposure", metric.event]),
+    )
+    session.execute(
+        insert(MetricBaseline).from_select(
+            ["metric_id", "phase", "arm_id", "assignment_group", "type", "bucket", "count"],
+            source,
+        )
+    )
+
+
+def metric_baselines(
+    session: Session, metric_ids: Sequence[int], phase: int
+) -> list[tuple[int, int, str, str, int, int]]:
+    """(metric_id, arm_id, group, type, bucket, count) of the metrics' baselines in a phase."""
+    if not metric_ids:
+        return []
+    rows = (
+        session.connection()
+        .execute(
+            select(
+                MetricBaseline.metric_id,
+                MetricBaseline.arm_id,
+                MetricBaseline.group,
+                MetricBaseline.type,
+                MetricBaseline.bucket,
+                MetricBaseline.count,
+            ).where(MetricBaseline.metric_id.in_(list(metric_ids)), MetricBaseline.phase == phase)
+        )
+        .all()
+    )
+    return [(int(m), int(a), str(g), str(t), int(b), int(c)) for m, a, g, t, b, c in rows]
 
 
 def stopped_experiments_with_pending_counts(session: Session) -> Sequence[Experiment]:
@@ -325,6 +415,41 @@ def latest_tick(session: Session, experiment_id: int) -> Tick | None:
         .order_by(Tick.number.desc())
         .limit(1)
     ).first()
+
+
+class RecentTick(NamedTuple):
+    id: int
+    number: int
+    created_at: datetime
+    applied: bool
+    reference_exposures: float
+
+
+def recent_ticks(session: Session, experiment_id: int, *, limit: int) -> list[RecentTick]:
+    """The latest ``limit`` recorded ticks, oldest first, as the report's health checks read
+    them (columns only)."""
+    rows = session.execute(
+        select(Tick.id, Tick.number, Tick.created_at, Tick.applied, Tick.reference_exposures)
+        .where(Tick.experiment_id == experiment_id)
+        .order_by(Tick.number.desc())
+        .limit(limit)
+    ).all()
+    return [
+        RecentTick(int(i), int(n), created, bool(applied), float(reference))
+        for i, n, created, applied, reference in rows[::-1]
+    ]
+
+
+def tick_arm_exposures(session: Session, tick_ids: Sequence[int]) -> list[tuple[int, int, float]]:
+    """(tick_id, arm_id, exposures) of the arms those ticks updated."""
+    if not tick_ids:
+        return []
+    rows = session.execute(
+        select(TickArm.tick_id, TickArm.arm_id, TickArm.exposures).where(
+            TickArm.tick_id.in_(list(tick_ids))
+        )
+    )
+    return [(int(t), int(a), float(e)) for t, a, e in rows]
 
 
 def latest_ticks(
@@ -640,6 +765,45 @@ def notifications(
         query = query.where(Notification.id < before)
     rows = session.execute(query.order_by(Notification.id.desc()).limit(limit))
     return [(notification, name) for notification, name in rows]
+
+
+# -- report snapshots ----------------------------------------------------------------------
+class SnapshotSummary(NamedTuple):
+    id: int
+    phase: int
+    created_at: datetime
+    trigger: str
+    detail: dict[str, Any]
+
+
+def report_snapshots(
+    session: Session, experiment_id: int, *, limit: int, after: int | None = None
+) -> list[SnapshotSummary]:
+    """The experiment's stored reports without their (large) documents, oldest first."""
+    query = select(
+        ReportSnapshot.id,
+        ReportSnapshot.phase,
+        ReportSnapshot.created_at,
+        ReportSnapshot.trigger,
+        ReportSnapshot.detail,
+    ).where(ReportSnapshot.experiment_id == experiment_id)
+    if after is not None:
+        query = query.where(ReportSnapshot.id > after)
+    rows = session.execute(query.order_by(ReportSnapshot.id).limit(limit))
+    return [
+        SnapshotSummary(int(i), int(p), created, str(trigger), dict(detail or {}))
+        for i, p, created, trigger, detail in rows
+    ]
+
+
+def get_report_snapshot(
+    session: Session, experiment_id: int, snapshot_id: int
+) -> ReportSnapshot | None:
+    return session.scalars(
+        select(ReportSnapshot).where(
+            ReportSnapshot.experiment_id == experiment_id, ReportSnapshot.id == snapshot_id
+        )
+    ).one_or_none()
 
 
 # -- audit and secrets ---------------------------------------------------------------------

@@ -15,6 +15,7 @@ from pydantic import (
     PlainValidator,
     StrictBool,
     StringConstraints,
+    ValidationInfo,
     WithJsonSchema,
     create_model,
     field_validator,
@@ -23,9 +24,11 @@ from pydantic import (
 from api.enums import (
     ArmStatus,
     DeliveryStatus,
+    Direction,
     ExperimentStatus,
     ExpertStatus,
     ExposureSource,
+    MetricRole,
     Mode,
     NotificationKind,
 )
@@ -308,6 +311,64 @@ class Decisions(Strict):
         return DecisionSettings(**self.model_dump())
 
 
+# Secondary and guardrail metrics an experiment may have declared at once.
+MAX_METRICS = 32
+
+
+def _not_exposure(value: str) -> str:
+    if value == "exposure":
+        raise ValueError("expected an event name other than 'exposure'")
+    return value
+
+
+class MetricIn(Strict):
+    """A secondary or guardrail metric: an event type reported like the decision metric's,
+    counted per exposure, with the direction in which it is better. Its counts start when
+    it is declared."""
+
+    event: EventType = Field(description="the event type, as clients report it")
+    role: Literal["secondary", "guardrail"] = Field(
+        description="secondary: reported; guardrail: protected (max_loss is the tolerance)"
+    )
+    direction: Direction = Field(
+        description="increase: more events per exposure is better; decrease: fewer is better"
+    )
+    max_loss: float | None = Field(
+        None,
+        gt=0,
+        lt=1,
+        validate_default=True,
+        description="guardrails only, required: the tolerated relative loss in (0, 1), "
+        "0.05 for 'may not get more than 5% worse'",
+    )
+
+    @field_validator("event")
+    @classmethod
+    def _event(cls, value: str) -> str:
+        return _not_exposure(value)
+
+    @field_validator("max_loss")
+    @classmethod
+    def _max_loss_for_guardrails(cls, value: float | None, info: ValidationInfo) -> float | None:
+        role = info.data.get("role")
+        if role == MetricRole.GUARDRAIL and value is None:
+            raise ValueError("required for a guardrail: the tolerated relative loss in (0, 1)")
+        if role == MetricRole.SECONDARY and value is not None:
+            raise ValueError("expected no max_loss for a secondary metric (guardrails only)")
+        return value
+
+
+class MetricOut(BaseModel):
+    id: int
+    event: str
+    role: MetricRole
+    direction: Direction
+    max_loss: float | None
+    added_at: datetime = Field(description="declared: its counts start here")
+    removed_at: datetime | None
+    removed: bool
+
+
 class ExperimentCreate(Strict):
     name: Slug
     parameters: list[ParameterIn] = Field(min_length=1, max_length=64)
@@ -365,12 +426,17 @@ class ExperimentCreate(Strict):
         "the whole object) take the defaults",
     )
 
+    metrics: list[MetricIn] = Field(
+        default_factory=list,
+        max_length=MAX_METRICS,
+        description="secondary and guardrail metrics (each event at most once, not the "
+        "target_event); more can be added later with POST /v1/experiments/{name}/metrics",
+    )
+
     @field_validator("target_event")
     @classmethod
-    def _not_exposure(cls, value: str) -> str:
-        if value == "exposure":
-            raise ValueError("expected an event name other than 'exposure'")
-        return value
+    def _target_event(cls, value: str) -> str:
+        return _not_exposure(value)
 
 
 class ArmCreate(Strict):
@@ -449,6 +515,11 @@ class ExperimentOut(BaseModel):
         None,
         description="the arm passing the winner thresholds now, and since when (declared "
         "once it has passed for winner_sustain_s)",
+    )
+    metrics: list[MetricOut] = Field(
+        default_factory=list,
+        description="the secondary and guardrail metrics in force (the decision metric is "
+        "target_event); GET .../metrics lists removed ones too",
     )
 
 
@@ -929,3 +1000,104 @@ class DeliveryOut(BaseModel):
     last_attempt_at: datetime | None
     next_attempt_at: datetime | None = Field(description="null once the delivery is over")
     finished_at: datetime | None
+
+
+# -- the experiment report -----------------------------------------------------------------
+class ReportMetricOut(BaseModel):
+    event: str
+    role: MetricRole
+    direction: Direction
+    max_loss: float | None = Field(description="guardrails: the tolerated relative loss")
+    since: datetime | None = Field(
+        description="when it became a metric of the experiment (the decision metric: the "
+        "experiment's creation); its counts in a phase start at the later of this and the "
+        "phase's start"
+    )
+
+
+class ReportRowOut(BaseModel):
+    """One metric, one treatment against the reference group (docs/statistics.md)."""
+
+    metric: str
+    role: MetricRole
+    direction: Direction
+    treatment: str | int = Field(description='"bandit" for the whole target group, or an arm id')
+    control_mean: float | None = Field(description="the reference group's events per exposure")
+    treatment_mean: float | None = Field(description="the treatment's events per exposure")
+    effect: float | None = Field(description="treatment_mean / control_mean - 1 (0.10 = +10%)")
+    lower: float | None = Field(description="fixed-horizon interval of the effect (1 - alpha)")
+    upper: float | None
+    p_value: float | None = Field(description="fixed horizon, H0: effect = 0")
+    significant: bool = Field(description="p_value < alpha (valid at one planned look)")
+    lower_anytime: float | None = Field(
+        description="always-valid interval (confidence sequence): valid however often the "
+        "report is read"
+    )
+    upper_anytime: float | None
+    significant_anytime: bool = Field(description="the always-valid interval excludes 0")
+    verdict: Literal["better", "worse", "unclear"] = Field(
+        description="on the always-valid interval and the metric's direction"
+    )
+    control_events: float
+    control_exposures: float
+    treatment_events: float
+    treatment_exposures: float
+    reason: str | None = Field(description="why some fields are null")
+
+
+class HealthCheckOut(BaseModel):
+    check: Literal[
+        "sample_ratio_mismatch", "reference_traffic", "scheduler", "exploration", "time_to_decision"
+    ]
+    status: Literal["ok", "warning", "failed"]
+    detail: str = Field(description="the evidence, in words")
+    action: str = Field(description="what to do about it")
+    evidence: dict[str, float | int | str | bool | None] = Field(
+        default_factory=dict, description="the evidence, as numbers"
+    )
+
+
+class ReportArmOut(BaseModel):
+    id: int
+    origin: Origin
+    status: ArmStatus
+    reference: bool
+    config: dict[str, Number]
+    generation: int
+    parent_ids: list[int]
+    created_at: datetime
+    retired_at: datetime | None
+    retired_reason: str | None
+
+
+class ReportOut(BaseModel):
+    experiment: str
+    phase: int = Field(description="the phase reported")
+    current_phase: int
+    status: ExperimentStatus
+    generated_at: datetime
+    alpha: float
+    min_events: float = Field(
+        description="below this many events in a group, no interval or p-value"
+    )
+    planned_exposures: float = Field(
+        description="where the always-valid interval is tightest (exposures of the smaller "
+        "group); validity does not depend on it"
+    )
+    reference_arm_id: int
+    metrics: list[ReportMetricOut]
+    arms: list[ReportArmOut] = Field(description="the reference and every arm with a row")
+    rows: list[ReportRowOut]
+    health: list[HealthCheckOut]
+
+
+class ReportSnapshotSummaryOut(BaseModel):
+    id: int
+    phase: int
+    created_at: datetime
+    trigger: str = Field(description="what was decided: guardrail, circuit_breaker, ...")
+    detail: dict[str, Any]
+
+
+class ReportSnapshotOut(ReportSnapshotSummaryOut):
+    report: dict[str, Any] = Field(description="the report as it stood then")

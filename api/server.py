@@ -73,6 +73,9 @@ class HardenedProtocol(HttpToolsProtocol):
         # Bytes of the headers being read, counted per read; -1 while the read in which the
         # request began is not over (it may hold the end of the previous request too).
         self._header_bytes = 0
+        # Bytes of request line and headers as the parser hands them over: counts headers
+        # that arrive whole in one read, which the per-read count does not see.
+        self._parsed_header_bytes = 0
         # Requests whose headers arrived and whose answer is not complete yet: the one being
         # answered and those pipelined behind it.
         self._unanswered: list[RequestResponseCycle] = []
@@ -86,6 +89,8 @@ class HardenedProtocol(HttpToolsProtocol):
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
+        if self._closed_here:
+            return
         if self._reading == _HEADERS:
             if self._header_bytes < 0:
                 self._header_bytes = 0
@@ -106,8 +111,22 @@ class HardenedProtocol(HttpToolsProtocol):
         super().on_message_begin()
         self._reading = _HEADERS
         self._header_bytes = -1
+        self._parsed_header_bytes = 0
+
+    def on_url(self, url: bytes) -> None:
+        self._parsed_header_bytes += len(url)
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._parsed_header_bytes += len(name) + len(value) + 4  # ": " and CRLF
+        super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
+        if self._closed_here:
+            return
+        if self._parsed_header_bytes > self.max_header_bytes:
+            self._refuse_large_headers()  # the request is never handed to the application
+            return
         self._reading = _BODY
         previous = self.cycle
         super().on_headers_complete()
@@ -116,7 +135,13 @@ class HardenedProtocol(HttpToolsProtocol):
             unanswered.append(self.cycle)
             self._unanswered = unanswered
 
+    def on_body(self, body: bytes) -> None:
+        if not self._closed_here:
+            super().on_body(body)
+
     def on_message_complete(self) -> None:
+        if self._closed_here:
+            return
         self._reading = _IDLE
         super().on_message_complete()
 

@@ -1,4 +1,5 @@
-"""Admin API (bearer token): experiments, arms, ticks, evolution, statistics, audit log."""
+"""Admin API (bearer token): experiments, arms, metrics, ticks, evolution, statistics, the
+report, audit log."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from api.runtime import Runtime
 from api.security import AdminOnly, AdminRoute
 from api.services import evolution as evolution_service
 from api.services import experiments as service
+from api.services import metrics as metrics_service
+from api.services import report as report_service
 from api.services.common import arm_out, require_experiment
 
 router = APIRouter(
@@ -26,6 +29,8 @@ router = APIRouter(
 ExperimentName = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
 ArmId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 ExpertConfigId = Annotated[int, Path(ge=1, le=2**31 - 1)]
+SnapshotId = Annotated[int, Path(ge=1, le=2**31 - 1)]
+EventName = Annotated[str, Path(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
 
 
 def runtime_of(request: Request) -> Runtime:
@@ -103,6 +108,109 @@ def retire_arm(request: Request, name: ExperimentName, arm_id: ArmId) -> schemas
         arm = arm_out(service.retire_arm(session, name, arm_id, rng=runtime.rng))
     runtime.serving.refresh(runtime.read_session_factory, only=name)
     return arm
+
+
+@router.post("/experiments/{name}/metrics", status_code=201, response_model=schemas.MetricOut)
+def add_metric(request: Request, name: ExperimentName, body: schemas.MetricIn) -> schemas.MetricOut:
+    """Declare a secondary or guardrail metric; it is counted from now on (409 if it is
+    declared already)."""
+    with runtime_of(request).transaction() as session:
+        return metrics_service.metric_out(metrics_service.add_metric(session, name, body))
+
+
+@router.get("/experiments/{name}/metrics", response_model=list[schemas.MetricOut])
+def list_metrics(request: Request, name: ExperimentName) -> list[schemas.MetricOut]:
+    """Every declaration, removed ones included (``removed``)."""
+    with runtime_of(request).read_transaction() as session:
+        return metrics_service.list_metrics(session, name)
+
+
+@router.delete("/experiments/{name}/metrics/{event}", response_model=schemas.MetricOut)
+def remove_metric(request: Request, name: ExperimentName, event: EventName) -> schemas.MetricOut:
+    """Stop reporting a metric: its counts stay, the report as it stood is kept as a
+    snapshot, and it can be declared again later (counted from then)."""
+    with runtime_of(request).transaction() as session:
+        return metrics_service.metric_out(metrics_service.remove_metric(session, name, event))
+
+
+@router.get(
+    "/experiments/{name}/report",
+    response_model=schemas.ReportOut,
+    responses={
+        200: {
+            "content": {"text/csv": {"schema": {"type": "string"}}},
+            "description": "the report (JSON), or with ?format=csv its rows as CSV: a "
+            "header line and one line per row",
+        },
+        503: {"description": "too many heavy admin reads at once; retry after Retry-After"},
+    },
+)
+def report(
+    request: Request,
+    name: ExperimentName,
+    fmt: Annotated[
+        Literal["json", "csv"], Query(alias="format", description="json, or csv (the rows)")
+    ] = "json",
+    phase: Annotated[
+        int | None, Query(ge=1, le=2**31 - 1, description="an earlier phase; default: current")
+    ] = None,
+    alpha: Annotated[
+        float, Query(gt=0, lt=1, description="1 - the intervals' confidence level")
+    ] = 0.05,
+    min_detectable_effect: Annotated[
+        float | None,
+        Query(
+            gt=0,
+            le=100,
+            description="time to decision: the smallest relative effect worth resolving",
+        ),
+    ] = None,
+) -> schemas.ReportOut | Response:
+    """Every metric, the bandit group and each arm against the reference group, with
+    fixed-horizon and always-valid intervals, and the health checks (docs/statistics.md)."""
+    runtime = runtime_of(request)
+    with runtime.heavy_reads.slot(), runtime.read_transaction() as session:
+        document = report_service.report_of(
+            session, name, phase=phase, alpha=alpha, min_detectable_effect=min_detectable_effect
+        )
+    if fmt == "csv":
+        return Response(
+            content=report_service.report_csv(document),
+            media_type="text/csv",
+            headers={
+                "Content-Disposition": f'attachment; filename="{name}-report-phase-'
+                f'{document["phase"]}.csv"'
+            },
+        )
+    return schemas.ReportOut.model_validate(document)
+
+
+@router.get(
+    "/experiments/{name}/report/snapshots",
+    response_model=list[schemas.ReportSnapshotSummaryOut],
+)
+def report_snapshots(
+    request: Request,
+    name: ExperimentName,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    after: Annotated[int | None, Query(ge=0, le=2**31 - 1, description="snapshot id")] = None,
+) -> list[schemas.ReportSnapshotSummaryOut]:
+    """The reports stored at decisions (guardrail trips, pauses, promotions, winners,
+    removed metrics), oldest first, without their documents."""
+    with runtime_of(request).read_transaction() as session:
+        return report_service.snapshot_list(session, name, limit=limit, after=after)
+
+
+@router.get(
+    "/experiments/{name}/report/snapshots/{snapshot_id}",
+    response_model=schemas.ReportSnapshotOut,
+)
+def report_snapshot(
+    request: Request, name: ExperimentName, snapshot_id: SnapshotId
+) -> schemas.ReportSnapshotOut:
+    """One stored report: what was known when it was decided."""
+    with runtime_of(request).read_transaction() as session:
+        return report_service.snapshot_of(session, name, snapshot_id)
 
 
 @router.post("/experiments/{name}/tick", response_model=schemas.TickOut)

@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 
 from api import repositories as repo
 from api import schemas
-from api.enums import ArmStatus, ExperimentStatus, MetricRole
+from api.enums import ArmStatus, ExperimentStatus
 from api.models import Arm, Experiment, Tick
 from api.services import evolution as evolution_service
 from api.services import experiments as experiment_service
@@ -102,33 +102,47 @@ class ExperimentRow:
     tick_count: int
     last_tick_at: datetime | None
     headline: Headline | None
+    health: list[dict[str, Any]]
+
+    @property
+    def health_status(self) -> str:
+        """The worst status among the report's health checks (ok without any)."""
+        statuses = {check["status"] for check in self.health}
+        return next((s for s in ("failed", "warning") if s in statuses), "ok")
 
 
-def _headline(session: Session, experiment: Experiment) -> Headline | None:
-    card = report_service.scorecard(session, experiment)
-    row = card.row(experiment.target_event, report_service.BANDIT)
+def _headline(report: dict[str, Any], metric: str) -> Headline | None:
+    """The report's row of the bandit group on the decision metric."""
+    row = next(
+        (
+            row
+            for row in report["rows"]
+            if row["metric"] == metric and row["treatment"] == report_service.BANDIT
+        ),
+        None,
+    )
     if row is None:
         return None
-    document = report_service.row_document(row)
     return Headline(
-        metric=experiment.target_event,
-        effect=document["effect"],
-        lower=document["lower"],
-        upper=document["upper"],
-        lower_anytime=document["lower_anytime"],
-        upper_anytime=document["upper_anytime"],
-        verdict=row.verdict,
-        treatment_exposures=document["treatment_exposures"],
-        control_exposures=document["control_exposures"],
+        metric=metric,
+        effect=row["effect"],
+        lower=row["lower"],
+        upper=row["upper"],
+        lower_anytime=row["lower_anytime"],
+        upper_anytime=row["upper_anytime"],
+        verdict=row["verdict"],
+        treatment_exposures=row["treatment_exposures"],
+        control_exposures=row["control_exposures"],
     )
 
 
 def experiment_rows(session: Session) -> list[ExperimentRow]:
-    """Every experiment, newest first, with its headline lift."""
+    """Every experiment, newest first, with its headline lift and health (the report's)."""
     summaries = {s.name: s for s in experiment_service.experiment_summaries(session)}
     rows = []
     for experiment in reversed(repo.list_experiments(session)):
         summary = summaries[experiment.name]
+        report = report_service.report_document(session, experiment)
         rows.append(
             ExperimentRow(
                 name=experiment.name,
@@ -139,7 +153,8 @@ def experiment_rows(session: Session) -> list[ExperimentRow]:
                 active_arms=summary.active_arms,
                 tick_count=experiment.tick_count,
                 last_tick_at=experiment.last_tick_at,
-                headline=_headline(session, experiment),
+                headline=_headline(report, experiment.target_event),
+                health=report["health"],
             )
         )
     return rows
@@ -204,6 +219,7 @@ class ExperimentPage:
     experts: list[schemas.ExpertConfigOut]
     audit: list[schemas.AuditOut]
     highlighted: list[int]
+    health: list[dict[str, Any]]  # the report's checks: check, status, detail, action
 
     @property
     def headline(self) -> dict[str, Any] | None:
@@ -234,11 +250,9 @@ def experiment_page(session: Session, name: str) -> ExperimentPage:
     experiment = require_experiment(session, name)
     shown = experiment_service.experiment_out(session, experiment)
     stats = _stats(session, name)
-    card = report_service.scorecard(session, experiment)
+    report = report_service.report_document(session, experiment)
     decision_rows = {
-        row.treatment: report_service.row_document(row)
-        for row in card.rows
-        if row.metric.role == MetricRole.DECISION
+        row["treatment"]: row for row in report["rows"] if row["metric"] == experiment.target_event
     }
     shares = _latest_shares(session, experiment.id)
     highlighted = _highlighted(stats)
@@ -261,7 +275,8 @@ def experiment_page(session: Session, name: str) -> ExperimentPage:
         version=experiment.version,
         stats=stats,
         leaderboard=leaderboard,
-        scorecard=_scorecard_by_metric(card, shown.arms),
+        scorecard=_scorecard_by_metric(report, shown.arms),
+        health=report["health"],
         generations=evolution_service.generation_history(
             session, name, limit=GENERATIONS_SHOWN, after=after
         )[::-1],
@@ -311,12 +326,12 @@ def _latest_shares(session: Session, experiment_id: int) -> dict[int, float]:
 
 
 def _scorecard_by_metric(
-    card: report_service.Scorecard, arms: Sequence[schemas.ArmOut]
+    report: dict[str, Any], arms: Sequence[schemas.ArmOut]
 ) -> list[MetricScores]:
     retired = {arm.id for arm in arms if arm.status == ArmStatus.RETIRED}
     grouped: list[MetricScores] = []
-    for metric in card.metrics:
-        rows = [report_service.row_document(row) for row in card.rows if row.metric == metric]
+    for metric in report["metrics"]:
+        rows = [row for row in report["rows"] if row["metric"] == metric["event"]]
         bandit = [row for row in rows if row["treatment"] == report_service.BANDIT]
         per_arm = sorted(
             (row for row in rows if row["treatment"] != report_service.BANDIT),
@@ -324,10 +339,10 @@ def _scorecard_by_metric(
         )
         grouped.append(
             MetricScores(
-                event=metric.event,
-                role=metric.role.value,
-                direction=metric.direction.value,
-                max_loss=metric.max_loss,
+                event=metric["event"],
+                role=metric["role"],
+                direction=metric["direction"],
+                max_loss=metric["max_loss"],
                 rows=bandit + [row for row in per_arm if row["treatment"] not in retired],
                 retired_rows=[row for row in per_arm if row["treatment"] in retired],
             )

@@ -36,6 +36,7 @@ from api.services.common import (
     validate_config,
 )
 from api.services.evolution import evolution_columns, settings_in_force
+from api.services.metrics import check_new_metrics, declare, metric_out
 from api.services.ticks import apply_tick, draw_window_arm
 from arms import Configuration, ConfigurationError, Parameter, ParameterSpace
 from arms.origins import Origin
@@ -111,6 +112,7 @@ def create_experiment(
             )
         signatures[config.signature] = f"arms[{index}]"
         configs.append(config)
+    check_new_metrics(request.metrics, request.target_event)
     if repo.get_experiment_by_name(session, request.name) is not None:
         raise Conflict(f"experiment {request.name!r} already exists", field="name")
     now = now_utc()
@@ -152,6 +154,8 @@ def create_experiment(
     session.flush()
     if experiment.mode == Mode.WINDOW:
         experiment.window_arm_id = draw_window_arm(experiment, arms, rng)
+    for metric in request.metrics:
+        declare(session, experiment, metric, now)
     repo.add_audit(
         session,
         at=now,
@@ -370,6 +374,7 @@ def experiment_out(session: Session, experiment: Experiment) -> schemas.Experime
         paused_reason=experiment.paused_reason,
         winner=_of_phase(experiment.winner, experiment.phase),
         winner_candidate=_of_phase(experiment.winner_candidate, experiment.phase),
+        metrics=[metric_out(m) for m in repo.declared_metrics(session, experiment.id)],
     )
 
 

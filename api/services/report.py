@@ -1,29 +1,55 @@
-"""The experiment report's scorecard: every metric, the bandit group and each arm against
-the reference group, from the per-bucket counts the ticks keep (``metric_counts``).
+"""The experiment report: every metric, the bandit group and each arm against the reference
+group, from the per-bucket counts the ticks keep (``metric_counts``), and the health checks.
 
 The statistics are :mod:`bandit.report`'s (delta method over unit buckets, fixed-horizon
-and always-valid intervals); this module only gathers the counts of the experiment's
-current phase into per-bucket arrays and names the comparisons. It reads
-O(arms x metrics x buckets) rows, never the events: the report stays off the hot paths.
+and always-valid intervals) and the checks :mod:`bandit.health`'s; this module gathers the
+counts of a phase into per-bucket arrays, names the comparisons and reads the recent ticks
+the checks need. It reads O(arms x metrics x buckets) rows and the latest
+``RECENT_TICKS`` ticks, never the events: the report stays off the hot paths.
+
+A declared metric counts from its declaration: its events are added to ``metric_counts``
+only by the ticks after it, so the exposures counted before it (its baseline,
+``metric_baselines``) are subtracted, and each metric compares events and exposures of the
+same period.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import numpy as np
 from sqlalchemy.orm import Session
 
 from api import repositories as repo
-from api.enums import ArmStatus, Direction, Group, MetricRole
+from api import schemas
+from api.enums import ArmStatus, Direction, ExperimentStatus, Group, MetricRole
+from api.errors import InvalidInput, NotFound
 from api.models import Arm, Experiment, ReportSnapshot, reference_of
-from api.services.common import now_utc
+from api.services.common import now_utc, require_experiment
 from api.serving import REPORT_BUCKETS
 from arms.origins import Origin
-from bandit.report import RatioEstimate, RelativeEffect, ratio_estimate, relative_effect
+from bandit.health import (
+    HealthCheck,
+    decision_time_check,
+    exploration_check,
+    reference_traffic_check,
+    sample_ratio_check,
+    scheduler_check,
+)
+from bandit.report import (
+    DEFAULT_MIN_EVENTS,
+    DEFAULT_PLANNED_EXPOSURES,
+    RatioEstimate,
+    RelativeEffect,
+    ratio_estimate,
+    relative_effect,
+)
 
 # The treatment name of the whole target group (every arm the bandit served).
 BANDIT = "bandit"
@@ -38,14 +64,26 @@ class Verdict:
     UNCLEAR = "unclear"
 
 
+# The recorded ticks the health checks read (carried windows, recent traffic per arm,
+# exposure rates for the time to decision).
+RECENT_TICKS = 20
+
+
 @dataclass(frozen=True)
 class Metric:
-    """A metric of the report: an event type counted per exposure, and its direction."""
+    """A metric of the report: an event type counted per exposure, and its direction.
+
+    ``since``: when it became a metric of the experiment (declared; the decision metric:
+    the experiment's creation). ``metric_id``: its declaration (``experiment_metrics``),
+    ``None`` for the decision metric.
+    """
 
     event: str
     role: MetricRole
     direction: Direction
     max_loss: float | None = None  # guardrails: the tolerated relative loss
+    since: datetime | None = None
+    metric_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -66,6 +104,8 @@ class Scorecard:
     metrics: tuple[Metric, ...]
     rows: tuple[ScoreRow, ...]
     reference_arm_id: int
+    # The phase's counts as stored (no metric's baseline subtracted): the SRM check's data.
+    counts: BucketCounts | None = field(default=None, compare=False, repr=False)
 
     def row(self, metric: str, treatment: str | int) -> ScoreRow | None:
         for row in self.rows:
@@ -86,22 +126,53 @@ def metrics_of(session: Session, experiment: Experiment) -> tuple[Metric, ...]:
     """The decision metric (``target_event``, higher is better) and the declared ones."""
     declared = repo.declared_metrics(session, experiment.id)
     return (
-        Metric(experiment.target_event, MetricRole.DECISION, Direction.INCREASE),
-        *(Metric(m.event, m.role, m.direction, m.max_loss) for m in declared),
+        Metric(
+            experiment.target_event,
+            MetricRole.DECISION,
+            Direction.INCREASE,
+            since=experiment.created_at,
+        ),
+        *(Metric(m.event, m.role, m.direction, m.max_loss, m.added_at, m.id) for m in declared),
     )
 
 
 class BucketCounts:
     """The phase's counts as per-bucket arrays, keyed by (arm id, group, event type)."""
 
-    def __init__(self, rows: Sequence[tuple[int, str, str, int, int]]) -> None:
+    def __init__(self, rows: Iterable[tuple[int, str, str, int, int]]) -> None:
         self._arrays: dict[tuple[int, str, str], np.ndarray] = {}
+        self._add(rows, 1.0)
+
+    def _add(self, rows: Iterable[tuple[int, str, str, int, int]], sign: float) -> None:
+        # Summed in Python lists, one array per key at the end: an item update of a NumPy
+        # array costs ten times a list's, and there are O(arms x metrics x buckets) rows.
+        sums: dict[tuple[int, str, str], list[float]] = {}
         for arm_id, group, kind, bucket, count in rows:
             key = (arm_id, group, kind)
+            values = sums.get(key)
+            if values is None:
+                values = sums[key] = [0.0] * REPORT_BUCKETS
+            values[bucket] += count
+        for key, values in sums.items():
             array = self._arrays.get(key)
-            if array is None:
-                array = self._arrays[key] = np.zeros(REPORT_BUCKETS)
-            array[bucket] += count
+            added = sign * np.array(values)
+            self._arrays[key] = added if array is None else array + added
+
+    def minus(self, rows: Iterable[tuple[int, str, str, int, int]]) -> BucketCounts:
+        """These counts less ``rows`` (a metric's baseline: the counts at its declaration,
+        which the counts since include, so no entry goes below 0)."""
+        result = BucketCounts(())
+        result._arrays = {key: array.copy() for key, array in self._arrays.items()}
+        result._add(rows, -1.0)
+        return result
+
+    def group_total(self, group: str, kind: str) -> np.ndarray:
+        """Per bucket, the counts of every arm in the group."""
+        total = np.zeros(REPORT_BUCKETS)
+        for (_, g, k), array in self._arrays.items():
+            if g == group and k == kind:
+                total += array
+        return total
 
     def of(self, arm_ids: Sequence[int], group: str, kind: str) -> np.ndarray:
         total = np.zeros(REPORT_BUCKETS)
@@ -139,27 +210,36 @@ def compare(
     )
 
 
-def scorecard(session: Session, experiment: Experiment, *, phase: int | None = None) -> Scorecard:
+def scorecard(
+    session: Session, experiment: Experiment, *, phase: int | None = None, alpha: float = 0.05
+) -> Scorecard:
     """Every metric: the bandit group, then each arm served in the phase, against the
-    reference group."""
+    reference group. A declared metric's baseline in this phase (the counts at its
+    declaration) is subtracted from its counts: it compares events and exposures since."""
     phase = experiment.phase if phase is None else phase
     arms = list(repo.arms_of(session, experiment.id))
     counts = BucketCounts(repo.metric_counts(session, experiment.id, phase))
     metrics = metrics_of(session, experiment)
+    baselines: dict[int, list[tuple[int, str, str, int, int]]] = {}
+    declared = [m.metric_id for m in metrics if m.metric_id is not None]
+    for metric_id, arm_id, group, kind, bucket, count in repo.metric_baselines(
+        session, declared, phase
+    ):
+        baselines.setdefault(metric_id, []).append((arm_id, group, kind, bucket, count))
     reference = reference_of(arms)
-    treatments = _treatment_arms(arms, counts)
+    treatments = [a.id for a in _treatment_arms(arms, counts)]
     rows: list[ScoreRow] = []
     for metric in metrics:
-        rows.append(
-            ScoreRow(
-                metric, BANDIT, compare(counts, metric, [a.id for a in treatments], reference.id)
-            )
-        )
-        rows.extend(
-            ScoreRow(metric, arm.id, compare(counts, metric, [arm.id], reference.id))
-            for arm in treatments
-        )
-    return Scorecard(experiment.id, phase, metrics, tuple(rows), reference.id)
+        baseline = baselines.get(metric.metric_id) if metric.metric_id is not None else None
+        since = counts.minus(baseline) if baseline else counts
+        # As compare(), with the control's estimate made once per metric.
+        control = since.estimate([reference.id], Group.REFERENCE, metric.event)
+        compared: list[tuple[str | int, list[int]]] = [(BANDIT, treatments)]
+        compared += [(arm_id, [arm_id]) for arm_id in treatments]
+        for treatment, arm_ids in compared:
+            estimate = since.estimate(arm_ids, Group.TARGET, metric.event)
+            rows.append(ScoreRow(metric, treatment, relative_effect(estimate, control, alpha)))
+    return Scorecard(experiment.id, phase, metrics, tuple(rows), reference.id, counts)
 
 
 def _treatment_arms(arms: Sequence[Arm], counts: BucketCounts) -> list[Arm]:
@@ -205,7 +285,8 @@ def row_document(row: ScoreRow) -> dict[str, Any]:
 
 
 def scorecard_document(card: Scorecard, experiment: Experiment) -> dict[str, Any]:
-    """The scorecard's JSON: metrics and rows (the report adds its health checks)."""
+    """The scorecard's JSON: metrics and rows (the report adds its health checks). Plain
+    JSON values only (times as ISO 8601 text): snapshots store it as it is."""
     return {
         "experiment": experiment.name,
         "phase": card.phase,
@@ -216,11 +297,243 @@ def scorecard_document(card: Scorecard, experiment: Experiment) -> dict[str, Any
                 "role": metric.role.value,
                 "direction": metric.direction.value,
                 "max_loss": metric.max_loss,
+                "since": None if metric.since is None else metric.since.isoformat(),
             }
             for metric in card.metrics
         ],
         "rows": [row_document(row) for row in card.rows],
     }
+
+
+# -- the report: scorecard, arms, health ---------------------------------------------------
+def report_document(
+    session: Session,
+    experiment: Experiment,
+    *,
+    phase: int | None = None,
+    alpha: float = 0.05,
+    min_detectable_effect: float | None = None,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """The report as ``GET .../report`` answers it (``schemas.ReportOut``), in plain JSON
+    values, so that a snapshot can store it as it is.
+
+    ``phase`` defaults to the current one; an earlier phase's report has the checks its
+    counts allow (sample ratio) and none of the live ones (ticks, scheduler, exploration,
+    time to decision), which are about the experiment as it runs now.
+    """
+    now = now_utc() if now is None else now
+    if phase is not None and not 1 <= phase <= experiment.phase:
+        raise InvalidInput(
+            f"phase: expected a phase of the experiment, from 1 to {experiment.phase}; got {phase}",
+            field="phase",
+        )
+    card = scorecard(session, experiment, phase=phase, alpha=alpha)
+    arms = {arm.id: arm for arm in repo.arms_of(session, experiment.id)}
+    shown = [
+        card.reference_arm_id,
+        *(r.treatment for r in card.rows if isinstance(r.treatment, int)),
+    ]
+    checks = health_checks(
+        session, experiment, card, now=now, min_detectable_effect=min_detectable_effect
+    )
+    return {
+        **scorecard_document(card, experiment),
+        "current_phase": experiment.phase,
+        "status": experiment.status.value,
+        "generated_at": now.isoformat(),
+        "alpha": alpha,
+        "min_events": DEFAULT_MIN_EVENTS,
+        "planned_exposures": DEFAULT_PLANNED_EXPOSURES,
+        "arms": [_arm_document(arms[arm_id]) for arm_id in dict.fromkeys(shown)],
+        "health": [_check_document(check) for check in checks],
+    }
+
+
+def _arm_document(arm: Arm) -> dict[str, Any]:
+    """What a reader of the report wants to know of an arm besides its numbers."""
+    return {
+        "id": arm.id,
+        "origin": arm.origin.value,
+        "status": arm.status.value,
+        "reference": arm.origin == Origin.REFERENCE,
+        "config": arm.config,
+        "generation": arm.generation,
+        "parent_ids": list(arm.parent_ids or []),
+        "created_at": arm.created_at.isoformat(),
+        "retired_at": None if arm.retired_at is None else arm.retired_at.isoformat(),
+        "retired_reason": arm.retired_reason,
+    }
+
+
+def _check_document(check: HealthCheck) -> dict[str, Any]:
+    return {
+        "check": check.check.value,
+        "status": check.status.value,
+        "detail": check.detail,
+        "action": check.action,
+        "evidence": {key: _plain(value) for key, value in check.evidence.items()},
+    }
+
+
+def _plain(value: float | int | str | bool | None) -> float | int | str | bool | None:
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
+def health_checks(
+    session: Session,
+    experiment: Experiment,
+    card: Scorecard,
+    *,
+    now: datetime,
+    min_detectable_effect: float | None = None,
+) -> list[HealthCheck]:
+    """The report's checks (:mod:`bandit.health`) on the scorecard's phase: the sample
+    ratio from its counts; for the current phase also the live ones, from the latest
+    ``RECENT_TICKS`` ticks and the experiment's clock."""
+    counts = card.counts if card.counts is not None else BucketCounts(())
+    checks = [
+        sample_ratio_check(
+            counts.of([card.reference_arm_id], Group.REFERENCE, "exposure"),
+            counts.group_total(Group.TARGET, "exposure"),
+            experiment.reference_share,
+        )
+    ]
+    if card.phase != experiment.phase:
+        return checks
+    ticks = repo.recent_ticks(session, experiment.id, limit=RECENT_TICKS)
+    applied = [tick for tick in ticks if tick.applied]
+    since_applied = (now - applied[-1].created_at).total_seconds() if applied else None
+    checks.append(reference_traffic_check([tick.applied for tick in ticks], since_applied))
+    last_tick = experiment.last_tick_at or experiment.created_at
+    checks.append(
+        scheduler_check(
+            experiment.status == ExperimentStatus.RUNNING,
+            (now - last_tick).total_seconds(),
+            experiment.update_interval_s,
+        )
+    )
+    recent, rates, reference_rate = _recent_traffic(session, applied)
+    active = [
+        arm.id
+        for arm in repo.arms_of(session, experiment.id, active_only=True)
+        if arm.origin != Origin.REFERENCE
+    ]
+    decision: dict[int, RelativeEffect] = {}
+    for arm_id in active:
+        row = card.row(experiment.target_event, arm_id)
+        if row is not None:
+            decision[arm_id] = row.result
+    checks.append(exploration_check(recent, len(active), decision))
+    checks.append(
+        decision_time_check(
+            decision, rates, reference_rate, min_detectable_effect=min_detectable_effect
+        )
+    )
+    return checks
+
+
+def _recent_traffic(
+    session: Session, applied: Sequence[repo.RecentTick]
+) -> tuple[dict[int, float], dict[int, float], float | None]:
+    """Target exposures per arm over the recent applied ticks, and the exposure rates (per
+    second) of each arm and of the reference group between the first and the last of them.
+
+    Rates count the exposures credited by the ticks after the first, over the time since
+    the first: what arrived in that span (carried windows included, since an applied tick
+    credits them). ``None`` (no rates) with fewer than two applied ticks.
+    """
+    by_tick: dict[int, dict[int, float]] = {}
+    for tick_id, arm_id, exposures in repo.tick_arm_exposures(session, [t.id for t in applied]):
+        by_tick.setdefault(tick_id, {})[arm_id] = exposures
+    recent: dict[int, float] = {}
+    for tick in applied:
+        for arm_id, exposures in by_tick.get(tick.id, {}).items():
+            recent[arm_id] = recent.get(arm_id, 0.0) + exposures
+    if len(applied) < 2:
+        return recent, {}, None
+    span = (applied[-1].created_at - applied[0].created_at).total_seconds()
+    if span <= 0:
+        return recent, {}, None
+    rates: dict[int, float] = {}
+    for tick in applied[1:]:
+        for arm_id, exposures in by_tick.get(tick.id, {}).items():
+            rates[arm_id] = rates.get(arm_id, 0.0) + exposures / span
+    reference_rate = sum(tick.reference_exposures for tick in applied[1:]) / span
+    return recent, rates, reference_rate
+
+
+# The CSV's columns: the rows' fields, in the JSON's order.
+CSV_COLUMNS = tuple(schemas.ReportRowOut.model_fields)
+
+
+def report_csv(document: dict[str, Any]) -> str:
+    """The report's rows as CSV: a header line, then one line per row. Empty cells are
+    nulls, booleans are ``true``/``false``, numbers are written with every digit (Python's
+    shortest round-trip form), so the CSV reads back to the JSON's values."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for row in document["rows"]:
+        writer.writerow([_csv_cell(row[column]) for column in CSV_COLUMNS])
+    return out.getvalue()
+
+
+def _csv_cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+def report_of(
+    session: Session,
+    name: str,
+    *,
+    phase: int | None = None,
+    alpha: float = 0.05,
+    min_detectable_effect: float | None = None,
+) -> dict[str, Any]:
+    """``GET .../report``: the named experiment's report (:func:`report_document`)."""
+    return report_document(
+        session,
+        require_experiment(session, name),
+        phase=phase,
+        alpha=alpha,
+        min_detectable_effect=min_detectable_effect,
+    )
+
+
+# -- snapshots -----------------------------------------------------------------------------
+def snapshot_list(
+    session: Session, name: str, *, limit: int, after: int | None = None
+) -> list[schemas.ReportSnapshotSummaryOut]:
+    experiment = require_experiment(session, name)
+    return [
+        schemas.ReportSnapshotSummaryOut.model_validate(summary._asdict())
+        for summary in repo.report_snapshots(session, experiment.id, limit=limit, after=after)
+    ]
+
+
+def snapshot_of(session: Session, name: str, snapshot_id: int) -> schemas.ReportSnapshotOut:
+    experiment = require_experiment(session, name)
+    snapshot = repo.get_report_snapshot(session, experiment.id, snapshot_id)
+    if snapshot is None:
+        raise NotFound(
+            f"snapshot_id: no report snapshot {snapshot_id} in experiment {name!r}",
+            field="snapshot_id",
+        )
+    return schemas.ReportSnapshotOut(
+        id=snapshot.id,
+        phase=snapshot.phase,
+        created_at=snapshot.created_at,
+        trigger=snapshot.trigger,
+        detail=snapshot.detail,
+        report=snapshot.report,
+    )
 
 
 def save_snapshot(

@@ -851,3 +851,25 @@ def test_the_example_form_creates_the_readmes_example(signed_in: TestClient) -> 
     }
     assert len(created["arms"]) == 4
     assert created["parameters"][3]["type"] == "int"
+
+
+def test_the_reports_health_checks_show_on_both_pages(signed_in: TestClient) -> None:
+    create(signed_in)
+    tick(signed_in)  # a tick without reference traffic: the reference-traffic check warns
+    report = signed_in.get("/v1/experiments/similar-items/report", headers=ADMIN).json()
+    page = signed_in.get("/experiments/similar-items").text
+    cards = re.findall(r'<li class="health-card health-card-(\w+)">\s*<h3>([^<]+)<', page)
+    assert [status for status, _ in cards] == [check["status"] for check in report["health"]]
+    assert [name.strip() for _, name in cards] == [
+        "Sample ratio",
+        "Reference traffic",
+        "Ticks",
+        "Exploration",
+        "Time to decision",
+    ]
+    for check in report["health"]:
+        assert check["detail"].replace("'", "&#39;") in page
+    worst = {c["status"] for c in report["health"]}
+    expected = "failed" if "failed" in worst else "warning" if "warning" in worst else "ok"
+    listing = signed_in.get("/").text
+    assert f'<span class="health {expected}">' in listing

@@ -3,7 +3,7 @@
 On SQLite a read transaction is a deferred ``BEGIN`` on a ``query_only`` connection: it
 never waits for the write lock, so every admin GET and the snapshot refresher answer while
 another connection holds it. A read session refuses to flush on both stores. Heavy reads
-(plots, stats, tick histories) are bounded: the plot draws a bounded number of points per
+(plots, stats, tick histories, reports) are bounded: the plot draws a bounded number of points per
 arm, ``stats`` caps draws x arms and says how many draws it made, and beyond the allowed
 number of heavy reads at once the answer is a 503 with ``Retry-After``.
 """
@@ -153,6 +153,10 @@ ADMIN_READS = [
     f"{URL}/stats",
     f"{URL}/plots/posteriors.png",
     f"{URL}/plots/posteriors.svg",
+    f"{URL}/metrics",
+    f"{URL}/report",
+    f"{URL}/report?format=csv",
+    f"{URL}/report/snapshots",
     "/v1/audit",
 ]
 
@@ -277,7 +281,8 @@ def test_heavy_reads_beyond_the_limit_get_503_with_retry_after(make_client: Clie
         create(client)
         runtime = runtime_of(client)
         with runtime.heavy_reads.slot():
-            for path in (f"{URL}/plots/posteriors.png", f"{URL}/stats", f"{URL}/ticks"):
+            heavy = (f"{URL}/plots/posteriors.png", f"{URL}/stats", f"{URL}/ticks", f"{URL}/report")
+            for path in heavy:
                 busy = client.get(path, headers=ADMIN)
                 assert busy.status_code == 503, busy.text
                 assert busy.headers["retry-after"] == "1"

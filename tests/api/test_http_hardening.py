@@ -21,6 +21,7 @@ from tests.conftest import SIMILAR_ITEMS
 ADMIN_API = [route for route in admin.router.routes if isinstance(route, APIRoute)]
 NEW_CONFIG = {"text_match": 0.3, "distance": 1.9, "price_diff": 0.1, "region": 3}
 EXPERT_CONFIG = {"text_match": 0.4, "distance": 1.8, "price_diff": 0.2, "region": 2}
+METRIC = {"event": "view", "role": "secondary", "direction": "increase"}
 
 
 # -- 405 -----------------------------------------------------------------------------------
@@ -64,6 +65,12 @@ ADMIN_ROUTES: list[tuple[str, str, Any, int]] = [
     ("GET", "/v1/experiments/similar-items/arms/1/lineage", None, 200),
     ("GET", "/v1/experiments/similar-items/stats?draws=100", None, 200),
     ("GET", "/v1/experiments/similar-items/plots/posteriors.svg", None, 200),
+    ("POST", "/v1/experiments/similar-items/metrics", METRIC, 201),
+    ("GET", "/v1/experiments/similar-items/metrics", None, 200),
+    ("GET", "/v1/experiments/similar-items/report", None, 200),
+    ("DELETE", "/v1/experiments/similar-items/metrics/view", None, 200),  # keeps snapshot 1
+    ("GET", "/v1/experiments/similar-items/report/snapshots", None, 200),
+    ("GET", "/v1/experiments/similar-items/report/snapshots/1", None, 200),
     ("GET", "/v1/audit", None, 200),
 ]
 

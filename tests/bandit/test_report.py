@@ -751,3 +751,107 @@ def test_result_fields_are_plain_values() -> None:
         if isinstance(value, RatioEstimate):
             continue
         assert value is None or isinstance(value, (float, int, bool, str)), field.name
+
+
+def _monitored_ab_runs(
+    rng: np.random.Generator,
+    runs: int,
+    units: int,
+    look_every: int,
+    looks: int,
+    *,
+    control_share: float,
+    arm_multipliers: tuple[float, ...],
+) -> tuple[FloatArray, FloatArray]:
+    """A/B runs as the platform makes them, watched as they grow: bucket sums (runs, 1 +
+    arms, looks, B), cumulative; index 0 is the control (reference) group.
+
+    Units are assigned to the control group with probability ``control_share`` (by unit);
+    a target unit's exposures go to the arms uniformly at random one by one (arms are
+    randomised by request), and its events on arm ``k`` are Poisson(rate x multiplier_k x
+    exposures on k). Units arrive whole, one after another, as in ``_monitored_aa_runs``.
+    """
+    arms = len(arm_multipliers)
+    exposures = 1 + rng.poisson(MEAN_EXPOSURES - 1, size=(runs, units))
+    rates = rng.gamma(RATE_SHAPE, MEAN_RATE / RATE_SHAPE, size=(runs, units))
+    control = rng.random((runs, units)) < control_share
+    split = rng.multinomial(exposures, np.full(arms, 1 / arms))  # (runs, units, arms)
+    per_group = np.concatenate(
+        [np.where(control, exposures, 0)[..., np.newaxis], np.where(control[..., None], 0, split)],
+        axis=2,
+    ).astype(float)
+    multipliers = np.array([1.0, *arm_multipliers])
+    events = rng.poisson(rates[..., np.newaxis] * multipliers * per_group).astype(float)
+    bucket = rng.integers(0, BUCKETS, (runs, units))
+    first_look = (np.cumsum(exposures, axis=1) + look_every - 1) // look_every - 1
+    seen = first_look < looks
+    groups = 1 + arms
+    base = (np.arange(runs)[:, np.newaxis] * groups * looks + first_look) * BUCKETS + bucket
+    size, shape = runs * groups * looks * BUCKETS, (runs, groups, looks, BUCKETS)
+    y, n = np.zeros(size), np.zeros(size)
+    for g in range(groups):
+        cells = (base + g * looks * BUCKETS)[seen]
+        y += _by_bucket(cells, events[..., g][seen], size)
+        n += _by_bucket(cells, per_group[..., g][seen], size)
+    return y.reshape(shape).cumsum(axis=2), n.reshape(shape).cumsum(axis=2)
+
+
+@pytest.mark.slow
+def test_simulation_always_valid_intervals_cover_a_real_effect_at_every_look() -> None:
+    """The confidence sequence's promise with a true effect: it covers the effect at every
+    look at once, for the bandit group as a whole (randomised by unit) and for one arm
+    (randomised by request within the target group's units), at the platform's split
+    (reference 20%). The A/A test above is the special case of a zero effect."""
+    runs, chunk, units, look_every, looks, alpha = 2000 * SCALE, 500, 2500, 250, 40, 0.05
+    share, multipliers = 0.2, (1.10, 1.0, 1.0)
+    # True effects: the arm's multiplier; the group's, its exposure-weighted mean.
+    true = {"bandit": sum(multipliers) / len(multipliers) - 1, "arm": multipliers[0] - 1}
+    final = look_every * looks * share  # control exposures at the last look
+    rho2 = mixture_rho2(final, alpha)
+    rng = np.random.default_rng(20240614)
+    covered = dict.fromkeys(true, 0)
+    peeked = dict.fromkeys(true, 0)
+    last = dict.fromkeys(true, 0)
+    for _ in range(0, runs, chunk):
+        y, n = _monitored_ab_runs(
+            rng, chunk, units, look_every, looks, control_share=share, arm_multipliers=multipliers
+        )
+        treatments = {
+            "bandit": (y[:, 1:].sum(axis=1), n[:, 1:].sum(axis=1)),
+            "arm": (y[:, 1], n[:, 1]),
+        }
+        r_c, v_c = ratio_moments(y[:, 0], n[:, 0])
+        for name, (y_t, n_t) in treatments.items():
+            r_t, v_t = ratio_moments(y_t, n_t)
+            effect, variance = relative_moments(r_t, v_t, r_c, v_c)
+            t = np.minimum(n_t.sum(axis=-1), n[:, 0].sum(axis=-1))
+            fewest = np.minimum(y_t.sum(axis=-1), y[:, 0].sum(axis=-1))
+            shown = np.isfinite(effect) & (variance > 0) & (fewest >= DEFAULT_MIN_EVENTS)
+            miss = np.abs(effect - true[name])
+            with np.errstate(invalid="ignore"):
+                anytime = shown & (miss > confidence_sequence_half_width(variance, t, rho2, alpha))
+                fixed = shown & (miss > fixed_half_width(variance, alpha))
+            covered[name] += int((~anytime.any(axis=1)).sum())
+            peeked[name] += int((~fixed.any(axis=1)).sum())
+            last[name] += int((~fixed[:, -1]).sum())
+            assert shown[:, -1].all()
+    rate = {name: covered[name] / runs for name in true}
+    print(
+        f"\n[A/B monitoring] {runs} runs, reference share {share:.0%}, arms x{multipliers} "
+        f"(group effect {true['bandit']:+.3f}, arm effect {true['arm']:+.2f}), a look every "
+        f"{look_every} exposures, {looks} looks. Share of runs whose interval covered the true "
+        "effect at every look: "
+        + "; ".join(
+            f"{name}: always-valid {rate[name]:.4f}, fixed-horizon peeked "
+            f"{peeked[name] / runs:.4f}, fixed-horizon at the last look {last[name] / runs:.4f}"
+            for name in true
+        )
+    )
+    se = math.sqrt(alpha * (1 - alpha) / runs)
+    # One look: about 95%, at most P(|T_df| < z) with 2 (B - 1) degrees of freedom, as in
+    # the fixed-horizon coverage test above.
+    one_look = 1 - 2 * stats.t.sf(stats.norm.isf(alpha / 2), 2 * (BUCKETS - 1))
+    for name in true:
+        assert rate[name] >= 1 - alpha - se  # time-uniform coverage of at least ~95%
+        assert peeked[name] / runs < 1 - alpha - 5 * se  # peeking at fixed intervals does not
+        assert one_look - 4 * se <= last[name] / runs <= 1 - alpha + 4 * se

@@ -217,6 +217,24 @@ def test_oversized_headers_get_431_and_are_closed(
         assert client.get("/health").status_code == 200
 
 
+def test_oversized_headers_in_one_read_get_431_too(
+    sqlite_url: str, server_factory: ServerFactory
+) -> None:
+    """Headers that arrive whole in one read (one send, well under the socket buffer) are
+    counted too: 20 kB with a 4,096-byte limit used to be served."""
+    server = server_factory(sqlite_url, RANKTUNE_MAX_HEADER_BYTES="4096")
+    with _connect(server) as sock:
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: r\r\nCookie: " + b"c" * 20_000 + b"\r\n\r\n")
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    status, _, body = _parse(answer)
+    assert status == 431, answer[:200]
+    assert json.loads(body)["field"] == "headers"
+    with server.client() as client:  # the server itself is fine
+        assert client.get("/health", headers={"X-Small": "s" * 1000}).status_code == 200
+
+
 # -- connection limit ----------------------------------------------------------------------
 def _get(connection: http.client.HTTPConnection, path: str) -> http.client.HTTPResponse:
     connection.request("GET", path)
