@@ -82,11 +82,18 @@ def verdict(result: RelativeEffect, direction: Direction) -> str:
     return Verdict.BETTER if good else Verdict.WORSE
 
 
-def metrics_of(session: Session, experiment: Experiment) -> tuple[Metric, ...]:
-    """The decision metric (``target_event``, higher is better) and the declared ones."""
+def metrics_of(
+    session: Session, experiment: Experiment, *, target_event: str | None = None
+) -> tuple[Metric, ...]:
+    """The decision metric (``target_event``, higher is better; by default the
+    experiment's current one) and the declared ones."""
     declared = repo.declared_metrics(session, experiment.id)
     return (
-        Metric(experiment.target_event, MetricRole.DECISION, Direction.INCREASE),
+        Metric(
+            experiment.target_event if target_event is None else target_event,
+            MetricRole.DECISION,
+            Direction.INCREASE,
+        ),
         *(Metric(m.event, m.role, m.direction, m.max_loss) for m in declared),
     )
 
@@ -141,34 +148,41 @@ def compare(
 
 def scorecard(session: Session, experiment: Experiment, *, phase: int | None = None) -> Scorecard:
     """Every metric: the bandit group, then each arm served in the phase, against the
-    reference group."""
-    phase = experiment.phase if phase is None else phase
+    reference group. An earlier phase (``phase``) is read with its own reference arm and
+    decision metric (``phases``), from its own counts: it reads as it did when it ended."""
+    current = experiment.phase
+    phase = current if phase is None else phase
     arms = list(repo.arms_of(session, experiment.id))
     counts = BucketCounts(repo.metric_counts(session, experiment.id, phase))
-    metrics = metrics_of(session, experiment)
-    reference = reference_of(arms)
-    treatments = _treatment_arms(arms, counts)
+    record = repo.get_phase(session, experiment.id, phase)
+    reference_id = reference_of(arms).id if record is None else record.reference_arm_id
+    metrics = metrics_of(
+        session, experiment, target_event=None if record is None else record.target_event
+    )
+    treatments = _treatment_arms(arms, counts, current=phase == current)
     rows: list[ScoreRow] = []
     for metric in metrics:
         rows.append(
             ScoreRow(
-                metric, BANDIT, compare(counts, metric, [a.id for a in treatments], reference.id)
+                metric, BANDIT, compare(counts, metric, [a.id for a in treatments], reference_id)
             )
         )
         rows.extend(
-            ScoreRow(metric, arm.id, compare(counts, metric, [arm.id], reference.id))
+            ScoreRow(metric, arm.id, compare(counts, metric, [arm.id], reference_id))
             for arm in treatments
         )
-    return Scorecard(experiment.id, phase, metrics, tuple(rows), reference.id)
+    return Scorecard(experiment.id, phase, metrics, tuple(rows), reference_id)
 
 
-def _treatment_arms(arms: Sequence[Arm], counts: BucketCounts) -> list[Arm]:
-    """The target arms that are active or were served in the phase, by id."""
+def _treatment_arms(arms: Sequence[Arm], counts: BucketCounts, *, current: bool) -> list[Arm]:
+    """The target arms served in the phase and, in the current phase, the active ones
+    (with no data yet), by id."""
     served = counts.served(Group.TARGET)
     return [
         arm
         for arm in sorted(arms, key=lambda a: a.id)
-        if arm.origin != Origin.REFERENCE and (arm.status == ArmStatus.ACTIVE or arm.id in served)
+        if arm.origin != Origin.REFERENCE
+        and (arm.id in served or (current and arm.status == ArmStatus.ACTIVE))
     ]
 
 

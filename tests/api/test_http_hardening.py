@@ -64,6 +64,10 @@ ADMIN_ROUTES: list[tuple[str, str, Any, int]] = [
     ("GET", "/v1/experiments/similar-items/arms/1/lineage", None, 200),
     ("GET", "/v1/experiments/similar-items/stats?draws=100", None, 200),
     ("GET", "/v1/experiments/similar-items/plots/posteriors.svg", None, 200),
+    ("POST", "/v1/experiments/other/archive", None, 200),
+    ("PATCH", "/v1/experiments/similar-items", {"update_interval_s": 5}, 200),
+    ("POST", "/v1/experiments/similar-items/promote", {"arm_id": 2}, 200),
+    ("GET", "/v1/experiments/similar-items/phases", None, 200),
     ("GET", "/v1/audit", None, 200),
 ]
 
