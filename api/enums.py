@@ -14,6 +14,12 @@ class ExperimentStatus(StrEnum):
     RUNNING = "running"
     PAUSED = "paused"
     STOPPED = "stopped"
+    # Stopped and put away: history readable, never served a bandit arm, ticked or evolved.
+    ARCHIVED = "archived"
+
+
+# Statuses in which an experiment's arms and settings no longer change.
+CLOSED_STATUSES = frozenset({ExperimentStatus.STOPPED, ExperimentStatus.ARCHIVED})
 
 
 class ArmStatus(StrEnum):
@@ -62,6 +68,14 @@ class Direction(StrEnum):
 
     INCREASE = "increase"
     DECREASE = "decrease"
+
+
+class PhaseTrigger(StrEnum):
+    """What started a phase (``phases.trigger``)."""
+
+    CREATE = "create"  # the experiment's first phase
+    PROMOTE = "promote"  # an arm was promoted to reference
+    SETTINGS = "settings"  # an edit changed what the comparison means (PATCH)
 
 
 class NotificationKind(StrEnum):

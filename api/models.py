@@ -39,6 +39,7 @@ from api.enums import (
     MetricRole,
     Mode,
     NotificationKind,
+    PhaseTrigger,
 )
 from arms.origins import Origin
 
@@ -155,6 +156,10 @@ class Experiment(Base):
     winner: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     winner_candidate: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     breaker_baseline: Mapped[dict[str, Any] | None] = mapped_column(JSON, deferred=True)
+    # Unix seconds: tickets issued before this are expired whatever the attribution window
+    # (migration 0012). Lengthening the window sets it to when the old window ended, since
+    # the per-ticket counts of tickets that had expired may already be purged.
+    tickets_valid_from: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 class Arm(Base):
@@ -182,11 +187,49 @@ class Arm(Base):
 
 
 def reference_of(arms: Iterable[Arm]) -> Arm:
-    """The reference arm among an experiment's arms (every experiment has exactly one)."""
-    for arm in arms:
-        if arm.origin == Origin.REFERENCE:
+    """The reference arm of the current phase among an experiment's arms.
+
+    Every experiment has exactly one active arm of origin ``reference``; a promotion (a new
+    phase) retires the previous one, which keeps its origin and its history.
+    """
+    references = [arm for arm in arms if arm.origin == Origin.REFERENCE]
+    for arm in references:
+        if arm.status == ArmStatus.ACTIVE:
             return arm
+    if references:  # pragma: no cover - only a hand-edited database has no active one
+        return references[-1]
     raise LookupError("the experiment has no reference arm")
+
+
+class Phase(Base):
+    """One phase of an experiment: the span in which one reference configuration, reference
+    share and decision metric held, so that posteriors and the report compare like with like.
+
+    A promotion (or an edit of what the comparison means) ends the current phase and starts
+    the next; ``summary`` keeps how the phase ended (its final tick, what was discarded, the
+    arms' final posteriors and totals) and ``report_snapshot_id`` its final scorecard.
+    """
+
+    __tablename__ = "phases"
+    __table_args__ = (
+        UniqueConstraint("experiment_id", "number", name="uq_phases_experiment_number"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id"))
+    number: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    reference_arm_id: Mapped[int] = mapped_column(ForeignKey("arms.id"))
+    reference_config: Mapped[dict[str, Any]] = mapped_column(JSON)
+    reference_share: Mapped[float] = mapped_column(Float)
+    target_event: Mapped[str] = mapped_column(String(64))
+    trigger: Mapped[PhaseTrigger] = mapped_column(EnumText(PhaseTrigger))
+    reason: Mapped[str | None] = mapped_column(Text)
+    # What started it: the promoted arm, or the settings changed (field -> before/after).
+    changes: Mapped[dict[str, Any]] = mapped_column(JSON)
+    summary: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    report_snapshot_id: Mapped[int | None] = mapped_column(ForeignKey("report_snapshots.id"))
 
 
 class Event(Base):

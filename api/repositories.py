@@ -22,7 +22,14 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from api.db import driver_rows
-from api.enums import ArmStatus, DeliveryStatus, ExperimentStatus, ExpertStatus, NotificationKind
+from api.enums import (
+    CLOSED_STATUSES,
+    ArmStatus,
+    DeliveryStatus,
+    ExperimentStatus,
+    ExpertStatus,
+    NotificationKind,
+)
 from api.models import (
     Arm,
     AuditEntry,
@@ -34,6 +41,7 @@ from api.models import (
     MetricCount,
     Notification,
     PendingCount,
+    Phase,
     ReportSnapshot,
     ServerSecret,
     Tick,
@@ -341,12 +349,13 @@ def metric_baselines(
 
 
 def stopped_experiments_with_pending_counts(session: Session) -> Sequence[Experiment]:
+    """Stopped or archived experiments that still have pending counts (no tick will come)."""
     has_pending = select(PendingCount.experiment_id).where(
         PendingCount.experiment_id == Experiment.id
     )
     return session.scalars(
         select(Experiment).where(
-            Experiment.status == ExperimentStatus.STOPPED, has_pending.exists()
+            Experiment.status.in_(sorted(CLOSED_STATUSES)), has_pending.exists()
         )
     ).all()
 
@@ -362,6 +371,20 @@ def purge_expired_ticket_credits(session: Session, now: float, margin_s: float) 
     oldest_valid = key_before(int(now - float(longest) - margin_s))
     result = session.execute(delete(TicketCredit).where(TicketCredit.key < oldest_valid))
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+# -- phases --------------------------------------------------------------------------------
+def phases_of(session: Session, experiment_id: int) -> Sequence[Phase]:
+    """The experiment's phases, first to current."""
+    return session.scalars(
+        select(Phase).where(Phase.experiment_id == experiment_id).order_by(Phase.number)
+    ).all()
+
+
+def get_phase(session: Session, experiment_id: int, number: int) -> Phase | None:
+    return session.scalars(
+        select(Phase).where(Phase.experiment_id == experiment_id, Phase.number == number)
+    ).one_or_none()
 
 
 # -- ticks ---------------------------------------------------------------------------------

@@ -31,6 +31,7 @@ from api.enums import (
     MetricRole,
     Mode,
     NotificationKind,
+    PhaseTrigger,
 )
 from arms.origins import Origin
 from bandit import DEFAULT_POLICY_PARAMETERS
@@ -315,7 +316,8 @@ class Decisions(Strict):
 MAX_METRICS = 32
 
 
-def _not_exposure(value: str) -> str:
+def not_exposure(value: str) -> str:
+    """A decision metric is an event type other than the exposures it is counted per."""
     if value == "exposure":
         raise ValueError("expected an event name other than 'exposure'")
     return value
@@ -345,7 +347,7 @@ class MetricIn(Strict):
     @field_validator("event")
     @classmethod
     def _event(cls, value: str) -> str:
-        return _not_exposure(value)
+        return not_exposure(value)
 
     @field_validator("max_loss")
     @classmethod
@@ -435,8 +437,8 @@ class ExperimentCreate(Strict):
 
     @field_validator("target_event")
     @classmethod
-    def _target_event(cls, value: str) -> str:
-        return _not_exposure(value)
+    def _not_exposure(cls, value: str) -> str:
+        return not_exposure(value)
 
 
 class ArmCreate(Strict):
@@ -452,8 +454,8 @@ class ArmOut(BaseModel):
     status: ArmStatus
     alpha: float
     beta: float
-    exposures: float
-    target_events: float
+    exposures: float = Field(description="credited exposures in the current phase")
+    target_events: float = Field(description="credited target events in the current phase")
     quarantined_events: float = Field(
         0.0, description="target events its tickets reported beyond the limits, not credited"
     )
@@ -521,6 +523,11 @@ class ExperimentOut(BaseModel):
         description="the secondary and guardrail metrics in force (the decision metric is "
         "target_event); GET .../metrics lists removed ones too",
     )
+    phase: int = Field(
+        1,
+        description="the current phase: posteriors and the report compare with the "
+        "reference configuration of this phase (GET .../phases has the history)",
+    )
 
 
 class ExperimentSummary(BaseModel):
@@ -532,6 +539,113 @@ class ExperimentSummary(BaseModel):
     active_arms: int
     tick_count: int
     created_at: datetime
+    phase: int = 1
+
+
+# Why a phase changed, or an admin note: free text, no NUL (PostgreSQL text cannot store it).
+Note = Annotated[str, StringConstraints(max_length=1000, pattern=r"^[^\x00]*$")]
+
+
+class PromoteIn(Strict):
+    """Make an arm's configuration the reference configuration: a new phase."""
+
+    arm_id: int = Field(ge=1, le=2**31 - 1, description="an active arm of the target group")
+    reason: Note | None = Field(None, description="why; kept with the phase and the audit")
+
+
+# PATCH /v1/experiments/{name}: settings that can change without invalidating the
+# comparison, and those that start a new phase (the same mechanism as a promotion).
+SAFE_SETTINGS = (
+    "update_interval_s",
+    "attribution_window_s",
+    "max_events_per_exposure",
+    "evolution",
+    "nursery_exposures",
+    "nursery_share",
+)
+PHASE_SETTINGS = ("reference_config", "reference_share", "target_event")
+_CREATE = ExperimentCreate.model_fields
+
+
+def _given_only(description: str, like: str | None = None) -> Any:
+    """A PATCH field without a default that counts: the service reads only the fields
+    given, and an explicit null is refused unless the type allows it. ``like``: a field of
+    the create request whose bounds it has."""
+    bounds = {
+        key: getattr(item, key)
+        for item in (_CREATE[like].metadata if like else ())
+        for key in ("ge", "gt", "le", "lt")
+        if getattr(item, key, None) is not None
+    }
+    return Field(None, description=description, **bounds)
+
+
+class ExperimentPatch(BaseModel):
+    """Settings to change; the fields not given keep their values.
+
+    ``reference_config``, ``reference_share`` and ``target_event`` change what the
+    comparison means: a change to any of them ends the current phase (final tick, report
+    snapshot) and starts the next, with every active arm's posterior back at the prior.
+    Every other field takes effect at once. Fields of the create request not listed here
+    are fixed at creation (422 naming them); arms and metrics have their own calls.
+    """
+
+    # Other members are read (and refused with a 422 naming them) by the service, which
+    # can say whether a field is fixed at creation or unknown; the schema forbids them.
+    model_config = ConfigDict(extra="allow", json_schema_extra={"additionalProperties": False})
+
+    update_interval_s: float = _given_only("seconds between ticks", "update_interval_s")
+    attribution_window_s: float = _given_only(
+        "events count only within this many seconds of their ticket's assignment; "
+        "lengthening it does not revive tickets that had already expired",
+        "attribution_window_s",
+    )
+    max_events_per_exposure: EventLimits | None = _given_only("as on creation; null: the defaults")
+    evolution: dict[str, Any] = _given_only(
+        "some fields of the create request's `evolution` object (`mix` may be partial "
+        "too): they replace those in force, the others keep their values"
+    )
+    nursery_exposures: float = _given_only("as on creation", "nursery_exposures")
+    nursery_share: float = _given_only("as on creation", "nursery_share")
+    reference_config: ConfigIn = _given_only(
+        "a new reference configuration (starts a new phase); an active arm with this "
+        "configuration is retired as its duplicate"
+    )
+    reference_share: float = _given_only("starts a new phase", "reference_share")
+    target_event: EventType = _given_only("the decision metric; starts a new phase")
+    reason: Note | None = Field(None, description="why; kept with the audit and the phase")
+
+    @field_validator("target_event")
+    @classmethod
+    def _not_exposure(cls, value: str) -> str:
+        return not_exposure(value)
+
+
+class PhaseOut(BaseModel):
+    """One phase: which reference configuration (share, decision metric) held when."""
+
+    number: int
+    started_at: datetime
+    ended_at: datetime | None = Field(description="null for the current phase")
+    reference_arm_id: int
+    reference_config: dict[str, Number]
+    reference_share: float
+    target_event: str
+    trigger: PhaseTrigger = Field(
+        description="create: the first phase; promote: an arm became the reference; "
+        "settings: PATCH changed the reference configuration, share or decision metric"
+    )
+    reason: str | None
+    changes: dict[str, Any] = Field(
+        description="what started it: promoted_arm_id, and each changed setting's before and after"
+    )
+    summary: dict[str, Any] | None = Field(
+        description="how it ended (null while current): the final tick, pending counts "
+        "discarded, and each arm's final posterior and totals"
+    )
+    report_snapshot_id: int | None = Field(
+        description="the report snapshot of its final scorecard (null while current)"
+    )
 
 
 class ArmStats(BaseModel):
@@ -626,7 +740,7 @@ class TickOut(BaseModel):
     uncredited: dict[str, dict[str, float]] = Field(
         default_factory=dict,
         description="what this tick consumed without crediting: reason (over_ticket_limit, "
-        "over_exposure_limit, arm_retired) -> event type -> count",
+        "over_exposure_limit, arm_retired, previous_phase) -> event type -> count",
     )
     arms: list[TickArmOut]
 

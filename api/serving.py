@@ -113,6 +113,7 @@ class ExperimentSnapshot:
     event_limits: dict[str, int]  # event type (or "*") -> events credited per ticket
     retired_arm_ids: frozenset[int]
     phase: int  # tickets carry it: events of an earlier phase are not credited
+    tickets_valid_from: int  # unix seconds: tickets issued earlier are expired
 
 
 def load_snapshot(session: Session, experiment: Experiment) -> ExperimentSnapshot:
@@ -174,6 +175,7 @@ def load_snapshot(session: Session, experiment: Experiment) -> ExperimentSnapsho
         event_limits=event_limits(experiment.max_events_per_exposure),
         retired_arm_ids=frozenset(arm.id for arm in every_arm if arm.status == ArmStatus.RETIRED),
         phase=experiment.phase,
+        tickets_valid_from=experiment.tickets_valid_from,
     )
 
 

@@ -39,6 +39,7 @@ VERSION = 2
 _LAYOUT = struct.Struct(">BIIIBBHHI")
 _TAG_BYTES = 16
 TICKET_LENGTH = (_LAYOUT.size + _TAG_BYTES) * 4 // 3  # 52 characters
+MAX_PHASE = 0xFFFF  # a ticket holds the phase in 16 bits
 _ALPHABET = string.ascii_letters + string.digits + "-_"  # base64url
 _BLOCK = hashlib.sha256().block_size  # 64 bytes
 GROUPS = tuple(Group)  # in code order: target 0, reference 1, inactive 2

@@ -16,6 +16,7 @@ from api.security import AdminOnly, AdminRoute
 from api.services import evolution as evolution_service
 from api.services import experiments as service
 from api.services import metrics as metrics_service
+from api.services import phases as phase_service
 from api.services import report as report_service
 from api.services.common import arm_out, require_experiment
 
@@ -62,8 +63,51 @@ def get_experiment(request: Request, name: ExperimentName) -> schemas.Experiment
         return service.experiment_out(session, require_experiment(session, name))
 
 
+@router.patch("/experiments/{name}", response_model=schemas.ExperimentOut)
+def update_experiment(
+    request: Request, name: ExperimentName, body: schemas.ExperimentPatch
+) -> schemas.ExperimentOut:
+    """Change settings. `reference_config`, `reference_share` and `target_event` start a
+    new phase (as a promotion does); the others take effect at once. Audited."""
+    runtime = runtime_of(request)
+    runtime.flush_exposures()  # a phase's final tick counts what this replica served
+    with runtime.transaction() as session:
+        experiment = phase_service.update_settings(
+            session, name, body, rng=runtime.rng, replica=runtime.replica
+        )
+        result = service.experiment_out(session, experiment)
+    runtime.serving.refresh(runtime.read_session_factory, only=name)
+    return result
+
+
+@router.post("/experiments/{name}/promote", response_model=schemas.ExperimentOut)
+def promote(
+    request: Request, name: ExperimentName, body: schemas.PromoteIn
+) -> schemas.ExperimentOut:
+    """Make an arm's configuration the reference configuration: the current phase ends
+    (final tick, report snapshot) and the next starts with every posterior at the prior."""
+    runtime = runtime_of(request)
+    runtime.flush_exposures()  # the final tick counts what this replica served
+    with runtime.transaction() as session:
+        experiment = phase_service.promote(
+            session, name, body, rng=runtime.rng, replica=runtime.replica
+        )
+        result = service.experiment_out(session, experiment)
+    runtime.serving.refresh(runtime.read_session_factory, only=name)
+    return result
+
+
+@router.get("/experiments/{name}/phases", response_model=list[schemas.PhaseOut])
+def phases(request: Request, name: ExperimentName) -> list[schemas.PhaseOut]:
+    """Which reference configuration (share, decision metric) held when, and how each
+    phase ended."""
+    with runtime_of(request).read_transaction() as session:
+        return phase_service.phase_history(session, name)
+
+
 def change_status(request: Request, name: str, action: str) -> schemas.ExperimentOut:
-    """Pause, resume or stop (``action``), as the admin API and the dashboard do it."""
+    """Pause, resume, stop or archive (``action``), as the admin API and the dashboard do
+    it."""
     runtime = runtime_of(request)
     if action == "stop":
         runtime.flush_exposures()  # the final tick counts what this replica served
@@ -88,7 +132,7 @@ def _status_route(action: str) -> None:
     )(change)
 
 
-for _action in ("pause", "resume", "stop"):
+for _action in ("pause", "resume", "stop", "archive"):
     _status_route(_action)
 
 

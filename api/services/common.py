@@ -3,6 +3,7 @@ arm read model. Services import this module, never each other's helpers."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -10,7 +11,8 @@ from sqlalchemy.orm import Session
 
 from api import repositories as repo
 from api import schemas
-from api.errors import InvalidInput, NotFound
+from api.enums import CLOSED_STATUSES, ArmStatus, ExperimentStatus
+from api.errors import Conflict, InvalidInput, NotFound
 from api.models import Arm, Experiment
 from arms import Configuration, ConfigurationError, ParameterSpace
 
@@ -31,6 +33,39 @@ def require_experiment(session: Session, name: str, *, lock: bool = False) -> Ex
     return experiment
 
 
+def require_open(
+    experiment: Experiment, action: str, closed: frozenset[ExperimentStatus] = CLOSED_STATUSES
+) -> None:
+    """409 if the experiment's status is one of ``closed`` (by default: stopped or archived,
+    whose arms and settings are final; their history stays readable)."""
+    if experiment.status in closed:
+        expected = " or ".join(sorted(set(ExperimentStatus) - closed))
+        raise Conflict(
+            f"cannot {action}: the experiment is {experiment.status}; expected status {expected}",
+            field="status",
+        )
+
+
+def new_arm(
+    experiment: Experiment, config: Configuration, origin: str, now: datetime, **extra: Any
+) -> Arm:
+    """An active arm of ``config`` with the experiment's prior and no data yet."""
+    return Arm(
+        experiment_id=experiment.id,
+        config=config.as_dict(),
+        signature=config.signature,
+        origin=origin,
+        parent_ids=extra.get("parent_ids", []),
+        generation=extra.get("generation", 0),
+        status=ArmStatus.ACTIVE,
+        alpha=extra.get("alpha", experiment.prior_alpha),
+        beta=extra.get("beta", experiment.prior_beta),
+        exposures=0.0,
+        target_events=0.0,
+        created_at=now,
+    )
+
+
 def space_of(experiment: Experiment) -> ParameterSpace:
     return ParameterSpace.from_dicts(experiment.parameters)
 
@@ -41,6 +76,15 @@ def validate_config(space: ParameterSpace, values: dict[str, Any], field: str) -
     except ConfigurationError as error:
         name = f"{field}.{error.field}" if error.field != "config" else field
         raise InvalidInput(f"{name}: {error.message}", field=name) from None
+
+
+def by_group_and_type(rows: Iterable[repo.PendingRow]) -> dict[str, dict[str, int]]:
+    """Pending counts as group -> type -> total (what an audit entry shows of them)."""
+    totals: dict[str, dict[str, int]] = {}
+    for row in rows:
+        by_type = totals.setdefault(row.group, {})
+        by_type[row.type] = by_type.get(row.type, 0) + row.count
+    return totals
 
 
 def arm_out(arm: Arm) -> schemas.ArmOut:

@@ -8,7 +8,9 @@ whole, with a 422 naming the event):
 - the ticket is one this deployment issued (HMAC tag, canonical spelling);
 - its experiment exists here;
 - it was issued neither in the future (beyond ``CLOCK_SKEW_S`` of clock difference between
-  replicas) nor longer ago than the experiment's attribution window;
+  replicas) nor longer ago than the experiment's attribution window, nor before
+  ``tickets_valid_from`` (a ticket that had expired before the window was lengthened: its
+  per-ticket counts may be purged already);
 - ``exposure`` events only come from clients when the experiment counts client exposures.
 
 What an accepted event may credit (``EventRow.reason``, ``EventRow.limit``):
@@ -146,6 +148,13 @@ class EventIntake:
                 f"{field}: expired; events count only within {window:g} s of the assignment "
                 f"(experiment {snapshot.name!r}'s attribution window), and this ticket was "
                 f"issued {now - claims.issued_at:.0f} s ago",
+                field=field,
+            )
+        if claims.issued_at < snapshot.tickets_valid_from:
+            raise InvalidInput(
+                f"{field}: expired; it was past experiment {snapshot.name!r}'s attribution "
+                "window before the window was lengthened, and lengthening does not revive "
+                "tickets; expected a ticket from a later assignment",
                 field=field,
             )
         return _TicketCheck(

@@ -38,6 +38,7 @@ from api.services.common import (
     arm_out,
     now_utc,
     require_experiment,
+    require_open,
     space_of,
     validate_config,
 )
@@ -364,8 +365,7 @@ def evolve_now(
     """An admin-triggered step (or its preview), whatever the schedule, and audited."""
     # Under the lock: a stop committed meanwhile is seen, and steps queue behind each other.
     experiment = require_experiment(session, name, lock=True)
-    if experiment.status == ExperimentStatus.STOPPED:
-        raise Conflict("the experiment is stopped; expected a running or paused one", "status")
+    require_open(experiment, "run a genetic step")
     now = now_utc()
     outcome = run_evolution_step(
         session,
@@ -425,8 +425,7 @@ def submit_expert_config(
     session: Session, name: str, body: schemas.ExpertConfigCreate
 ) -> schemas.ExpertConfigOut:
     experiment = require_experiment(session, name, lock=True)
-    if experiment.status == ExperimentStatus.STOPPED:
-        raise Conflict("the experiment is stopped; expected a running or paused one", "status")
+    require_open(experiment, "queue an expert configuration")
     config = validate_config(space_of(experiment), body.config, "config")
     arm = repo.active_arm_with_signature(session, experiment.id, config.signature)
     if arm is not None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -29,14 +28,18 @@ from api.plots import (
 )
 from api.services.common import (
     arm_out,
+    by_group_and_type,
     decisions_in_force,
+    new_arm,
     now_utc,
     require_experiment,
+    require_open,
     space_of,
     validate_config,
 )
 from api.services.evolution import evolution_columns, settings_in_force
 from api.services.metrics import check_new_metrics, declare, metric_out
+from api.services.phases import first_phase
 from api.services.ticks import apply_tick, draw_window_arm
 from arms import Configuration, ConfigurationError, Parameter, ParameterSpace
 from arms.origins import Origin
@@ -51,7 +54,11 @@ STATUS_TRANSITIONS = {
     "pause": ({ExperimentStatus.RUNNING}, ExperimentStatus.PAUSED),
     "resume": ({ExperimentStatus.PAUSED}, ExperimentStatus.RUNNING),
     "stop": ({ExperimentStatus.RUNNING, ExperimentStatus.PAUSED}, ExperimentStatus.STOPPED),
+    # Archiving is final and only follows a stop, whose final tick has closed the books.
+    "archive": ({ExperimentStatus.STOPPED}, ExperimentStatus.ARCHIVED),
 }
+# Archived experiments are not ticked, not even on an admin's request.
+ARCHIVED_ONLY = frozenset({ExperimentStatus.ARCHIVED})
 
 
 def build_space(parameters: list[schemas.ParameterIn]) -> ParameterSpace:
@@ -66,25 +73,6 @@ def build_space(parameters: list[schemas.ParameterIn]) -> ParameterSpace:
         return ParameterSpace(tuple(built))
     except ConfigurationError as error:
         raise InvalidInput(f"parameters: {error}", field="parameters") from None
-
-
-def _new_arm(
-    experiment: Experiment, config: Configuration, origin: str, now: datetime, **extra: Any
-) -> Arm:
-    return Arm(
-        experiment_id=experiment.id,
-        config=config.as_dict(),
-        signature=config.signature,
-        origin=origin,
-        parent_ids=extra.get("parent_ids", []),
-        generation=extra.get("generation", 0),
-        status=ArmStatus.ACTIVE,
-        alpha=extra.get("alpha", experiment.prior_alpha),
-        beta=extra.get("beta", experiment.prior_beta),
-        exposures=0.0,
-        target_events=0.0,
-        created_at=now,
-    )
 
 
 def create_experiment(
@@ -148,10 +136,12 @@ def create_experiment(
         session.flush()
     except IntegrityError:
         raise Conflict(f"experiment {request.name!r} already exists", field="name") from None
-    session.add(_new_arm(experiment, reference, Origin.REFERENCE, now))
-    arms = [_new_arm(experiment, config, Origin.EXPERT, now) for config in configs]
+    reference_arm = new_arm(experiment, reference, Origin.REFERENCE, now)
+    session.add(reference_arm)
+    arms = [new_arm(experiment, config, Origin.EXPERT, now) for config in configs]
     session.add_all(arms)
     session.flush()
+    session.add(first_phase(experiment, reference_arm, now))
     if experiment.mode == Mode.WINDOW:
         experiment.window_arm_id = draw_window_arm(experiment, arms, rng)
     for metric in request.metrics:
@@ -176,9 +166,10 @@ def change_status(
     actor: str = "admin",
     reason: dict[str, Any] | None = None,
 ) -> Experiment:
-    """Pause, resume or stop. Stopping closes the last window first: a final tick credits
-    what arrived while the experiment ran, and what it cannot credit (a window without
-    reference exposures) is discarded and audited, so no pending count outlives the run.
+    """Pause, resume, stop or archive. Stopping closes the last window first: a final tick
+    credits what arrived while the experiment ran, and what it cannot credit (a window
+    without reference exposures) is discarded and audited, so no pending count outlives the
+    run. Archiving (only from stopped) discards what stale replicas flushed since.
 
     A pause records why in ``paused_reason`` (``reason``, e.g. the circuit breaker's rule
     and numbers; an admin's pause says so); a resume clears it."""
@@ -201,7 +192,8 @@ def change_status(
         )
         assert final is not None  # the experiment exists: we hold its lock
         details["final_tick"] = {"number": final.number, "applied": final.applied}
-        details["discarded"] = _by_group_and_type(
+    if action in ("stop", "archive"):
+        details["discarded"] = by_group_and_type(
             repo.discard_pending_counts(session, experiment.id)
         )
     if action == "pause":
@@ -229,15 +221,6 @@ def change_status(
     return experiment
 
 
-def _by_group_and_type(rows: list[repo.PendingRow]) -> dict[str, dict[str, int]]:
-    """Pending counts as group -> type -> total."""
-    totals: dict[str, dict[str, int]] = {}
-    for row in rows:
-        by_type = totals.setdefault(row.group, {})
-        by_type[row.type] = by_type.get(row.type, 0) + row.count
-    return totals
-
-
 def discard_pending_of_stopped(session: Session) -> dict[str, dict[str, dict[str, int]]]:
     """Drop the pending counts of stopped experiments (events reported to a replica that had
     not yet seen the stop, exposures it counted then): no tick will consume them. Audited
@@ -245,7 +228,7 @@ def discard_pending_of_stopped(session: Session) -> dict[str, dict[str, dict[str
     discarded: dict[str, dict[str, dict[str, int]]] = {}
     now = now_utc()
     for experiment in repo.stopped_experiments_with_pending_counts(session):
-        totals = _by_group_and_type(repo.discard_pending_counts(session, experiment.id))
+        totals = by_group_and_type(repo.discard_pending_counts(session, experiment.id))
         discarded[experiment.name] = totals
         repo.add_audit(
             session,
@@ -262,8 +245,7 @@ def add_arm(
     session: Session, name: str, values: dict[str, Any], *, origin: Origin = Origin.MANUAL
 ) -> Arm:
     experiment = require_experiment(session, name, lock=True)
-    if experiment.status == ExperimentStatus.STOPPED:
-        raise Conflict("the experiment is stopped; expected a running or paused one", "status")
+    require_open(experiment, "add an arm")
     config = validate_config(space_of(experiment), values, "config")
     duplicate = repo.active_arm_with_signature(session, experiment.id, config.signature)
     if duplicate is not None:
@@ -271,7 +253,7 @@ def add_arm(
             f"config: equal to active arm {duplicate.id}; expected a new configuration", "config"
         )
     now = now_utc()
-    arm = _new_arm(experiment, config, origin, now)
+    arm = new_arm(experiment, config, origin, now)
     session.add(arm)
     session.flush()
     if experiment.mode == Mode.WINDOW and experiment.window_arm_id is None:
@@ -300,6 +282,7 @@ def retire_arm(
     """Retire the arm; in window mode, ``rng`` draws the next pinned arm if it was this one.
     ``evidence`` (what a decision saw) goes into the audit entry with the reason."""
     experiment = require_experiment(session, name, lock=True)
+    require_open(experiment, "retire an arm", ARCHIVED_ONLY)
     arm = repo.get_arm(session, experiment.id, arm_id)
     if arm is None:
         raise NotFound(f"arm {arm_id} does not exist in experiment {name!r}", field="arm_id")
@@ -375,6 +358,7 @@ def experiment_out(session: Session, experiment: Experiment) -> schemas.Experime
         winner=_of_phase(experiment.winner, experiment.phase),
         winner_candidate=_of_phase(experiment.winner_candidate, experiment.phase),
         metrics=[metric_out(m) for m in repo.declared_metrics(session, experiment.id)],
+        phase=experiment.phase,
     )
 
 
@@ -406,6 +390,7 @@ def experiment_summaries(session: Session) -> list[schemas.ExperimentSummary]:
                 active_arms=len(active),
                 tick_count=experiment.tick_count,
                 created_at=experiment.created_at,
+                phase=experiment.phase,
             )
         )
     return summaries
@@ -600,7 +585,11 @@ def audit_log(session: Session, name: str | None, *, limit: int) -> list[schemas
 
 
 def tick_now(session: Session, experiment_id: int, rng: np.random.Generator, replica: str) -> Tick:
-    """An admin-triggered tick, applied whatever the schedule, and audited."""
+    """An admin-triggered tick, applied whatever the schedule (not to an archived
+    experiment), and audited."""
+    experiment = repo.get_experiment(session, experiment_id, lock=True)
+    assert experiment is not None  # the route found it under the same lock
+    require_open(experiment, "tick", ARCHIVED_ONLY)
     tick = apply_tick(
         session, experiment_id, now=now_utc(), rng=rng, only_if_due=False, replica=replica
     )

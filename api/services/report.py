@@ -122,15 +122,22 @@ def verdict(result: RelativeEffect, direction: Direction) -> str:
     return Verdict.BETTER if good else Verdict.WORSE
 
 
-def metrics_of(session: Session, experiment: Experiment) -> tuple[Metric, ...]:
-    """The decision metric (``target_event``, higher is better) and the declared ones."""
+def metrics_of(
+    session: Session,
+    experiment: Experiment,
+    *,
+    target_event: str | None = None,
+    since: datetime | None = None,
+) -> tuple[Metric, ...]:
+    """The decision metric (``target_event``, higher is better; by default the
+    experiment's current one) and the declared ones."""
     declared = repo.declared_metrics(session, experiment.id)
     return (
         Metric(
-            experiment.target_event,
+            experiment.target_event if target_event is None else target_event,
             MetricRole.DECISION,
             Direction.INCREASE,
-            since=experiment.created_at,
+            since=experiment.created_at if since is None else since,
         ),
         *(Metric(m.event, m.role, m.direction, m.max_loss, m.added_at, m.id) for m in declared),
     )
@@ -215,40 +222,51 @@ def scorecard(
 ) -> Scorecard:
     """Every metric: the bandit group, then each arm served in the phase, against the
     reference group. A declared metric's baseline in this phase (the counts at its
-    declaration) is subtracted from its counts: it compares events and exposures since."""
-    phase = experiment.phase if phase is None else phase
+    declaration) is subtracted from its counts: it compares events and exposures since. An
+    earlier phase (``phase``) is read with its own reference arm and decision metric
+    (``phases``), from its own counts: it reads as it did when it ended."""
+    current = experiment.phase
+    phase = current if phase is None else phase
     arms = list(repo.arms_of(session, experiment.id))
     counts = BucketCounts(repo.metric_counts(session, experiment.id, phase))
-    metrics = metrics_of(session, experiment)
+    record = repo.get_phase(session, experiment.id, phase)
+    reference_id = reference_of(arms).id if record is None else record.reference_arm_id
+    metrics = metrics_of(
+        session,
+        experiment,
+        target_event=None if record is None else record.target_event,
+        since=None if record is None else record.started_at,
+    )
     baselines: dict[int, list[tuple[int, str, str, int, int]]] = {}
     declared = [m.metric_id for m in metrics if m.metric_id is not None]
     for metric_id, arm_id, group, kind, bucket, count in repo.metric_baselines(
         session, declared, phase
     ):
         baselines.setdefault(metric_id, []).append((arm_id, group, kind, bucket, count))
-    reference = reference_of(arms)
-    treatments = [a.id for a in _treatment_arms(arms, counts)]
+    treatments = [a.id for a in _treatment_arms(arms, counts, current=phase == current)]
     rows: list[ScoreRow] = []
     for metric in metrics:
         baseline = baselines.get(metric.metric_id) if metric.metric_id is not None else None
         since = counts.minus(baseline) if baseline else counts
         # As compare(), with the control's estimate made once per metric.
-        control = since.estimate([reference.id], Group.REFERENCE, metric.event)
+        control = since.estimate([reference_id], Group.REFERENCE, metric.event)
         compared: list[tuple[str | int, list[int]]] = [(BANDIT, treatments)]
         compared += [(arm_id, [arm_id]) for arm_id in treatments]
         for treatment, arm_ids in compared:
             estimate = since.estimate(arm_ids, Group.TARGET, metric.event)
             rows.append(ScoreRow(metric, treatment, relative_effect(estimate, control, alpha)))
-    return Scorecard(experiment.id, phase, metrics, tuple(rows), reference.id, counts)
+    return Scorecard(experiment.id, phase, metrics, tuple(rows), reference_id, counts)
 
 
-def _treatment_arms(arms: Sequence[Arm], counts: BucketCounts) -> list[Arm]:
-    """The target arms that are active or were served in the phase, by id."""
+def _treatment_arms(arms: Sequence[Arm], counts: BucketCounts, *, current: bool) -> list[Arm]:
+    """The target arms served in the phase and, in the current phase, the active ones
+    (with no data yet), by id."""
     served = counts.served(Group.TARGET)
     return [
         arm
         for arm in sorted(arms, key=lambda a: a.id)
-        if arm.origin != Origin.REFERENCE and (arm.status == ArmStatus.ACTIVE or arm.id in served)
+        if arm.origin != Origin.REFERENCE
+        and (arm.id in served or (current and arm.status == ArmStatus.ACTIVE))
     ]
 
 

@@ -22,7 +22,14 @@ from sqlalchemy.orm import Session
 
 from api import repositories as repo
 from api.enums import ArmStatus, ExperimentStatus, Group, Mode
-from api.limits import CREDITED, OVER_EXPOSURE_LIMIT, OVER_TICKET_LIMIT, event_limit, event_limits
+from api.limits import (
+    CREDITED,
+    OVER_EXPOSURE_LIMIT,
+    OVER_TICKET_LIMIT,
+    PREVIOUS_PHASE,
+    event_limit,
+    event_limits,
+)
 from api.models import Arm, Experiment, Tick, TickArm, as_utc, reference_of
 from api.serving import policy_of
 from arms.origins import Origin
@@ -69,6 +76,25 @@ def aggregate(rows: list[repo.PendingRow], target_event: str) -> WindowTotals:
     return WindowTotals(
         reference_exposures, reference_events, arm_exposures, arm_events, uncredited, quarantined
     )
+
+
+def of_this_phase(pending: list[repo.PendingRow], reference_arm_id: int) -> list[repo.PendingRow]:
+    """The pending counts with the reference group's credited counts of any arm but the
+    current reference marked ``previous_phase``.
+
+    Only the reference arm serves the reference group, so such counts were served under
+    the reference of an earlier phase: exposures a replica counted (or events it accepted)
+    in the moment between a promotion's commit and its snapshot reload. Crediting them
+    would mix two references in the denominator of every posterior update.
+    """
+    return [
+        row._replace(reason=PREVIOUS_PHASE)
+        if row.group == Group.REFERENCE
+        and row.reason == CREDITED
+        and row.arm_id != reference_arm_id
+        else row
+        for row in pending
+    ]
 
 
 def report_counts(pending: list[repo.PendingRow], types: set[str]) -> list[repo.PendingRow]:
@@ -151,13 +177,14 @@ def apply_tick(
         return None
     pending = repo.pending_counts_for_update(session, experiment.id)
     arms = list(repo.arms_of(session, experiment.id))
+    counted = of_this_phase(pending, reference_of(arms).id)
     report_types = {
         "exposure",
         experiment.target_event,
         *repo.metric_events(session, experiment.id),
     }
     totals = bound_by_exposures(
-        aggregate(pending, experiment.target_event),
+        aggregate(counted, experiment.target_event),
         arms,
         experiment.target_event,
         event_limit(event_limits(experiment.max_events_per_exposure), experiment.target_event),
@@ -220,7 +247,7 @@ def apply_tick(
         # as a claimed event row used to be; the uncredited part is on the tick record).
         repo.delete_pending_counts(session, experiment.id, pending)
         repo.add_metric_counts(
-            session, experiment.id, experiment.phase, report_counts(pending, report_types)
+            session, experiment.id, experiment.phase, report_counts(counted, report_types)
         )
     # else: no reference exposure; the window cannot be normalised and its pending counts
     # stay where they are for the next tick.

@@ -71,8 +71,9 @@ def downgrade() -> None:
     op.drop_table("experiment_metrics")
     op.drop_table("metric_counts")
     _rebuild_pending_counts(with_bucket=False)
-    with op.batch_alter_table("experiments") as batch:
-        batch.drop_column("phase")
+    # Plain DROP COLUMN (SQLite 3.35+): rebuilding ``experiments`` fails on SQLite once
+    # other tables' rows reference it.
+    op.drop_column("experiments", "phase")
 
 
 def _rebuild_pending_counts(*, with_bucket: bool) -> None:

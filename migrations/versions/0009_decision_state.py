@@ -38,6 +38,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("experiments") as batch:
-        for name in reversed(_COLUMNS):
-            batch.drop_column(name)
+    # Plain DROP COLUMN (SQLite 3.35+), not a batch rebuild: rebuilding ``experiments``
+    # fails on SQLite once other tables' rows reference it.
+    for name in reversed(_COLUMNS):
+        op.drop_column("experiments", name)

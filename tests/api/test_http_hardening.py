@@ -71,6 +71,10 @@ ADMIN_ROUTES: list[tuple[str, str, Any, int]] = [
     ("DELETE", "/v1/experiments/similar-items/metrics/view", None, 200),  # keeps snapshot 1
     ("GET", "/v1/experiments/similar-items/report/snapshots", None, 200),
     ("GET", "/v1/experiments/similar-items/report/snapshots/1", None, 200),
+    ("POST", "/v1/experiments/other/archive", None, 200),
+    ("PATCH", "/v1/experiments/similar-items", {"update_interval_s": 5}, 200),
+    ("POST", "/v1/experiments/similar-items/promote", {"arm_id": 2}, 200),
+    ("GET", "/v1/experiments/similar-items/phases", None, 200),
     ("GET", "/v1/audit", None, 200),
 ]
 
