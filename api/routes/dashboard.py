@@ -73,8 +73,12 @@ NOTICES = {
     "expert-withdrawn": "Expert configuration withdrawn.",
     "evolved": "Genetic step applied.",
     "evolve-noop": "The genetic step changed nothing (see its notes in the preview).",
+    "promoted": "A new phase started: the promoted configuration is the reference, and every "
+    "posterior starts again from the prior against it. The previous phase's report is kept.",
+    "metric-added": "Metric added: its counts start now.",
+    "archive": "Archived: kept and readable, no longer served or ticked.",
 }
-STATUS_ACTIONS = ("pause", "resume", "stop")
+STATUS_ACTIONS = ("pause", "resume", "stop", "archive")
 
 
 # -- rendering ------------------------------------------------------------------------------
@@ -661,6 +665,30 @@ async def retire_arm(request: Request, name: str, arm_id: int) -> Response:
     def change(form: dict[str, list[str]]) -> str:
         admin.retire_arm(request, name, arm_id)
         return "arm-retired"
+
+    return await _steer(request, name, change)
+
+
+@router.post("/experiments/{name}/arms/{arm_id}/promote")
+async def promote(request: Request, name: str, arm_id: int) -> Response:
+    def change(form: dict[str, list[str]]) -> str:
+        reason = forms.first(form, "reason").strip() or None
+        admin.promote(request, name, schemas.PromoteIn(arm_id=arm_id, reason=reason))
+        return "promoted"
+
+    return await _steer(request, name, change)
+
+
+@router.post("/experiments/{name}/metrics")
+async def add_metric(request: Request, name: str) -> Response:
+    def change(form: dict[str, list[str]]) -> str:
+        body = {
+            key: forms.json_value(forms.first(form, key))
+            for key in ("event", "role", "direction", "max_loss")
+            if forms.first(form, key).strip()
+        }
+        admin.add_metric(request, name, schemas.MetricIn.model_validate(body))
+        return "metric-added"
 
     return await _steer(request, name, change)
 

@@ -28,10 +28,12 @@ from sqlalchemy.orm import Session
 
 from api import repositories as repo
 from api import schemas
-from api.enums import ArmStatus, ExperimentStatus
+from api.enums import CLOSED_STATUSES, ArmStatus
 from api.models import Arm, Experiment, Tick
 from api.services import evolution as evolution_service
 from api.services import experiments as experiment_service
+from api.services import metrics as metric_service
+from api.services import phases as phase_service
 from api.services import report as report_service
 from api.services import webhooks as webhook_service
 from api.services.common import require_experiment
@@ -65,6 +67,9 @@ MARKER_ACTIONS: dict[str, tuple[str, str]] = {
     "experiment.resume": ("resumed", "resumed"),
     "experiment.stop": ("stopped", "stopped"),
     "experiment.winner": ("winner", "winner declared"),
+    "experiment.promote": ("phase", "new phase"),
+    "experiment.update": ("phase", "new phase"),  # a marker only when it started a phase
+    "experiment.archive": ("stopped", "archived"),
 }
 # Generations that were not a genetic step: their trigger is their marker's kind.
 GENERATION_MARKERS = {"guardrail": "guardrail"}
@@ -220,6 +225,8 @@ class ExperimentPage:
     audit: list[schemas.AuditOut]
     highlighted: list[int]
     health: list[dict[str, Any]]  # the report's checks: check, status, detail, action
+    phases: list[schemas.PhaseOut]
+    metrics: list[schemas.MetricOut]
 
     @property
     def headline(self) -> dict[str, Any] | None:
@@ -241,8 +248,9 @@ class ExperimentPage:
 
     @property
     def steerable(self) -> bool:
-        """Whether the experiment still takes arms, experts and steps (not stopped)."""
-        return self.experiment.status != ExperimentStatus.STOPPED
+        """Whether the experiment still takes arms, experts, steps, promotions and metrics
+        (neither stopped nor archived)."""
+        return self.experiment.status not in CLOSED_STATUSES
 
 
 def experiment_page(session: Session, name: str) -> ExperimentPage:
@@ -277,6 +285,8 @@ def experiment_page(session: Session, name: str) -> ExperimentPage:
         leaderboard=leaderboard,
         scorecard=_scorecard_by_metric(report, shown.arms),
         health=report["health"],
+        phases=phase_service.phase_history(session, name),
+        metrics=metric_service.list_metrics(session, name),
         generations=evolution_service.generation_history(
             session, name, limit=GENERATIONS_SHOWN, after=after
         )[::-1],
@@ -592,14 +602,23 @@ def markers(session: Session, experiment: Experiment) -> list[Marker]:
         found.append(Marker(generation.created_at, kind, label))
     for entry in repo.audit_entries_with_actions(session, experiment.id, MARKER_ACTIONS, limit=500):
         kind, label = MARKER_ACTIONS[entry.action]
-        found.append(Marker(entry.at, *_audit_marker(kind, label, entry.actor, entry.details)))
+        marker = _audit_marker(kind, label, entry.actor, entry.details)
+        if marker is not None:
+            found.append(Marker(entry.at, *marker))
     return sorted(found, key=lambda marker: marker.at)
 
 
-def _audit_marker(kind: str, label: str, actor: str, details: Any) -> tuple[str, str]:
-    """(kind, label) of an audit entry's marker: a pause by the circuit breaker is a
-    "breaker" marker with its message; a winner names its arm."""
+def _audit_marker(kind: str, label: str, actor: str, details: Any) -> tuple[str, str] | None:
+    """(kind, label) of an audit entry's marker, None for none: a pause by the circuit
+    breaker is a "breaker" marker with its message; a winner names its arm; a new phase
+    names its reference (a settings change that started no phase is no marker)."""
     details = details if isinstance(details, dict) else {}
+    if kind == "phase":
+        if "to_phase" not in details:
+            return None
+        promoted = details.get("promoted_arm_id")
+        how = f"arm {promoted} promoted to reference" if promoted else "new reference settings"
+        return kind, f"phase {details['to_phase']}: {how}"
     reason = details.get("reason")
     if kind == "paused" and isinstance(reason, dict) and reason.get("by") == "circuit_breaker":
         return "breaker", f"circuit breaker: {reason.get('message', 'paused')}"

@@ -875,3 +875,62 @@ def test_the_reports_health_checks_show_on_both_pages(signed_in: TestClient) -> 
     expected = "failed" if "failed" in worst else "warning" if "warning" in worst else "ok"
     listing = signed_in.get("/").text
     assert f'<span class="health {expected}">' in listing
+
+
+def test_promote_add_a_metric_and_archive_from_the_page(client: TestClient) -> None:
+    created = create(client)
+    sign_in(client)
+    name = "/experiments/similar-items"
+    arm = created["arms"][2]["id"]
+
+    def post(path: str, **data: str) -> Any:
+        return client.post(
+            f"{name}{path}", data={"csrf_token": page_token(client), **data}, follow_redirects=False
+        )
+
+    expected = client.post(
+        "/v1/experiments/similar-items/metrics",
+        json={"event": "view", "role": "guardrail", "direction": "increase"},
+        headers=ADMIN,
+    ).json()
+    refused = post(
+        "/metrics", form="add-metric", event="view", role="guardrail", direction="increase"
+    )
+    assert refused.status_code == expected_status(expected)
+    assert expected["field"] == "max_loss"
+    error = re.search(r'id="metric-max-loss-error">([^<]*)<', refused.text)
+    assert error is not None and error.group(1).replace("&#39;", "'") == expected["detail"]
+    added = post(
+        "/metrics",
+        form="add-metric",
+        event="view",
+        role="guardrail",
+        direction="increase",
+        max_loss="0.05",
+    )
+    assert added.headers["location"].endswith("done=metric-added")
+    metrics = client.get("/v1/experiments/similar-items/metrics", headers=ADMIN).json()
+    assert [(m["event"], m["role"], m["max_loss"]) for m in metrics] == [
+        ("view", "guardrail", 0.05)
+    ]
+    promoted = post(f"/arms/{arm}/promote")
+    assert promoted.headers["location"].endswith("done=promoted")
+    experiment = inspect(client)
+    assert experiment["phase"] == 2
+    assert experiment["reference_config"] == created["arms"][2]["config"]
+    page = client.get(name).text
+    phases = re.search(r'<section id="phases".*?</section>', page, re.S)
+    assert phases is not None and phases.group(0).count('<th scope="row">') == 2
+    markers = client.get(f"{name}/charts.json").json()["markers"]
+    assert ("phase", f"phase 2: arm {arm} promoted to reference") in [
+        (m["kind"], m["label"]) for m in markers
+    ]
+    post("/status", action="stop")
+    assert post("/status", action="archive").headers["location"].endswith("done=archive")
+    assert inspect(client)["status"] == "archived"
+    page = client.get(name).text
+    assert "Add arm" not in page and "Promote" not in page  # nothing to steer any more
+
+
+def expected_status(error: dict[str, Any]) -> int:
+    return 422 if error["error"] == "ValidationError" else 409

@@ -289,3 +289,29 @@ def test_screenshots_of_the_main_pages(
     screenshot(page, f"experiments-{suffix}", tmp_path)
     assert console.errors == [], console.errors
     context.close()
+
+
+def test_promote_an_arm_after_a_confirmation_that_explains_the_new_phase(
+    page: Any, server: ServerProcess, api: httpx.Client, steered: str
+) -> None:
+    experiment = api.get(f"/v1/experiments/{NAME}").json()
+    arm = next(
+        a for a in experiment["arms"] if a["origin"] != "reference" and a["status"] == "active"
+    )
+    phase = experiment["phase"]
+    page.goto(f"{server.base_url}/experiments/{NAME}")
+    questions: list[str] = []
+
+    def answer(dialog: Any) -> None:
+        questions.append(dialog.message)
+        dialog.accept()
+
+    page.once("dialog", answer)
+    page.get_by_role("button", name=f"Promote arm {arm['id']} to reference").click()
+    expect(page.get_by_role("status").first).to_contain_text("A new phase started")
+    assert f"Phase {phase} ends" in questions[0]
+    assert "starts again from the prior" in questions[0]
+    expect(page.locator("#phases tbody tr")).to_have_count(phase + 1)
+    after = api.get(f"/v1/experiments/{NAME}").json()
+    assert after["phase"] == phase + 1
+    assert after["reference_config"] == arm["config"]
