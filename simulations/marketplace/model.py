@@ -474,6 +474,19 @@ class MarketplaceConfig:
         0.3, number(0.0), "daily contact cycle: 1 + a cos(2 pi (h - 20) / 24)"
     )
     bin_minutes: float = option(30.0, POSITIVE, "rows of the lift table")
+    optimise: str = option(
+        "contact",
+        choice("contact", "view"),
+        "the decision metric the bandit optimises: contacts (the design), or views (the old "
+        "objective: the views trap, which the contact guardrail should catch)",
+    )
+    guardrail_loss: float = option(
+        0.05,
+        number(0.0),
+        "the other metric (views, or contacts when optimising views) is a guardrail: an arm "
+        "confidently worse than the reference by more than this fraction is retired "
+        "(0: a secondary metric only)",
+    )
     grid_steps: int = option(
         10,
         integer(minimum=2),
@@ -494,6 +507,8 @@ class MarketplaceConfig:
             (0 <= self.cycle_amplitude < 1, "cycle_amplitude must be in [0, 1)"),
             (self.bin_minutes * 60 >= self.tick_seconds, "bin_minutes must span a tick"),
             (self.grid_steps >= 2, "grid_steps must be >= 2"),
+            (0 <= self.guardrail_loss < 1, "guardrail_loss must be in [0, 1)"),
+            (self.optimise in ("contact", "view"), "optimise must be contact or view"),
         ]
         for ok, message in checks:
             if not ok:
@@ -558,3 +573,9 @@ class MarketplaceResult:
     ticks_applied: int
     wall_time_s: float
     search_time_s: float
+    # The platform's own report at the end (GET .../report) and the arms its decisions
+    # retired (guardrails): arm id -> (simulated hour, the recorded reason).
+    report: dict[str, Any] = field(default_factory=dict)
+    guardrail_retired: dict[int, tuple[float, str]] = field(default_factory=dict)
+    # When the circuit breaker paused the experiment (simulated hour) and why.
+    paused: tuple[float, dict[str, Any]] | None = None

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from api.services.report import report_csv
 from simulations.marketplace.model import (
     COMMAND,
     EXPERT_CONFIGS,
@@ -298,6 +299,8 @@ def format_table(result: MarketplaceResult) -> str:
         + ("n/a" if v.trap_posterior_mean is None else f"{v.trap_posterior_mean:.3f}")
         + f"; bandit's best arm is {'not ' if v.trap_avoided else ''}the view-maximiser",
         "",
+        *scorecard_lines(result),
+        "",
         "Arms at the end (sorted by posterior mean; truth = true contact rate / best possible)",
         f"{'arm':>4} {'label':<14}{'status':<8}{'truth':>7}{'views':>8}{'share':>7}"
         f"{'last h':>7}{'exposures':>10}{'contacts':>9}{'post. mean':>11}",
@@ -317,8 +320,69 @@ def format_table(result: MarketplaceResult) -> str:
     return "\n".join(lines)
 
 
+def _label(result: MarketplaceResult, treatment: Any) -> str:
+    if treatment == "bandit":
+        return "bandit group"
+    info = result.arms.get(int(treatment))
+    return f"arm {treatment}" + ("" if info is None else f" ({info.label})")
+
+
+def _interval(low: Any, high: Any) -> str:
+    if low is None or high is None:
+        return "n/a"
+    return f"[{_pct(float(low))}, {_pct(float(high))}]"
+
+
+def scorecard_lines(result: MarketplaceResult) -> list[str]:
+    """The platform's own report (``GET .../report``) at the end of the run: every metric,
+    the bandit group and each arm against the reference group, the guardrail's actions and
+    the health checks."""
+    report = result.report
+    if not report:
+        return []
+    lines = [
+        "Scorecard: the platform's report at the end (GET /v1/experiments/"
+        f"{report.get('experiment', '')}/report), per page view against the reference group",
+        f"{'metric':<9}{'treatment':<26}{'control':>9}{'treated':>9}{'effect':>9}  "
+        f"{'95% CI':<19}{'always-valid 95%':<19}{'verdict':<8}",
+    ]
+    for row in report["rows"]:
+        effect = row["effect"]
+        lines.append(
+            f"{row['metric']:<9}{_label(result, row['treatment']):<26}"
+            f"{_rate(row['control_mean']):>9}{_rate(row['treatment_mean']):>9}"
+            f"{'n/a' if effect is None else _pct(effect):>9}  "
+            f"{_interval(row['lower'], row['upper']):<19}"
+            f"{_interval(row['lower_anytime'], row['upper_anytime']):<19}{row['verdict']:<8}"
+        )
+    guardrail = next((m for m in report["metrics"] if m["role"] == "guardrail"), None)
+    if guardrail is not None:
+        lines.append(
+            f"Guardrail on {guardrail['event']} (may not drop more than "
+            f"{guardrail['max_loss']:.0%}): "
+            + ("no arm retired" if not result.guardrail_retired else "")
+        )
+        for arm_id, (hour, reason) in sorted(result.guardrail_retired.items()):
+            lines.append(f"  retired {_label(result, arm_id)} at {hour:.2f} h: {reason}")
+    if result.paused is not None:
+        paused_at, why = result.paused
+        lines.append(
+            f"Circuit breaker: paused the experiment at {paused_at:.2f} h: "
+            f"{why.get('message', why)}"
+        )
+    lines.append(
+        "Health: " + "; ".join(f"{check['check']} {check['status']}" for check in report["health"])
+    )
+    return lines
+
+
+def _rate(value: Any) -> str:
+    return "n/a" if value is None else f"{float(value):.4f}"
+
+
 def write_outputs(result: MarketplaceResult, out_dir: Path) -> list[Path]:
-    """Write ``lift.csv``, ``best.csv``, ``arms.csv``, ``results.json`` and three plots."""
+    """Write ``lift.csv``, ``best.csv``, ``arms.csv``, ``results.json``, the platform's
+    report (``report.json``, ``scorecard.csv``) and three plots."""
     out_dir.mkdir(parents=True, exist_ok=True)
     config = result.config
     bins = bin_rows(result)
@@ -382,11 +446,24 @@ def write_outputs(result: MarketplaceResult, out_dir: Path) -> list[Path]:
             "trap_arm_id": result.trap_arm_id,
         },
         "generations": [asdict(g) for g in result.generations],
+        "guardrail_retired": {
+            str(arm_id): {"hour": hour, "reason": reason}
+            for arm_id, (hour, reason) in result.guardrail_retired.items()
+        },
+        "paused": None
+        if result.paused is None
+        else {"hour": result.paused[0], "reason": result.paused[1]},
         "bins": [jsonable(asdict(b)) for b in bins],
         "arms": jsonable(arms),
     }
     results = write_json(out_dir / "results.json", document)
-    return [lift, best, arms_csv, results, *write_plots(result, out_dir, bins, v)]
+    outputs = [lift, best, arms_csv, results]
+    if result.report:
+        outputs.append(write_json(out_dir / "report.json", result.report))
+        scorecard = out_dir / "scorecard.csv"
+        scorecard.write_text(report_csv(result.report), encoding="utf-8")
+        outputs.append(scorecard)
+    return [*outputs, *write_plots(result, out_dir, bins, v)]
 
 
 def _search_doc(search: SearchResult) -> dict[str, Any]:

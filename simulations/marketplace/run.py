@@ -167,7 +167,10 @@ class _Platform:
             "reference_share": config.reference_share,
             "mode": config.mode,
             "update_interval_s": config.tick_seconds,
-            "target_event": "contact",
+            "target_event": config.optimise,
+            # The other metric is reported beside it, as a guardrail when --guardrail-loss is
+            # positive (an arm confidently worse on it beyond that loss is retired).
+            "metrics": [_other_metric(config.optimise, config.guardrail_loss)],
             # A block of k listings: one exposure may yield up to k views and k contacts.
             "max_events_per_exposure": {
                 "view": config.model.block_size,
@@ -216,6 +219,38 @@ class _Platform:
                 replica="simulator",
             )
             return tick is not None and bool(tick.applied)
+
+    def decide(self, seconds: float) -> Any:
+        """The decisions after an applied tick, as the scheduler runs them
+        (``api.services.decisions.DecisionOutcome``)."""
+        from api.services.decisions import DecisionOutcome
+
+        outcome = self.runtime.evaluate_decisions(self.experiment_id, now=self.clock(seconds))
+        return DecisionOutcome() if outcome is None else outcome
+
+    def paused_reason(self) -> dict[str, Any]:
+        from api.models import Experiment
+
+        with self.runtime.session_factory() as session:
+            experiment = session.get(Experiment, self.experiment_id)
+            return dict(experiment.paused_reason or {}) if experiment is not None else {}
+
+    def report(self, seconds: float) -> dict[str, Any]:
+        """The platform's report, as ``GET /v1/experiments/{name}/report`` answers it."""
+        from api import repositories as repo
+        from api.services.report import report_document
+
+        with self.runtime.read_transaction() as session:
+            experiment = repo.get_experiment(session, self.experiment_id)
+            assert experiment is not None
+            return report_document(session, experiment, now=self.clock(seconds))
+
+    def retired_reason(self, arm_id: int) -> str:
+        with self.runtime.session_factory() as session:
+            from api.models import Arm
+
+            arm = session.get(Arm, arm_id)
+            return "" if arm is None or arm.retired_reason is None else arm.retired_reason
 
     def evolve(self, seconds: float) -> tuple[list[int], list[int]] | None:
         evolution = _evolution_module()
@@ -348,6 +383,8 @@ def simulate(
         snapshot = platform_.refresh()
         log = WindowLog()
         generations: list[GenerationLog] = []
+        guardrail_retired: dict[int, tuple[float, str]] = {}
+        paused: tuple[float, dict[str, Any]] | None = None
         ticks_applied = 0
         view_index = 0
         served_so_far: dict[int, int] = {}
@@ -393,6 +430,11 @@ def simulate(
                 platform_.submit_events(events)
                 view_index += n
 
+                # The log holds the experiment's traffic: page views served while it was not
+                # running (paused by the circuit breaker) got the reference configuration
+                # outside the comparison, at other hours: left out, as the platform does.
+                live = np.fromiter((s.active for s in served), dtype=bool, count=n)
+                arm_ids = np.where(live, arm_ids, -1)
                 log.exposures.append(_sum_by(arm_ids, np.ones(n, dtype=np.int64)))
                 for arm_id, count in log.exposures[-1].items():
                     served_so_far[arm_id] = served_so_far.get(arm_id, 0) + count
@@ -401,7 +443,15 @@ def simulate(
                 log.expected_contacts.append(_sum_by(arm_ids, expected))
 
                 now_s = (window + 1) * config.tick_seconds
-                ticks_applied += platform_.tick(now_s)
+                applied = platform_.tick(now_s)
+                ticks_applied += applied
+                if applied:
+                    outcome = platform_.decide(now_s)
+                    for arm_id in outcome.retired_arm_ids:
+                        reason = platform_.retired_reason(arm_id)
+                        guardrail_retired[arm_id] = (now_s / 3600, reason)
+                    if outcome.paused:
+                        paused = (now_s / 3600, platform_.paused_reason())
                 # No step after the last window: its new arms would never be served.
                 last = window + 1 == config.n_windows
                 if config.evolve and (window + 1) % windows_per_step == 0 and not last:
@@ -416,6 +466,8 @@ def simulate(
                 log.active_counts.append(len(snapshot.arm_ids))
                 bar.update(window + 1)
         final_arms = platform_.arm_rows()
+        # Every window's counts are in: each window flushed its exposures before its tick.
+        report = platform_.report(config.n_windows * config.tick_seconds)
         platform_.close()
 
     return MarketplaceResult(
@@ -431,13 +483,25 @@ def simulate(
         ticks_applied=ticks_applied,
         wall_time_s=time.perf_counter() - started,
         search_time_s=search_time,
+        report=report,
+        guardrail_retired=guardrail_retired,
+        paused=paused,
     )
 
 
+def _other_metric(optimised: str, max_loss: float) -> dict[str, Any]:
+    """Views beside contacts, or contacts beside views: a guardrail or a secondary metric."""
+    event = "view" if optimised == "contact" else "contact"
+    if max_loss > 0:
+        return {"event": event, "role": "guardrail", "direction": "increase", "max_loss": max_loss}
+    return {"event": event, "role": "secondary", "direction": "increase"}
+
+
 def _sum_by(keys: IntArray, values: npt.ArrayLike) -> dict[int, Any]:
+    """Totals of ``values`` by arm id; negative keys (traffic left out) are skipped."""
     totals: dict[int, Any] = {}
     v = np.asarray(values)
-    for key in np.unique(keys):
+    for key in np.unique(keys[keys >= 0]):
         totals[int(key)] = v[keys == key].sum().item()
     return totals
 

@@ -34,8 +34,19 @@ def test_cli_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert "Lift of the target group over the reference group" in printed
     assert "Best configuration found: arm" in printed
     assert "Views trap" in printed and "trap reproduced" in printed
-    for name in ("lift.csv", "best.csv", "arms.csv", "results.json"):
+    assert "Scorecard: the platform's report at the end" in printed
+    for name in ("lift.csv", "best.csv", "arms.csv", "results.json", "report.json"):
         assert (out / name).stat().st_size > 0
+    # The platform's own report: contacts (the decision metric) and views (a guardrail by
+    # default), the bandit group and each arm against the reference group, as the API gives.
+    report = json.loads((out / "report.json").read_text())
+    assert [(m["event"], m["role"]) for m in report["metrics"]] == [
+        ("contact", "decision"),
+        ("view", "guardrail"),
+    ]
+    assert {row["treatment"] for row in report["rows"]} >= {"bandit"}
+    with (out / "scorecard.csv").open() as handle:
+        assert len(list(csv.DictReader(handle))) == len(report["rows"])
     for stem in ("marketplace-lift", "marketplace-best", "marketplace-views-trap"):
         assert (out / f"{stem}.png").stat().st_size > 0
     document = json.loads((out / "results.json").read_text())
@@ -106,3 +117,24 @@ def test_a_seeded_window_mode_run_repeats_exactly(tmp_path: Path) -> None:
     assert documents[0][1]["parameters"]["mode"] == "window"
     assert documents[1] == documents[0]
     assert documents[2] == documents[0]
+
+
+def test_optimising_views_the_contact_guardrail_retires_the_views_trap() -> None:
+    """The views trap, caught by a guardrail: a team that optimises views (the old
+    objective) with a guardrail on contacts. The bandit favours the view-maximiser; once its
+    always-valid interval on contacts lies entirely below -1%, the platform's decisions
+    retire it, and its recorded reason names the metric and the numbers (12 simulated hours,
+    about 35 s: the evidence needs that much traffic)."""
+    config = MarketplaceConfig(hours=12, seed=1, optimise="view", guardrail_loss=0.01)
+    result = simulate(config)
+    assert result.trap_arm_id in result.guardrail_retired
+    hour, reason = result.guardrail_retired[result.trap_arm_id]
+    assert 1 < hour < 12
+    assert "guardrail metric 'contact'" in reason and "tolerated loss of 1.00%" in reason
+    trap_rows = {
+        row["metric"]: row
+        for row in result.report["rows"]
+        if row["treatment"] == result.trap_arm_id
+    }
+    assert trap_rows["view"]["verdict"] == "better"  # the trap: more views...
+    assert trap_rows["contact"]["verdict"] == "worse"  # ...and fewer contacts
