@@ -156,6 +156,10 @@ class Experiment(Base):
     winner: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     winner_candidate: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     breaker_baseline: Mapped[dict[str, Any] | None] = mapped_column(JSON, deferred=True)
+    # The report's sample ratio check failed and was notified (migration 0013):
+    # ``{phase, since, snapshot_id}``; NULL once it is ok again, so that the next failure
+    # is notified too (api.services.decisions).
+    srm_alert: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     # Unix seconds: tickets issued before this are expired whatever the attribution window
     # (migration 0012). Lengthening the window sets it to when the old window ended, since
     # the per-ticket counts of tickets that had expired may already be purged.

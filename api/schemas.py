@@ -562,6 +562,7 @@ SAFE_SETTINGS = (
     "evolution",
     "nursery_exposures",
     "nursery_share",
+    "decisions",
 )
 PHASE_SETTINGS = ("reference_config", "reference_share", "target_event")
 _CREATE = ExperimentCreate.model_fields
@@ -607,6 +608,10 @@ class ExperimentPatch(BaseModel):
     )
     nursery_exposures: float = _given_only("as on creation", "nursery_exposures")
     nursery_share: float = _given_only("as on creation", "nursery_share")
+    decisions: dict[str, Any] = _given_only(
+        "some fields of the create request's `decisions` object: they replace those in "
+        "force, the others keep their values; the next evaluation uses them"
+    )
     reference_config: ConfigIn = _given_only(
         "a new reference configuration (starts a new phase); an active arm with this "
         "configuration is retired as its duplicate"

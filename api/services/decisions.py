@@ -1,13 +1,15 @@
 """Decisions that act on the experiment report: a guardrail retires an arm, the circuit
-breaker pauses the experiment, a winner is declared (docs/decisions.md has the rules).
+breaker pauses the experiment, a winner is declared, a sample ratio mismatch is notified
+(docs/decisions.md has the rules).
 
 :func:`evaluate_decisions` runs after every applied tick, the scheduler's and an admin's,
 in a transaction of its own (``api.runtime.Runtime.evaluate_decisions``): a failure is
 logged and never fails or rolls back the tick. It locks the experiment row as a tick does,
 so of two replicas evaluating at once one waits for the other and then sees what it did
-(the arm retired, the experiment paused, the winner declared): each decision is taken
-once. It reads the phase's report counts, O(arms x metrics x buckets) rows, and draws
-P(best) only when some arm's lift already passes ``winner_min_lift``.
+(the arm retired, the experiment paused, the winner declared, the mismatch notified):
+each decision is taken once. It reads the phase's report counts, O(arms x metrics x
+buckets) rows (twice after a breaker pause and a resume), and draws P(best) only when
+some arm's lift already passes ``winner_min_lift``.
 
 Each decision goes through the existing mechanism (:func:`retire_arm`,
 :func:`change_status`) and is recorded where people look: the audit log (actor
@@ -29,16 +31,19 @@ from sqlalchemy.orm import Session
 from api import repositories as repo
 from api import schemas
 from api.enums import ArmStatus, Direction, ExperimentStatus, Group, MetricRole, NotificationKind
-from api.models import Arm, Experiment, Generation, reference_of
+from api.models import Arm, Experiment, Generation
 from api.services.common import decisions_in_force
 from api.services.experiments import change_status, retire_arm
 from api.services.notifications import notify
 from api.services.report import (
     BANDIT,
-    BucketCounts,
+    Baseline,
+    CountRow,
     Scorecard,
     ScoreRow,
+    check_document,
     row_document,
+    sample_ratio_of,
     save_snapshot,
     scorecard,
     scorecard_document,
@@ -53,7 +58,7 @@ from bandit.decisions import (
     passes_winner_thresholds,
     sustained,
 )
-from bandit.report import ratio_estimate, relative_effect
+from bandit.health import HealthCheck, Status
 from bandit.summaries import bounded_draws, prob_beat_reference, prob_best
 
 # Who the audit log names for these decisions.
@@ -62,6 +67,7 @@ ACTOR = "decisions"
 GUARDRAIL = "guardrail"
 CIRCUIT_BREAKER = "circuit_breaker"
 WINNER = "winner"
+SRM = "srm"
 # The circuit breaker's rules (``paused_reason.rule``).
 RULE_DECISION_METRIC = "decision_metric"
 RULE_GUARDRAIL = "guardrail"
@@ -79,6 +85,7 @@ class DecisionOutcome:
     retired_arm_ids: tuple[int, ...] = ()
     paused: bool = False
     declared_winner_arm_id: int | None = None
+    sample_ratio_mismatch: bool = False  # notified now (it had not failed before)
 
     @property
     def serving_changed(self) -> bool:
@@ -131,12 +138,14 @@ def evaluate_decisions(
     rng: np.random.Generator,
     replica: str | None = None,
 ) -> DecisionOutcome | None:
-    """Evaluate guardrails, the circuit breaker and the winner rule once, and act; None if
-    the experiment is missing or neither running nor paused.
+    """Evaluate the sample ratio, guardrails, the circuit breaker and the winner rule once,
+    and act; None if the experiment is missing or neither running nor paused.
 
-    Order: guardrails first (a harmful arm is retired before anything else looks at the
-    arm set), then the circuit breaker (only while running), then the winner among the
-    arms still active. ``rng`` only re-draws window mode's pinned arm after a retirement.
+    Order: the sample ratio check first (it is about the data all the others read; it
+    notifies and changes nothing else), then guardrails (a harmful arm is retired before
+    anything else looks at the arm set), then the circuit breaker (only while running),
+    then the winner among the arms still active. ``rng`` only re-draws window mode's
+    pinned arm after a retirement.
     """
     experiment = repo.get_experiment(session, experiment_id, lock=True)
     if experiment is None or experiment.status not in (
@@ -150,6 +159,7 @@ def evaluate_decisions(
     card = scorecard(session, experiment)
     report = scorecard_document(card, experiment)
     act = _Actions(session, experiment, arms, report, now, rng, replica)
+    mismatch = _sample_ratio(act, card)
 
     retired: list[int] = []
     paused = False
@@ -161,13 +171,34 @@ def evaluate_decisions(
             act.pause(trip, RULE_LAST_ARM, arm_id=arm.id)
             paused = True
     if settings.circuit_breaker and experiment.status == ExperimentStatus.RUNNING:
-        harm = _breaker_trip(session, experiment, card, arms, settings)
+        harm = _breaker_trip(session, experiment, card, settings)
         if harm is not None:
             decision = harm.row.metric.role == MetricRole.DECISION
             act.pause(harm, RULE_DECISION_METRIC if decision else RULE_GUARDRAIL)
             paused = True
     winner = _winner(act, card, settings, seed)
-    return DecisionOutcome(tuple(retired), paused, winner)
+    return DecisionOutcome(tuple(retired), paused, winner, mismatch)
+
+
+# -- sample ratio mismatch -----------------------------------------------------------------
+def _srm_alert_of_phase(experiment: Experiment) -> dict[str, Any] | None:
+    alert = experiment.srm_alert
+    return alert if alert is not None and alert.get("phase") == experiment.phase else None
+
+
+def _sample_ratio(act: _Actions, card: Scorecard) -> bool:
+    """The report's sample ratio check (:func:`sample_ratio_of`): notify when it turns to
+    failed, once; when it is ok again, record that, so that the next failure is notified.
+    Returns whether it notified now."""
+    check = sample_ratio_of(card, act.experiment)
+    alert = _srm_alert_of_phase(act.experiment)
+    if check.status == Status.FAILED:
+        if alert is None:
+            act.sample_ratio_mismatch(check)
+            return True
+    elif alert is not None:
+        act.sample_ratio_resolved(check, alert)
+    return False
 
 
 # -- guardrails ----------------------------------------------------------------------------
@@ -238,18 +269,15 @@ def _breaker_trip(
     session: Session,
     experiment: Experiment,
     card: Scorecard,
-    arms: Sequence[Arm],
     settings: DecisionSettings,
 ) -> Trip | None:
     """The first of the bandit group's rows (decision metric, then the guardrails) that is
     confidently worse beyond its tolerance; after a breaker pause and a resume, judged on
-    the counts since the pause only."""
+    the counts since the pause only (:func:`breaker_scorecard`)."""
     baseline = _baseline_of_phase(experiment)
-    rows = [row for row in card.rows if row.treatment == BANDIT]
-    since = None
-    if baseline is not None:
-        rows = _rows_since(session, experiment, card, arms, baseline)
-        since = str(baseline["at"])
+    judged = breaker_scorecard(session, experiment, card)
+    rows = [row for row in judged.rows if row.treatment == BANDIT]
+    since = None if baseline is None else str(baseline["at"])
     for row in rows:
         max_loss = _max_loss(row, settings)
         if max_loss is None:
@@ -260,59 +288,62 @@ def _breaker_trip(
     return None
 
 
-def _group_counts(counts: BucketCounts, arms: Sequence[Arm], group: str, kind: str) -> np.ndarray:
-    """A group's per-bucket counts of one type: the whole target group, or the reference."""
-    if group == Group.REFERENCE:
-        return counts.of([reference_of(arms).id], Group.REFERENCE, kind)
-    return counts.of([a.id for a in arms if a.origin != Origin.REFERENCE], Group.TARGET, kind)
+def breaker_scorecard(session: Session, experiment: Experiment, card: Scorecard) -> Scorecard:
+    """The scorecard the circuit breaker judges: the phase's (``card``), or after a breaker
+    pause and a resume, the scorecard of what was counted since the pause (the bandit
+    group's rows only): every metric from the later of the pause and its declaration, as
+    the report computes "since" for a declared metric."""
+    baseline = _baseline_of_phase(experiment)
+    if baseline is None:
+        return card
+    since = Baseline(datetime.fromisoformat(baseline["at"]), _baseline_rows(baseline, card))
+    return scorecard(session, experiment, since=since, per_arm=False)
 
 
-def _rows_since(
-    session: Session,
-    experiment: Experiment,
-    card: Scorecard,
-    arms: Sequence[Arm],
-    baseline: dict[str, Any],
-) -> list[ScoreRow]:
-    """The bandit group's rows on the counts added since ``baseline``."""
-    counts = BucketCounts(repo.metric_counts(session, experiment.id, experiment.phase))
-
-    def since(group: str, kind: str) -> np.ndarray:
-        before = baseline[group].get(kind)
-        now = _group_counts(counts, arms, group, kind)
-        return now if before is None else now - np.asarray(before, dtype=np.float64)
-
-    rows = []
-    for metric in card.metrics:
-        treatment = ratio_estimate(
-            since(Group.TARGET, metric.event), since(Group.TARGET, "exposure")
+def _baseline_rows(baseline: dict[str, Any], card: Scorecard) -> tuple[CountRow, ...]:
+    """The stored baseline as count rows. Baselines stored before migration 0013 hold
+    each group's totals, not each arm's: the target group's are read as one served arm's,
+    which gives the bandit group's rows (the sums over its arms) exactly, and only those
+    are read from a baseline."""
+    if "counts" in baseline:
+        return tuple(
+            (int(arm_id), group, kind, bucket, int(count))
+            for group, kinds in baseline["counts"].items()
+            for kind, by_arm in kinds.items()
+            for arm_id, counts in by_arm.items()
+            for bucket, count in enumerate(counts)
+            if count
         )
-        control = ratio_estimate(
-            since(Group.REFERENCE, metric.event), since(Group.REFERENCE, "exposure")
-        )
-        rows.append(ScoreRow(metric, BANDIT, relative_effect(treatment, control)))
-    return rows
+    served = sorted(card.counts.served(Group.TARGET)) if card.counts is not None else []
+    holders = {Group.REFERENCE.value: card.reference_arm_id}
+    if served:
+        holders[Group.TARGET.value] = served[0]
+    return tuple(
+        (arm_id, group, kind, bucket, int(count))
+        for group, arm_id in holders.items()
+        for kind, counts in baseline.get(group, {}).items()
+        for bucket, count in enumerate(counts)
+        if count
+    )
 
 
 def _baseline(
-    session: Session, experiment: Experiment, arms: Sequence[Arm], now: datetime, arm_id: int | None
+    session: Session, experiment: Experiment, now: datetime, arm_id: int | None
 ) -> dict[str, Any]:
-    """The counts as they stand, per group and type (the whole target group and the
-    reference), to judge only later counts after a resume."""
-    counts = BucketCounts(repo.metric_counts(session, experiment.id, experiment.phase))
-    kinds = {"exposure", experiment.target_event, *repo.metric_events(session, experiment.id)}
+    """The phase's counts as they stand, per group, type and arm (one list of per-bucket
+    counts each), to judge only later counts after a resume."""
+    counts: dict[str, dict[str, dict[str, list[int]]]] = {}
+    for arm, group, kind, bucket, count in repo.metric_counts(
+        session, experiment.id, experiment.phase
+    ):
+        by_arm = counts.setdefault(group, {}).setdefault(kind, {})
+        by_arm.setdefault(str(arm), [0] * REPORT_BUCKETS)[bucket] += count
     return {
         "phase": experiment.phase,
         "at": now.isoformat(),
         "arm_id": arm_id,
         "buckets": REPORT_BUCKETS,
-        **{
-            group: {
-                kind: [int(c) for c in _group_counts(counts, arms, group, kind)]
-                for kind in sorted(kinds)
-            }
-            for group in (Group.TARGET.value, Group.REFERENCE.value)
-        },
+        "counts": counts,
     }
 
 
@@ -518,7 +549,7 @@ class _Actions:
             reason=reason,
         )
         self.experiment.breaker_baseline = _baseline(
-            self.session, self.experiment, self.arms, self.now, arm_id
+            self.session, self.experiment, self.now, arm_id
         )
         self._record(CIRCUIT_BREAKER, NotificationKind.CIRCUIT_BREAKER, reason)
 
@@ -533,3 +564,38 @@ class _Actions:
             actor=ACTOR,
         )
         self._record(WINNER, NotificationKind.WINNER, winner)
+
+    def sample_ratio_mismatch(self, check: HealthCheck) -> None:
+        """Notify the failed check (the report's, with its evidence), snapshot, audit, and
+        remember it failed in this phase, so it is notified once."""
+        payload = self._record(SRM, NotificationKind.SRM, check_document(check))
+        self.experiment.srm_alert = {
+            "phase": self.experiment.phase,
+            "since": self.now.isoformat(),
+            "snapshot_id": payload["snapshot_id"],
+        }
+        repo.add_audit(
+            self.session,
+            at=self.now,
+            action="experiment.srm",
+            experiment_id=self.experiment.id,
+            details=payload,
+            actor=ACTOR,
+        )
+
+    def sample_ratio_resolved(self, check: HealthCheck, alert: dict[str, Any]) -> None:
+        """The check is ok again: audited (no notification), and a later failure is
+        notified again."""
+        self.experiment.srm_alert = None
+        repo.add_audit(
+            self.session,
+            at=self.now,
+            action="experiment.srm_resolved",
+            experiment_id=self.experiment.id,
+            details={
+                "failed_since": alert["since"],
+                "snapshot_id": alert["snapshot_id"],
+                **check_document(check),
+            },
+            actor=ACTOR,
+        )

@@ -21,7 +21,8 @@ and the next begins, in the caller's transaction and under the experiment's lock
    but not credited (``previous_phase``), and the report counts the new phase apart.
 
 Settings that do not change the comparison (tick interval, attribution window, event
-limits, genetic step, nursery) take effect at once, without a new phase.
+limits, genetic step, nursery, decision settings) take effect at once, without a new
+phase.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from api.errors import Conflict, InvalidInput, validation_failure
 from api.models import Arm, Experiment, Phase, reference_of
 from api.services.common import (
     by_group_and_type,
+    decisions_in_force,
     new_arm,
     now_utc,
     require_experiment,
@@ -392,7 +394,7 @@ def _safe_changes(session: Session, experiment: Experiment, given: dict[str, Any
     audit: dict[str, dict[str, Any]] = {}
     columns: dict[str, Any] = {}
     for key in schemas.SAFE_SETTINGS:
-        if key == "evolution" or key not in given:
+        if key in ("evolution", "decisions") or key not in given:
             continue
         before, after = getattr(experiment, key), given[key]
         if after != before:
@@ -403,7 +405,33 @@ def _safe_changes(session: Session, experiment: Experiment, given: dict[str, Any
         if moved:
             audit.update(moved)
             columns.update(evolution)
+    if "decisions" in given:
+        moved, decisions = _decision_changes(experiment, given["decisions"])
+        if moved:
+            audit.update(moved)
+            columns["decisions"] = decisions
     return SafeChanges(audit, columns)
+
+
+def _decision_changes(
+    experiment: Experiment, given: dict[str, Any]
+) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """The decision settings given over those in force, validated as on creation (422
+    naming ``decisions.<name>``). Returns each setting that moved (``decisions.<name>`` ->
+    before and after) and the experiment's ``decisions`` column: every setting, as a
+    create request with ``decisions`` stores them."""
+    shown = decisions_in_force(experiment).model_dump()
+    try:
+        body = schemas.Decisions.model_validate({**shown, **given})
+    except ValidationError as error:
+        raise validation_failure(error, prefix=("decisions",)) from None
+    after = body.model_dump()
+    moved = {
+        f"decisions.{key}": {"before": shown[key], "after": value}
+        for key, value in after.items()
+        if value != shown[key]
+    }
+    return moved, after
 
 
 def _evolution_changes(

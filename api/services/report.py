@@ -114,6 +114,18 @@ class Scorecard:
         return None
 
 
+CountRow = tuple[int, str, str, int, int]  # (arm id, group, event type, bucket, count)
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """The phase's counts as they stood at ``at`` (rows of ``metric_counts``): a scorecard
+    "since" then subtracts them, as it subtracts a metric's declaration baseline."""
+
+    at: datetime
+    rows: tuple[CountRow, ...]
+
+
 def verdict(result: RelativeEffect, direction: Direction) -> str:
     if not result.significant_anytime or result.lower_anytime is None:
         return Verdict.UNCLEAR
@@ -218,13 +230,22 @@ def compare(
 
 
 def scorecard(
-    session: Session, experiment: Experiment, *, phase: int | None = None, alpha: float = 0.05
+    session: Session,
+    experiment: Experiment,
+    *,
+    phase: int | None = None,
+    alpha: float = 0.05,
+    since: Baseline | None = None,
+    per_arm: bool = True,
 ) -> Scorecard:
-    """Every metric: the bandit group, then each arm served in the phase, against the
-    reference group. A declared metric's baseline in this phase (the counts at its
-    declaration) is subtracted from its counts: it compares events and exposures since. An
-    earlier phase (``phase``) is read with its own reference arm and decision metric
-    (``phases``), from its own counts: it reads as it did when it ended."""
+    """Every metric: the bandit group, then (``per_arm``) each arm served in the phase,
+    against the reference group. A declared metric's baseline in this phase (the counts at
+    its declaration) is subtracted from its counts: it compares events and exposures since.
+    An earlier phase (``phase``) is read with its own reference arm and decision metric
+    (``phases``), from its own counts: it reads as it did when it ended.
+
+    ``since``: the scorecard of what was counted after it (the circuit breaker after a
+    resume): each metric from the later of ``since`` and its declaration."""
     current = experiment.phase
     phase = current if phase is None else phase
     arms = list(repo.arms_of(session, experiment.id))
@@ -237,7 +258,7 @@ def scorecard(
         target_event=None if record is None else record.target_event,
         since=None if record is None else record.started_at,
     )
-    baselines: dict[int, list[tuple[int, str, str, int, int]]] = {}
+    baselines: dict[int, list[CountRow]] = {}
     declared = [m.metric_id for m in metrics if m.metric_id is not None]
     for metric_id, arm_id, group, kind, bucket, count in repo.metric_baselines(
         session, declared, phase
@@ -246,16 +267,29 @@ def scorecard(
     treatments = [a.id for a in _treatment_arms(arms, counts, current=phase == current)]
     rows: list[ScoreRow] = []
     for metric in metrics:
-        baseline = baselines.get(metric.metric_id) if metric.metric_id is not None else None
-        since = counts.minus(baseline) if baseline else counts
+        at_declaration = None if metric.metric_id is None else baselines.get(metric.metric_id)
+        start = _start_of(metric, at_declaration, since)
+        counted = counts.minus(start) if start else counts
         # As compare(), with the control's estimate made once per metric.
-        control = since.estimate([reference_id], Group.REFERENCE, metric.event)
+        control = counted.estimate([reference_id], Group.REFERENCE, metric.event)
         compared: list[tuple[str | int, list[int]]] = [(BANDIT, treatments)]
-        compared += [(arm_id, [arm_id]) for arm_id in treatments]
+        if per_arm:
+            compared += [(arm_id, [arm_id]) for arm_id in treatments]
         for treatment, arm_ids in compared:
-            estimate = since.estimate(arm_ids, Group.TARGET, metric.event)
+            estimate = counted.estimate(arm_ids, Group.TARGET, metric.event)
             rows.append(ScoreRow(metric, treatment, relative_effect(estimate, control, alpha)))
     return Scorecard(experiment.id, phase, metrics, tuple(rows), reference_id, counts)
+
+
+def _start_of(
+    metric: Metric, declared: Sequence[CountRow] | None, since: Baseline | None
+) -> Sequence[CountRow] | None:
+    """The counts a metric's numbers start from: its declaration's baseline, or ``since``
+    when that is later than the declaration (it then holds the metric's counts too: a
+    declaration before ``since`` was counted by it)."""
+    if since is not None and (metric.since is None or metric.since <= since.at):
+        return since.rows
+    return declared
 
 
 def _treatment_arms(arms: Sequence[Arm], counts: BucketCounts, *, current: bool) -> list[Arm]:
@@ -364,7 +398,7 @@ def report_document(
         "min_events": DEFAULT_MIN_EVENTS,
         "planned_exposures": DEFAULT_PLANNED_EXPOSURES,
         "arms": [_arm_document(arms[arm_id]) for arm_id in dict.fromkeys(shown)],
-        "health": [_check_document(check) for check in checks],
+        "health": [check_document(check) for check in checks],
     }
 
 
@@ -384,7 +418,8 @@ def _arm_document(arm: Arm) -> dict[str, Any]:
     }
 
 
-def _check_document(check: HealthCheck) -> dict[str, Any]:
+def check_document(check: HealthCheck) -> dict[str, Any]:
+    """A health check as the report's ``health`` shows it (plain JSON values)."""
     return {
         "check": check.check.value,
         "status": check.status.value,
@@ -409,14 +444,7 @@ def health_checks(
     """The report's checks (:mod:`bandit.health`) on the scorecard's phase: the sample
     ratio from its counts; for the current phase also the live ones, from the latest
     ``RECENT_TICKS`` ticks and the experiment's clock."""
-    counts = card.counts if card.counts is not None else BucketCounts(())
-    checks = [
-        sample_ratio_check(
-            counts.of([card.reference_arm_id], Group.REFERENCE, "exposure"),
-            counts.group_total(Group.TARGET, "exposure"),
-            experiment.reference_share,
-        )
-    ]
+    checks = [sample_ratio_of(card, experiment)]
     if card.phase != experiment.phase:
         return checks
     ticks = repo.recent_ticks(session, experiment.id, limit=RECENT_TICKS)
@@ -449,6 +477,19 @@ def health_checks(
         )
     )
     return checks
+
+
+def sample_ratio_of(card: Scorecard, experiment: Experiment) -> HealthCheck:
+    """The sample ratio check of the scorecard's phase: the reference group's exposures
+    against the target group's, all counted in the phase (no metric's baseline subtracted),
+    and the experiment's ``reference_share``. The report shows it; the decisions notify
+    when it fails."""
+    counts = card.counts if card.counts is not None else BucketCounts(())
+    return sample_ratio_check(
+        counts.of([card.reference_arm_id], Group.REFERENCE, "exposure"),
+        counts.group_total(Group.TARGET, "exposure"),
+        experiment.reference_share,
+    )
 
 
 def _recent_traffic(

@@ -27,14 +27,18 @@ from api.enums import Direction, MetricRole, NotificationKind
 from api.models import Arm, Experiment, ExperimentMetric, Notification, ReportSnapshot
 from api.runtime import Runtime
 from api.services.common import now_utc
-from api.services.decisions import evaluate_decisions
-from api.services.report import scorecard
+from api.services.decisions import breaker_scorecard, evaluate_decisions
+from api.services.report import BANDIT, scorecard
 from api.serving import REPORT_BUCKETS
+from bandit.report import RelativeEffect, ratio_estimate, relative_effect
 from tests.api.helpers import assert_error_shape, assign, create, inspect, tick
 from tests.conftest import ADMIN, similar_items
 
 NAME = "similar-items"
 URL = f"/v1/experiments/{NAME}"
+# The reference's share of the experiments whose counts the tests write: 1,000 exposures
+# per bucket for the reference and for each of three arms (no sample ratio mismatch).
+SHARE = 0.25
 
 
 # -- helpers -------------------------------------------------------------------------------
@@ -80,9 +84,9 @@ def add_counts(
     *,
     seed: int,
     per_bucket: int = 1000,
-) -> None:
+) -> list[repo.PendingRow]:
     """Per-bucket exposures (``per_bucket`` +- 10%) of one arm and group, and binomial
-    events of each type at its rate, added to the report's counts of phase 1."""
+    events of each type at its rate, added to the report's counts of phase 1; the rows."""
     rng = np.random.default_rng(seed)
     exposures = rng.integers(int(per_bucket * 0.9), int(per_bucket * 1.1) + 1, REPORT_BUCKETS)
     rows = [
@@ -97,6 +101,7 @@ def add_counts(
         ]
     with runtime_of(client).transaction() as session:
         repo.add_metric_counts(session, experiment_id, 1, rows)
+    return rows
 
 
 def set_posterior(client: TestClient, arm_id: int, alpha: float, beta: float) -> None:
@@ -213,6 +218,66 @@ def test_invalid_decision_settings_are_refused_naming_the_field(
     assert sqlite_client.get(URL, headers=ADMIN).status_code == 404
 
 
+def patch(client: TestClient, body: dict[str, Any]) -> Any:
+    return client.patch(URL, json=body, headers=ADMIN)
+
+
+def test_patch_edits_the_decision_settings_at_once(client: TestClient) -> None:
+    """Partial: merged over the settings in force; audited with before and after; no new
+    phase; the next evaluation uses them (the breaker, off, does not pause a harmful
+    group; on again, it does)."""
+    created = create(client, reference_share=SHARE, decisions={"winner_p_best": 0.99})
+    answer = patch(client, {"decisions": {"circuit_breaker": False}, "reason": "investigating"})
+    assert answer.status_code == 200, answer.text
+    edited = answer.json()
+    assert edited["decisions"] == {**DEFAULTS, "winner_p_best": 0.99, "circuit_breaker": False}
+    assert edited["phase"] == 1
+    assert inspect(client)["decisions"] == edited["decisions"]
+    (entry,) = audit(client, "experiment.update")
+    assert entry["details"] == {
+        "changes": {"decisions.circuit_breaker": {"before": True, "after": False}},
+        "reason": "investigating",
+    }
+    # The same values again change and record nothing.
+    assert patch(client, {"decisions": {"circuit_breaker": False}}).json() == edited
+    assert len(audit(client, "experiment.update")) == 1
+
+    harmful_group(client, created["id"], seed=20)
+    applied_tick(client, "e")
+    assert inspect(client)["status"] == "running"
+    again = patch(client, {"decisions": {"circuit_breaker": True, "winner_p_best": 0.97}})
+    assert again.json()["decisions"] == {**DEFAULTS, "winner_p_best": 0.97}
+    assert audit(client, "experiment.update")[0]["details"]["changes"] == {
+        "decisions.circuit_breaker": {"before": False, "after": True},
+        "decisions.winner_p_best": {"before": 0.99, "after": 0.97},
+    }
+    applied_tick(client, "e2")
+    assert inspect(client)["paused_reason"]["rule"] == "decision_metric"
+
+
+@pytest.mark.parametrize(
+    ("decisions", "field"),
+    [
+        ({"winner_p_best": 0.5}, "decisions.winner_p_best"),
+        ({"decision_max_loss": 2}, "decisions.decision_max_loss"),
+        ({"circuit_breaker": "no"}, "decisions.circuit_breaker"),
+        ({"winner_sustain": 60}, "decisions.winner_sustain"),
+        (None, "decisions"),
+        ([], "decisions"),
+    ],
+)
+def test_patched_decision_settings_are_validated_as_on_create(
+    sqlite_client: TestClient, decisions: Any, field: str
+) -> None:
+    """(Request validation: one store is enough.) Nothing changes."""
+    create(sqlite_client)
+    before = inspect(sqlite_client)
+    response = patch(sqlite_client, {"decisions": decisions})
+    assert response.status_code == 422, response.text
+    assert_error_shape(response.json(), "ValidationError", field)
+    assert inspect(sqlite_client) == before
+
+
 # -- guardrails ----------------------------------------------------------------------------
 def guardrail_experiment(
     client: TestClient, *, contacts: bool = False, **decisions: Any
@@ -221,7 +286,9 @@ def guardrail_experiment(
     views, arm 2 about 3% (within the tolerance), arm 3 none. The circuit breaker is off
     (the bandit group as a whole loses about 14%), so only the guardrails act. With
     ``contacts``, arm 3 also earns 50% more contacts than the reference (0.15 vs 0.10)."""
-    created = create(client, decisions={"circuit_breaker": False, **decisions})
+    created = create(
+        client, reference_share=SHARE, decisions={"circuit_breaker": False, **decisions}
+    )
     reference, (harmful, mild, neutral) = ids(created)
     declare(client, created["id"], "view", max_loss=0.05)
     more = {"contact": 0.10} if contacts else {}
@@ -314,7 +381,7 @@ def test_no_arm_is_judged_before_the_minimum_exposures(client: TestClient) -> No
 
 def test_a_guardrail_where_lower_is_better(client: TestClient) -> None:
     """direction "decrease": an arm confidently raising complaints by more than max_loss."""
-    created = create(client, decisions={"circuit_breaker": False})
+    created = create(client, reference_share=1 / 3, decisions={"circuit_breaker": False})
     reference, (loud, quiet, _) = ids(created)
     declare(client, created["id"], "complaint", direction=Direction.DECREASE, max_loss=0.10)
     add_counts(client, created["id"], reference, "reference", {"complaint": 0.05}, seed=5)
@@ -331,7 +398,7 @@ def test_a_guardrail_where_lower_is_better(client: TestClient) -> None:
 def test_the_last_active_arm_is_not_retired_the_experiment_pauses(client: TestClient) -> None:
     """Every arm harms the guardrail: all but one are retired, and the last one (which
     the platform cannot stop serving otherwise) pauses the experiment."""
-    created = create(client, decisions={"circuit_breaker": False})
+    created = create(client, reference_share=SHARE, decisions={"circuit_breaker": False})
     reference, targets = ids(created)
     declare(client, created["id"], "view", max_loss=0.05)
     add_counts(client, created["id"], reference, "reference", {"view": 0.30}, seed=8)
@@ -375,7 +442,7 @@ def harmful_group(client: TestClient, experiment_id: int, seed: int) -> None:
 
 
 def test_the_circuit_breaker_pauses_and_explains(client: TestClient) -> None:
-    created = create(client)
+    created = create(client, reference_share=SHARE)
     harmful_group(client, created["id"], seed=20)
     applied_tick(client, "c")
 
@@ -422,15 +489,23 @@ def test_the_circuit_breaker_pauses_and_explains(client: TestClient) -> None:
 
 def test_the_circuit_breaker_on_a_guardrail_and_when_off(client: TestClient) -> None:
     """Every arm loses 20% of the views, each on too few exposures to be judged alone
-    (12,800 of the 30,000 needed), the bandit group on enough (38,400): the breaker pauses
-    on the guardrail; with the breaker off, nothing acts."""
+    (12,800 of the 30,000 needed), the bandit group on enough (38,400; the reference as
+    much as one arm): the breaker pauses on the guardrail; with the breaker off, nothing
+    acts."""
     decisions = {"guardrail_min_exposures": 30_000}
-    on = create(client, decisions=decisions)
-    off = create(client, name="other", decisions={**decisions, "circuit_breaker": False})
+    on = create(client, reference_share=SHARE, decisions=decisions)
+    off = create(
+        client,
+        name="other",
+        reference_share=SHARE,
+        decisions={**decisions, "circuit_breaker": False},
+    )
     for experiment in (on, off):
         reference, targets = ids(experiment)
         declare(client, experiment["id"], "view", max_loss=0.05)
-        add_counts(client, experiment["id"], reference, "reference", {"view": 0.3}, seed=40)
+        add_counts(
+            client, experiment["id"], reference, "reference", {"view": 0.3}, seed=40, per_bucket=200
+        )
         for seed, arm_id in enumerate(targets, start=41):
             add_counts(
                 client,
@@ -457,10 +532,143 @@ def test_the_circuit_breaker_on_a_guardrail_and_when_off(client: TestClient) -> 
     assert notifications(client, off["id"]) == []
 
 
+def per_bucket(rows: list[repo.PendingRow], kind: str) -> np.ndarray:
+    """The rows' counts of one type, summed per bucket (written out, not the report's)."""
+    total = np.zeros(REPORT_BUCKETS)
+    for row in rows:
+        if row.type == kind:
+            total[row.bucket] += row.count
+    return total
+
+
+def expected_effect(
+    target: list[repo.PendingRow], reference: list[repo.PendingRow], kind: str
+) -> RelativeEffect:
+    """The bandit group's row on exactly these counts."""
+    return relative_effect(
+        ratio_estimate(per_bucket(target, kind), per_bucket(target, "exposure")),
+        ratio_estimate(per_bucket(reference, kind), per_bucket(reference, "exposure")),
+    )
+
+
+def breaker_row(client: TestClient, experiment_id: int, metric: str) -> RelativeEffect:
+    """The bandit group's row as the circuit breaker judges it now."""
+    with runtime_of(client).read_transaction() as session:
+        experiment = session.get(Experiment, experiment_id)
+        assert experiment is not None
+        card = breaker_scorecard(session, experiment, scorecard(session, experiment))
+        row = card.row(metric, BANDIT)
+    assert row is not None
+    return row.result
+
+
+def test_after_a_resume_a_metric_declared_since_counts_from_its_declaration(
+    client: TestClient,
+) -> None:
+    """After a breaker pause and a resume, the breaker judges what the report would show
+    for "since the resume": each metric from the later of the pause and its declaration.
+    A guardrail declared after the resume compares its events with the exposures since its
+    declaration; divided by the exposures since the pause, the target group (which had
+    most of the exposures in between) would look 60% worse and pause the experiment."""
+    created = create(client, reference_share=SHARE)
+    experiment_id = created["id"]
+    reference, targets = ids(created)
+    harmful_group(client, experiment_id, seed=20)
+    applied_tick(client, "p")
+    assert inspect(client)["paused_reason"]["rule"] == "decision_metric"
+    assert client.post(f"{URL}/resume", headers=ADMIN).status_code == 200
+
+    # Between the resume and the declaration: contacts at the reference's rate, most of
+    # the exposures in the target group.
+    between_reference = add_counts(
+        client, experiment_id, reference, "reference", {"contact": 0.1}, seed=70, per_bucket=100
+    )
+    between_target: list[repo.PendingRow] = []
+    for seed, arm_id in enumerate(targets, start=71):
+        between_target += add_counts(
+            client, experiment_id, arm_id, "target", {"contact": 0.1}, seed=seed, per_bucket=2000
+        )
+    declared = client.post(
+        f"{URL}/metrics",
+        json={"event": "view", "role": "guardrail", "direction": "increase", "max_loss": 0.05},
+        headers=ADMIN,
+    )
+    assert declared.status_code == 201, declared.text
+    # Since the declaration: the same rates of views and contacts in both groups, and
+    # enough reference exposures to keep the experiment's share (no sample ratio mismatch).
+    since_reference = add_counts(
+        client,
+        experiment_id,
+        reference,
+        "reference",
+        {"contact": 0.1, "view": 0.3},
+        seed=80,
+        per_bucket=2900,
+    )
+    since_target: list[repo.PendingRow] = []
+    for seed, arm_id in enumerate(targets, start=81):
+        since_target += add_counts(
+            client, experiment_id, arm_id, "target", {"contact": 0.1, "view": 0.3}, seed=seed
+        )
+
+    # Views: since the declaration; contacts: since the pause.
+    views = breaker_row(client, experiment_id, "view")
+    assert views == expected_effect(since_target, since_reference, "view")
+    contacts = breaker_row(client, experiment_id, "contact")
+    assert contacts == expected_effect(
+        between_target + since_target, between_reference + since_reference, "contact"
+    )
+    # What the fix avoids: views over the exposures since the pause.
+    diluted = relative_effect(
+        ratio_estimate(
+            per_bucket(since_target, "view"),
+            per_bucket(between_target + since_target, "exposure"),
+        ),
+        ratio_estimate(
+            per_bucket(since_reference, "view"),
+            per_bucket(between_reference + since_reference, "exposure"),
+        ),
+    )
+    assert diluted.upper_anytime is not None and diluted.upper_anytime < -0.5
+
+    runtime_of(client).evaluate_decisions(experiment_id)
+    experiment = inspect(client)
+    assert experiment["status"] == "running", experiment["paused_reason"]
+    assert [n.kind for n in notifications(client, experiment_id)] == [
+        NotificationKind.CIRCUIT_BREAKER
+    ]
+
+
+def test_a_breaker_baseline_of_group_totals_is_still_read(client: TestClient) -> None:
+    """Baselines stored before migration 0013 hold per-group totals, not per-arm counts:
+    the breaker reads the bandit group's rows from them exactly as from per-arm counts."""
+    created = create(client, reference_share=SHARE)
+    experiment_id = created["id"]
+    harmful_group(client, experiment_id, seed=20)
+    applied_tick(client, "p")
+    assert client.post(f"{URL}/resume", headers=ADMIN).status_code == 200
+    harmful_group(client, experiment_id, seed=30)
+    per_arm = breaker_row(client, experiment_id, "contact")
+    with runtime_of(client).transaction() as session:
+        experiment = session.get(Experiment, experiment_id)
+        assert experiment is not None
+        baseline = dict(experiment.breaker_baseline or {})
+        counts = baseline.pop("counts")
+        for group in ("target", "reference"):
+            baseline[group] = {
+                kind: np.sum(list(by_arm.values()), axis=0).astype(int).tolist()
+                for kind, by_arm in counts[group].items()
+            }
+        experiment.breaker_baseline = baseline
+    totals = breaker_row(client, experiment_id, "contact")
+    assert totals == per_arm
+    assert totals.upper_anytime is not None and totals.upper_anytime < -0.05
+
+
 # -- the winner ----------------------------------------------------------------------------
 def winner_experiment(client: TestClient) -> tuple[int, list[int]]:
     """Arm 1 earns 30% more contacts than the reference and its posterior is far ahead."""
-    created = create(client, decisions={"winner_sustain_s": 3600})
+    created = create(client, reference_share=SHARE, decisions={"winner_sustain_s": 3600})
     reference, targets = ids(created)
     add_counts(client, created["id"], reference, "reference", {"contact": 0.10}, seed=50)
     for seed, (arm_id, rate) in enumerate(zip(targets, (0.13, 0.10, 0.10), strict=True), 51):
@@ -527,12 +735,76 @@ def test_a_winner_is_declared_only_after_the_sustained_period(client: TestClient
     at(30_000 + 3600)
     replaced = inspect(client)["winner"]
     assert replaced["arm_id"] == second and replaced["replaces_arm_id"] == best
+    # (Counts of one arm alone: the reference's share falls to a fifth, a quarter expected.)
     kinds = [n.kind for n in notifications(client, experiment_id)]
-    assert kinds == [NotificationKind.WINNER, NotificationKind.WINNER]
+    assert kinds == [NotificationKind.WINNER, NotificationKind.SRM, NotificationKind.WINNER]
     # Nothing else changed by itself.
     final = inspect(client)
     assert final["status"] == "running"
     assert all(arm["status"] == "active" for arm in final["arms"])
+
+
+# -- sample ratio mismatch -----------------------------------------------------------------
+def srm_of_report(client: TestClient) -> dict[str, Any]:
+    """The report's sample ratio check, as GET .../report shows it."""
+    report = client.get(f"{URL}/report", headers=ADMIN).json()
+    (check,) = [c for c in report["health"] if c["check"] == "sample_ratio_mismatch"]
+    return check
+
+
+def test_a_sample_ratio_mismatch_is_notified_once_each_time_it_fails(client: TestClient) -> None:
+    """Exposures only (no decision acts): the reference group gets a quarter of them while
+    its share is a fifth, then a fifth (ok), then a third (failed again)."""
+    created = create(client)
+    experiment_id = created["id"]
+    reference, targets = ids(created)
+    add_counts(client, experiment_id, reference, "reference", {}, seed=90)
+    for seed, arm_id in enumerate(targets, start=91):
+        add_counts(client, experiment_id, arm_id, "target", {}, seed=seed)
+    applied_tick(client, "s")
+
+    check = srm_of_report(client)
+    assert check["status"] == "failed"
+    assert check["evidence"]["observed_share"] == pytest.approx(0.25, abs=0.01)
+    (notification,) = notifications(client, experiment_id)
+    assert notification.kind == NotificationKind.SRM
+    (snapshot,) = snapshots(client, experiment_id)
+    assert snapshot.trigger == "srm" and snapshot.phase == 1
+    assert snapshot.detail == check  # the report's own check, with its evidence
+    assert notification.payload == {
+        "experiment": NAME,
+        "phase": 1,
+        "snapshot_id": snapshot.id,
+        **check,
+    }
+    (entry,) = audit(client, "experiment.srm")
+    assert entry["actor"] == "decisions" and entry["details"] == notification.payload
+
+    # Still failed: not notified again.
+    applied_tick(client, "s2")
+    assert srm_of_report(client)["status"] == "failed"
+    assert len(notifications(client, experiment_id)) == 1
+
+    # Back to the expected fifth: ok, recorded, not notified.
+    add_counts(client, experiment_id, targets[0], "target", {}, seed=95)
+    applied_tick(client, "s3")
+    assert srm_of_report(client)["status"] == "ok"
+    assert len(notifications(client, experiment_id)) == 1
+    (resolved,) = audit(client, "experiment.srm_resolved")
+    assert resolved["actor"] == "decisions"
+    assert resolved["details"]["snapshot_id"] == snapshot.id  # the failure it ends
+    assert resolved["details"]["status"] == "ok"
+
+    # Failed again: notified again.
+    add_counts(client, experiment_id, reference, "reference", {}, seed=96)
+    applied_tick(client, "s4")
+    again = srm_of_report(client)
+    assert again["status"] == "failed"
+    kinds = [n.kind for n in notifications(client, experiment_id)]
+    assert kinds == [NotificationKind.SRM, NotificationKind.SRM]
+    assert notifications(client, experiment_id)[1].payload["evidence"] == again["evidence"]
+    assert [s.trigger for s in snapshots(client, experiment_id)] == ["srm", "srm"]
+    assert len(audit(client, "experiment.srm")) == 2
 
 
 # -- failures and races --------------------------------------------------------------------
