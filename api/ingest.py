@@ -427,22 +427,33 @@ def pending_totals(
 def add_pending_counts(
     connection: Connection, rows: Iterable[EventRow], credited: Iterable[int]
 ) -> None:
-    """Upsert the rows' totals into ``pending_counts``: one statement per key.
+    """Upsert the rows' totals into ``pending_counts``.
 
     The keys go in sorted order, so two replicas' writers (and a tick, which locks in the
-    same order) take the row locks in one order and cannot deadlock each other.
+    same order) take the row locks in one order and cannot deadlock each other. SQLite:
+    one statement per key (executemany, in C). PostgreSQL: one statement for all of them,
+    the columns as arrays that the server unnests in order: a group holds up to a few
+    hundred keys (arms x groups x report buckets), and a statement per key was a sixth of
+    the writer's time there.
     """
     totals = pending_totals(rows, credited)
     if not totals:
         return
-    mark = "%s" if connection.dialect.name == "postgresql" else "?"
-    connection.exec_driver_sql(
-        "INSERT INTO pending_counts "
-        "(experiment_id, arm_id, assignment_group, type, reason, bucket, count) "
-        f"VALUES ({', '.join([mark] * 7)}) "
+    conflict = (
         "ON CONFLICT (experiment_id, arm_id, assignment_group, type, reason, bucket) "
-        "DO UPDATE SET count = pending_counts.count + excluded.count",
-        totals,
+        "DO UPDATE SET count = pending_counts.count + excluded.count"
+    )
+    columns = "(experiment_id, arm_id, assignment_group, type, reason, bucket, count)"
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql(
+            f"INSERT INTO pending_counts {columns} SELECT * FROM unnest("
+            "%s::int[], %s::int[], %s::varchar[], %s::varchar[], %s::varchar[], %s::int[], "
+            f"%s::bigint[]) {conflict}",
+            tuple(list(column) for column in zip(*totals, strict=True)),
+        )
+        return
+    connection.exec_driver_sql(
+        f"INSERT INTO pending_counts {columns} VALUES (?, ?, ?, ?, ?, ?, ?) {conflict}", totals
     )
 
 

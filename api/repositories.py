@@ -178,12 +178,27 @@ def pending_counts_for_update(session: Session, experiment_id: int) -> list[Pend
 
 def delete_pending_counts(session: Session, experiment_id: int, rows: Sequence[PendingRow]) -> None:
     """Delete exactly the rows a tick read (and still holds locked): a key inserted since
-    then is not the tick's to consume."""
+    then is not the tick's to consume.
+
+    On the connection, not an ORM bulk delete (no PendingCount is loaded in the session):
+    SQLite, an executemany by key; PostgreSQL, one statement whose keys travel as arrays
+    (a tick consumes arms x groups x types x report buckets keys, and the writers wait on
+    the rows it holds until it commits)."""
     if not rows:
         return
-    # On the connection (a plain executemany by key), not an ORM bulk delete: no PendingCount
-    # is loaded in the session.
-    session.connection().execute(
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql(
+            "DELETE FROM pending_counts WHERE experiment_id = %s AND "
+            "(arm_id, assignment_group, type, reason, bucket) IN (SELECT * FROM unnest("
+            "%s::int[], %s::varchar[], %s::varchar[], %s::varchar[], %s::int[]))",
+            (
+                experiment_id,
+                *(list(column) for column in zip(*(row[:5] for row in rows), strict=True)),
+            ),
+        )
+        return
+    connection.execute(
         delete(PendingCount).where(
             PendingCount.experiment_id == experiment_id,
             PendingCount.arm_id == bindparam("b_arm"),
@@ -215,22 +230,29 @@ def discard_pending_counts(session: Session, experiment_id: int) -> list[Pending
 def add_metric_counts(
     session: Session, experiment_id: int, phase: int, rows: Sequence[PendingRow]
 ) -> None:
-    """Add credited pending counts to the report's ``metric_counts`` (one upsert per key;
-    the caller passes each key once)."""
+    """Add credited pending counts to the report's ``metric_counts`` (the caller passes
+    each key once): an executemany on SQLite, one statement of arrays on PostgreSQL."""
     if not rows:
         return
     connection = session.connection()
-    mark = "%s" if connection.dialect.name == "postgresql" else "?"
-    connection.exec_driver_sql(
-        "INSERT INTO metric_counts "
-        "(experiment_id, phase, arm_id, assignment_group, type, bucket, count) "
-        f"VALUES ({', '.join([mark] * 7)}) "
+    columns = "(experiment_id, phase, arm_id, assignment_group, type, bucket, count)"
+    conflict = (
         "ON CONFLICT (experiment_id, phase, arm_id, assignment_group, type, bucket) "
-        "DO UPDATE SET count = metric_counts.count + excluded.count",
-        [
-            (experiment_id, phase, row.arm_id, row.group, row.type, row.bucket, row.count)
-            for row in rows
-        ],
+        "DO UPDATE SET count = metric_counts.count + excluded.count"
+    )
+    values = [
+        (experiment_id, phase, row.arm_id, row.group, row.type, row.bucket, row.count)
+        for row in rows
+    ]
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql(
+            f"INSERT INTO metric_counts {columns} SELECT * FROM unnest(%s::int[], %s::int[], "
+            f"%s::int[], %s::varchar[], %s::varchar[], %s::int[], %s::bigint[]) {conflict}",
+            tuple(list(column) for column in zip(*values, strict=True)),
+        )
+        return
+    connection.exec_driver_sql(
+        f"INSERT INTO metric_counts {columns} VALUES (?, ?, ?, ?, ?, ?, ?) {conflict}", values
     )
 
 

@@ -10,8 +10,9 @@ issue time lets events outside the experiment's attribution window be refused.
 Layout before base64url, 39 bytes: ``>BIIIBBHHI`` = format version (2), issue time (unix
 seconds), experiment id, arm id, group code, the unit's report bucket, the experiment's
 phase, serial (16 + 32 bits), then the 16-byte tag. The 23 bytes before the tag identify
-the ticket (``TicketClaims.key``), and start with the issue time, so in byte order the
-expired tickets of an experiment come first. The bucket lets the report count
+the ticket (``TicketClaims.key``, with the bucket and phase moved to the end:
+:func:`credit_key`), and start with the issue time, so in byte order the expired tickets
+of an experiment come first. The bucket lets the report count
 events per hashed unit bucket without storing units; the phase keeps events of a previous
 phase (before a promotion) out of the current one. 39 bytes are a whole number of base64
 quanta, so a ticket is exactly 52 characters of the URL-safe alphabet with no padding, and
@@ -56,9 +57,22 @@ class TicketClaims(NamedTuple):
     serial: int
     bucket: int = 0
     phase: int = 1
-    # The signed bytes, which identify the ticket: the per-ticket credit key. They start
-    # with the version and the issue time, so keys sort by issue time (see key_before).
+    # The per-ticket credit key: the signed bytes, reordered (credit_key). They start with
+    # the version and the issue time, so keys sort by issue time (see key_before).
     key: bytes = b""
+
+
+# The credit key is the signed bytes with the bucket and the phase (bytes 14-16) moved after
+# the serial: keys of one second, arm and group then follow the serial, so the writer's
+# upserts into ``ticket_credits`` append near one place of the index instead of 64 (one per
+# bucket): random insertion cost the writer a quarter of its throughput (migration 0014
+# rewrote the keys stored before).
+_BUCKET_AND_PHASE = slice(14, 17)
+
+
+def credit_key(payload: bytes) -> bytes:
+    """The per-ticket credit key of a ticket's signed bytes (every byte kept: unique)."""
+    return payload[:14] + payload[17:] + payload[_BUCKET_AND_PHASE]
 
 
 def key_before(issued_at: int) -> bytes:
@@ -151,6 +165,6 @@ class TicketSigner:
                 (prefix << 32) | serial,
                 bucket,
                 phase,
-                payload,
+                credit_key(payload),
             ),
         )
