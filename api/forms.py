@@ -189,6 +189,50 @@ def _parameter(row: Mapping[str, str]) -> dict[str, Any]:
     return parameter
 
 
+# -- the settings form (PATCH /v1/experiments/{name}) -------------------------------------------
+# The settings that take effect at once (no new phase); the form shows the values in force.
+PATCH_SETTINGS = ("update_interval_s", "attribution_window_s", "nursery_exposures", "nursery_share")
+DECISION_NUMBERS = (
+    "guardrail_min_exposures",
+    "decision_max_loss",
+    "winner_p_best",
+    "winner_min_lift",
+    "winner_sustain_s",
+)
+
+# The fields the settings form shows an error next to (the others' errors go under it).
+SETTINGS_FIELDS = (
+    *PATCH_SETTINGS,
+    *(f"decisions.{name}" for name in DECISION_NUMBERS),
+    "decisions.circuit_breaker",
+    "reason",
+)
+
+
+def settings_patch(form: Form) -> dict[str, Any]:
+    """The settings form as ``PATCH /v1/experiments/{name}``'s body.
+
+    The form is shown filled in with the values in force, and a value equal to the one in
+    force is no change (the API records nothing for it), so every filled field is sent; an
+    empty one is left out (kept). The circuit breaker is a checkbox: unticked is ``false``.
+    """
+    body: dict[str, Any] = {}
+    for name in PATCH_SETTINGS:
+        text = first(form, name)
+        if text.strip():
+            body[name] = json_value(text)
+    decisions: dict[str, Any] = {"circuit_breaker": bool(first(form, "decisions.circuit_breaker"))}
+    for name in DECISION_NUMBERS:
+        text = first(form, f"decisions.{name}")
+        if text.strip():
+            decisions[name] = json_value(text)
+    body["decisions"] = decisions
+    reason = first(form, "reason").strip()
+    if reason:
+        body["reason"] = reason
+    return body
+
+
 def field_id(api_field: str) -> str:
     """The HTML id of the input an API error's ``field`` names (``arms[1].x`` and
     ``reference_config.x`` are cells of the configurations grid; see the templates)."""

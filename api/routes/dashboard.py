@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -76,9 +77,14 @@ NOTICES = {
     "promoted": "A new phase started: the promoted configuration is the reference, and every "
     "posterior starts again from the prior against it. The previous phase's report is kept.",
     "metric-added": "Metric added: its counts start now.",
+    "metric-removed": "Metric removed: no longer reported; its counts and the report as it "
+    "stood are kept, and it can be declared again (counted from then).",
+    "settings": "Settings saved (changes are in the audit log).",
     "archive": "Archived: kept and readable, no longer served or ticked.",
 }
 STATUS_ACTIONS = ("pause", "resume", "stop", "archive")
+# A metric's event name, as the admin API's path checks it (``api.routes.admin.EventName``).
+EVENT_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
 
 
 # -- rendering ------------------------------------------------------------------------------
@@ -138,6 +144,9 @@ def _environment() -> Environment:
         number_settings=forms.NUMBER_SETTINGS,
         policy_settings=forms.POLICY_SETTINGS,
         evolution_settings=forms.EVOLUTION_SETTINGS,
+        patch_settings=forms.PATCH_SETTINGS,
+        decision_numbers=forms.DECISION_NUMBERS,
+        settings_fields=forms.SETTINGS_FIELDS,
         setting_default=forms.setting_default,
         csrf_field=CSRF_FIELD,
     )
@@ -689,6 +698,30 @@ async def add_metric(request: Request, name: str) -> Response:
         }
         admin.add_metric(request, name, schemas.MetricIn.model_validate(body))
         return "metric-added"
+
+    return await _steer(request, name, change)
+
+
+@router.post("/experiments/{name}/metrics/{event}/remove")
+async def remove_metric(request: Request, name: str, event: str) -> Response:
+    def change(form: dict[str, list[str]]) -> str:
+        if not EVENT_NAME.fullmatch(event):
+            raise InvalidInput(
+                "event: expected a declared metric's event name (lower-case letters, digits, _)",
+                field="event",
+            )
+        admin.remove_metric(request, name, event)
+        return "metric-removed"
+
+    return await _steer(request, name, change)
+
+
+@router.post("/experiments/{name}/settings")
+async def update_settings(request: Request, name: str) -> Response:
+    def change(form: dict[str, list[str]]) -> str:
+        body = schemas.ExperimentPatch.model_validate(forms.settings_patch(form))
+        admin.update_experiment(request, name, body)
+        return "settings"
 
     return await _steer(request, name, change)
 

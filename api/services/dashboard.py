@@ -94,6 +94,7 @@ class Headline:
     verdict: str
     treatment_exposures: float
     control_exposures: float
+    reason: str | None  # why the report withholds part of the row (an interval, say)
 
 
 @dataclass(frozen=True)
@@ -138,6 +139,7 @@ def _headline(report: dict[str, Any], metric: str) -> Headline | None:
         verdict=row["verdict"],
         treatment_exposures=row["treatment_exposures"],
         control_exposures=row["control_exposures"],
+        reason=row["reason"],
     )
 
 

@@ -236,7 +236,15 @@ def test_a_viewer_reads_every_page_but_steers_nothing(viewer: TestClient) -> Non
     page = viewer.get("/experiments/similar-items")
     assert page.status_code == 200
     assert "Signed in as viewer" in page.text
-    for absent in ("Pause", "Add arm", "Retire", "Preview a genetic step", "New experiment"):
+    for absent in (
+        "Pause",
+        "Add arm",
+        "Retire",
+        "Preview a genetic step",
+        "New experiment",
+        "Save settings",
+        "/remove",
+    ):
         assert absent not in page.text, absent
     token = csrf_of(page.text)
     answer = viewer.post(
@@ -245,6 +253,11 @@ def test_a_viewer_reads_every_page_but_steers_nothing(viewer: TestClient) -> Non
     assert answer.status_code == 403
     assert "viewers can look, not steer" in answer.text
     assert inspect(viewer)["status"] == "running"
+    settings = viewer.post(
+        "/experiments/similar-items/settings", data={"update_interval_s": "5", "csrf_token": token}
+    )
+    assert settings.status_code == 403
+    assert inspect(viewer)["update_interval_s"] != 5
     assert viewer.get("/experiments/new").status_code == 403
 
 
@@ -934,3 +947,166 @@ def test_promote_add_a_metric_and_archive_from_the_page(client: TestClient) -> N
 
 def expected_status(error: dict[str, Any]) -> int:
     return 422 if error["error"] == "ValidationError" else 409
+
+
+# -- withheld intervals, the settings form, removing a metric -------------------------------------
+def test_a_withheld_interval_says_why(client: TestClient) -> None:
+    created = create(client, max_events_per_exposure={"*": 1000, "exposure": 1000})
+    sign_in(client)
+    drive(client, {created["reference_arm_id"]: 2, created["reference_arm_id"] + 1: 3})
+    tick(client)
+    report = client.get("/v1/experiments/similar-items/report", headers=ADMIN).json()
+    withheld = [row for row in report["rows"] if row["lower"] is None and row["reason"]]
+    assert withheld, report["rows"]  # two exposures: too few for the normal approximation
+    page = client.get("/experiments/similar-items").text
+    note = re.search(
+        r'<div class="reasons muted small" id="f-reasons-contact">(.*?)</div>', page, re.S
+    )
+    assert note is not None, page
+    for row in withheld:
+        if row["metric"] == "contact":
+            assert row["reason"] in note.group(1)
+    expected_title = withheld[0]["reason"]
+    assert (
+        f'<span class="no-interval" title="{expected_title}" aria-describedby="f-reasons-contact">'
+        in page
+    )
+    bandit = next(r for r in withheld if r["treatment"] == "bandit" and r["metric"] == "contact")
+    assert f'id="headline-reason">No interval: {bandit["reason"]}.' in page
+    listing = client.get("/").text
+    assert f'title="{bandit["reason"]}" aria-describedby="reason-1"' in listing
+    assert f'id="reason-1">No interval: {bandit["reason"]}.' in listing
+
+
+def test_the_settings_form_patches_what_the_api_would(client: TestClient) -> None:
+    create(client)
+    sign_in(client)
+    name = "/experiments/similar-items"
+    page = client.get(name).text
+    assert 'name="update_interval_s"' in page and 'name="decisions.winner_p_best"' in page
+    before = inspect(client)
+    fields = {
+        "update_interval_s": "20",
+        "attribution_window_s": str(before["attribution_window_s"]),  # unchanged: no change
+        "nursery_exposures": "50",
+        "nursery_share": "0.05",
+        "decisions.guardrail_min_exposures": "300",
+        "decisions.decision_max_loss": str(before["decisions"]["decision_max_loss"]),
+        "decisions.winner_p_best": "0.9",
+        "decisions.winner_min_lift": "0.01",
+        "decisions.winner_sustain_s": "600",
+        "reason": "tuned <b>from</b> the page",
+    }
+    answer = client.post(
+        f"{name}/settings",
+        data={"csrf_token": page_token(client), "form": "settings", **fields},
+        follow_redirects=False,
+    )
+    assert answer.status_code == 303, answer.text[-2000:]
+    assert answer.headers["location"].endswith("done=settings")
+    after = inspect(client)
+    assert after["update_interval_s"] == 20
+    assert after["nursery_exposures"] == 50 and after["nursery_share"] == 0.05
+    assert after["attribution_window_s"] == before["attribution_window_s"]
+    assert after["decisions"] == {
+        **before["decisions"],
+        "guardrail_min_exposures": 300,
+        "circuit_breaker": False,  # the checkbox was not ticked
+        "winner_p_best": 0.9,
+        "winner_min_lift": 0.01,
+        "winner_sustain_s": 600,
+    }
+    audit = client.get("/v1/audit", headers=ADMIN).json()
+    update = next(entry for entry in audit if entry["action"] == "experiment.update")
+    assert update["details"]["reason"] == "tuned <b>from</b> the page"
+    changed = {f"decisions.{key}" for key, value in after["decisions"].items()}
+    changed -= {
+        f"decisions.{key}"
+        for key, value in before["decisions"].items()
+        if after["decisions"][key] == value
+    }
+    # what differs, and only that: the unchanged values sent are no change
+    assert set(update["details"]["changes"]) == {
+        "update_interval_s",
+        "nursery_exposures",
+        "nursery_share",
+        *changed,
+    }
+    assert "decisions.decision_max_loss" not in changed
+    shown = client.get(name).text
+    assert (
+        'id="f-update_interval_s" name="update_interval_s" inputmode="decimal" value="20"' in shown
+    )
+    assert "tuned &lt;b&gt;from&lt;/b&gt; the page" in shown  # in the audit log, escaped
+
+
+@pytest.mark.parametrize(
+    ("field", "text"),
+    [
+        ("update_interval_s", "0"),
+        ("nursery_share", "abc"),
+        ("decisions.winner_p_best", "2"),
+    ],
+)
+def test_an_invalid_setting_shows_the_apis_error_next_to_its_field(
+    client: TestClient, field: str, text: str
+) -> None:
+    create(client)
+    sign_in(client)
+    before = inspect(client)
+    if field.startswith("decisions."):
+        body: dict[str, Any] = {"decisions": {field.split(".")[1]: as_json(text)}}
+    else:
+        body = {field: as_json(text)}
+    expected = client.patch("/v1/experiments/similar-items", json=body, headers=ADMIN).json()
+    assert expected["field"] == field, expected
+    answer = client.post(
+        "/experiments/similar-items/settings",
+        data={"csrf_token": page_token(client), "form": "settings", field: text},
+    )
+    assert answer.status_code == expected_status(expected)
+    error_id = "f-" + field.replace(".", "-")
+    error = re.search(rf'<p class="field-error" id="{error_id}-error">([^<]*)</p>', answer.text)
+    assert error is not None, answer.text[-3000:]
+    assert error.group(1).replace("&#39;", "'") == expected["detail"]
+    assert f'aria-describedby="{error_id}-error"' in answer.text
+    assert f'value="{text}"' in answer.text  # what was typed is shown again
+    assert inspect(client) == before
+
+
+def test_a_metric_is_removed_from_the_page(client: TestClient) -> None:
+    create(client)
+    name = "/experiments/similar-items"
+    client.post(
+        f"/v1{name}/metrics",
+        json={"event": "view", "role": "secondary", "direction": "increase"},
+        headers=ADMIN,
+    )
+    sign_in(client)
+    page = client.get(name).text
+    assert f'action="{name}/metrics/view/remove"' in page
+    without_token = client.post(f"{name}/metrics/view/remove", data={"form": "remove-metric"})
+    assert without_token.status_code == 403
+    removed = client.post(
+        f"{name}/metrics/view/remove",
+        data={"csrf_token": page_token(client), "form": "remove-metric"},
+        follow_redirects=False,
+    )
+    assert removed.headers["location"].endswith("done=metric-removed")
+    metrics = client.get(f"/v1{name}/metrics", headers=ADMIN).json()
+    assert [(m["event"], m["removed"]) for m in metrics] == [("view", True)]
+    assert f'action="{name}/metrics/view/remove"' not in client.get(name).text
+    audit = [entry["action"] for entry in client.get("/v1/audit", headers=ADMIN).json()]
+    assert "metric.remove" in audit
+    unknown = client.post(
+        f"{name}/metrics/never_declared/remove",
+        data={"csrf_token": page_token(client), "form": "remove-metric"},
+    )
+    expected = client.delete(f"/v1{name}/metrics/never_declared", headers=ADMIN)
+    assert unknown.status_code == expected.status_code == 404
+    assert expected.json()["detail"] in unknown.text.replace("&#39;", "'")
+    odd = client.post(
+        f"{name}/metrics/NOT-AN-EVENT/remove",
+        data={"csrf_token": page_token(client), "form": "remove-metric"},
+    )
+    assert odd.status_code == 422 and "event: expected" in odd.text
