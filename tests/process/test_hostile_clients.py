@@ -80,8 +80,11 @@ def test_one_request_cannot_take_over_an_experiment(
         for tick in range(TICKS):
             _traffic_tick(client, rates, rng, tick)
         before = _arms(client)
+        # The attacker's target: the arm the bandit rates worst. Usually the 2% arm; the
+        # server's draws are not seeded, and after 2,500 units the 5% arm sometimes looks
+        # worse. Never the best one.
         worst = min(before, key=lambda arm_id: before[arm_id]["posterior_mean"])
-        assert worst == arm_ids[2]
+        assert worst in arm_ids[1:]
 
         # The attacker asks for assignments until it holds a ticket of the worst arm.
         tickets = []
