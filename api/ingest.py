@@ -62,7 +62,7 @@ class EventRow(NamedTuple):
     ticket: bytes | None = None
     limit: int | None = None
     reason: str = CREDITED  # why it will not be credited, if it will not (api.limits)
-    bucket: int = 0  # the unit's report bucket (api.serving.report_bucket)
+    bucket: int = 0  # the unit's report bucket (api.serving.REPORT_BUCKETS)
 
 
 @dataclass(frozen=True)

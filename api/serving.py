@@ -56,16 +56,11 @@ def reference_fraction(salt: str, unit: str) -> float:
 REPORT_BUCKETS = 64
 
 
-def report_bucket(salt: str, unit: str) -> int:
-    """The unit's report bucket: byte 8 of the same SHA-256 whose first 8 bytes choose the
-    group, so bucket and group are independent and every bucket holds both groups."""
-    digest = hashlib.sha256(salt.encode("utf-8") + b"\x00" + unit.encode("utf-8")).digest()
-    return digest[8] % REPORT_BUCKETS
-
-
 def _group_and_bucket(salted: bytes, reference_share: float, unit: str) -> tuple[bool, int]:
-    """(group_of(...) == "reference", report_bucket(...)) from one hash, with the salt's
-    ``salt NUL`` bytes prepared once."""
+    """(group_of(...) == "reference", the unit's report bucket) from one hash, with the
+    salt's ``salt NUL`` bytes prepared once. The bucket is byte 8 of the SHA-256 whose first
+    8 bytes choose the group, so bucket and group are independent and every bucket holds
+    both groups."""
     digest = hashlib.sha256(salted + unit.encode("utf-8")).digest()
     in_reference = int.from_bytes(digest[:8], "big") / 2.0**64 < reference_share
     return in_reference, digest[8] % REPORT_BUCKETS

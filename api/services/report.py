@@ -213,22 +213,6 @@ class BucketCounts:
         return ratio_estimate(self.of(arm_ids, group, kind), self.of(arm_ids, group, "exposure"))
 
 
-def compare(
-    counts: BucketCounts,
-    metric: Metric,
-    treatment_arms: Sequence[int],
-    reference_arm_id: int,
-    *,
-    alpha: float = 0.05,
-) -> RelativeEffect:
-    """The target group's ``treatment_arms`` against the reference group on ``metric``."""
-    return relative_effect(
-        counts.estimate(treatment_arms, Group.TARGET, metric.event),
-        counts.estimate([reference_arm_id], Group.REFERENCE, metric.event),
-        alpha,
-    )
-
-
 def scorecard(
     session: Session,
     experiment: Experiment,
@@ -270,7 +254,7 @@ def scorecard(
         at_declaration = None if metric.metric_id is None else baselines.get(metric.metric_id)
         start = _start_of(metric, at_declaration, since)
         counted = counts.minus(start) if start else counts
-        # As compare(), with the control's estimate made once per metric.
+        # The control's estimate once per metric, then each treatment against it.
         control = counted.estimate([reference_id], Group.REFERENCE, metric.event)
         compared: list[tuple[str | int, list[int]]] = [(BANDIT, treatments)]
         if per_arm:
