@@ -14,6 +14,7 @@ instead of silently taking the lock. PostgreSQL transactions are the same on bot
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -135,3 +136,31 @@ def driver_rows(connection: Connection, statement: str, params: tuple[Any, ...])
         ) from error
     finally:
         cursor.close()
+
+
+def add_counts(
+    connection: Connection,
+    table: str,
+    key: Sequence[tuple[str, str]],
+    rows: Sequence[tuple[Any, ...]],
+) -> None:
+    """Upsert ``rows`` (the ``key`` columns' values, then a count, each key once) into a
+    table of counts, adding each count to the stored one: one statement per row on SQLite
+    (an executemany, in C), one for all rows on PostgreSQL, the columns travelling as
+    arrays that the server unnests in order (a statement per key cost the writer and the
+    tick a sixth of their time there). ``key`` names each key column with its PostgreSQL
+    type. Rows go in the caller's order, which sets the order the row locks are taken."""
+    if not rows:
+        return
+    names = ", ".join(name for name, _ in key)
+    conflict = f"ON CONFLICT ({names}) DO UPDATE SET count = {table}.count + excluded.count"
+    columns = f"INSERT INTO {table} ({names}, count)"
+    if connection.dialect.name == "postgresql":
+        arrays = ", ".join(f"%s::{kind}[]" for _, kind in key)
+        connection.exec_driver_sql(
+            f"{columns} SELECT * FROM unnest({arrays}, %s::bigint[]) {conflict}",
+            tuple(list(column) for column in zip(*rows, strict=True)),
+        )
+        return
+    marks = ", ".join("?" * (len(key) + 1))
+    connection.exec_driver_sql(f"{columns} VALUES ({marks}) {conflict}", list(rows))

@@ -38,6 +38,7 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
+from api.db import add_counts
 from api.db import driver_rows as _driver_rows
 from api.limits import CREDITED, INACTIVE, OVER_TICKET_LIMIT
 from api.models import Event
@@ -401,6 +402,17 @@ def _add_ticket_credits(connection: Connection, added: dict[bytes, int]) -> dict
     return totals
 
 
+# The key of ``pending_counts``, in the order of pending_totals' tuples, with PostgreSQL types.
+PENDING_KEY = (
+    ("experiment_id", "int"),
+    ("arm_id", "int"),
+    ("assignment_group", "varchar"),
+    ("type", "varchar"),
+    ("reason", "varchar"),
+    ("bucket", "int"),
+)
+
+
 def pending_totals(
     rows: Iterable[EventRow], credited: Iterable[int]
 ) -> list[tuple[int, int, str, str, str, int, int]]:
@@ -427,34 +439,12 @@ def pending_totals(
 def add_pending_counts(
     connection: Connection, rows: Iterable[EventRow], credited: Iterable[int]
 ) -> None:
-    """Upsert the rows' totals into ``pending_counts``.
+    """Upsert the rows' totals into ``pending_counts`` (``api.db.add_counts``).
 
     The keys go in sorted order, so two replicas' writers (and a tick, which locks in the
-    same order) take the row locks in one order and cannot deadlock each other. SQLite:
-    one statement per key (executemany, in C). PostgreSQL: one statement for all of them,
-    the columns as arrays that the server unnests in order: a group holds up to a few
-    hundred keys (arms x groups x report buckets), and a statement per key was a sixth of
-    the writer's time there.
+    same order) take the row locks in one order and cannot deadlock each other.
     """
-    totals = pending_totals(rows, credited)
-    if not totals:
-        return
-    conflict = (
-        "ON CONFLICT (experiment_id, arm_id, assignment_group, type, reason, bucket) "
-        "DO UPDATE SET count = pending_counts.count + excluded.count"
-    )
-    columns = "(experiment_id, arm_id, assignment_group, type, reason, bucket, count)"
-    if connection.dialect.name == "postgresql":
-        connection.exec_driver_sql(
-            f"INSERT INTO pending_counts {columns} SELECT * FROM unnest("
-            "%s::int[], %s::int[], %s::varchar[], %s::varchar[], %s::varchar[], %s::int[], "
-            f"%s::bigint[]) {conflict}",
-            tuple(list(column) for column in zip(*totals, strict=True)),
-        )
-        return
-    connection.exec_driver_sql(
-        f"INSERT INTO pending_counts {columns} VALUES (?, ?, ?, ?, ?, ?, ?) {conflict}", totals
-    )
+    add_counts(connection, "pending_counts", PENDING_KEY, pending_totals(rows, credited))
 
 
 def _copy_events(connection: Connection, columns: str, values: list[tuple[Any, ...]]) -> None:

@@ -21,7 +21,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from api.db import driver_rows
+from api.db import add_counts, driver_rows
 from api.enums import (
     CLOSED_STATUSES,
     ArmStatus,
@@ -227,32 +227,29 @@ def discard_pending_counts(session: Session, experiment_id: int) -> list[Pending
     return rows
 
 
+_METRIC_COUNT_KEY = (
+    ("experiment_id", "int"),
+    ("phase", "int"),
+    ("arm_id", "int"),
+    ("assignment_group", "varchar"),
+    ("type", "varchar"),
+    ("bucket", "int"),
+)
+
+
 def add_metric_counts(
     session: Session, experiment_id: int, phase: int, rows: Sequence[PendingRow]
 ) -> None:
     """Add credited pending counts to the report's ``metric_counts`` (the caller passes
-    each key once): an executemany on SQLite, one statement of arrays on PostgreSQL."""
-    if not rows:
-        return
-    connection = session.connection()
-    columns = "(experiment_id, phase, arm_id, assignment_group, type, bucket, count)"
-    conflict = (
-        "ON CONFLICT (experiment_id, phase, arm_id, assignment_group, type, bucket) "
-        "DO UPDATE SET count = metric_counts.count + excluded.count"
-    )
-    values = [
-        (experiment_id, phase, row.arm_id, row.group, row.type, row.bucket, row.count)
-        for row in rows
-    ]
-    if connection.dialect.name == "postgresql":
-        connection.exec_driver_sql(
-            f"INSERT INTO metric_counts {columns} SELECT * FROM unnest(%s::int[], %s::int[], "
-            f"%s::int[], %s::varchar[], %s::varchar[], %s::int[], %s::bigint[]) {conflict}",
-            tuple(list(column) for column in zip(*values, strict=True)),
-        )
-        return
-    connection.exec_driver_sql(
-        f"INSERT INTO metric_counts {columns} VALUES (?, ?, ?, ?, ?, ?, ?) {conflict}", values
+    each key once; ``api.db.add_counts``)."""
+    add_counts(
+        session.connection(),
+        "metric_counts",
+        _METRIC_COUNT_KEY,
+        [
+            (experiment_id, phase, row.arm_id, row.group, row.type, row.bucket, row.count)
+            for row in rows
+        ],
     )
 
 
