@@ -46,12 +46,14 @@ from bandit.evolution import EvolutionSettings, RetirementReason, ScoreKind
 
 Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
 Identifier = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")]
-EventType = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
+# An event type's name: what clients report, metrics declare and limits are keyed by.
+EVENT_NAME_PATTERN = r"[a-z][a-z0-9_]{0,63}"
+EventType = Annotated[str, StringConstraints(pattern=rf"^{EVENT_NAME_PATTERN}$")]
 EventId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._:/+=-]{1,128}$")]
 Number = float | int
 EventLimits = Annotated[
     dict[
-        Annotated[str, StringConstraints(pattern=r"^(\*|[a-z][a-z0-9_]{0,63})$")],
+        Annotated[str, StringConstraints(pattern=rf"^(\*|{EVENT_NAME_PATTERN})$")],
         Annotated[int, Field(ge=1, le=1_000_000)],
     ],
     Field(max_length=64),

@@ -31,7 +31,7 @@ ExperimentName = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
 ArmId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 ExpertConfigId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 SnapshotId = Annotated[int, Path(ge=1, le=2**31 - 1)]
-EventName = Annotated[str, Path(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
+EventName = Annotated[str, Path(pattern=rf"^{schemas.EVENT_NAME_PATTERN}$")]
 
 
 def runtime_of(request: Request) -> Runtime:

@@ -84,7 +84,7 @@ NOTICES = {
 }
 STATUS_ACTIONS = ("pause", "resume", "stop", "archive")
 # A metric's event name, as the admin API's path checks it (``api.routes.admin.EventName``).
-EVENT_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
+EVENT_NAME = re.compile(schemas.EVENT_NAME_PATTERN)
 
 
 # -- rendering ------------------------------------------------------------------------------
