@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.error_handlers import install_error_handlers
 from api.errors import error_body
+from api.openapi import document_errors
 from api.routes import admin, client, dashboard, notifications
 from api.runtime import Runtime
 from api.services.dashboard import TickBlocks
@@ -131,6 +132,16 @@ class AdminNoStore:
         )
 
 
+class RanktuneAPI(FastAPI):
+    """FastAPI whose OpenAPI document lists each operation's real error codes
+    (api/openapi.py)."""
+
+    def openapi(self) -> dict[str, Any]:
+        if self.openapi_schema is None:
+            self.openapi_schema = document_errors(super().openapi())
+        return self.openapi_schema
+
+
 def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> FastAPI:
     """Build the application. The runtime (database, writer, scheduler) starts with the app."""
     settings = settings or Settings()
@@ -145,7 +156,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         finally:
             app.state.runtime.stop()
 
-    app = FastAPI(
+    app = RanktuneAPI(
         title="ranktune",
         version="0.1.0",
         description="Multi-armed bandit experiments over ranker configurations.",
@@ -173,8 +184,9 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.include_router(admin.router)
     app.include_router(notifications.router)
 
-    @app.get("/health", tags=["ops"])
+    @app.get("/health", tags=["ops"], summary="Liveness")
     def health() -> dict[str, Any]:
+        """`{"status": "ok"}` while the process serves requests (it checks nothing else)."""
         return {"status": "ok"}
 
     @app.get("/docs", include_in_schema=False)

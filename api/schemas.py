@@ -83,37 +83,44 @@ class ErrorOut(BaseModel):
     field: str | None = Field(None, description="the offending field, when there is one")
 
 
-def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI ``responses`` for error statuses, all with the ErrorOut body."""
-    meanings = {
-        400: "malformed request (e.g. a Content-Length that is not a number)",
-        401: "no bearer token",
-        403: "wrong bearer token",
-        404: "no such experiment, arm or route",
-        405: "method not allowed on this path",
-        409: "the state does not allow it",
-        413: "body or batch too large",
-        415: "the body is not declared as application/json",
-        422: "a field is invalid; `field` names it",
-        503: "the server is busy; retry later",
-    }
-    return {status: {"model": ErrorOut, "description": meanings[status]} for status in statuses}
-
-
-CLIENT_ERRORS = error_responses(400, 404, 405, 409, 413, 415, 422, 503)
-ADMIN_ERRORS = error_responses(400, 401, 403, 404, 405, 409, 413, 415, 422, 503)
-
-
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+# The example experiment of the README and the API reference: four ranker weights, the
+# experts' reference configuration, three candidate arms. The request bodies' examples
+# refer to it (its name, its parameters; arm 2 is its first candidate arm in a new database).
+SIMILAR_ITEMS: dict[str, Any] = {
+    "name": "similar-items",
+    "parameters": [
+        {"name": "text_match", "type": "float", "low": 0, "high": 2},
+        {"name": "distance", "type": "float", "low": 0, "high": 2},
+        {"name": "price_diff", "type": "float", "low": 0, "high": 2},
+        {"name": "region", "type": "int", "low": 0, "high": 3},
+    ],
+    "reference_config": {"text_match": 1.0, "distance": 1.0, "price_diff": 1.0, "region": 1},
+    "arms": [
+        {"text_match": 1.2, "distance": 0.8, "price_diff": 1.0, "region": 1},
+        {"text_match": 0.8, "distance": 1.2, "price_diff": 0.5, "region": 2},
+        {"text_match": 1.5, "distance": 0.5, "price_diff": 1.5, "region": 0},
+    ],
+    "reference_share": 0.2,
+}
+# The example event's ticket: the ticket of an assignment, which no static example can
+# hold (tests/api/test_openapi_contract.py substitutes a real one).
+TICKET_PLACEHOLDER = "<the ticket of an assignment>"
+
+
 class ParameterIn(Strict):
-    name: Identifier
-    type: Literal["float", "int"] = "float"
-    low: float
-    high: float
-    distribution: Literal["uniform", "log_uniform"] = "uniform"
+    name: Identifier = Field(
+        description="the parameter's name: a letter or _, then letters, digits or _ (at most 64)"
+    )
+    type: Literal["float", "int"] = Field("float", description="float or int")
+    low: float = Field(description="the lowest value allowed (finite)")
+    high: float = Field(description="the highest value allowed (finite, at least low)")
+    distribution: Literal["uniform", "log_uniform"] = Field(
+        "uniform", description="how genetic steps draw values: uniform, or log_uniform (low > 0)"
+    )
     step: float | None = Field(
         None,
         gt=0,
@@ -147,6 +154,40 @@ class PolicyParams(Strict):
     )
 
 
+# What each genetic step setting does: the request (EvolutionIn) and the answer
+# (EvolutionSettingsOut) describe them alike.
+_EVOLUTION = {
+    "enabled": "run scheduled genetic steps every evolve_interval_s (admins can run one "
+    "on demand either way)",
+    "evolve_interval_s": "seconds between scheduled genetic steps (1 to 30 days)",
+    "min_exposures": "an arm is ranked (and may be retired) only with at least this many exposures",
+    "drop_count": "how many of the worst eligible arms a step retires",
+    "min_arms": "a step never leaves fewer active arms than this (the reference included)",
+    "max_arms": "a step fills the arm set up to this many active arms (the reference included)",
+    "score": "how arms are ranked: mean (posterior mean) or prob_best (P(best), Monte Carlo)",
+    "retire_below_prob_beat_reference": "if set, only arms whose P(beats the reference) is "
+    "below this retire; null: no such condition",
+    "mix": "relative weights of the random, mutation and crossover additions",
+    "parent_pool_size": "mutations and crossovers breed from this many of the best eligible "
+    "survivors",
+    "mutation_scale": "a mutation's standard deviation as a fraction of each parameter's "
+    "range, in (0, 1]",
+    "crossover_blend": "crossover draws each float parameter between the parents' values "
+    "(false: takes each from one parent)",
+    "inherit_posterior": "a bred arm starts from a weakened copy of its parent's posterior "
+    "instead of the prior",
+    "inherited_pseudo_count_cap": "an inherited posterior's alpha + beta is scaled down to "
+    "at most this",
+    "prob_best_draws": "Monte Carlo draws behind the prob_best score",
+    "max_draw_attempts": "draws tried per addition before a slot that keeps producing "
+    "duplicates is skipped",
+}
+_MIX = {
+    "random": "relative weight of configurations drawn at random from the space",
+    "mutation": "relative weight of mutations of the best survivors",
+    "crossover": "relative weight of crossovers of two of the best survivors",
+}
+
 # The pure layer declares the genetic step's defaults; the request body reads them from here.
 DEFAULT_EVOLUTION = EvolutionSettings()
 # mix field -> the EvolutionSettings field it sets: the one place where the request body's
@@ -166,16 +207,18 @@ def evolution_field(setting: str) -> str:
     return f"evolution.mix.{mix[setting]}" if setting in mix else f"evolution.{setting}"
 
 
-def _weight(name: str) -> Any:
-    return Field(getattr(DEFAULT_EVOLUTION, MIX_WEIGHTS[name]), ge=0, le=1e6)
+def _weight(name: str, description: str) -> Any:
+    return Field(
+        getattr(DEFAULT_EVOLUTION, MIX_WEIGHTS[name]), ge=0, le=1e6, description=description
+    )
 
 
 class EvolutionMix(Strict):
     """Relative weights of the non-expert additions of a genetic step (all zero: experts only)."""
 
-    random: float = _weight("random")
-    mutation: float = _weight("mutation")
-    crossover: float = _weight("crossover")
+    random: float = _weight("random", _MIX["random"])
+    mutation: float = _weight("mutation", _MIX["mutation"])
+    crossover: float = _weight("crossover", _MIX["crossover"])
 
 
 class EvolutionIn(Strict):
@@ -187,26 +230,60 @@ class EvolutionIn(Strict):
     ``max_arms >= min_arms`` is checked by the service (the error names ``evolution.max_arms``).
     """
 
-    enabled: bool = True
-    evolve_interval_s: float = Field(3600.0, ge=1, le=30 * 86_400)
-    min_exposures: float = Field(DEFAULT_EVOLUTION.min_exposures, ge=0, le=1e12)
-    drop_count: int = Field(DEFAULT_EVOLUTION.drop_count, ge=0, le=256)
-    min_arms: int = Field(DEFAULT_EVOLUTION.min_arms, ge=1, le=256)
-    max_arms: int = Field(DEFAULT_EVOLUTION.max_arms, ge=1, le=256)
-    score: ScoreKind = DEFAULT_EVOLUTION.score
+    enabled: bool = Field(True, description=_EVOLUTION["enabled"])
+    evolve_interval_s: float = Field(
+        3600.0, ge=1, le=30 * 86_400, description=_EVOLUTION["evolve_interval_s"]
+    )
+    min_exposures: float = Field(
+        DEFAULT_EVOLUTION.min_exposures, ge=0, le=1e12, description=_EVOLUTION["min_exposures"]
+    )
+    drop_count: int = Field(
+        DEFAULT_EVOLUTION.drop_count, ge=0, le=256, description=_EVOLUTION["drop_count"]
+    )
+    min_arms: int = Field(
+        DEFAULT_EVOLUTION.min_arms, ge=1, le=256, description=_EVOLUTION["min_arms"]
+    )
+    max_arms: int = Field(
+        DEFAULT_EVOLUTION.max_arms, ge=1, le=256, description=_EVOLUTION["max_arms"]
+    )
+    score: ScoreKind = Field(DEFAULT_EVOLUTION.score, description=_EVOLUTION["score"])
     retire_below_prob_beat_reference: float | None = Field(
-        DEFAULT_EVOLUTION.retire_below_prob_beat_reference, gt=0, le=1
+        DEFAULT_EVOLUTION.retire_below_prob_beat_reference,
+        gt=0,
+        le=1,
+        description=_EVOLUTION["retire_below_prob_beat_reference"],
     )
-    mix: EvolutionMix = Field(default_factory=EvolutionMix)
-    parent_pool_size: int = Field(DEFAULT_EVOLUTION.parent_pool_size, ge=1, le=256)
-    mutation_scale: float = Field(DEFAULT_EVOLUTION.mutation_scale, gt=0, le=1)
-    crossover_blend: bool = DEFAULT_EVOLUTION.crossover_blend
-    inherit_posterior: bool = DEFAULT_EVOLUTION.inherit_posterior
+    mix: EvolutionMix = Field(default_factory=EvolutionMix, description=_EVOLUTION["mix"])
+    parent_pool_size: int = Field(
+        DEFAULT_EVOLUTION.parent_pool_size, ge=1, le=256, description=_EVOLUTION["parent_pool_size"]
+    )
+    mutation_scale: float = Field(
+        DEFAULT_EVOLUTION.mutation_scale, gt=0, le=1, description=_EVOLUTION["mutation_scale"]
+    )
+    crossover_blend: bool = Field(
+        DEFAULT_EVOLUTION.crossover_blend, description=_EVOLUTION["crossover_blend"]
+    )
+    inherit_posterior: bool = Field(
+        DEFAULT_EVOLUTION.inherit_posterior, description=_EVOLUTION["inherit_posterior"]
+    )
     inherited_pseudo_count_cap: float = Field(
-        DEFAULT_EVOLUTION.inherited_pseudo_count_cap, gt=0, le=1e9
+        DEFAULT_EVOLUTION.inherited_pseudo_count_cap,
+        gt=0,
+        le=1e9,
+        description=_EVOLUTION["inherited_pseudo_count_cap"],
     )
-    prob_best_draws: int = Field(DEFAULT_EVOLUTION.prob_best_draws, ge=100, le=200_000)
-    max_draw_attempts: int = Field(DEFAULT_EVOLUTION.max_draw_attempts, ge=1, le=1000)
+    prob_best_draws: int = Field(
+        DEFAULT_EVOLUTION.prob_best_draws,
+        ge=100,
+        le=200_000,
+        description=_EVOLUTION["prob_best_draws"],
+    )
+    max_draw_attempts: int = Field(
+        DEFAULT_EVOLUTION.max_draw_attempts,
+        ge=1,
+        le=1000,
+        description=_EVOLUTION["max_draw_attempts"],
+    )
 
     def to_settings(self, **overrides: Any) -> EvolutionSettings:
         """The pure settings these fields give (``overrides`` by EvolutionSettings name).
@@ -220,34 +297,36 @@ class EvolutionIn(Strict):
 
 
 class EvolutionMixOut(BaseModel):
-    random: float
-    mutation: float
-    crossover: float
+    random: float = Field(description=_MIX["random"])
+    mutation: float = Field(description=_MIX["mutation"])
+    crossover: float = Field(description=_MIX["crossover"])
 
 
 class EvolutionSettingsOut(BaseModel):
     """The genetic step's settings in force, every one of them (as EvolutionIn)."""
 
     enabled: bool = Field(description="scheduled steps run every evolve_interval_s")
-    evolve_interval_s: float
-    min_exposures: float
-    drop_count: int
-    min_arms: int
+    evolve_interval_s: float = Field(description=_EVOLUTION["evolve_interval_s"])
+    min_exposures: float = Field(description=_EVOLUTION["min_exposures"])
+    drop_count: int = Field(description=_EVOLUTION["drop_count"])
+    min_arms: int = Field(description=_EVOLUTION["min_arms"])
     max_arms: int = Field(
         description="the step fills the arm set up to this many active arms (the reference "
         "included). Without evolution settings at creation: the number of active arms (at "
         "least min_arms), so that a step replaces arms without growing the set"
     )
-    score: ScoreKind
-    retire_below_prob_beat_reference: float | None
-    mix: EvolutionMixOut
-    parent_pool_size: int
-    mutation_scale: float
-    crossover_blend: bool
-    inherit_posterior: bool
-    inherited_pseudo_count_cap: float
-    prob_best_draws: int
-    max_draw_attempts: int
+    score: ScoreKind = Field(description=_EVOLUTION["score"])
+    retire_below_prob_beat_reference: float | None = Field(
+        description=_EVOLUTION["retire_below_prob_beat_reference"]
+    )
+    mix: EvolutionMixOut = Field(description=_EVOLUTION["mix"])
+    parent_pool_size: int = Field(description=_EVOLUTION["parent_pool_size"])
+    mutation_scale: float = Field(description=_EVOLUTION["mutation_scale"])
+    crossover_blend: bool = Field(description=_EVOLUTION["crossover_blend"])
+    inherit_posterior: bool = Field(description=_EVOLUTION["inherit_posterior"])
+    inherited_pseudo_count_cap: float = Field(description=_EVOLUTION["inherited_pseudo_count_cap"])
+    prob_best_draws: int = Field(description=_EVOLUTION["prob_best_draws"])
+    max_draw_attempts: int = Field(description=_EVOLUTION["max_draw_attempts"])
 
     @classmethod
     def of(
@@ -330,6 +409,16 @@ class MetricIn(Strict):
     counted per exposure, with the direction in which it is better. Its counts start when
     it is declared."""
 
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"event": "view", "role": "guardrail", "direction": "increase", "max_loss": 0.05},
+                {"event": "message", "role": "secondary", "direction": "increase"},
+            ]
+        },
+    )
+
     event: EventType = Field(description="the event type, as clients report it")
     role: Literal["secondary", "guardrail"] = Field(
         description="secondary: reported; guardrail: protected (max_loss is the tolerance)"
@@ -363,31 +452,88 @@ class MetricIn(Strict):
 
 
 class MetricOut(BaseModel):
-    id: int
-    event: str
-    role: MetricRole
-    direction: Direction
-    max_loss: float | None
+    id: int = Field(description="the declaration's id")
+    event: str = Field(description="the event type counted")
+    role: MetricRole = Field(description="secondary or guardrail")
+    direction: Direction = Field(description="increase or decrease: which way is better")
+    max_loss: float | None = Field(
+        description="guardrails: the tolerated relative loss; null for a secondary metric"
+    )
     added_at: datetime = Field(description="declared: its counts start here")
-    removed_at: datetime | None
-    removed: bool
+    removed_at: datetime | None = Field(
+        description="when it stopped being reported (UTC); null while in force"
+    )
+    removed: bool = Field(description="true once removed (its counts stay)")
 
 
 class ExperimentCreate(Strict):
-    name: Slug
-    parameters: list[ParameterIn] = Field(min_length=1, max_length=64)
-    reference_config: ConfigIn
-    arms: list[ConfigIn] = Field(default_factory=list, max_length=256)
-    reference_share: float = Field(0.2, gt=0, lt=1)
-    mode: Mode = Mode.REQUEST
-    policy: Literal["thompson", "ucb1", "egreedy", "edecay"] = "thompson"
-    policy_params: PolicyParams = Field(default_factory=PolicyParams)
-    prior_alpha: float = Field(1.0, gt=0, le=1e6)
-    prior_beta: float = Field(1.0, gt=0, le=1e6)
-    update_interval_s: float | None = Field(None, ge=0.1, le=86_400)
-    decay: float = Field(1.0, gt=0, le=1)
-    target_event: EventType = "contact"
-    exposure_source: ExposureSource = ExposureSource.SERVER
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [SIMILAR_ITEMS]})
+
+    name: Slug = Field(
+        description=(
+            "the experiment's name: lowercase letters, digits, _ and -, at most 64, used in URLs"
+        )
+    )
+    parameters: list[ParameterIn] = Field(
+        min_length=1,
+        max_length=64,
+        description="the space: 1 to 64 numeric parameters with their bounds",
+    )
+    reference_config: ConfigIn = Field(
+        description="the incumbent configuration: what the reference group always gets"
+    )
+    arms: list[ConfigIn] = Field(
+        default_factory=list,
+        max_length=256,
+        description=(
+            "founder arms (configurations within the space), besides the reference; at most 256"
+        ),
+    )
+    reference_share: float = Field(
+        0.2, gt=0, lt=1, description="the share of units in the reference group, in (0, 1)"
+    )
+    mode: Mode = Field(
+        Mode.REQUEST,
+        description="request: an arm drawn per assignment; window: one arm pinned per tick window",
+    )
+    policy: Literal["thompson", "ucb1", "egreedy", "edecay"] = Field(
+        "thompson", description="the bandit policy: thompson, ucb1, egreedy or edecay"
+    )
+    policy_params: PolicyParams = Field(
+        default_factory=PolicyParams, description="the policy's constants (absent: their defaults)"
+    )
+    prior_alpha: float = Field(
+        1.0, gt=0, le=1e6, description="every arm's prior Beta(alpha, beta): alpha"
+    )
+    prior_beta: float = Field(
+        1.0, gt=0, le=1e6, description="every arm's prior Beta(alpha, beta): beta"
+    )
+    update_interval_s: float | None = Field(
+        None,
+        ge=0.1,
+        le=86_400,
+        description="seconds between ticks (0.1 to 86400); default RANKTUNE_TICK_INTERVAL_S",
+    )
+    decay: float = Field(
+        1.0,
+        gt=0,
+        le=1,
+        description=(
+            "per tick, the evidence (alpha and beta above the prior) is "
+            "multiplied by this, in (0, 1]; 1: no decay"
+        ),
+    )
+    target_event: EventType = Field(
+        "contact",
+        description="the decision metric: the event type the bandit optimises per exposure",
+    )
+    exposure_source: ExposureSource = Field(
+        ExposureSource.SERVER,
+        description=(
+            "server: every assignment is an exposure; client: only the "
+            "exposure events clients report"
+        ),
+    )
     salt: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._:-]{1,64}$")] | None = Field(
         None,
         description="hashed with each unit to form the groups; random by default. Set it to "
@@ -444,64 +590,114 @@ class ExperimentCreate(Strict):
 
 
 class ArmCreate(Strict):
-    config: ConfigIn
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"config": {"text_match": 1.1, "distance": 0.9, "price_diff": 1.2, "region": 2}}
+            ]
+        },
+    )
+
+    config: ConfigIn = Field(
+        description="parameter name -> value, for every parameter of the space, within its bounds"
+    )
 
 
 class ArmOut(BaseModel):
-    id: int
-    config: dict[str, Number]
-    origin: Origin
-    parent_ids: list[int]
-    generation: int
-    status: ArmStatus
-    alpha: float
-    beta: float
+    id: int = Field(description="the arm's id, unique across experiments")
+    config: dict[str, Number] = Field(
+        description="the arm's configuration: parameter name -> value"
+    )
+    origin: Origin = Field(
+        description=(
+            "where the arm came from: reference, expert, manual, random, mutation or crossover"
+        )
+    )
+    parent_ids: list[int] = Field(
+        description="the arms it was bred from (mutation: one, crossover: two; otherwise empty)"
+    )
+    generation: int = Field(
+        description="the genetic step that added it (0: a founder or an admin's arm)"
+    )
+    status: ArmStatus = Field(
+        description="active (drawn) or retired (kept with its history, never drawn again)"
+    )
+    alpha: float = Field(
+        description="posterior Beta(alpha, beta) on the reference-ratio scale: alpha"
+    )
+    beta: float = Field(
+        description="posterior Beta(alpha, beta) on the reference-ratio scale: beta"
+    )
     exposures: float = Field(description="credited exposures in the current phase")
     target_events: float = Field(description="credited target events in the current phase")
     quarantined_events: float = Field(
         0.0, description="target events its tickets reported beyond the limits, not credited"
     )
-    created_at: datetime
-    retired_at: datetime | None
-    retired_reason: str | None
+    created_at: datetime = Field(description="when the arm was added (UTC)")
+    retired_at: datetime | None = Field(
+        description="when the arm was retired (UTC); null while active"
+    )
+    retired_reason: str | None = Field(
+        description="why it was retired (an admin, a genetic step, a guardrail); null while active"
+    )
 
 
 class ExperimentOut(BaseModel):
-    id: int
-    name: str
-    status: ExperimentStatus
-    parameters: list[dict[str, Any]]
-    reference_config: dict[str, Number]
-    reference_arm_id: int
-    reference_share: float
-    mode: Mode
-    policy: str
-    policy_params: dict[str, Any]
-    prior_alpha: float
-    prior_beta: float
-    update_interval_s: float
-    decay: float
-    target_event: str
-    exposure_source: ExposureSource
-    created_at: datetime
-    last_tick_at: datetime | None
-    tick_count: int
-    window_arm_id: int | None
-    arms: list[ArmOut]
+    id: int = Field(description="the experiment's id")
+    name: str = Field(description="the experiment's name")
+    status: ExperimentStatus = Field(description="running, paused, stopped or archived")
+    parameters: list[dict[str, Any]] = Field(
+        description="the space: each parameter's name, type, bounds, distribution and step"
+    )
+    reference_config: dict[str, Number] = Field(
+        description="the reference configuration of the current phase"
+    )
+    reference_arm_id: int = Field(description="the arm holding the reference configuration")
+    reference_share: float = Field(description="the share of units in the reference group")
+    mode: Mode = Field(description="request or window")
+    policy: str = Field(description="the bandit policy")
+    policy_params: dict[str, Any] = Field(description="the policy's constants in force")
+    prior_alpha: float = Field(description="the prior Beta(alpha, beta): alpha")
+    prior_beta: float = Field(description="the prior Beta(alpha, beta): beta")
+    update_interval_s: float = Field(description="seconds between ticks")
+    decay: float = Field(description="evidence decay per tick, in (0, 1]; 1: none")
+    target_event: str = Field(description="the decision metric's event type")
+    exposure_source: ExposureSource = Field(description="server or client: who counts exposures")
+    created_at: datetime = Field(description="when it was created (UTC)")
+    last_tick_at: datetime | None = Field(
+        description="when the last tick was applied (UTC); null before the first"
+    )
+    tick_count: int = Field(description="ticks recorded")
+    window_arm_id: int | None = Field(
+        description="window mode: the arm pinned for the current window; null in request mode"
+    )
+    arms: list[ArmOut] = Field(description="every arm, retired ones included")
     evolution: EvolutionSettingsOut = Field(
         description="the genetic step's settings in force: as given at creation with the "
         "defaults filled in, or, without settings, the defaults with enabled false and "
         "max_arms the number of active arms"
     )
     evolve_interval_s: float | None = Field(None, description="null unless scheduled steps run")
-    last_evolved_at: datetime | None = None
-    generation: int = 0
-    attribution_window_s: float = 14_400.0
+    last_evolved_at: datetime | None = Field(
+        None, description="when the last genetic step ran (UTC); null before the first"
+    )
+    generation: int = Field(
+        0, description="the last genetic step's generation number (0: none yet)"
+    )
+    attribution_window_s: float = Field(
+        14_400.0,
+        description="events count only within this many seconds of their ticket's assignment",
+    )
     max_events_per_exposure: dict[str, int] = Field(
         default_factory=dict, description="in force: the defaults with the experiment's own"
     )
-    nursery_exposures: float = 0.0
-    nursery_share: float = 0.1
+    nursery_exposures: float = Field(
+        0.0, description="credited exposures an arm needs to leave the nursery; 0: no nursery"
+    )
+    nursery_share: float = Field(
+        0.1, description="the share of the target group's draws the nursery arms get"
+    )
     decisions: Decisions = Field(
         default_factory=Decisions, description="in force: the defaults with the experiment's own"
     )
@@ -533,15 +729,15 @@ class ExperimentOut(BaseModel):
 
 
 class ExperimentSummary(BaseModel):
-    id: int
-    name: str
-    status: ExperimentStatus
-    mode: Mode
-    policy: str
-    active_arms: int
-    tick_count: int
-    created_at: datetime
-    phase: int = 1
+    id: int = Field(description="the experiment's id")
+    name: str = Field(description="the experiment's name")
+    status: ExperimentStatus = Field(description="running, paused, stopped or archived")
+    mode: Mode = Field(description="request or window")
+    policy: str = Field(description="the bandit policy")
+    active_arms: int = Field(description="active arms other than the reference")
+    tick_count: int = Field(description="ticks recorded")
+    created_at: datetime = Field(description="when it was created (UTC)")
+    phase: int = Field(1, description="the current phase (1 until the reference changes)")
 
 
 # Why a phase changed, or an admin note: free text, no NUL (PostgreSQL text cannot store it).
@@ -550,6 +746,13 @@ Note = Annotated[str, StringConstraints(max_length=1000, pattern=r"^[^\x00]*$")]
 
 class PromoteIn(Strict):
     """Make an arm's configuration the reference configuration: a new phase."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"arm_id": 2, "reason": "the winner of the spring test, by +4% contacts"}]
+        },
+    )
 
     arm_id: int = Field(ge=1, le=2**31 - 1, description="an active arm of the target group")
     reason: Note | None = Field(None, description="why; kept with the phase and the audit")
@@ -595,7 +798,20 @@ class ExperimentPatch(BaseModel):
 
     # Other members are read (and refused with a 422 naming them) by the service, which
     # can say whether a field is fixed at creation or unknown; the schema forbids them.
-    model_config = ConfigDict(extra="allow", json_schema_extra={"additionalProperties": False})
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={
+            "additionalProperties": False,
+            "examples": [
+                {
+                    "update_interval_s": 30,
+                    "nursery_exposures": 500,
+                    "decisions": {"winner_p_best": 0.97},
+                    "reason": "faster ticks while the new arms warm up",
+                }
+            ],
+        },
+    )
 
     update_interval_s: float = _given_only("seconds between ticks", "update_interval_s")
     attribution_window_s: float = _given_only(
@@ -631,18 +847,20 @@ class ExperimentPatch(BaseModel):
 class PhaseOut(BaseModel):
     """One phase: which reference configuration (share, decision metric) held when."""
 
-    number: int
-    started_at: datetime
+    number: int = Field(description="the phase number, from 1")
+    started_at: datetime = Field(description="when it started (UTC)")
     ended_at: datetime | None = Field(description="null for the current phase")
-    reference_arm_id: int
-    reference_config: dict[str, Number]
-    reference_share: float
-    target_event: str
+    reference_arm_id: int = Field(description="the arm holding its reference configuration")
+    reference_config: dict[str, Number] = Field(description="its reference configuration")
+    reference_share: float = Field(description="its reference group's share of units")
+    target_event: str = Field(description="its decision metric")
     trigger: PhaseTrigger = Field(
         description="create: the first phase; promote: an arm became the reference; "
         "settings: PATCH changed the reference configuration, share or decision metric"
     )
-    reason: str | None
+    reason: str | None = Field(
+        description="the admin's reason for the change; null if none was given"
+    )
     changes: dict[str, Any] = Field(
         description="what started it: promoted_arm_id, and each changed setting's before and after"
     )
@@ -659,17 +877,27 @@ class ArmStats(BaseModel):
     """One arm, led by its lift over the reference group (the question people ask), then
     the evidence behind it."""
 
-    arm_id: int
-    origin: Origin
-    generation: int
-    status: ArmStatus
-    config: dict[str, Number]
+    arm_id: int = Field(description="the arm's id")
+    origin: Origin = Field(
+        description=(
+            "where the arm came from: reference, expert, manual, random, mutation or crossover"
+        )
+    )
+    generation: int = Field(
+        description="the genetic step that added it (0: a founder or an admin's arm)"
+    )
+    status: ArmStatus = Field(
+        description="active (drawn) or retired (kept with its history, never drawn again)"
+    )
+    config: dict[str, Number] = Field(
+        description="the arm's configuration: parameter name -> value"
+    )
     lift: float | None = Field(
         description="the arm's lift over the reference group: posterior median of its rate "
         "/ the reference rate - 1 (0.10 = +10%); 0 for the reference itself"
     )
     lift_ci_low: float | None = Field(description="95% credible interval of the lift")
-    lift_ci_high: float | None
+    lift_ci_high: float | None = Field(description="upper end of the lift's 95% credible interval")
     prob_beat_reference: float | None = Field(
         description="posterior probability that the arm earns more target events per "
         "exposure than the reference group"
@@ -677,14 +905,18 @@ class ArmStats(BaseModel):
     prob_best: float | None = Field(
         description="posterior probability that the arm is the best of the active arms"
     )
-    exposures: float
-    target_events: float
+    exposures: float = Field(description="credited exposures in the current phase")
+    target_events: float = Field(description="credited target events in the current phase")
     quarantined_events: float = Field(
         0.0, description="target events its tickets reported beyond the limits, not credited"
     )
     rate: float | None = Field(description="target events per exposure")
-    alpha: float
-    beta: float
+    alpha: float = Field(
+        description="posterior Beta(alpha, beta) on the reference-ratio scale: alpha"
+    )
+    beta: float = Field(
+        description="posterior Beta(alpha, beta) on the reference-ratio scale: beta"
+    )
     posterior_mean: float | None = Field(
         description="alpha / (alpha + beta) on the reference-ratio scale, not a conversion "
         "rate: the arm's share of the pair (arm, reference); 1/2 means as good as the "
@@ -693,47 +925,62 @@ class ArmStats(BaseModel):
 
 
 class ExperimentStats(BaseModel):
-    experiment: str
-    tick_count: int
-    reference_rate: float | None
-    arms: list[ArmStats]
+    experiment: str = Field(description="the experiment's name")
+    tick_count: int = Field(description="ticks recorded")
+    reference_rate: float | None = Field(
+        description=(
+            "the reference group's target events per exposure in the "
+            "current phase; null without exposures"
+        )
+    )
+    arms: list[ArmStats] = Field(description="every arm with its statistics")
     prob_best_draws: int = Field(
         description="joint posterior draws behind prob_best: as requested, or fewer when "
         "draws x active arms would exceed the server's bound"
     )
-    prob_best_draws_requested: int
-    seed: int
+    prob_best_draws_requested: int = Field(description="the draws asked for (?draws=)")
+    seed: int = Field(
+        description=(
+            "the seed of the Monte Carlo draws (?seed=): the same seed repeats prob_best exactly"
+        )
+    )
 
 
 class TickArmOut(BaseModel):
-    arm_id: int
-    exposures: float
-    target_events: float
-    alpha_increment: float
-    beta_increment: float
-    alpha_before: float
-    beta_before: float
-    alpha_after: float
-    beta_after: float
-    quarantined_events: float = 0.0
+    arm_id: int = Field(description="the arm's id")
+    exposures: float = Field(description="exposures credited in this window")
+    target_events: float = Field(description="target events credited in this window")
+    alpha_increment: float = Field(description="added to alpha by this tick")
+    beta_increment: float = Field(description="added to beta by this tick")
+    alpha_before: float = Field(description="alpha before this tick")
+    beta_before: float = Field(description="beta before this tick")
+    alpha_after: float = Field(description="alpha after this tick")
+    beta_after: float = Field(description="beta after this tick")
+    quarantined_events: float = Field(
+        0.0, description="target events beyond the limits, stored but not credited"
+    )
 
 
 class TickOut(BaseModel):
-    id: int
-    number: int
-    created_at: datetime
+    id: int = Field(description="the tick's id")
+    number: int = Field(description="the tick's number in the experiment, from 1")
+    created_at: datetime = Field(description="when it was applied (UTC)")
     applied: bool = Field(
         description="false when the window had no reference exposure: its counts are shown "
         "but were carried forward, so the next applied tick counts them (sum applied ticks only)"
     )
-    mode: Mode
-    decay: float
-    reference_exposures: float
-    reference_events: float
-    target_exposures: float
-    target_events: float
-    window_arm_id: int | None
-    next_window_arm_id: int | None
+    mode: Mode = Field(description="request or window")
+    decay: float = Field(description="the decay applied before the update")
+    reference_exposures: float = Field(description="the reference group's exposures in the window")
+    reference_events: float = Field(description="the reference group's target events in the window")
+    target_exposures: float = Field(description="the target group's exposures in the window")
+    target_events: float = Field(description="the target group's target events in the window")
+    window_arm_id: int | None = Field(
+        description="window mode: the arm pinned in this window; null in request mode"
+    )
+    next_window_arm_id: int | None = Field(
+        description="window mode: the arm pinned for the next window; null in request mode"
+    )
     empty_windows_before: int = Field(
         0,
         description="scheduled windows in which nothing arrived since the previous recorded "
@@ -749,24 +996,45 @@ class TickOut(BaseModel):
         description="what this tick consumed without crediting: reason (over_ticket_limit, "
         "over_exposure_limit, arm_retired, previous_phase) -> event type -> count",
     )
-    arms: list[TickArmOut]
+    arms: list[TickArmOut] = Field(
+        description="per arm: counts, increments and posteriors before and after"
+    )
 
 
 class AuditOut(BaseModel):
-    id: int
-    at: datetime
-    actor: str
-    action: str
-    experiment_id: int | None
-    details: dict[str, Any]
+    id: int = Field(description="the entry's id, increasing")
+    at: datetime = Field(description="when it happened (UTC)")
+    actor: str = Field(
+        description=(
+            "who acted: admin, scheduler, or decisions (guardrails, circuit breaker, winner)"
+        )
+    )
+    action: str = Field(
+        description="what was done, e.g. experiment.create, arm.add, experiment.promote"
+    )
+    experiment_id: int | None = Field(
+        description="the experiment's id; null for actions on no experiment"
+    )
+    details: dict[str, Any] = Field(
+        description="the action's particulars (before and after for settings)"
+    )
 
 
 class Assignment(BaseModel):
-    experiment: str
-    group: Literal["target", "reference"]
-    arm_id: int
-    config: dict[str, Number]
-    ticket: str
+    experiment: str = Field(description="the experiment's name")
+    group: Literal["target", "reference"] = Field(
+        description="target (drawn by the bandit) or reference (the reference configuration)"
+    )
+    arm_id: int = Field(description="the arm served")
+    config: dict[str, Number] = Field(
+        description="the configuration to rank with: parameter name -> value"
+    )
+    ticket: str = Field(
+        description=(
+            "attach it to the events that follow (POST /v1/events); valid"
+            " for the experiment's attribution_window_s"
+        )
+    )
     active: bool = Field(description="false while the experiment is paused or stopped")
 
 
@@ -814,7 +1082,24 @@ def event_batch_request_body() -> dict[str, Any]:
     schema["properties"]["events"]["description"] = (
         "at most RANKTUNE_MAX_BATCH_EVENTS (1,000 by default) events; more get 413"
     )
-    return {"required": True, "content": {"application/json": {"schema": schema}}}
+    schema["examples"] = [
+        {
+            "events": [
+                {
+                    "ticket": TICKET_PLACEHOLDER,
+                    "type": "contact",
+                    "count": 1,
+                    "event_id": "user-42-contact-1",
+                }
+            ]
+        }
+    ]
+    return {
+        "required": True,
+        "description": "a batch of events; in the example, the ticket stands for the `ticket` "
+        "of an assignment (GET /v1/experiments/{name}/assignment)",
+        "content": {"application/json": {"schema": schema}},
+    }
 
 
 def event_batch_model(max_events: int) -> type[EventBatch]:
@@ -834,9 +1119,13 @@ class EventsAccepted(BaseModel):
 
 
 class SnapshotArm(BaseModel):
-    arm_id: int
-    alpha: float
-    beta: float
+    arm_id: int = Field(description="the arm's id")
+    alpha: float = Field(
+        description="posterior Beta(alpha, beta) on the reference-ratio scale: alpha"
+    )
+    beta: float = Field(
+        description="posterior Beta(alpha, beta) on the reference-ratio scale: beta"
+    )
     exposures: float = Field(description="credited exposures, as of the snapshot")
     in_nursery: bool = Field(
         description="served on the nursery's schedule rather than by the policy"
@@ -844,7 +1133,7 @@ class SnapshotArm(BaseModel):
 
 
 class SnapshotReference(BaseModel):
-    arm_id: int
+    arm_id: int = Field(description="the reference arm's id")
     config: dict[str, Number] = Field(
         description="the reference configuration: what the reference group gets, and what "
         "clients serve when they cannot reach ranktune (the client SDK's fallback)"
@@ -852,41 +1141,79 @@ class SnapshotReference(BaseModel):
 
 
 class SnapshotOut(BaseModel):
-    experiment: str
-    version: int
-    tick_count: int
-    status: str
-    loaded_at: datetime
+    experiment: str = Field(description="the experiment's name")
+    version: int = Field(
+        description=(
+            "the experiment's version the replica loaded; it moves with every tick and admin change"
+        )
+    )
+    tick_count: int = Field(description="ticks recorded when loaded")
+    status: str = Field(description="running, paused, stopped or archived")
+    loaded_at: datetime = Field(description="when this replica loaded it (UTC)")
     exposure_source: ExposureSource = Field(
         description="'server': every assignment counts as an exposure; 'client': only the "
         "clients' 'exposure' events do"
     )
-    reference: SnapshotReference
-    arms: list[SnapshotArm]
+    reference: SnapshotReference = Field(description="the reference arm and configuration")
+    arms: list[SnapshotArm] = Field(
+        description=(
+            "the active arms of the target group, with their posteriors "
+            "(the reference is `reference`)"
+        )
+    )
 
 
 # -- evolution -----------------------------------------------------------------------------
 class ExpertConfigCreate(Strict):
-    config: ConfigIn
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "config": {"text_match": 1.3, "distance": 0.7, "price_diff": 0.8, "region": 1},
+                    "note": "more weight on the text, as for the search results",
+                }
+            ]
+        },
+    )
+
+    config: ConfigIn = Field(
+        description="parameter name -> value, for every parameter of the space, within its bounds"
+    )
     # no NUL: PostgreSQL text cannot store it
-    note: Annotated[str, StringConstraints(max_length=1000, pattern=r"^[^\x00]*$")] | None = None
+    note: Annotated[str, StringConstraints(max_length=1000, pattern=r"^[^\x00]*$")] | None = Field(
+        None, description="why this configuration (at most 1000 characters); kept with the entry"
+    )
 
 
 class ExpertConfigOut(BaseModel):
-    id: int
-    config: dict[str, Number]
-    note: str | None
-    status: ExpertStatus
-    submitted_at: datetime
-    resolved_at: datetime | None
-    generation: int | None
-    consumed_by_arm_id: int | None
-    detail: str | None
+    id: int = Field(description="the entry's id")
+    config: dict[str, Number] = Field(description="the configuration queued")
+    note: str | None = Field(description="the expert's note")
+    status: ExpertStatus = Field(
+        description=(
+            "waiting, consumed (a step added it), rejected (a step found "
+            "it a duplicate or invalid) or withdrawn"
+        )
+    )
+    submitted_at: datetime = Field(description="when it was queued (UTC)")
+    resolved_at: datetime | None = Field(
+        description="when it stopped waiting (UTC); null while waiting"
+    )
+    generation: int | None = Field(
+        description="the genetic step that took it; null while waiting or withdrawn"
+    )
+    consumed_by_arm_id: int | None = Field(description="the arm it became; null unless consumed")
+    detail: str | None = Field(
+        description="why it was rejected, or what became of it; null while waiting"
+    )
 
 
 class RetiredArmOut(BaseModel):
-    arm_id: int
-    config: dict[str, Number]
+    arm_id: int = Field(description="the arm's id")
+    config: dict[str, Number] = Field(
+        description="the arm's configuration: parameter name -> value"
+    )
     reason: RetirementReason | Literal["guardrail"] = Field(
         description="lowest_score: among the drop_count worst; over_max_arms: retired "
         "beyond them because the arm set held more than max_arms; guardrail: confidently "
@@ -896,10 +1223,12 @@ class RetiredArmOut(BaseModel):
     score: float | None = Field(
         description="the ranking score: posterior mean or P(best); null for a guardrail"
     )
-    exposures: float
-    prob_beat_reference: float
-    alpha: float
-    beta: float
+    exposures: float = Field(description="its credited exposures")
+    prob_beat_reference: float = Field(
+        description="posterior probability that it beats the reference"
+    )
+    alpha: float = Field(description="its final posterior Beta(alpha, beta): alpha")
+    beta: float = Field(description="its final posterior Beta(alpha, beta): beta")
     guardrail: dict[str, Any] | None = Field(
         None,
         description="a guardrail retirement's evidence: the metric, its max_loss and the "
@@ -909,22 +1238,28 @@ class RetiredArmOut(BaseModel):
 
 class AddedArmOut(BaseModel):
     arm_id: int | None = Field(description="null in a dry run")
-    config: dict[str, Number]
-    origin: Origin
-    parent_ids: list[int]
+    config: dict[str, Number] = Field(
+        description="the arm's configuration: parameter name -> value"
+    )
+    origin: Origin = Field(description="expert, random, mutation or crossover")
+    parent_ids: list[int] = Field(
+        description="the arms it was bred from (mutation: one, crossover: two; otherwise empty)"
+    )
     alpha: float = Field(description="its starting posterior Beta(alpha, beta)")
-    beta: float
+    beta: float = Field(description="its starting posterior Beta(alpha, beta): beta")
     expert_config_id: int | None = Field(description="the queue entry it came from (experts)")
 
 
 class RankedArmOut(BaseModel):
     """An active non-reference arm as the step ranked it."""
 
-    arm_id: int
+    arm_id: int = Field(description="the arm's id")
     score: float = Field(description="the ranking score: posterior mean or P(best)")
     mean: float = Field(description="posterior mean")
-    prob_beat_reference: float
-    exposures: float
+    prob_beat_reference: float = Field(
+        description="posterior probability that it beats the reference"
+    )
+    exposures: float = Field(description="credited exposures in the current phase")
     eligible: bool = Field(
         description="false for a young arm (fewer than min_exposures): never ranked among "
         "the eligible nor retired"
@@ -934,19 +1269,23 @@ class RankedArmOut(BaseModel):
 class SkippedSlotOut(BaseModel):
     """A planned addition that produced no arm, and why."""
 
-    origin: Origin
-    parent_ids: list[int]
+    origin: Origin = Field(description="the addition planned: random, mutation or crossover")
+    parent_ids: list[int] = Field(description="the parents it was bred from (empty for random)")
     attempts: int = Field(description="draws tried before giving up")
-    reason: str
+    reason: str = Field(description="why no arm came of it, in words")
 
 
 class ExpertOutcomeOut(BaseModel):
     """What the step did with one entry of the expert queue it consumed."""
 
     queue_index: int = Field(description="its position among the waiting entries")
-    status: Literal["added", "duplicate", "invalid"]
-    detail: str
-    expert_config_id: int
+    status: Literal["added", "duplicate", "invalid"] = Field(
+        description=(
+            "added (an arm now), duplicate (equal to an active arm) or invalid (outside the space)"
+        )
+    )
+    detail: str = Field(description="what happened, in words")
+    expert_config_id: int = Field(description="the queue entry")
 
 
 class GenerationDetailsOut(BaseModel):
@@ -954,15 +1293,21 @@ class GenerationDetailsOut(BaseModel):
     retirement (trigger "guardrail") ranks nothing: ``score`` and ``seed`` are null, the
     lists empty, and ``notes`` says what tripped."""
 
-    score: ScoreKind | None
-    best_arm_id: int | None
+    score: ScoreKind | None = Field(
+        description="how arms were ranked (null for a guardrail retirement)"
+    )
+    best_arm_id: int | None = Field(
+        description="the best eligible arm, never retired; null without one"
+    )
     ranking: list[RankedArmOut] = Field(description="eligible arms best first, then young ones")
-    skipped: list[SkippedSlotOut]
-    expert_outcomes: list[ExpertOutcomeOut]
-    n_active_before: int
-    n_active_after: int
-    notes: list[str]
-    seed: int | None
+    skipped: list[SkippedSlotOut] = Field(description="planned additions that produced no arm")
+    expert_outcomes: list[ExpertOutcomeOut] = Field(
+        description="what became of each expert configuration taken from the queue"
+    )
+    n_active_before: int = Field(description="active arms before the step")
+    n_active_after: int = Field(description="active arms after it")
+    notes: list[str] = Field(description="remarks in words")
+    seed: int | None = Field(description="the step's seed (null for a guardrail retirement)")
     settings: EvolutionSettingsOut | None = Field(
         description="the settings in force (null in generations recorded before they were "
         "kept for experiments created without evolution settings)"
@@ -970,32 +1315,36 @@ class GenerationDetailsOut(BaseModel):
 
 
 class EvolutionStepOut(BaseModel):
-    experiment: str
-    dry_run: bool
+    experiment: str = Field(description="the experiment's name")
+    dry_run: bool = Field(description="true: a preview, nothing changed")
     applied: bool = Field(description="the arm set changed and a generation was recorded")
     generation: int | None = Field(description="the generation recorded (or previewed)")
     seed: int = Field(description="pass it back as ?seed= to repeat exactly this step")
-    score: ScoreKind
-    best_arm_id: int | None
-    retired: list[RetiredArmOut]
-    added: list[AddedArmOut]
+    score: ScoreKind = Field(description="how arms were ranked: mean or prob_best")
+    best_arm_id: int | None = Field(
+        description="the best eligible arm, never retired; null without eligible arms"
+    )
+    retired: list[RetiredArmOut] = Field(description="the arms retired (or that would be)")
+    added: list[AddedArmOut] = Field(description="the arms added (or that would be)")
     ranking: list[RankedArmOut] = Field(description="eligible arms best first, then young ones")
-    skipped: list[SkippedSlotOut]
-    expert_outcomes: list[ExpertOutcomeOut]
-    n_active_before: int
-    n_active_after: int
-    notes: list[str]
+    skipped: list[SkippedSlotOut] = Field(description="planned additions that produced no arm")
+    expert_outcomes: list[ExpertOutcomeOut] = Field(
+        description="what became of each expert configuration the step took from the queue"
+    )
+    n_active_before: int = Field(description="active arms before the step")
+    n_active_after: int = Field(description="active arms after it")
+    notes: list[str] = Field(description="remarks in words (why nothing retired, ...)")
     settings: EvolutionSettingsOut = Field(description="the settings the step used")
 
 
 class GenerationOut(BaseModel):
-    number: int
-    created_at: datetime
-    trigger: str
-    replica: str | None
-    retired: list[RetiredArmOut]
-    added: list[AddedArmOut]
-    details: GenerationDetailsOut
+    number: int = Field(description="the generation number, from 1")
+    created_at: datetime = Field(description="when the step was applied (UTC)")
+    trigger: str = Field(description="what ran it: admin, schedule or guardrail")
+    replica: str | None = Field(description="the replica that applied it; null if unknown")
+    retired: list[RetiredArmOut] = Field(description="the arms it retired")
+    added: list[AddedArmOut] = Field(description="the arms it added")
+    details: GenerationDetailsOut = Field(description="the ranking and the rest of the step's plan")
 
 
 class AncestorOut(ArmOut):
@@ -1003,7 +1352,7 @@ class AncestorOut(ArmOut):
 
 
 class LineageOut(BaseModel):
-    arm: ArmOut
+    arm: ArmOut = Field(description="the arm asked about")
     ancestors: list[AncestorOut] = Field(description="breadth first, each arm once")
     founder_ids: list[int] = Field(description="ancestors (or the arm itself) without parents")
 
@@ -1041,6 +1390,19 @@ def _webhook_url(value: str) -> str:
 
 
 class WebhookCreate(Strict):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "url": "https://hooks.example.com/ranktune",
+                    "experiment": "similar-items",
+                    "events": ["guardrail_tripped", "circuit_breaker", "winner"],
+                }
+            ]
+        },
+    )
+
     url: str = Field(
         max_length=MAX_URL_LENGTH,
         description="http:// or https:// URL that notifications are POSTed to, as given; "
@@ -1079,14 +1441,16 @@ class WebhookCreate(Strict):
 
 
 class WebhookOut(BaseModel):
-    id: int
-    url: str
+    id: int = Field(description="the webhook's id")
+    url: str = Field(description="where notifications are POSTed")
     experiment: str | None = Field(description="null: every experiment")
     events: list[NotificationKind] | None = Field(description="null: every kind")
     active: bool = Field(description="false once deleted (its deliveries are kept)")
     secret_hint: str = Field(description="the secret's last 4 characters, after '...'")
-    created_at: datetime
-    deactivated_at: datetime | None
+    created_at: datetime = Field(description="when it was registered (UTC)")
+    deactivated_at: datetime | None = Field(
+        description="when it was deleted (UTC); null while active"
+    )
 
 
 class WebhookCreated(WebhookOut):
@@ -1094,40 +1458,50 @@ class WebhookCreated(WebhookOut):
 
 
 class NotificationOut(BaseModel):
-    id: int
-    experiment: str | None
-    kind: NotificationKind
-    created_at: datetime
-    payload: dict[str, Any]
+    id: int = Field(description="the notification's id, increasing")
+    experiment: str | None = Field(description="the experiment it is about; null for none (a ping)")
+    kind: NotificationKind = Field(
+        description=(
+            "what happened: guardrail_tripped, circuit_breaker, srm, winner, phase_changed or ping"
+        )
+    )
+    created_at: datetime = Field(description="when it was recorded (UTC)")
+    payload: dict[str, Any] = Field(description="the particulars, as sent to webhooks")
 
 
 class DeliveryOut(BaseModel):
     id: int = Field(description="sent as the body's id and X-Ranktune-Delivery")
-    webhook_id: int
-    notification_id: int
-    experiment: str | None
-    kind: NotificationKind
-    payload: dict[str, Any]
+    webhook_id: int = Field(description="the webhook it is sent to")
+    notification_id: int = Field(description="the notification it carries")
+    experiment: str | None = Field(description="the notification's experiment; null for none")
+    kind: NotificationKind = Field(description="the notification's kind")
+    payload: dict[str, Any] = Field(description="the notification's data, as sent in the body")
     status: DeliveryStatus = Field(
         description="pending (waiting for an attempt), delivered (2xx), failed (4xx other "
         "than 429, a redirect, or out of attempts), cancelled (the webhook was deleted)"
     )
-    attempts: int
+    attempts: int = Field(
+        description="attempts made so far (at most RANKTUNE_WEBHOOK_MAX_ATTEMPTS)"
+    )
     last_status_code: int | None = Field(
         description="the receiver's HTTP status at the last attempt; null: no answer"
     )
     last_error: str | None = Field(description="why the last attempt did not deliver")
-    created_at: datetime
-    last_attempt_at: datetime | None
+    created_at: datetime = Field(description="when it was queued (UTC)")
+    last_attempt_at: datetime | None = Field(
+        description="when it was last tried (UTC); null before the first attempt"
+    )
     next_attempt_at: datetime | None = Field(description="null once the delivery is over")
-    finished_at: datetime | None
+    finished_at: datetime | None = Field(
+        description="when it was delivered, failed or cancelled (UTC); null while pending"
+    )
 
 
 # -- the experiment report -----------------------------------------------------------------
 class ReportMetricOut(BaseModel):
-    event: str
-    role: MetricRole
-    direction: Direction
+    event: str = Field(description="the event type")
+    role: MetricRole = Field(description="decision, secondary or guardrail")
+    direction: Direction = Field(description="increase or decrease: which way is better")
     max_loss: float | None = Field(description="guardrails: the tolerated relative loss")
     since: datetime | None = Field(
         description="when it became a metric of the experiment (the decision metric: the "
@@ -1139,38 +1513,43 @@ class ReportMetricOut(BaseModel):
 class ReportRowOut(BaseModel):
     """One metric, one treatment against the reference group (docs/statistics.md)."""
 
-    metric: str
-    role: MetricRole
-    direction: Direction
+    metric: str = Field(description="the event type")
+    role: MetricRole = Field(description="decision, secondary or guardrail")
+    direction: Direction = Field(description="increase or decrease: which way is better")
     treatment: str | int = Field(description='"bandit" for the whole target group, or an arm id')
     control_mean: float | None = Field(description="the reference group's events per exposure")
     treatment_mean: float | None = Field(description="the treatment's events per exposure")
     effect: float | None = Field(description="treatment_mean / control_mean - 1 (0.10 = +10%)")
     lower: float | None = Field(description="fixed-horizon interval of the effect (1 - alpha)")
-    upper: float | None
+    upper: float | None = Field(description="upper end of the fixed-horizon interval")
     p_value: float | None = Field(description="fixed horizon, H0: effect = 0")
     significant: bool = Field(description="p_value < alpha (valid at one planned look)")
     lower_anytime: float | None = Field(
         description="always-valid interval (confidence sequence): valid however often the "
         "report is read"
     )
-    upper_anytime: float | None
+    upper_anytime: float | None = Field(description="upper end of the always-valid interval")
     significant_anytime: bool = Field(description="the always-valid interval excludes 0")
     verdict: Literal["better", "worse", "unclear"] = Field(
         description="on the always-valid interval and the metric's direction"
     )
-    control_events: float
-    control_exposures: float
-    treatment_events: float
-    treatment_exposures: float
+    control_events: float = Field(description="the reference group's events")
+    control_exposures: float = Field(description="the reference group's exposures")
+    treatment_events: float = Field(description="the treatment's events")
+    treatment_exposures: float = Field(description="the treatment's exposures")
     reason: str | None = Field(description="why some fields are null")
 
 
 class HealthCheckOut(BaseModel):
     check: Literal[
         "sample_ratio_mismatch", "reference_traffic", "scheduler", "exploration", "time_to_decision"
-    ]
-    status: Literal["ok", "warning", "failed"]
+    ] = Field(
+        description=(
+            "which check: sample_ratio_mismatch, reference_traffic, "
+            "scheduler, exploration or time_to_decision"
+        )
+    )
+    status: Literal["ok", "warning", "failed"] = Field(description="ok, warning or failed")
     detail: str = Field(description="the evidence, in words")
     action: str = Field(description="what to do about it")
     evidence: dict[str, float | int | str | bool | None] = Field(
@@ -1179,25 +1558,41 @@ class HealthCheckOut(BaseModel):
 
 
 class ReportArmOut(BaseModel):
-    id: int
-    origin: Origin
-    status: ArmStatus
-    reference: bool
-    config: dict[str, Number]
-    generation: int
-    parent_ids: list[int]
-    created_at: datetime
-    retired_at: datetime | None
-    retired_reason: str | None
+    id: int = Field(description="the arm's id, unique across experiments")
+    origin: Origin = Field(
+        description=(
+            "where the arm came from: reference, expert, manual, random, mutation or crossover"
+        )
+    )
+    status: ArmStatus = Field(
+        description="active (drawn) or retired (kept with its history, never drawn again)"
+    )
+    reference: bool = Field(description="true for the reference arm")
+    config: dict[str, Number] = Field(
+        description="the arm's configuration: parameter name -> value"
+    )
+    generation: int = Field(
+        description="the genetic step that added it (0: a founder or an admin's arm)"
+    )
+    parent_ids: list[int] = Field(
+        description="the arms it was bred from (mutation: one, crossover: two; otherwise empty)"
+    )
+    created_at: datetime = Field(description="when the arm was added (UTC)")
+    retired_at: datetime | None = Field(
+        description="when the arm was retired (UTC); null while active"
+    )
+    retired_reason: str | None = Field(
+        description="why it was retired (an admin, a genetic step, a guardrail); null while active"
+    )
 
 
 class ReportOut(BaseModel):
-    experiment: str
+    experiment: str = Field(description="the experiment's name")
     phase: int = Field(description="the phase reported")
-    current_phase: int
-    status: ExperimentStatus
-    generated_at: datetime
-    alpha: float
+    current_phase: int = Field(description="the experiment's current phase")
+    status: ExperimentStatus = Field(description="the experiment's status")
+    generated_at: datetime = Field(description="when the report was computed (UTC)")
+    alpha: float = Field(description="1 - the intervals' confidence level (?alpha=)")
     min_events: float = Field(
         description="below this many events in a group, no interval or p-value"
     )
@@ -1205,19 +1600,25 @@ class ReportOut(BaseModel):
         description="where the always-valid interval is tightest (exposures of the smaller "
         "group); validity does not depend on it"
     )
-    reference_arm_id: int
-    metrics: list[ReportMetricOut]
+    reference_arm_id: int = Field(description="the reference arm of the phase reported")
+    metrics: list[ReportMetricOut] = Field(
+        description="the decision metric first, then the secondary and guardrail metrics"
+    )
     arms: list[ReportArmOut] = Field(description="the reference and every arm with a row")
-    rows: list[ReportRowOut]
-    health: list[HealthCheckOut]
+    rows: list[ReportRowOut] = Field(
+        description="one row per metric and treatment (the bandit group, then each arm)"
+    )
+    health: list[HealthCheckOut] = Field(description="the health checks, with what to do")
 
 
 class ReportSnapshotSummaryOut(BaseModel):
-    id: int
-    phase: int
-    created_at: datetime
+    id: int = Field(description="the snapshot's id")
+    phase: int = Field(description="the phase it reports")
+    created_at: datetime = Field(description="when it was stored (UTC)")
     trigger: str = Field(description="what was decided: guardrail, circuit_breaker, ...")
-    detail: dict[str, Any]
+    detail: dict[str, Any] = Field(
+        description="the decision's particulars (the arm, the metric, the numbers)"
+    )
 
 
 class ReportSnapshotOut(ReportSnapshotSummaryOut):

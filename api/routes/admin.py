@@ -10,6 +10,7 @@ from fastapi.responses import Response
 
 from api import schemas
 from api.enums import ExpertStatus
+from api.openapi import HEAVY_READ, conflict, not_found
 from api.plots import FORMATS
 from api.runtime import Runtime
 from api.security import AdminOnly, AdminRoute
@@ -24,14 +25,23 @@ router = APIRouter(
     prefix="/v1",
     dependencies=[AdminOnly],
     tags=["admin"],
-    responses=schemas.ADMIN_ERRORS,
     route_class=AdminRoute,
 )
-ExperimentName = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
-ArmId = Annotated[int, Path(ge=1, le=2**31 - 1)]
-ExpertConfigId = Annotated[int, Path(ge=1, le=2**31 - 1)]
-SnapshotId = Annotated[int, Path(ge=1, le=2**31 - 1)]
-EventName = Annotated[str, Path(pattern=rf"^{schemas.EVENT_NAME_PATTERN}$")]
+ExperimentName = Annotated[
+    str, Path(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$", description="the experiment's name")
+]
+ArmId = Annotated[int, Path(ge=1, le=2**31 - 1, description="the arm's id")]
+ExpertConfigId = Annotated[
+    int, Path(ge=1, le=2**31 - 1, description="the expert configuration's id (its queue entry)")
+]
+SnapshotId = Annotated[int, Path(ge=1, le=2**31 - 1, description="the report snapshot's id")]
+EventName = Annotated[
+    str,
+    Path(pattern=rf"^{schemas.EVENT_NAME_PATTERN}$", description="the metric's event type"),
+]
+Limit = Annotated[int, Query(ge=1, le=1000, description="at most this many (1 to 1000)")]
+# The 409 of the calls that change a running or paused experiment only.
+CLOSED = "the experiment is stopped or archived"
 
 
 def runtime_of(request: Request) -> Runtime:
@@ -39,8 +49,15 @@ def runtime_of(request: Request) -> Runtime:
     return runtime
 
 
-@router.post("/experiments", status_code=201, response_model=schemas.ExperimentOut)
+@router.post(
+    "/experiments",
+    status_code=201,
+    response_model=schemas.ExperimentOut,
+    responses=conflict("an experiment with this `name` exists already"),
+)
 def create_experiment(request: Request, body: schemas.ExperimentCreate) -> schemas.ExperimentOut:
+    """Create an experiment: its parameter space, the reference configuration, the founder
+    arms and its settings. It runs at once (assignments are served from the answer on)."""
     runtime = runtime_of(request)
     with runtime.transaction() as session:
         experiment = service.create_experiment(
@@ -53,17 +70,26 @@ def create_experiment(request: Request, body: schemas.ExperimentCreate) -> schem
 
 @router.get("/experiments", response_model=list[schemas.ExperimentSummary])
 def list_experiments(request: Request) -> list[schemas.ExperimentSummary]:
+    """Every experiment, archived ones included, in a short form."""
     with runtime_of(request).read_transaction() as session:
         return service.experiment_summaries(session)
 
 
 @router.get("/experiments/{name}", response_model=schemas.ExperimentOut)
 def get_experiment(request: Request, name: ExperimentName) -> schemas.ExperimentOut:
+    """One experiment with its settings in force and every arm with its posterior."""
     with runtime_of(request).read_transaction() as session:
         return service.experiment_out(session, require_experiment(session, name))
 
 
-@router.patch("/experiments/{name}", response_model=schemas.ExperimentOut)
+@router.patch(
+    "/experiments/{name}",
+    response_model=schemas.ExperimentOut,
+    responses=conflict(
+        "the experiment is stopped or archived; or a new phase would be past the last one a "
+        "ticket can carry, or would retire the last active arm as the new reference's duplicate"
+    ),
+)
 def update_experiment(
     request: Request, name: ExperimentName, body: schemas.ExperimentPatch
 ) -> schemas.ExperimentOut:
@@ -80,7 +106,15 @@ def update_experiment(
     return result
 
 
-@router.post("/experiments/{name}/promote", response_model=schemas.ExperimentOut)
+@router.post(
+    "/experiments/{name}/promote",
+    response_model=schemas.ExperimentOut,
+    responses=conflict(
+        "the experiment is stopped or archived; `arm_id` is not an active arm of the target "
+        "group (unknown, retired, or the reference already); or the phase is the last one a "
+        "ticket can carry"
+    ),
+)
 def promote(
     request: Request, name: ExperimentName, body: schemas.PromoteIn
 ) -> schemas.ExperimentOut:
@@ -120,6 +154,17 @@ def change_status(request: Request, name: str, action: str) -> schemas.Experimen
     return result
 
 
+STATUS_CHANGES = {
+    "pause": "Stop drawing arms: every unit gets the reference configuration, events "
+    "arriving meanwhile are stored but not credited. Audited.",
+    "resume": "Draw arms again after a pause. Audited.",
+    "stop": "End the experiment for good: a final tick credits what has arrived, what it "
+    "cannot credit is discarded (and audited); every unit gets the reference configuration.",
+    "archive": "Archive a stopped experiment: its history stays readable, nothing changes "
+    "it any more, clients get the reference configuration.",
+}
+
+
 def _status_route(action: str) -> None:
     def change(request: Request, name: ExperimentName) -> schemas.ExperimentOut:
         return change_status(request, name, action)
@@ -129,6 +174,10 @@ def _status_route(action: str) -> None:
         f"/experiments/{{name}}/{action}",
         response_model=schemas.ExperimentOut,
         summary=f"{action.capitalize()} an experiment",
+        description=STATUS_CHANGES[action],
+        responses=conflict(
+            f"the experiment's status does not allow {action!r} (e.g. resuming a running one)"
+        ),
     )(change)
 
 
@@ -136,8 +185,15 @@ for _action in ("pause", "resume", "stop", "archive"):
     _status_route(_action)
 
 
-@router.post("/experiments/{name}/arms", status_code=201, response_model=schemas.ArmOut)
+@router.post(
+    "/experiments/{name}/arms",
+    status_code=201,
+    response_model=schemas.ArmOut,
+    responses=conflict(f"{CLOSED}, or an active arm has this configuration already"),
+)
 def add_arm(request: Request, name: ExperimentName, body: schemas.ArmCreate) -> schemas.ArmOut:
+    """Add an arm with the given configuration, checked against the space; it starts at
+    the prior (and in the nursery, when the experiment has one)."""
     runtime = runtime_of(request)
     with runtime.transaction() as session:
         arm = arm_out(service.add_arm(session, name, body.config))
@@ -145,8 +201,15 @@ def add_arm(request: Request, name: ExperimentName, body: schemas.ArmCreate) -> 
     return arm
 
 
-@router.delete("/experiments/{name}/arms/{arm_id}", response_model=schemas.ArmOut)
+@router.delete(
+    "/experiments/{name}/arms/{arm_id}",
+    response_model=schemas.ArmOut,
+    responses=conflict(
+        "the experiment is archived, or the arm is the reference or the last active arm"
+    ),
+)
 def retire_arm(request: Request, name: ExperimentName, arm_id: ArmId) -> schemas.ArmOut:
+    """Retire an arm: it is never drawn again; its history and posterior stay."""
     runtime = runtime_of(request)
     with runtime.transaction() as session:
         arm = arm_out(service.retire_arm(session, name, arm_id, rng=runtime.rng))
@@ -154,7 +217,15 @@ def retire_arm(request: Request, name: ExperimentName, arm_id: ArmId) -> schemas
     return arm
 
 
-@router.post("/experiments/{name}/metrics", status_code=201, response_model=schemas.MetricOut)
+@router.post(
+    "/experiments/{name}/metrics",
+    status_code=201,
+    response_model=schemas.MetricOut,
+    responses=conflict(
+        "the experiment is stopped, the event is a metric already, or the experiment has "
+        "the most metrics allowed (32)"
+    ),
+)
 def add_metric(request: Request, name: ExperimentName, body: schemas.MetricIn) -> schemas.MetricOut:
     """Declare a secondary or guardrail metric; it is counted from now on (409 if it is
     declared already)."""
@@ -186,7 +257,7 @@ def remove_metric(request: Request, name: ExperimentName, event: EventName) -> s
             "description": "the report (JSON), or with ?format=csv its rows as CSV: a "
             "header line and one line per row",
         },
-        503: {"description": "too many heavy admin reads at once; retry after Retry-After"},
+        **HEAVY_READ,
     },
 )
 def report(
@@ -236,7 +307,7 @@ def report(
 def report_snapshots(
     request: Request,
     name: ExperimentName,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    limit: Limit = 100,
     after: Annotated[int | None, Query(ge=0, le=2**31 - 1, description="snapshot id")] = None,
 ) -> list[schemas.ReportSnapshotSummaryOut]:
     """The reports stored at decisions (guardrail trips, pauses, promotions, winners,
@@ -257,7 +328,11 @@ def report_snapshot(
         return report_service.snapshot_of(session, name, snapshot_id)
 
 
-@router.post("/experiments/{name}/tick", response_model=schemas.TickOut)
+@router.post(
+    "/experiments/{name}/tick",
+    response_model=schemas.TickOut,
+    responses=conflict("the experiment is archived"),
+)
 def tick(request: Request, name: ExperimentName) -> schemas.TickOut:
     """Apply a tick now, whatever the schedule (operations and tests); an applied tick is
     followed by the decisions (guardrails, circuit breaker, winner: docs/decisions.md)."""
@@ -275,11 +350,11 @@ def tick(request: Request, name: ExperimentName) -> schemas.TickOut:
     return result
 
 
-@router.get("/experiments/{name}/ticks", response_model=list[schemas.TickOut])
+@router.get("/experiments/{name}/ticks", response_model=list[schemas.TickOut], responses=HEAVY_READ)
 def ticks(
     request: Request,
     name: ExperimentName,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    limit: Limit = 100,
     order: Annotated[
         Literal["oldest", "newest"],
         Query(description="oldest first (page on with `after`) or newest first (with `before`)"),
@@ -302,7 +377,11 @@ def ticks(
     return Response(content=content, media_type="application/json")
 
 
-@router.post("/experiments/{name}/evolve", response_model=schemas.EvolutionStepOut)
+@router.post(
+    "/experiments/{name}/evolve",
+    response_model=schemas.EvolutionStepOut,
+    responses=conflict(CLOSED),
+)
 def evolve(
     request: Request,
     name: ExperimentName,
@@ -326,6 +405,9 @@ def evolve(
     "/experiments/{name}/expert-configs",
     status_code=201,
     response_model=schemas.ExpertConfigOut,
+    responses=conflict(
+        f"{CLOSED}, or the configuration equals an active arm or a waiting expert configuration"
+    ),
 )
 def submit_expert_config(
     request: Request, name: ExperimentName, body: schemas.ExpertConfigCreate
@@ -339,8 +421,11 @@ def submit_expert_config(
 def list_expert_configs(
     request: Request,
     name: ExperimentName,
-    status: Annotated[ExpertStatus | None, Query()] = None,
+    status: Annotated[
+        ExpertStatus | None, Query(description="only the entries with this status")
+    ] = None,
 ) -> list[schemas.ExpertConfigOut]:
+    """The expert queue, every entry whatever its status (or only those of `status`)."""
     with runtime_of(request).read_transaction() as session:
         return evolution_service.list_expert_configs(session, name, status=status)
 
@@ -348,6 +433,7 @@ def list_expert_configs(
 @router.delete(
     "/experiments/{name}/expert-configs/{expert_config_id}",
     response_model=schemas.ExpertConfigOut,
+    responses=conflict("a genetic step has consumed the entry already"),
 )
 def withdraw_expert_config(
     request: Request, name: ExperimentName, expert_config_id: ExpertConfigId
@@ -361,7 +447,7 @@ def withdraw_expert_config(
 def generations(
     request: Request,
     name: ExperimentName,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    limit: Limit = 100,
     after: Annotated[int | None, Query(ge=0, le=2**31 - 1, description="generation number")] = None,
 ) -> list[schemas.GenerationOut]:
     """What each applied genetic step retired (and why) and added (and whence)."""
@@ -376,13 +462,30 @@ def lineage(request: Request, name: ExperimentName, arm_id: ArmId) -> schemas.Li
         return evolution_service.lineage(session, name, arm_id)
 
 
-@router.get("/experiments/{name}/stats", response_model=schemas.ExperimentStats)
+@router.get(
+    "/experiments/{name}/stats",
+    summary="Per-arm statistics",
+    response_model=schemas.ExperimentStats,
+    responses=HEAVY_READ,
+)
 def stats(
     request: Request,
     name: ExperimentName,
-    seed: Annotated[int, Query(ge=0, le=2**32 - 1)] = 0,
-    draws: Annotated[int, Query(ge=100, le=200_000)] = 20_000,
+    seed: Annotated[
+        int, Query(ge=0, le=2**32 - 1, description="seed of the Monte Carlo draws behind prob_best")
+    ] = 0,
+    draws: Annotated[
+        int,
+        Query(
+            ge=100,
+            le=200_000,
+            description="joint posterior draws behind prob_best (fewer when draws x active "
+            "arms would exceed 10,000,000)",
+        ),
+    ] = 20_000,
 ) -> schemas.ExperimentStats:
+    """Per arm: the lift over the reference group with its 95% interval, P(beats the
+    reference), P(best) (Monte Carlo, repeatable with `seed`), then the evidence."""
     runtime = runtime_of(request)
     with runtime.heavy_reads.slot(), runtime.read_transaction() as session:
         return service.experiment_stats(session, name, seed=seed, draws=draws)
@@ -404,7 +507,7 @@ def stats(
                 "X-Plot-Arms": {"description": "arms drawn"},
             },
         },
-        503: {"description": "too many heavy admin reads at once; retry after Retry-After"},
+        **HEAVY_READ,
     },
 )
 def posteriors_plot(
@@ -413,6 +516,8 @@ def posteriors_plot(
     fmt: Annotated[Literal["png", "svg"], Path(description="image format")],
     limit: Annotated[int, Query(ge=1, le=5000, description="the latest ticks to draw")] = 1000,
 ) -> Response:
+    """Each arm's posterior mean and 95% band over the latest ticks, as PNG or SVG; with
+    more than 8 arms the 8 with the highest latest mean are coloured."""
     runtime = runtime_of(request)
     with runtime.heavy_reads.slot(), runtime.read_transaction() as session:
         plot = service.posteriors_plot(session, name, fmt=fmt, limit=limit)
@@ -424,11 +529,20 @@ def posteriors_plot(
     return Response(content=plot.content, media_type=FORMATS[fmt], headers=headers)
 
 
-@router.get("/audit", response_model=list[schemas.AuditOut])
+@router.get(
+    "/audit",
+    summary="Audit log",
+    response_model=list[schemas.AuditOut],
+    responses=not_found("no experiment is named `experiment`"),
+)
 def audit(
     request: Request,
-    experiment: Annotated[str | None, Query(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    experiment: Annotated[
+        str | None,
+        Query(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$", description="only this experiment's entries"),
+    ] = None,
+    limit: Limit = 100,
 ) -> list[schemas.AuditOut]:
+    """The audit log of admin and automatic actions, newest first."""
     with runtime_of(request).read_transaction() as session:
         return service.audit_log(session, experiment, limit=limit)

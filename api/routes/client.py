@@ -28,12 +28,12 @@ from api.routes.direct import DirectRoute
 from api.runtime import Runtime
 from api.serving import ExperimentSnapshot
 
-router = APIRouter(prefix="/v1", tags=["client"], responses=schemas.CLIENT_ERRORS)
+router = APIRouter(prefix="/v1", tags=["client"])
 
 
 async def assignment(
     request: Request,
-    name: Annotated[str, Path(max_length=64)],
+    name: Annotated[str, Path(max_length=64, description="the experiment's name")],
     unit: Annotated[str, Query(min_length=1, max_length=256, description="the randomised unit")],
 ) -> Response:
     """A configuration for the unit."""
@@ -68,7 +68,8 @@ def assignment_json(runtime: Runtime, snapshot: ExperimentSnapshot, unit: str) -
 
 @router.get("/experiments/{name}/snapshot", response_model=schemas.SnapshotOut)
 async def snapshot(
-    request: Request, name: Annotated[str, Path(max_length=64)]
+    request: Request,
+    name: Annotated[str, Path(max_length=64, description="the experiment's name")],
 ) -> schemas.SnapshotOut:
     """What this replica serves from memory: posteriors and the version they were loaded at,
     the reference configuration and who counts exposures (what the client SDK caches)."""
@@ -132,14 +133,12 @@ router.add_api_route(
     methods=["POST"],
     response_model=schemas.EventsAccepted,
     responses={
-        409: {
-            "model": schemas.ErrorOut,
-            "description": "an event_id was reused with another payload",
-        },
+        409: {"description": "an event_id was stored before with another payload"},
         413: {
-            "model": schemas.ErrorOut,
-            "description": "more events than RANKTUNE_MAX_BATCH_EVENTS, or a larger body",
+            "description": "more events than RANKTUNE_MAX_BATCH_EVENTS, or a body larger than "
+            "RANKTUNE_MAX_EVENTS_BODY_BYTES"
         },
+        415: {"description": "the body is not declared as `Content-Type: application/json`"},
     },
     openapi_extra={"requestBody": schemas.event_batch_request_body()},
     route_class_override=DirectRoute,

@@ -8,7 +8,8 @@ from fastapi import APIRouter, Path, Query, Request
 
 from api import schemas
 from api.enums import DeliveryStatus, NotificationKind
-from api.routes.admin import runtime_of
+from api.openapi import conflict, not_found
+from api.routes.admin import Limit, runtime_of
 from api.security import AdminOnly, AdminRoute
 from api.services import webhooks as service
 
@@ -16,15 +17,13 @@ router = APIRouter(
     prefix="/v1",
     dependencies=[AdminOnly],
     tags=["notifications"],
-    responses=schemas.ADMIN_ERRORS,
     route_class=AdminRoute,
 )
-WebhookId = Annotated[int, Path(ge=1, le=2**31 - 1)]
+WebhookId = Annotated[int, Path(ge=1, le=2**31 - 1, description="the webhook's id")]
 ExperimentFilter = Annotated[
     str | None,
     Query(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$", description="only this experiment's"),
 ]
-Limit = Annotated[int, Query(ge=1, le=1000)]
 Before = Annotated[
     int | None, Query(ge=1, le=2**31 - 1, description="only ids below this (the next page)")
 ]
@@ -45,14 +44,20 @@ def list_webhooks(request: Request) -> list[schemas.WebhookOut]:
         return service.list_webhooks(session)
 
 
-@router.get("/webhooks/deliveries", response_model=list[schemas.DeliveryOut])
+@router.get(
+    "/webhooks/deliveries",
+    response_model=list[schemas.DeliveryOut],
+    responses=not_found("no webhook has the id `webhook`, or no experiment is named `experiment`"),
+)
 def deliveries(
     request: Request,
     webhook: Annotated[
         int | None, Query(ge=1, le=2**31 - 1, description="only this webhook's")
     ] = None,
     experiment: ExperimentFilter = None,
-    status: Annotated[DeliveryStatus | None, Query()] = None,
+    status: Annotated[
+        DeliveryStatus | None, Query(description="only deliveries with this status")
+    ] = None,
     before: Before = None,
     limit: Limit = 100,
 ) -> list[schemas.DeliveryOut]:
@@ -76,18 +81,29 @@ def delete_webhook(request: Request, webhook_id: WebhookId) -> schemas.WebhookOu
         return service.delete_webhook(session, webhook_id)
 
 
-@router.post("/webhooks/{webhook_id}/test", status_code=202, response_model=schemas.DeliveryOut)
+@router.post(
+    "/webhooks/{webhook_id}/test",
+    status_code=202,
+    response_model=schemas.DeliveryOut,
+    responses=conflict("the webhook is deleted"),
+)
 def test_webhook(request: Request, webhook_id: WebhookId) -> schemas.DeliveryOut:
     """Queue a "ping" notification for this webhook alone; follow its delivery in the log."""
     with runtime_of(request).transaction() as session:
         return service.test_webhook(session, webhook_id)
 
 
-@router.get("/notifications", response_model=list[schemas.NotificationOut])
+@router.get(
+    "/notifications",
+    response_model=list[schemas.NotificationOut],
+    responses=not_found("no experiment is named `experiment`"),
+)
 def notifications(
     request: Request,
     experiment: ExperimentFilter = None,
-    kind: Annotated[NotificationKind | None, Query()] = None,
+    kind: Annotated[
+        NotificationKind | None, Query(description="only notifications of this kind")
+    ] = None,
     before: Before = None,
     limit: Limit = 100,
 ) -> list[schemas.NotificationOut]:
