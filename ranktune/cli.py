@@ -3,6 +3,7 @@
   ranktune serve        the API, the scheduler and the event writer of one replica
   ranktune db upgrade   apply the database migrations
   ranktune simulate     the simulator (ranktune simulate --help)
+  ranktune openapi      the OpenAPI document, or the API reference (docs/api.md) in Markdown
 
 Exit codes: 0 success, 1 failure while running, 2 usage error (a bad option or setting).
 """
@@ -80,6 +81,21 @@ def _db(args: argparse.Namespace) -> int:
     return 0
 
 
+def _openapi(args: argparse.Namespace) -> int:
+    import json
+
+    from api.reference import current_document, render
+
+    document = current_document()
+    text = render(document) if args.format == "markdown" else json.dumps(document, indent=2)
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as output:
+            output.write(text if text.endswith("\n") else text + "\n")
+    else:
+        print(text, end="" if text.endswith("\n") else "\n")
+    return 0
+
+
 def _safe(url: str) -> str:
     from sqlalchemy.engine import make_url
 
@@ -111,6 +127,18 @@ def build_parser() -> argparse.ArgumentParser:
     upgrade.add_argument("revision", nargs="?", default="head")
     upgrade.add_argument("--url", help="database URL (default RANKTUNE_DATABASE_URL)")
     upgrade.set_defaults(run=_db)
+
+    openapi = commands.add_parser(
+        "openapi", help="write the OpenAPI document or the API reference (no server needed)"
+    )
+    openapi.add_argument(
+        "--format",
+        choices=("json", "markdown"),
+        default="json",
+        help="json: the document /openapi.json serves; markdown: the reference (docs/api.md)",
+    )
+    openapi.add_argument("--output", "-o", help="write to this file (default: stdout)")
+    openapi.set_defaults(run=_openapi)
 
     commands.add_parser(
         "simulate", help="bandit simulations (ranktune simulate --help)", add_help=False

@@ -7,6 +7,7 @@
 - Every field of every model, every parameter and every operation is described: the test
   lists the offenders, so a new model without descriptions fails here.
 - Every request body has an example, and the server accepts each one.
+- docs/api.md is the reference generated from this document (``python -m api.reference``).
 
 Every test walks the whole document, so the routes and models other changes add are
 covered without touching this file.
@@ -15,14 +16,15 @@ covered without touching this file.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
-from api.app import create_app
+from api.reference import REFERENCE_PATH, current_document, render
 from api.schemas import TICKET_PLACEHOLDER
-from api.settings import Settings
-from tests.conftest import ADMIN, ADMIN_TOKEN, ClientFactory
+from ranktune.cli import main as ranktune_main
+from tests.conftest import ADMIN, ClientFactory
 
-DOCUMENT = create_app(Settings(database_url="sqlite://", admin_token=ADMIN_TOKEN)).openapi()
+DOCUMENT = current_document()
 ERROR_OUT = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorOut"}}}
 METHODS = ("get", "put", "post", "patch", "delete")
 Operation = tuple[str, str, dict[str, Any]]
@@ -248,3 +250,19 @@ def test_every_request_body_has_an_example_the_server_accepts(make_client: Clien
                 )
                 ticket = assignment.json()["ticket"]
     assert failures == []
+
+
+# -- 4. the reference -----------------------------------------------------------------------
+
+
+def test_the_api_reference_is_up_to_date() -> None:
+    assert REFERENCE_PATH.read_text(encoding="utf-8") == render(DOCUMENT), (
+        "docs/api.md is out of date with the OpenAPI document; regenerate it with "
+        "`.venv/bin/python -m api.reference` and commit it"
+    )
+
+
+def test_the_command_line_writes_the_reference(tmp_path: Path) -> None:
+    output = tmp_path / "api.md"
+    assert ranktune_main(["openapi", "--format", "markdown", "--output", str(output)]) == 0
+    assert output.read_text(encoding="utf-8") == render(DOCUMENT)
