@@ -615,10 +615,12 @@ class ArmOut(BaseModel):
         )
     )
     parent_ids: list[int] = Field(
-        description="the arms it was bred from (mutation: one, crossover: two; otherwise empty)"
+        description="the arms it came from: one for a mutation or a promoted reference, two "
+        "for a crossover; empty for the others"
     )
     generation: int = Field(
-        description="the genetic step that added it (0: a founder or an admin's arm)"
+        description="the experiment's generation when a genetic step or a phase change added "
+        "it; 0 for a founder or an admin's arm"
     )
     status: ArmStatus = Field(
         description="active (drawn) or retired (kept with its history, never drawn again)"
@@ -884,7 +886,8 @@ class ArmStats(BaseModel):
         )
     )
     generation: int = Field(
-        description="the genetic step that added it (0: a founder or an admin's arm)"
+        description="the experiment's generation when a genetic step or a phase change added "
+        "it; 0 for a founder or an admin's arm"
     )
     status: ArmStatus = Field(
         description="active (drawn) or retired (kept with its history, never drawn again)"
@@ -1243,7 +1246,8 @@ class AddedArmOut(BaseModel):
     )
     origin: Origin = Field(description="expert, random, mutation or crossover")
     parent_ids: list[int] = Field(
-        description="the arms it was bred from (mutation: one, crossover: two; otherwise empty)"
+        description="the arms it came from: one for a mutation or a promoted reference, two "
+        "for a crossover; empty for the others"
     )
     alpha: float = Field(description="its starting posterior Beta(alpha, beta)")
     beta: float = Field(description="its starting posterior Beta(alpha, beta): beta")
@@ -1572,10 +1576,12 @@ class ReportArmOut(BaseModel):
         description="the arm's configuration: parameter name -> value"
     )
     generation: int = Field(
-        description="the genetic step that added it (0: a founder or an admin's arm)"
+        description="the experiment's generation when a genetic step or a phase change added "
+        "it; 0 for a founder or an admin's arm"
     )
     parent_ids: list[int] = Field(
-        description="the arms it was bred from (mutation: one, crossover: two; otherwise empty)"
+        description="the arms it came from: one for a mutation or a promoted reference, two "
+        "for a crossover; empty for the others"
     )
     created_at: datetime = Field(description="when the arm was added (UTC)")
     retired_at: datetime | None = Field(
