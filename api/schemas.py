@@ -83,6 +83,19 @@ class ErrorOut(BaseModel):
     field: str | None = Field(None, description="the offending field, when there is one")
 
 
+class ReadinessCheckOut(BaseModel):
+    name: str = Field(description="database, migrations, snapshots, event_writer or scheduler")
+    ok: bool
+    detail: str = Field(description="what was found; for a failing check, why it fails")
+
+
+class ReadinessOut(BaseModel):
+    """``GET /ready``: 200 when every check passes, else 503 with the same shape."""
+
+    status: Literal["ready", "not_ready"]
+    checks: list[ReadinessCheckOut]
+
+
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses`` for error statuses, all with the ErrorOut body."""
     meanings = {
