@@ -25,9 +25,9 @@ import sys
 from collections.abc import Iterable
 from contextvars import ContextVar
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import IO, Any, Literal
 
-__all__ = ["LogFormat", "configure_logging", "redact", "request_id"]
+__all__ = ["LogFormat", "configure_logging", "make_handler", "redact", "request_id"]
 
 LogFormat = Literal["text", "json"]
 
@@ -42,10 +42,13 @@ TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 
 _PATTERNS = (
     # An Authorization header or the word Bearer followed by its credentials.
-    (re.compile(r"(?i)(authorization[\"']?\s*[:=]\s*[\"']?)[^\s\"',}]+(\s+[^\s\"',}]+)?"), r"\1"),
-    (re.compile(r"(?i)(bearer\s+)[^\s\"',}]+"), r"\1"),
+    (
+        re.compile(r"(?i)(authorization[\"']?\s*[:=]\s*[\"']?)[^\s\"',}]+(\s+[^\s\"',}]+)?"),
+        rf"\g<1>{REDACTED}",
+    ),
+    (re.compile(r"(?i)(bearer\s+)[^\s\"',}]+"), rf"\g<1>{REDACTED}"),
     # user:password@ in a URL (a database URL with its password).
-    (re.compile(r"(\b[a-z][a-z0-9+.-]*://[^\s/:@]*:)[^\s/@]+@", re.I), r"\1"),
+    (re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^\s/:@]*:)[^\s/@]+@"), rf"\g<1>{REDACTED}@"),
 )
 # The attributes every LogRecord has; anything else was passed as ``extra``.
 _STANDARD_ATTRIBUTES = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {
@@ -66,8 +69,8 @@ class _Redactor:
         for secret in self.secrets:
             if secret in text:
                 text = text.replace(secret, REDACTED)
-        for pattern, keep in _PATTERNS:
-            text = pattern.sub(keep + REDACTED, text)
+        for pattern, replacement in _PATTERNS:
+            text = pattern.sub(replacement, text)
         return text
 
 
@@ -130,17 +133,26 @@ class JsonFormatter(logging.Formatter):
         return self.redactor(json.dumps(entry, default=str, ensure_ascii=False))
 
 
+def make_handler(
+    log_format: LogFormat, *, secrets: Iterable[str] = (), stream: IO[str] | None = None
+) -> logging.Handler:
+    """A handler writing to ``stream`` (stderr) in ``log_format``, with the request id
+    attached and ``secrets`` redacted."""
+    redactor = _Redactor(secrets)
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(
+        JsonFormatter(redactor) if log_format == "json" else TextFormatter(redactor)
+    )
+    handler.addFilter(_RequestIdFilter())
+    return handler
+
+
 def configure_logging(
     log_format: LogFormat = "text", *, level: str = "INFO", secrets: Iterable[str] = ()
 ) -> logging.Handler:
     """Log to stderr in ``log_format`` at ``level``, redacting ``secrets``; returns the
     handler (it replaces any handler the root logger had)."""
-    redactor = _Redactor(secrets)
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(
-        JsonFormatter(redactor) if log_format == "json" else TextFormatter(redactor)
-    )
-    handler.addFilter(_RequestIdFilter())
+    handler = make_handler(log_format, secrets=secrets)
     root = logging.getLogger()
     for previous in list(root.handlers):
         root.removeHandler(previous)
