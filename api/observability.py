@@ -16,6 +16,7 @@ lists the metrics.
 
 from __future__ import annotations
 
+import itertools
 import re
 import secrets
 import time
@@ -55,6 +56,10 @@ class RequestObservation:
         self.app = app
         self.telemetry = telemetry
         self.routes = routes
+        # Generated ids: a random prefix per process and a counter, 16 hex digits (unique
+        # across replicas and restarts in practice; os.urandom per request cost 1 us).
+        self._id_prefix = secrets.token_hex(4)
+        self._id_counter = itertools.count(1)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -67,7 +72,7 @@ class RequestObservation:
                 rid = value.decode("latin-1")
                 break
         if rid is None or not _VALID_REQUEST_ID(rid):
-            rid = secrets.token_hex(8)
+            rid = f"{self._id_prefix}{next(self._id_counter) & 0xFFFFFFFF:08x}"
         token = request_id.set(rid)
         header = (_HEADER_NAME, rid.encode())
         status = 500
