@@ -39,6 +39,7 @@ REDACTED = "[redacted]"
 # set-up lines per migration run.
 QUIET_LOGGERS = ("apscheduler", "alembic")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
+TRACE = 5
 
 _PATTERNS = (
     # An Authorization header or the word Bearer followed by its credentials.
@@ -157,7 +158,9 @@ def configure_logging(
     for previous in list(root.handlers):
         root.removeHandler(previous)
     root.addHandler(handler)
-    root.setLevel(level.upper())
+    # uvicorn's "trace" is level 5, below DEBUG.
+    logging.addLevelName(TRACE, "TRACE")
+    root.setLevel(TRACE if level.lower() == "trace" else level.upper())
     for chatty in QUIET_LOGGERS:
         logging.getLogger(chatty).setLevel(logging.WARNING)
     # uvicorn's loggers write through the root handler (api.server gives uvicorn no

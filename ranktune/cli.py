@@ -130,7 +130,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--upgrade", action="store_true", help="apply database migrations before serving"
     )
-    serve.add_argument("--log-level", default="info")
+    serve.add_argument(
+        "--log-level",
+        default="info",
+        choices=["critical", "error", "warning", "info", "debug", "trace"],
+        help="the least severe level logged (default info)",
+    )
     serve.add_argument(
         "--log-format",
         choices=["text", "json"],
