@@ -50,7 +50,6 @@ def _serve(args: argparse.Namespace) -> int:
     settings = load_settings()
     if args.log_format:
         settings.log_format = args.log_format
-    _configure_logging(settings, args.log_level)
     if args.host:
         settings.host = args.host
     if args.port:
@@ -62,6 +61,7 @@ def _serve(args: argparse.Namespace) -> int:
             f"{settings.admin_token.get_secret_value()}",
             file=sys.stderr,
         )
+    _configure_logging(settings, args.log_level)
     if args.upgrade:
         from api.db import upgrade_database
 
@@ -75,7 +75,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _configure_logging(settings: Settings, level: str) -> None:
     """The server's logs in the configured format, with every configured secret redacted
-    (api.logs); the admin token is known only now if it was generated."""
+    (api.logs), the admin token included (called once it is known, even if generated)."""
     from api.logs import configure_logging
 
     secrets_to_hide = [
