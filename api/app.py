@@ -7,7 +7,6 @@ import secrets
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
@@ -16,13 +15,17 @@ from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.db import migration_heads
 from api.error_handlers import install_error_handlers
 from api.errors import error_body
+from api.observability import RequestObservation, registry_for
 from api.openapi import document_errors
-from api.routes import admin, client, dashboard, notifications
+from api.readiness import Readiness
+from api.routes import admin, client, dashboard, notifications, ops
 from api.runtime import Runtime
 from api.services.dashboard import TickBlocks
 from api.settings import Settings
+from api.telemetry import Telemetry
 from api.web_session import AdminTokenVerifier, SessionSigner
 
 __all__ = ["create_app"]
@@ -146,11 +149,14 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     """Build the application. The runtime (database, writer, scheduler) starts with the app."""
     settings = settings or Settings()
     token = settings.admin_token.get_secret_value() if settings.admin_token else None
+    # HTTP metrics of this app; the runtime's other counters share it (api.observability).
+    telemetry = runtime.telemetry if runtime is not None else Telemetry()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.runtime = runtime or Runtime(settings)
+        app.state.runtime = runtime or Runtime(settings, telemetry=telemetry)
         app.state.runtime.start()
+        app.state.readiness = Readiness(app.state.runtime, heads)
         try:
             yield
         finally:
@@ -166,6 +172,15 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         redoc_url=None,
     )
     app.state.admin_token = token or secrets.token_urlsafe(24)
+    # /ready and /metrics (api.routes.ops): the migration head the code expects, computed
+    # once; a registry of this app's own, so that apps in one process share no metrics.
+    heads = migration_heads()
+    app.state.metrics_registry = registry_for(
+        telemetry, lambda: getattr(app.state, "runtime", None)
+    )
+    app.state.metrics_token = (
+        settings.metrics_token.get_secret_value() if settings.metrics_token else None
+    )
     # The dashboard's sign-in: which tokens exist (issue "roles" adds viewer tokens by
     # replacing the verifier) and the key that signs its session cookies.
     app.state.token_verifier = AdminTokenVerifier(app.state.admin_token)
@@ -183,11 +198,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.router.routes[0:0] = client.router.routes
     app.include_router(admin.router)
     app.include_router(notifications.router)
-
-    @app.get("/health", tags=["ops"], summary="Liveness")
-    def health() -> dict[str, Any]:
-        """`{"status": "ok"}` while the process serves requests (it checks nothing else)."""
-        return {"status": "ok"}
+    app.include_router(ops.router)
 
     @app.get("/docs", include_in_schema=False)
     def docs() -> HTMLResponse:
@@ -210,4 +221,6 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     )
     client_routes = [route for route in client.router.routes if isinstance(route, APIRoute)]
     app.add_middleware(AdminNoStore, client_routes=client_routes)
+    # Outermost: request ids and HTTP metrics see every answer, the middlewares' own too.
+    app.add_middleware(RequestObservation, telemetry=telemetry, routes=lambda: app.routes)
     return app

@@ -114,6 +114,13 @@ def migrations_config(database_url: str) -> Config:
     return config
 
 
+def migration_heads() -> list[str]:
+    """The latest revisions of the packaged migrations (what ``upgrade`` brings a database to)."""
+    from alembic.script import ScriptDirectory
+
+    return list(ScriptDirectory.from_config(migrations_config("sqlite://")).get_heads())
+
+
 def upgrade_database(database_url: str, revision: str = "head") -> None:
     """Apply the migrations up to ``revision`` (creates a SQLite file if missing)."""
     from alembic import command

@@ -32,6 +32,7 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from api import repositories as repo
+from api.enums import DeliveryStatus
 from api.services import webhooks as service
 from api.services.common import now_utc
 from api.services.webhooks import AttemptOutcome, RetryPolicy
@@ -150,6 +151,9 @@ class WebhookDeliverer:
         self.rng = rng or random.Random()
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
+        # Recorded attempts by outcome (delivered, retrying, failed, cancelled, claim_lost)
+        # for /metrics; only the deliverer's thread (or a test's run_once) adds to it.
+        self.outcomes: dict[str, int] = {}
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
@@ -174,6 +178,9 @@ class WebhookDeliverer:
                     pass
             except Exception:
                 logger.exception("webhook delivery failed; it will be retried at the next poll")
+
+    def _count(self, outcome: str) -> None:
+        self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
 
     # -- one round -------------------------------------------------------------------------
     def run_once(self, now: datetime | None = None) -> int:
@@ -220,10 +227,18 @@ class WebhookDeliverer:
         with self.session_factory() as session, session.begin():
             if outcome is None:
                 service.record_cancelled(session, claimed, now=now)
+                self._count("cancelled")
                 return
             status = service.record_attempt(
                 session, claimed, outcome, now=now, policy=self.policy, fraction=self.rng.random()
             )
+        self._count(
+            "claim_lost"
+            if status is None
+            else "retrying"
+            if status == DeliveryStatus.PENDING
+            else str(status)
+        )
         if status is None:
             logger.warning(
                 "webhook delivery %d outlived its claim; another replica has taken it over",

@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -42,6 +43,7 @@ from api.db import add_counts
 from api.db import driver_rows as _driver_rows
 from api.limits import CREDITED, INACTIVE, OVER_TICKET_LIMIT
 from api.models import Event
+from api.telemetry import Telemetry
 
 logger = logging.getLogger("ranktune.ingest")
 
@@ -96,8 +98,14 @@ class EventWriter:
         max_group_rows: int = 20_000,
         retries: int = 5,
         threads: int = 1,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self._session_factory = session_factory
+        # Commit latencies and uncredited events for /metrics (api.observability).
+        self.telemetry = telemetry or Telemetry()
+        # time.monotonic() at which each writer thread began the group it is committing
+        # (absent while it waits for work): /ready calls a long-running one stuck.
+        self.busy_since: dict[int, float] = {}
         self._queue: queue.Queue[_Pending | None] = queue.Queue()
         self._max_group_rows = max_group_rows
         self._retries = retries
@@ -122,6 +130,14 @@ class EventWriter:
             for thread in self._threads:
                 thread.join()
             self._threads = []
+
+    def alive(self) -> bool:
+        """Whether every writer thread runs (False before start and after stop)."""
+        return bool(self._threads) and all(thread.is_alive() for thread in self._threads)
+
+    def queued(self) -> int:
+        """Requests waiting for a writer thread (approximate, as Queue.qsize is)."""
+        return self._queue.qsize()
 
     def submit(self, rows: list[EventRow]) -> Future[IngestResult]:
         pending = _Pending(rows)
@@ -153,9 +169,17 @@ class EventWriter:
             self._write_group(group)
 
     def _write_group(self, group: list[_Pending]) -> None:
+        me = threading.get_ident()
+        started = self.busy_since[me] = time.monotonic()
+        try:
+            self._write_group_timed(group, started)
+        finally:
+            self.busy_since.pop(me, None)
+
+    def _write_group_timed(self, group: list[_Pending], started: float) -> None:
         for attempt in range(self._retries):
             try:
-                results = self._commit(group)
+                results, uncredited = self._commit(group)
             except (IntegrityError, OperationalError) as error:
                 if attempt + 1 == self._retries:
                     self._fail(group, error)
@@ -166,6 +190,7 @@ class EventWriter:
                 logger.exception("event group failed")
                 self._fail(group, error)
                 return
+            self.telemetry.record_commit(time.monotonic() - started, uncredited)
             for pending, result in zip(group, results, strict=True):
                 pending.future.set_result(result)
             return
@@ -176,7 +201,11 @@ class EventWriter:
             if not pending.future.done():
                 pending.future.set_exception(error)
 
-    def _commit(self, group: list[_Pending]) -> list[IngestResult]:
+    def _commit(
+        self, group: list[_Pending]
+    ) -> tuple[list[IngestResult], dict[tuple[int, str], int]]:
+        """Store the group in one transaction: each request's result, and the stored events
+        that will not be (fully) credited, by experiment and reason."""
         now = datetime.now(UTC)
         keys: set[tuple[int, str]] = set()
         with_id = 0
@@ -193,12 +222,12 @@ class EventWriter:
             # lookup of every id (about a fifth of the writer's time).
             try:
                 with self._session_factory() as session, session.begin():
-                    insert_events(
+                    uncredited = insert_events(
                         session.connection(),
                         [row for pending in group for row in pending.rows],
                         now,
                     )
-                return [IngestResult(accepted=len(pending.rows)) for pending in group]
+                return [IngestResult(accepted=len(pending.rows)) for pending in group], uncredited
             except IntegrityError:
                 pass
         with self._session_factory() as session, session.begin():
@@ -210,8 +239,8 @@ class EventWriter:
                 result, new_rows = _screen(pending.rows, seen)
                 results.append(result)
                 to_insert.extend(new_rows)
-            insert_events(connection, to_insert, now)
-        return results
+            uncredited = insert_events(connection, to_insert, now)
+        return results, uncredited
 
 
 def _screen(
@@ -308,14 +337,17 @@ def existing_event_hashes(
     return found
 
 
-def insert_events(connection: Connection, rows: list[EventRow], now: datetime) -> None:
+def insert_events(
+    connection: Connection, rows: list[EventRow], now: datetime
+) -> dict[tuple[int, str], int]:
     """Store the rows, bound their credit, add them to ``pending_counts``: in the caller's
-    transaction, so that all or none of it happens.
+    transaction, so that all or none of it happens. Returns how many of the rows will not be
+    (fully) credited, by experiment and reason (:func:`uncredited_events`).
 
     What a tick counts (``pending_counts``) is exactly what is stored, split by reason.
     """
     if not rows:
-        return
+        return {}
     dialect = connection.dialect
     process = Event.__table__.c.received_at.type.dialect_impl(dialect).bind_processor(dialect)
     received_at = process(now) if process is not None else now
@@ -330,6 +362,25 @@ def insert_events(connection: Connection, rows: list[EventRow], now: datetime) -
             f"INSERT INTO events ({columns}) VALUES ({placeholders})", values
         )
     add_pending_counts(connection, rows, credited)
+    return uncredited_events(rows, credited)
+
+
+def uncredited_events(
+    rows: Iterable[EventRow], credited: Iterable[int]
+) -> dict[tuple[int, str], int]:
+    """Events (rows, whatever their count) stored without full credit, by (experiment id,
+    reason): the row's reason, or ``over_ticket_limit`` when its ticket could credit only
+    part of it (or nothing)."""
+    tally: dict[tuple[int, str], int] = {}
+    for row, part in zip(rows, credited, strict=True):
+        reason = row.reason
+        if reason == CREDITED:
+            if part >= row.count:
+                continue
+            reason = OVER_TICKET_LIMIT
+        key = (row.experiment_id, reason)
+        tally[key] = tally.get(key, 0) + 1
+    return tally
 
 
 def credit_tickets(connection: Connection, rows: Sequence[EventRow]) -> list[int]:

@@ -17,6 +17,7 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    text,
     update,
 )
 from sqlalchemy.orm import Session
@@ -82,6 +83,11 @@ def _locked(query: Select[Experiment]) -> Select[Experiment]:
 
 def list_experiments(session: Session) -> Sequence[Experiment]:
     return session.scalars(select(Experiment).order_by(Experiment.id)).all()
+
+
+def database_revisions(session: Session) -> list[str]:
+    """The migration revisions the database is at (Alembic's ``alembic_version``)."""
+    return [str(row[0]) for row in session.execute(text("SELECT version_num FROM alembic_version"))]
 
 
 def experiment_versions(session: Session) -> list[tuple[int, str, int]]:

@@ -35,6 +35,7 @@ from api.services.experiments import discard_pending_of_stopped
 from api.services.ticks import apply_tick
 from api.serving import ServingState
 from api.settings import Settings
+from api.telemetry import Telemetry
 from api.tickets import TicketSigner, new_secret
 
 logger = logging.getLogger("ranktune.runtime")
@@ -46,7 +47,13 @@ class DatabaseNotReady(RuntimeError):
 
 
 class Runtime:
-    def __init__(self, settings: Settings, engine: Engine | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        engine: Engine | None = None,
+        *,
+        telemetry: Telemetry | None = None,
+    ) -> None:
         self.settings = settings
         self.engine = engine or make_engine(
             settings.database_url, sqlite_synchronous=settings.sqlite_synchronous
@@ -58,9 +65,12 @@ class Runtime:
         self.replica = f"{socket.gethostname()}:{os.getpid()}"
         self.signer = TicketSigner(self._ticket_key())
         self.serving = ServingState(self.signer)
+        # What this replica counts for /metrics (api.telemetry, api.observability).
+        self.telemetry = telemetry or Telemetry()
         self.writer = EventWriter(
             self.session_factory,
             threads=settings.event_writers or (1 if is_sqlite(settings.database_url) else 2),
+            telemetry=self.telemetry,
         )
         self.rng = np.random.default_rng()
         self.heavy_reads = HeavyReadLimit(settings.heavy_reads, settings.heavy_read_wait_s)
@@ -74,6 +84,9 @@ class Runtime:
         # has just drained them must still wait for that one to commit (a tick or a stop
         # flushes first, and must then see everything counted before it).
         self._flush_lock = threading.Lock()
+        # time.monotonic() of the last exposure flush that succeeded (or found nothing to
+        # write): /metrics shows the time since as the flush lag.
+        self.flushed_at = time.monotonic()
         self.event_batch_model = event_batch_model(settings.max_batch_events)
 
     def event_intake(self) -> EventIntake:
@@ -141,6 +154,9 @@ class Runtime:
         )
         self._flusher.start()
 
+    def flusher_alive(self) -> bool:
+        return self._flusher is not None and self._flusher.is_alive()
+
     def stop(self) -> None:
         if self.scheduler is not None:
             self.scheduler.shutdown(wait=True)
@@ -190,8 +206,10 @@ class Runtime:
             self._flush_exposures(timeout_s)
 
     def _flush_exposures(self, timeout_s: float) -> None:
+        started = time.monotonic()
         counts = self.serving.drain_exposures()
         if not counts:
+            self.flushed_at = started
             return
         rows = [
             EventRow(experiment_id, arm_id, group, "exposure", count, None, None, bucket=bucket)
@@ -207,6 +225,7 @@ class Runtime:
         future.add_done_callback(restore_if_failed)
         with contextlib.suppress(FutureTimeout, SQLAlchemyError):
             future.result(timeout=timeout_s)
+            self.flushed_at = started
 
     def run_due_ticks(self) -> None:
         """Due ticks of the running experiments; after each applied one, the decisions
@@ -214,6 +233,7 @@ class Runtime:
         applied: list[int] = []
 
         def tick(session: Session, experiment_id: int) -> bool:
+            started = time.perf_counter()
             recorded = apply_tick(
                 session,
                 experiment_id,
@@ -222,8 +242,12 @@ class Runtime:
                 only_if_due=True,
                 replica=self.replica,
             )
-            if recorded is not None and recorded.applied:
-                applied.append(experiment_id)
+            if recorded is not None:
+                self.telemetry.record_tick(
+                    experiment_id, recorded.applied, time.perf_counter() - started
+                )
+                if recorded.applied:
+                    applied.append(experiment_id)
             return recorded is not None
 
         self._for_each_experiment(repo.running_experiment_ids, tick, "tick")
@@ -269,7 +293,10 @@ class Runtime:
                 replica=self.replica,
                 trigger="schedule",
             )
-            return outcome is not None and outcome.applied
+            if outcome is not None and outcome.applied:
+                self.telemetry.record_genetic_step(experiment_id)
+                return True
+            return False
 
         self._for_each_experiment(repo.evolving_experiment_ids, evolve, "genetic step")
 

@@ -83,6 +83,21 @@ class ErrorOut(BaseModel):
     field: str | None = Field(None, description="the offending field, when there is one")
 
 
+class ReadinessCheckOut(BaseModel):
+    name: str = Field(description="database, migrations, snapshots, event_writer or scheduler")
+    ok: bool = Field(description="whether the check passed")
+    detail: str = Field(description="what was found; for a failing check, why it fails")
+
+
+class ReadinessOut(BaseModel):
+    """``GET /ready``: 200 when every check passes, else 503 with the same shape."""
+
+    status: Literal["ready", "not_ready"] = Field(
+        description="`ready` when every check passed, else `not_ready`"
+    )
+    checks: list[ReadinessCheckOut] = Field(description="every check, passed or failed")
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

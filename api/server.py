@@ -338,4 +338,7 @@ def run(app: FastAPI, settings: Settings, *, log_level: str, access_log: bool) -
         timeout_graceful_shutdown=settings.shutdown_timeout_s,
         server_header=False,
         headers=SERVER_HEADERS,
+        # The process's logging is configured already (api.logs: format, request ids,
+        # redaction); uvicorn's loggers write through it instead of their own handlers.
+        log_config=None,
     )

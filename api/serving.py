@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -196,8 +197,17 @@ class ServingState:
         self._exposure_lock = threading.Lock()
         # (experiment id, arm id, group, report bucket) -> exposures not yet flushed.
         self._exposures: dict[tuple[int, int, str, int], int] = {}
+        # (experiment id, arm id, ticket group) -> assignments served by this replica, for
+        # /metrics (api.observability). Updated on the event loop only: no lock.
+        self.assigned: dict[tuple[int, int, str], int] = {}
+        # time.monotonic() of the last refresh that read the database without failing
+        # (None before the first), for /ready and /metrics.
+        self.refreshed_at: float | None = None
 
     # -- snapshots -------------------------------------------------------------------------
+    def snapshots(self) -> list[ExperimentSnapshot]:
+        return list(self._by_name.values())
+
     def get(self, name: str) -> ExperimentSnapshot | None:
         return self._by_name.get(name)
 
@@ -229,6 +239,7 @@ class ServingState:
                     )
             self._by_name = by_name
             self._by_id = {snapshot.id: snapshot for snapshot in by_name.values()}
+            self.refreshed_at = time.monotonic()
 
     # -- assignment ------------------------------------------------------------------------
     def assign(self, snapshot: ExperimentSnapshot, unit: str) -> Served:
@@ -243,6 +254,8 @@ class ServingState:
                 index = self._choose(snapshot)
             arm_id, config_json = snapshot.arm_ids[index], snapshot.arm_config_jsons[index]
         ticket_group = group if active else Group.INACTIVE
+        counted = (snapshot.id, arm_id, ticket_group)
+        self.assigned[counted] = self.assigned.get(counted, 0) + 1
         if active and snapshot.exposure_source == ExposureSource.SERVER:
             self.count_exposure(snapshot.id, arm_id, group, bucket)
         ticket = self.signer.issue(

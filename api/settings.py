@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -137,6 +139,17 @@ class Settings(BaseSettings):
     )
     sqlite_synchronous: str = Field(
         "FULL", description="SQLite synchronous pragma; FULL makes every commit durable"
+    )
+    # Operations (docs/operations.md).
+    log_format: Literal["text", "json"] = Field(
+        "text",
+        description="`text` lines, or `json`: one object per line (time, level, logger, "
+        "message, request_id, extra fields); `ranktune serve --log-format` overrides it",
+    )
+    metrics_token: SecretStr | None = Field(
+        None,
+        description="if set, GET /metrics needs `Authorization: Bearer <this token>`; unset, "
+        "/metrics is open (scrape it on an internal network)",
     )
 
     @field_validator("admin_token")

@@ -49,6 +49,8 @@ def _serve(args: argparse.Namespace) -> int:
     from api.app import create_app
 
     settings = load_settings()
+    if args.log_format:
+        settings.log_format = args.log_format
     if args.host:
         settings.host = args.host
     if args.port:
@@ -60,6 +62,7 @@ def _serve(args: argparse.Namespace) -> int:
             f"{settings.admin_token.get_secret_value()}",
             file=sys.stderr,
         )
+    _configure_logging(settings, args.log_level)
     if args.upgrade:
         from api.db import upgrade_database
 
@@ -69,6 +72,32 @@ def _serve(args: argparse.Namespace) -> int:
         )
     server.run(create_app(settings), settings, log_level=args.log_level, access_log=args.access_log)
     return 0
+
+
+def _configure_logging(settings: Settings, level: str) -> None:
+    """The server's logs in the configured format, with every configured secret redacted
+    (api.logs), the admin token included (called once it is known, even if generated)."""
+    from api.logs import configure_logging
+
+    secrets_to_hide = [
+        secret.get_secret_value()
+        for secret in (settings.admin_token, settings.ticket_secret, settings.metrics_token)
+        if secret is not None
+    ]
+    password = _password(settings.database_url)
+    if password:
+        secrets_to_hide.append(password)
+    configure_logging(settings.log_format, level=level, secrets=secrets_to_hide)
+
+
+def _password(url: str) -> str | None:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url).password
+    except ArgumentError:
+        return None
 
 
 def _db(args: argparse.Namespace) -> int:
@@ -117,7 +146,17 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--upgrade", action="store_true", help="apply database migrations before serving"
     )
-    serve.add_argument("--log-level", default="info")
+    serve.add_argument(
+        "--log-level",
+        default="info",
+        choices=["critical", "error", "warning", "info", "debug", "trace"],
+        help="the least severe level logged (default info)",
+    )
+    serve.add_argument(
+        "--log-format",
+        choices=["text", "json"],
+        help="text lines, or one JSON object per line (default RANKTUNE_LOG_FORMAT or text)",
+    )
     serve.add_argument("--access-log", action="store_true", help="log every request")
     serve.set_defaults(run=_serve)
 
@@ -152,11 +191,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         from simulations.cli import main as simulate_main
 
         return simulate_main(args_list[1:])
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    # APScheduler logs every run of every job at INFO (several lines a second), Alembic a
-    # dozen set-up lines per migration run: ranktune says what matters in one line.
-    for chatty in ("apscheduler", "alembic"):
-        logging.getLogger(chatty).setLevel(logging.WARNING)
+    from api.logs import configure_logging
+
+    # Text until `serve` knows its format and secrets. APScheduler logs every run of every
+    # job at INFO (several lines a second), Alembic a dozen set-up lines per migration run:
+    # configure_logging keeps only their warnings; ranktune says what matters in one line.
+    configure_logging("text")
     args = build_parser().parse_args(args_list)
     try:
         return int(args.run(args))

@@ -3,6 +3,7 @@ report, audit log."""
 
 from __future__ import annotations
 
+import time
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query, Request
@@ -338,10 +339,12 @@ def tick(request: Request, name: ExperimentName) -> schemas.TickOut:
     followed by the decisions (guardrails, circuit breaker, winner: docs/decisions.md)."""
     runtime = runtime_of(request)
     runtime.flush_exposures()
+    started = time.perf_counter()
     with runtime.transaction() as session:
         experiment = require_experiment(session, name, lock=True)
         applied = service.tick_now(session, experiment.id, runtime.rng, runtime.replica)
         result = service.tick_history(session, name, limit=1, after=applied.number - 1)[0]
+    runtime.telemetry.record_tick(experiment.id, result.applied, time.perf_counter() - started)
     if result.applied:
         # After the commit, in a transaction of its own: a failing evaluation is logged and
         # the tick stays applied.
@@ -397,6 +400,9 @@ def evolve(
             session, name, rng=runtime.rng, dry_run=dry_run, seed=seed, replica=runtime.replica
         )
     if result.applied:
+        served = runtime.serving.get(name)
+        if served is not None:
+            runtime.telemetry.record_genetic_step(served.id)
         runtime.serving.refresh(runtime.read_session_factory, only=name)
     return result
 

@@ -112,6 +112,9 @@ async def post_events(request: Request) -> Response:
     )
     rows = runtime.event_intake().rows(batch.events, now=time.time())
     result = await asyncio.wrap_future(runtime.writer.submit(rows))
+    telemetry = runtime.telemetry  # on the event loop: no lock (api.telemetry)
+    telemetry.events_accepted += result.accepted
+    telemetry.events_duplicate += result.duplicates
     if result.conflict_index is not None:
         index = result.conflict_index
         raise Conflict(
