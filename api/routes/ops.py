@@ -22,7 +22,7 @@ from api.readiness import Readiness
 router = APIRouter(tags=["ops"])
 
 
-@router.get("/health")
+@router.get("/health", summary="Liveness")
 def health() -> dict[str, Any]:
     """The process is alive and answers (no dependency is checked: see ``/ready``)."""
     return {"status": "ok"}
@@ -30,6 +30,7 @@ def health() -> dict[str, Any]:
 
 @router.get(
     "/ready",
+    summary="Readiness",
     response_model=schemas.ReadinessOut,
     responses={503: {"model": schemas.ReadinessOut, "description": "a check failed"}},
 )
