@@ -14,15 +14,17 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
+from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.error_handlers import install_error_handlers
 from api.errors import error_body
-from api.routes import admin, client, dashboard, notifications
+from api.routes import admin, client, dashboard, notifications, tokens
 from api.runtime import Runtime
 from api.services.dashboard import TickBlocks
 from api.settings import Settings
-from api.web_session import AdminTokenVerifier, SessionSigner
+from api.tokens import StoredTokenVerifier, TokenTable
+from api.web_session import SessionSigner
 
 __all__ = ["create_app"]
 
@@ -139,6 +141,9 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.runtime = runtime or Runtime(settings)
+        # The verifier reads the runtime's copy of the stored tokens, which its snapshot
+        # refresh keeps current.
+        app.state.token_verifier.table = app.state.runtime.tokens
         app.state.runtime.start()
         try:
             yield
@@ -155,9 +160,9 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         redoc_url=None,
     )
     app.state.admin_token = token or secrets.token_urlsafe(24)
-    # The dashboard's sign-in: which tokens exist (issue "roles" adds viewer tokens by
-    # replacing the verifier) and the key that signs its session cookies.
-    app.state.token_verifier = AdminTokenVerifier(app.state.admin_token)
+    # Which tokens exist (the admin token and the stored ones, api.tokens), for the API and
+    # the dashboard's sign-in, and the key that signs the dashboard's session cookies.
+    app.state.token_verifier = StoredTokenVerifier(app.state.admin_token, TokenTable())
     app.state.session_signer = SessionSigner.for_admin_token(app.state.admin_token)
     # The charts' sums of old history, computed once per database (api.services.dashboard).
     app.state.tick_blocks = TickBlocks()
@@ -172,6 +177,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.router.routes[0:0] = client.router.routes
     app.include_router(admin.router)
     app.include_router(notifications.router)
+    app.include_router(tokens.router)
 
     @app.get("/health", tags=["ops"])
     def health() -> dict[str, Any]:
@@ -198,4 +204,16 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     )
     client_routes = [route for route in client.router.routes if isinstance(route, APIRoute)]
     app.add_middleware(AdminNoStore, client_routes=client_routes)
+    if settings.cors_origin_list:
+        # Outermost, so that a preflight is answered before anything else looks at it and
+        # every answer (errors included) carries the CORS headers. No credentials: tokens
+        # travel in the Authorization header, and the dashboard's cookie stays same-site.
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origin_list,
+            allow_methods=["GET", "POST", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type"],
+            allow_credentials=False,
+            max_age=600,
+        )
     return app

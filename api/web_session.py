@@ -15,8 +15,9 @@ nonce held in a short-lived cookie), compared in constant time.
 The seam for roles: a :class:`TokenVerifier` turns a presented token into a
 :class:`Principal` (role and subject) and says whether a principal is still valid (a
 revoked viewer token ends its sessions). :class:`AdminTokenVerifier` knows the one admin
-token; a verifier that also knows viewer tokens replaces it on ``app.state.token_verifier``
-without touching the pages: they ask ``principal.can_steer``.
+token; the application uses ``api.tokens.StoredTokenVerifier``, which also knows the tokens
+of the database (viewer, client and further admin tokens). The pages ask
+``principal.can_steer``; only admins and viewers may sign in (``can_sign_in``).
 
 No web framework here: routes read and write the cookies, this module only signs, checks
 and names things.
@@ -30,8 +31,9 @@ import hmac
 import json
 import secrets
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Protocol
+
+from api.enums import Role
 
 SESSION_COOKIE = "ranktune_session"
 LOGIN_COOKIE = "ranktune_login"
@@ -41,13 +43,6 @@ CSRF_HEADER = "X-CSRF-Token"
 SESSION_MAX_AGE_S = 12 * 3600
 LOGIN_NONCE_MAX_AGE_S = 3600
 _VERSION = "v1"
-
-
-class Role(StrEnum):
-    """What a signed-in person may do: viewers read, admins also steer."""
-
-    ADMIN = "admin"
-    VIEWER = "viewer"
 
 
 @dataclass(frozen=True)
@@ -62,6 +57,11 @@ class Principal:
         """Pause, add arms, run steps...: admin actions."""
         return self.role == Role.ADMIN
 
+    @property
+    def can_sign_in(self) -> bool:
+        """The dashboard is for admins and viewers; a client key does not open it."""
+        return self.role in (Role.ADMIN, Role.VIEWER)
+
 
 class TokenVerifier(Protocol):
     """Tokens -> principals: the one place that knows which tokens exist."""
@@ -71,6 +71,9 @@ class TokenVerifier(Protocol):
 
     def is_valid(self, principal: Principal) -> bool:
         """Whether a principal signed in earlier may still act (its token not revoked)."""
+
+    def label(self, principal: Principal) -> str:
+        """How the audit log names the token a principal signed in with."""
 
 
 class AdminTokenVerifier:
@@ -86,6 +89,9 @@ class AdminTokenVerifier:
 
     def is_valid(self, principal: Principal) -> bool:
         return principal == Principal(Role.ADMIN, "admin")
+
+    def label(self, principal: Principal) -> str:
+        return "RANKTUNE_ADMIN_TOKEN"
 
 
 @dataclass(frozen=True)

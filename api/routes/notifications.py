@@ -9,15 +9,15 @@ from fastapi import APIRouter, Path, Query, Request
 from api import schemas
 from api.enums import DeliveryStatus, NotificationKind
 from api.routes.admin import runtime_of
-from api.security import AdminOnly, AdminRoute
+from api.security import AdminOnlyRoute, StrictAdminOnly
 from api.services import webhooks as service
 
 router = APIRouter(
     prefix="/v1",
-    dependencies=[AdminOnly],
+    dependencies=[StrictAdminOnly],
     tags=["notifications"],
     responses=schemas.ADMIN_ERRORS,
-    route_class=AdminRoute,
+    route_class=AdminOnlyRoute,
 )
 WebhookId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 ExperimentFilter = Annotated[
