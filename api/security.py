@@ -96,8 +96,8 @@ def require_admin_only(
     authenticate(request, viewers_read=False)
 
 
-AdminOnly = Depends(require_admin)
-StrictAdminOnly = Depends(require_admin_only)
+AdminOrViewerReads = Depends(require_admin)
+AdminOnly = Depends(require_admin_only)
 
 
 class AdminRoute(APIRoute):

@@ -84,23 +84,29 @@ class TokenTable:
     runtime can write ``last_used_at`` now and then instead of on every request."""
 
     def __init__(self) -> None:
-        self._by_hash: dict[str, StoredToken] = {}
+        self._by_hash: dict[str, tuple[int, Identity]] = {}
         self._by_subject: dict[str, StoredToken] = {}
         self._used: set[int] = set()
         self._lock = threading.Lock()
 
     def replace(self, tokens: Iterable[tuple[str, StoredToken]]) -> None:
-        """The active tokens as (hash, token) pairs, the whole table."""
-        by_hash = dict(tokens)
-        self._by_hash = by_hash
-        self._by_subject = {token.subject: token for token in by_hash.values()}
+        """The active tokens as (hash, token) pairs, the whole table. Each token's identity
+        is built here, once, not on every request (the client key's check runs on the
+        assignment path)."""
+        pairs = list(tokens)
+        self._by_hash = {
+            digest: (token.id, Identity(Principal(token.role, token.subject), token.label))
+            for digest, token in pairs
+        }
+        self._by_subject = {token.subject: token for _, token in pairs}
 
-    def find(self, token: str) -> StoredToken | None:
-        """The active token a presented token is, or None."""
-        stored = self._by_hash.get(token_hash(token))
-        if stored is not None:
-            self._used.add(stored.id)  # a set add: atomic under the GIL
-        return stored
+    def find(self, token: str) -> Identity | None:
+        """The identity of the active token a presented token is, or None."""
+        found = self._by_hash.get(token_hash(token))
+        if found is None:
+            return None
+        self._used.add(found[0])  # a set add: atomic under the GIL
+        return found[1]
 
     def by_subject(self, subject: str) -> StoredToken | None:
         return self._by_subject.get(subject)
@@ -128,16 +134,14 @@ class StoredTokenVerifier:
 
     def __init__(self, admin_token: str, table: TokenTable) -> None:
         self._admin_token = admin_token.encode()
+        self._admin = Identity(Principal(Role.ADMIN, BOOTSTRAP_SUBJECT), BOOTSTRAP_ADMIN)
         self.table = table
 
     def identify(self, token: str) -> Identity | None:
         """Who a presented token is, or None for an unknown (or revoked) one."""
         if hmac.compare_digest(token.encode(), self._admin_token):
-            return Identity(Principal(Role.ADMIN, BOOTSTRAP_SUBJECT), BOOTSTRAP_ADMIN)
-        stored = self.table.find(token)
-        if stored is None:
-            return None
-        return Identity(Principal(stored.role, stored.subject), stored.label)
+            return self._admin
+        return self.table.find(token)
 
     def verify(self, token: str) -> Principal | None:
         identity = self.identify(token)

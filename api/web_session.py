@@ -14,9 +14,9 @@ nonce held in a short-lived cookie), compared in constant time.
 
 The seam for roles: a :class:`TokenVerifier` turns a presented token into a
 :class:`Principal` (role and subject) and says whether a principal is still valid (a
-revoked viewer token ends its sessions). :class:`AdminTokenVerifier` knows the one admin
-token; the application uses ``api.tokens.StoredTokenVerifier``, which also knows the tokens
-of the database (viewer, client and further admin tokens). The pages ask
+revoked viewer token ends its sessions). The application's is
+``api.tokens.StoredTokenVerifier``: the admin token and the tokens of the database
+(admin, viewer and client tokens). The pages ask
 ``principal.can_steer``; only admins and viewers may sign in (``can_sign_in``).
 
 No web framework here: routes read and write the cookies, this module only signs, checks
@@ -74,24 +74,6 @@ class TokenVerifier(Protocol):
 
     def label(self, principal: Principal) -> str:
         """How the audit log names the token a principal signed in with."""
-
-
-class AdminTokenVerifier:
-    """The admin token as the only token: it signs in as an admin."""
-
-    def __init__(self, admin_token: str) -> None:
-        self._token = admin_token.encode()
-
-    def verify(self, token: str) -> Principal | None:
-        if hmac.compare_digest(token.encode(), self._token):
-            return Principal(Role.ADMIN, "admin")
-        return None
-
-    def is_valid(self, principal: Principal) -> bool:
-        return principal == Principal(Role.ADMIN, "admin")
-
-    def label(self, principal: Principal) -> str:
-        return "RANKTUNE_ADMIN_TOKEN"
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
-"""Admin API (bearer token): experiments, arms, metrics, ticks, evolution, statistics, the
-report, audit log."""
+"""Admin API (bearer token; viewer tokens may call its GET routes): experiments, arms,
+metrics, ticks, evolution, statistics, the report, audit log."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from api import schemas
 from api.enums import ExpertStatus
 from api.plots import FORMATS
 from api.runtime import Runtime
-from api.security import AdminOnly, AdminRoute
+from api.security import AdminOrViewerReads, AdminRoute
 from api.services import evolution as evolution_service
 from api.services import experiments as service
 from api.services import metrics as metrics_service
@@ -22,7 +22,7 @@ from api.services.common import arm_out, require_experiment
 
 router = APIRouter(
     prefix="/v1",
-    dependencies=[AdminOnly],
+    dependencies=[AdminOrViewerReads],
     tags=["admin"],
     responses=schemas.ADMIN_ERRORS,
     route_class=AdminRoute,

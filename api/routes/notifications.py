@@ -9,12 +9,12 @@ from fastapi import APIRouter, Path, Query, Request
 from api import schemas
 from api.enums import DeliveryStatus, NotificationKind
 from api.routes.admin import runtime_of
-from api.security import AdminOnlyRoute, StrictAdminOnly
+from api.security import AdminOnly, AdminOnlyRoute
 from api.services import webhooks as service
 
 router = APIRouter(
     prefix="/v1",
-    dependencies=[StrictAdminOnly],
+    dependencies=[AdminOnly],
     tags=["notifications"],
     responses=schemas.ADMIN_ERRORS,
     route_class=AdminOnlyRoute,

@@ -8,12 +8,12 @@ from fastapi import APIRouter, Path, Request
 
 from api import schemas
 from api.routes.admin import runtime_of
-from api.security import AdminOnlyRoute, StrictAdminOnly
+from api.security import AdminOnly, AdminOnlyRoute
 from api.services import tokens as service
 
 router = APIRouter(
     prefix="/v1",
-    dependencies=[StrictAdminOnly],
+    dependencies=[AdminOnly],
     tags=["tokens"],
     responses=schemas.ADMIN_ERRORS,
     route_class=AdminOnlyRoute,
