@@ -49,9 +49,9 @@ def new_token() -> str:
     return TOKEN_PREFIX + secrets.token_urlsafe(32)
 
 
-def token_hash(token: str) -> str:
+def token_hash(token: str | bytes) -> str:
     """The hex SHA-256 of a token: what is stored and looked up."""
-    return hashlib.sha256(token.encode()).hexdigest()
+    return hashlib.sha256(token if isinstance(token, bytes) else token.encode()).hexdigest()
 
 
 def token_prefix(token: str) -> str:
@@ -100,7 +100,7 @@ class TokenTable:
         }
         self._by_subject = {token.subject: token for _, token in pairs}
 
-    def find(self, token: str) -> Identity | None:
+    def find(self, token: str | bytes) -> Identity | None:
         """The identity of the active token a presented token is, or None."""
         found = self._by_hash.get(token_hash(token))
         if found is None:
@@ -137,11 +137,13 @@ class StoredTokenVerifier:
         self._admin = Identity(Principal(Role.ADMIN, BOOTSTRAP_SUBJECT), BOOTSTRAP_ADMIN)
         self.table = table
 
-    def identify(self, token: str) -> Identity | None:
-        """Who a presented token is, or None for an unknown (or revoked) one."""
-        if hmac.compare_digest(token.encode(), self._admin_token):
+    def identify(self, token: str | bytes) -> Identity | None:
+        """Who a presented token is (as text, or as the header's bytes), or None for an
+        unknown (or revoked) one."""
+        presented = token if isinstance(token, bytes) else token.encode()
+        if hmac.compare_digest(presented, self._admin_token):
             return self._admin
-        return self.table.find(token)
+        return self.table.find(presented)
 
     def verify(self, token: str) -> Principal | None:
         identity = self.identify(token)
