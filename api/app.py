@@ -7,12 +7,14 @@ import secrets
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
+from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.db import migration_heads
@@ -21,12 +23,13 @@ from api.errors import error_body
 from api.observability import RequestObservation, registry_for
 from api.openapi import document_errors
 from api.readiness import Readiness
-from api.routes import admin, client, dashboard, notifications, ops
+from api.routes import admin, client, dashboard, notifications, ops, tokens
 from api.runtime import Runtime
 from api.services.dashboard import TickBlocks
 from api.settings import Settings
 from api.telemetry import Telemetry
-from api.web_session import AdminTokenVerifier, SessionSigner
+from api.tokens import StoredTokenVerifier, TokenTable
+from api.web_session import SessionSigner
 
 __all__ = ["create_app"]
 
@@ -155,6 +158,9 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.runtime = runtime or Runtime(settings, telemetry=telemetry)
+        # The verifier reads the runtime's copy of the stored tokens, which its snapshot
+        # refresh keeps current.
+        app.state.token_verifier.table = app.state.runtime.tokens
         app.state.runtime.start()
         app.state.readiness = Readiness(app.state.runtime, heads)
         try:
@@ -181,9 +187,9 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.state.metrics_token = (
         settings.metrics_token.get_secret_value() if settings.metrics_token else None
     )
-    # The dashboard's sign-in: which tokens exist (issue "roles" adds viewer tokens by
-    # replacing the verifier) and the key that signs its session cookies.
-    app.state.token_verifier = AdminTokenVerifier(app.state.admin_token)
+    # Which tokens exist (the admin token and the stored ones, api.tokens), for the API and
+    # the dashboard's sign-in, and the key that signs the dashboard's session cookies.
+    app.state.token_verifier = StoredTokenVerifier(app.state.admin_token, TokenTable())
     app.state.session_signer = SessionSigner.for_admin_token(app.state.admin_token)
     # The charts' sums of old history, computed once per database (api.services.dashboard).
     app.state.tick_blocks = TickBlocks()
@@ -199,6 +205,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.include_router(admin.router)
     app.include_router(notifications.router)
     app.include_router(ops.router)
+    app.include_router(tokens.router)
 
     @app.get("/docs", include_in_schema=False)
     def docs() -> HTMLResponse:
@@ -221,6 +228,18 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     )
     client_routes = [route for route in client.router.routes if isinstance(route, APIRoute)]
     app.add_middleware(AdminNoStore, client_routes=client_routes)
+    if settings.cors_origin_list:
+        # Outermost, so that a preflight is answered before anything else looks at it and
+        # every answer (errors included) carries the CORS headers. No credentials: tokens
+        # travel in the Authorization header, and the dashboard's cookie stays same-site.
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origin_list,
+            allow_methods=["GET", "POST", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type"],
+            allow_credentials=False,
+            max_age=600,
+        )
     # Outermost: request ids and HTTP metrics see every answer, the middlewares' own too.
     app.add_middleware(RequestObservation, telemetry=telemetry, routes=lambda: app.routes)
     return app

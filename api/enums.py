@@ -96,3 +96,14 @@ class DeliveryStatus(StrEnum):
     DELIVERED = "delivered"  # the receiver answered 2xx
     FAILED = "failed"  # a permanent failure (4xx but 429, a redirect) or out of attempts
     CANCELLED = "cancelled"  # the webhook was deleted before the delivery succeeded
+
+
+class Role(StrEnum):
+    """What a token (and a dashboard sign-in) may do: admins read and steer, viewers read
+    (the admin API's GET routes but webhooks and tokens, and the dashboard without its
+    forms), clients call the client routes (assignment, events, snapshot) when
+    RANKTUNE_CLIENT_KEY_REQUIRED is on (docs/security.md)."""
+
+    ADMIN = "admin"
+    VIEWER = "viewer"
+    CLIENT = "client"

@@ -40,6 +40,7 @@ from api.enums import (
     Mode,
     NotificationKind,
     PhaseTrigger,
+    Role,
 )
 from arms.origins import Origin
 
@@ -482,6 +483,9 @@ class AuditEntry(Base):
     action: Mapped[str] = mapped_column(String(64))
     experiment_id: Mapped[int | None] = mapped_column(Integer)
     details: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # Which token acted: "<name> (<prefix>)" of a stored token, "RANKTUNE_ADMIN_TOKEN" for
+    # the bootstrap admin token; NULL for the scheduler and for entries before 0015.
+    token: Mapped[str | None] = mapped_column(String(96))
 
 
 class Notification(Base):
@@ -574,3 +578,22 @@ class ServerSecret(Base):
 
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(String(256))
+
+
+class ApiToken(Base):
+    """A token of the admin or client API (``api.tokens``): only its SHA-256 is kept (the
+    token is shown once, when it is created), with a short prefix that recognises it in
+    lists and the audit log. Revoking sets ``revoked_at``; the row stays for the audit."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    role: Mapped[Role] = mapped_column(EnumText(Role))
+    # Hex SHA-256 of the whole token: tokens are looked up by it.
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Written by the replicas about once a minute, not on every use.
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -9,8 +9,10 @@ the ``ErrorOut`` body and a sentence saying when:
 code  documented on
 ====  =====================================================================================
 400   POST, PUT, PATCH: ``api.app.BodySizeLimit`` refuses a Content-Length that is no integer
-401   operations with the bearer scheme (admin): no token
-403   operations with the bearer scheme (admin): a wrong token
+401   operations with the bearer scheme (admin): no token; client routes (``CLIENT_KEY``)
+      when the server requires a client key
+403   operations with the bearer scheme (admin): a wrong or revoked token, or a viewer's
+      token on a write; client routes (``CLIENT_KEY``) likewise
 404   operations with path parameters: one of them names nothing that exists
 409   only where the route declares it (``conflict(...)``), saying which conflict
 413   POST, PUT, PATCH: ``api.app.BodySizeLimit`` refuses a body over its limit (any body,
@@ -33,7 +35,7 @@ from typing import Any
 
 from api.schemas import ErrorOut
 
-__all__ = ["HEAVY_READ", "conflict", "document_errors", "not_found"]
+__all__ = ["CLIENT_KEY", "HEAVY_READ", "conflict", "document_errors", "not_found"]
 
 ERROR_REF = {"$ref": "#/components/schemas/ErrorOut"}
 BODY_METHODS = ("post", "put", "patch")
@@ -65,6 +67,19 @@ Besides those, any path answers 404 `NotFound` when no route serves it and 405 \
 `MethodNotAllowed` (with `Allow`) for a method it does not serve; the server itself answers \
 408 `RequestTimeout` (headers or body too slow), 431 `HeadersTooLarge` and 503 (too many \
 connections), and closes the connection."""
+
+
+# The client routes' 401 and 403: only on a server that requires a client key.
+CLIENT_KEY: dict[int | str, dict[str, Any]] = {
+    401: {
+        "description": "only with RANKTUNE_CLIENT_KEY_REQUIRED: no bearer token (expected "
+        "`Authorization: Bearer <client token>`)"
+    },
+    403: {
+        "description": "only with RANKTUNE_CLIENT_KEY_REQUIRED: the client key is wrong or "
+        "revoked, or a viewer token"
+    },
+}
 
 
 def conflict(when: str) -> dict[int | str, dict[str, Any]]:
@@ -109,8 +124,11 @@ def derived_errors(method: str, operation: dict[str, Any]) -> dict[int, str]:
     if method in BODY_METHODS:
         errors[400] = "the Content-Length header is not an integer"
     if operation.get("security"):
-        errors[401] = "no bearer token: expected `Authorization: Bearer <admin token>`"
-        errors[403] = "the bearer token is not the admin token"
+        errors[401] = "no bearer token: expected `Authorization: Bearer <token>`"
+        errors[403] = (
+            "the bearer token is wrong or revoked, or its role may not do this (a viewer "
+            "token on anything but the admin API's reads)"
+        )
     if any(missing):
         errors[404] = ", or ".join(text for text in missing if text)
     if method in BODY_METHODS:

@@ -32,6 +32,7 @@ from api.enums import (
     NotificationKind,
 )
 from api.models import (
+    ApiToken,
     Arm,
     AuditEntry,
     Experiment,
@@ -52,6 +53,7 @@ from api.models import (
     WebhookDelivery,
 )
 from api.tickets import key_before
+from api.tokens import acting_token
 
 
 # -- experiments ---------------------------------------------------------------------------
@@ -864,8 +866,17 @@ def add_audit(
     details: dict[str, Any],
     actor: str = "admin",
 ) -> None:
+    """An audit entry; its ``token`` is the token of the request being served, if any
+    (``api.tokens.acting_token``), so no use case has to pass it along."""
     session.add(
-        AuditEntry(at=at, actor=actor, action=action, experiment_id=experiment_id, details=details)
+        AuditEntry(
+            at=at,
+            actor=actor,
+            action=action,
+            experiment_id=experiment_id,
+            details=details,
+            token=acting_token.get(),
+        )
     )
 
 
@@ -876,6 +887,33 @@ def audit_entries(
     if experiment_id is not None:
         query = query.where(AuditEntry.experiment_id == experiment_id)
     return session.scalars(query.order_by(AuditEntry.id.desc()).limit(limit)).all()
+
+
+# -- api tokens ------------------------------------------------------------------------------
+def add_api_token(session: Session, token: ApiToken) -> ApiToken:
+    session.add(token)
+    session.flush()
+    return token
+
+
+def api_tokens(session: Session) -> Sequence[ApiToken]:
+    """Every stored token, revoked ones too, oldest first."""
+    return session.scalars(select(ApiToken).order_by(ApiToken.id)).all()
+
+
+def active_api_tokens(session: Session) -> Sequence[ApiToken]:
+    return session.scalars(select(ApiToken).where(ApiToken.revoked_at.is_(None))).all()
+
+
+def get_api_token(session: Session, token_id: int) -> ApiToken | None:
+    return session.get(ApiToken, token_id)
+
+
+def touch_api_tokens(session: Session, token_ids: Iterable[int], at: datetime) -> None:
+    """Note that these tokens were used (``last_used_at``), at most once a minute."""
+    session.execute(
+        update(ApiToken).where(ApiToken.id.in_(list(token_ids))).values(last_used_at=at)
+    )
 
 
 def get_secret(session: Session, name: str) -> str | None:

@@ -33,13 +33,17 @@ from api.services.events import CLOCK_SKEW_S, EventIntake
 from api.services.evolution import run_evolution_step
 from api.services.experiments import discard_pending_of_stopped
 from api.services.ticks import apply_tick
+from api.services.tokens import active_tokens, note_use
 from api.serving import ServingState
 from api.settings import Settings
 from api.telemetry import Telemetry
 from api.tickets import TicketSigner, new_secret
+from api.tokens import TokenTable
 
 logger = logging.getLogger("ranktune.runtime")
 TICKET_KEY = "ticket_key"
+# How often a replica writes which stored tokens were used (``api_tokens.last_used_at``).
+TOKEN_USE_WRITE_S = 60.0
 
 
 class DatabaseNotReady(RuntimeError):
@@ -67,6 +71,9 @@ class Runtime:
         self.serving = ServingState(self.signer)
         # What this replica counts for /metrics (api.telemetry, api.observability).
         self.telemetry = telemetry or Telemetry()
+        # The active stored tokens (api.tokens), reloaded with the snapshots.
+        self.tokens = TokenTable()
+        self._tokens_used_written = time.monotonic()
         self.writer = EventWriter(
             self.session_factory,
             threads=settings.event_writers or (1 if is_sqlite(settings.database_url) else 2),
@@ -131,6 +138,7 @@ class Runtime:
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
         self.serving.refresh(self.read_session_factory)
+        self.refresh_tokens()
         self.writer.start()
         scheduler = BackgroundScheduler(timezone="UTC")
         jobs = [(self.refresh_snapshots, self.settings.snapshot_refresh_s)]
@@ -168,6 +176,7 @@ class Runtime:
             self._flusher = None
         self.flush_exposures()
         self.writer.stop()
+        self.write_token_use()
         self.engine.dispose()
 
     # -- jobs ------------------------------------------------------------------------------
@@ -194,6 +203,32 @@ class Runtime:
             self.serving.refresh(self.read_session_factory)
         except SQLAlchemyError:
             logger.warning("snapshot refresh failed; serving the previous snapshots", exc_info=True)
+        self.refresh_tokens()
+
+    def refresh_tokens(self) -> None:
+        """Reload the active stored tokens (so a revocation anywhere reaches this replica
+        within one snapshot refresh), and now and then write which ones were used. On a
+        database error the previous table stays."""
+        try:
+            with self.read_transaction() as session:
+                self.tokens.replace(active_tokens(session))
+        except SQLAlchemyError:
+            logger.warning("token refresh failed; keeping the previous tokens", exc_info=True)
+            return
+        if time.monotonic() - self._tokens_used_written >= TOKEN_USE_WRITE_S:
+            self.write_token_use()
+
+    def write_token_use(self) -> None:
+        """Write ``last_used_at`` of the stored tokens used since the last write."""
+        self._tokens_used_written = time.monotonic()
+        used = self.tokens.drain_used()
+        if not used:
+            return
+        try:
+            with self.transaction() as session:
+                note_use(session, used)
+        except SQLAlchemyError:
+            logger.warning("could not note which tokens were used", exc_info=True)
 
     def flush_exposures(self, timeout_s: float = 60.0) -> None:
         """Write the exposures counted in memory; on failure keep them for the next flush.

@@ -32,6 +32,7 @@ from api.enums import (
     Mode,
     NotificationKind,
     PhaseTrigger,
+    Role,
 )
 from arms.origins import Origin
 from bandit import DEFAULT_POLICY_PARAMETERS
@@ -1035,6 +1036,51 @@ class AuditOut(BaseModel):
     )
     details: dict[str, Any] = Field(
         description="the action's particulars (before and after for settings)"
+    )
+    token: str | None = Field(
+        None,
+        description="which token acted: '<name> (<prefix>)' of a stored token, "
+        "'RANKTUNE_ADMIN_TOKEN' for the bootstrap admin token; null for the scheduler",
+    )
+
+
+class TokenCreate(Strict):
+    """A new stored token (admin only); its secret is in the answer, and only there."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"name": "grafana-readonly", "role": "viewer"}]},
+    )
+
+    name: str = Field(
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}$",
+        description="what the token is for (letters, digits, space, '.', '_', '-'; up to 64 "
+        "characters); shown in lists and in the audit log",
+    )
+    role: Role = Field(
+        description="admin: everything; viewer: the admin API's GET routes (but webhooks and "
+        "tokens) and the dashboard read-only; client: the client routes when "
+        "RANKTUNE_CLIENT_KEY_REQUIRED is on"
+    )
+
+
+class TokenOut(BaseModel):
+    id: int = Field(description="the token's id (DELETE /v1/tokens/{id} revokes it)")
+    name: str = Field(description="what the token is for")
+    role: Role = Field(description="admin, viewer or client")
+    prefix: str = Field(description="the token's first characters, not secret: recognise it")
+    created_at: datetime = Field(description="when it was created")
+    revoked_at: datetime | None = Field(description="when it was revoked; null while active")
+    last_used_at: datetime | None = Field(
+        description="about when it was last used (written about once a minute); null: never"
+    )
+
+
+class TokenCreated(TokenOut):
+    token: str = Field(
+        description="the secret token, shown only in this answer (only its SHA-256 is kept)"
     )
 
 

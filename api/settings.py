@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
@@ -25,6 +26,17 @@ class Settings(BaseSettings):
         None,
         description=f"bearer token for admin calls, at least {MIN_ADMIN_TOKEN_LENGTH} "
         "printable ASCII characters; `serve` generates one if unset",
+    )
+    client_key_required: bool = Field(
+        False,
+        description="the client routes (assignment, events, snapshot) require a client (or "
+        "admin) token in `Authorization: Bearer <token>`; create one with `ranktune tokens "
+        "create --role client`",
+    )
+    cors_origins: str = Field(
+        "",
+        description="comma-separated origins (e.g. `https://shop.example.com`) whose web "
+        "pages may call the API from the browser (CORS); empty: none",
     )
     host: str = "127.0.0.1"
     port: int = 8000
@@ -151,6 +163,22 @@ class Settings(BaseSettings):
         description="if set, GET /metrics needs `Authorization: Bearer <this token>`; unset, "
         "/metrics is open (scrape it on an internal network)",
     )
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return [origin.strip() for origin in self.cors_origins.split(",") if origin.strip()]
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, origins: str) -> str:
+        """Each origin is scheme://host[:port], or ``*`` (any origin), as browsers send it."""
+        for origin in (part.strip() for part in origins.split(",")):
+            if origin and origin != "*" and not re.fullmatch(r"https?://[^/\s]+", origin):
+                raise ValueError(
+                    f"{origin!r}: expected origins such as https://shop.example.com (scheme "
+                    "and host, no path), separated by commas"
+                )
+        return origins
 
     @field_validator("admin_token")
     @classmethod

@@ -14,9 +14,10 @@ nonce held in a short-lived cookie), compared in constant time.
 
 The seam for roles: a :class:`TokenVerifier` turns a presented token into a
 :class:`Principal` (role and subject) and says whether a principal is still valid (a
-revoked viewer token ends its sessions). :class:`AdminTokenVerifier` knows the one admin
-token; a verifier that also knows viewer tokens replaces it on ``app.state.token_verifier``
-without touching the pages: they ask ``principal.can_steer``.
+revoked viewer token ends its sessions). The application's is
+``api.tokens.StoredTokenVerifier``: the admin token and the tokens of the database
+(admin, viewer and client tokens). The pages ask
+``principal.can_steer``; only admins and viewers may sign in (``can_sign_in``).
 
 No web framework here: routes read and write the cookies, this module only signs, checks
 and names things.
@@ -30,8 +31,9 @@ import hmac
 import json
 import secrets
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Protocol
+
+from api.enums import Role
 
 SESSION_COOKIE = "ranktune_session"
 LOGIN_COOKIE = "ranktune_login"
@@ -41,13 +43,6 @@ CSRF_HEADER = "X-CSRF-Token"
 SESSION_MAX_AGE_S = 12 * 3600
 LOGIN_NONCE_MAX_AGE_S = 3600
 _VERSION = "v1"
-
-
-class Role(StrEnum):
-    """What a signed-in person may do: viewers read, admins also steer."""
-
-    ADMIN = "admin"
-    VIEWER = "viewer"
 
 
 @dataclass(frozen=True)
@@ -62,6 +57,11 @@ class Principal:
         """Pause, add arms, run steps...: admin actions."""
         return self.role == Role.ADMIN
 
+    @property
+    def can_sign_in(self) -> bool:
+        """The dashboard is for admins and viewers; a client key does not open it."""
+        return self.role in (Role.ADMIN, Role.VIEWER)
+
 
 class TokenVerifier(Protocol):
     """Tokens -> principals: the one place that knows which tokens exist."""
@@ -72,20 +72,8 @@ class TokenVerifier(Protocol):
     def is_valid(self, principal: Principal) -> bool:
         """Whether a principal signed in earlier may still act (its token not revoked)."""
 
-
-class AdminTokenVerifier:
-    """The admin token as the only token: it signs in as an admin."""
-
-    def __init__(self, admin_token: str) -> None:
-        self._token = admin_token.encode()
-
-    def verify(self, token: str) -> Principal | None:
-        if hmac.compare_digest(token.encode(), self._token):
-            return Principal(Role.ADMIN, "admin")
-        return None
-
-    def is_valid(self, principal: Principal) -> bool:
-        return principal == Principal(Role.ADMIN, "admin")
+    def label(self, principal: Principal) -> str:
+        """How the audit log names the token a principal signed in with."""
 
 
 @dataclass(frozen=True)

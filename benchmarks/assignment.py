@@ -9,6 +9,12 @@ machine hits all alike. Reported: the median over repeats of throughput, p50 and
 ratios ranktune / baseline and ranktune / raw, and the load average before and after.
 
     .venv/bin/python benchmarks/assignment.py --duration 10 --repeats 5 --connections 16
+
+Two optional servers join the same alternation, for before/after comparisons in one run:
+``--client-key`` adds ranktune with RANKTUNE_CLIENT_KEY_REQUIRED=true, which wrk calls with
+a client token (``Authorization: Bearer``); ``--before DIR`` adds ranktune running the
+source tree in DIR (e.g. ``git archive main | tar -x -C DIR``). Each is reported as the
+median of its per-repeat ratios to ranktune (the pairs ran back to back).
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from benchmarks.common import (
     fmt_ms,
     fmt_rate,
     free_port,
+    http_json,
     median,
     process_cpu_seconds,
     run_wrk,
@@ -77,7 +84,15 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, float]:
     return summary
 
 
-def run(duration: float, repeats: int, connections: int, warmup: float = 3.0) -> dict[str, Any]:
+def run(
+    duration: float,
+    repeats: int,
+    connections: int,
+    warmup: float = 3.0,
+    *,
+    client_key: bool = False,
+    before: Path | None = None,
+) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix="ranktune-bench-assignment-"))
     database_url = f"sqlite:///{workdir / 'ranktune.db'}"
     say(
@@ -94,13 +109,29 @@ def run(duration: float, repeats: int, connections: int, warmup: float = 3.0) ->
         raw = start_script("raw", "raw_asgi_app.py", workdir / "raw.log")
         servers.callback(raw.stop)
         create_example_experiment(ranktune)
-        results = _alternate(
-            {"baseline": baseline, "ranktune": ranktune, "raw": raw},
-            duration,
-            repeats,
-            connections,
-            warmup,
-        )
+        targets = {"baseline": baseline, "ranktune": ranktune, "raw": raw}
+        keys: dict[str, str] = {}
+        if client_key:
+            keyed = start_ranktune(
+                f"sqlite:///{workdir / 'keyed.db'}",
+                workdir / "keyed.log",
+                RANKTUNE_CLIENT_KEY_REQUIRED="true",
+            )
+            servers.callback(keyed.stop)
+            create_example_experiment(keyed)
+            token = http_json(
+                "POST", keyed.url + "/v1/tokens", {"name": "bench", "role": "client"}, admin=True
+            )
+            targets["keyed"] = keyed
+            keys["keyed"] = token["token"]
+        if before is not None:
+            old = start_ranktune(
+                f"sqlite:///{workdir / 'before.db'}", workdir / "before.log", code=before
+            )
+            servers.callback(old.stop)
+            create_example_experiment(old)
+            targets["before"] = old
+        results = _alternate(targets, duration, repeats, connections, warmup, keys)
     load_after = load_average()
     say(f"  load average after: {load_after}")
     base, ours, ceiling = (summarise(results[name]) for name in ("baseline", "ranktune", "raw"))
@@ -139,21 +170,49 @@ def run(duration: float, repeats: int, connections: int, warmup: float = 3.0) ->
             f"assignment: server CPU per request: ranktune {ours['cpu_us']:.0f} us, baseline "
             f"{base['cpu_us']:.0f} us ({summary['cpu_ratio']:.2f}x), raw {ceiling['cpu_us']:.0f} us"
         )
+    for name, what in (("keyed", "with a required client key"), ("before", f"of {before}")):
+        if name not in results:
+            continue
+        other = summarise(results[name])
+        pairs = {
+            figure: _pair_median(results, name, "ranktune", figure)
+            for figure in ("rps", "p50_us", "p99_us")
+        }
+        if all("cpu_us" in run for run in results[name] + results["ranktune"]):
+            pairs["cpu_us"] = _pair_median(results, name, "ranktune", "cpu_us")
+        summary[name] = {**other, "paired_ratio_to_ranktune": pairs}
+        say(
+            f"assignment: ranktune {what}: {fmt_rate(other['rps'])} req/s, p50 "
+            f"{fmt_ms(other['p50_us'])} ms, p99 {fmt_ms(other['p99_us'])} ms; median of pairs / "
+            f"ranktune: throughput {pairs['rps']:.3f}x, p50 {pairs['p50_us']:.3f}x, p99 "
+            f"{pairs['p99_us']:.3f}x"
+            + (f", server CPU {pairs['cpu_us']:.3f}x" if "cpu_us" in pairs else "")
+        )
     return summary
 
 
 def _alternate(
-    targets: dict[str, Server], duration: float, repeats: int, connections: int, warmup: float
+    targets: dict[str, Server],
+    duration: float,
+    repeats: int,
+    connections: int,
+    warmup: float,
+    keys: dict[str, str] | None = None,
 ) -> dict[str, list[dict[str, Any]]]:
     """Warm every server up, then run them in turn, forward and backward on alternate
     repeats (A B C, C B A, ...), so that each server runs as often early as late."""
     prefix = secrets.token_hex(4)
     url = "/v1/experiments/similar-items/assignment"
-    for server in targets.values():
+    keys = keys or {}
+
+    def key_of(name: str) -> list[str]:
+        return [keys[name]] if name in keys else []
+
+    for name, server in targets.items():
         run_wrk(
             server.url + url,
             SCRIPT,
-            ["similar-items", f"{prefix}w"],
+            ["similar-items", f"{prefix}w", *key_of(name)],
             duration=warmup,
             connections=connections,
         )
@@ -165,7 +224,7 @@ def _alternate(
             figures = run_wrk(
                 targets[name].url + url,
                 SCRIPT,
-                ["similar-items", f"{prefix}{repeat}"],
+                ["similar-items", f"{prefix}{repeat}", *key_of(name)],
                 duration=duration,
                 connections=connections,
             )
@@ -199,8 +258,22 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per wrk run")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument(
+        "--client-key",
+        action="store_true",
+        help="also ranktune with RANKTUNE_CLIENT_KEY_REQUIRED=true, called with a client token",
+    )
+    parser.add_argument(
+        "--before", type=Path, help="also ranktune running the source tree in this directory"
+    )
     args = parser.parse_args()
-    run(args.duration, args.repeats, args.connections)
+    run(
+        args.duration,
+        args.repeats,
+        args.connections,
+        client_key=args.client_key,
+        before=args.before,
+    )
     return 0
 
 

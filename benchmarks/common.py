@@ -97,6 +97,8 @@ class Server:
     log_path: Path
     env: dict[str, str] | None = None
     process: subprocess.Popen[bytes] | None = None
+    # Where the command runs (``python -m ranktune`` there runs that directory's code).
+    cwd: Path = ROOT
 
     @property
     def url(self) -> str:
@@ -106,7 +108,7 @@ class Server:
         log = self.log_path.open("wb")
         self.process = subprocess.Popen(
             self.command,
-            cwd=ROOT,
+            cwd=self.cwd,
             env={**os.environ, **(self.env or {})},
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -152,14 +154,21 @@ def http_json(
         return json.loads(answer.read())
 
 
-def start_ranktune(database_url: str, log_path: Path, **env: str) -> Server:
+def start_ranktune(
+    database_url: str, log_path: Path, *, code: Path | None = None, **env: str
+) -> Server:
+    """``ranktune serve`` of this checkout, or of the source tree ``code`` (another commit's
+    files, e.g. ``git archive main | tar -x -C DIR``: ``python -m ranktune`` run there imports
+    them before the installed ones)."""
     port = free_port()
+    command = [*ranktune_command()] if code is None else [sys.executable, "-m", "ranktune"]
     server = Server(
         "ranktune",
-        [*ranktune_command(), "serve", "--upgrade", "--port", str(port), "--log-level", LOG_LEVEL],
+        [*command, "serve", "--upgrade", "--port", str(port), "--log-level", LOG_LEVEL],
         port,
         log_path,
         env={"RANKTUNE_DATABASE_URL": database_url, "RANKTUNE_ADMIN_TOKEN": ADMIN_TOKEN, **env},
+        cwd=code or ROOT,
     )
     return server.start()
 
@@ -172,7 +181,10 @@ def create_example_experiment(server: Server) -> dict[str, Any]:
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         try:
-            http_json("GET", f"{server.url}/v1/experiments/similar-items/assignment?unit=warm")
+            # With the admin token, which a server that requires a client key accepts too.
+            http_json(
+                "GET", f"{server.url}/v1/experiments/similar-items/assignment?unit=warm", admin=True
+            )
             return created
         except urllib.error.HTTPError:
             time.sleep(0.1)

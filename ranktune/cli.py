@@ -2,6 +2,7 @@
 
   ranktune serve        the API, the scheduler and the event writer of one replica
   ranktune db upgrade   apply the database migrations
+  ranktune tokens       create, list and revoke stored tokens (admin, viewer, client)
   ranktune simulate     the simulator (ranktune simulate --help)
   ranktune openapi      the OpenAPI document, or the API reference (docs/api.md) in Markdown
 
@@ -125,6 +126,71 @@ def _openapi(args: argparse.Namespace) -> int:
     return 0
 
 
+def _tokens(args: argparse.Namespace) -> int:
+    """Stored tokens in the database of RANKTUNE_DATABASE_URL (or --url), as the admin API's
+    /v1/tokens manages them. Running servers see a change within a snapshot refresh."""
+    import json
+
+    from pydantic import ValidationError
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from api import schemas
+    from api.db import make_engine, make_session_factory
+    from api.errors import ApiError
+    from api.services import tokens as service
+    from api.tokens import acting_token
+
+    url = args.url or load_settings().database_url
+    if args.tokens_command == "create":
+        try:
+            body = schemas.TokenCreate(name=args.name, role=args.role)
+        except ValidationError as error:
+            problem = error.errors(include_url=False, include_input=False)[0]
+            raise UsageError(f"--{problem['loc'][0]}: {problem['msg']}") from None
+    engine = make_engine(url)
+    acting_token.set("ranktune tokens (command line)")
+    try:
+        with make_session_factory(engine)() as session, session.begin():
+            if args.tokens_command == "create":
+                created = service.create_token(session, body.name, body.role)
+                print(created.token)
+                print(
+                    f"token {created.id} ({created.role}, {created.name!r}, prefix "
+                    f"{created.prefix}) created; it is shown only now, store it safely",
+                    file=sys.stderr,
+                )
+            elif args.tokens_command == "list":
+                rows = [token.model_dump(mode="json") for token in service.list_tokens(session)]
+                if args.json:
+                    print(json.dumps(rows, indent=2))
+                else:
+                    print(
+                        f"{'ID':>4}  {'ROLE':<7} {'PREFIX':<10} {'CREATED':<25} {'STATUS':<9} NAME"
+                    )
+                    for row in rows:
+                        status = "revoked" if row["revoked_at"] else "active"
+                        print(
+                            f"{row['id']:>4}  {row['role']:<7} {row['prefix']:<10} "
+                            f"{row['created_at']:<25} {status:<9} {row['name']}"
+                        )
+            else:
+                revoked = service.revoke_token(session, args.id)
+                print(f"token {revoked.id} ({revoked.role}, {revoked.name!r}) revoked")
+    except ApiError as error:
+        print(f"ranktune tokens: {error.detail}", file=sys.stderr)
+        return 1
+    except SQLAlchemyError as error:
+        print(
+            f"ranktune tokens: the database at {_safe(url)} is not ready ({type(error).__name__});"
+            " run `ranktune db upgrade` first",
+            file=sys.stderr,
+        )
+        return 1
+    finally:
+        engine.dispose()
+    return 0
+
+
 def _safe(url: str) -> str:
     from sqlalchemy.engine import make_url
 
@@ -178,6 +244,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     openapi.add_argument("--output", "-o", help="write to this file (default: stdout)")
     openapi.set_defaults(run=_openapi)
+
+    tokens = commands.add_parser(
+        "tokens", help="stored tokens: create, list, revoke (docs/security.md)"
+    )
+    tokens_commands = tokens.add_subparsers(dest="tokens_command", required=True, metavar="COMMAND")
+    create = tokens_commands.add_parser(
+        "create", help="create a token and print it (once: only its hash is stored)"
+    )
+    create.add_argument("--role", required=True, choices=["admin", "viewer", "client"])
+    create.add_argument("--name", required=True, help="what the token is for")
+    listing = tokens_commands.add_parser("list", help="every token, without secrets")
+    listing.add_argument("--json", action="store_true", help="as JSON")
+    revoke = tokens_commands.add_parser("revoke", help="revoke a token by its id")
+    revoke.add_argument("id", type=int, help="the token's id (see `ranktune tokens list`)")
+    for command in (create, listing, revoke):
+        command.add_argument("--url", help="database URL (default RANKTUNE_DATABASE_URL)")
+        command.set_defaults(run=_tokens)
 
     commands.add_parser(
         "simulate", help="bandit simulations (ranktune simulate --help)", add_help=False

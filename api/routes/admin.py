@@ -1,5 +1,5 @@
-"""Admin API (bearer token): experiments, arms, metrics, ticks, evolution, statistics, the
-report, audit log."""
+"""Admin API (bearer token; viewer tokens may call its GET routes): experiments, arms,
+metrics, ticks, evolution, statistics, the report, audit log."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from api.enums import ExpertStatus
 from api.openapi import HEAVY_READ, conflict, not_found
 from api.plots import FORMATS
 from api.runtime import Runtime
-from api.security import AdminOnly, AdminRoute
+from api.security import AdminOrViewerReads, AdminRoute
 from api.services import evolution as evolution_service
 from api.services import experiments as service
 from api.services import metrics as metrics_service
@@ -24,7 +24,7 @@ from api.services.common import arm_out, require_experiment
 
 router = APIRouter(
     prefix="/v1",
-    dependencies=[AdminOnly],
+    dependencies=[AdminOrViewerReads],
     tags=["admin"],
     route_class=AdminRoute,
 )

@@ -1,4 +1,6 @@
-"""Client API: get a configuration for a unit, report events. No admin token.
+"""Client API: get a configuration for a unit, report events. No admin token; a client
+key (a stored client token, or an admin token) when RANKTUNE_CLIENT_KEY_REQUIRED is on
+(``api.security.check_client_key``, checked before anything else, the body included).
 
 The assignment path reads only the in-memory snapshot (no database) and writes its JSON
 by hand from pre-serialised configurations: it is the request every page view makes.
@@ -24,11 +26,13 @@ from api.errors import (
     UnsupportedMediaType,
     validation_failure,
 )
+from api.openapi import CLIENT_KEY
 from api.routes.direct import DirectRoute
 from api.runtime import Runtime
+from api.security import check_client_key
 from api.serving import ExperimentSnapshot
 
-router = APIRouter(prefix="/v1", tags=["client"])
+router = APIRouter(prefix="/v1", tags=["client"], responses=CLIENT_KEY)
 
 
 async def assignment(
@@ -38,6 +42,8 @@ async def assignment(
 ) -> Response:
     """A configuration for the unit."""
     runtime: Runtime = request.app.state.runtime
+    if runtime.settings.client_key_required:
+        check_client_key(request)
     snapshot = runtime.serving.get(name)
     if snapshot is None:
         raise NotFound(f"experiment {name!r} does not exist", field="name")
@@ -74,6 +80,8 @@ async def snapshot(
     """What this replica serves from memory: posteriors and the version they were loaded at,
     the reference configuration and who counts exposures (what the client SDK caches)."""
     runtime: Runtime = request.app.state.runtime
+    if runtime.settings.client_key_required:
+        check_client_key(request)
     snap = runtime.serving.get(name)
     if snap is None:
         raise NotFound(f"experiment {name!r} does not exist", field="name")
@@ -107,6 +115,8 @@ async def post_events(request: Request) -> Response:
     at most its experiment's limit per event type: the rest is stored but quarantined.
     """
     runtime: Runtime = request.app.state.runtime
+    if runtime.settings.client_key_required:
+        check_client_key(request)
     batch = await read_event_batch(
         request, runtime.event_batch_model, runtime.settings.max_batch_events
     )

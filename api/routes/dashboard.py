@@ -35,6 +35,7 @@ from api.errors import ApiError, Forbidden, InvalidInput, NotFound, validation_f
 from api.routes import admin
 from api.runtime import Runtime
 from api.services import dashboard
+from api.tokens import acting_token
 from api.web_session import (
     CSRF_FIELD,
     CSRF_HEADER,
@@ -301,11 +302,13 @@ async def login(request: Request) -> Response:
             status_code=403,
         )
     principal = _verifier(request).verify(forms.first(form, "token"))
-    if principal is None:
+    if principal is None or not principal.can_sign_in:
+        wrong = "wrong token (or revoked)" if principal is None else "a client token cannot sign in"
         return _login_page(
             request,
             next_path=next_path,
-            error="token: wrong token; expected the admin token (RANKTUNE_ADMIN_TOKEN)",
+            error=f"token: {wrong}; expected an admin token (RANKTUNE_ADMIN_TOKEN or a "
+            "stored admin token) or a viewer token",
             status_code=403,
         )
     cookie, _ = signer.issue(principal, time.time())
@@ -370,6 +373,8 @@ async def _checked_post(
             session,
             Forbidden("role: viewers can look, not steer; expected an admin", field="role"),
         )
+    # The audit log names the token this session signed in with (api.tokens).
+    acting_token.set(_verifier(request).label(session.principal))
     return session, form
 
 

@@ -10,14 +10,14 @@ from api import schemas
 from api.enums import DeliveryStatus, NotificationKind
 from api.openapi import conflict, not_found
 from api.routes.admin import Limit, runtime_of
-from api.security import AdminOnly, AdminRoute
+from api.security import AdminOnly, AdminOnlyRoute
 from api.services import webhooks as service
 
 router = APIRouter(
     prefix="/v1",
     dependencies=[AdminOnly],
     tags=["notifications"],
-    route_class=AdminRoute,
+    route_class=AdminOnlyRoute,
 )
 WebhookId = Annotated[int, Path(ge=1, le=2**31 - 1, description="the webhook's id")]
 ExperimentFilter = Annotated[

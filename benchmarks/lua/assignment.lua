@@ -1,6 +1,6 @@
 -- GET /v1/experiments/<name>/assignment?unit=<unit>, a new unit on every request.
 -- Used unchanged against ranktune and against the baseline.
--- wrk -s assignment.lua URL -- <experiment name> <run prefix>
+-- wrk -s assignment.lua URL -- <experiment name> <run prefix> [<client key>]
 local threads = {}
 local counter = 0
 local path = "/v1/experiments/similar-items/assignment?unit="
@@ -14,6 +14,9 @@ function init(args)
    local name = args[1] or "similar-items"
    local prefix = args[2] or "u"
    path = "/v1/experiments/" .. name .. "/assignment?unit=" .. prefix .. "-" .. thread_id .. "-"
+   if args[3] then
+      wrk.headers["Authorization"] = "Bearer " .. args[3]
+   end
 end
 
 function request()

@@ -53,6 +53,7 @@ class AsyncClient:
         experiments: Iterable[str] = (),
         headers: Mapping[str, str] | None = None,
         verify: ssl.SSLContext | bool = True,
+        client_key: str | None = None,
     ) -> None:
         settings = Settings(
             base_url=base_url,
@@ -65,6 +66,7 @@ class AsyncClient:
             defaults=dict(defaults or {}),
             headers=dict(headers or {}),
             verify=verify,
+            client_key=client_key,
         )
         self._initial = [check_experiment(name) for name in experiments]
         self._shared = Shared(settings)

@@ -45,6 +45,8 @@ class Settings:
     defaults: Mapping[str, Config] = field(default_factory=dict)
     headers: Mapping[str, str] = field(default_factory=dict)
     verify: ssl.SSLContext | bool = True
+    # Sent as ``Authorization: Bearer <client_key>``; kept out of repr() and logs.
+    client_key: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         for name in ("timeout", "background_timeout", "max_backoff", "snapshot_refresh"):
@@ -55,6 +57,16 @@ class Settings:
             raise ValueError(f"max_queue: expected at least 1, got {self.max_queue}")
         if not 1 <= self.max_batch <= MAX_BATCH_EVENTS:
             raise ValueError(f"max_batch: expected 1 to {MAX_BATCH_EVENTS}, got {self.max_batch}")
+        if self.client_key is not None:
+            if not self.client_key or not all("!" <= char <= "~" for char in self.client_key):
+                raise ValueError(
+                    "client_key: expected the token of `ranktune tokens create --role client` "
+                    "(printable ASCII without spaces)"
+                )
+            if any(name.lower() == "authorization" for name in self.headers):
+                raise ValueError(
+                    "client_key: headers already has Authorization; expected one or the other"
+                )
 
     def request_timeout(self) -> httpx.Timeout:
         """get_config's bound, on connecting, sending and reading alike."""
@@ -80,10 +92,13 @@ class Shared:
     def http_options(self, timeout: httpx.Timeout | float) -> dict[str, Any]:
         """The arguments of the client's httpx clients (sync and async alike)."""
         settings = self.settings
+        headers = dict(settings.headers)
+        if settings.client_key is not None:
+            headers["Authorization"] = f"Bearer {settings.client_key}"
         return {
             "base_url": settings.base_url,
             "timeout": timeout,
-            "headers": dict(settings.headers),
+            "headers": headers,
             "verify": self._verify,
         }
 

@@ -50,7 +50,10 @@ class Client:
     cached reference configurations are refreshed; ``defaults`` maps experiments to the
     configuration to serve when ranktune is unreachable and nothing is cached yet;
     ``experiments`` are fetched into the cache at once; ``headers`` go with every request;
-    ``verify`` is httpx's (an ``ssl.SSLContext`` for a private CA, or False).
+    ``verify`` is httpx's (an ``ssl.SSLContext`` for a private CA, or False); ``client_key``
+    (a client token) is sent as ``Authorization: Bearer`` on every request, for servers with
+    RANKTUNE_CLIENT_KEY_REQUIRED (without it, or with a wrong one, get_config raises
+    :class:`~ranktune_client.Unauthorized` or :class:`~ranktune_client.Forbidden`).
     """
 
     def __init__(
@@ -67,6 +70,7 @@ class Client:
         experiments: Iterable[str] = (),
         headers: Mapping[str, str] | None = None,
         verify: ssl.SSLContext | bool = True,
+        client_key: str | None = None,
     ) -> None:
         settings = Settings(
             base_url=base_url,
@@ -79,6 +83,7 @@ class Client:
             defaults=dict(defaults or {}),
             headers=dict(headers or {}),
             verify=verify,
+            client_key=client_key,
         )
         names = [check_experiment(name) for name in experiments]
         self._shared = Shared(settings)

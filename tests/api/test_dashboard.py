@@ -20,7 +20,6 @@ from scipy import stats
 from api.app import create_app
 from api.web_session import (
     SESSION_COOKIE,
-    AdminTokenVerifier,
     Principal,
     Role,
     SessionSigner,
@@ -210,26 +209,46 @@ def test_the_csrf_token_is_the_sessions_own(client: TestClient) -> None:
     assert inspect(client)["status"] == "running"
 
 
-class ViewerTokens(AdminTokenVerifier):
-    """The admin token, plus one viewer token: how roles plug into the dashboard."""
-
-    def verify(self, token: str) -> Principal | None:
-        if token == "viewer-token-0123456789":
-            return Principal(Role.VIEWER, "viewer-1")
-        return super().verify(token)
-
-    def is_valid(self, principal: Principal) -> bool:
-        return principal == Principal(Role.VIEWER, "viewer-1") or super().is_valid(principal)
-
-
 @pytest.fixture
 def viewer(sqlite_url: str) -> Iterator[TestClient]:
-    app = create_app(settings_for(sqlite_url))
-    app.state.token_verifier = ViewerTokens(ADMIN_TOKEN)
-    with TestClient(app) as client:
+    """Signed in with a stored viewer token (POST /v1/tokens)."""
+    with TestClient(create_app(settings_for(sqlite_url))) as client:
         create(client)
-        assert sign_in(client, "viewer-token-0123456789").status_code == 303
+        token = client.post("/v1/tokens", json={"name": "viewer", "role": "viewer"}, headers=ADMIN)
+        assert token.status_code == 201, token.text
+        assert sign_in(client, token.json()["token"]).status_code == 303
         yield client
+
+
+def test_revoking_a_viewer_token_ends_its_sessions(viewer: TestClient) -> None:
+    assert viewer.get("/experiments/similar-items").status_code == 200
+    (token,) = viewer.get("/v1/tokens", headers=ADMIN).json()
+    assert viewer.delete(f"/v1/tokens/{token['id']}", headers=ADMIN).status_code == 200
+    answer = viewer.get("/experiments/similar-items", follow_redirects=False)
+    assert answer.status_code == 303 and answer.headers["location"].startswith("/login")
+
+
+def test_a_client_token_does_not_sign_in(client: TestClient) -> None:
+    created = client.post("/v1/tokens", json={"name": "web", "role": "client"}, headers=ADMIN)
+    answer = sign_in(client, created.json()["token"])
+    assert answer.status_code == 403
+    assert "token: a client token cannot sign in" in answer.text
+    assert SESSION_COOKIE not in answer.cookies
+
+
+def test_steering_through_the_dashboard_is_audited_with_the_token(
+    signed_in: TestClient,
+) -> None:
+    create(signed_in)
+    answer = signed_in.post(
+        "/experiments/similar-items/status",
+        data={"action": "pause", "csrf_token": page_token(signed_in)},
+        follow_redirects=False,
+    )
+    assert answer.status_code == 303
+    entries = signed_in.get("/v1/audit", params={"experiment": "similar-items"}, headers=ADMIN)
+    pause = next(entry for entry in entries.json() if entry["action"] == "experiment.pause")
+    assert pause["token"] == "RANKTUNE_ADMIN_TOKEN"
 
 
 def test_a_viewer_reads_every_page_but_steers_nothing(viewer: TestClient) -> None:
