@@ -79,8 +79,9 @@ EXPECTED_ERRORS = {
     ("delete", "/v1/experiments/{name}/arms/{arm_id}"): {401, 403, 404, 409, 422},
     ("get", "/v1/experiments/{name}/stats"): {401, 403, 404, 422, 503},
     ("post", "/v1/experiments/{name}/tick"): {400, 401, 403, 404, 409, 413, 422},
-    ("get", "/v1/experiments/{name}/assignment"): {404, 422},
-    ("post", "/v1/events"): {400, 409, 413, 415, 422},
+    # 401 and 403 on the client routes: only with RANKTUNE_CLIENT_KEY_REQUIRED.
+    ("get", "/v1/experiments/{name}/assignment"): {401, 403, 404, 422},
+    ("post", "/v1/events"): {400, 401, 403, 409, 413, 415, 422},
     ("post", "/v1/webhooks"): {400, 401, 403, 413, 422},
     ("get", "/v1/notifications"): {401, 403, 404, 422},
 }
@@ -102,7 +103,11 @@ def test_error_codes_follow_each_operations_shape() -> None:
             or not codes & {400, 413},
             "415 only on POST /v1/events, which checks its Content-Type itself": 415 not in codes
             or path == "/v1/events",
-            "401 and 403 exactly on admin operations": (401 in codes) == (403 in codes) == admin,
+            "401 and 403 exactly on admin operations and the client routes (client key)": (
+                401 in codes
+            )
+            == (403 in codes)
+            == (admin or "client" in operation.get("tags", [])),
             "422 exactly where there is something to validate": (422 in codes) == checked,
             "404 only where a parameter names something to look up": 404 not in codes
             or bool(operation.get("parameters")),
@@ -145,7 +150,8 @@ def test_the_error_codes_derived_from_an_operations_shape_are_answered(
     the fuzz test sends what the schema allows and more."""
     limit = 4096
     failures = []
-    with make_client(max_body_bytes=limit) as client:
+    # A client key required, so that the client routes' 401 and 403 are answered too.
+    with make_client(max_body_bytes=limit, client_key_required=True) as client:
         for method, path, operation in operations():
             codes = error_codes(operation)
             url, query = url_for(path, operation)
