@@ -150,11 +150,12 @@ def _rows(schema: dict[str, Any], prefix: str = "") -> list[str]:
     required = set(schema.get("required", []))
     rows = []
     for field, prop in schema.get("properties", {}).items():
-        default = f" Default: `{json.dumps(prop['default'])}`." if "default" in prop else ""
-        rows.append(
-            f"| `{prefix}{field}` | {_cell(_type(prop))} | {'yes' if field in required else 'no'}"
-            f" | {_cell(prop.get('description', ''))}{default} |"
-        )
+        text = _cell(prop.get("description", ""))
+        if "default" in prop:
+            text += ("" if text.endswith(".") or not text else ".") + " Default: "
+            text += f"`{json.dumps(prop['default'])}`."
+        required_field = "yes" if field in required else "no"
+        rows.append(f"| `{prefix}{field}` | {_cell(_type(prop))} | {required_field} | {text} |")
         items = prop.get("items", {})
         if "properties" in items:
             rows += _rows(items, f"{prefix}{field}[].")
