@@ -28,9 +28,10 @@ from api import repositories as repo
 from api.errors import InvalidInput
 from api.retention import DAY_S, RETRY_MARGIN_S, keep_s, longest_attribution_window_s
 
-# Rows per transaction. A batch of 5000 events takes about 10-40 ms on SQLite (the
-# write lock's hold time); benchmarks/db_growth.py prints the rate.
-BATCH_ROWS = 5000
+# Rows per transaction: on SQLite the write lock's hold time, which delays the event
+# writer's next commit. 2000 events took 24-33 ms on the shared test machine (5000: 70 ms,
+# up to 530 ms under load); benchmarks/db_growth.py prints the mean and the longest.
+BATCH_ROWS = 2000
 # After each batch the job waits at least this long (and at least as long as the batch
 # took): SQLite's busy handler retries a waiting writer at most 100 ms apart, so the
 # writer always gets its turn between two batches.
@@ -64,7 +65,8 @@ class Pruned:
     deliveries: int = 0
     notifications: int = 0
     batches: int = 0
-    longest_batch_s: float = 0.0  # the longest transaction (on SQLite: the write lock's hold)
+    busy_s: float = 0.0  # time in the event batches' transactions (on SQLite: holding the lock)
+    longest_batch_s: float = 0.0  # the longest of them
     finished: bool = True  # False: the run's time budget ran out; the next run goes on
 
 
@@ -102,14 +104,16 @@ def prune(
             batch = repo.prune_events(session, before=before, after_id=after_id, limit=batch_rows)
         pruned.events += batch.deleted
         pruned.batches += 1
-        pruned.longest_batch_s = max(pruned.longest_batch_s, time.monotonic() - batch_started)
+        took = time.monotonic() - batch_started
+        pruned.busy_s += took
+        pruned.longest_batch_s = max(pruned.longest_batch_s, took)
         if batch.last_id is None or batch.deleted < batch.examined:
             break
         after_id = batch.last_id
         if time.monotonic() - started > budget_s:
             pruned.finished = False
             return pruned
-        sleep(max(pause_s, time.monotonic() - batch_started))
+        sleep(max(pause_s, took))
     # Deliveries and notifications: decisions write a few a day; one batch each is plenty,
     # and what is left goes at the next run.
     purge_before = now - timedelta(seconds=retention_days * DAY_S)
