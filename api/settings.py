@@ -83,11 +83,12 @@ class Settings(BaseSettings):
     maintenance_interval_s: float = Field(
         60.0,
         gt=0,
-        description="how often the scheduler forgets expired tickets' counts and drops "
-        "pending counts of stopped experiments",
+        description="how often the scheduler forgets expired tickets' counts, drops "
+        "pending counts of stopped experiments and prunes what is past the retention window",
     )
     event_retention_days: float = Field(
         7.0,
+        le=3650,
         description="how long stored events (and with them the event ids that make retries "
         "idempotent), finished webhook deliveries and their notifications are kept; at "
         f"least {MIN_RETENTION_DAYS:g} days, and an experiment's attribution window may be at "

@@ -6,8 +6,8 @@ it (``api.ingest``), so the ticks never need the rows, and nothing else reads th
 one use after the commit is the idempotency check of a retry, which only needs them while a
 retry can still be accepted (``api.retention``). The job deletes them in small batches,
 each its own short transaction in the primary key's order (the insertion order), with a
-pause after each: on SQLite each batch holds the write lock for a few milliseconds and the
-pause lets the event writer in; on PostgreSQL deleting old rows does not conflict with
+pause after each: on SQLite each batch holds the write lock for some tens of milliseconds
+and the pause lets the event writer in; on PostgreSQL deleting old rows does not conflict with
 inserting new ones.
 
 Webhook deliveries that are over (delivered, failed, cancelled) and older than the window

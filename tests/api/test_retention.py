@@ -95,6 +95,10 @@ def test_a_retention_shorter_than_a_retry_is_refused_at_start(
     message = str(refused.value)
     assert "RANKTUNE_EVENT_RETENTION_DAYS: 0.2 days; expected at least" in message
     assert "retry" in message
+    for endless in ("inf", "nan", "3651"):  # a cut-off before year 1 would fail every run
+        monkeypatch.setenv("RANKTUNE_EVENT_RETENTION_DAYS", endless)
+        with pytest.raises(UsageError, match="RANKTUNE_EVENT_RETENTION_DAYS"):
+            load_settings()
 
 
 def test_the_attribution_window_is_bounded_by_the_retention(make_client: ClientFactory) -> None:
