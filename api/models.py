@@ -240,10 +240,13 @@ class Phase(Base):
 class Event(Base):
     """One reported event, or one flush of server-counted exposures (``event_id`` NULL).
 
-    The rows are the durable record (and the idempotency check); what the ticks count is
-    :class:`PendingCount`, added to in the same transaction as the rows. ``tick_id`` is no
-    longer set (migration 0003): it stays NULL, and is kept only because dropping a column
-    rewrites the whole table on SQLite.
+    The rows are the idempotency check of retries (the unique event id) and a record of
+    the last ``RANKTUNE_EVENT_RETENTION_DAYS``: the maintenance job deletes older ones
+    (``api.services.retention``; ids are handed out in insertion order, so the oldest rows
+    are the first range of the primary key). What the ticks count is :class:`PendingCount`,
+    added to in the same transaction as the rows, so no count needs a row after its commit.
+    ``tick_id`` is no longer set (migration 0003): it stays NULL, and is kept only because
+    dropping a column rewrites the whole table on SQLite.
     """
 
     __tablename__ = "events"
@@ -274,7 +277,8 @@ class PendingCount(Base):
     The event writer adds its accepted rows here in the transaction that inserts them; a tick
     that applies deletes the rows it read, in the transaction of the posterior update; a tick
     that cannot apply leaves them for the next (carry forward). So, per experiment, group and
-    type: applied ticks + pending counts == stored events, and a tick costs O(arms).
+    type: applied ticks + pending counts == stored events (until events older than the
+    retention window are pruned), and a tick costs O(arms).
     """
 
     __tablename__ = "pending_counts"

@@ -35,6 +35,7 @@ from api.models import (
     ApiToken,
     Arm,
     AuditEntry,
+    Event,
     Experiment,
     ExperimentMetric,
     ExpertConfig,
@@ -400,6 +401,43 @@ def purge_expired_ticket_credits(session: Session, now: float, margin_s: float) 
     return int(getattr(result, "rowcount", 0) or 0)
 
 
+def longest_attribution_window_s(session: Session) -> float | None:
+    """The longest attribution window of any stored experiment (None: no experiment)."""
+    longest = session.scalar(select(func.max(Experiment.attribution_window_s)))
+    return None if longest is None else float(longest)
+
+
+class PrunedBatch(NamedTuple):
+    """What one batch of :func:`prune_events` did."""
+
+    examined: int  # rows after ``after_id`` looked at (at most the limit)
+    deleted: int  # of those, received before the cut-off
+    last_id: int | None  # the largest id examined (None: no rows after ``after_id``)
+
+
+def prune_events(session: Session, *, before: datetime, after_id: int, limit: int) -> PrunedBatch:
+    """Delete the events received before ``before`` among the ``limit`` rows with the next
+    ids after ``after_id``.
+
+    Ids are handed out in insertion order, so the primary key is the time order of the
+    table: the oldest rows are the first range of it, found without an index of its own on
+    ``received_at`` (which every insert would pay for). ``received_at`` still decides what
+    goes: a row inserted a moment out of order (two writers on PostgreSQL) is left for a
+    later batch, never deleted early. ``examined > deleted`` means the batch reached rows
+    that are kept: everything older is gone.
+    """
+    window = select(Event.id).where(Event.id > after_id).order_by(Event.id).limit(limit).subquery()
+    last_id, examined = session.execute(select(func.max(window.c.id), func.count())).one()
+    if not examined:
+        return PrunedBatch(0, 0, None)
+    result = session.execute(
+        delete(Event)
+        .where(Event.id > after_id, Event.id <= last_id, Event.received_at < before)
+        .execution_options(synchronize_session=False)
+    )
+    return PrunedBatch(int(examined), int(getattr(result, "rowcount", 0) or 0), int(last_id))
+
+
 # -- phases --------------------------------------------------------------------------------
 def phases_of(session: Session, experiment_id: int) -> Sequence[Phase]:
     """The experiment's phases, first to current."""
@@ -643,6 +681,42 @@ def cancel_pending_deliveries(session: Session, webhook_id: int, now: datetime) 
             WebhookDelivery.status == DeliveryStatus.PENDING,
         )
         .values(status=DeliveryStatus.CANCELLED, next_attempt_at=None, finished_at=now)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def purge_finished_deliveries(session: Session, *, before: datetime, limit: int) -> int:
+    """Delete up to ``limit`` deliveries that finished (delivered, failed, cancelled) before
+    ``before``; how many. Pending ones stay whatever their age: the deliverer still owes
+    them."""
+    ids = select(WebhookDelivery.id).where(
+        WebhookDelivery.status != DeliveryStatus.PENDING, WebhookDelivery.finished_at < before
+    )
+    result = session.execute(
+        delete(WebhookDelivery)
+        .where(WebhookDelivery.id.in_(ids.order_by(WebhookDelivery.id).limit(limit)))
+        .execution_options(synchronize_session=False)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def purge_notifications(session: Session, *, before: datetime, limit: int) -> int:
+    """Delete up to ``limit`` notifications created before ``before`` that no delivery
+    refers to any more (their deliveries are over and purged, or they had none); how many.
+    A report snapshot a notification named stays (phases and the decisions refer to it)."""
+    has_delivery = select(WebhookDelivery.id).where(
+        WebhookDelivery.notification_id == Notification.id
+    )
+    ids = (
+        select(Notification.id)
+        .where(Notification.created_at < before, ~has_delivery.exists())
+        .order_by(Notification.id)
+        .limit(limit)
+    )
+    result = session.execute(
+        delete(Notification)
+        .where(Notification.id.in_(ids))
+        .execution_options(synchronize_session=False)
     )
     return int(getattr(result, "rowcount", 0) or 0)
 

@@ -32,6 +32,7 @@ from api.services.decisions import DecisionOutcome, evaluate_decisions
 from api.services.events import CLOCK_SKEW_S, EventIntake
 from api.services.evolution import run_evolution_step
 from api.services.experiments import discard_pending_of_stopped
+from api.services.retention import prune
 from api.services.ticks import apply_tick
 from api.services.tokens import active_tokens, note_use
 from api.serving import ServingState
@@ -365,8 +366,9 @@ class Runtime:
 
     def run_maintenance(self) -> None:
         """Forget per-ticket counts past their attribution window (with a minute's margin for
-        clock differences) and drop pending counts that no tick will consume (stopped
-        experiments)."""
+        clock differences), drop pending counts that no tick will consume (stopped
+        experiments), and prune what is older than the retention window
+        (``api.services.retention``: stored events, finished webhook deliveries)."""
         try:
             with self.transaction() as session:
                 purged = repo.purge_expired_ticket_credits(session, time.time(), CLOCK_SKEW_S)
@@ -379,3 +381,29 @@ class Runtime:
             logger.info("forgot the counts of %d expired tickets", purged)
         for name, totals in discarded.items():
             logger.info("experiment %r is stopped: discarded pending counts %s", name, totals)
+        self.prune()
+
+    def prune(self, *, now: datetime | None = None) -> None:
+        """Delete the events (and finished deliveries, notifications) older than
+        ``event_retention_days``, in short batches; logged, retried at the next run when it
+        fails."""
+        try:
+            pruned = prune(
+                self.transaction,
+                now=now or now_utc(),
+                retention_days=self.settings.event_retention_days,
+            )
+        except SQLAlchemyError:
+            logger.warning("pruning failed; it will be retried", exc_info=True)
+            return
+        if pruned.events or pruned.deliveries or pruned.notifications:
+            logger.info(
+                "pruned %d events, %d webhook deliveries and %d notifications older than %g "
+                "days in %d batches%s",
+                pruned.events,
+                pruned.deliveries,
+                pruned.notifications,
+                self.settings.event_retention_days,
+                pruned.batches,
+                "" if pruned.finished else " (more at the next run)",
+            )

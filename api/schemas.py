@@ -563,7 +563,9 @@ class ExperimentCreate(Strict):
         ge=60,
         le=30 * 86_400,
         description="events count only within this many seconds of their ticket's "
-        "assignment; later ones (and tickets issued in the future) get 422",
+        "assignment; later ones (and tickets issued in the future) get 422. At most the "
+        "server's event retention (RANKTUNE_EVENT_RETENTION_DAYS) minus an hour: 601200 s "
+        "with the default 7 days",
     )
     max_events_per_exposure: EventLimits | None = Field(
         None,

@@ -8,6 +8,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from api.retention import MIN_RETENTION_DAYS, retention_shortfall
+
 # 16 characters of even lower-case letters and digits are more than 80 bits; the bearer token
 # is the only thing between the network and the admin API.
 MIN_ADMIN_TOKEN_LENGTH = 16
@@ -95,8 +97,16 @@ class Settings(BaseSettings):
     maintenance_interval_s: float = Field(
         60.0,
         gt=0,
-        description="how often the scheduler forgets expired tickets' counts and drops "
-        "pending counts of stopped experiments",
+        description="how often the scheduler forgets expired tickets' counts, drops "
+        "pending counts of stopped experiments and prunes what is past the retention window",
+    )
+    event_retention_days: float = Field(
+        7.0,
+        le=3650,
+        description="how long stored events (and with them the event ids that make retries "
+        "idempotent), finished webhook deliveries and their notifications are kept; at "
+        f"least {MIN_RETENTION_DAYS:g} days, and an experiment's attribution window may be at "
+        "most this minus an hour (api.retention)",
     )
     heavy_reads: int = Field(
         2,
@@ -179,6 +189,16 @@ class Settings(BaseSettings):
                     "and host, no path), separated by commas"
                 )
         return origins
+
+    @field_validator("event_retention_days")
+    @classmethod
+    def _retention_outlasts_retries(cls, days: float) -> float:
+        """Refuse a window in which a retry could outlive its original: the event would be
+        counted twice (api.retention says how long a retry can still be accepted)."""
+        problem = retention_shortfall(days)
+        if problem is not None:
+            raise ValueError(problem)
+        return days
 
     @field_validator("admin_token")
     @classmethod

@@ -62,7 +62,11 @@ def create_experiment(request: Request, body: schemas.ExperimentCreate) -> schem
     runtime = runtime_of(request)
     with runtime.transaction() as session:
         experiment = service.create_experiment(
-            session, body, default_interval_s=runtime.settings.tick_interval_s, rng=runtime.rng
+            session,
+            body,
+            default_interval_s=runtime.settings.tick_interval_s,
+            rng=runtime.rng,
+            retention_days=runtime.settings.event_retention_days,
         )
         result = service.experiment_out(session, experiment)
     runtime.serving.refresh(runtime.read_session_factory, only=body.name)
@@ -100,7 +104,12 @@ def update_experiment(
     runtime.flush_exposures()  # a phase's final tick counts what this replica served
     with runtime.transaction() as session:
         experiment = phase_service.update_settings(
-            session, name, body, rng=runtime.rng, replica=runtime.replica
+            session,
+            name,
+            body,
+            rng=runtime.rng,
+            replica=runtime.replica,
+            retention_days=runtime.settings.event_retention_days,
         )
         result = service.experiment_out(session, experiment)
     runtime.serving.refresh(runtime.read_session_factory, only=name)

@@ -40,6 +40,7 @@ from api.services.common import (
 from api.services.evolution import evolution_columns, settings_in_force
 from api.services.metrics import check_new_metrics, declare, metric_out
 from api.services.phases import first_phase
+from api.services.retention import check_attribution_window
 from api.services.ticks import apply_tick, draw_window_arm
 from arms import Configuration, ConfigurationError, Parameter, ParameterSpace
 from arms.origins import Origin
@@ -81,9 +82,12 @@ def create_experiment(
     *,
     default_interval_s: float,
     rng: np.random.Generator,
+    retention_days: float | None = None,
 ) -> Experiment:
     """Create the experiment; ``rng`` (the caller's, so a seeded run repeats) draws window
-    mode's first pinned arm."""
+    mode's first pinned arm. ``retention_days`` (the server's event retention) bounds the
+    attribution window (``api.services.retention``); None: only the schema's bound."""
+    check_attribution_window(request.attribution_window_s, retention_days, "attribution_window_s")
     space = build_space(request.parameters)
     evolution = evolution_columns(request.evolution)
     reference = validate_config(space, request.reference_config, "reference_config")

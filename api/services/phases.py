@@ -54,6 +54,7 @@ from api.services.common import (
 from api.services.evolution import evolution_columns, settings_in_force
 from api.services.notifications import notify
 from api.services.report import save_snapshot, scorecard, scorecard_document
+from api.services.retention import check_attribution_window
 from api.services.ticks import apply_tick, draw_window_arm
 from api.tickets import MAX_PHASE
 from arms import Configuration
@@ -332,13 +333,17 @@ def update_settings(
     *,
     rng: np.random.Generator,
     replica: str | None,
+    retention_days: float | None = None,
 ) -> Experiment:
     """Apply the settings given; a change of a phase setting starts a new phase first.
 
     Values equal to those in force are no change; a request that changes nothing records
-    nothing. Every change is audited with its value before and after.
+    nothing. Every change is audited with its value before and after. ``retention_days``
+    (the server's event retention) bounds the attribution window, as on creation.
     """
     _refuse_other_fields(patch)
+    if "attribution_window_s" in patch.model_fields_set:
+        check_attribution_window(patch.attribution_window_s, retention_days, "attribution_window_s")
     experiment = require_experiment(session, name, lock=True)
     require_open(experiment, "edit the settings")
     given = patch.model_dump(include=set(patch.model_fields_set) - {"reason"})
