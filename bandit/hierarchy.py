@@ -67,7 +67,7 @@ MAX_ITERATIONS = 100
 MAX_HALVINGS = 40
 MAX_STEP = 2.0  # in logit / log units: a step never moves mu or kappa by more than e^2
 GRID_POINTS = 5
-TOLERANCE = 1e-10
+TOLERANCE = 1e-7  # in logit / log units; Newton's next step would be ~1e-14
 
 
 @dataclass(frozen=True)
@@ -345,23 +345,30 @@ def _newton_step(
     tau_low: FloatArray,
     tau_high: FloatArray,
 ) -> tuple[FloatArray, FloatArray]:
-    """The ascent step ``-H^-1 g`` with ``H`` shifted to be negative definite, the ``tau``
-    component dropped where ``tau`` sits on a bound and the gradient pushes out of it, and
-    each component clipped to ``MAX_STEP``."""
-    scale = np.maximum(1.0, np.maximum(np.abs(h_ee), np.abs(h_tt)))
-    half_trace = 0.5 * (h_ee + h_tt)
-    largest = half_trace + np.sqrt((0.5 * (h_ee - h_tt)) ** 2 + h_et**2)
-    shift = np.maximum(0.0, largest + 1e-8 * scale)
-    h_ee = h_ee - shift
-    h_tt = h_tt - shift
+    """The ascent step: Newton's ``-H^-1 g`` where ``H`` is negative definite.
+
+    Elsewhere (thin data make the objective flat or convex in ``log kappa``) a Newton step
+    in ``mu`` alone (with ``|h_ee|`` when that curvature is not negative) and a full
+    ``MAX_STEP`` up the slope in ``log kappa``: an ascent direction, which the step halving
+    then shortens. Where ``tau`` sits on a bound and the gradient pushes out of it, only
+    ``mu`` moves. The whole step is scaled down, keeping its direction, so that neither
+    component exceeds ``MAX_STEP``.
+    """
     det = h_ee * h_tt - h_et * h_et
-    d_eta = -(h_tt * g_e - h_et * g_t) / det
-    d_tau = -(h_ee * g_t - h_et * g_e) / det
-    # A bound that holds tau: optimise mu alone along it.
+    concave = (h_ee < 0) & (det > 0)
+    safe_det = np.where(concave, det, 1.0)
+    newton_eta = -(h_tt * g_e - h_et * g_t) / safe_det
+    newton_tau = -(h_ee * g_t - h_et * g_e) / safe_det
+    curvature = np.where(h_ee < 0, h_ee, -np.maximum(1.0, np.abs(h_ee)))
+    alone_eta = -g_e / curvature
+    d_eta = np.where(concave, newton_eta, alone_eta)
+    d_tau = np.where(concave, newton_tau, np.sign(g_t) * MAX_STEP)
     at_bound = ((tau <= tau_low) & (g_t <= 0)) | ((tau >= tau_high) & (g_t >= 0))
-    d_eta = np.where(at_bound, -g_e / h_ee, d_eta)
+    d_eta = np.where(at_bound, alone_eta, d_eta)
     d_tau = np.where(at_bound, 0.0, d_tau)
-    return np.clip(d_eta, -MAX_STEP, MAX_STEP), np.clip(d_tau, -MAX_STEP, MAX_STEP)
+    longest = np.maximum(np.abs(d_eta), np.abs(d_tau))
+    factor = np.minimum(1.0, MAX_STEP / np.maximum(longest, 1e-300))
+    return d_eta * factor, d_tau * factor
 
 
 def pooling_weights(kappa: npt.ArrayLike, evidence: npt.ArrayLike) -> FloatArray:

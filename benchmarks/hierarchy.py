@@ -124,12 +124,14 @@ def main() -> int:
         f"arm ({empty:.0%} of segments empty), seed {args.seed}; load average before: {load}"
     )
     base = statistics.median(timings["baseline"])
+    cpu_base = statistics.median(cpu["baseline"])
     for label, values in timings.items():
         median = statistics.median(values)
+        cpu_median = statistics.median(cpu[label])
         say(
             f"  {label:<16} {1e3 * median:9.2f} ms median of {len(values):>2} "
-            f"(CPU {1e3 * statistics.median(cpu[label]):8.2f} ms)   "
-            f"{median / base:7.1f}x the baseline"
+            f"({median / base:6.1f}x the baseline); CPU {1e3 * cpu_median:8.2f} ms "
+            f"({cpu_median / cpu_base:6.1f}x)"
         )
     bounds = f"{result.kappa_min.min():.0f}..{result.kappa_max.max():,.0f}"
     say(
