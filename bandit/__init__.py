@@ -4,6 +4,7 @@ No I/O, clocks or settings here; randomness only from an injected ``numpy.random
 """
 
 from bandit.errors import BanditError, InvalidParameterError
+from bandit.hierarchy import HierarchicalFit, fit_hierarchy, pooling_weights
 from bandit.nursery import Nursery, choose_with_nursery, nursery_of
 from bandit.policies import (
     DEFAULT_POLICY_PARAMETERS,
@@ -26,6 +27,7 @@ __all__ = [
     "BanditError",
     "EpsilonDecreasing",
     "EpsilonGreedy",
+    "HierarchicalFit",
     "InvalidParameterError",
     "Nursery",
     "Policy",
@@ -36,8 +38,10 @@ __all__ = [
     "ThompsonSampling",
     "WindowCounts",
     "choose_with_nursery",
+    "fit_hierarchy",
     "make_policy",
     "nursery_of",
+    "pooling_weights",
     "reference_ratio_update",
     "summarize",
 ]

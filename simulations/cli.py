@@ -22,6 +22,10 @@ COMMANDS = {
         "simulations.marketplace",
         "the platform replayed on a synthetic similar-items marketplace",
     ),
+    "segments": (
+        "simulations.segments",
+        "one global bandit versus independent and hierarchical per-category bandits",
+    ),
 }
 
 
