@@ -284,13 +284,16 @@ def test_two_replicas_apply_each_tick_once_and_both_serve_it_within_a_second(
                     .group_by(Event.type)
                 ).all()
             )
-            pending = dict(
-                connection.execute(
+            # float(): PostgreSQL's sum of a bigint is a numeric (a Decimal here), which
+            # does not add to the ticks' float totals.
+            pending = {
+                kind: float(total)
+                for kind, total in connection.execute(
                     select(PendingCount.type, func.sum(PendingCount.count))
                     .where(PendingCount.experiment_id == experiment_id)
                     .group_by(PendingCount.type)
                 ).all()
-            )
+            }
             applied = connection.execute(
                 select(
                     func.sum(Tick.reference_exposures + Tick.target_exposures),
