@@ -902,10 +902,16 @@ def test_the_reports_health_checks_show_on_both_pages(signed_in: TestClient) -> 
         "Exploration",
         "Time to decision",
     ]
+
+    # The page is rendered a moment after the report: numbers that move with the clock
+    # ("the last tick was 0 s ago") may differ by then, the words may not.
+    def words(text: str) -> str:
+        return re.sub(r"\d+(\.\d+)?", "N", text.replace("'", "&#39;"))
+
     for check in report["health"]:
-        assert check["detail"].replace("'", "&#39;") in page
+        assert words(check["detail"]) in words(page)
         if check["status"] != "ok":
-            assert check["action"].replace("'", "&#39;") in page
+            assert words(check["action"]) in words(page)
     worst = {c["status"] for c in report["health"]}
     expected = "failed" if "failed" in worst else "warning" if "warning" in worst else "ok"
     listing = signed_in.get("/").text
