@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -109,33 +109,17 @@ async def _reply(send: Send, status: int, kind: str, detail: str) -> None:
     await send({"type": "http.response.body", "body": payload})
 
 
-class AdminNoStore:
-    """``Cache-Control: no-store`` on every answer to an admin path, errors included, so that
-    no browser or proxy keeps a copy of admin data. Admin paths are the ``/v1`` paths that
-    no client route serves; client answers (and the probe, and the docs) are left alone."""
+def admin_paths(client_routes: Sequence[APIRoute]) -> Callable[[str], bool]:
+    """Whether a path is an admin path: a ``/v1`` path that no client route serves. Their
+    answers, errors included, get ``Cache-Control: no-store`` (``RequestObservation`` adds
+    it), so that no browser or proxy keeps a copy of admin data; client answers (and the
+    probes, and the docs) are left alone."""
+    client_paths = [route.path_regex for route in client_routes]
 
-    _header = (b"cache-control", b"no-store")
+    def is_admin(path: str) -> bool:
+        return path.startswith("/v1/") and not any(pattern.match(path) for pattern in client_paths)
 
-    def __init__(self, app: ASGIApp, client_routes: Sequence[APIRoute]) -> None:
-        self.app = app
-        self.client_paths = [route.path_regex for route in client_routes]
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self._is_admin(scope["path"]):
-            await self.app(scope, receive, send)
-            return
-
-        async def send_no_store(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message = {**message, "headers": [*message.get("headers", ()), self._header]}
-            await send(message)
-
-        await self.app(scope, receive, send_no_store)
-
-    def _is_admin(self, path: str) -> bool:
-        return path.startswith("/v1/") and not any(
-            pattern.match(path) for pattern in self.client_paths
-        )
+    return is_admin
 
 
 class RanktuneAPI(FastAPI):
@@ -227,10 +211,9 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         path_limits={"/v1/events": min(settings.max_events_body_bytes, settings.max_body_bytes)},
     )
     client_routes = [route for route in client.router.routes if isinstance(route, APIRoute)]
-    app.add_middleware(AdminNoStore, client_routes=client_routes)
     if settings.cors_origin_list:
-        # Outermost, so that a preflight is answered before anything else looks at it and
-        # every answer (errors included) carries the CORS headers. No credentials: tokens
+        # Inside only RequestObservation, so that a preflight is answered before anything
+        # else looks at it and every answer (errors included) carries the CORS headers. No credentials: tokens
         # travel in the Authorization header, and the dashboard's cookie stays same-site.
         app.add_middleware(
             CORSMiddleware,
@@ -241,5 +224,11 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
             max_age=600,
         )
     # Outermost: request ids and HTTP metrics see every answer, the middlewares' own too.
-    app.add_middleware(RequestObservation, telemetry=telemetry, routes=lambda: app.routes)
+    # It also marks the admin paths' answers no-store (one layer for both: docs/benchmarks.md).
+    app.add_middleware(
+        RequestObservation,
+        telemetry=telemetry,
+        routes=lambda: app.routes,
+        no_store=admin_paths(client_routes),
+    )
     return app

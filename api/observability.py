@@ -6,7 +6,10 @@ otherwise it makes one), puts it in :data:`api.logs.request_id` for the log line
 request, echoes it in the answer's ``X-Request-ID`` header, and adds the request's status and
 latency to :class:`api.telemetry.Telemetry` under its route template (the path as declared,
 ``/v1/experiments/{name}/assignment``: the label values are bounded by the routes, and every
-path that matches no route is ``unmatched``).
+path that matches no route is ``unmatched``). It also adds ``Cache-Control: no-store`` to
+every answer of a path its ``no_store`` predicate names (the admin paths, api/app.py): one
+layer that adds the headers of every answer rather than one layer each, as every ASGI layer
+costs each assignment (docs/benchmarks.md).
 
 :class:`RanktuneCollector` turns the replica's plain counters into Prometheus metric families
 when ``/metrics`` is scraped; each app has its own ``CollectorRegistry`` (:func:`registry_for`),
@@ -45,17 +48,23 @@ UNMATCHED = "unmatched"
 METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"))
 _VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}").fullmatch
 _HEADER_NAME = REQUEST_ID_HEADER.lower().encode()
+_NO_STORE = (b"cache-control", b"no-store")
 
 
 class RequestObservation:
     """Request id and HTTP metrics of every request (the module docstring says how)."""
 
     def __init__(
-        self, app: ASGIApp, telemetry: Telemetry, routes: Callable[[], list[BaseRoute]]
+        self,
+        app: ASGIApp,
+        telemetry: Telemetry,
+        routes: Callable[[], list[BaseRoute]],
+        no_store: Callable[[str], bool] = lambda path: False,
     ) -> None:
         self.app = app
         self.telemetry = telemetry
         self.routes = routes
+        self.no_store = no_store
         # Generated ids: a random prefix per process and a counter, 16 hex digits (unique
         # across replicas and restarts in practice; os.urandom per request cost 1 us).
         self._id_prefix = secrets.token_hex(4)
@@ -74,14 +83,16 @@ class RequestObservation:
         if rid is None or not _VALID_REQUEST_ID(rid):
             rid = f"{self._id_prefix}{next(self._id_counter) & 0xFFFFFFFF:08x}"
         token = request_id.set(rid)
-        header = (_HEADER_NAME, rid.encode())
+        headers: tuple[tuple[bytes, bytes], ...] = ((_HEADER_NAME, rid.encode()),)
+        if self.no_store(scope["path"]):
+            headers = (*headers, _NO_STORE)
         status = 500
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = [*message.get("headers", ()), header]
+                message["headers"] = [*message.get("headers", ()), *headers]
             await send(message)
 
         try:
