@@ -187,6 +187,20 @@ def join(values: Sequence[T], show: Callable[[T], str]) -> str:
     return ",".join(show(v) for v in values)
 
 
+def _floats(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(x) for x in comma_separated(text))
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated numbers, got {text!r}"
+        ) from error
+
+
+# A comma-separated list of numbers (e.g. arm qualities). The config checks the values
+# (and says which one is wrong), so the parser only reads them.
+FLOATS: Kind[tuple[float, ...]] = Kind(_floats, lambda values: join(values, float_short))
+
+
 def fresh_seed() -> int:
     """A fresh 32-bit seed from the OS; the command reports it so that the run repeats."""
     return int(np.random.SeedSequence().generate_state(1)[0])

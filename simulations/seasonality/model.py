@@ -53,7 +53,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -61,7 +61,15 @@ import numpy.typing as npt
 from bandit.errors import InvalidParameterError
 from bandit.policies import ThompsonSampling
 from bandit.update import Prior, decayed, ratio_increments
-from simulations.options import Kind, comma_separated, float_short, integer, join, number, option
+from simulations.options import (
+    FLOATS,
+    Kind,
+    comma_separated,
+    float_short,
+    integer,
+    number,
+    option,
+)
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -85,15 +93,6 @@ TABLE_COLUMNS = (
 )
 
 
-def _floats(text: str) -> tuple[float, ...]:
-    try:
-        return tuple(float(x) for x in comma_separated(text))
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated numbers, got {text!r}"
-        ) from error
-
-
 def _start_hour(text: str) -> float | None:
     if text.strip().lower() == "random":
         return None
@@ -101,10 +100,6 @@ def _start_hour(text: str) -> float | None:
         return float(text)
     except ValueError as error:
         raise argparse.ArgumentTypeError(f"expected an hour or 'random', got {text!r}") from error
-
-
-def _show_floats(values: tuple[float, ...]) -> str:
-    return join(values, float_short)
 
 
 def _show_start_hour(value: float | None) -> str:
@@ -116,7 +111,7 @@ def _names(text: str) -> tuple[str, ...]:
 
 
 # The config checks every value (and says which one is wrong), so the parsers only read them.
-QUALITIES: Kind[tuple[float, ...]] = Kind(_floats, _show_floats)
+QUALITIES = FLOATS
 START_HOUR: Kind[float | None] = Kind(_start_hour, _show_start_hour)
 NAMES: Kind[tuple[str, ...]] = Kind(_names, ",".join)
 NUMBER = number()
@@ -257,7 +252,20 @@ def _require(condition: bool, parameter: str, message: str) -> None:
         raise InvalidParameterError(message, parameter=parameter)
 
 
-def daily_rates(hours: npt.ArrayLike, config: SeasonalityConfig) -> FloatArray:
+class DailyCycle(Protocol):
+    """What :func:`daily_rates` reads of a simulator's config (seasonality, segments)."""
+
+    @property
+    def base_rate(self) -> float: ...
+
+    @property
+    def peak_hour(self) -> float: ...
+
+    @property
+    def cycle_amplitude(self) -> float: ...
+
+
+def daily_rates(hours: npt.ArrayLike, config: DailyCycle) -> FloatArray:
     """The reference group's contact rate ``r(h)`` at the given clock hours."""
     h = np.asarray(hours, dtype=np.float64)
     phase = 2.0 * np.pi * (h - config.peak_hour) / 24.0

@@ -49,7 +49,6 @@ best arm, in contacts and in percent of that oracle's contacts.
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -59,7 +58,8 @@ import numpy.typing as npt
 from bandit.errors import InvalidParameterError
 from bandit.hierarchy import HierarchicalFit, fit_hierarchy
 from bandit.update import Prior, ratio_increments
-from simulations.options import Kind, comma_separated, float_short, integer, join, number, option
+from simulations.options import FLOATS, integer, number, option
+from simulations.seasonality.model import daily_rates
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -70,16 +70,7 @@ MINUTES_PER_DAY = 24 * 60
 METRICS = ("lift", "lift_big", "lift_small", "regret_pct", "regret_contacts")
 
 
-def _floats(text: str) -> tuple[float, ...]:
-    try:
-        return tuple(float(x) for x in comma_separated(text))
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated numbers, got {text!r}"
-        ) from error
-
-
-QUALITIES: Kind[tuple[float, ...]] = Kind(_floats, lambda values: join(values, float_short))
+QUALITIES = FLOATS
 NUMBER = number()
 INTEGER = integer()
 
@@ -195,13 +186,6 @@ class SegmentsConfig:
 def _require(condition: bool, parameter: str, message: str) -> None:
     if not condition:
         raise InvalidParameterError(message, parameter=parameter)
-
-
-def daily_rate(hours: npt.ArrayLike, config: SegmentsConfig) -> FloatArray:
-    """The reference group's contact rate ``r(h)`` at the given hours since midnight."""
-    phase = 2.0 * np.pi * (np.asarray(hours, dtype=np.float64) - config.peak_hour) / 24.0
-    rates: FloatArray = config.base_rate * (1.0 + config.cycle_amplitude * np.cos(phase))
-    return rates
 
 
 def draw_qualities(config: SegmentsConfig, rng: np.random.Generator) -> FloatArray:
@@ -360,7 +344,7 @@ def simulate_strategies(
     # Each run starts at a uniformly random hour: experiments start at any time of day.
     start_hours = traffic_rng.uniform(0.0, 24.0, size=config.runs)
     for t in range(config.n_windows):
-        rate = daily_rate(start_hours + hours[t], config)
+        rate = daily_rates(start_hours + hours[t], config)
         requests = traffic_rng.poisson(means, size=(config.runs, config.categories))
         reference_exposures = traffic_rng.binomial(requests, config.reference_share)
         target = requests - reference_exposures
