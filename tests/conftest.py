@@ -7,6 +7,7 @@ auth). Without a reachable server they are skipped with the reason, except under
 
 from __future__ import annotations
 
+import copy
 import os
 import shutil
 import uuid
@@ -20,6 +21,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from api import schemas
 from api.app import create_app
 from api.db import upgrade_database
 from api.settings import Settings
@@ -181,21 +183,10 @@ def client(make_client: ClientFactory) -> Iterator[TestClient]:
         yield test_client
 
 
+# The README's example experiment (api.schemas.SIMILAR_ITEMS, which the OpenAPI examples
+# use too), a copy of its own so that no test can change the documented one.
 SIMILAR_ITEMS: dict[str, Any] = {
-    "name": "similar-items",
-    "parameters": [
-        {"name": "text_match", "type": "float", "low": 0.0, "high": 2.0},
-        {"name": "distance", "type": "float", "low": 0.0, "high": 2.0},
-        {"name": "price_diff", "type": "float", "low": 0.0, "high": 2.0},
-        {"name": "region", "type": "int", "low": 0, "high": 3},
-    ],
-    "reference_config": {"text_match": 1.0, "distance": 1.0, "price_diff": 1.0, "region": 1},
-    "arms": [
-        {"text_match": 1.2, "distance": 0.8, "price_diff": 1.0, "region": 1},
-        {"text_match": 0.8, "distance": 1.2, "price_diff": 0.5, "region": 2},
-        {"text_match": 1.5, "distance": 0.5, "price_diff": 1.5, "region": 0},
-    ],
-    "reference_share": 0.2,
+    **copy.deepcopy(schemas.SIMILAR_ITEMS),
     # Most tests aggregate many events on one ticket with ``count``; the per-ticket limits
     # (default one event of each type per ticket) have tests of their own
     # (tests/api/test_event_bounds.py), which pass ``max_events_per_exposure=None``.
