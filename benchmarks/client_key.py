@@ -31,26 +31,10 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from api.db import upgrade_database
 from api.settings import Settings
-from benchmarks.common import ADMIN_TOKEN, SIMILAR_ITEMS, median, say
-
-PATH = b"/v1/experiments/similar-items/assignment"
+from benchmarks.common import ADMIN_TOKEN, SIMILAR_ITEMS, assignment_scope, median, say
 
 
 async def _assign(app: FastAPI, headers: list[tuple[bytes, bytes]], unit: int) -> None:
-    scope: dict[str, Any] = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": PATH.decode(),
-        "raw_path": PATH,
-        "query_string": b"unit=u%d" % unit,
-        "root_path": "",
-        "headers": [(b"host", b"bench"), *headers],
-        "client": ("127.0.0.1", 1),
-        "server": ("127.0.0.1", 80),
-    }
     status = 0
 
     async def receive() -> dict[str, Any]:
@@ -61,7 +45,7 @@ async def _assign(app: FastAPI, headers: list[tuple[bytes, bytes]], unit: int) -
         if message["type"] == "http.response.start":
             status = message["status"]
 
-    await app(scope, receive, send)
+    await app(assignment_scope(unit, headers), receive, send)
     if status != 200:
         raise RuntimeError(f"assignment answered {status}")
 

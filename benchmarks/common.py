@@ -48,6 +48,29 @@ class BenchError(RuntimeError):
     """A benchmark could not run (missing tool, server that did not start, bad data)."""
 
 
+ASSIGNMENT_PATH = "/v1/experiments/similar-items/assignment"
+
+
+def assignment_scope(unit: int, headers: Sequence[tuple[bytes, bytes]] = ()) -> dict[str, Any]:
+    """The ASGI scope of ``GET`` the example experiment's assignment for unit ``u<unit>``,
+    for the benchmarks that call the application in-process (no sockets)."""
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": ASSIGNMENT_PATH,
+        "raw_path": ASSIGNMENT_PATH.encode(),
+        "root_path": "",
+        "query_string": b"unit=u%d" % unit,
+        "headers": [(b"host", b"bench"), *headers],
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 80),
+        "state": {},
+    }
+
+
 def say(message: str) -> None:
     print(message, flush=True)
 

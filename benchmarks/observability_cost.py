@@ -30,7 +30,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 import api.app
 from api.db import upgrade_database
 from api.settings import Settings
-from benchmarks.common import ADMIN_TOKEN, SIMILAR_ITEMS
+from benchmarks.common import ADMIN_TOKEN, SIMILAR_ITEMS, assignment_scope
 
 
 class Passthrough:
@@ -60,22 +60,7 @@ async def _send(_message: Any) -> None:
 
 
 def scope(index: int) -> dict[str, Any]:
-    path = "/v1/experiments/similar-items/assignment"
-    return {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "root_path": "",
-        "query_string": f"unit=u{index}".encode(),
-        "headers": [(b"host", b"ranktune"), (b"user-agent", b"bench")],
-        "client": ("127.0.0.1", 1),
-        "server": ("127.0.0.1", 80),
-        "state": {},
-    }
+    return assignment_scope(index, [(b"user-agent", b"bench")])
 
 
 def one_round(client: TestClient, app: FastAPI, requests: int, offset: int) -> float:
