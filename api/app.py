@@ -213,8 +213,9 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     client_routes = [route for route in client.router.routes if isinstance(route, APIRoute)]
     if settings.cors_origin_list:
         # Inside only RequestObservation, so that a preflight is answered before anything
-        # else looks at it and every answer (errors included) carries the CORS headers. No credentials: tokens
-        # travel in the Authorization header, and the dashboard's cookie stays same-site.
+        # else looks at it and every answer (errors included) carries the CORS headers. No
+        # credentials: tokens travel in the Authorization header, and the dashboard's
+        # cookie stays same-site.
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origin_list,
