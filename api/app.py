@@ -14,6 +14,7 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
+from fastapi.telemetry import TelemetryConfig
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -109,17 +110,36 @@ async def _reply(send: Send, status: int, kind: str, detail: str) -> None:
     await send({"type": "http.response.body", "body": payload})
 
 
-def admin_paths(client_routes: Sequence[APIRoute]) -> Callable[[str], bool]:
-    """Whether a path is an admin path: a ``/v1`` path that no client route serves. Their
-    answers, errors included, get ``Cache-Control: no-store`` (``RequestObservation`` adds
-    it), so that no browser or proxy keeps a copy of admin data; client answers (and the
-    probes, and the docs) are left alone."""
+def admin_paths(client_routes: Sequence[APIRoute]) -> Callable[[Scope], bool]:
+    """Whether a request is for an admin path: a ``/v1`` path that no client route serves.
+    Their answers, errors included, get ``Cache-Control: no-store`` (``RequestObservation``
+    adds it), so that no browser or proxy keeps a copy of admin data; client answers (and
+    the probes, and the docs) are left alone.
+
+    Asked when the answer starts: a request the router routed names its route in the scope
+    (one set lookup: an assignment pays nothing more); only the others (404, 405, answered
+    before routing) are matched against the client routes' paths."""
+    routes = frozenset(map(id, client_routes))  # routes compare by value: not hashable
     client_paths = [route.path_regex for route in client_routes]
 
-    def is_admin(path: str) -> bool:
-        return path.startswith("/v1/") and not any(pattern.match(path) for pattern in client_paths)
+    def is_admin(scope: Scope) -> bool:
+        path: str = scope["path"]
+        if not path.startswith("/v1/"):
+            return False
+        route = scope.get("route")
+        if route is not None:
+            return id(route) not in routes
+        return not any(pattern.match(path) for pattern in client_paths)
 
     return is_admin
+
+
+def opentelemetry(enabled: bool) -> TelemetryConfig:
+    """FastAPI's native OpenTelemetry settings: all on (with the global providers), or all
+    off (RANKTUNE_OPENTELEMETRY). FastAPI checks for configured providers on every request
+    unless all three are off; the check cost the in-process assignment 11-15%
+    (docs/benchmarks.md)."""
+    return {"tracing": enabled, "metrics": enabled, "logs": enabled}
 
 
 class RanktuneAPI(FastAPI):
@@ -160,6 +180,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         # The docs are served from vendored files below (no CDN); ReDoc has none: off.
         docs_url=None,
         redoc_url=None,
+        telemetry=opentelemetry(settings.opentelemetry),
     )
     app.state.admin_token = token or secrets.token_urlsafe(24)
     # /ready and /metrics (api.routes.ops): the migration head the code expects, computed

@@ -7,7 +7,7 @@ request, echoes it in the answer's ``X-Request-ID`` header, and adds the request
 latency to :class:`api.telemetry.Telemetry` under its route template (the path as declared,
 ``/v1/experiments/{name}/assignment``: the label values are bounded by the routes, and every
 path that matches no route is ``unmatched``). It also adds ``Cache-Control: no-store`` to
-every answer of a path its ``no_store`` predicate names (the admin paths, api/app.py): one
+every answer to a request its ``no_store`` predicate names (the admin paths, api/app.py): one
 layer that adds the headers of every answer rather than one layer each, as every ASGI layer
 costs each assignment (docs/benchmarks.md).
 
@@ -59,7 +59,7 @@ class RequestObservation:
         app: ASGIApp,
         telemetry: Telemetry,
         routes: Callable[[], list[BaseRoute]],
-        no_store: Callable[[str], bool] = lambda path: False,
+        no_store: Callable[[Scope], bool] = lambda scope: False,
     ) -> None:
         self.app = app
         self.telemetry = telemetry
@@ -83,16 +83,16 @@ class RequestObservation:
         if rid is None or not _VALID_REQUEST_ID(rid):
             rid = f"{self._id_prefix}{next(self._id_counter) & 0xFFFFFFFF:08x}"
         token = request_id.set(rid)
-        headers: tuple[tuple[bytes, bytes], ...] = ((_HEADER_NAME, rid.encode()),)
-        if self.no_store(scope["path"]):
-            headers = (*headers, _NO_STORE)
         status = 500
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = [*message.get("headers", ()), *headers]
+                headers = [*message.get("headers", ()), (_HEADER_NAME, rid.encode())]
+                if self.no_store(scope):  # asked now: the router has named the route
+                    headers.append(_NO_STORE)
+                message["headers"] = headers
             await send(message)
 
         try:

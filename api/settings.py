@@ -40,6 +40,14 @@ class Settings(BaseSettings):
         description="comma-separated origins (e.g. `https://shop.example.com`) whose web "
         "pages may call the API from the browser (CORS); empty: none",
     )
+    opentelemetry: bool = Field(
+        False,
+        description="let FastAPI export OpenTelemetry traces, metrics and logs of every "
+        "request to the globally configured OpenTelemetry providers (install and configure "
+        "the OpenTelemetry SDK yourself); off, every request skips FastAPI's check for "
+        "them, which costs each assignment about a tenth of its time. ranktune's own "
+        "Prometheus metrics (/metrics) do not depend on it",
+    )
     host: str = "127.0.0.1"
     port: int = 8000
     header_timeout_s: float = Field(

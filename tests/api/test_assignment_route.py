@@ -14,12 +14,15 @@ from fastapi import Body, Depends, FastAPI, Header, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.testclient import TestClient
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from starlette.datastructures import QueryParams
 from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.app import create_app
 from api.error_handlers import install_error_handlers
-from api.routes.direct import DirectRoute
+from api.routes.direct import DirectRoute, query_values
 from tests.api.helpers import create, expected_group
 from tests.conftest import settings_for
 
@@ -142,6 +145,11 @@ QUERIES = [
     "/toolongname?unit=u",
     "/toolongname",
     "/n%2Fm?unit=u",
+    "/n?&unit=ab&&",
+    "/n?unit=a=b",
+    "/n?=x&unit=b",
+    "/n?unit=a;unit=b",
+    "/n?other=1&unit=ok",
 ]
 
 
@@ -154,6 +162,13 @@ def test_a_direct_route_answers_as_the_plain_route(
     direct = pair.request(method, "/direct" + query)
     assert (direct.status_code, direct.content) == (plain.status_code, plain.content)
     assert direct.headers == plain.headers
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(alphabet="ab=&%+;2Fé ", max_size=24))
+def test_query_values_read_a_query_string_as_starlette_does(query: str) -> None:
+    raw = query.encode("utf-8")
+    assert dict(query_values(raw)) == dict(QueryParams(raw))
 
 
 def test_a_direct_route_is_described_as_the_plain_route(pair: TestClient) -> None:

@@ -228,3 +228,11 @@ def test_every_answer_gets_a_fresh_request_id(app_client: TestClient) -> None:
     ids = [answer.headers["X-Request-ID"] for answer in answers]
     assert len(set(ids)) == len(ids)
     assert [answer.status_code for answer in answers] == [200, 404, 404, 401]
+
+
+@pytest.mark.parametrize("enabled", [False, True])
+def test_fastapis_opentelemetry_follows_the_setting(sqlite_url: str, enabled: bool) -> None:
+    """Off by default: FastAPI then skips its per-request check for OpenTelemetry providers."""
+    app = create_app(settings_for(sqlite_url, opentelemetry=enabled))
+    config = app._telemetry  # FastAPI's own record of the `telemetry` argument
+    assert (config["tracing"], config["metrics"], config["logs"]) == (enabled,) * 3
