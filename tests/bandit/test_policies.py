@@ -334,3 +334,56 @@ def test_invalid_parameter_error_names_its_parameter_and_survives_pickling() -> 
         EpsilonGreedy(epsilon=2.0)
     copy = pickle.loads(pickle.dumps(raised.value))
     assert (copy.parameter, str(copy)) == ("epsilon", str(raised.value))
+
+
+def test_thompson_draws_serve_the_choices_of_independent_full_draws() -> None:
+    """Block by block, the same draws and choices as one vectorised draw of the block."""
+    from bandit.policies import ThompsonDraws
+
+    params = [(3.0, 4.0), (2.0, 3.0), (5.0, 7.0), (40.5, 61.0)]
+    draws = ThompsonDraws(params, block=7)
+    served = [draws.next(np.random.default_rng(11)) for _ in range(1)]
+    served += [draws.next(np.random.default_rng(99)) for _ in range(6)]  # same block: no draw
+    alphas, betas = np.array(params).T
+    expected = np.argmax(np.random.default_rng(11).beta(alphas, betas, size=(7, 4)), axis=1)
+    assert served == expected.tolist()
+
+
+@pytest.mark.parametrize("block", [1, 3, None])
+def test_thompson_draws_choose_with_the_probability_of_being_best(block: int | None) -> None:
+    from bandit.policies import ThompsonDraws
+
+    alphas, betas = [3.0, 2.0, 5.0], [4.0, 3.0, 7.0]
+    exact = _exact_prob_best(alphas, betas)
+    draws = ThompsonDraws(list(zip(alphas, betas, strict=True)), block=block)
+    rng = _rng()
+    runs = 30_000
+    chosen = np.array([draws.next(rng) for _ in range(runs)])
+    assert stats.chisquare(_frequencies(chosen, 3), runs * exact).pvalue > CHI_SQUARE_P
+
+
+def test_thompson_draws_default_block_shares_about_4096_draws() -> None:
+    from bandit.policies import ThompsonDraws
+
+    draws = ThompsonDraws([(1.0, 1.0)] * 250)
+    rng = np.random.default_rng(0)
+    draws.next(rng)
+    assert len(draws._choices) == 4096 // 250 - 1
+
+
+@pytest.mark.parametrize(
+    ("params", "block", "message"),
+    [
+        ([], None, "at least one arm"),
+        ([(1.0, 0.0)], None, "finite numbers > 0"),
+        ([(float("nan"), 1.0)], None, "finite numbers > 0"),
+        ([(1.0, 1.0)], 0, "block must be >= 1"),
+    ],
+)
+def test_thompson_draws_refuse_bad_input(
+    params: list[tuple[float, float]], block: int | None, message: str
+) -> None:
+    from bandit.policies import ThompsonDraws
+
+    with pytest.raises(InvalidParameterError, match=message):
+        ThompsonDraws(params, block=block)
