@@ -1,7 +1,9 @@
 """Plots of a live experiment: each arm's posterior mean and 95% credible band over ticks.
 
 Built on a matplotlib ``Figure`` with an Agg canvas (no pyplot: no global state, safe in the
-server's worker threads), rendered to PNG or SVG bytes.
+server's worker threads), rendered to PNG or SVG bytes. matplotlib is imported by the first
+plot, not with this module: it costs more than a second, which ``ranktune serve`` would
+otherwise spend before answering (tests/test_startup_imports.py).
 
 Bounded whatever the history: a long history is downsampled to at most
 ``points_per_arm(arms)`` ticks (:func:`downsample`), and with many arms only the
@@ -17,10 +19,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.collections import LineCollection
-from matplotlib.figure import Figure
-from matplotlib.ticker import PercentFormatter
 
 from bandit.summaries import credible_intervals
 
@@ -84,6 +82,11 @@ def posteriors_figure(
     group (docs/spec.md, "Updating"), so 1/2 is drawn as the reference line, and the right
     axis and the legend read the same scale as the lift over the reference.
     """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.collections import LineCollection
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import PercentFormatter
+
     figure = Figure(figsize=(9.0, 5.0))
     figure.subplots_adjust(left=0.11, right=0.62, bottom=0.1, top=0.86)
     FigureCanvasAgg(figure)

@@ -46,7 +46,6 @@ from typing import Literal, get_args
 
 import numpy as np
 import numpy.typing as npt
-from scipy import stats
 
 from bandit.errors import InvalidParameterError
 from bandit.summaries import prob_best
@@ -257,6 +256,8 @@ def select_retirements(
     non-reference arms (young ones included: they compete for being best, they just cannot
     be retired); ``rng`` is used only for it.
     """
+    from scipy import stats
+
     ids = [int(i) for i in arm_ids]
     a = np.asarray(alphas, dtype=np.float64)
     b = np.asarray(betas, dtype=np.float64)

@@ -56,7 +56,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-from scipy import special
 
 from bandit.errors import InvalidParameterError
 from bandit.update import Prior
@@ -142,6 +141,8 @@ def log_objective(
     :func:`fit_hierarchy` maximises over ``(logit mu, log kappa)`` within the bounds of
     ``kappa``.  ``mu`` and ``kappa`` broadcast against the leading shape of ``successes``
     (a grid of them against one arm, say)."""
+    from scipy import special
+
     x, m = _evidence(successes, failures)
     mu_ = np.asarray(mu, dtype=np.float64)[..., None]
     kappa_ = np.asarray(kappa, dtype=np.float64)[..., None]
@@ -212,6 +213,8 @@ class _Segments:
     def objective(
         self, mu: FloatArray, one_minus_mu: FloatArray, kappa: FloatArray, prior: Prior
     ) -> FloatArray:
+        from scipy import special
+
         a, b = mu * kappa, one_minus_mu * kappa
         rows = self.rows
         per_segment = (
@@ -233,6 +236,8 @@ class _Segments:
     ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray, FloatArray]:
         """``(g_eta, g_tau, H_eta_eta, H_eta_tau, H_tau_tau)`` of the objective in
         ``(eta, tau) = (logit mu, log kappa)``, per row (docs/segments.md)."""
+        from scipy import special
+
         mu, one_minus_mu = special.expit(eta), special.expit(-eta)
         kappa = np.exp(tau)
         a, b = mu * kappa, one_minus_mu * kappa
@@ -271,6 +276,8 @@ def fit_hierarchy(
     add nothing to the likelihood and get the arm's prior.  See the module docstring for the
     model, the hyperprior and the bounds of ``kappa``.
     """
+    from scipy import special
+
     x, m = _evidence(successes, failures)
     leading = x.shape[:-1]
     x2 = x.reshape(-1, x.shape[-1])

@@ -57,7 +57,6 @@ from enum import StrEnum
 
 import numpy as np
 import numpy.typing as npt
-from scipy import optimize, special, stats
 
 from bandit.errors import InvalidParameterError
 
@@ -266,6 +265,8 @@ def relative_moments(
 
 def fixed_half_width(variance: npt.ArrayLike, alpha: float) -> FloatArray:
     """Fixed-horizon half-width ``z_{1 - alpha/2} sqrt(V)`` (normal approximation)."""
+    from scipy import special
+
     _check_alpha(alpha)
     # -ndtri(p) is norm.isf(p) without the distribution object's argument handling (the
     # report calls this for every row).
@@ -400,6 +401,8 @@ def relative_effect(
     (a unit still accruing exposures contributes a partial cluster).  A drift in the
     effect over time (novelty, weekly cycles) is averaged, not modelled.
     """
+    from scipy import special
+
     _check_alpha(alpha)
     rho2 = mixture_rho2(planned_exposures, alpha)
     if not (math.isfinite(min_events) and min_events >= 0):
@@ -483,6 +486,8 @@ def sample_ratio_mismatch(
     it observed something; a single group with a positive share has nothing to compare
     (``p = 1``).  The chi-square approximation wants expected counts of about 5 or more.
     """
+    from scipy import stats
+
     observed = np.asarray(observed_counts, dtype=np.float64)
     shares = np.asarray(expected_shares, dtype=np.float64)
     if observed.ndim != 1 or observed.shape != shares.shape or observed.size == 0:
@@ -559,6 +564,8 @@ def clustered_share_test(
     expected share and ``0`` (a certain mismatch, ``statistic`` infinite) elsewhere.  The
     t approximation wants a few hundred units; the caller decides how much data to require.
     """
+    from scipy import stats
+
     a = np.asarray(group_by_bucket, dtype=np.float64)
     n = np.asarray(total_by_bucket, dtype=np.float64)
     if a.ndim != 1 or a.shape != n.shape:
@@ -648,6 +655,8 @@ def time_to_decision(
     no always-valid interval (its reason is passed on), there is no traffic, or the target
     is not reached within ``horizon_seconds`` ("underpowered").
     """
+    from scipy import optimize
+
     rates = (treatment_exposures_per_second, control_exposures_per_second)
     if not all(math.isfinite(r) and r >= 0 for r in rates):
         raise InvalidParameterError(

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-from scipy import special, stats
 
 from bandit.errors import InvalidParameterError
 
@@ -59,6 +58,8 @@ def credible_intervals(
     alphas: npt.ArrayLike, betas: npt.ArrayLike, level: float = 0.95
 ) -> tuple[FloatArray, FloatArray]:
     """Equal-tailed credible interval of each Beta posterior; ``level`` in [0, 1]."""
+    from scipy import stats
+
     if not (0.0 <= level <= 1.0):
         raise InvalidParameterError(f"level must be in [0, 1], got {level!r}", parameter="level")
     a = np.asarray(alphas, dtype=np.float64)
@@ -112,6 +113,8 @@ def rate_ratio_lift(theta: npt.ArrayLike) -> FloatArray:
 def prob_beat_reference(alphas: npt.ArrayLike, betas: npt.ArrayLike) -> FloatArray:
     """``P(theta > 1/2)`` of each Beta posterior: the arm earns more per exposure than the
     reference (exact)."""
+    from scipy import stats
+
     result: FloatArray = stats.beta.sf(0.5, alphas, betas)
     return result
 
@@ -133,6 +136,8 @@ def summarize(
     ``contenders`` (a mask, default all) says which arms compete for ``prob_best``; the
     others get 0 and cost no draw.
     """
+    from scipy import stats
+
     a = np.asarray(alphas, dtype=np.float64)
     b = np.asarray(betas, dtype=np.float64)
     _check(a, b)
@@ -180,6 +185,8 @@ def lift_bands(
     close to normal once a and b are not small; the lift is ``odds - 1``. Posteriors with
     ``min(a, b) < EXACT_LIFT_BELOW`` get exact quantiles.
     """
+    from scipy import special, stats
+
     a = np.asarray(alphas, dtype=np.float64)
     b = np.asarray(betas, dtype=np.float64)
     _check(a, b)
