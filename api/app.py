@@ -166,7 +166,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         # refresh keeps current.
         app.state.token_verifier.table = app.state.runtime.tokens
         app.state.runtime.start()
-        app.state.readiness = Readiness(app.state.runtime, heads)
+        app.state.readiness = Readiness(app.state.runtime, migration_heads)
         try:
             yield
         finally:
@@ -183,9 +183,8 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         telemetry=opentelemetry(settings.opentelemetry),
     )
     app.state.admin_token = token or secrets.token_urlsafe(24)
-    # /ready and /metrics (api.routes.ops): the migration head the code expects, computed
-    # once; a registry of this app's own, so that apps in one process share no metrics.
-    heads = migration_heads()
+    # /metrics (api.routes.ops): a registry of this app's own, so that apps in one process
+    # share no metrics.
     app.state.metrics_registry = registry_for(
         telemetry, lambda: getattr(app.state, "runtime", None)
     )

@@ -15,8 +15,10 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from api import repositories as repo
@@ -42,13 +44,21 @@ class Check:
 
 
 class Readiness:
-    """The checks of one runtime; ``heads`` are the migration heads the code expects."""
+    """The checks of one runtime; ``heads()`` gives the migration heads the code expects.
 
-    def __init__(self, runtime: Runtime, heads: list[str]) -> None:
+    They are read when first needed, not at start-up: reading them imports Alembic (and with
+    it Mako and every SQL dialect), a few tenths of a second before the first ``/health``
+    that serving does not need (benchmarks/startup.py)."""
+
+    def __init__(self, runtime: Runtime, heads: Callable[[], list[str]]) -> None:
         self.runtime = runtime
-        self.heads = sorted(heads)
+        self._heads = heads
         self._lock = threading.Lock()
         self._probe: threading.Thread | None = None
+
+    @functools.cached_property
+    def heads(self) -> list[str]:
+        return sorted(self._heads())
 
     def checks(self) -> list[Check]:
         database, migrations = self._database()
