@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import sys
 from collections.abc import Sequence
 
 COMMANDS = {
@@ -29,10 +30,17 @@ COMMANDS = {
 }
 
 
-def build_parser(prog: str = "ranktune simulate") -> argparse.ArgumentParser:
+def build_parser(
+    prog: str = "ranktune simulate", only: str | None = None
+) -> argparse.ArgumentParser:
+    """The parser of every command, or of the command ``only`` alone: each command's package
+    is imported to declare its options, and one costs the others' start-up (the marketplace
+    imports the service's report, SQLAlchemy included) for nothing."""
     parser = argparse.ArgumentParser(prog=prog, description="Bandit simulations.")
     subparsers = parser.add_subparsers(dest="simulation", required=True, metavar="COMMAND")
     for name, (module_name, help_text) in COMMANDS.items():
+        if only is not None and name != only:
+            continue
         sub = subparsers.add_parser(name, help=help_text, description=help_text)
         module = importlib.import_module(module_name)
         module.configure_parser(sub)
@@ -41,5 +49,8 @@ def build_parser(prog: str = "ranktune simulate") -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    arguments = list(argv) if argv is not None else sys.argv[1:]
+    # A known command first: only its parser (--help and mistakes get every command's).
+    only = arguments[0] if arguments and arguments[0] in COMMANDS else None
+    args = build_parser(only=only).parse_args(arguments)
     return int(args.run(args))

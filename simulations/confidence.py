@@ -22,7 +22,7 @@ from typing import overload
 
 import numpy as np
 import numpy.typing as npt
-from scipy import stats
+from scipy import special
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -83,9 +83,11 @@ def mean_ci(
             np.sum(deviations * deviations, axis=0 if axis is None else axis, keepdims=True)
             / (n - 1)
         )
-        # t.ppf is NaN for 0 degrees of freedom; below 2 values sd is NaN or inf anyway.
+        # The t quantile is NaN for 0 degrees of freedom; below 2 values sd is NaN or inf
+        # anyway. special.stdtrit is stats.t.ppf without scipy.stats, whose import costs
+        # the simulator's start-up more than a second.
         sd = np.where(n >= 2, sd, np.nan)
-        half = stats.t.ppf(0.5 + confidence / 2, np.maximum(n - 1, 1)) * sd / np.sqrt(n)
+        half = special.stdtrit(np.maximum(n - 1, 1), 0.5 + confidence / 2) * sd / np.sqrt(n)
     squeeze_axis = 0 if axis is None else axis
     mean, low, high, sd = (
         np.squeeze(a, axis=squeeze_axis) for a in (mean, mean - half, mean + half, sd)
