@@ -109,14 +109,15 @@ def _pg_admin(statement: str) -> None:
         engine.dispose()
 
 
-def create_pg_database() -> str:
-    drop_pg_database()
-    _pg_admin(f"CREATE DATABASE {PG_DATABASE}")
-    return f"postgresql+psycopg://postgres@127.0.0.1:5432/{PG_DATABASE}"
+def create_pg_database(name: str = PG_DATABASE) -> str:
+    """A new, empty database ``name`` (each benchmark script has its own name)."""
+    drop_pg_database(name)
+    _pg_admin(f"CREATE DATABASE {name}")
+    return f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
 
 
-def drop_pg_database() -> None:
-    _pg_admin(f"DROP DATABASE IF EXISTS {PG_DATABASE} WITH (FORCE)")
+def drop_pg_database(name: str = PG_DATABASE) -> None:
+    _pg_admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 def run(
