@@ -5,8 +5,13 @@
    plain FastAPI baseline and a bare ASGI callable under the same uvicorn settings,
    alternating runs;
 3. ingestion: ``POST /v1/events`` in batches of 100, durably acknowledged events per
-   second, on SQLite (synchronous=FULL) and on PostgreSQL (127.0.0.1:5432);
-4. prints a summary table with the targets, and writes every figure as JSON (``--json``).
+   second, on SQLite (synchronous=FULL) and on PostgreSQL (127.0.0.1:5432), each followed
+   by its floor (benchmarks/ingest_floor.py: the same rows inserted by a minimal writer
+   with the same durability, per batch and grouped, at the best connection count);
+4. start-up: launch to the first /health of ``ranktune serve`` against a plain FastAPI
+   app, and ``ranktune simulate regret`` (benchmarks/startup.py);
+5. prints a summary table with the targets and the ratios to the floors, and writes every
+   figure as JSON (``--json``).
 
 Exit status: 0 when every benchmark ran (targets met or not: the table says), 1 when one
 could not run. Medians over repeats are quoted because the machine is small and shared.
@@ -29,12 +34,16 @@ from typing import Any
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks import assignment, ingestion
+from benchmarks import assignment, ingest_floor, ingestion, startup
 from benchmarks.common import BenchError, ensure_wrk, fmt_ms, fmt_rate, say
 
 THROUGHPUT_TARGET = assignment.THROUGHPUT_TARGET
 P99_TARGET = assignment.P99_TARGET
 INGEST_TARGET = 30_000.0
+# Ingestion against the database's own grouped-commit floor, measured in the same run.
+FLOOR_TARGET = 0.8
+# Assignment against the raw ASGI constant endpoint (issue "Performance to the floor").
+RAW_TARGET = 0.8
 
 
 def machine() -> str:
@@ -97,6 +106,18 @@ def table(results: dict[str, Any]) -> str:
                 "",
             ),
             (
+                "assignment: p99 over the raw ASGI floor's",
+                f"{a['ranktune']['p99_us'] / a['raw']['p99_us']:.2f}x",
+                f"<= {P99_TARGET}x",
+                "yes" if a["ranktune"]["p99_us"] / a["raw"]["p99_us"] <= P99_TARGET else "NO",
+            ),
+            (
+                "assignment: throughput over raw ASGI",
+                f"{a['raw_throughput_ratio']:.2f}x",
+                f">= {RAW_TARGET}x",
+                "yes" if a["raw_throughput_ratio"] >= RAW_TARGET else "NO",
+            ),
+            (
                 "assignment: server CPU per request",
                 f"ranktune {a['ranktune'].get('cpu_us', 0):.0f} us, baseline "
                 f"{a['baseline'].get('cpu_us', 0):.0f} us, raw {a['raw'].get('cpu_us', 0):.0f} us",
@@ -122,6 +143,58 @@ def table(results: dict[str, Any]) -> str:
                     "yes" if i["events_per_s"] >= INGEST_TARGET else "NO",
                 )
             )
+        f = results.get(f"floor_{database}")
+        if f and i:
+            grouped, batch = f["grouped"], f["batch"]
+            ratio = i["events_per_s"] / grouped["rows_per_s"]
+            p99_ratio = i["p99_us"] / grouped["p99_us"]
+            rows += [
+                (
+                    f"floor: {database}, one commit per batch",
+                    f"{fmt_rate(batch['rows_per_s'])} rows/s ({batch['connections']} "
+                    f"connection(s)), commit p99 {fmt_ms(batch['p99_us'])} ms",
+                    "",
+                    "",
+                ),
+                (
+                    f"floor: {database}, grouped commits",
+                    f"{fmt_rate(grouped['rows_per_s'])} rows/s ({grouped['connections']} "
+                    f"connection(s)), commit p99 {fmt_ms(grouped['p99_us'])} ms",
+                    "",
+                    "",
+                ),
+                (
+                    f"ingestion: {database} over the grouped floor",
+                    f"{ratio:.2f}x",
+                    f">= {FLOOR_TARGET}x",
+                    "yes" if ratio >= FLOOR_TARGET else "NO",
+                ),
+                (
+                    f"ingestion: {database} p99 over the floor's commit p99",
+                    f"{p99_ratio:.2f}x",
+                    f"<= {P99_TARGET}x",
+                    "yes" if p99_ratio <= P99_TARGET else "NO",
+                ),
+            ]
+    up = results.get("startup")
+    if up:
+        medians = up["median_s"]
+        rows += [
+            (
+                "start-up: serve to /health",
+                f"{medians['serve']:.2f} s (plain FastAPI {medians['fastapi']:.2f} s: "
+                f"{up['serve_over_fastapi']:.2f}x; CPU {up['cpu_s']['serve']:.2f} s vs "
+                f"{up['cpu_s']['fastapi']:.2f} s)",
+                f"<= {startup.SERVE_TARGET_S} s",
+                "yes" if medians["serve"] <= startup.SERVE_TARGET_S else "NO",
+            ),
+            (
+                "start-up: simulate regret",
+                f"{medians['regret']:.2f} s (python -c pass {medians['python']:.2f} s)",
+                f"< {startup.REGRET_TARGET_S} s",
+                "yes" if medians["regret"] < startup.REGRET_TARGET_S else "NO",
+            ),
+        ]
     widths = [max(len(row[col]) for row in rows) for col in range(4)]
     lines = [
         "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
@@ -141,14 +214,18 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=16, help="assignment wrk connections")
     parser.add_argument("--ingest-connections", type=int, default=16)
     parser.add_argument(
+        "--floor-duration", type=float, default=5.0, help="seconds per floor measure"
+    )
+    parser.add_argument("--startup-repeats", type=int, default=7)
+    parser.add_argument(
         "--only",
-        choices=["assignment", "sqlite", "postgresql"],
+        choices=["assignment", "sqlite", "postgresql", "startup"],
         action="append",
         help="run only these benchmarks (repeatable; default all)",
     )
     parser.add_argument("--json", type=Path, help="also write every figure to this file")
     args = parser.parse_args()
-    selected = set(args.only or ["assignment", "sqlite", "postgresql"])
+    selected = set(args.only or ["assignment", "sqlite", "postgresql", "startup"])
 
     try:
         say(f"wrk: {ensure_wrk()}")
@@ -170,12 +247,19 @@ def main() -> int:
                 results[f"ingestion_{database}"] = ingestion.run(
                     database, args.duration, args.ingest_repeats, args.ingest_connections
                 )
+                results[f"floor_{database}"] = ingest_floor.run(database, args.floor_duration)
             except (BenchError, subprocess.SubprocessError, OSError) as error:
                 print(f"error: ingestion benchmark on {database}: {error}", file=sys.stderr)
                 failed = True
             except Exception as error:  # e.g. PostgreSQL not reachable
                 print(f"error: ingestion benchmark on {database}: {error!r}", file=sys.stderr)
                 failed = True
+    if "startup" in selected:
+        try:
+            results["startup"] = startup.run(args.startup_repeats)
+        except (BenchError, subprocess.SubprocessError, OSError) as error:
+            print(f"error: start-up benchmark: {error}", file=sys.stderr)
+            failed = True
     say("")
     say(table(results))
     if args.json:
