@@ -16,7 +16,10 @@ Reported: the medians, and ranktune serve over the plain FastAPI app. The target
 "Performance to the floor"): /health within 1.5 s of launch, the regret command under 3 s.
 On a shared machine read the ratio: the other tenants slow both alike.
 
-    .venv/bin/python benchmarks/startup.py [--repeats 7]
+    .venv/bin/python benchmarks/startup.py [--repeats 7] [--before DIR]
+
+``--before DIR`` adds the ``ranktune serve`` of another source tree (``python -m ranktune``
+run in DIR imports DIR's code) to the alternation: before/after in one run.
 """
 
 from __future__ import annotations
@@ -63,7 +66,11 @@ def _health_answered(url: str) -> bool:
 
 
 def seconds_to_health(
-    command: list[str], port: int, log_path: Path, env: dict[str, str] | None = None
+    command: list[str],
+    port: int,
+    log_path: Path,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
 ) -> tuple[float, float]:
     """Launch ``command`` (a server on ``port``) and return the wall seconds until its first
     200 on /health and the CPU seconds the process had used by then (less disturbed by the
@@ -72,7 +79,11 @@ def seconds_to_health(
     with log_path.open("ab") as log:
         started = time.perf_counter()
         process = subprocess.Popen(
-            command, env={**os.environ, **(env or {})}, stdout=log, stderr=subprocess.STDOUT
+            command,
+            env={**os.environ, **(env or {})},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=cwd,
         )
         try:
             while not _health_answered(url):
@@ -108,20 +119,25 @@ def existing_database(workdir: Path) -> str:
     return url
 
 
-def run(repeats: int) -> dict[str, Any]:
+def run(repeats: int, before: Path | None = None) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix="ranktune-bench-startup-"))
     url = existing_database(workdir)
     say(f"start-up: ranktune serve on an existing database ({url}), {repeats} repeats")
 
-    cpu: dict[str, list[float]] = {"serve": [], "fastapi": []}
+    cpu: dict[str, list[float]] = {"serve": [], "fastapi": [], "before": []}
 
-    def serve() -> float:
-        port = free_port()
-        command = [*ranktune_command(), "serve", "--port", str(port), "--log-level", LOG_LEVEL]
-        env = {"RANKTUNE_DATABASE_URL": url, "RANKTUNE_ADMIN_TOKEN": ADMIN_TOKEN}
-        wall, used = seconds_to_health(command, port, workdir / "serve.log", env)
-        cpu["serve"].append(used)
-        return wall
+    def serve_of(name: str, code: Path | None) -> Callable[[], float]:
+        def serve() -> float:
+            port = free_port()
+            # ``python -m ranktune`` run in another source tree imports that tree's code.
+            program = ranktune_command() if code is None else [sys.executable, "-m", "ranktune"]
+            command = [*program, "serve", "--port", str(port), "--log-level", LOG_LEVEL]
+            env = {"RANKTUNE_DATABASE_URL": url, "RANKTUNE_ADMIN_TOKEN": ADMIN_TOKEN}
+            wall, used = seconds_to_health(command, port, workdir / f"{name}.log", env, code)
+            cpu[name].append(used)
+            return wall
+
+        return serve
 
     def fastapi() -> float:
         port = free_port()
@@ -140,11 +156,13 @@ def run(repeats: int) -> dict[str, Any]:
         return seconds_to_exit([sys.executable, "-c", "pass"], workdir)
 
     measures: dict[str, Callable[[], float]] = {
-        "serve": serve,
+        "serve": serve_of("serve", None),
         "fastapi": fastapi,
         "regret": regret,
         "python": interpreter,
     }
+    if before is not None:
+        measures["before"] = serve_of("before", before)
     times: dict[str, list[float]] = {name: [] for name in measures}
     names = list(measures)
     for repeat in range(repeats):
@@ -160,7 +178,7 @@ def run(repeats: int) -> dict[str, Any]:
         "runs": times,
         "median_s": medians,
         "serve_over_fastapi": medians["serve"] / medians["fastapi"],
-        "cpu_s": {name: median(values) for name, values in cpu.items()},
+        "cpu_s": {name: median(values) for name, values in cpu.items() if values},
         "load_average": [round(x, 2) for x in os.getloadavg()],
     }
     say(
@@ -174,6 +192,13 @@ def run(repeats: int) -> dict[str, Any]:
         f"{result['cpu_s']['fastapi']:.2f} s, ratio "
         f"{result['cpu_s']['serve'] / result['cpu_s']['fastapi']:.2f}x"
     )
+    if before is not None:
+        say(
+            f"  the serve of {before} (--before): {medians['before']:.2f} s to /health, CPU "
+            f"{result['cpu_s']['before']:.2f} s; this tree over it: "
+            f"{medians['serve'] / medians['before']:.2f}x wall, "
+            f"{result['cpu_s']['serve'] / result['cpu_s']['before']:.2f}x CPU"
+        )
     return result
 
 
@@ -182,9 +207,14 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument(
+        "--before",
+        type=Path,
+        help="also start the serve of this source tree (e.g. git archive main | tar -x -C DIR)",
+    )
     args = parser.parse_args()
     try:
-        run(args.repeats)
+        run(args.repeats, args.before)
     except BenchError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
