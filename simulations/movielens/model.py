@@ -323,7 +323,14 @@ class MovieLensConfig:
         "add model-guided proposals to the genetic step's mix (evolution mix 'model')",
         flag="--model",
     )
+    model_weight: float = option(
+        3.0,
+        POSITIVE,
+        "with --model: weight of the model's proposals beside random, mutation and crossover "
+        "at 1 each",
+    )
     evolve_minutes: float = option(60.0, POSITIVE, "simulated minutes between genetic steps")
+    drop_count: int = option(1, integer(minimum=1), "arms each genetic step retires")
     tick_seconds: float = option(
         30.0, number(1.0), "simulated seconds between ticks (the experiment's update_interval_s)"
     )
@@ -349,6 +356,8 @@ class MovieLensConfig:
             (self.views_per_minute > 0, "views_per_minute must be > 0"),
             (self.runs >= 1, "runs must be >= 1"),
             (self.random_arms >= 0, "random_arms must be >= 0"),
+            (self.model_weight > 0, "model_weight must be > 0"),
+            (self.drop_count >= 1, "drop_count must be >= 1"),
             (self.tick_seconds >= 1, "tick_seconds must be >= 1"),
             (self.evolve_minutes * 60 >= self.tick_seconds, "evolve_minutes must span a tick"),
             (0 < self.reference_share < 1, "reference_share must be in (0, 1)"),

@@ -114,13 +114,18 @@ def experiment_body(config: MovieLensConfig, arm_configs: list[dict[str, float]]
             "enabled": True,
             "evolve_interval_s": config.evolve_minutes * 60,
             "min_exposures": float(MIN_EXPOSURES),
-            "drop_count": 1,
+            "drop_count": config.drop_count,
             "min_arms": 4,
             "max_arms": len(arm_configs) + 1,
             "score": "mean",
         }
         if config.model_proposals:
-            evolution["mix"] = {"model": 1.0}
+            evolution["mix"] = {
+                "random": 1.0,
+                "mutation": 1.0,
+                "crossover": 1.0,
+                "model": config.model_weight,
+            }
         body["evolution"] = evolution
     return body
 

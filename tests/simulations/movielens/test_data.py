@@ -109,7 +109,7 @@ def test_download_reads_the_files_out_of_the_checked_wheel_into_the_cache(
     monkeypatch.setattr(data, "CHECKSUMS", _digests(source))
     monkeypatch.setattr(data, "WHEEL_SHA256", hashlib.sha256(wheel).hexdigest())
     pypi = _FakePyPI(wheel)
-    monkeypatch.setattr(data.urllib.request, "urlopen", pypi)
+    monkeypatch.setattr("urllib.request.urlopen", pypi)
     monkeypatch.setenv("RANKTUNE_CACHE_DIR", str(tmp_path / "cache"))
     first = data.load()
     assert pypi.requested == [data.PYPI_JSON, "https://files.example/recbole.whl"]
@@ -127,7 +127,7 @@ def test_a_wheel_with_other_bytes_is_refused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     source = write_atomic(tmp_path / "source", generate())
-    monkeypatch.setattr(data.urllib.request, "urlopen", _FakePyPI(_wheel(source)))
+    monkeypatch.setattr("urllib.request.urlopen", _FakePyPI(_wheel(source)))
     monkeypatch.setenv("RANKTUNE_CACHE_DIR", str(tmp_path / "cache"))
     with pytest.raises(DataUnavailable, match=f"expected {data.WHEEL_SHA256}"):
         data.load()
@@ -138,7 +138,7 @@ def test_no_network_says_what_to_do(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     def offline(url: str, timeout: float = 0) -> Any:
         raise urllib.error.URLError("no route to host")
 
-    monkeypatch.setattr(data.urllib.request, "urlopen", offline)
+    monkeypatch.setattr("urllib.request.urlopen", offline)
     monkeypatch.setenv("RANKTUNE_CACHE_DIR", str(tmp_path / "cache"))
     with pytest.raises(DataUnavailable) as caught:
         data.load()

@@ -107,9 +107,12 @@ def test_the_same_seed_repeats_the_run(tmp_path: Path) -> None:
 def test_model_proposals_go_into_the_evolution_mix(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    config = MovieLensConfig(seed=1, model_proposals=True)
+    config = MovieLensConfig(seed=1, model_proposals=True, model_weight=2.0, drop_count=2)
     body = experiment_body(config, [dict(REFERENCE_CONFIG, text_match=0.5)])
-    assert body["evolution"]["mix"] == {"model": 1.0}
+    assert body["evolution"]["mix"] == {
+        "random": 1.0, "mutation": 1.0, "crossover": 1.0, "model": 2.0,
+    }  # fmt: skip
+    assert body["evolution"]["drop_count"] == 2
     assert "mix" not in experiment_body(MovieLensConfig(seed=1), [])["evolution"]
     if "model" in mix_origins():
         pytest.skip("this build has model proposals: the refusal below does not apply")
