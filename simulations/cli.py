@@ -23,6 +23,10 @@ COMMANDS = {
         "simulations.marketplace",
         "the platform replayed on a synthetic similar-items marketplace",
     ),
+    "movielens": (
+        "simulations.movielens",
+        "the platform replayed on a similar-films block with MovieLens 100k's real co-likes",
+    ),
     "segments": (
         "simulations.segments",
         "one global bandit versus independent and hierarchical per-category bandits",

@@ -33,18 +33,13 @@ derived from the seed, so a seeded run is repeatable.
 from __future__ import annotations
 
 import argparse
-import hashlib
-import math
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
 from simulations.marketplace.model import (
     COMMAND,
@@ -56,7 +51,6 @@ from simulations.marketplace.model import (
     ArmInfo,
     DailyCycle,
     GenerationLog,
-    IntArray,
     Marketplace,
     MarketplaceConfig,
     MarketplaceResult,
@@ -77,6 +71,14 @@ from simulations.options import (
     option,
 )
 from simulations.output import invalid_parameters, write_and_report
+from simulations.platform import (
+    Platform,
+    Reported,
+    best_arm,
+    evolution_module,
+    seeded_streams,
+    sum_by,
+)
 from simulations.progress import ProgressReporter, progress_enabled
 
 
@@ -94,207 +96,42 @@ class MarketplaceOutput:
 # --- the platform, driven in-process ------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Reported:
-    """An event as a client reports it (the fields of api.schemas.EventIn)."""
-
-    ticket: str
-    type: str
-    count: int
-    event_id: str
-
-
-def _evolution_module() -> Any | None:
-    try:
-        from api.services import evolution
-    except ImportError:
-        return None
-    return evolution if hasattr(evolution, "run_evolution_step") else None
-
-
-class _Platform:
-    """The service layer of one replica, on its own database, with a simulated clock."""
-
-    def __init__(self, database_url: str, config: MarketplaceConfig, streams: Any) -> None:
-        from pydantic import SecretStr
-
-        from api.db import upgrade_database
-        from api.runtime import Runtime
-        from api.serving import ServingState
-        from api.settings import Settings
-
-        upgrade_database(database_url)
-        settings = Settings(
-            database_url=database_url,
-            admin_token=SecretStr("marketplace-simulation"),
-            scheduler_enabled=False,
-            ticket_secret=SecretStr(f"marketplace-simulation-{config.seed}"),
-            tick_interval_s=config.tick_seconds,
-            # A throwaway database: no fsync per commit.
-            sqlite_synchronous="OFF",
-        )
-        self.runtime = Runtime(settings)
-        self.runtime.serving = ServingState(self.runtime.signer, rng=streams["serving"])
-        self.runtime.rng = streams["ticks"]
-        self.evolution_rng = streams["evolution"]
-        self.experiment_id = 0
-        self.started_at = datetime.now().astimezone()
-
-    def create(self, config: MarketplaceConfig, arm_configs: list[dict[str, float]]) -> Any:
-        from api import repositories as repo
-        from api import schemas
-        from api.services.experiments import create_experiment
-
-        evolution = None
-        if config.evolve and _evolution_module() is not None:
-            evolution = {
-                "enabled": True,
-                "evolve_interval_s": config.evolve_minutes * 60,
-                "min_exposures": float(MIN_EXPOSURES),
-                "drop_count": 1,
-                "min_arms": 4,
-                "max_arms": len(arm_configs) + 1,
-                "score": "mean",
-            }
-        body: dict[str, Any] = {
-            "name": EXPERIMENT_NAME,
-            "parameters": [
-                {"name": name, "type": "float", "low": 0.0, "high": 1.0}
-                for name in ("text_match", "distance", "price_diff", "region")
-            ],
-            "reference_config": REFERENCE_CONFIG,
-            "arms": arm_configs,
-            "reference_share": config.reference_share,
-            "mode": config.mode,
-            "update_interval_s": config.tick_seconds,
-            "target_event": config.optimise,
-            # The other metric is reported beside it, as a guardrail when --guardrail-loss is
-            # positive (an arm confidently worse on it beyond that loss is retired).
-            "metrics": [_other_metric(config.optimise, config.guardrail_loss)],
-            # A block of k listings: one exposure may yield up to k views and k contacts.
-            "max_events_per_exposure": {
-                "view": config.model.block_size,
-                "contact": config.model.block_size,
-            },
+def experiment_body(
+    config: MarketplaceConfig, arm_configs: list[dict[str, float]]
+) -> dict[str, Any]:
+    """The ``ExperimentCreate`` body of the scenario."""
+    body: dict[str, Any] = {
+        "name": EXPERIMENT_NAME,
+        "parameters": [
+            {"name": name, "type": "float", "low": 0.0, "high": 1.0}
+            for name in ("text_match", "distance", "price_diff", "region")
+        ],
+        "reference_config": REFERENCE_CONFIG,
+        "arms": arm_configs,
+        "reference_share": config.reference_share,
+        "mode": config.mode,
+        "update_interval_s": config.tick_seconds,
+        "target_event": config.optimise,
+        # The other metric is reported beside it, as a guardrail when --guardrail-loss is
+        # positive (an arm confidently worse on it beyond that loss is retired).
+        "metrics": [_other_metric(config.optimise, config.guardrail_loss)],
+        # A block of k listings: one exposure may yield up to k views and k contacts.
+        "max_events_per_exposure": {
+            "view": config.model.block_size,
+            "contact": config.model.block_size,
+        },
+    }
+    if config.evolve and evolution_module() is not None:
+        body["evolution"] = {
+            "enabled": True,
+            "evolve_interval_s": config.evolve_minutes * 60,
+            "min_exposures": float(MIN_EXPOSURES),
+            "drop_count": 1,
+            "min_arms": 4,
+            "max_arms": len(arm_configs) + 1,
+            "score": "mean",
         }
-        if evolution is not None:
-            body["evolution"] = evolution
-        request = schemas.ExperimentCreate.model_validate(body)
-        with self.runtime.transaction() as session:
-            experiment = create_experiment(
-                session, request, default_interval_s=config.tick_seconds, rng=self.runtime.rng
-            )
-            # A salt derived from the seed (instead of a random one) keeps the split of
-            # users into groups, and with it the whole run, repeatable.
-            experiment.salt = hashlib.sha256(f"salt-{config.seed}".encode()).hexdigest()[:16]
-            self.experiment_id = experiment.id
-            self.started_at = experiment.created_at
-            arms = [(a.id, a.origin, dict(a.config)) for a in repo.arms_of(session, experiment.id)]
-        self.refresh()
-        return arms
-
-    def refresh(self) -> Any:
-        self.runtime.serving.refresh(self.runtime.session_factory)
-        return self.runtime.serving.get(EXPERIMENT_NAME)
-
-    def clock(self, seconds: float) -> datetime:
-        return self.started_at + timedelta(seconds=seconds)
-
-    def submit_events(self, events: list[_Reported]) -> None:
-        """Check and store the events exactly as ``POST /v1/events`` does."""
-        if events:
-            rows = self.runtime.event_intake().rows(events, now=time.time())
-            self.runtime.writer.submit(rows).result()
-
-    def tick(self, seconds: float) -> bool:
-        from api.services.ticks import apply_tick
-
-        with self.runtime.transaction() as session:
-            tick = apply_tick(
-                session,
-                self.experiment_id,
-                now=self.clock(seconds),
-                rng=self.runtime.rng,
-                only_if_due=True,
-                replica="simulator",
-            )
-            return tick is not None and bool(tick.applied)
-
-    def decide(self, seconds: float) -> Any:
-        """The decisions after an applied tick, as the scheduler runs them
-        (``api.services.decisions.DecisionOutcome``)."""
-        from api.services.decisions import DecisionOutcome
-
-        outcome = self.runtime.evaluate_decisions(self.experiment_id, now=self.clock(seconds))
-        return DecisionOutcome() if outcome is None else outcome
-
-    def paused_reason(self) -> dict[str, Any]:
-        from api.models import Experiment
-
-        with self.runtime.session_factory() as session:
-            experiment = session.get(Experiment, self.experiment_id)
-            return dict(experiment.paused_reason or {}) if experiment is not None else {}
-
-    def report(self, seconds: float) -> dict[str, Any]:
-        """The platform's report, as ``GET /v1/experiments/{name}/report`` answers it."""
-        from api import repositories as repo
-        from api.services.report import report_document
-
-        with self.runtime.read_transaction() as session:
-            experiment = repo.get_experiment(session, self.experiment_id)
-            assert experiment is not None
-            return report_document(session, experiment, now=self.clock(seconds))
-
-    def retired_reason(self, arm_id: int) -> str:
-        with self.runtime.session_factory() as session:
-            from api.models import Arm
-
-            arm = session.get(Arm, arm_id)
-            return "" if arm is None or arm.retired_reason is None else arm.retired_reason
-
-    def evolve(self, seconds: float) -> tuple[list[int], list[int]] | None:
-        evolution = _evolution_module()
-        if evolution is None:
-            return None
-        with self.runtime.transaction() as session:
-            outcome = evolution.run_evolution_step(
-                session,
-                self.experiment_id,
-                now=self.clock(seconds),
-                rng=self.evolution_rng,
-                dry_run=False,
-                only_if_due=True,
-                replica="simulator",
-            )
-            if outcome is None or not outcome.applied:
-                return None
-            retired = [int(r.arm_id) for r in outcome.retired]
-            added = [int(a.arm_id) for a in outcome.added if a.arm_id is not None]
-        return retired, added
-
-    def arm_rows(self) -> list[dict[str, Any]]:
-        from api import repositories as repo
-
-        with self.runtime.session_factory() as session:
-            return [
-                {
-                    "arm_id": a.id,
-                    "origin": a.origin,
-                    "status": a.status,
-                    "config": dict(a.config),
-                    "alpha": a.alpha,
-                    "beta": a.beta,
-                    "exposures": a.exposures,
-                    "target_events": a.target_events,
-                    "generation": a.generation,
-                    "parent_ids": list(a.parent_ids or []),
-                }
-                for a in repo.arms_of(session, self.experiment_id)
-            ]
-
-    def close(self) -> None:
-        self.runtime.flush_exposures()
-        self.runtime.engine.dispose()
+    return body
 
 
 def initial_arm_configs(
@@ -335,14 +172,7 @@ def simulate(
 ) -> MarketplaceResult:
     """Run the whole scenario; see the module docstring."""
     started = time.perf_counter()
-    names = ("traffic", "serving", "ticks", "arms", "evolution")
-    streams = dict(
-        zip(
-            names,
-            (np.random.default_rng(s) for s in np.random.SeedSequence(config.seed).spawn(5)),
-            strict=True,
-        )
-    )
+    streams = seeded_streams(config.seed, ("traffic", "serving", "ticks", "arms", "evolution"))
     market = Marketplace(config.model)
     trap = ViewsTrap(
         view_maximiser=search_best(market, "views", grid_steps=config.grid_steps),
@@ -355,7 +185,13 @@ def simulate(
 
     with tempfile.TemporaryDirectory(prefix="ranktune-marketplace-") as scratch:
         path = database if database is not None else Path(scratch) / "marketplace.db"
-        platform_ = _Platform(f"sqlite:///{path}", config, streams)
+        platform_ = Platform(
+            f"sqlite:///{path}",
+            label="marketplace",
+            seed=config.seed,
+            tick_seconds=config.tick_seconds,
+            streams=streams,
+        )
         arms: dict[int, ArmInfo] = {}
 
         def know(arm_id: int, origin: str, values: dict[str, float], label: str) -> None:
@@ -371,7 +207,7 @@ def simulate(
             )
 
         reference_arm_id = trap_arm_id = -1
-        for arm_id, origin, values in platform_.create(config, arm_configs):
+        for arm_id, origin, values in platform_.create(experiment_body(config, arm_configs)):
             if origin == "reference":
                 reference_arm_id = arm_id
                 label = "reference"
@@ -398,13 +234,12 @@ def simulate(
                 users = traffic.integers(0, config.users, n)
                 sources = traffic.integers(0, market.n_sources, n)
                 hours = config.start_hour + (t0 + traffic.random(n) * config.tick_seconds) / 3600
-                served = [platform_.runtime.serving.assign(snapshot, f"user-{u}") for u in users]
-                arm_ids = np.fromiter((s.arm_id for s in served), dtype=np.int64, count=n)
+                served, arm_ids, live = platform_.serve(snapshot, users)
                 click_p = np.zeros((n, k))
                 contact_p = np.zeros((n, k))
                 for arm_id in np.unique(arm_ids):
                     if int(arm_id) not in arms:  # added by evolution since the last look
-                        _learn_new_arms(platform_, arms, know)
+                        platform_.learn_new_arms(arms, know)
                     rows = arm_ids == arm_id
                     blocks = arms[int(arm_id)].blocks
                     click_p[rows] = blocks.click_probs[sources[rows]]
@@ -417,10 +252,10 @@ def simulate(
                 expected = (click_p * contact_p).sum(axis=1)
 
                 # Exposures: counted by assign, flushed like the runtime's flush job.
-                platform_.runtime.flush_exposures()
+                platform_.flush_exposures()
                 # Events: what the clients post, through the client route's own checks.
                 events = [
-                    _Reported(
+                    Reported(
                         served[i].ticket, event_type, int(count), f"pv{view_index + i}:{event_type}"
                     )
                     for i in np.flatnonzero(clicks)
@@ -433,14 +268,13 @@ def simulate(
                 # The log holds the experiment's traffic: page views served while it was not
                 # running (paused by the circuit breaker) got the reference configuration
                 # outside the comparison, at other hours: left out, as the platform does.
-                live = np.fromiter((s.active for s in served), dtype=bool, count=n)
                 arm_ids = np.where(live, arm_ids, -1)
-                log.exposures.append(_sum_by(arm_ids, np.ones(n, dtype=np.int64)))
+                log.exposures.append(sum_by(arm_ids, np.ones(n, dtype=np.int64)))
                 for arm_id, count in log.exposures[-1].items():
                     served_so_far[arm_id] = served_so_far.get(arm_id, 0) + count
-                log.clicks.append(_sum_by(arm_ids, clicks))
-                log.contacts.append(_sum_by(arm_ids, contacts))
-                log.expected_contacts.append(_sum_by(arm_ids, expected))
+                log.clicks.append(sum_by(arm_ids, clicks))
+                log.contacts.append(sum_by(arm_ids, contacts))
+                log.expected_contacts.append(sum_by(arm_ids, expected))
 
                 now_s = (window + 1) * config.tick_seconds
                 applied = platform_.tick(now_s)
@@ -459,8 +293,8 @@ def simulate(
                     if step is not None:
                         generations.append(GenerationLog(now_s / 3600, step[0], step[1]))
                 snapshot = platform_.refresh()
-                _learn_new_arms(platform_, arms, know)
-                best_id, best_mean = _best_arm(snapshot, served_so_far)
+                platform_.learn_new_arms(arms, know)
+                best_id, best_mean = best_arm(snapshot, served_so_far, MIN_EXPOSURES)
                 log.best_arm_ids.append(best_id)
                 log.best_means.append(best_mean)
                 log.active_counts.append(len(snapshot.arm_ids))
@@ -479,7 +313,7 @@ def simulate(
         log=log,
         final_arms=final_arms,
         generations=generations,
-        evolution_available=_evolution_module() is not None,
+        evolution_available=evolution_module() is not None,
         ticks_applied=ticks_applied,
         wall_time_s=time.perf_counter() - started,
         search_time_s=search_time,
@@ -495,39 +329,6 @@ def _other_metric(optimised: str, max_loss: float) -> dict[str, Any]:
     if max_loss > 0:
         return {"event": event, "role": "guardrail", "direction": "increase", "max_loss": max_loss}
     return {"event": event, "role": "secondary", "direction": "increase"}
-
-
-def _sum_by(keys: IntArray, values: npt.ArrayLike) -> dict[int, Any]:
-    """Totals of ``values`` by arm id; negative keys (traffic left out) are skipped."""
-    totals: dict[int, Any] = {}
-    v = np.asarray(values)
-    for key in np.unique(keys[keys >= 0]):
-        totals[int(key)] = v[keys == key].sum().item()
-    return totals
-
-
-def _best_arm(snapshot: Any, exposures: dict[int, int]) -> tuple[int, float]:
-    """The active target arm with the highest posterior mean among those with at least
-    ``MIN_EXPOSURES`` exposures (all active arms while none has); ties: the older arm."""
-    if not snapshot.arm_ids:
-        return -1, math.nan
-    means = snapshot.alphas / (snapshot.alphas + snapshot.betas)
-    seasoned = np.array([exposures.get(a, 0) >= MIN_EXPOSURES for a in snapshot.arm_ids])
-    if seasoned.any():
-        means = np.where(seasoned, means, -np.inf)
-    index = int(np.argmax(means))
-    return int(snapshot.arm_ids[index]), float(means[index])
-
-
-def _learn_new_arms(
-    platform_: _Platform, arms: dict[int, ArmInfo], know: Callable[..., None]
-) -> None:
-    snapshot = platform_.runtime.serving.get(EXPERIMENT_NAME)
-    if snapshot is None or all(arm_id in arms for arm_id in snapshot.arm_ids):
-        return
-    for row in platform_.arm_rows():
-        if row["arm_id"] not in arms:
-            know(row["arm_id"], row["origin"], row["config"], f"{row['origin']}-{row['arm_id']}")
 
 
 # --- the command --------------------------------------------------------------------------
