@@ -109,3 +109,28 @@ def choose_with_nursery(
         rng,
     )
     return nursery.grown[chosen]
+
+
+def probabilities_with_nursery(
+    policy: Policy,
+    successes: npt.ArrayLike,
+    failures: npt.ArrayLike,
+    exposures: npt.ArrayLike,
+    *,
+    min_exposures: float,
+    share: float,
+) -> npt.NDArray[np.float64]:
+    """The probability that one draw of :func:`choose_with_nursery` serves each arm: ``share``
+    split uniformly over the nursery arms, the rest as the policy splits it among the grown
+    ones (:meth:`Policy.probabilities`); the policy's probabilities over all arms when there is
+    no nursery to set apart."""
+    s = np.asarray(successes, dtype=np.float64)
+    f = np.asarray(failures, dtype=np.float64)
+    nursery = nursery_of(exposures, min_exposures, share)
+    if nursery is None:
+        return policy.probabilities(s, f)
+    probabilities = np.zeros(s.shape[-1])
+    probabilities[list(nursery.arms)] = nursery.share / len(nursery.arms)
+    grown = list(nursery.grown)
+    probabilities[grown] = (1.0 - nursery.share) * policy.probabilities(s[grown], f[grown])
+    return probabilities

@@ -22,6 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from bandit.errors import InvalidParameterError
+from bandit.propensities import beta_rank_probabilities
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -49,6 +50,14 @@ class Policy(ABC):
             )
         return int(self.choose(successes, failures, rng))
 
+    def probabilities(self, successes: npt.ArrayLike, failures: npt.ArrayLike) -> FloatArray:
+        """For a single bandit (statistics of shape ``(K,)``): the probability that
+        :meth:`choose` pulls each arm, the propensities off-policy estimators divide by
+        (bandit.offpolicy). A policy that cannot state them says so."""
+        raise InvalidParameterError(
+            f"policy {self.name!r} does not state its choice probabilities", parameter="policy"
+        )
+
 
 def _as_counts(successes: npt.ArrayLike, failures: npt.ArrayLike) -> tuple[FloatArray, FloatArray]:
     s = np.asarray(successes, dtype=np.float64)
@@ -60,6 +69,21 @@ def _as_counts(successes: npt.ArrayLike, failures: npt.ArrayLike) -> tuple[Float
             parameter="failures" if s.ndim and s.shape[-1] else "successes",
         )
     return s, f
+
+
+def _one_bandit(successes: npt.ArrayLike, failures: npt.ArrayLike) -> tuple[FloatArray, FloatArray]:
+    s, f = _as_counts(successes, failures)
+    if s.ndim != 1:
+        raise InvalidParameterError(
+            f"probabilities need statistics of shape (K,); got {s.shape}", parameter="successes"
+        )
+    return s, f
+
+
+def _certain(arm: int, k: int) -> FloatArray:
+    probabilities = np.zeros(k)
+    probabilities[arm] = 1.0
+    return probabilities
 
 
 def _random_arms(rng: np.random.Generator, shape: tuple[int, ...], k: int) -> IntArray:
@@ -120,6 +144,12 @@ class ThompsonSampling(Policy):
         s, f = _as_counts(successes, failures)
         thetas = rng.beta(self.prior_alpha + s, self.prior_beta + f)
         return _argmax_arms(thetas)
+
+    def probabilities(self, successes: npt.ArrayLike, failures: npt.ArrayLike) -> FloatArray:
+        """P(arm k's draw is the largest), by numerical integration to about 1e-6
+        (bandit.propensities; the draws are continuous, so ties have probability 0)."""
+        s, f = _one_bandit(successes, failures)
+        return beta_rank_probabilities(self.prior_alpha + s, self.prior_beta + f).first
 
     def posterior_parameters(
         self, successes: npt.ArrayLike, failures: npt.ArrayLike
@@ -239,10 +269,24 @@ class UCB1(Policy):
         index += np.sqrt(bonus)
         return _argmax_arms(index)
 
+    def probabilities(self, successes: npt.ArrayLike, failures: npt.ArrayLike) -> FloatArray:
+        """Deterministic: probability 1 on the arm :meth:`choose` pulls."""
+        s, f = _one_bandit(successes, failures)
+        return _certain(int(self.choose(s, f, np.random.default_rng(0))), s.size)
+
 
 def _greedy_arms(s: FloatArray, f: FloatArray) -> IntArray:
     # Unplayed arms rank first so that every arm is tried once before exploitation starts.
     return _argmax_arms(_means_or(s, s + f, np.inf))
+
+
+def _epsilon_greedy_probabilities(s: FloatArray, f: FloatArray, epsilon: float) -> FloatArray:
+    """``epsilon / K`` on every arm plus ``1 - epsilon`` on the greedy one."""
+    k = s.size
+    probabilities: FloatArray = np.full(k, epsilon / k) + (1.0 - epsilon) * _certain(
+        int(_greedy_arms(s, f)), k
+    )
+    return probabilities
 
 
 def _epsilon_greedy(
@@ -276,6 +320,10 @@ class EpsilonGreedy(Policy):
         s, f = _as_counts(successes, failures)
         return _epsilon_greedy(s, f, self.epsilon, rng)
 
+    def probabilities(self, successes: npt.ArrayLike, failures: npt.ArrayLike) -> FloatArray:
+        s, f = _one_bandit(successes, failures)
+        return _epsilon_greedy_probabilities(s, f, self.epsilon)
+
 
 @dataclass(frozen=True)
 class EpsilonDecreasing(Policy):
@@ -296,9 +344,16 @@ class EpsilonDecreasing(Policy):
         self, successes: npt.ArrayLike, failures: npt.ArrayLike, rng: np.random.Generator
     ) -> IntArray:
         s, f = _as_counts(successes, failures)
+        return _epsilon_greedy(s, f, self._epsilons(s, f), rng)
+
+    def _epsilons(self, s: FloatArray, f: FloatArray) -> FloatArray:
         t = np.sum(s + f, axis=-1) + 1.0
-        epsilons = np.minimum(1.0, self.c * s.shape[-1] / t)
-        return _epsilon_greedy(s, f, epsilons, rng)
+        epsilons: FloatArray = np.minimum(1.0, self.c * s.shape[-1] / t)
+        return epsilons
+
+    def probabilities(self, successes: npt.ArrayLike, failures: npt.ArrayLike) -> FloatArray:
+        s, f = _one_bandit(successes, failures)
+        return _epsilon_greedy_probabilities(s, f, float(self._epsilons(s, f)))
 
 
 POLICY_NAMES = ("thompson", "ucb1", "egreedy", "edecay")
