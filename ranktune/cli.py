@@ -4,6 +4,7 @@
   ranktune db upgrade   apply the database migrations
   ranktune tokens       create, list and revoke stored tokens (admin, viewer, client)
   ranktune simulate     the simulator (ranktune simulate --help)
+  ranktune evaluate     off-policy estimates (docs/offpolicy.md): the Open Bandit Dataset check
   ranktune openapi      the OpenAPI document, or the API reference (docs/api.md) in Markdown
 
 Exit codes: 0 success, 1 failure while running, 2 usage error (a bad option or setting).
@@ -191,6 +192,22 @@ def _tokens(args: argparse.Namespace) -> int:
     return 0
 
 
+def _evaluate_obd(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ranktune import obd
+
+    if not 0 < args.level < 1:
+        raise UsageError(f"--level must be in (0, 1); got {args.level}")
+    try:
+        directory = obd.fetch(Path(args.cache_dir) if args.cache_dir else None)
+    except obd.DatasetError as error:
+        print(f"ranktune evaluate obd: {error}", file=sys.stderr)
+        return 1
+    print(obd.describe(obd.reproduce_quickstart(directory, level=args.level)))
+    return 0
+
+
 def _safe(url: str) -> str:
     from sqlalchemy.engine import make_url
 
@@ -261,6 +278,27 @@ def build_parser() -> argparse.ArgumentParser:
     for command in (create, listing, revoke):
         command.add_argument("--url", help="database URL (default RANKTUNE_DATABASE_URL)")
         command.set_defaults(run=_tokens)
+
+    evaluate = commands.add_parser(
+        "evaluate", help="off-policy estimates from logged data (docs/offpolicy.md)"
+    )
+    evaluate_commands = evaluate.add_subparsers(
+        dest="evaluate_command", required=True, metavar="COMMAND"
+    )
+    obd_command = evaluate_commands.add_parser(
+        "obd",
+        help="reproduce the Open Bandit Pipeline's quickstart on the Open Bandit Dataset sample "
+        "(downloads obp's source distribution from PyPI once)",
+    )
+    obd_command.add_argument(
+        "--cache-dir",
+        help="where the dataset's files are kept (default $RANKTUNE_CACHE_DIR, else "
+        "$XDG_CACHE_HOME/ranktune or ~/.cache/ranktune, subdirectory obd-<obp version>)",
+    )
+    obd_command.add_argument(
+        "--level", type=float, default=0.95, help="confidence level (default 0.95)"
+    )
+    obd_command.set_defaults(run=_evaluate_obd)
 
     commands.add_parser(
         "simulate", help="bandit simulations (ranktune simulate --help)", add_help=False
