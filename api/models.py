@@ -411,6 +411,11 @@ class Tick(Base):
     quarantined_events: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
     # What the tick consumed without crediting: reason -> event type -> count.
     uncredited: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # The experiment's version once this tick applied (the next window is served with it),
+    # and whether an admin action changed it during this window (NULL: unknown, before
+    # migration 0018 or without an earlier recorded tick).
+    snapshot_version: Mapped[int | None] = mapped_column(Integer)
+    snapshot_changed: Mapped[bool | None] = mapped_column(Boolean)
 
 
 class TickArm(Base):
@@ -427,6 +432,11 @@ class TickArm(Base):
     alpha_after: Mapped[float] = mapped_column(Float)
     beta_after: Mapped[float] = mapped_column(Float)
     quarantined_events: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+    # P(a target request of the window was served this arm): the policy's choice probability
+    # under the window's posteriors (request mode), 1 or 0 (window mode); NULL before 0018.
+    propensity: Mapped[float | None] = mapped_column(Float)
+    # Window mode: the probability the draw that pinned the window's arm gave this arm.
+    draw_probability: Mapped[float | None] = mapped_column(Float)
 
 
 class Generation(Base):

@@ -19,6 +19,7 @@ from pydantic import (
     WithJsonSchema,
     create_model,
     field_validator,
+    model_validator,
 )
 
 from api.enums import (
@@ -1692,3 +1693,84 @@ class ReportSnapshotSummaryOut(BaseModel):
 
 class ReportSnapshotOut(ReportSnapshotSummaryOut):
     report: dict[str, Any] = Field(description="the report as it stood then")
+
+
+class CandidateIn(BaseModel):
+    """The allocation policy to evaluate on the experiment's recorded windows."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["arm", "mix", "uniform", "policy"] = Field(
+        description="arm: always `arm_id`; mix: `weights` by arm id (normalised over each "
+        "window's arms); uniform: every target arm alike; policy: `policy` with `params`, "
+        "replayed on each window's posteriors"
+    )
+    arm_id: int | None = Field(None, ge=1, le=2**31 - 1, description="kind arm: the arm")
+    weights: dict[int, float] | None = Field(
+        None, description="kind mix: arm id -> weight (>= 0, at least one positive)"
+    )
+    policy: Literal["thompson", "ucb1", "egreedy", "edecay"] | None = Field(
+        None, description="kind policy: the policy replayed (the experiment's prior)"
+    )
+    params: dict[Literal["epsilon", "c", "ucb_alpha"], float] | None = Field(
+        None, description="kind policy: its constants (epsilon, c, ucb_alpha)"
+    )
+
+    @model_validator(mode="after")
+    def _needs_its_field(self) -> CandidateIn:
+        needed = {"arm": "arm_id", "mix": "weights", "policy": "policy"}.get(self.kind)
+        if needed is not None and getattr(self, needed) is None:
+            raise ValueError(f"candidate of kind {self.kind!r} needs `{needed}`")
+        return self
+
+
+class OffPolicyEvaluationIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    candidate: CandidateIn
+    clip: float | None = Field(
+        None, gt=0, le=1e9, description="importance weights above this are cut to it (biased)"
+    )
+    level: float = Field(0.95, gt=0, lt=1, description="the intervals' confidence level")
+
+
+class LiftOut(BaseModel):
+    value: float = Field(description="the candidate's value over the reference rate, minus 1")
+    low: float = Field(description="lower end of the interval (delta method)")
+    high: float = Field(description="upper end of the interval")
+
+
+class OffPolicyEstimateOut(BaseModel):
+    estimator: str = Field(description="ips, snips or dr")
+    value: float = Field(description="estimated target events per exposure")
+    standard_error: float = Field(description="its standard error")
+    low: float = Field(description="lower end of the normal interval")
+    high: float = Field(description="upper end of the normal interval")
+    level: float = Field(description="the interval's confidence level")
+    samples: float = Field(description="target exposures used")
+    effective_sample_size: float = Field(description="(sum w)^2 / sum w^2")
+    max_weight: float = Field(description="the largest importance weight (after clipping)")
+    clipped: float = Field(description="exposures whose weight was clipped")
+    warnings: list[str] = Field(description="why the estimate may not be trusted")
+    lift: LiftOut | None = Field(description="over the reference group of the same windows")
+
+
+class ReferenceRateOut(BaseModel):
+    exposures: float = Field(description="reference exposures in the windows used")
+    rate: float | None = Field(description="their target events per exposure")
+
+
+class OffPolicyEvaluationOut(BaseModel):
+    experiment: str = Field(description="the experiment's name")
+    candidate: dict[str, Any] = Field(description="the candidate evaluated")
+    windows: int = Field(description="applied windows used")
+    windows_skipped: dict[str, int] = Field(
+        description="windows left out: without_propensities (before migration 0018), "
+        "snapshot_changed (an admin action during the window)"
+    )
+    exposures_left_out: float = Field(
+        description="exposures counted under an arm the window served with probability 0"
+    )
+    reference: ReferenceRateOut
+    estimates: list[OffPolicyEstimateOut]
+    policy: str = Field(description="the experiment's own policy (the logging policy)")

@@ -294,3 +294,66 @@ def doubly_robust(
     terms = m + weights.values * (samples.rewards - q)
     value, error = _mean_and_error(terms, samples.counts)
     return _estimate("dr", value, error, samples, weights, clip, level, unsupported)
+
+
+@dataclass(frozen=True)
+class Window:
+    """One logged window: per arm (same order in every array) its exposures, target events
+    and the probability with which the window served it (its propensity)."""
+
+    exposures: FloatArray
+    events: FloatArray
+    propensities: FloatArray
+
+
+@dataclass(frozen=True)
+class WindowLog:
+    """Windows turned into logged samples (one exposure each, reward 1 for an exposure that
+    earned a target event, 0 otherwise; an arm with more events than exposures gives each
+    exposure its mean), and the candidate's mass on arms the windows did not serve."""
+
+    samples: LoggedSamples
+    unsupported: float
+    # Exposures counted in a window under an arm it served with probability 0 (tickets of an
+    # earlier window reporting late): no propensity describes them, they are left out.
+    left_out: float
+
+
+def window_samples(windows: list[Window], targets: list[FloatArray]) -> WindowLog:
+    """``targets[i]``: the candidate's probability of each arm in window ``i``."""
+    rewards: list[float] = []
+    propensities: list[float] = []
+    chosen: list[float] = []
+    counts: list[float] = []
+    left_out = 0.0
+    for window, target in zip(windows, targets, strict=True):
+        served = window.propensities > 0
+        left_out += float(np.sum(window.exposures[~served]))
+        for k in np.flatnonzero((window.exposures > 0) & served):
+            n, events = float(window.exposures[k]), float(window.events[k])
+            rows = [(events / n, n)] if events > n else [(1.0, events), (0.0, n - events)]
+            for reward, count in rows:
+                if count > 0:
+                    rewards.append(reward)
+                    propensities.append(float(window.propensities[k]))
+                    chosen.append(float(target[k]))
+                    counts.append(count)
+    return WindowLog(
+        LoggedSamples.of(rewards, propensities, chosen, counts),
+        _unsupported_share(windows, targets),
+        left_out,
+    )
+
+
+def _unsupported_share(windows: list[Window], targets: list[FloatArray]) -> float:
+    """:func:`support_gap` over windows whose arm sets may differ in size."""
+    total = sum(float(np.sum(w.exposures)) for w in windows)
+    if total == 0:
+        return 0.0
+    return (
+        sum(
+            float(np.sum(w.exposures)) * float(np.sum(np.where(w.propensities > 0, 0.0, t)))
+            for w, t in zip(windows, targets, strict=True)
+        )
+        / total
+    )

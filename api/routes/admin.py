@@ -18,6 +18,7 @@ from api.security import AdminOrViewerReads, AdminRoute
 from api.services import evolution as evolution_service
 from api.services import experiments as service
 from api.services import metrics as metrics_service
+from api.services import offpolicy as offpolicy_service
 from api.services import phases as phase_service
 from api.services import report as report_service
 from api.services.common import arm_out, require_experiment
@@ -387,6 +388,58 @@ def ticks(
             session, name, limit=limit, after=after, before=before, newest_first=order == "newest"
         )
     return Response(content=content, media_type="application/json")
+
+
+@router.get(
+    "/experiments/{name}/ticks/export",
+    responses={
+        200: {
+            "description": "one row per tick and arm (the reference group's row included): "
+            "counts, propensities, posteriors",
+            "content": {"text/csv": {}, "application/x-ndjson": {}},
+        },
+        **HEAVY_READ,
+    },
+    response_class=Response,
+)
+def export_ticks(
+    request: Request,
+    name: ExperimentName,
+    format: Annotated[
+        Literal["csv", "jsonl"],
+        Query(description="csv (`pandas.read_csv`) or JSON lines (`pandas.read_json(lines=True)`)"),
+    ] = "csv",
+) -> Response:
+    """Every tick record of the experiment for offline analysis (docs/offpolicy.md)."""
+    runtime = runtime_of(request)
+    with runtime.heavy_reads.slot(), runtime.read_transaction() as session:
+        content = offpolicy_service.export_ticks(session, name, format)
+    media = "text/csv" if format == "csv" else "application/x-ndjson"
+    return Response(content=content, media_type=media)
+
+
+@router.post(
+    "/experiments/{name}/evaluate",
+    response_model=schemas.OffPolicyEvaluationOut,
+    responses=HEAVY_READ,
+)
+def evaluate(
+    request: Request, name: ExperimentName, body: schemas.OffPolicyEvaluationIn
+) -> schemas.OffPolicyEvaluationOut:
+    """Off-policy estimates (IPS, self-normalised IPS, doubly robust) of a candidate
+    allocation from the experiment's recorded windows: target events per exposure, lift over
+    the reference group of the same windows, intervals, effective sample size and warnings
+    (docs/offpolicy.md)."""
+    runtime = runtime_of(request)
+    with runtime.heavy_reads.slot(), runtime.read_transaction() as session:
+        result = offpolicy_service.evaluate(
+            session,
+            name,
+            offpolicy_service.Candidate(**body.candidate.model_dump()),
+            clip=body.clip,
+            level=body.level,
+        )
+    return schemas.OffPolicyEvaluationOut.model_validate(result)
 
 
 @router.post(

@@ -34,7 +34,7 @@ from api.models import Arm, Experiment, Tick, TickArm, as_utc, reference_of
 from api.serving import policy_of
 from arms.origins import Origin
 from bandit import PosteriorUpdate, Prior, WindowCounts, reference_ratio_update
-from bandit.nursery import choose_with_nursery
+from bandit.nursery import choose_with_nursery, probabilities_with_nursery
 
 
 @dataclass(frozen=True)
@@ -190,6 +190,8 @@ def apply_tick(
         event_limit(event_limits(experiment.max_events_per_exposure), experiment.target_event),
     )
     updated = _arms_to_update(arms, totals)
+    # Before the update: the posteriors this window was served with.
+    propensities = window_propensities(experiment, arms)
     update = reference_ratio_update(
         [arm.alpha for arm in updated],
         [arm.beta for arm in updated],
@@ -210,6 +212,7 @@ def apply_tick(
         experiment.last_tick_at = now
         experiment.empty_windows = Experiment.empty_windows + 1
         return None
+    snapshot_changed = _snapshot_changed(session, experiment)
     tick = Tick(
         experiment_id=experiment.id,
         number=repo.next_tick_number(session, experiment.id),
@@ -225,6 +228,7 @@ def apply_tick(
         replica=replica,
         empty_windows_before=experiment.empty_windows,
     )
+    tick.snapshot_changed = snapshot_changed
     session.add(tick)
     session.flush()
     tick.applied = update.applied
@@ -233,7 +237,7 @@ def apply_tick(
     tick.target_exposures = sum(totals.arm_exposures.values())
     tick.target_events = sum(totals.arm_events.values())
     if update.applied:
-        _record_update(session, tick, updated, totals, update)
+        _record_update(session, tick, updated, totals, update, propensities)
         reference = reference_of(arms)
         reference.exposures += totals.reference_exposures
         reference.target_events += totals.reference_events
@@ -263,7 +267,64 @@ def apply_tick(
     experiment.tick_count = Experiment.tick_count + 1
     repo.bump_version(experiment, now)
     session.flush()
+    tick.snapshot_version = experiment.version
     return tick
+
+
+@dataclass(frozen=True)
+class WindowPropensities:
+    """Per arm id: P(a target request of the window was served the arm), and in window mode
+    the probabilities of the draw that pinned the window's arm (None in request mode)."""
+
+    served: dict[int, float]
+    drawn: dict[int, float] | None
+
+
+def _candidates(arms: list[Arm]) -> list[Arm]:
+    """The arms the policy chooses among: the active target arms, as the snapshot has them."""
+    return [
+        arm for arm in arms if arm.status == ArmStatus.ACTIVE and arm.origin != Origin.REFERENCE
+    ]
+
+
+def _choice_probabilities(experiment: Experiment, candidates: list[Arm]) -> dict[int, float]:
+    """What one draw of the policy (nursery included) gives each candidate, from the same
+    statistics as the serving snapshot (api.serving.load_snapshot) and draw_window_arm."""
+    successes, failures, exposures = _policy_statistics(experiment, candidates)
+    probabilities = probabilities_with_nursery(
+        policy_of(experiment),
+        successes,
+        failures,
+        exposures,
+        min_exposures=experiment.nursery_exposures,
+        share=experiment.nursery_share,
+    )
+    return {arm.id: float(p) for arm, p in zip(candidates, probabilities, strict=True)}
+
+
+def window_propensities(experiment: Experiment, arms: list[Arm]) -> WindowPropensities:
+    """The propensities of the window that ends now, from the arms' state before its update
+    (the state it was served with, unless an admin action changed it: Tick.snapshot_changed).
+    """
+    candidates = _candidates(arms)
+    if not candidates:
+        return WindowPropensities({}, None)
+    chosen = _choice_probabilities(experiment, candidates)
+    if experiment.mode != Mode.WINDOW:
+        return WindowPropensities(chosen, None)
+    pinned = experiment.window_arm_id
+    return WindowPropensities(
+        {arm.id: 1.0 if arm.id == pinned else 0.0 for arm in candidates}, chosen
+    )
+
+
+def _snapshot_changed(session: Session, experiment: Experiment) -> bool | None:
+    """Whether the experiment's version moved since the previous recorded tick set it: an
+    admin action during the window. None when there is nothing to compare with."""
+    previous = repo.latest_tick(session, experiment.id)
+    if previous is None or previous.snapshot_version is None:
+        return None
+    return bool(experiment.version != previous.snapshot_version)
 
 
 def _nothing_new(
@@ -322,7 +383,12 @@ def _window_index(experiment: Experiment, arms: list[Arm]) -> int | None:
 
 
 def _record_update(
-    session: Session, tick: Tick, arms: list[Arm], totals: WindowTotals, update: PosteriorUpdate
+    session: Session,
+    tick: Tick,
+    arms: list[Arm],
+    totals: WindowTotals,
+    update: PosteriorUpdate,
+    propensities: WindowPropensities,
 ) -> None:
     for index, arm in enumerate(arms):
         exposures = totals.arm_exposures.get(arm.id, 0.0)
@@ -340,6 +406,12 @@ def _record_update(
                 alpha_after=float(update.alphas_after[index]),
                 beta_after=float(update.betas_after[index]),
                 quarantined_events=totals.quarantined.get(arm.id, 0.0),
+                # An arm with data but no longer a candidate (retired during the window)
+                # was not chosen at the window's end.
+                propensity=propensities.served.get(arm.id, 0.0) if propensities.served else None,
+                draw_probability=None
+                if propensities.drawn is None
+                else propensities.drawn.get(arm.id, 0.0),
             )
         )
         arm.alpha = float(update.alphas_after[index])
@@ -353,14 +425,10 @@ def draw_window_arm(
     experiment: Experiment, arms: list[Arm], rng: np.random.Generator
 ) -> int | None:
     """Window mode: the arm that serves the whole target group until the next tick."""
-    candidates = [
-        arm for arm in arms if arm.status == ArmStatus.ACTIVE and arm.origin != Origin.REFERENCE
-    ]
+    candidates = _candidates(arms)
     if not candidates:
         return None
-    successes = np.array([max(arm.alpha - experiment.prior_alpha, 0.0) for arm in candidates])
-    failures = np.array([max(arm.beta - experiment.prior_beta, 0.0) for arm in candidates])
-    exposures = np.array([arm.exposures for arm in candidates])
+    successes, failures, exposures = _policy_statistics(experiment, candidates)
     chosen = choose_with_nursery(
         policy_of(experiment),
         successes,
@@ -371,3 +439,13 @@ def draw_window_arm(
         rng=rng,
     )
     return candidates[chosen].id
+
+
+def _policy_statistics(
+    experiment: Experiment, candidates: list[Arm]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Successes, failures (the posteriors less the prior) and exposures the policy reads."""
+    successes = np.array([max(arm.alpha - experiment.prior_alpha, 0.0) for arm in candidates])
+    failures = np.array([max(arm.beta - experiment.prior_beta, 0.0) for arm in candidates])
+    exposures = np.array([arm.exposures for arm in candidates])
+    return successes, failures, exposures
