@@ -412,8 +412,8 @@ class Tick(Base):
     # What the tick consumed without crediting: reason -> event type -> count.
     uncredited: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     # The experiment's version once this tick applied (the next window is served with it),
-    # and whether an admin action changed it during this window (NULL: unknown, before
-    # migration 0018 or without an earlier recorded tick).
+    # and whether it changed during this window (an admin action or a genetic step; NULL:
+    # unknown, before migration 0018 or without an earlier recorded tick).
     snapshot_version: Mapped[int | None] = mapped_column(Integer)
     snapshot_changed: Mapped[bool | None] = mapped_column(Boolean)
 

@@ -4,7 +4,9 @@
   ranktune db upgrade   apply the database migrations
   ranktune tokens       create, list and revoke stored tokens (admin, viewer, client)
   ranktune simulate     the simulator (ranktune simulate --help)
-  ranktune evaluate     off-policy estimates (docs/offpolicy.md): the Open Bandit Dataset check
+  ranktune evaluate     off-policy estimates of a candidate from an experiment's recorded windows,
+                        or the Open Bandit Dataset check (docs/offpolicy.md)
+  ranktune export       an experiment's tick records as CSV or JSON lines
   ranktune openapi      the OpenAPI document, or the API reference (docs/api.md) in Markdown
 
 Exit codes: 0 success, 1 failure while running, 2 usage error (a bad option or setting).
@@ -16,12 +18,14 @@ import argparse
 import logging
 import secrets
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from pydantic import SecretStr
 
 if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
     from api.settings import Settings
 
 
@@ -192,6 +196,112 @@ def _tokens(args: argparse.Namespace) -> int:
     return 0
 
 
+def _in_database(command: str, url: str | None, work: Callable[[Session], str]) -> int:
+    """Run ``work`` in one read transaction on the database of RANKTUNE_DATABASE_URL (or
+    ``url``) and print what it returns; an API error or a database not ready exits 1."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from api.db import make_engine, make_session_factory
+    from api.errors import ApiError
+
+    url = url or load_settings().database_url
+    engine = make_engine(url)
+    try:
+        with make_session_factory(engine)() as session, session.begin():
+            text = work(session)
+    except ApiError as error:
+        field = f" ({error.field})" if error.field else ""
+        print(f"ranktune {command}: {error.detail}{field}", file=sys.stderr)
+        return 1
+    except SQLAlchemyError as error:
+        print(
+            f"ranktune {command}: the database at {_safe(url)} is not ready "
+            f"({type(error).__name__}); run `ranktune db upgrade` first",
+            file=sys.stderr,
+        )
+        return 1
+    finally:
+        engine.dispose()
+    sys.stdout.write(text)
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from api.services import offpolicy
+
+    if args.output:
+
+        def work(session: Session) -> str:
+            content = offpolicy.export_ticks(session, args.name, args.format)
+            with open(args.output, "w", encoding="utf-8", newline="") as output:
+                output.write(content)
+            return ""
+
+        return _in_database("export", args.url, work)
+    return _in_database(
+        "export", args.url, lambda session: offpolicy.export_ticks(session, args.name, args.format)
+    )
+
+
+def _candidate_of(args: argparse.Namespace) -> dict[str, object]:
+    """The candidate the options name, as the API's body takes it."""
+    if args.arm is not None:
+        return {"kind": "arm", "arm_id": args.arm}
+    if args.mix is not None:
+        weights: dict[int, float] = {}
+        for item in args.mix.split(","):
+            arm, _, weight = item.partition("=")
+            try:
+                weights[int(arm)] = float(weight)
+            except ValueError:
+                raise UsageError(
+                    f"--mix: expected ARM=WEIGHT[,ARM=WEIGHT...]; got {item!r}"
+                ) from None
+        return {"kind": "mix", "weights": weights}
+    if args.policy is not None:
+        params: dict[str, float] = {}
+        for item in args.param or []:
+            key, _, value = item.partition("=")
+            try:
+                params[key] = float(value)
+            except ValueError:
+                raise UsageError(f"--param: expected NAME=NUMBER; got {item!r}") from None
+        return {"kind": "policy", "policy": args.policy, "params": params or None}
+    return {"kind": "uniform"}
+
+
+def _evaluate_experiment(args: argparse.Namespace) -> int:
+    import json
+
+    from pydantic import ValidationError
+
+    from api import schemas
+    from api.services import offpolicy
+
+    try:
+        body = schemas.OffPolicyEvaluationIn.model_validate(
+            {"candidate": _candidate_of(args), "clip": args.clip, "level": args.level}
+        )
+    except ValidationError as error:
+        problem = error.errors(include_url=False, include_input=False)[0]
+        where = ".".join(str(part) for part in problem["loc"])
+        raise UsageError(f"{where}: {problem['msg']}") from None
+
+    def work(session: Session) -> str:
+        result = offpolicy.evaluate(
+            session,
+            args.name,
+            offpolicy.Candidate(**body.candidate.model_dump()),
+            clip=body.clip,
+            level=body.level,
+        )
+        if args.json:
+            return json.dumps(result, indent=2) + "\n"
+        return offpolicy.describe(result)
+
+    return _in_database("evaluate", args.url, work)
+
+
 def _evaluate_obd(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -299,6 +409,45 @@ def build_parser() -> argparse.ArgumentParser:
         "--level", type=float, default=0.95, help="confidence level (default 0.95)"
     )
     obd_command.set_defaults(run=_evaluate_obd)
+    experiment_command = evaluate_commands.add_parser(
+        "experiment",
+        help="estimate a candidate allocation from an experiment's recorded windows "
+        "(IPS, self-normalised IPS, doubly robust)",
+    )
+    experiment_command.add_argument("name", help="the experiment")
+    candidate = experiment_command.add_mutually_exclusive_group()
+    candidate.add_argument("--arm", type=int, help="always this arm (its id)")
+    candidate.add_argument("--mix", help="a fixed mix: ARM=WEIGHT[,ARM=WEIGHT...]")
+    candidate.add_argument(
+        "--uniform", action="store_true", help="every target arm alike (the default)"
+    )
+    candidate.add_argument(
+        "--policy",
+        choices=["thompson", "ucb1", "egreedy", "edecay"],
+        help="this policy replayed on each window's posteriors",
+    )
+    experiment_command.add_argument(
+        "--param", action="append", help="the replayed policy's constant: NAME=NUMBER"
+    )
+    experiment_command.add_argument(
+        "--clip", type=float, help="cut importance weights above this (biased; warned)"
+    )
+    experiment_command.add_argument(
+        "--level", type=float, default=0.95, help="confidence level (default 0.95)"
+    )
+    experiment_command.add_argument("--json", action="store_true", help="the API's answer")
+    experiment_command.add_argument("--url", help="database URL (default RANKTUNE_DATABASE_URL)")
+    experiment_command.set_defaults(run=_evaluate_experiment)
+
+    export = commands.add_parser(
+        "export",
+        help="an experiment's tick records (counts, propensities, posteriors per tick and arm)",
+    )
+    export.add_argument("name", help="the experiment")
+    export.add_argument("--format", choices=["csv", "jsonl"], default="csv")
+    export.add_argument("--output", "-o", help="write to this file (default: stdout)")
+    export.add_argument("--url", help="database URL (default RANKTUNE_DATABASE_URL)")
+    export.set_defaults(run=_export)
 
     commands.add_parser(
         "simulate", help="bandit simulations (ranktune simulate --help)", add_help=False

@@ -2,8 +2,8 @@
 tick records exported for a data scientist, and off-policy estimates of a candidate policy.
 
 A window is an applied tick with recorded propensities (migration 0018) whose snapshot did
-not change during it (an admin action could have served other probabilities for part of
-it): each target exposure of it is a logged sample whose propensity is its arm's.
+not change during it (an admin action or a genetic step could have served other
+probabilities for part of it): each target exposure of it is a logged sample whose propensity is its arm's.
 """
 
 from __future__ import annotations
@@ -314,3 +314,31 @@ def _lift(
         "low": ratio - 1 - z * ratio_error,
         "high": ratio - 1 + z * ratio_error,
     }
+
+
+def describe(result: dict[str, Any]) -> str:
+    """The evaluation as a few lines of text (ranktune evaluate experiment)."""
+    reference = result["reference"]
+    rate = reference["rate"]
+    lines = [
+        f"{result['experiment']}: candidate {result['candidate']['kind']} "
+        f"over {result['windows']} windows (logging policy {result['policy']}; skipped "
+        + ", ".join(f"{k} {v}" for k, v in result["windows_skipped"].items())
+        + f"; exposures left out {result['exposures_left_out']:g})",
+        "reference group, same windows: "
+        + (f"{rate:.5f} per exposure" if rate is not None else "no exposure")
+        + f" ({reference['exposures']:g} exposures)",
+    ]
+    for e in result["estimates"]:
+        lift = e["lift"]
+        lift_text = (
+            f"  lift {lift['value']:+.1%} [{lift['low']:+.1%}, {lift['high']:+.1%}]" if lift else ""
+        )
+        lines.append(
+            f"{e['estimator']:>5}: {e['value']:.5f} {e['level']:.0%} CI [{e['low']:.5f}, "
+            f"{e['high']:.5f}]  ESS {e['effective_sample_size']:.0f} of {e['samples']:g}"
+            + lift_text
+        )
+    notes = {note for e in result["estimates"] for note in e["warnings"]}
+    lines.extend(f"warning: {note}" for note in sorted(notes))
+    return "\n".join(lines) + "\n"

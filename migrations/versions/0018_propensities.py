@@ -9,9 +9,9 @@
   the draw that pinned the window's arm would have chosen each arm.
 - ``ticks.snapshot_version`` (nullable): the experiment's version once the tick applied, the
   one the next window is served with.
-- ``ticks.snapshot_changed`` (nullable): whether an admin action changed what was served
-  during the window (the version moved since the previous tick), so that the propensities,
-  computed from the state at the window's end, may not hold for all of it.
+- ``ticks.snapshot_changed`` (nullable): whether what was served changed during the window
+  (the version moved since the previous tick: an admin action or a genetic step), so that
+  the propensities, computed from the state at the window's end, may not hold for all of it.
 
 Existing ticks get NULL in every new column: their propensities were not recorded.
 Downgrade drops the columns.

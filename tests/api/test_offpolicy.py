@@ -6,11 +6,14 @@ from __future__ import annotations
 import csv
 import io
 import json
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
+from api.app import create_app
 from bandit.policies import ThompsonSampling
+from ranktune.cli import main
 from tests.api.helpers import (
     ADMIN,
     assert_error_shape,
@@ -21,6 +24,7 @@ from tests.api.helpers import (
     tick,
     tickets_by_arm,
 )
+from tests.conftest import settings_for
 
 NAME = "similar-items"
 
@@ -169,3 +173,31 @@ def test_bad_candidates_name_the_field(client: TestClient) -> None:
     )
     assert response.status_code == 422, response.text
     assert "needs `weights`" in response.text
+
+
+def test_command_line_export_and_evaluate(
+    database_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with TestClient(create_app(settings_for(database_url))) as client:
+        create(client)
+        answers = [assign(client, f"u{unit}") for unit in range(60)]
+        post_events(client, [event(a["ticket"], f"c{i}") for i, a in enumerate(answers)])
+        tick(client)
+        api_csv = _export(client, "csv")
+        api_result = _evaluate(client, {"candidate": {"kind": "uniform"}})
+    target = tmp_path / "ticks.csv"
+    assert main(["export", NAME, "--url", database_url, "-o", str(target)]) == 0
+    assert target.read_text() == api_csv
+    assert main(["export", NAME, "--url", database_url, "--format", "jsonl"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 4
+    assert main(["evaluate", "experiment", NAME, "--url", database_url, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == api_result
+    assert main(["evaluate", "experiment", NAME, "--url", database_url, "--mix", "2=1,3=1"]) == 0
+    out = capsys.readouterr().out
+    assert "candidate mix over 1 windows" in out and "  ips:" in out and "lift" in out
+    assert main(["evaluate", "experiment", "nope", "--url", database_url]) == 1
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["evaluate", "experiment", NAME, "--url", database_url, "--mix", "2:1"]) == 2
+    assert "--mix: expected ARM=WEIGHT" in capsys.readouterr().err
+    assert main(["evaluate", "experiment", NAME, "--url", database_url, "--level", "2"]) == 2
+    assert "level" in capsys.readouterr().err
