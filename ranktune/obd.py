@@ -59,9 +59,6 @@ MANIFEST = "SHA256SUMS.json"
 PUBLISHED_RELATIVE_VALUE = 1.198126
 OBP_SIMULATIONS = 100_000
 SLOTS = 3
-# 80 sharp posteriors: a finer grid than the default, for an integration error far below
-# obp's Monte Carlo error (about 2 s).
-POINTS_PER_ARM = 128
 
 
 class DatasetError(Exception):
@@ -197,7 +194,7 @@ def reproduce_quickstart(
     random_logs = load_logs(directory, "random")
     bts_logs = load_logs(directory, "bts")
     alphas, betas = load_production_posteriors(directory)
-    ranks = beta_rank_probabilities(alphas, betas, ranks=SLOTS, points_per_arm=POINTS_PER_ARM)
+    ranks = beta_rank_probabilities(alphas, betas, ranks=SLOTS)
     targets = ranks.probabilities[random_logs.items, random_logs.slots]
     estimate = ips(
         LoggedSamples.of(random_logs.clicks, random_logs.propensities, targets), level=level

@@ -3,7 +3,8 @@ tick records exported for a data scientist, and off-policy estimates of a candid
 
 A window is an applied tick with recorded propensities (migration 0018) whose snapshot did
 not change during it (an admin action or a genetic step could have served other
-probabilities for part of it): each target exposure of it is a logged sample whose propensity is its arm's.
+probabilities for part of it): each target exposure of it is a logged sample whose
+propensity is its arm's.
 """
 
 from __future__ import annotations
@@ -220,15 +221,22 @@ def evaluate(
         if tick.snapshot_changed:
             skipped["snapshot_changed"] += 1
             continue
-        windows.append(
-            Window(
-                exposures=np.array([row.exposures for row in arms]),
-                events=np.array([row.target_events for row in arms]),
-                propensities=np.array([float(row.propensity or 0.0) for row in arms]),
-            )
-        )
-        ids.append([row.arm_id for row in arms])
-        targets.append(_target(candidate, arms, prior))
+        arm_ids = [row.arm_id for row in arms]
+        exposures = [row.exposures for row in arms]
+        events = [row.target_events for row in arms]
+        served = [float(row.propensity or 0.0) for row in arms]
+        target = _target(candidate, arms, prior)
+        if candidate.kind == "arm" and candidate.arm_id not in arm_ids:
+            # The candidate's arm did not exist in this window (added later, or retired):
+            # all of its probability is on an arm the window never served.
+            arm_ids.append(int(candidate.arm_id or 0))
+            exposures.append(0.0)
+            events.append(0.0)
+            served.append(0.0)
+            target = np.append(target, 1.0)
+        windows.append(Window(np.array(exposures), np.array(events), np.array(served)))
+        ids.append(arm_ids)
+        targets.append(target)
         reference_exposures += tick.reference_exposures
         reference_events += tick.reference_events
     if not windows:

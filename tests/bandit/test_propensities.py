@@ -54,7 +54,7 @@ def test_identical_arms_share_every_rank_equally() -> None:
 def test_stated_error_bounds_the_error_against_a_much_finer_grid() -> None:
     alphas, betas = [47.0, 8.0, 62.0, 3.0, 857.0], [9000.0, 2000.0, 11000.0, 700.0, 200000.0]
     default = beta_rank_probabilities(alphas, betas, ranks=3)
-    fine = beta_rank_probabilities(alphas, betas, ranks=3, points_per_arm=1024)
+    fine = beta_rank_probabilities(alphas, betas, ranks=3, levels=256)
     assert np.max(np.abs(default.probabilities - fine.probabilities)) <= default.error
     np.testing.assert_allclose(fine.probabilities.sum(axis=0), 1.0, atol=1e-6)
 
@@ -99,7 +99,7 @@ def test_a_single_arm_is_certain() -> None:
         ([1.0, 0.0], [1.0, 1.0], {}, "alphas"),
         ([1.0, 1.0], [1.0, float("nan")], {}, "betas"),
         ([1.0, 1.0], [1.0, 1.0], {"ranks": 3}, "ranks"),
-        ([1.0, 1.0], [1.0, 1.0], {"points_per_arm": 4}, "points_per_arm"),
+        ([1.0, 1.0], [1.0, 1.0], {"levels": 2}, "levels"),
     ],
 )
 def test_invalid_inputs_name_the_parameter(
