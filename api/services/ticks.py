@@ -190,8 +190,6 @@ def apply_tick(
         event_limit(event_limits(experiment.max_events_per_exposure), experiment.target_event),
     )
     updated = _arms_to_update(arms, totals)
-    # Before the update: the posteriors this window was served with.
-    propensities = window_propensities(experiment, arms)
     update = reference_ratio_update(
         [arm.alpha for arm in updated],
         [arm.beta for arm in updated],
@@ -212,7 +210,6 @@ def apply_tick(
         experiment.last_tick_at = now
         experiment.empty_windows = Experiment.empty_windows + 1
         return None
-    snapshot_changed = _snapshot_changed(session, experiment)
     tick = Tick(
         experiment_id=experiment.id,
         number=repo.next_tick_number(session, experiment.id),
@@ -227,8 +224,8 @@ def apply_tick(
         window_arm_id=experiment.window_arm_id if experiment.mode == Mode.WINDOW else None,
         replica=replica,
         empty_windows_before=experiment.empty_windows,
+        snapshot_changed=_snapshot_changed(session, experiment),
     )
-    tick.snapshot_changed = snapshot_changed
     session.add(tick)
     session.flush()
     tick.applied = update.applied
@@ -237,6 +234,8 @@ def apply_tick(
     tick.target_exposures = sum(totals.arm_exposures.values())
     tick.target_events = sum(totals.arm_events.values())
     if update.applied:
+        # From the arms before their update: the posteriors this window was served with.
+        propensities = window_propensities(experiment, arms)
         _record_update(session, tick, updated, totals, update, propensities)
         reference = reference_of(arms)
         reference.exposures += totals.reference_exposures
