@@ -1725,7 +1725,15 @@ class CandidateIn(BaseModel):
 
 
 class OffPolicyEvaluationIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"candidate": {"kind": "arm", "arm_id": 2}, "level": 0.95},
+                {"candidate": {"kind": "policy", "policy": "egreedy", "params": {"epsilon": 0.2}}},
+            ]
+        },
+    )
 
     candidate: CandidateIn
     clip: float | None = Field(
@@ -1742,10 +1750,13 @@ class LiftOut(BaseModel):
 
 class OffPolicyEstimateOut(BaseModel):
     estimator: str = Field(description="ips, snips or dr")
-    value: float = Field(description="estimated target events per exposure")
-    standard_error: float = Field(description="its standard error")
-    low: float = Field(description="lower end of the normal interval")
-    high: float = Field(description="upper end of the normal interval")
+    value: float | None = Field(
+        description="estimated target events per exposure (null: undefined, e.g. SNIPS when "
+        "the candidate gives no weight to any logged exposure)"
+    )
+    standard_error: float | None = Field(description="its standard error (null: undefined)")
+    low: float | None = Field(description="lower end of the normal interval")
+    high: float | None = Field(description="upper end of the normal interval")
     level: float = Field(description="the interval's confidence level")
     samples: float = Field(description="target exposures used")
     effective_sample_size: float = Field(description="(sum w)^2 / sum w^2")

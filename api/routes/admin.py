@@ -421,7 +421,15 @@ def export_ticks(
 @router.post(
     "/experiments/{name}/evaluate",
     response_model=schemas.OffPolicyEvaluationOut,
-    responses=HEAVY_READ,
+    responses={
+        400: {
+            "description": "the Content-Length header is not an integer; or the candidate "
+            "names an arm that is not a target arm (`candidate.arm_id`, "
+            "`candidate.weights`), or the experiment has no applied window with recorded "
+            "propensities yet (`name`)"
+        },
+        **HEAVY_READ,
+    },
 )
 def evaluate(
     request: Request, name: ExperimentName, body: schemas.OffPolicyEvaluationIn

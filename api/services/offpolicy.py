@@ -160,9 +160,10 @@ def _validate(candidate: Candidate, arm_ids: set[int]) -> None:
         )
     if candidate.kind == "mix":
         weights = candidate.weights or {}
-        if not weights or any(w < 0 or not np.isfinite(w) for w in weights.values()):
+        values = list(weights.values())
+        if not any(w > 0 for w in values) or any(w < 0 or not np.isfinite(w) for w in values):
             raise BadRequest(
-                "candidate.weights must map arm ids to finite weights >= 0, at least one",
+                "candidate.weights must map arm ids to finite weights >= 0, one at least > 0",
                 field="candidate.weights",
             )
         unknown = set(weights) - arm_ids
@@ -263,7 +264,7 @@ def evaluate(
         "reference": {"exposures": reference_exposures, "rate": reference_rate},
         "estimates": [
             {
-                **asdict(e),
+                **_finite(asdict(e)),
                 "lift": _lift(
                     e.value, e.standard_error, reference_rate, reference_exposures, level
                 ),
@@ -303,11 +304,20 @@ def _model_terms(
     return np.array(predicted), np.array(expected)
 
 
+def _finite(values: dict[str, Any]) -> dict[str, Any]:
+    """Undefined figures as None, not nan or infinity (SNIPS without any positive weight, a
+    standard error from a single sample): JSON has no such numbers."""
+    return {
+        key: None if isinstance(value, float) and not np.isfinite(value) else value
+        for key, value in values.items()
+    }
+
+
 def _lift(
     value: float, error: float, reference: float | None, exposures: float, level: float
 ) -> dict[str, float] | None:
     """value / reference - 1, its interval by the delta method (the reference rate binomial)."""
-    if not reference:
+    if not reference or not (np.isfinite(value) and np.isfinite(error)):
         return None
     from scipy import stats
 
@@ -343,10 +353,14 @@ def describe(result: dict[str, Any]) -> str:
             f"  lift {lift['value']:+.1%} [{lift['low']:+.1%}, {lift['high']:+.1%}]" if lift else ""
         )
         lines.append(
-            f"{e['estimator']:>5}: {e['value']:.5f} {e['level']:.0%} CI [{e['low']:.5f}, "
-            f"{e['high']:.5f}]  ESS {e['effective_sample_size']:.0f} of {e['samples']:g}"
-            + lift_text
+            f"{e['estimator']:>5}: {_number(e['value'])} {e['level']:.0%} CI "
+            f"[{_number(e['low'])}, {_number(e['high'])}]  "
+            f"ESS {e['effective_sample_size']:.0f} of {e['samples']:g}" + lift_text
         )
     notes = {note for e in result["estimates"] for note in e["warnings"]}
     lines.extend(f"warning: {note}" for note in sorted(notes))
     return "\n".join(lines) + "\n"
+
+
+def _number(value: float | None) -> str:
+    return "undefined" if value is None else f"{value:.5f}"

@@ -153,6 +153,12 @@ def test_window_mode_records_the_pinned_arm_and_the_draw(sqlite_client: TestClie
     assert fixed["estimates"][0]["effective_sample_size"] == pytest.approx(  # type: ignore[index]
         sum(answer["group"] == "target" for answer in answers)
     )
+    # An arm the window never served: IPS 0, SNIPS undefined (no weight anywhere), not a 500.
+    other = next(i for i in target if i != pinned)
+    unseen = _evaluate(sqlite_client, {"candidate": {"kind": "arm", "arm_id": other}})
+    ips_, snips_, _dr = unseen["estimates"]  # type: ignore[misc]
+    assert ips_["value"] == 0.0 and ips_["effective_sample_size"] == 0.0
+    assert snips_["value"] is None and snips_["lift"] is None
 
 
 def test_bad_candidates_name_the_field(client: TestClient) -> None:
