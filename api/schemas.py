@@ -1735,7 +1735,7 @@ class OffPolicyEvaluationIn(BaseModel):
         },
     )
 
-    candidate: CandidateIn
+    candidate: CandidateIn = Field(description="the allocation to evaluate")
     clip: float | None = Field(
         None, gt=0, le=1e9, description="importance weights above this are cut to it (biased)"
     )
@@ -1782,6 +1782,11 @@ class OffPolicyEvaluationOut(BaseModel):
     exposures_left_out: float = Field(
         description="exposures counted under an arm the window served with probability 0"
     )
-    reference: ReferenceRateOut
-    estimates: list[OffPolicyEstimateOut]
+    reference: ReferenceRateOut = Field(
+        description="the reference group in the windows used: what the lift is over"
+    )
+    estimates: list[OffPolicyEstimateOut] = Field(
+        description="ips, snips and dr; empty while no applied window has recorded "
+        "propensities (windows 0)"
+    )
     policy: str = Field(description="the experiment's own policy (the logging policy)")

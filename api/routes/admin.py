@@ -425,8 +425,8 @@ def export_ticks(
         400: {
             "description": "the Content-Length header is not an integer; or the candidate "
             "names an arm that is not a target arm (`candidate.arm_id`, "
-            "`candidate.weights`), or the experiment has no applied window with recorded "
-            "propensities yet (`name`)"
+            "`candidate.weights`), or the replayed policy's constants are out of range "
+            "(`candidate.policy`)"
         },
         **HEAVY_READ,
     },

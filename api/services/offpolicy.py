@@ -240,11 +240,20 @@ def evaluate(
         targets.append(target)
         reference_exposures += tick.reference_exposures
         reference_events += tick.reference_events
+    reference_rate = reference_events / reference_exposures if reference_exposures else None
+    result: dict[str, Any] = {
+        "experiment": name,
+        "candidate": asdict(candidate),
+        "windows": len(windows),
+        "windows_skipped": skipped,
+        "exposures_left_out": 0.0,
+        "reference": {"exposures": reference_exposures, "rate": reference_rate},
+        "estimates": [],
+        "policy": experiment.policy,
+    }
     if not windows:
-        raise BadRequest(
-            "the experiment has no applied window with recorded propensities to estimate from",
-            field="name",
-        )
+        # Nothing to estimate from yet (no applied window since migration 0018).
+        return result
     log = window_samples(windows, targets)
     predicted, expected = _model_terms(windows, ids, targets)
     estimates = [
@@ -254,25 +263,15 @@ def evaluate(
             log.samples, predicted, expected, clip=clip, level=level, unsupported=log.unsupported
         ),
     ]
-    reference_rate = reference_events / reference_exposures if reference_exposures else None
-    return {
-        "experiment": name,
-        "candidate": asdict(candidate),
-        "windows": len(windows),
-        "windows_skipped": skipped,
-        "exposures_left_out": log.left_out,
-        "reference": {"exposures": reference_exposures, "rate": reference_rate},
-        "estimates": [
-            {
-                **_finite(asdict(e)),
-                "lift": _lift(
-                    e.value, e.standard_error, reference_rate, reference_exposures, level
-                ),
-            }
-            for e in estimates
-        ],
-        "policy": experiment.policy,
-    }
+    result["exposures_left_out"] = log.left_out
+    result["estimates"] = [
+        {
+            **_finite(asdict(e)),
+            "lift": _lift(e.value, e.standard_error, reference_rate, reference_exposures, level),
+        }
+        for e in estimates
+    ]
+    return result
 
 
 def _pooled_rates(windows: list[Window], ids: list[list[int]]) -> dict[int, float]:

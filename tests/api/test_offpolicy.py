@@ -170,10 +170,16 @@ def test_bad_candidates_name_the_field(client: TestClient) -> None:
     )
     assert response.status_code == 400, response.text
     assert_error_shape(response.json(), field="candidate.arm_id")
+    # No recorded window yet: nothing to estimate, said so.
+    empty = _evaluate(client, {"candidate": {"kind": "uniform"}})
+    assert (empty["windows"], empty["estimates"]) == (0, [])
     response = client.post(
-        f"/v1/experiments/{NAME}/evaluate", json={"candidate": {"kind": "uniform"}}, headers=ADMIN
+        f"/v1/experiments/{NAME}/evaluate",
+        json={"candidate": {"kind": "policy", "policy": "egreedy", "params": {"epsilon": 2}}},
+        headers=ADMIN,
     )
-    assert response.status_code == 400, response.text  # no recorded window yet
+    assert response.status_code == 400, response.text
+    assert_error_shape(response.json(), field="candidate.policy")
     response = client.post(
         f"/v1/experiments/{NAME}/evaluate", json={"candidate": {"kind": "mix"}}, headers=ADMIN
     )
