@@ -146,7 +146,7 @@ class ThompsonSampling(Policy):
         return _argmax_arms(thetas)
 
     def probabilities(self, successes: npt.ArrayLike, failures: npt.ArrayLike) -> FloatArray:
-        """P(arm k's draw is the largest), by numerical integration (error about 1e-9)
+        """P(arm k's draw is the largest), by numerical integration (error bound about 1e-8)
         (bandit.propensities; the draws are continuous, so ties have probability 0)."""
         s, f = _one_bandit(successes, failures)
         return beta_rank_probabilities(self.prior_alpha + s, self.prior_beta + f).first

@@ -37,7 +37,10 @@ from bandit.errors import InvalidParameterError
 
 FloatArray = npt.NDArray[np.float64]
 
-DEFAULT_LEVELS = 32
+# Quantile levels per arm: at least 32, and more with few arms (the partition's density is
+# what the accuracy depends on, and few arms make it cheap): max(32, 384 // K).
+MIN_LEVELS = 32
+LEVELS_BUDGET = 384
 FINE_NODES = 6
 COARSE_NODES = 3
 # Far-tail quantiles added to every arm's levels: the integrand is negligible beyond them.
@@ -134,15 +137,18 @@ def beta_rank_probabilities(
     betas: npt.ArrayLike,
     *,
     ranks: int = 1,
-    levels: int = DEFAULT_LEVELS,
+    levels: int | None = None,
 ) -> RankProbabilities:
     """P(draw ``k`` of independent ``Beta(alphas[k], betas[k])`` has rank ``r``), for the
     ``ranks`` largest ranks (``ranks=1``: the argmax probabilities Thompson sampling serves).
 
     Ties have probability zero for continuous draws. A single arm is served with certainty.
-    ``levels``: quantile levels per arm in the partition (module doc).
+    ``levels``: quantile levels per arm in the partition (module doc); by default
+    ``max(MIN_LEVELS, LEVELS_BUDGET // K)``.
     """
     a, b = _validated(alphas, betas)
+    if levels is None:
+        levels = max(MIN_LEVELS, LEVELS_BUDGET // a.size)
     if not (isinstance(ranks, int) and 1 <= ranks <= a.size):
         raise InvalidParameterError(
             f"ranks must be an integer in [1, {a.size}] (the number of arms); got {ranks!r}",
