@@ -27,7 +27,6 @@ import csv
 import hashlib
 import io
 import json
-import os
 import tarfile
 import urllib.request
 from dataclasses import dataclass
@@ -39,6 +38,7 @@ import yaml
 
 from bandit.offpolicy import LoggedSamples, OffPolicyEstimate, ips
 from bandit.propensities import beta_rank_probabilities
+from simulations.cache import user_cache_dir
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -66,12 +66,8 @@ class DatasetError(Exception):
 
 
 def default_cache_dir() -> Path:
-    """``$RANKTUNE_CACHE_DIR``, else ``$XDG_CACHE_HOME/ranktune``, else ``~/.cache/ranktune``;
-    the dataset goes in its ``obd-<obp version>`` subdirectory."""
-    base = os.environ.get("RANKTUNE_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "ranktune"
-    )
-    return Path(base) / f"obd-{OBP_VERSION}"
+    """The ``obd-<obp version>`` directory of ranktune's user cache (simulations.cache)."""
+    return user_cache_dir(f"obd-{OBP_VERSION}")
 
 
 def _sha256(data: bytes) -> str:

@@ -27,7 +27,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import urllib.request
 import zipfile
 from dataclasses import dataclass
@@ -35,6 +34,8 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
+
+from simulations.cache import CACHE_ENV, user_cache_dir
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
@@ -50,7 +51,6 @@ CHECKSUMS = {
     "ml-100k.inter": "4edb74e2a81178c2ba9ff381495f754f996c4aea351b1272ca36b43da0935eff",
     "ml-100k.item": "51d7cdf777ce5c0f5b32c1d947a4a81fe07d75e78abbe761e0cd4d0756064532",
 }
-CACHE_ENV = "RANKTUNE_CACHE_DIR"
 CACHE_SUBDIR = "movielens-100k"
 # The official archive's 19 genres, in the order of u.item's flags (and of u.genre).
 GENRES = (
@@ -184,11 +184,7 @@ def _movielens(
 
 def cache_dir() -> Path:
     """``$RANKTUNE_CACHE_DIR/movielens-100k``, else the XDG cache directory's."""
-    override = os.environ.get(CACHE_ENV)
-    if override:
-        return Path(override) / CACHE_SUBDIR
-    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(xdg) / "ranktune" / CACHE_SUBDIR
+    return user_cache_dir(CACHE_SUBDIR)
 
 
 def load_local(directory: Path) -> MovieLens:
