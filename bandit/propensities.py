@@ -36,12 +36,17 @@ from scipy import special
 from bandit.errors import InvalidParameterError
 
 FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.intp]
 
 # Quantile levels per arm: at least 32, and more with few arms (the partition's density is
 # what the accuracy depends on, and few arms make it cheap): max(32, 384 // K).
 MIN_LEVELS = 32
 LEVELS_BUDGET = 384
 FINE_NODES = 6
+# Partition points at most (_partition), and the probability below which a tail is ignored
+# (_contenders; added to the stated error once per arm).
+MAX_POINTS = 512
+NEGLIGIBLE = 1e-15
 COARSE_NODES = 3
 # Far-tail quantiles added to every arm's levels: the integrand is negligible beyond them.
 _TAILS = np.array([1e-15, 1e-12, 1e-9, 1e-6, 1e-4, 1 - 1e-4, 1 - 1e-6, 1 - 1e-9, 1 - 1e-12])
@@ -79,11 +84,19 @@ def _validated(alphas: npt.ArrayLike, betas: npt.ArrayLike) -> tuple[FloatArray,
     return a, b
 
 
-def _partition(a: FloatArray, b: FloatArray, levels: int) -> FloatArray:
-    """0, 1 and every arm's Beta quantiles at ``levels`` evenly spaced levels and in the tails."""
+def _partition(
+    a: FloatArray, b: FloatArray, levels: int, floor: float = 0.0, max_points: int | None = None
+) -> FloatArray:
+    """``floor``, 1 and every arm's Beta quantiles above ``floor`` at ``levels`` evenly spaced
+    levels and in the tails; at most ``max_points`` of them (evenly spaced in rank: many
+    overlapping arms do not need every one of their quantiles, and the error stated with the
+    result says how well the thinner partition did)."""
     at = np.concatenate([(np.arange(levels) + 0.5) / levels, _TAILS])
-    quantiles = special.betaincinv(a[:, None], b[:, None], at[None, :])
-    points: FloatArray = np.unique(np.concatenate([[0.0, 1.0], quantiles.ravel()]))
+    quantiles = special.betaincinv(a[:, None], b[:, None], at[None, :]).ravel()
+    points: FloatArray = np.unique(np.concatenate([[floor, 1.0], quantiles[quantiles > floor]]))
+    if max_points is not None and points.size > max_points:
+        ranks = np.linspace(0, points.size - 1, max_points).round().astype(int)
+        points = points[np.unique(ranks)]
     return points
 
 
@@ -144,9 +157,13 @@ def beta_rank_probabilities(
 
     Ties have probability zero for continuous draws. A single arm is served with certainty.
     ``levels``: quantile levels per arm in the partition (module doc); by default
-    ``max(MIN_LEVELS, LEVELS_BUDGET // K)``.
+    ``max(MIN_LEVELS, LEVELS_BUDGET // K)``, and then at most ``MAX_POINTS`` points in all
+    (with hundreds of arms: 0.1-0.4 s for 250 arms instead of 10 s; measured differences
+    to a partition four times finer below 3e-7 for 20 to 250 arms, up to 1e-4 for 500
+    sharply separated ones).
     """
     a, b = _validated(alphas, betas)
+    max_points = MAX_POINTS if levels is None else None  # levels asked for are all kept
     if levels is None:
         levels = max(MIN_LEVELS, LEVELS_BUDGET // a.size)
     if not (isinstance(ranks, int) and 1 <= ranks <= a.size):
@@ -160,8 +177,31 @@ def beta_rank_probabilities(
         )
     if a.size == 1:
         return RankProbabilities(np.ones((1, 1)), 0.0)
-    partition = _partition(a, b, levels)
-    fine = _integrate(a, b, ranks, partition, FINE_NODES)
-    coarse = _integrate(a, b, ranks, partition, COARSE_NODES)
-    error = float(np.max(np.abs(fine - coarse)))
-    return RankProbabilities(np.clip(fine, 0.0, 1.0), error)
+    keep, floor = _contenders(a, b, ranks)
+    a_kept, b_kept = a[keep], b[keep]
+    partition = _partition(a_kept, b_kept, levels, floor, max_points)
+    fine = _integrate(a_kept, b_kept, ranks, partition, FINE_NODES)
+    coarse = _integrate(a_kept, b_kept, ranks, partition, COARSE_NODES)
+    error = float(np.max(np.abs(fine - coarse))) + NEGLIGIBLE * a.size
+    probabilities = np.zeros((a.size, ranks))
+    probabilities[keep] = np.clip(fine, 0.0, 1.0)
+    return RankProbabilities(probabilities, error)
+
+
+def _contenders(a: FloatArray, b: FloatArray, ranks: int) -> tuple[IntArray, float]:
+    """The arms that can take one of the ``ranks`` first ranks, and where the integral starts.
+
+    Below ``floor``, the ``ranks + 1``-th largest of the arms' ``NEGLIGIBLE`` quantiles, at
+    least ``ranks`` other arms exceed any point but with probability ``ranks * NEGLIGIBLE``:
+    no arm takes a first rank there. An arm whose ``1 - NEGLIGIBLE`` quantile is below
+    ``floor`` is then (but with that probability) beaten by ``ranks + 1`` arms: its
+    probabilities are 0, and it leaves the others' integrals (its CDF is 1 above ``floor``).
+    With sharp posteriors few arms remain; this and the capped partition keep the cost of
+    hundreds of arms to a fraction of a second (benchmarks/propensities.py)."""
+    if a.size <= ranks:
+        return np.arange(a.size), 0.0
+    lower = special.betaincinv(a, b, NEGLIGIBLE)
+    upper = special.betaincinv(a, b, 1.0 - NEGLIGIBLE)
+    floor = float(np.sort(lower)[-(ranks + 1)])
+    keep: IntArray = np.flatnonzero(upper >= floor)
+    return keep, floor

@@ -167,3 +167,18 @@ def test_a_policy_without_probabilities_says_so() -> None:
     with pytest.raises(InvalidParameterError) as raised:
         Fixed().probabilities([1.0], [1.0])
     assert raised.value.parameter == "policy"
+
+
+def test_many_arms_keep_their_accuracy_with_the_capped_partition() -> None:
+    """60 arms, some far behind: the default (contenders only, at most MAX_POINTS partition
+    points) agrees with every arm's full partition (levels given: nothing capped or left out)."""
+    rng = np.random.default_rng(5)
+    alphas = rng.uniform(5.0, 400.0, 60)
+    betas = alphas * rng.uniform(15.0, 40.0, 60)
+    alphas[:5] = 2.0  # five arms far behind: certainly not first
+    betas[:5] = 4000.0
+    default = beta_rank_probabilities(alphas, betas)
+    full = beta_rank_probabilities(alphas, betas, levels=32)
+    assert np.max(np.abs(default.first - full.first)) < 1e-6
+    assert np.all(default.first[:5] == 0.0)
+    assert default.first.sum() == pytest.approx(1.0, abs=1e-6)
