@@ -559,12 +559,23 @@ def stats(
             "arms would exceed 10,000,000)",
         ),
     ] = 20_000,
+    segment: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=schemas.MAX_SEGMENT_LENGTH,
+            description="a segmented experiment's segment (one of its opened segments, "
+            "'default' included): that segment's pooled posteriors and counts; absent: the "
+            "whole experiment",
+        ),
+    ] = None,
 ) -> schemas.ExperimentStats:
     """Per arm: the lift over the reference group with its 95% interval, P(beats the
-    reference), P(best) (Monte Carlo, repeatable with `seed`), then the evidence."""
+    reference), P(best) (Monte Carlo, repeatable with `seed`), then the evidence; for one
+    segment of a segmented experiment with `segment`."""
     runtime = runtime_of(request)
     with runtime.heavy_reads.slot(), runtime.read_transaction() as session:
-        return service.experiment_stats(session, name, seed=seed, draws=draws)
+        return service.experiment_stats(session, name, seed=seed, draws=draws, segment=segment)
 
 
 @router.get(
