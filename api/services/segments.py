@@ -104,19 +104,20 @@ def load_evidence(
     session: Session, arm_ids: Sequence[int], n_segments: int, prior: Prior
 ) -> SegmentEvidence:
     """``arm_segments`` of these arms; (segment, arm) pairs without a row hold the prior."""
-    column = {arm_id: index for index, arm_id in enumerate(arm_ids)}
     rows = repo.arm_segment_rows(session, arm_ids)
-    shape = (max(n_segments, max((row.segment + 1 for row in rows), default=0)), len(arm_ids))
+    data = np.array(rows, dtype=np.float64).reshape(-1, 6)
+    segments = data[:, 1].astype(np.intp)
+    shape = (max(n_segments, int(segments.max()) + 1 if rows else 0), len(arm_ids))
     alphas = np.full(shape, prior.alpha)
     betas = np.full(shape, prior.beta)
     exposures = np.zeros(shape)
     events = np.zeros(shape)
     stored = np.zeros(shape, dtype=bool)
     if rows:
-        data = np.array(
-            [(row.segment, column[row.arm_id], *row[2:]) for row in rows], dtype=np.float64
-        )
-        s, k = data[:, 0].astype(np.intp), data[:, 1].astype(np.intp)
+        order = np.argsort(np.asarray(arm_ids))
+        sorted_ids = np.asarray(arm_ids)[order]
+        k = order[np.searchsorted(sorted_ids, data[:, 0].astype(np.int64))]
+        s = segments
         alphas[s, k], betas[s, k] = data[:, 2], data[:, 3]
         exposures[s, k], events[s, k] = data[:, 4], data[:, 5]
         stored[s, k] = True
@@ -323,9 +324,8 @@ def update_segments(
     ids = np.asarray(window.arm_ids)[k_idx]
     repo.upsert_arm_segments(
         session,
-        [
-            repo.ArmSegmentRow(*row)
-            for row in zip(
+        list(
+            zip(
                 ids.tolist(),
                 s_idx.tolist(),
                 alphas[s_idx, k_idx].tolist(),
@@ -334,7 +334,7 @@ def update_segments(
                 totals_events[s_idx, k_idx].tolist(),
                 strict=True,
             )
-        ],
+        ),
     )
     s_rec, k_rec = np.nonzero(with_data)
     repo.insert_tick_segments(

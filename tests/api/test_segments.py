@@ -4,6 +4,7 @@ the statistics per segment, the genetic step's traffic weighting."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import numpy as np
@@ -42,10 +43,22 @@ def segment_of(client: TestClient, ticket: str) -> int:
 
 
 def open_segments(client: TestClient, *names: str) -> None:
-    """Each name seen once, then registered by the exposure flush (as a replica does)."""
+    """Each name seen once, then registered by the exposure flush (as a replica does), and
+    served once this replica's snapshot has them (the flush reloads it; the refresher may
+    hold the lock a moment)."""
     for name in names:
         assign(client, "opener", name)
-    runtime_of(client).flush_exposures()
+    runtime = runtime_of(client)
+    runtime.flush_exposures()
+    with runtime.read_transaction() as session:
+        opened = set(repo.segment_names(session, 1))
+    deadline = time.monotonic() + 5.0
+    while time.monotonic() < deadline:
+        snapshot = runtime.serving.get("similar-items")
+        if snapshot is not None and opened <= set(snapshot.segments or ()):
+            return
+        time.sleep(0.01)
+    raise AssertionError("the opened segments were not served within 5 s")
 
 
 @pytest.mark.parametrize(
