@@ -13,8 +13,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from api import repositories as repo
-from api.models import Arm, ArmSegment, PendingCount, TickSegment
+from api.models import Arm, ArmSegment, PendingCount, TicketCredit, TickSegment
 from api.runtime import Runtime
+from api.tickets import key_before
 from bandit import Prior
 from bandit.hierarchy import fit_hierarchy, traffic_weighted
 from tests.api.helpers import create, event, inspect, post_events, tick
@@ -317,3 +318,22 @@ def test_traffic_weighted_retirement_view(client: TestClient) -> None:
         betas = np.array([2.0 + 30, 2.0 + 30])
         expected = traffic_weighted(alphas, betas, weights)
         assert view[arm.id] == pytest.approx((float(expected[0]), float(expected[1])))
+
+
+def test_maintenance_purges_expired_credits_of_both_ticket_versions(client: TestClient) -> None:
+    """Credit keys start with the ticket's version, then its issue time: each version's
+    expired range is purged, and a live key of either version is kept."""
+    create(client, **SEGMENTED)
+    create(client, name="plain")
+    segmented = assign(client, "u1")["ticket"]
+    plain = client.get("/v1/experiments/plain/assignment", params={"unit": "u1"}).json()["ticket"]
+    post_events(client, [event(segmented, "s1"), event(plain, "p1")])
+    runtime = runtime_of(client)
+    with runtime.transaction() as session:
+        live = set(session.scalars(select(TicketCredit.key)).all())
+        assert {key[0] for key in live} == {2, 3}
+        for version in (2, 3):
+            session.add(TicketCredit(key=key_before(1, version) + b"old", count=1))
+    runtime.run_maintenance()
+    with runtime.read_transaction() as session:
+        assert set(session.scalars(select(TicketCredit.key)).all()) == live
