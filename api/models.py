@@ -165,7 +165,7 @@ class Experiment(Base):
     # (migration 0012). Lengthening the window sets it to when the old window ended, since
     # the per-ticket counts of tickets that had expired may already be purged.
     tickets_valid_from: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
-    # Segmented experiments (migration 0016, docs/segments.md): how many segments open on
+    # Segmented experiments (migration 0019, docs/segments.md): how many segments open on
     # first sight; NULL: not segmented (everything is segment 0).
     max_segments: Mapped[int | None] = mapped_column(Integer)
 
@@ -300,7 +300,7 @@ class PendingCount(Base):
     # The unit's report bucket (api.serving.REPORT_BUCKETS; migration 0007): the tick adds
     # the credited counts of the report's metrics to ``metric_counts`` by bucket.
     bucket: Mapped[int] = mapped_column(Integer, primary_key=True, server_default="0")
-    # The segment's index (migration 0016; 0 for unsegmented experiments): a tick applies
+    # The segment's index (migration 0019; 0 for unsegmented experiments): a tick applies
     # each segment's counts to that segment's posteriors.
     segment: Mapped[int] = mapped_column(Integer, primary_key=True, server_default="0")
     count: Mapped[int] = mapped_column(BigInteger)

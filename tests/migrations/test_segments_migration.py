@@ -1,4 +1,4 @@
-"""Migration 0016 (segments), both ways: pending counts keep their totals (summed over
+"""Migration 0019 (segments), both ways: pending counts keep their totals (summed over
 segments on the way down, in segment 0 on the way up), and an experiment from before it
 keeps serving and ticking, unsegmented."""
 
@@ -31,7 +31,7 @@ def test_segments_migration_both_ways(database_url: str) -> None:
                 {"segment": segment, "count": count},
             )
     config = migrations_config(database_url)
-    command.downgrade(config, "0015")
+    command.downgrade(config, "0018")
     with engine.connect() as connection:
         rows = connection.execute(
             text("SELECT arm_id, bucket, count FROM pending_counts WHERE experiment_id = 2")

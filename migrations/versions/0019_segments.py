@@ -15,8 +15,8 @@
 Existing experiments keep working unchanged: unsegmented, everything in segment 0.
 Downgrade drops the new tables and columns; pending counts are summed over segments.
 
-Revision ID: 0016
-Revises: 0015
+Revision ID: 0019
+Revises: 0018
 Create Date: 2026-11-30 21:30:00.000000
 """
 
@@ -25,8 +25,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0016"
-down_revision: str | None = "0015"
+revision: str = "0019"
+down_revision: str | None = "0018"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
