@@ -66,6 +66,7 @@ class EventRow(NamedTuple):
     limit: int | None = None
     reason: str = CREDITED  # why it will not be credited, if it will not (api.limits)
     bucket: int = 0  # the unit's report bucket (api.serving.REPORT_BUCKETS)
+    segment: int = 0  # the segment's index (the ticket's; 0 when not segmented)
 
 
 @dataclass(frozen=True)
@@ -461,28 +462,45 @@ PENDING_KEY = (
     ("type", "varchar"),
     ("reason", "varchar"),
     ("bucket", "int"),
+    ("segment", "int"),
 )
 
 
 def pending_totals(
     rows: Iterable[EventRow], credited: Iterable[int]
-) -> list[tuple[int, int, str, str, str, int, int]]:
-    """(experiment_id, arm_id, group, type, reason, bucket, total count) of the rows, sorted
-    by key.
+) -> list[tuple[int, int, str, str, str, int, int, int]]:
+    """(experiment_id, arm_id, group, type, reason, bucket, segment, total count) of the
+    rows, sorted by key.
 
     The credited part of a row counts under reason "", the rest under the row's reason (or
     ``over_ticket_limit``); rows that can never be credited (``inactive``) count nowhere.
     """
-    totals: dict[tuple[int, int, str, str, str, int], int] = {}
+    totals: dict[tuple[int, int, str, str, str, int, int], int] = {}
     for row, part in zip(rows, credited, strict=True):
         if row.reason == INACTIVE:
             continue
         if part:
-            key = (row.experiment_id, row.arm_id, row.group, row.type, CREDITED, row.bucket)
+            key = (
+                row.experiment_id,
+                row.arm_id,
+                row.group,
+                row.type,
+                CREDITED,
+                row.bucket,
+                row.segment,
+            )
             totals[key] = totals.get(key, 0) + part
         if row.count > part:
             reason = row.reason or OVER_TICKET_LIMIT
-            key = (row.experiment_id, row.arm_id, row.group, row.type, reason, row.bucket)
+            key = (
+                row.experiment_id,
+                row.arm_id,
+                row.group,
+                row.type,
+                reason,
+                row.bucket,
+                row.segment,
+            )
             totals[key] = totals.get(key, 0) + row.count - part
     return [(*key, total) for key, total in sorted(totals.items())]
 

@@ -165,6 +165,9 @@ class Experiment(Base):
     # (migration 0012). Lengthening the window sets it to when the old window ended, since
     # the per-ticket counts of tickets that had expired may already be purged.
     tickets_valid_from: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    # Segmented experiments (migration 0019, docs/segments.md): how many segments open on
+    # first sight; NULL: not segmented (everything is segment 0).
+    max_segments: Mapped[int | None] = mapped_column(Integer)
 
 
 class Arm(Base):
@@ -189,6 +192,10 @@ class Arm(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     retired_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     retired_reason: Mapped[str | None] = mapped_column(Text)
+    # Segmented experiments: the arm's hierarchical prior over segments, Beta(mu kappa,
+    # (1 - mu) kappa), fitted by the last applied tick (bandit.hierarchy; NULL before).
+    pool_mu: Mapped[float | None] = mapped_column(Float)
+    pool_kappa: Mapped[float | None] = mapped_column(Float)
 
 
 def reference_of(arms: Iterable[Arm]) -> Arm:
@@ -293,7 +300,60 @@ class PendingCount(Base):
     # The unit's report bucket (api.serving.REPORT_BUCKETS; migration 0007): the tick adds
     # the credited counts of the report's metrics to ``metric_counts`` by bucket.
     bucket: Mapped[int] = mapped_column(Integer, primary_key=True, server_default="0")
+    # The segment's index (migration 0019; 0 for unsegmented experiments): a tick applies
+    # each segment's counts to that segment's posteriors.
+    segment: Mapped[int] = mapped_column(Integer, primary_key=True, server_default="0")
     count: Mapped[int] = mapped_column(BigInteger)
+
+
+class Segment(Base):
+    """One segment of a segmented experiment (issue 12): the client's string, the index
+    its tickets carry. Index 0 is the default segment (named ``default``), every other one
+    opened on first sight, in order, up to the experiment's ``max_segments``."""
+
+    __tablename__ = "segments"
+    __table_args__ = (
+        UniqueConstraint("experiment_id", "name", name="uq_segments_experiment_name"),
+    )
+
+    experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id"), primary_key=True)
+    index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ArmSegment(Base):
+    """An arm's reference-ratio posterior from one segment's own data (the prior plus the
+    segment's evidence) and its credited totals there. What assignment draws from is this
+    evidence on the arm's pooled prior (``Arm.pool_mu``, ``Arm.pool_kappa``): see
+    docs/segments.md. The reference arm has rows too (its exposures and events per
+    segment). No row: no data yet in that segment."""
+
+    __tablename__ = "arm_segments"
+
+    arm_id: Mapped[int] = mapped_column(ForeignKey("arms.id"), primary_key=True)
+    segment: Mapped[int] = mapped_column(Integer, primary_key=True)
+    alpha: Mapped[float] = mapped_column(Float)
+    beta: Mapped[float] = mapped_column(Float)
+    exposures: Mapped[float] = mapped_column(Float)
+    target_events: Mapped[float] = mapped_column(Float)
+
+
+class TickSegment(Base):
+    """One applied tick's counts and increments for one (segment, arm) with data in the
+    window (the reference arm's rows have zero increments). Written in bulk."""
+
+    __tablename__ = "tick_segments"
+
+    tick_id: Mapped[int] = mapped_column(ForeignKey("ticks.id"), primary_key=True)
+    segment: Mapped[int] = mapped_column(Integer, primary_key=True)
+    arm_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    exposures: Mapped[float] = mapped_column(Float)
+    target_events: Mapped[float] = mapped_column(Float)
+    alpha_increment: Mapped[float] = mapped_column(Float)
+    beta_increment: Mapped[float] = mapped_column(Float)
+    alpha_after: Mapped[float] = mapped_column(Float)
+    beta_after: Mapped[float] = mapped_column(Float)
 
 
 class MetricCount(Base):

@@ -34,6 +34,7 @@ from api.enums import (
 from api.models import (
     ApiToken,
     Arm,
+    ArmSegment,
     AuditEntry,
     Event,
     Experiment,
@@ -46,6 +47,7 @@ from api.models import (
     PendingCount,
     Phase,
     ReportSnapshot,
+    Segment,
     ServerSecret,
     Tick,
     TickArm,
@@ -53,6 +55,7 @@ from api.models import (
     Webhook,
     WebhookDelivery,
 )
+from api.tickets import VERSIONS as TICKET_VERSIONS
 from api.tickets import key_before
 from api.tokens import acting_token
 
@@ -153,6 +156,7 @@ class PendingRow(NamedTuple):
     reason: str
     bucket: int
     count: int  # type: ignore[assignment]  # shadows tuple.count(); the column's name
+    segment: int = 0  # the segment's index (0 when the experiment is not segmented)
 
 
 def pending_counts_for_update(session: Session, experiment_id: int) -> list[PendingRow]:
@@ -171,6 +175,7 @@ def pending_counts_for_update(session: Session, experiment_id: int) -> list[Pend
             PendingCount.reason,
             PendingCount.bucket,
             PendingCount.count,
+            PendingCount.segment,
         )
         .where(PendingCount.experiment_id == experiment_id)
         .order_by(
@@ -179,10 +184,14 @@ def pending_counts_for_update(session: Session, experiment_id: int) -> list[Pend
             PendingCount.type,
             PendingCount.reason,
             PendingCount.bucket,
+            PendingCount.segment,
         )
         .with_for_update()
     )
-    return [PendingRow(int(a), str(g), str(t), str(r), int(b), int(c)) for a, g, t, r, b, c in rows]
+    return [
+        PendingRow(int(a), str(g), str(t), str(r), int(b), int(c), int(s))
+        for a, g, t, r, b, c, s in rows
+    ]
 
 
 def delete_pending_counts(session: Session, experiment_id: int, rows: Sequence[PendingRow]) -> None:
@@ -199,11 +208,15 @@ def delete_pending_counts(session: Session, experiment_id: int, rows: Sequence[P
     if connection.dialect.name == "postgresql":
         connection.exec_driver_sql(
             "DELETE FROM pending_counts WHERE experiment_id = %s AND "
-            "(arm_id, assignment_group, type, reason, bucket) IN (SELECT * FROM unnest("
-            "%s::int[], %s::varchar[], %s::varchar[], %s::varchar[], %s::int[]))",
+            "(arm_id, assignment_group, type, reason, bucket, segment) IN (SELECT * FROM "
+            "unnest(%s::int[], %s::varchar[], %s::varchar[], %s::varchar[], %s::int[], "
+            "%s::int[]))",
             (
                 experiment_id,
-                *(list(column) for column in zip(*(row[:5] for row in rows), strict=True)),
+                *(
+                    list(column)
+                    for column in zip(*((*row[:5], row.segment) for row in rows), strict=True)
+                ),
             ),
         )
         return
@@ -215,6 +228,7 @@ def delete_pending_counts(session: Session, experiment_id: int, rows: Sequence[P
             PendingCount.type == bindparam("b_type"),
             PendingCount.reason == bindparam("b_reason"),
             PendingCount.bucket == bindparam("b_bucket"),
+            PendingCount.segment == bindparam("b_segment"),
         ),
         [
             {
@@ -223,6 +237,7 @@ def delete_pending_counts(session: Session, experiment_id: int, rows: Sequence[P
                 "b_type": row.type,
                 "b_reason": row.reason,
                 "b_bucket": row.bucket,
+                "b_segment": row.segment,
             }
             for row in rows
         ],
@@ -396,9 +411,19 @@ def purge_expired_ticket_credits(session: Session, now: float, margin_s: float) 
     longest = session.scalar(select(func.max(Experiment.attribution_window_s)))
     if longest is None:
         return 0
-    oldest_valid = key_before(int(now - float(longest) - margin_s))
-    result = session.execute(delete(TicketCredit).where(TicketCredit.key < oldest_valid))
-    return int(getattr(result, "rowcount", 0) or 0)
+    cutoff = int(now - float(longest) - margin_s)
+    deleted = 0
+    lowest = b""  # the first range also takes any key of a version no longer issued
+    for version in TICKET_VERSIONS:
+        # One key range per ticket version: the keys start with the version, then the time.
+        result = session.execute(
+            delete(TicketCredit).where(
+                TicketCredit.key >= lowest, TicketCredit.key < key_before(cutoff, version)
+            )
+        )
+        lowest = bytes([version + 1])
+        deleted += int(getattr(result, "rowcount", 0) or 0)
+    return deleted
 
 
 def longest_attribution_window_s(session: Session) -> float | None:
@@ -1131,3 +1156,102 @@ def latest_applied_tick_number(session: Session, experiment_id: int) -> int | No
         .limit(1)
     )
     return None if number is None else int(number)
+
+
+# -- segments (issue 12; api.services.segments) --------------------------------------------
+def segment_names(session: Session, experiment_id: int) -> list[str]:
+    """The experiment's segment names in index order (index 0: the default segment)."""
+    return list(
+        session.scalars(
+            select(Segment.name)
+            .where(Segment.experiment_id == experiment_id)
+            .order_by(Segment.index)
+        )
+    )
+
+
+def segment_index(session: Session, experiment_id: int, name: str) -> int | None:
+    return session.scalar(
+        select(Segment.index).where(Segment.experiment_id == experiment_id, Segment.name == name)
+    )
+
+
+class ArmSegmentRow(NamedTuple):
+    """One row of ``arm_segments``."""
+
+    arm_id: int
+    segment: int
+    alpha: float
+    beta: float
+    exposures: float
+    target_events: float
+
+
+def arm_segment_rows(session: Session, arm_ids: Sequence[int]) -> list[tuple[Any, ...]]:
+    """Every stored (arm, segment) posterior and total of these arms, as plain tuples in the
+    field order of :class:`ArmSegmentRow` (straight from the driver: a tick of 1,000
+    segments x 20 arms reads 20,000 of them, and SQLAlchemy's row processing cost more
+    than the query)."""
+    if not arm_ids:
+        return []
+    ids = ", ".join(str(int(arm_id)) for arm_id in arm_ids)  # ints: nothing to escape
+    return driver_rows(
+        session.connection(),
+        "SELECT arm_id, segment, alpha, beta, exposures, target_events FROM arm_segments "
+        f"WHERE arm_id IN ({ids})",
+        (),
+    )
+
+
+def upsert_arm_segments(session: Session, rows: Sequence[tuple[Any, ...]]) -> None:
+    """Write these (arm, segment) rows (tuples in the field order of
+    :class:`ArmSegmentRow`) whole, inserting the new ones: one executemany on
+    SQLite, one statement whose columns travel as arrays on PostgreSQL (as api.db.add_counts)."""
+    if not rows:
+        return
+    connection = session.connection()
+    names = "arm_id, segment, alpha, beta, exposures, target_events"
+    conflict = (
+        "ON CONFLICT (arm_id, segment) DO UPDATE SET alpha = excluded.alpha, "
+        "beta = excluded.beta, exposures = excluded.exposures, "
+        "target_events = excluded.target_events"
+    )
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql(
+            f"INSERT INTO arm_segments ({names}) SELECT * FROM unnest(%s::int[], %s::int[], "
+            f"%s::float8[], %s::float8[], %s::float8[], %s::float8[]) {conflict}",
+            tuple(list(column) for column in zip(*rows, strict=True)),
+        )
+        return
+    connection.exec_driver_sql(
+        f"INSERT INTO arm_segments ({names}) VALUES (?, ?, ?, ?, ?, ?) {conflict}", list(rows)
+    )
+
+
+def insert_tick_segments(session: Session, rows: Sequence[tuple[Any, ...]]) -> None:
+    """Insert a tick's (segment, arm) records in bulk: tuples in the column order of
+    ``tick_segments``."""
+    if not rows:
+        return
+    connection = session.connection()
+    names = (
+        "tick_id, segment, arm_id, exposures, target_events, alpha_increment, "
+        "beta_increment, alpha_after, beta_after"
+    )
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql(
+            f"INSERT INTO tick_segments ({names}) SELECT * FROM unnest(%s::int[], %s::int[], "
+            "%s::int[], %s::float8[], %s::float8[], %s::float8[], %s::float8[], %s::float8[], "
+            "%s::float8[])",
+            tuple(list(column) for column in zip(*rows, strict=True)),
+        )
+        return
+    connection.exec_driver_sql(
+        f"INSERT INTO tick_segments ({names}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", list(rows)
+    )
+
+
+def delete_arm_segments(session: Session, arm_ids: Sequence[int]) -> None:
+    """Forget these arms' per-segment evidence (a new phase starts every arm afresh)."""
+    if arm_ids:
+        session.execute(delete(ArmSegment).where(ArmSegment.arm_id.in_(list(arm_ids))))

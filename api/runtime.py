@@ -33,6 +33,7 @@ from api.services.events import CLOCK_SKEW_S, EventIntake
 from api.services.evolution import run_evolution_step
 from api.services.experiments import discard_pending_of_stopped
 from api.services.retention import prune
+from api.services.segments import register_segments
 from api.services.ticks import apply_tick
 from api.services.tokens import active_tokens, note_use
 from api.serving import ServingState
@@ -243,13 +244,24 @@ class Runtime:
 
     def _flush_exposures(self, timeout_s: float) -> None:
         started = time.monotonic()
+        self.register_new_segments()
         counts = self.serving.drain_exposures()
         if not counts:
             self.flushed_at = started
             return
         rows = [
-            EventRow(experiment_id, arm_id, group, "exposure", count, None, None, bucket=bucket)
-            for (experiment_id, arm_id, group, bucket), count in counts.items()
+            EventRow(
+                experiment_id,
+                arm_id,
+                group,
+                "exposure",
+                count,
+                None,
+                None,
+                bucket=bucket,
+                segment=segment,
+            )
+            for (experiment_id, arm_id, group, bucket, segment), count in counts.items()
         ]
         future = self.writer.submit(rows)
 
@@ -262,6 +274,24 @@ class Runtime:
         with contextlib.suppress(FutureTimeout, SQLAlchemyError):
             future.result(timeout=timeout_s)
             self.flushed_at = started
+
+    def register_new_segments(self) -> None:
+        """Open the segments this replica saw first (api.services.segments), each
+        experiment in a transaction of its own; on failure they wait for the next flush.
+        Snapshots reload at once when some segment opened, so this replica serves it from
+        its own posteriors without waiting for the refresher."""
+        pending = self.serving.drain_new_segments()
+        opened = False
+        for experiment_id, names in pending.items():
+            try:
+                with self.transaction() as session:
+                    opened |= bool(register_segments(session, experiment_id, names, now_utc()))
+            except SQLAlchemyError:
+                logger.warning("segments of experiment %s not registered yet", experiment_id)
+                self.serving.restore_new_segments({experiment_id: names})
+        if opened:
+            with contextlib.suppress(SQLAlchemyError):
+                self.serving.refresh(self.read_session_factory)
 
     def run_due_ticks(self) -> None:
         """Due ticks of the running experiments; after each applied one, the decisions

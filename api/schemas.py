@@ -483,6 +483,30 @@ class MetricOut(BaseModel):
     removed: bool = Field(description="true once removed (its counts stay)")
 
 
+MAX_SEGMENTS = 10_000  # per segmented experiment (a version 3 ticket could hold 2^24)
+MAX_SEGMENT_LENGTH = 64
+DEFAULT_SEGMENT = "default"  # segment 0 of every segmented experiment
+
+
+class SegmentsIn(Strict):
+    """A segmented experiment (docs/segments.md): one posterior per (arm, segment)."""
+
+    max_segments: int = Field(
+        ge=2,
+        le=MAX_SEGMENTS,
+        description="the most segments the experiment opens, the default segment included "
+        f"(2 to {MAX_SEGMENTS}); a segment first seen when this many are open is served from "
+        "the default segment",
+    )
+
+
+class SegmentsOut(BaseModel):
+    max_segments: int = Field(description="the most segments, the default segment included")
+    opened: list[str] = Field(
+        description="the segments open so far, by index: 'default' (index 0) first"
+    )
+
+
 class ExperimentCreate(Strict):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [SIMILAR_ITEMS]})
 
@@ -593,6 +617,13 @@ class ExperimentCreate(Strict):
         None,
         description="guardrails, circuit breaker and winner thresholds; absent fields (or "
         "the whole object) take the defaults",
+    )
+
+    segments: SegmentsIn | None = Field(
+        None,
+        description="segment the experiment: each (arm, segment) learns its own posterior, "
+        "shrunk toward the arm's behaviour across segments, and assignments take "
+        "?segment=; needs the thompson policy in request mode. Absent: not segmented",
     )
 
     metrics: list[MetricIn] = Field(
@@ -746,6 +777,9 @@ class ExperimentOut(BaseModel):
         1,
         description="the current phase: posteriors and the report compare with the "
         "reference configuration of this phase (GET .../phases has the history)",
+    )
+    segments: SegmentsOut | None = Field(
+        None, description="a segmented experiment's segments; null when not segmented"
     )
 
 
@@ -948,6 +982,12 @@ class ArmStats(BaseModel):
 
 class ExperimentStats(BaseModel):
     experiment: str = Field(description="the experiment's name")
+    segment: str | None = Field(
+        None,
+        description="?segment=: the segment these statistics are of (posteriors are the "
+        "segment's pooled ones, counts the segment's; quarantined events are not kept per "
+        "segment and show 0); null: the whole experiment",
+    )
     tick_count: int = Field(description="ticks recorded")
     reference_rate: float | None = Field(
         description=(

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 from sqlalchemy.orm import Session
@@ -24,10 +25,19 @@ from sqlalchemy.orm import Session
 from api import repositories as repo
 from api.enums import ArmStatus, ExperimentStatus, ExposureSource, Group, Mode
 from api.limits import event_limits
-from api.models import Experiment, reference_of
+from api.models import Arm, Experiment, reference_of
+from api.services.segments import load_evidence, pooled
 from api.tickets import TicketSigner
 from arms.origins import Origin
-from bandit import Nursery, Policy, PolicyParameters, ThompsonSampling, make_policy, nursery_of
+from bandit import (
+    Nursery,
+    Policy,
+    PolicyParameters,
+    Prior,
+    ThompsonSampling,
+    make_policy,
+    nursery_of,
+)
 from bandit.policies import thompson_choice
 
 logger = logging.getLogger("ranktune.serving")
@@ -110,6 +120,12 @@ class ExperimentSnapshot:
     retired_arm_ids: frozenset[int]
     phase: int  # tickets carry it: events of an earlier phase are not credited
     tickets_valid_from: int  # unix seconds: tickets issued earlier are expired
+    # Segmented experiments (api.services.segments): segment name -> index, and per segment
+    # index Thompson's Beta parameters of the policy arms (the segment's pooled
+    # posteriors). None and () when the experiment is not segmented.
+    segments: dict[str, int] | None = None
+    segment_params: tuple[tuple[tuple[float, float], ...], ...] = ()
+    max_segments: int = 0
 
 
 def load_snapshot(session: Session, experiment: Experiment) -> ExperimentSnapshot:
@@ -138,6 +154,11 @@ def load_snapshot(session: Session, experiment: Experiment) -> ExperimentSnapsho
         ids.index(experiment.window_arm_id)
         if experiment.mode == Mode.WINDOW and experiment.window_arm_id in ids
         else None
+    )
+    segment_fields = (
+        _segment_fields(session, experiment, targets, policy_arms)
+        if experiment.max_segments is not None
+        else {}
     )
     return ExperimentSnapshot(
         id=experiment.id,
@@ -172,7 +193,31 @@ def load_snapshot(session: Session, experiment: Experiment) -> ExperimentSnapsho
         retired_arm_ids=frozenset(arm.id for arm in every_arm if arm.status == ArmStatus.RETIRED),
         phase=experiment.phase,
         tickets_valid_from=experiment.tickets_valid_from,
+        **segment_fields,
     )
+
+
+def _segment_fields(
+    session: Session, experiment: Experiment, targets: list[Arm], policy_arms: tuple[int, ...]
+) -> dict[str, Any]:
+    """A segmented experiment's segments and, per segment, the pooled Beta parameters of the
+    policy arms (what :meth:`ServingState.assign` draws from)."""
+    names = repo.segment_names(session, experiment.id)
+    prior = Prior(experiment.prior_alpha, experiment.prior_beta)
+    evidence = load_evidence(session, [arm.id for arm in targets], len(names), prior)
+    alphas, betas = pooled(evidence, targets, prior)
+    columns = list(policy_arms)
+    params = tuple(
+        tuple(zip(row_a.tolist(), row_b.tolist(), strict=True))
+        for row_a, row_b in zip(
+            alphas[: len(names), columns], betas[: len(names), columns], strict=True
+        )
+    )
+    return {
+        "segments": {name: index for index, name in enumerate(names)},
+        "segment_params": params,
+        "max_segments": experiment.max_segments or 0,
+    }
 
 
 @dataclass(frozen=True)
@@ -195,8 +240,11 @@ class ServingState:
         self._by_id: dict[int, ExperimentSnapshot] = {}
         self._refresh_lock = threading.Lock()
         self._exposure_lock = threading.Lock()
-        # (experiment id, arm id, group, report bucket) -> exposures not yet flushed.
-        self._exposures: dict[tuple[int, int, str, int], int] = {}
+        # (experiment id, arm id, group, report bucket, segment) -> exposures not yet flushed.
+        self._exposures: dict[tuple[int, int, str, int, int], int] = {}
+        # Segmented experiments: experiment id -> segment names first seen here, in order,
+        # waiting for the exposure flush to register them (api.services.segments).
+        self._new_segments: dict[int, dict[str, None]] = {}
         # (experiment id, arm id, ticket group) -> assignments served by this replica, for
         # /metrics (api.observability). Updated on the event loop only: no lock.
         self.assigned: dict[tuple[int, int, str], int] = {}
@@ -242,37 +290,54 @@ class ServingState:
             self.refreshed_at = time.monotonic()
 
     # -- assignment ------------------------------------------------------------------------
-    def assign(self, snapshot: ExperimentSnapshot, unit: str) -> Served:
+    def assign(self, snapshot: ExperimentSnapshot, unit: str, segment: str | None = None) -> Served:
+        """Serve the unit; ``segment`` matters only for a segmented experiment (absent, or
+        not open yet, or beyond ``max_segments``: the default segment)."""
         in_reference, bucket = _group_and_bucket(snapshot.salted, snapshot.reference_share, unit)
         group = Group.REFERENCE if in_reference else Group.TARGET
         active = snapshot.status == ExperimentStatus.RUNNING and bool(snapshot.arm_ids)
+        index_of_segment = None if snapshot.segments is None else 0
+        if segment is not None and snapshot.segments is not None:
+            known = snapshot.segments.get(segment)
+            if known is None:
+                self._note_new_segment(snapshot, segment)
+            else:
+                index_of_segment = known
         if not active or group == Group.REFERENCE:
             arm_id, config_json = snapshot.reference_arm_id, snapshot.reference_config_json
         else:
             index = snapshot.window_index
             if index is None:
-                index = self._choose(snapshot)
+                index = self._choose(snapshot, index_of_segment)
             arm_id, config_json = snapshot.arm_ids[index], snapshot.arm_config_jsons[index]
         ticket_group = group if active else Group.INACTIVE
         counted = (snapshot.id, arm_id, ticket_group)
         self.assigned[counted] = self.assigned.get(counted, 0) + 1
         if active and snapshot.exposure_source == ExposureSource.SERVER:
-            self.count_exposure(snapshot.id, arm_id, group, bucket)
+            self.count_exposure(snapshot.id, arm_id, group, bucket, index_of_segment or 0)
         ticket = self.signer.issue(
-            snapshot.id, arm_id, ticket_group, bucket=bucket, phase=snapshot.phase
+            snapshot.id,
+            arm_id,
+            ticket_group,
+            bucket=bucket,
+            phase=snapshot.phase,
+            segment=index_of_segment,
         )
         return Served(group, arm_id, config_json, ticket, active)
 
-    def _choose(self, snapshot: ExperimentSnapshot) -> int:
+    def _choose(self, snapshot: ExperimentSnapshot, segment: int | None = None) -> int:
         """The arm for one target request, drawn as ``bandit.choose_with_nursery`` draws it
         (the same random numbers, tested): a nursery arm on the nursery's schedule, else the
-        policy's pick among ``policy_arms`` (Thompson: the scalar-draw path)."""
+        policy's pick among ``policy_arms`` (Thompson: the scalar-draw path; in a segmented
+        experiment, from the segment's pooled posteriors)."""
         nursery = snapshot.nursery
         if nursery is not None:
             picked = nursery.pick(self.rng)
             if picked is not None:
                 return picked
-        if snapshot.thompson_params is None:
+        if segment is not None:
+            index = thompson_choice(snapshot.segment_params[segment], self.rng)
+        elif snapshot.thompson_params is None:
             index = snapshot.policy.choose_one(
                 snapshot.policy_successes, snapshot.policy_failures, self.rng
             )
@@ -280,18 +345,45 @@ class ServingState:
             index = thompson_choice(snapshot.thompson_params, self.rng)
         return snapshot.policy_arms[index]
 
+    # -- segments --------------------------------------------------------------------------
+    def _note_new_segment(self, snapshot: ExperimentSnapshot, segment: str) -> None:
+        """Queue a segment seen for the first time, while the experiment has room for it
+        (the queue is bounded by ``max_segments``: a client sending endless names adds
+        nothing past it)."""
+        with self._exposure_lock:
+            queued = self._new_segments.setdefault(snapshot.id, {})
+            if segment not in queued and len(snapshot.segments or ()) + len(queued) < (
+                snapshot.max_segments
+            ):
+                queued[segment] = None
+
+    def drain_new_segments(self) -> dict[int, list[str]]:
+        with self._exposure_lock:
+            drained, self._new_segments = self._new_segments, {}
+        return {experiment_id: list(names) for experiment_id, names in drained.items() if names}
+
+    def restore_new_segments(self, pending: dict[int, list[str]]) -> None:
+        """Put back segments whose registration failed (they are tried at the next flush)."""
+        with self._exposure_lock:
+            for experiment_id, names in pending.items():
+                queued = self._new_segments.setdefault(experiment_id, {})
+                for name in names:
+                    queued[name] = None
+
     # -- exposures -------------------------------------------------------------------------
-    def count_exposure(self, experiment_id: int, arm_id: int, group: str, bucket: int = 0) -> None:
-        key = (experiment_id, arm_id, group, bucket)
+    def count_exposure(
+        self, experiment_id: int, arm_id: int, group: str, bucket: int = 0, segment: int = 0
+    ) -> None:
+        key = (experiment_id, arm_id, group, bucket, segment)
         with self._exposure_lock:
             self._exposures[key] = self._exposures.get(key, 0) + 1
 
-    def drain_exposures(self) -> dict[tuple[int, int, str, int], int]:
+    def drain_exposures(self) -> dict[tuple[int, int, str, int, int], int]:
         with self._exposure_lock:
             drained, self._exposures = self._exposures, {}
         return drained
 
-    def restore_exposures(self, counts: dict[tuple[int, int, str, int], int]) -> None:
+    def restore_exposures(self, counts: dict[tuple[int, int, str, int, int], int]) -> None:
         """Put back counts whose flush failed, so that a database hiccup loses nothing."""
         with self._exposure_lock:
             for key, count in counts.items():

@@ -37,9 +37,14 @@ from typing import NamedTuple
 from api.enums import Group
 
 VERSION = 2
+SEGMENTED_VERSION = 3
+VERSIONS = (VERSION, SEGMENTED_VERSION)
 _LAYOUT = struct.Struct(">BIIIBBHHI")
+_SEGMENTED_LAYOUT = struct.Struct(">BIIIBBHHIBH")
 _TAG_BYTES = 16
 TICKET_LENGTH = (_LAYOUT.size + _TAG_BYTES) * 4 // 3  # 52 characters
+SEGMENTED_TICKET_LENGTH = (_SEGMENTED_LAYOUT.size + _TAG_BYTES) * 4 // 3  # 56 characters
+MAX_SEGMENT = 0xFFFFFF  # a version 3 ticket holds the segment index in 24 bits
 MAX_PHASE = 0xFFFF  # a ticket holds the phase in 16 bits
 _ALPHABET = string.ascii_letters + string.digits + "-_"  # base64url
 _BLOCK = hashlib.sha256().block_size  # 64 bytes
@@ -60,6 +65,7 @@ class TicketClaims(NamedTuple):
     # The per-ticket credit key: the signed bytes, reordered (credit_key). They start with
     # the version and the issue time, so keys sort by issue time (see key_before).
     key: bytes = b""
+    segment: int = 0  # the segment's index (0: the default segment; version 2 tickets)
 
 
 # The credit key is the signed bytes with the bucket and the phase (bytes 14-16) moved after
@@ -75,10 +81,11 @@ def credit_key(payload: bytes) -> bytes:
     return payload[:14] + payload[17:] + payload[_BUCKET_AND_PHASE]
 
 
-def key_before(issued_at: int) -> bytes:
-    """The smallest key of a ticket issued at ``issued_at``: every key below it belongs to
-    a ticket issued earlier."""
-    return struct.pack(">BI", VERSION, max(issued_at, 0) & 0xFFFFFFFF)
+def key_before(issued_at: int, version: int = VERSION) -> bytes:
+    """The smallest key of a ticket of ``version`` issued at ``issued_at``: every key of
+    that version below it (and at or above ``bytes([version])``) belongs to a ticket
+    issued earlier."""
+    return struct.pack(">BI", version, max(issued_at, 0) & 0xFFFFFFFF)
 
 
 def new_secret() -> str:
@@ -120,39 +127,77 @@ class TicketSigner:
         *,
         bucket: int = 0,
         phase: int = 1,
+        segment: int | None = None,
     ) -> str:
+        """A version 2 ticket, or with ``segment`` (a segmented experiment's segment
+        index, even 0) a version 3 one."""
         issued = int(time.time() if now is None else now) & 0xFFFFFFFF
         serial = next(self._serials) & 0xFFFFFFFF
-        payload = _LAYOUT.pack(
-            VERSION,
-            issued,
-            experiment_id,
-            arm_id,
-            GROUP_CODES[group],
-            bucket,
-            phase,
-            self._prefix,
-            serial,
-        )
+        code = GROUP_CODES[group]
+        if segment is None:
+            payload = _LAYOUT.pack(
+                VERSION, issued, experiment_id, arm_id, code, bucket, phase, self._prefix, serial
+            )
+        else:
+            payload = _SEGMENTED_LAYOUT.pack(
+                SEGMENTED_VERSION,
+                issued,
+                experiment_id,
+                arm_id,
+                code,
+                bucket,
+                phase,
+                self._prefix,
+                serial,
+                segment >> 16,
+                segment & 0xFFFF,
+            )
         return base64.urlsafe_b64encode(payload + self._tag(payload)).decode("ascii")
 
     def verify(self, ticket: str) -> TicketClaims | None:
         """The claims of a genuine ticket, or None for anything forged, foreign or malformed."""
         # Exactly the length and alphabet of the one spelling (str.strip of the alphabet
         # leaves nothing: a C loop, half the cost of a regular expression).
-        if len(ticket) != TICKET_LENGTH or not ticket.isascii() or ticket.strip(_ALPHABET):
+        length = len(ticket)
+        if (
+            (length != TICKET_LENGTH and length != SEGMENTED_TICKET_LENGTH)
+            or not ticket.isascii()
+            or ticket.strip(_ALPHABET)
+        ):
             return None
         try:
             raw = base64.urlsafe_b64decode(ticket)
         except (binascii.Error, ValueError):  # pragma: no cover - the pattern rules it out
             return None
-        payload, tag = raw[: _LAYOUT.size], raw[_LAYOUT.size :]
+        layout, expected = (
+            (_LAYOUT, VERSION)
+            if length == TICKET_LENGTH
+            else (_SEGMENTED_LAYOUT, SEGMENTED_VERSION)
+        )
+        payload, tag = raw[: layout.size], raw[layout.size :]
         if not hmac.compare_digest(tag, self._tag(payload)):
             return None
-        version, issued, experiment_id, arm_id, code, bucket, phase, prefix, serial = (
-            _LAYOUT.unpack(payload)
-        )
-        if version != VERSION or code >= len(GROUPS):
+        segment = 0
+        if expected == VERSION:
+            version, issued, experiment_id, arm_id, code, bucket, phase, prefix, serial = (
+                _LAYOUT.unpack(payload)
+            )
+        else:
+            (
+                version,
+                issued,
+                experiment_id,
+                arm_id,
+                code,
+                bucket,
+                phase,
+                prefix,
+                serial,
+                high,
+                low,
+            ) = _SEGMENTED_LAYOUT.unpack(payload)
+            segment = (high << 16) | low
+        if version != expected or code >= len(GROUPS):
             return None
         # tuple.__new__: the named tuple built in C (its generated __new__ costs 3x more).
         return tuple.__new__(
@@ -166,5 +211,6 @@ class TicketSigner:
                 bucket,
                 phase,
                 credit_key(payload),
+                segment,
             ),
         )

@@ -399,3 +399,43 @@ def pooling_weights(kappa: npt.ArrayLike, evidence: npt.ArrayLike) -> FloatArray
         raise InvalidParameterError("evidence must be finite and >= 0", parameter="evidence")
     weights: FloatArray = k[..., None] / (k[..., None] + n)
     return weights
+
+
+def traffic_weighted(
+    alphas: npt.ArrayLike, betas: npt.ArrayLike, weights: npt.ArrayLike
+) -> tuple[FloatArray, FloatArray]:
+    """One Beta per arm for the arm's quality in the traffic mix: moment-matched to
+    ``sum_s w_s theta_s``, the segments' posteriors weighted by each segment's share of the
+    traffic (``weights``, shape ``(segments,)``, normalised here).
+
+    ``alphas``, ``betas``: shape ``(..., segments)``, independent Beta posteriors per
+    segment. Mean ``m = sum_s w_s a_s / (a_s + b_s)``; variance
+    ``v = sum_s w_s^2 a_s b_s / ((a_s + b_s)^2 (a_s + b_s + 1))``; the Beta with that mean
+    and variance has ``a + b = m (1 - m) / v - 1`` (floored at 1e-9, so that the Beta is
+    proper; with one segment it is that segment's Beta exactly). An arm that is bad
+    only in segments carrying little traffic therefore looks bad only by their share, and
+    one bad where the traffic is looks bad: what the genetic step retires on.
+    """
+    a = np.asarray(alphas, dtype=np.float64)
+    b = np.asarray(betas, dtype=np.float64)
+    w = np.asarray(weights, dtype=np.float64)
+    if a.shape != b.shape or a.ndim == 0 or w.shape != a.shape[-1:]:
+        raise InvalidParameterError(
+            f"alphas and betas must have shape (..., segments) and weights (segments,); got "
+            f"{a.shape}, {b.shape} and {w.shape}",
+            parameter="weights" if a.shape == b.shape else "betas",
+        )
+    if not (np.all(np.isfinite(w)) and np.all(w >= 0) and w.sum() > 0):
+        raise InvalidParameterError(
+            "weights must be finite, >= 0 and not all 0", parameter="weights"
+        )
+    w = w / w.sum()
+    total = a + b
+    means = a / total
+    mean = (w * means).sum(axis=-1)
+    variance = (w * w * means * (1.0 - means) / (total + 1.0)).sum(axis=-1)
+    concentration = mean * (1.0 - mean) / np.maximum(variance, 1e-300) - 1.0
+    concentration = np.maximum(concentration, 1e-9)
+    result_a: FloatArray = mean * concentration
+    result_b: FloatArray = (1.0 - mean) * concentration
+    return result_a, result_b

@@ -10,7 +10,10 @@
    with the same durability, per batch and grouped, at the best connection count);
 4. start-up: launch to the first /health of ``ranktune serve`` against a plain FastAPI
    app, and ``ranktune simulate regret`` (benchmarks/startup.py);
-5. prints a summary table with the targets and the ratios to the floors, and writes every
+5. segments (benchmarks/segments.py): a segmented tick of 1,000 segments x 20 arms on
+   SQLite and PostgreSQL, and in-process assignment with 50 segments x 10 arms against
+   the unsegmented path;
+6. prints a summary table with the targets and the ratios to the floors, and writes every
    figure as JSON (``--json``).
 
 Exit status: 0 when every benchmark ran (targets met or not: the table says), 1 when one
@@ -34,7 +37,7 @@ from typing import Any
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks import assignment, ingest_floor, ingestion, startup
+from benchmarks import assignment, ingest_floor, ingestion, segments, startup
 from benchmarks.common import BenchError, ensure_wrk, fmt_ms, fmt_rate, say
 
 THROUGHPUT_TARGET = assignment.THROUGHPUT_TARGET
@@ -195,6 +198,33 @@ def table(results: dict[str, Any]) -> str:
                 "yes" if medians["regret"] < startup.REGRET_TARGET_S else "NO",
             ),
         ]
+    seg = results.get("segments")
+    if seg:
+        for store in ("sqlite", "postgresql"):
+            tick = seg.get(f"tick_{store}")
+            if not tick:
+                continue
+            for kind in ("dense", "sparse"):
+                wall = tick[f"{kind}_segmented_ms"]
+                rows.append(
+                    (
+                        f"segments: tick, {kind} window, {store}",
+                        f"{wall:.1f} ms (CPU {tick[f'{kind}_segmented_cpu_ms']:.1f} ms; "
+                        f"{tick[f'{kind}_ratio']:.1f}x the unsegmented tick)",
+                        f"< {segments.TICK_TARGET_MS:.0f} ms",
+                        "yes" if wall < segments.TICK_TARGET_MS else "NO",
+                    )
+                )
+        ratio = seg["assignment"]["throughput_ratio"]
+        rows.append(
+            (
+                "segments: assignment throughput",
+                f"{ratio:.3f}x the unsegmented path (control "
+                f"{seg['assignment']['control_ratio']:.3f}x)",
+                f">= {segments.ASSIGNMENT_TARGET:.2f}x",
+                "yes" if ratio >= segments.ASSIGNMENT_TARGET else "NO",
+            )
+        )
     widths = [max(len(row[col]) for row in rows) for col in range(4)]
     lines = [
         "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
@@ -219,13 +249,13 @@ def main() -> int:
     parser.add_argument("--startup-repeats", type=int, default=7)
     parser.add_argument(
         "--only",
-        choices=["assignment", "sqlite", "postgresql", "startup"],
+        choices=["assignment", "sqlite", "postgresql", "startup", "segments"],
         action="append",
         help="run only these benchmarks (repeatable; default all)",
     )
     parser.add_argument("--json", type=Path, help="also write every figure to this file")
     args = parser.parse_args()
-    selected = set(args.only or ["assignment", "sqlite", "postgresql", "startup"])
+    selected = set(args.only or ["assignment", "sqlite", "postgresql", "startup", "segments"])
 
     try:
         say(f"wrk: {ensure_wrk()}")
@@ -259,6 +289,14 @@ def main() -> int:
             results["startup"] = startup.run(args.startup_repeats)
         except (BenchError, subprocess.SubprocessError, OSError) as error:
             print(f"error: start-up benchmark: {error}", file=sys.stderr)
+            failed = True
+    if "segments" in selected:
+        try:
+            results["segments"] = segments.run(
+                ticks=7, rounds=200, calls=200, postgres=segments.POSTGRES_SERVER
+            )
+        except Exception as error:  # e.g. PostgreSQL not reachable
+            print(f"error: segments benchmark: {error!r}", file=sys.stderr)
             failed = True
     say("")
     say(table(results))

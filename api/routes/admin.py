@@ -11,6 +11,7 @@ from fastapi.responses import Response
 
 from api import schemas
 from api.enums import ExpertStatus
+from api.errors import InvalidInput
 from api.openapi import HEAVY_READ, conflict, not_found
 from api.plots import FORMATS
 from api.runtime import Runtime
@@ -291,9 +292,28 @@ def report(
             description="time to decision: the smallest relative effect worth resolving",
         ),
     ] = None,
+    segment: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=schemas.MAX_SEGMENT_LENGTH,
+            description="not available yet: the report is of the whole experiment (422 "
+            "naming segment); one segment's statistics are GET .../stats?segment=",
+        ),
+    ] = None,
 ) -> schemas.ReportOut | Response:
     """Every metric, the bandit group and each arm against the reference group, with
     fixed-horizon and always-valid intervals, and the health checks (docs/statistics.md)."""
+    if segment is not None:
+        # The report's counts (metric_counts) are kept per arm and unit bucket, not per
+        # segment: refusing says so, where ignoring the parameter would pass the whole
+        # experiment's report off as the segment's.
+        raise InvalidInput(
+            "segment: the report is not available per segment yet (its counts are kept "
+            "for the whole experiment); expected no segment, or GET "
+            f"/v1/experiments/{name}/stats?segment= for one segment's statistics",
+            field="segment",
+        )
     runtime = runtime_of(request)
     with runtime.heavy_reads.slot(), runtime.read_transaction() as session:
         document = report_service.report_of(
@@ -559,12 +579,23 @@ def stats(
             "arms would exceed 10,000,000)",
         ),
     ] = 20_000,
+    segment: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=schemas.MAX_SEGMENT_LENGTH,
+            description="a segmented experiment's segment (one of its opened segments, "
+            "'default' included): that segment's pooled posteriors and counts; absent: the "
+            "whole experiment",
+        ),
+    ] = None,
 ) -> schemas.ExperimentStats:
     """Per arm: the lift over the reference group with its 95% interval, P(beats the
-    reference), P(best) (Monte Carlo, repeatable with `seed`), then the evidence."""
+    reference), P(best) (Monte Carlo, repeatable with `seed`), then the evidence; for one
+    segment of a segmented experiment with `segment`."""
     runtime = runtime_of(request)
     with runtime.heavy_reads.slot(), runtime.read_transaction() as session:
-        return service.experiment_stats(session, name, seed=seed, draws=draws)
+        return service.experiment_stats(session, name, seed=seed, draws=draws, segment=segment)
 
 
 @router.get(

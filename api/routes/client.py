@@ -39,15 +39,28 @@ async def assignment(
     request: Request,
     name: Annotated[str, Path(max_length=64, description="the experiment's name")],
     unit: Annotated[str, Query(min_length=1, max_length=256, description="the randomised unit")],
+    segment: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=schemas.MAX_SEGMENT_LENGTH,
+            description="segmented experiments: the request's segment (a category id, say; "
+            "1 to 64 characters). A new one opens on first sight, up to the experiment's "
+            "max_segments; absent, not open yet (for about a second after its first sight) or "
+            "beyond the maximum: the default segment. Ignored by unsegmented experiments",
+        ),
+    ] = None,
 ) -> Response:
-    """A configuration for the unit."""
+    """A configuration for the unit (in its segment, for a segmented experiment)."""
     runtime: Runtime = request.app.state.runtime
     if runtime.settings.client_key_required:
         check_client_key(request)
     snapshot = runtime.serving.get(name)
     if snapshot is None:
         raise NotFound(f"experiment {name!r} does not exist", field="name")
-    return Response(content=assignment_json(runtime, snapshot, unit), media_type="application/json")
+    return Response(
+        content=assignment_json(runtime, snapshot, unit, segment), media_type="application/json"
+    )
 
 
 # The request every page view makes: served by a DirectRoute (api/routes/direct.py), which
@@ -61,10 +74,12 @@ router.add_api_route(
 )
 
 
-def assignment_json(runtime: Runtime, snapshot: ExperimentSnapshot, unit: str) -> bytes:
+def assignment_json(
+    runtime: Runtime, snapshot: ExperimentSnapshot, unit: str, segment: str | None = None
+) -> bytes:
     """Assign the unit and write the answer's JSON by hand (names are slugs, tickets are
     base64url, configurations are pre-serialised, so nothing needs escaping)."""
-    served = runtime.serving.assign(snapshot, unit)
+    served = runtime.serving.assign(snapshot, unit, segment)
     return (
         f'{{"experiment":"{snapshot.name}","group":"{served.group}","arm_id":{served.arm_id},'
         f'"config":{served.config_json},"ticket":"{served.ticket}",'

@@ -12,8 +12,9 @@ Errors are raised, so the application's exception handlers (api/error_handlers.p
 the request and its answer pass through every middleware of the application.
 
 Only for endpoints that need nothing of what is skipped: a coroutine taking the ``Request``
-and required, single-valued path and query parameters, returning a ready ``Response``.
-Anything else (dependencies, a body, headers, cookies, defaults, lists, aliases) is refused
+and single-valued path and query parameters, each required or optional with the default
+None (``str | None = None``), returning a ready ``Response``. Anything else (dependencies, a
+body, headers, cookies, other defaults, lists, aliases) is refused
 when the route is built, so that a later change to such an endpoint cannot be silently
 ignored. Dependencies given to ``include_router`` would be ignored too: api/app.py adds the
 client routes to the application's router itself.
@@ -37,25 +38,30 @@ from starlette.types import Receive, Scope, Send
 __all__ = ["DirectRoute", "query_values"]
 
 _SCALARS = (str, int, float)
+_OPTIONAL_SCALARS = (str | None, int | None, float | None)
 
 
 class _Parameter:
     """One declared path or query parameter: where it is read and how it is checked."""
 
-    __slots__ = ("field", "key", "loc", "missing")
+    __slots__ = ("field", "key", "loc", "missing", "required")
 
     def __init__(self, field: ModelField) -> None:
         assert isinstance(field.field_info, Param)
         self.field = field
         self.key = field.alias
         self.loc = (field.field_info.in_.value, field.alias)
+        self.required = field.field_info.is_required()
         # FastAPI's error for an absent required parameter (fastapi.dependencies.utils).
         self.missing = {"type": "missing", "loc": self.loc, "msg": "Field required", "input": None}
 
     def check(self, source: Mapping[str, Any], values: dict[str, Any], errors: list[Any]) -> None:
         raw = source.get(self.key)
         if raw is None:
-            errors.append(self.missing)
+            if self.required:
+                errors.append(self.missing)
+            else:
+                values[self.field.name] = None
             return
         value, found = self.field.validate(raw, values, loc=self.loc)
         if found:
@@ -78,7 +84,10 @@ class DirectRoute(APIRoute):
                 ("cookie parameters", bool(dependant.cookie_params)),
                 ("a synchronous function", not inspect.iscoroutinefunction(endpoint)),
                 ("no Request parameter", dependant.request_param_name is None),
-                ("optional, aliased or list parameters", not all(map(_is_plain, declared))),
+                (
+                    "defaults other than None, aliased or list parameters",
+                    not all(map(_is_plain, declared)),
+                ),
             )
             if present
         ]
@@ -136,10 +145,8 @@ def query_values(query_string: bytes) -> Mapping[str, str]:
 
 def _is_plain(field: ModelField) -> bool:
     info = field.field_info
-    return (
-        isinstance(info, Param)
-        and info.is_required()
-        and info.validation_alias is None
-        and field.alias == field.name
-        and info.annotation in _SCALARS
-    )
+    if not isinstance(info, Param) or info.validation_alias is not None:
+        return False
+    required = info.is_required() and info.annotation in _SCALARS
+    optional = info.default is None and info.annotation in _OPTIONAL_SCALARS
+    return field.alias == field.name and (required or optional)

@@ -119,6 +119,7 @@ class EventIntake:
                         event_limit(snapshot.event_limits, kind),
                         check.reason,
                         claims.bucket,
+                        claims.segment,
                     ),
                 )
             )

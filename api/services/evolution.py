@@ -42,6 +42,7 @@ from api.services.common import (
     space_of,
     validate_config,
 )
+from api.services.segments import traffic_weighted_posteriors
 from api.services.ticks import draw_window_arm
 from arms.evolution import ActiveArm, EvolutionPlan, NewArm, evolve_step
 from arms.origins import Origin
@@ -149,14 +150,24 @@ def run_evolution_step(
     in_force = settings_in_force(experiment, len(active))
     arms_by_id = {arm.id: arm for arm in active}
     queue = list(repo.expert_configs_of(session, experiment.id, status=ExpertStatus.WAITING))
+    # Segmented experiments: an arm is judged by its pooled per-segment posteriors weighted
+    # by each segment's share of the traffic, so it is retired only when it is bad where
+    # the traffic is (docs/segments.md).
+    weighted = (
+        traffic_weighted_posteriors(
+            session, experiment, [arm for arm in active if arm.origin != Origin.REFERENCE]
+        )
+        if experiment.max_segments is not None
+        else {}
+    )
     plan = evolve_step(
         space,
         [
             ActiveArm(
                 arm_id=arm.id,
                 config=space.validate(arm.config),
-                alpha=arm.alpha,
-                beta=arm.beta,
+                alpha=weighted.get(arm.id, (arm.alpha, arm.beta))[0],
+                beta=weighted.get(arm.id, (arm.alpha, arm.beta))[1],
                 exposures=arm.exposures,
                 is_reference=arm.origin == Origin.REFERENCE,
             )

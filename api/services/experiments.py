@@ -41,6 +41,7 @@ from api.services.evolution import evolution_columns, settings_in_force
 from api.services.metrics import check_new_metrics, declare, metric_out
 from api.services.phases import first_phase
 from api.services.retention import check_attribution_window
+from api.services.segments import add_default_segment, segment_view
 from api.services.ticks import apply_tick, draw_window_arm
 from arms import Configuration, ConfigurationError, Parameter, ParameterSpace
 from arms.origins import Origin
@@ -105,6 +106,7 @@ def create_experiment(
         signatures[config.signature] = f"arms[{index}]"
         configs.append(config)
     check_new_metrics(request.metrics, request.target_event)
+    check_segmentable(request)
     if repo.get_experiment_by_name(session, request.name) is not None:
         raise Conflict(f"experiment {request.name!r} already exists", field="name")
     now = now_utc()
@@ -133,6 +135,7 @@ def create_experiment(
         tick_count=0,
         version=1,
         generation=0,
+        max_segments=None if request.segments is None else request.segments.max_segments,
         **evolution,
     )
     session.add(experiment)
@@ -148,6 +151,8 @@ def create_experiment(
     session.add(first_phase(experiment, reference_arm, now))
     if experiment.mode == Mode.WINDOW:
         experiment.window_arm_id = draw_window_arm(experiment, arms, rng)
+    if experiment.max_segments is not None:
+        add_default_segment(session, experiment, now)
     for metric in request.metrics:
         declare(session, experiment, metric, now)
     repo.add_audit(
@@ -324,6 +329,33 @@ def retire_arm(
 
 
 # -- read models ---------------------------------------------------------------------------
+def check_segmentable(request: schemas.ExperimentCreate) -> None:
+    """Segments draw per request from each segment's posteriors with Thompson sampling: a
+    window pins one arm for all traffic, and the other policies have no posterior to pool."""
+    if request.segments is None:
+        return
+    if request.mode != Mode.REQUEST:
+        raise InvalidInput(
+            "segments: a segmented experiment draws an arm per request; expected mode "
+            f"'request', got {request.mode.value!r}",
+            field="segments",
+        )
+    if request.policy != "thompson":
+        raise InvalidInput(
+            "segments: a segmented experiment draws from each segment's pooled posteriors; "
+            f"expected policy 'thompson', got {request.policy!r}",
+            field="segments",
+        )
+
+
+def segments_out(session: Session, experiment: Experiment) -> schemas.SegmentsOut | None:
+    if experiment.max_segments is None:
+        return None
+    return schemas.SegmentsOut(
+        max_segments=experiment.max_segments, opened=repo.segment_names(session, experiment.id)
+    )
+
+
 def experiment_out(session: Session, experiment: Experiment) -> schemas.ExperimentOut:
     arms = repo.arms_of(session, experiment.id)
     reference = reference_of(arms)
@@ -363,6 +395,7 @@ def experiment_out(session: Session, experiment: Experiment) -> schemas.Experime
         winner_candidate=_of_phase(experiment.winner_candidate, experiment.phase),
         metrics=[metric_out(m) for m in repo.declared_metrics(session, experiment.id)],
         phase=experiment.phase,
+        segments=segments_out(session, experiment),
     )
 
 
@@ -405,13 +438,16 @@ def _rate(events: float, exposures: float) -> float | None:
 
 
 def experiment_stats(
-    session: Session, name: str, *, seed: int, draws: int
+    session: Session, name: str, *, seed: int, draws: int, segment: str | None = None
 ) -> schemas.ExperimentStats:
     """Per-arm statistics. ``prob_best`` is among the active target arms (Monte Carlo with
     ``seed``, at most ``STATS_MAX_SAMPLES`` draws x arms); lift and P(beat reference) follow
-    from each arm's posterior (bandit.summaries)."""
+    from each arm's posterior (bandit.summaries). With ``segment``: one segment's, from its
+    pooled posteriors and its counts (api.services.segments)."""
     experiment = require_experiment(session, name)
     arms = list(repo.arms_of(session, experiment.id))
+    if segment is not None:
+        arms = segment_view(session, experiment, arms, segment)
     targets = [arm for arm in arms if arm.origin != Origin.REFERENCE]
     active = [arm.status == ArmStatus.ACTIVE for arm in targets]
     draws_used = bounded_draws(draws, sum(active), STATS_MAX_SAMPLES)
@@ -453,6 +489,7 @@ def experiment_stats(
     reference = reference_of(arms)
     return schemas.ExperimentStats(
         experiment=experiment.name,
+        segment=segment,
         tick_count=experiment.tick_count,
         reference_rate=_rate(reference.target_events, reference.exposures),
         arms=stats,

@@ -137,6 +137,8 @@ def start_phase(
     active = [arm for arm in arms if arm.status == ArmStatus.ACTIVE]
     for arm in active:
         _restart(arm, experiment)
+    # Segmented experiments: the per-segment evidence is relative to the old reference too.
+    repo.delete_arm_segments(session, [arm.id for arm in arms])
     experiment.phase = old + 1
     if experiment.mode == Mode.WINDOW:
         experiment.window_arm_id = draw_window_arm(experiment, active, rng)
@@ -269,6 +271,8 @@ def _restart(arm: Arm, experiment: Experiment) -> None:
     arm.exposures = 0.0
     arm.target_events = 0.0
     arm.quarantined_events = 0.0
+    arm.pool_mu = None
+    arm.pool_kappa = None
 
 
 # -- promote -------------------------------------------------------------------------------

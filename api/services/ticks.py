@@ -31,6 +31,7 @@ from api.limits import (
     event_limits,
 )
 from api.models import Arm, Experiment, Tick, TickArm, as_utc, reference_of
+from api.services import segments
 from api.serving import policy_of
 from arms.origins import Origin
 from bandit import PosteriorUpdate, Prior, WindowCounts, reference_ratio_update
@@ -57,7 +58,7 @@ def aggregate(rows: list[repo.PendingRow], target_event: str) -> WindowTotals:
     arm_events: dict[int, float] = {}
     uncredited: dict[str, dict[str, float]] = {}
     quarantined: dict[int, float] = {}
-    for arm_id, group, event_type, reason, _bucket, total in rows:
+    for arm_id, group, event_type, reason, _bucket, total, _segment in rows:
         if reason != CREDITED:
             by_type = uncredited.setdefault(reason, {})
             by_type[event_type] = by_type.get(event_type, 0.0) + total
@@ -103,9 +104,15 @@ def report_counts(pending: list[repo.PendingRow], types: set[str]) -> list[repo.
 
     Before the cumulative exposure cap (:func:`bound_by_exposures`), which works on arm
     totals, not buckets: with the per-ticket limits in force it binds only on
-    client-counted exposures that clients did not report.
+    client-counted exposures that clients did not report. Summed over segments: the
+    report is per arm and bucket, and each key goes to ``metric_counts`` once.
     """
-    return [row for row in pending if row.reason == CREDITED and row.type in types]
+    summed: dict[tuple[int, str, str, str, int], int] = {}
+    for row in pending:
+        if row.reason == CREDITED and row.type in types:
+            key = (row.arm_id, row.group, row.type, row.reason, row.bucket)
+            summed[key] = summed.get(key, 0) + row.count
+    return [repo.PendingRow(*key, count) for key, count in summed.items()]
 
 
 def bound_by_exposures(
@@ -177,17 +184,21 @@ def apply_tick(
         return None
     pending = repo.pending_counts_for_update(session, experiment.id)
     arms = list(repo.arms_of(session, experiment.id))
-    counted = of_this_phase(pending, reference_of(arms).id)
+    every_segment = of_this_phase(pending, reference_of(arms).id)
+    # Segments (always segment 0 unless segmented): only those whose window has reference
+    # exposures are applied and consumed; the others' counts wait for the next tick. With
+    # none ready, the whole window is carried forward, as it always was.
+    ready = segments.ready_segments(every_segment)
+    counted = [row for row in every_segment if row.segment in ready] if ready else every_segment
+    consumed = [row for row in pending if row.segment in ready] if ready else pending
     report_types = {
         "exposure",
         experiment.target_event,
         *repo.metric_events(session, experiment.id),
     }
+    limit = event_limit(event_limits(experiment.max_events_per_exposure), experiment.target_event)
     totals = bound_by_exposures(
-        aggregate(counted, experiment.target_event),
-        arms,
-        experiment.target_event,
-        event_limit(event_limits(experiment.max_events_per_exposure), experiment.target_event),
+        aggregate(counted, experiment.target_event), arms, experiment.target_event, limit
     )
     updated = _arms_to_update(arms, totals)
     update = reference_ratio_update(
@@ -248,10 +259,14 @@ def apply_tick(
         tick.uncredited = totals.uncredited or None
         # Consumed, every type, group and reason included (what does not count is dropped,
         # as a claimed event row used to be; the uncredited part is on the tick record).
-        repo.delete_pending_counts(session, experiment.id, pending)
+        repo.delete_pending_counts(session, experiment.id, consumed)
         repo.add_metric_counts(
             session, experiment.id, experiment.phase, report_counts(counted, report_types)
         )
+        if experiment.max_segments is not None:
+            segments.update_segments(
+                session, experiment, tick.id, reference, updated, counted, limit
+            )
     # else: no reference exposure; the window cannot be normalised and its pending counts
     # stay where they are for the next tick.
     if experiment.mode == Mode.WINDOW:

@@ -21,8 +21,10 @@ from ranktune_client._protocol import (
     JSON_HEADERS,
     QueuedEvent,
     assignment_or_reason,
+    assignment_params,
     assignment_path,
     check_experiment,
+    check_segment,
     check_unit,
     events_body,
     parse_reference,
@@ -81,18 +83,26 @@ class AsyncClient:
 
     # -- the request path ----------------------------------------------------------------
     async def get_config(
-        self, experiment: str, unit: str, *, default: Config | None = None
+        self,
+        experiment: str,
+        unit: str,
+        segment: str | None = None,
+        *,
+        default: Config | None = None,
     ) -> Assignment:
         """As :meth:`Client.get_config`; returns within ``timeout`` seconds."""
         check_experiment(experiment)
         check_unit(unit)
+        check_segment(segment)
         if self._closed:
             return self._shared.fallback(experiment, unit, UNREACHABLE, default)
         self._start()
         self._want(experiment)
         try:
             async with asyncio.timeout(self._shared.settings.timeout):
-                response = await self._http.get(assignment_path(experiment), params={"unit": unit})
+                response = await self._http.get(
+                    assignment_path(experiment), params=assignment_params(unit, segment)
+                )
         except (TimeoutError, httpx.TimeoutException):
             return self._shared.fallback(experiment, unit, TIMEOUT, default)
         except (httpx.HTTPError, RuntimeError):  # RuntimeError: closed by a concurrent aclose()

@@ -27,6 +27,7 @@ from ranktune_client._models import (
 # The server's limits (api/schemas.py): checked before sending.
 MAX_NAME_LENGTH = 64
 MAX_UNIT_LENGTH = 256
+MAX_SEGMENT_LENGTH = 64  # the server's bound on ?segment= (api.schemas.MAX_SEGMENT_LENGTH)
 MAX_EVENT_COUNT = 1000
 # RANKTUNE_MAX_BATCH_EVENTS' default; a server with a lower limit answers 413, and the
 # worker halves its batches until they fit.
@@ -49,6 +50,18 @@ def check_unit(unit: object) -> str:
     if _text(unit, MAX_UNIT_LENGTH):
         return unit
     raise invalid("unit", f"a string of 1 to {MAX_UNIT_LENGTH} characters (valid Unicode)")
+
+
+def check_segment(segment: object) -> str | None:
+    """None (the default segment), or the server's bound on a segment: 1 to 64 characters."""
+    if segment is None or _text(segment, MAX_SEGMENT_LENGTH):
+        return segment
+    raise invalid("segment", f"None or a string of 1 to {MAX_SEGMENT_LENGTH} characters")
+
+
+def assignment_params(unit: str, segment: str | None) -> dict[str, str]:
+    """The assignment's query: the unit, and the segment when there is one."""
+    return {"unit": unit} if segment is None else {"unit": unit, "segment": segment}
 
 
 def _text(value: object, longest: int) -> TypeGuard[str]:

@@ -21,8 +21,10 @@ from ranktune_client._protocol import (
     JSON_HEADERS,
     QueuedEvent,
     assignment_or_reason,
+    assignment_params,
     assignment_path,
     check_experiment,
+    check_segment,
     check_unit,
     events_body,
     parse_reference,
@@ -103,19 +105,28 @@ class Client:
 
     # -- the request path ----------------------------------------------------------------
     def get_config(
-        self, experiment: str, unit: str, *, default: Config | None = None
+        self,
+        experiment: str,
+        unit: str,
+        segment: str | None = None,
+        *,
+        default: Config | None = None,
     ) -> Assignment:
-        """The configuration for ``unit``, or a fallback: never raises for transport
+        """The configuration for ``unit`` (in ``segment``, for a segmented experiment;
+        None: the default segment), or a fallback: never raises for transport
         problems, timeouts, 5xx or an unknown experiment. Raises
         :class:`~ranktune_client.RequestRefused` (typed by status) for other 4xx, and
         :class:`~ranktune_client.InvalidInput` for input the server would refuse."""
         check_experiment(experiment)
         check_unit(unit)
+        check_segment(segment)
         if self._closed:
             return self._shared.fallback(experiment, unit, UNREACHABLE, default)
         self._refresher.want(experiment)
         try:
-            response = self._http.get(assignment_path(experiment), params={"unit": unit})
+            response = self._http.get(
+                assignment_path(experiment), params=assignment_params(unit, segment)
+            )
         except httpx.TimeoutException:
             return self._shared.fallback(experiment, unit, TIMEOUT, default)
         except (httpx.HTTPError, RuntimeError):  # RuntimeError: closed by a concurrent close()

@@ -15,11 +15,21 @@ import threading
 import time
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, func, select
 from sqlalchemy.orm import Session
 
-from api.models import Arm, Event, Experiment, PendingCount, Tick, TickArm
+from api.models import (
+    Arm,
+    ArmSegment,
+    Event,
+    Experiment,
+    PendingCount,
+    Tick,
+    TickArm,
+    TickSegment,
+)
 from tests.conftest import ADMIN, ClientFactory, similar_items
 
 WRITERS = 4
@@ -30,15 +40,22 @@ DEADLINE_S = 60.0
 COUNTED_TYPES = ("exposure", "contact")
 
 
-def _tickets(client: TestClient, name: str) -> dict[str, list[str]]:
-    """Tickets of both groups (a few units each)."""
+def _tickets(client: TestClient, name: str, segment: str | None = None) -> dict[str, list[str]]:
+    """Tickets of both groups (a few units each), in ``segment`` if given."""
     by_group: dict[str, list[str]] = {"reference": [], "target": []}
+    query = {} if segment is None else {"segment": segment}
     for unit in range(200):
-        body = client.get(f"/v1/experiments/{name}/assignment", params={"unit": f"u{unit}"}).json()
+        body = client.get(
+            f"/v1/experiments/{name}/assignment", params={"unit": f"u{unit}", **query}
+        ).json()
         if len(by_group[body["group"]]) < 8:
             by_group[body["group"]].append(body["ticket"])
     assert all(by_group.values()), by_group
     return by_group
+
+
+# A segmented run: tickets of every segment mixed in the batches (docs/segments.md).
+SEGMENTS = ("cars", "phones", "flats")
 
 
 def _batch(rng: random.Random, tickets: dict[str, list[str]], prefix: str) -> list[dict[str, Any]]:
@@ -118,18 +135,35 @@ def _ticker(
         time.sleep(0.005)
 
 
+@pytest.mark.parametrize("segmented", [False, True], ids=["unsegmented", "segmented"])
 def test_concurrent_writers_and_ticks_count_every_event_once(
-    make_client: ClientFactory, database_url: str
+    make_client: ClientFactory, database_url: str, segmented: bool
 ) -> None:
     name = "exactly-once"
+    segments = {"segments": {"max_segments": 8}} if segmented else {}
     with make_client() as client:
         created = client.post(
             "/v1/experiments",
-            json=similar_items(name=name, exposure_source="client"),
+            json=similar_items(name=name, exposure_source="client", **segments),
             headers=ADMIN,
         )
         assert created.status_code == 201, created.text
-        tickets = _tickets(client, name)
+        runtime = client.app.state.runtime  # type: ignore[attr-defined]
+        if segmented:
+            for segment in SEGMENTS:  # first sight, then registered by the flush
+                client.get(
+                    f"/v1/experiments/{name}/assignment", params={"unit": "u", "segment": segment}
+                )
+            runtime.flush_exposures()
+            by_segment = [_tickets(client, name, segment) for segment in SEGMENTS]
+            tickets = {
+                group: [t for part in by_segment for t in part[group]]
+                for group in ("reference", "target")
+            }
+            closing_tickets = [part["reference"][0] for part in by_segment]
+        else:
+            tickets = _tickets(client, name)
+            closing_tickets = [tickets["reference"][0]]
 
         ledger = Ledger()
         # One exposure on every ticket before the race: an arm's contacts are capped by its
@@ -173,16 +207,19 @@ def test_concurrent_writers_and_ticks_count_every_event_once(
         assert len(tick_numbers) >= 5
         assert len(set(tick_numbers)) == len(tick_numbers)
 
-        # One last reference exposure so that the final window can be normalised.
-        closing = {
-            "ticket": tickets["reference"][0],
-            "type": "exposure",
-            "count": 1,
-            "event_id": "closing-exposure",
+        # One last reference exposure (in every segment) so that the final window can be
+        # normalised.
+        closing = [
+            {"ticket": ticket, "type": "exposure", "count": 1, "event_id": f"closing-{index}"}
+            for index, ticket in enumerate(closing_tickets)
+        ]
+        answer = client.post("/v1/events", json={"events": closing})
+        assert answer.json() == {"accepted": len(closing), "duplicates": 0}
+        ledger.record(closing, answer.json())
+        segment_of = {
+            event["ticket"]: runtime.signer.verify(event["ticket"]).segment
+            for event in ledger.acknowledged.values()
         }
-        answer = client.post("/v1/events", json={"events": [closing]})
-        assert answer.json() == {"accepted": 1, "duplicates": 0}
-        ledger.record([closing], answer.json())
         final = client.post(f"/v1/experiments/{name}/tick", headers=ADMIN).json()
         assert final["applied"] is True
         history = client.get(
@@ -268,3 +305,57 @@ def test_concurrent_writers_and_ticks_count_every_event_once(
     # The arms' running totals (reference arm included) agree with the tick records.
     assert tuple(arm_totals) == (expected["exposure"], expected["contact"])
     assert tick_arm_rows == 3 * len(applied)
+    if segmented:
+        _check_segments(database_url, experiment_id, acknowledged, segment_of, applied_ids)
+
+
+def _check_segments(
+    database_url: str,
+    experiment_id: int | None,
+    acknowledged: dict[str, dict[str, Any]],
+    segment_of: dict[str, int],
+    applied_ids: set[int],
+) -> None:
+    """Per segment, the tick records and the (arm, segment) totals count every
+    acknowledged event of that segment exactly once."""
+    expected: dict[tuple[int, str], int] = {}
+    for event in acknowledged.values():
+        if event["type"] in COUNTED_TYPES:
+            key = (segment_of[event["ticket"]], event["type"])
+            expected[key] = expected.get(key, 0) + event["count"]
+    assert {segment for segment, _ in expected} == {1, 2, 3}
+    engine = create_engine(database_url)
+    try:
+        with Session(engine) as session:
+            arm_ids = list(
+                session.scalars(select(Arm.id).where(Arm.experiment_id == experiment_id))
+            )
+            recorded = session.execute(
+                select(
+                    TickSegment.segment,
+                    func.sum(TickSegment.exposures),
+                    func.sum(TickSegment.target_events),
+                )
+                .where(TickSegment.tick_id.in_(applied_ids))
+                .group_by(TickSegment.segment)
+            ).all()
+            totals = session.execute(
+                select(
+                    ArmSegment.segment,
+                    func.sum(ArmSegment.exposures),
+                    func.sum(ArmSegment.target_events),
+                )
+                .where(ArmSegment.arm_id.in_(arm_ids))
+                .group_by(ArmSegment.segment)
+            ).all()
+    finally:
+        engine.dispose()
+    wanted = {
+        segment: (
+            float(expected.get((segment, "exposure"), 0)),
+            float(expected.get((segment, "contact"), 0)),
+        )
+        for segment in (1, 2, 3)
+    }
+    assert {row[0]: (float(row[1]), float(row[2])) for row in recorded} == wanted
+    assert {row[0]: (float(row[1]), float(row[2])) for row in totals} == wanted

@@ -46,7 +46,10 @@ def test_failed_flush_puts_the_counts_back(sqlite_url: str) -> None:
     timer.start()
     runtime.flush_exposures(timeout_s=5)
     timer.join()
-    assert runtime.serving.drain_exposures() == {(1, 7, "target", 0): 3, (1, 1, "reference", 0): 1}
+    assert runtime.serving.drain_exposures() == {
+        (1, 7, "target", 0, 0): 3,
+        (1, 1, "reference", 0, 0): 1,
+    }
     runtime.engine.dispose()
 
 

@@ -13,7 +13,13 @@ from hypothesis import strategies as st
 from scipy import special
 
 from bandit.errors import InvalidParameterError
-from bandit.hierarchy import fit_hierarchy, log_objective, pooling_weights, trigamma
+from bandit.hierarchy import (
+    fit_hierarchy,
+    log_objective,
+    pooling_weights,
+    traffic_weighted,
+    trigamma,
+)
 from bandit.update import Prior
 
 
@@ -255,3 +261,36 @@ def test_invalid_pooling_weight_arguments_name_the_parameter(
     with pytest.raises(InvalidParameterError) as raised:
         pooling_weights(kappa, evidence)  # type: ignore[arg-type]
     assert raised.value.parameter == parameter
+
+
+def test_traffic_weighted_moment_matches_the_weighted_average() -> None:
+    """Mean and variance of sum_s w_s theta_s written out by hand, and one segment (or all
+    the weight on one) gives that segment's Beta back."""
+    alphas = np.array([[3.0, 10.0, 1.0], [2.0, 2.0, 50.0]])
+    betas = np.array([[7.0, 10.0, 4.0], [8.0, 3.0, 50.0]])
+    weights = np.array([6.0, 3.0, 1.0])
+    a, b = traffic_weighted(alphas, betas, weights)
+    for k in range(2):
+        w = weights / 10.0
+        means = [alphas[k, s] / (alphas[k, s] + betas[k, s]) for s in range(3)]
+        variances = [
+            alphas[k, s]
+            * betas[k, s]
+            / ((alphas[k, s] + betas[k, s]) ** 2 * (alphas[k, s] + betas[k, s] + 1))
+            for s in range(3)
+        ]
+        mean = sum(w[s] * means[s] for s in range(3))
+        variance = sum(w[s] ** 2 * variances[s] for s in range(3))
+        assert a[k] / (a[k] + b[k]) == pytest.approx(mean, rel=1e-12)
+        total = a[k] + b[k]
+        assert a[k] * b[k] / (total**2 * (total + 1)) == pytest.approx(variance, rel=1e-12)
+    one_a, one_b = traffic_weighted(alphas, betas, np.array([0.0, 1.0, 0.0]))
+    np.testing.assert_allclose(one_a, alphas[:, 1], rtol=1e-12)
+    np.testing.assert_allclose(one_b, betas[:, 1], rtol=1e-12)
+
+
+@pytest.mark.parametrize("weights", [[0.0, 0.0], [1.0, -1.0], [1.0, float("nan")], [1.0]])
+def test_traffic_weighted_refuses_bad_weights(weights: list[float]) -> None:
+    with pytest.raises(InvalidParameterError) as raised:
+        traffic_weighted(np.ones((2, 2)), np.ones((2, 2)), np.array(weights))
+    assert raised.value.parameter == "weights"

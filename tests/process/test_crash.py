@@ -9,6 +9,7 @@ ticks count every stored event exactly once.
 
 from __future__ import annotations
 
+import base64
 import random
 import sqlite3
 import threading
@@ -24,7 +25,7 @@ from sqlalchemy.orm import Session
 
 from api.db import is_sqlite
 from api.ingest import EventRow, insert_events
-from api.models import Arm, Event, Experiment, PendingCount, Tick
+from api.models import Arm, ArmSegment, Event, Experiment, PendingCount, Tick
 from tests.conftest import ADMIN, similar_items
 from tests.process.conftest import ServerFactory, ServerProcess
 
@@ -48,16 +49,66 @@ def _create_experiment(server: ServerProcess, **overrides: Any) -> dict[str, Any
     return dict(created.json())
 
 
-def _tickets(server: ServerProcess) -> dict[str, list[str]]:
+def _tickets(server: ServerProcess, segment: str | None = None) -> dict[str, list[str]]:
     by_group: dict[str, list[str]] = {"reference": [], "target": []}
+    query = {} if segment is None else {"segment": segment}
     with server.client() as client:
         for unit in range(40):
             body = client.get(
-                f"/v1/experiments/{NAME}/assignment", params={"unit": f"u{unit}"}
+                f"/v1/experiments/{NAME}/assignment", params={"unit": f"u{unit}", **query}
             ).json()
             by_group[body["group"]].append(body["ticket"])
     assert all(by_group.values())
     return by_group
+
+
+SEGMENTS = ("cars", "phones", "flats")
+
+
+def _segment_of(ticket: str) -> int:
+    """The segment index of a version 3 ticket (api.tickets: bytes 23-25 of the payload)."""
+    raw = base64.urlsafe_b64decode(ticket)
+    return (raw[23] << 16) | int.from_bytes(raw[24:26], "big")
+
+
+def _segmented_tickets(server: ServerProcess) -> list[dict[str, list[str]]]:
+    """Tickets of each segment, once the server has opened them (first sight, then its
+    exposure flush registers them: within a second)."""
+    with server.client() as client:
+        for segment in SEGMENTS:
+            client.get(
+                f"/v1/experiments/{NAME}/assignment", params={"unit": "u", "segment": segment}
+            )
+    deadline = time.monotonic() + 10.0
+    while time.monotonic() < deadline:
+        parts = [_tickets(server, segment) for segment in SEGMENTS]
+        if all(_segment_of(part["target"][0]) != 0 for part in parts):
+            return parts
+        time.sleep(0.2)
+    raise AssertionError("the segments were not opened")
+
+
+def _assert_segments_consistent(database_url: str, events: list[dict[str, Any]]) -> None:
+    """Per segment, the (arm, segment) totals count every stored event of that segment
+    exactly once (the events' segments are their tickets')."""
+    expected: dict[int, list[float]] = {}
+    for event in events:
+        totals = expected.setdefault(_segment_of(event["ticket"]), [0.0, 0.0])
+        totals[0 if event["type"] == "exposure" else 1] += event["count"]
+    engine = create_engine(database_url)
+    try:
+        with Session(engine) as session:
+            rows = session.execute(
+                select(
+                    ArmSegment.segment,
+                    func.sum(ArmSegment.exposures),
+                    func.sum(ArmSegment.target_events),
+                ).group_by(ArmSegment.segment)
+            ).all()
+    finally:
+        engine.dispose()
+    assert {row[0]: [float(row[1]), float(row[2])] for row in rows} == expected
+    assert set(expected) == {1, 2, 3}
 
 
 def _batch(rng: random.Random, tickets: dict[str, list[str]], prefix: str) -> list[dict[str, Any]]:
@@ -203,13 +254,23 @@ def _scheduler_env() -> dict[str, str]:
     return {"RANKTUNE_SCHEDULER_ENABLED": "true", "RANKTUNE_SCHEDULER_POLL_S": "0.1"}
 
 
+@pytest.mark.parametrize("segmented", [False, True], ids=["unsegmented", "segmented"])
 def test_kill_9_while_clients_post_keeps_every_acknowledged_event_once(
-    database_url: str, server_factory: ServerFactory
+    database_url: str, server_factory: ServerFactory, segmented: bool
 ) -> None:
     # The scheduler ticks every ~0.3 s, so the kill also lands among ticks.
     server = server_factory(database_url, **_scheduler_env())
-    _create_experiment(server, update_interval_s=0.3)
-    tickets = _tickets(server)
+    if segmented:
+        _create_experiment(server, update_interval_s=0.3, segments={"max_segments": 8})
+        parts = _segmented_tickets(server)
+        tickets = {
+            group: [t for part in parts for t in part[group]] for group in ("reference", "target")
+        }
+        closing_tickets = [part["reference"][0] for part in parts]
+    else:
+        _create_experiment(server, update_interval_s=0.3)
+        tickets = _tickets(server)
+        closing_tickets = [tickets["reference"][0]]
 
     with Clients(server, tickets) as clients:
         deadline = time.monotonic() + POSTING_DEADLINE_S
@@ -234,22 +295,24 @@ def test_kill_9_while_clients_post_keeps_every_acknowledged_event_once(
             answer = client.post("/v1/events", json={"events": batch})
             assert answer.status_code == 200, answer.text
             assert sum(answer.json().values()) == len(batch)
-        # One reference exposure so that the final window can be normalised.
-        closing = {
-            "ticket": tickets["reference"][0],
-            "type": "exposure",
-            "count": 1,
-            "event_id": "closing",
-        }
-        assert client.post("/v1/events", json={"events": [closing]}).status_code == 200
+        # One reference exposure (per segment) so that the final window can be normalised.
+        closing = [
+            {"ticket": ticket, "type": "exposure", "count": 1, "event_id": f"closing-{index}"}
+            for index, ticket in enumerate(closing_tickets)
+        ]
+        assert client.post("/v1/events", json={"events": closing}).status_code == 200
     assert _tick(restarted)["applied"] is True
 
     stored = _stored_event_ids(database_url)
-    expected_ids = set(acknowledged) | {event["event_id"] for event in retried} | {"closing"}
+    closing_ids = {event["event_id"] for event in closing}
+    expected_ids = set(acknowledged) | {event["event_id"] for event in retried} | closing_ids
     assert set(stored) == expected_ids
     assert max(stored.values()) == 1, "an event id was stored twice"
     counted = _assert_ticks_consistent(database_url)
     assert counted["exposure"] + counted["contact"] == len(expected_ids)
+    if segmented:
+        every = {**acknowledged, **{e["event_id"]: e for e in [*retried, *closing]}}
+        _assert_segments_consistent(database_url, list(every.values()))
     print(
         f"\n[{make_url(database_url).get_backend_name()}] acknowledged before kill-9: "
         f"{len(acknowledged)} events in {clients.acked_batches} batches, all stored once; "

@@ -1,0 +1,370 @@
+"""Segments (issue 12, docs/segments.md): one posterior per (arm, segment), each shrunk
+toward the arm's behaviour across segments.
+
+- A segmented experiment has ``max_segments``. Segment 0 is the default segment, named
+  ``default``: requests without a segment, and those of segments beyond the maximum, go
+  there. Any other string (1 to 64 characters) opens a segment on first sight: the replica
+  that sees it serves the request from the default segment and queues the name; its next
+  exposure flush registers it (:func:`register_segments`, under the experiment's lock, so
+  replicas agree on the index), which bumps the version, and every replica serves the
+  segment from its own posteriors from the next snapshot reload on (within a second).
+- The tick (:func:`update_segments`, called by ``api.services.ticks.apply_tick`` in its
+  transaction) applies the reference-ratio rule within each segment that had reference
+  exposures in the window (the others' counts wait for the next tick, as a whole window
+  without reference traffic does), then fits every arm's hierarchical prior across the
+  segments (``bandit.hierarchy.fit_hierarchy``) and stores it on the arm.
+- What assignment draws from, for segment ``s`` and arm ``k``, is
+  ``Beta(mu_k kappa_k + x_sk, (1 - mu_k) kappa_k + m_sk)``: the segment's own evidence on
+  the arm's pooled prior (:func:`pooled`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+import numpy.typing as npt
+from sqlalchemy.orm import Session
+
+from api import repositories as repo
+from api.enums import Group
+from api.errors import InvalidInput
+from api.limits import CREDITED
+from api.models import Arm, Experiment, Segment
+from api.schemas import DEFAULT_SEGMENT
+from bandit import Prior
+from bandit.hierarchy import fit_hierarchy, traffic_weighted
+from bandit.update import decayed
+
+FloatArray = npt.NDArray[np.float64]
+
+DEFAULT_INDEX = 0
+
+
+def add_default_segment(session: Session, experiment: Experiment, now: datetime) -> None:
+    """Segment 0 of a new segmented experiment."""
+    session.add(
+        Segment(
+            experiment_id=experiment.id, index=DEFAULT_INDEX, name=DEFAULT_SEGMENT, created_at=now
+        )
+    )
+
+
+def register_segments(
+    session: Session, experiment_id: int, names: Iterable[str], now: datetime
+) -> list[str]:
+    """Open the segments first seen by a replica, in order, up to the experiment's
+    ``max_segments`` (the rest stay in the default segment); the names opened.
+
+    The experiment row is locked (as by a tick), so two replicas registering at once take
+    turns and the second sees the first's segments: one index per name, everywhere.
+    """
+    experiment = repo.get_experiment(session, experiment_id, lock=True)
+    if experiment is None or experiment.max_segments is None:
+        return []
+    known = repo.segment_names(session, experiment_id)
+    seen = set(known)
+    opened: list[str] = []
+    for name in names:
+        if len(known) + len(opened) >= experiment.max_segments:
+            break
+        if name in seen:
+            continue
+        seen.add(name)
+        session.add(
+            Segment(
+                experiment_id=experiment_id,
+                index=len(known) + len(opened),
+                name=name,
+                created_at=now,
+            )
+        )
+        opened.append(name)
+    if opened:
+        repo.bump_version(experiment, now)
+        session.flush()
+    return opened
+
+
+# -- evidence ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SegmentEvidence:
+    """The stored per-segment state of some arms, as arrays of shape (segments, arms)."""
+
+    alphas: FloatArray
+    betas: FloatArray
+    exposures: FloatArray
+    target_events: FloatArray
+    stored: npt.NDArray[np.bool_]
+
+
+def load_evidence(
+    session: Session, arm_ids: Sequence[int], n_segments: int, prior: Prior
+) -> SegmentEvidence:
+    """``arm_segments`` of these arms; (segment, arm) pairs without a row hold the prior."""
+    rows = repo.arm_segment_rows(session, arm_ids)
+    data = np.array(rows, dtype=np.float64).reshape(-1, 6)
+    segments = data[:, 1].astype(np.intp)
+    shape = (max(n_segments, int(segments.max()) + 1 if rows else 0), len(arm_ids))
+    alphas = np.full(shape, prior.alpha)
+    betas = np.full(shape, prior.beta)
+    exposures = np.zeros(shape)
+    events = np.zeros(shape)
+    stored = np.zeros(shape, dtype=bool)
+    if rows:
+        order = np.argsort(np.asarray(arm_ids))
+        sorted_ids = np.asarray(arm_ids)[order]
+        k = order[np.searchsorted(sorted_ids, data[:, 0].astype(np.int64))]
+        s = segments
+        alphas[s, k], betas[s, k] = data[:, 2], data[:, 3]
+        exposures[s, k], events[s, k] = data[:, 4], data[:, 5]
+        stored[s, k] = True
+    return SegmentEvidence(alphas, betas, exposures, events, stored)
+
+
+def pooled(
+    evidence: SegmentEvidence, arms: Sequence[Arm], prior: Prior
+) -> tuple[FloatArray, FloatArray]:
+    """What assignment draws from: each segment's evidence on the arm's pooled prior
+    ``Beta(mu kappa, (1 - mu) kappa)`` (the experiment's prior before the arm's first fit)."""
+    mu = np.array(
+        [prior.alpha / (prior.alpha + prior.beta) if a.pool_mu is None else a.pool_mu for a in arms]
+    )
+    kappa = np.array(
+        [prior.alpha + prior.beta if a.pool_kappa is None else a.pool_kappa for a in arms]
+    )
+    x = np.maximum(evidence.alphas - prior.alpha, 0.0)
+    m = np.maximum(evidence.betas - prior.beta, 0.0)
+    alphas: FloatArray = mu * kappa + x
+    betas: FloatArray = (1.0 - mu) * kappa + m
+    return alphas, betas
+
+
+def traffic_weights(session: Session, experiment_id: int, arms: Sequence[Arm]) -> FloatArray:
+    """Each segment's share of the credited exposures (every arm, the reference included)."""
+    n_segments = len(repo.segment_names(session, experiment_id))
+    evidence = load_evidence(session, [arm.id for arm in arms], n_segments, Prior())
+    weights: FloatArray = evidence.exposures.sum(axis=1)
+    return weights
+
+
+def traffic_weighted_posteriors(
+    session: Session, experiment: Experiment, arms: Sequence[Arm]
+) -> dict[int, tuple[float, float]]:
+    """The genetic step's view of a segmented experiment's target arms: per arm one Beta,
+    the pooled per-segment posteriors weighted by each segment's share of the traffic
+    (``bandit.hierarchy.traffic_weighted``). Empty before any segment has traffic (the
+    caller then keeps the arms' overall posteriors)."""
+    prior = Prior(experiment.prior_alpha, experiment.prior_beta)
+    every = list(repo.arms_of(session, experiment.id))
+    weights = traffic_weights(session, experiment.id, every)
+    if not arms or weights.sum() <= 0:
+        return {}
+    evidence = load_evidence(session, [arm.id for arm in arms], weights.shape[0], prior)
+    alphas, betas = pooled(evidence, arms, prior)
+    alpha, beta = traffic_weighted(alphas.T, betas.T, weights)
+    return {arm.id: (float(alpha[k]), float(beta[k])) for k, arm in enumerate(arms)}
+
+
+def segment_view(
+    session: Session, experiment: Experiment, arms: Sequence[Arm], name: str
+) -> list[Arm]:
+    """The arms as seen in one segment, for the statistics: detached copies holding the
+    segment's pooled posterior and its credited counts (the reference's: its group's). 422
+    naming ``segment`` for an unsegmented experiment or a segment not opened."""
+    if experiment.max_segments is None:
+        raise InvalidInput(
+            f"segment: experiment {experiment.name!r} is not segmented; expected no segment",
+            field="segment",
+        )
+    names = repo.segment_names(session, experiment.id)
+    if name not in names:
+        raise InvalidInput(
+            f"segment: {name!r} is not one of experiment {experiment.name!r}'s "
+            f"{len(names)} opened segments; expected one of them ('default' included)",
+            field="segment",
+        )
+    index = names.index(name)
+    prior = Prior(experiment.prior_alpha, experiment.prior_beta)
+    evidence = load_evidence(session, [arm.id for arm in arms], len(names), prior)
+    alphas, betas = pooled(evidence, arms, prior)
+    views = []
+    for column, arm in enumerate(arms):
+        view = Arm(
+            id=arm.id,
+            experiment_id=arm.experiment_id,
+            config=arm.config,
+            signature=arm.signature,
+            origin=arm.origin,
+            parent_ids=arm.parent_ids,
+            generation=arm.generation,
+            status=arm.status,
+            alpha=float(alphas[index, column]),
+            beta=float(betas[index, column]),
+            exposures=float(evidence.exposures[index, column]),
+            target_events=float(evidence.target_events[index, column]),
+            quarantined_events=0.0,
+            created_at=arm.created_at,
+            retired_at=arm.retired_at,
+            retired_reason=arm.retired_reason,
+        )
+        views.append(view)
+    return views
+
+
+# -- the tick ------------------------------------------------------------------------------
+def ready_segments(rows: Iterable[repo.PendingRow]) -> set[int]:
+    """The segments whose window has credited reference exposures (only they can be
+    normalised; the others carry forward)."""
+    return {
+        row.segment
+        for row in rows
+        if row.group == Group.REFERENCE
+        and row.reason == CREDITED
+        and row.type == "exposure"
+        and row.count > 0
+    }
+
+
+@dataclass(frozen=True)
+class SegmentWindow:
+    """One window's credited counts by segment (rows) and arm (columns; column 0 is the
+    reference arm, whose group's counts it holds)."""
+
+    arm_ids: tuple[int, ...]
+    exposures: FloatArray
+    events: FloatArray
+
+
+def segment_window(
+    rows: Iterable[repo.PendingRow],
+    reference_id: int,
+    target_ids: Sequence[int],
+    target_event: str,
+    n_segments: int,
+) -> SegmentWindow:
+    arm_ids = (reference_id, *target_ids)
+    column = {arm_id: index for index, arm_id in enumerate(arm_ids)}
+    credited = [
+        row
+        for row in rows
+        if row.reason == CREDITED
+        and row.type in ("exposure", target_event)
+        and (row.group == Group.REFERENCE or (row.group == Group.TARGET and row.arm_id in column))
+    ]
+    size = max(n_segments, max((row.segment + 1 for row in credited), default=0))
+    exposures = np.zeros((size, len(arm_ids)))
+    events = np.zeros((size, len(arm_ids)))
+    for row in credited:
+        index = 0 if row.group == Group.REFERENCE else column[row.arm_id]
+        target = exposures if row.type == "exposure" else events
+        target[row.segment, index] += row.count
+    return SegmentWindow(arm_ids, exposures, events)
+
+
+def update_segments(
+    session: Session,
+    experiment: Experiment,
+    tick_id: int,
+    reference: Arm,
+    updated: Sequence[Arm],
+    window_rows: Sequence[repo.PendingRow],
+    limit: int,
+) -> None:
+    """Apply the window to every ready segment's posteriors, record it, refit the pools.
+
+    Per segment ``s`` with reference exposures ``n_rs > 0`` and arm ``k``:
+    ``alpha_sk = prior + decay (alpha_sk - prior) + c_sk``,
+    ``beta_sk = prior + decay (beta_sk - prior) + c_rs n_sk / n_rs`` (bandit.update); the
+    arm's target events are first capped by its exposures in the segment times ``limit``
+    (cumulative, as the tick caps each arm's totals). Only (segment, arm) pairs that change
+    are written: with data in the window, or (with decay < 1) stored in a ready segment.
+    """
+    prior = Prior(experiment.prior_alpha, experiment.prior_beta)
+    n_segments = len(repo.segment_names(session, experiment.id))
+    window = segment_window(
+        window_rows,
+        reference.id,
+        [arm.id for arm in updated],
+        experiment.target_event,
+        n_segments,
+    )
+    size = window.exposures.shape[0]
+    state = load_evidence(session, window.arm_ids, size, prior)
+    if state.alphas.shape[0] > size:  # stored segments beyond the window's
+        pad = state.alphas.shape[0] - size
+        window = SegmentWindow(
+            window.arm_ids,
+            np.vstack([window.exposures, np.zeros((pad, len(window.arm_ids)))]),
+            np.vstack([window.events, np.zeros((pad, len(window.arm_ids)))]),
+        )
+    exposures, events = window.exposures, window.events
+    allowed = np.maximum(limit * (state.exposures + exposures) - state.target_events, 0.0)
+    events = np.minimum(events, allowed)
+    ready = exposures[:, 0] > 0
+    ratio = np.divide(events[:, 0], exposures[:, 0], out=np.zeros(ready.shape), where=ready)
+    alpha_inc = np.where(ready[:, None], events, 0.0)
+    beta_inc = np.where(ready[:, None], ratio[:, None] * exposures, 0.0)
+    alpha_inc[:, 0] = beta_inc[:, 0] = 0.0  # the reference arm has no posterior of its own
+    decay = experiment.decay
+    alphas = np.where(
+        ready[:, None], decayed(state.alphas, prior.alpha, decay) + alpha_inc, state.alphas
+    )
+    betas = np.where(
+        ready[:, None], decayed(state.betas, prior.beta, decay) + beta_inc, state.betas
+    )
+    alphas[:, 0], betas[:, 0] = prior.alpha, prior.beta
+    with_data = ready[:, None] & ((exposures > 0) | (events > 0))
+    changed = with_data | (ready[:, None] & state.stored & (decay < 1.0))
+    totals_exposures = state.exposures + np.where(with_data, exposures, 0.0)
+    totals_events = state.target_events + np.where(with_data, events, 0.0)
+    s_idx, k_idx = np.nonzero(changed)
+    ids = np.asarray(window.arm_ids)[k_idx]
+    repo.upsert_arm_segments(
+        session,
+        list(
+            zip(
+                ids.tolist(),
+                s_idx.tolist(),
+                alphas[s_idx, k_idx].tolist(),
+                betas[s_idx, k_idx].tolist(),
+                totals_exposures[s_idx, k_idx].tolist(),
+                totals_events[s_idx, k_idx].tolist(),
+                strict=True,
+            )
+        ),
+    )
+    s_rec, k_rec = np.nonzero(with_data)
+    repo.insert_tick_segments(
+        session,
+        list(
+            zip(
+                [tick_id] * s_rec.size,
+                s_rec.tolist(),
+                np.asarray(window.arm_ids)[k_rec].tolist(),
+                exposures[s_rec, k_rec].tolist(),
+                events[s_rec, k_rec].tolist(),
+                alpha_inc[s_rec, k_rec].tolist(),
+                beta_inc[s_rec, k_rec].tolist(),
+                alphas[s_rec, k_rec].tolist(),
+                betas[s_rec, k_rec].tolist(),
+                strict=True,
+            )
+        ),
+    )
+    refit(updated, alphas[:, 1:], betas[:, 1:], prior)
+
+
+def refit(arms: Sequence[Arm], alphas: FloatArray, betas: FloatArray, prior: Prior) -> None:
+    """Fit each arm's hierarchical prior over the segments (arrays (segments, arms) of the
+    per-segment posteriors) and store it on the arm."""
+    if not arms:
+        return
+    fit = fit_hierarchy(
+        np.maximum(alphas.T - prior.alpha, 0.0), np.maximum(betas.T - prior.beta, 0.0), prior=prior
+    )
+    for index, arm in enumerate(arms):
+        arm.pool_mu = float(fit.mu[index])
+        arm.pool_kappa = float(fit.kappa[index])

@@ -1,0 +1,357 @@
+"""Segments' cost (issue 12): the tick of a segmented experiment, and the assignment path.
+
+1. **Tick**, 1,000 segments x 20 arms: every (arm, segment) and every segment's reference
+   group has exposures and contacts in the window (42,000 pending counts), and the tick
+   applies the reference-ratio rule in every segment, upserts the 21,000 (arm, segment)
+   rows, records them in ``tick_segments`` (bulk), and refits the 20 arms' pools over
+   1,000 segments (bandit.hierarchy). Timed: ``apply_tick`` in its transaction, commit
+   included, steady state (the rows exist from the first tick). Baseline in the same run:
+   the same counts for an unsegmented experiment of 20 arms. Target: under 100 ms.
+2. **Assignment**, in-process (the application as an ASGI callable, as
+   benchmarks/client_key.py): an unsegmented experiment of 10 arms against a segmented one
+   of 10 arms with 50 segments open and fitted (each request names one of the 50), and a
+   control (the unsegmented one again, the noise floor). Rounds rotate the order; reported
+   are the medians of the per-round ratios. Target: segmented within 10% (ratio >= 0.90
+   of the throughput, i.e. time per assignment at most 1/0.9 = 1.11x).
+
+    .venv/bin/python benchmarks/segments.py [--ticks 7] [--rounds 200 --calls 200]
+        [--postgres postgresql+psycopg://postgres@127.0.0.1:5432/postgres]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, text
+
+from api import repositories as repo
+from api.app import create_app
+from api.db import add_counts, upgrade_database
+from api.ingest import PENDING_KEY
+from api.runtime import Runtime
+from api.services.common import now_utc
+from api.services.segments import register_segments
+from api.services.ticks import apply_tick
+from api.settings import Settings
+from benchmarks.common import ADMIN_TOKEN, SIMILAR_ITEMS, assignment_scope, median, say
+
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+TICK_TARGET_MS = 100.0
+SPARSE_WINDOW = 5_000  # assignments in a window of the sparse case
+ASSIGNMENT_TARGET = 0.90  # segmented throughput / unsegmented
+POSTGRES_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+
+
+def _arms(count: int, seed: int) -> list[dict[str, Any]]:
+    rng = np.random.default_rng(seed)
+    return [
+        {
+            "text_match": round(float(rng.uniform(0, 2)), 4),
+            "distance": round(float(rng.uniform(0, 2)), 4),
+            "price_diff": round(float(rng.uniform(0, 2)), 4),
+            "region": int(rng.integers(0, 4)),
+        }
+        for _ in range(count)
+    ]
+
+
+def _experiment(name: str, arms: int, segments: int | None) -> dict[str, Any]:
+    body = {**SIMILAR_ITEMS, "name": name, "arms": _arms(arms, len(name))}
+    body["max_events_per_exposure"] = {"*": 1_000_000, "exposure": 1_000_000}
+    if segments is not None:
+        body["segments"] = {"max_segments": segments}
+    return body
+
+
+def _open_segments(runtime: Runtime, experiment_id: int, count: int) -> None:
+    with runtime.transaction() as session:
+        register_segments(session, experiment_id, [f"s{i}" for i in range(1, count)], now_utc())
+
+
+def _window(
+    runtime: Runtime,
+    experiment_id: int,
+    segments: int,
+    rng: np.random.Generator,
+    *,
+    pooled: bool = False,
+    sparse: int = 0,
+) -> None:
+    """Pending counts as the writer leaves them: per segment, the reference group's and
+    every target arm's exposures and contacts (rates differ by arm and segment). ``pooled``:
+    the same counts summed into segment 0 (the unsegmented baseline). ``sparse``: instead,
+    a window of that many assignments (see below)."""
+    with runtime.read_transaction() as session:
+        arms = list(repo.arms_of(session, experiment_id))
+    reference = next(arm.id for arm in arms if arm.origin == "reference")
+    targets = [arm.id for arm in arms if arm.origin != "reference"]
+    totals: dict[tuple[Any, ...], int] = {}
+
+    def add(arm: int, group: str, kind: str, segment: int, count: int) -> None:
+        key = (experiment_id, arm, group, kind, "", 0, 0 if pooled else segment)
+        totals[key] = totals.get(key, 0) + count
+
+    if sparse:
+        # A window of ``sparse`` assignments: Zipf traffic over the segments (segment s gets
+        # a share 1 / (s + 1)), a fifth to the reference group, the rest uniform over arms.
+        shares = 1.0 / np.arange(1, segments + 1)
+        drawn = rng.choice(segments, size=sparse, p=shares / shares.sum())
+        in_reference = rng.random(sparse) < 0.2
+        arm_of = rng.integers(0, len(targets), size=sparse)
+        contact = rng.random(sparse) < 0.1
+        for segment, ref, k, c in zip(drawn, in_reference, arm_of, contact, strict=True):
+            arm, group = (reference, "reference") if ref else (targets[k], "target")
+            add(arm, group, "exposure", int(segment), 1)
+            if c:
+                add(arm, group, "contact", int(segment), 1)
+        segments = 0
+    for segment in range(segments):
+        exposures = int(rng.integers(50, 500))
+        add(reference, "reference", "exposure", segment, exposures)
+        add(reference, "reference", "contact", segment, exposures // 10)
+        for arm in targets:
+            n = int(rng.integers(50, 500))
+            add(arm, "target", "exposure", segment, n)
+            add(arm, "target", "contact", segment, int(rng.binomial(n, rng.uniform(0.05, 0.15))))
+    rows = [(*key, count) for key, count in sorted(totals.items())]
+    with runtime.transaction() as session:
+        add_counts(session.connection(), "pending_counts", PENDING_KEY, rows)
+
+
+def _timed_tick(
+    runtime: Runtime, experiment_id: int, rng: np.random.Generator
+) -> tuple[float, float]:
+    """Wall and CPU (this process) milliseconds of one tick, commit included."""
+    began, cpu = time.perf_counter(), time.process_time()
+    with runtime.transaction() as session:
+        tick = apply_tick(session, experiment_id, now=now_utc(), rng=rng, only_if_due=False)
+        assert tick is not None and tick.applied
+    return (time.perf_counter() - began) * 1e3, (time.process_time() - cpu) * 1e3
+
+
+def bench_tick(url: str, ticks: int, segments: int = 1000, arms: int = 20) -> dict[str, float]:
+    # The snapshot refresher is off (a reload of the 20,000 pairs after each tick would run
+    # in a thread of this process, inside the next timed tick): the tick alone is timed.
+    settings = Settings(
+        database_url=url,
+        admin_token=ADMIN_TOKEN,
+        scheduler_enabled=False,
+        snapshot_refresh_s=3600,
+    )
+    app = create_app(settings)
+    with TestClient(app) as client:
+        runtime: Runtime = app.state.runtime
+        segmented = client.post(
+            "/v1/experiments", json=_experiment("tick-seg", arms, segments), headers=ADMIN
+        ).json()["id"]
+        plain = client.post(
+            "/v1/experiments", json=_experiment("tick-plain", arms, None), headers=ADMIN
+        ).json()["id"]
+        _open_segments(runtime, segmented, segments)
+        rng = np.random.default_rng(1)
+        figures: dict[str, list[float]] = {}
+        first: dict[str, float] = {}
+        for number in range(ticks + 1):
+            for kind, sparse in (("dense", 0), ("sparse", SPARSE_WINDOW)):
+                _window(runtime, segmented, segments, rng, sparse=sparse)
+                seg_ms, seg_cpu = _timed_tick(runtime, segmented, rng)
+                _window(runtime, plain, segments, rng, pooled=True, sparse=sparse)
+                plain_ms, _ = _timed_tick(runtime, plain, rng)
+                if number == 0:  # the first tick inserts every (arm, segment) row
+                    first[kind] = seg_ms
+                    continue
+                figures.setdefault(f"{kind}_segmented", []).append(seg_ms)
+                figures.setdefault(f"{kind}_segmented_cpu", []).append(seg_cpu)
+                figures.setdefault(f"{kind}_unsegmented", []).append(plain_ms)
+    store = url.split(":", 1)[0].split("+", 1)[0]
+    summary: dict[str, float] = {}
+    for kind, what in (
+        ("dense", f"every (arm, segment) with data: {(arms + 1) * segments * 2:,} pending counts"),
+        ("sparse", f"a window of {SPARSE_WINDOW:,} Zipf-distributed assignments"),
+    ):
+        seg = figures[f"{kind}_segmented"]
+        plain = figures[f"{kind}_unsegmented"]
+        summary[f"{kind}_segmented_ms"] = median(seg)
+        summary[f"{kind}_segmented_cpu_ms"] = median(figures[f"{kind}_segmented_cpu"])
+        summary[f"{kind}_unsegmented_ms"] = median(plain)
+        summary[f"{kind}_ratio"] = median([a / b for a, b in zip(seg, plain, strict=True)])
+        met = "met" if median(seg) < TICK_TARGET_MS else "MISSED"
+        say(
+            f"tick [{store}], {segments} segments x {arms} arms, {what} (medians of {ticks} "
+            f"ticks after the first, which took {first[kind]:.1f} ms): segmented "
+            f"{median(seg):.1f} ms (CPU {summary[f'{kind}_segmented_cpu_ms']:.1f} ms), "
+            f"unsegmented with the same counts {median(plain):.1f} ms, "
+            f"median ratio {summary[f'{kind}_ratio']:.1f}x; target < {TICK_TARGET_MS:.0f} ms: "
+            f"{met}"
+        )
+    return summary
+
+
+# -- assignment ----------------------------------------------------------------------------
+def _scope(unit: int, name: str, segment: str | None) -> dict[str, Any]:
+    scope = assignment_scope(unit)
+    path = f"/v1/experiments/{name}/assignment"
+    scope["path"], scope["raw_path"] = path, path.encode()
+    query = b"unit=u%d" % unit
+    if segment is not None:
+        query += b"&segment=" + segment.encode()
+    scope["query_string"] = query
+    return scope
+
+
+async def _assign(app: FastAPI, scope: dict[str, Any]) -> None:
+    status = 0
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+
+    await app(scope, receive, send)
+    if status != 200:
+        raise RuntimeError(f"assignment answered {status}")
+
+
+def bench_assignment(
+    rounds: int, calls: int, segments: int = 50, arms: int = 10
+) -> dict[str, float]:
+    directory = Path(tempfile.mkdtemp(prefix="ranktune-bench-segments-"))
+    url = f"sqlite:///{directory / 'ranktune.db'}"
+    upgrade_database(url)
+    app = create_app(Settings(database_url=url, admin_token=ADMIN_TOKEN, scheduler_enabled=False))
+    with TestClient(app) as client:
+        runtime: Runtime = app.state.runtime
+        client.post("/v1/experiments", json=_experiment("plain", arms, None), headers=ADMIN)
+        seg_id = client.post(
+            "/v1/experiments", json=_experiment("seg", arms, segments), headers=ADMIN
+        ).json()["id"]
+        _open_segments(runtime, seg_id, segments)
+        rng = np.random.default_rng(2)
+        _window(runtime, seg_id, segments, rng)
+        with runtime.transaction() as session:  # fitted pools, per-segment posteriors
+            apply_tick(session, seg_id, now=now_utc(), rng=rng, only_if_due=False)
+        runtime.refresh_snapshots()
+        snapshot = runtime.serving.get("seg")
+        assert snapshot is not None and len(snapshot.segment_params) == segments
+        names = [f"s{i}" for i in range(1, segments)] + ["default"]
+        targets: dict[str, tuple[str, bool]] = {
+            "unsegmented": ("plain", False),
+            "control": ("plain", False),
+            "segmented": ("seg", True),
+        }
+        figures: dict[str, list[float]] = {name: [] for name in targets}
+        order = list(targets)
+
+        async def timed(name: str, segmented: bool, start: int) -> float:
+            scopes = [
+                _scope(u, name, names[u % segments] if segmented else None)
+                for u in range(start, start + calls)
+            ]
+            began = time.perf_counter()
+            for scope in scopes:
+                await _assign(app, scope)
+            return (time.perf_counter() - began) / calls * 1e6
+
+        async def measure() -> None:
+            for name, segmented in targets.values():
+                await timed(name, segmented, 0)
+            for number in range(rounds):
+                shift = number % len(order)
+                for label in order[shift:] + order[:shift]:
+                    name, segmented = targets[label]
+                    figures[label].append(await timed(name, segmented, (number + 1) * calls))
+
+        asyncio.run(measure())
+
+    def throughput_ratio(label: str) -> float:
+        # Throughput ratio = inverse of the time ratio, per round.
+        return median([b / a for a, b in zip(figures[label], figures["unsegmented"], strict=True)])
+
+    summary = {
+        "unsegmented_us": median(figures["unsegmented"]),
+        "control_us": median(figures["control"]),
+        "segmented_us": median(figures["segmented"]),
+        "throughput_ratio": throughput_ratio("segmented"),
+        "control_ratio": throughput_ratio("control"),
+    }
+    say(
+        f"assignment in-process, {segments} segments x {arms} arms (medians of {rounds} rounds "
+        f"of {calls}): unsegmented {summary['unsegmented_us']:.1f} us, control "
+        f"{summary['control_us']:.1f} us, segmented {summary['segmented_us']:.1f} us per "
+        f"assignment; throughput segmented/unsegmented {summary['throughput_ratio']:.3f}x "
+        f"(control {summary['control_ratio']:.3f}x, the noise); target >= "
+        f"{ASSIGNMENT_TARGET:.2f}x: "
+        f"{'met' if summary['throughput_ratio'] >= ASSIGNMENT_TARGET else 'MISSED'}"
+    )
+    return summary
+
+
+def _postgres_database(server_url: str) -> tuple[str, Any]:
+    """A fresh, migrated PostgreSQL database on the server; its URL and a drop function."""
+    name = f"ranktune_bench_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    url = server_url.rsplit("/", 1)[0] + f"/{name}"
+    upgrade_database(url)
+
+    def drop() -> None:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+    return url, drop
+
+
+def run(ticks: int, rounds: int, calls: int, postgres: str | None) -> dict[str, Any]:
+    say(f"load average before: {os.getloadavg()[0]:.2f} (a shared machine)")
+    results: dict[str, Any] = {}
+    directory = Path(tempfile.mkdtemp(prefix="ranktune-bench-segments-tick-"))
+    url = f"sqlite:///{directory / 'ranktune.db'}"
+    upgrade_database(url)
+    results["tick_sqlite"] = bench_tick(url, ticks)
+    if postgres:
+        pg_url, drop = _postgres_database(postgres)
+        try:
+            results["tick_postgresql"] = bench_tick(pg_url, ticks)
+        finally:
+            drop()
+    results["assignment"] = bench_assignment(rounds, calls)
+    say(f"load average after: {os.getloadavg()[0]:.2f}")
+    return results
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--ticks", type=int, default=7)
+    parser.add_argument("--rounds", type=int, default=200)
+    parser.add_argument("--calls", type=int, default=200)
+    parser.add_argument(
+        "--postgres",
+        default=POSTGRES_SERVER,
+        help="a PostgreSQL server URL to time the tick there too ('' to skip)",
+    )
+    args = parser.parse_args()
+    run(args.ticks, args.rounds, args.calls, args.postgres)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

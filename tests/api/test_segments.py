@@ -1,0 +1,349 @@
+"""Segmented experiments end to end (issue 12): the contract, segments opened on first
+sight, tickets carrying the segment, the tick within each segment, the hierarchical pools,
+the statistics per segment, the genetic step's traffic weighting."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from api import repositories as repo
+from api.models import Arm, ArmSegment, PendingCount, TicketCredit, TickSegment
+from api.runtime import Runtime
+from api.tickets import key_before
+from bandit import Prior
+from bandit.hierarchy import fit_hierarchy, traffic_weighted
+from tests.api.helpers import create, event, inspect, post_events, tick
+from tests.conftest import ADMIN, similar_items
+
+SEGMENTED = {"segments": {"max_segments": 3}}
+
+
+def runtime_of(client: TestClient) -> Runtime:
+    runtime: Runtime = client.app.state.runtime  # type: ignore[attr-defined]
+    return runtime
+
+
+def assign(client: TestClient, unit: str, segment: str | None = None) -> dict[str, Any]:
+    params = {"unit": unit} if segment is None else {"unit": unit, "segment": segment}
+    response = client.get("/v1/experiments/similar-items/assignment", params=params)
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def segment_of(client: TestClient, ticket: str) -> int:
+    claims = runtime_of(client).signer.verify(ticket)
+    assert claims is not None
+    return claims.segment
+
+
+def open_segments(client: TestClient, *names: str) -> None:
+    """Each name seen once, then registered by the exposure flush (as a replica does), and
+    served once this replica's snapshot has them (the flush reloads it; the refresher may
+    hold the lock a moment)."""
+    for name in names:
+        assign(client, "opener", name)
+    runtime = runtime_of(client)
+    runtime.flush_exposures()
+    with runtime.read_transaction() as session:
+        opened = set(repo.segment_names(session, 1))
+    deadline = time.monotonic() + 5.0
+    while time.monotonic() < deadline:
+        snapshot = runtime.serving.get("similar-items")
+        if snapshot is not None and opened <= set(snapshot.segments or ()):
+            return
+        time.sleep(0.01)
+    raise AssertionError("the opened segments were not served within 5 s")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ({"mode": "window"}, "expected mode 'request'"),
+        ({"policy": "ucb1"}, "expected policy 'thompson'"),
+    ],
+)
+def test_segments_need_thompson_per_request(
+    sqlite_client: TestClient, overrides: dict[str, Any], expected: str
+) -> None:
+    response = sqlite_client.post(
+        "/v1/experiments", json=similar_items(**SEGMENTED, **overrides), headers=ADMIN
+    )
+    assert response.status_code == 422
+    assert response.json()["field"] == "segments"
+    assert expected in response.json()["detail"]
+
+
+@pytest.mark.parametrize("maximum", [1, 10_001, "many", 2.5])
+def test_max_segments_bounds_are_named(sqlite_client: TestClient, maximum: object) -> None:
+    response = sqlite_client.post(
+        "/v1/experiments",
+        json=similar_items(segments={"max_segments": maximum}),
+        headers=ADMIN,
+    )
+    assert response.status_code == 422
+    assert response.json()["field"] == "segments.max_segments"
+
+
+def test_segment_query_is_bounded(sqlite_client: TestClient) -> None:
+    create(sqlite_client, **SEGMENTED)
+    response = sqlite_client.get(
+        "/v1/experiments/similar-items/assignment", params={"unit": "u", "segment": "x" * 65}
+    )
+    assert response.status_code == 422
+    assert response.json()["field"] == "segment"
+
+
+def test_unsegmented_experiments_keep_version_2_tickets(sqlite_client: TestClient) -> None:
+    create(sqlite_client)
+    answer = assign(sqlite_client, "u1", "cars")  # ignored: not segmented
+    assert len(answer["ticket"]) == 52
+    assert inspect(sqlite_client)["segments"] is None
+
+
+def test_segments_open_on_first_sight_up_to_the_maximum(client: TestClient) -> None:
+    create(client, **SEGMENTED)
+    assert inspect(client)["segments"] == {"max_segments": 3, "opened": ["default"]}
+    first = assign(client, "u1", "cars")
+    assert len(first["ticket"]) == 56
+    assert segment_of(client, first["ticket"]) == 0  # not open yet: the default segment
+    open_segments(client, "cars", "phones", "flats")  # flats: beyond max_segments
+    assert inspect(client)["segments"]["opened"] == ["default", "cars", "phones"]
+    assert segment_of(client, assign(client, "u1", "cars")["ticket"]) == 1
+    assert segment_of(client, assign(client, "u1", "phones")["ticket"]) == 2
+    assert segment_of(client, assign(client, "u1", "flats")["ticket"]) == 0
+    assert segment_of(client, assign(client, "u1")["ticket"]) == 0
+    assert segment_of(client, assign(client, "u1", "default")["ticket"]) == 0
+
+
+def test_the_tick_applies_each_segment_against_its_own_reference(client: TestClient) -> None:
+    """Exact reference-ratio increments per segment, the carry-forward of a segment without
+    reference exposures, and the pools fitted over the segments (against
+    bandit.hierarchy called on the stored evidence)."""
+    create(client, **SEGMENTED)
+    open_segments(client, "cars", "phones")
+    runtime = runtime_of(client)
+    with runtime.transaction() as session:  # what the opener's assignments counted
+        session.execute(PendingCount.__table__.delete())
+    served: dict[tuple[int, str, int], list[str]] = {}
+    for index in range(600):
+        segment = ("cars", "phones")[index % 2]
+        answer = assign(client, f"unit-{index}", segment)
+        key = (answer["arm_id"], answer["group"], segment_of(client, answer["ticket"]))
+        served.setdefault(key, []).append(answer["ticket"])
+    # Contacts: in cars, every 2nd ticket of every arm; in phones only target contacts.
+    events = []
+    for (arm_id, group, segment), tickets in served.items():
+        if segment == 1:
+            events += [event(t, f"c-{arm_id}-{group}-{i}") for i, t in enumerate(tickets[::2])]
+        elif group == "target":
+            events += [event(t, f"p-{arm_id}-{i}") for i, t in enumerate(tickets[::3])]
+    post_events(client, events)
+    runtime.flush_exposures()
+    # Phones has no reference exposure: drop them, so that only cars can be applied.
+    with runtime.transaction() as session:
+        session.execute(
+            PendingCount.__table__.delete().where(
+                PendingCount.segment == 2, PendingCount.group == "reference"
+            )
+        )
+    result = tick(client)
+    assert result["applied"] is True
+    reference_exposures = sum(
+        len(t) for (_, g, s), t in served.items() if g == "reference" and s == 1
+    )
+    reference_events = sum(
+        len(t[::2]) for (_, g, s), t in served.items() if g == "reference" and s == 1
+    )
+    assert result["reference_exposures"] == reference_exposures
+    with runtime.read_transaction() as session:
+        stored = {
+            (row.arm_id, row.segment): row for row in session.scalars(select(ArmSegment)).all()
+        }
+        recorded = session.scalars(select(TickSegment)).all()
+        arms = [a for a in repo.arms_of(session, 1) if a.origin != "reference"]
+        pending_phones = session.scalars(
+            select(PendingCount).where(PendingCount.segment == 2)
+        ).all()
+    assert {row.segment for row in recorded} == {1}
+    assert pending_phones, "the phones window waits for reference exposures"
+    for arm in arms:
+        tickets = served.get((arm.id, "target", 1), [])
+        row = stored[(arm.id, 1)]
+        assert row.exposures == len(tickets)
+        assert row.target_events == len(tickets[::2])
+        assert row.alpha == pytest.approx(1.0 + len(tickets[::2]))
+        assert row.beta == pytest.approx(
+            1.0 + reference_events * len(tickets) / reference_exposures, rel=1e-12
+        )
+        assert (arm.id, 2) not in stored
+    # The pools: bandit.hierarchy on the stored evidence of segments 0..2.
+    successes = np.zeros((len(arms), 3))
+    failures = np.zeros((len(arms), 3))
+    for k, arm in enumerate(arms):
+        for (arm_id, segment), row in stored.items():
+            if arm_id == arm.id:
+                successes[k, segment] = row.alpha - 1.0
+                failures[k, segment] = row.beta - 1.0
+    fit = fit_hierarchy(successes, failures, prior=Prior())
+    for k, arm in enumerate(arms):
+        assert arm.pool_mu == pytest.approx(float(fit.mu[k]), rel=1e-12)
+        assert arm.pool_kappa == pytest.approx(float(fit.kappa[k]), rel=1e-12)
+
+
+def test_stats_per_segment(client: TestClient) -> None:
+    create(client, **SEGMENTED)
+    open_segments(client, "cars")
+    for index in range(300):
+        answer = assign(client, f"unit-{index}", "cars")
+        if index % 3 == 0:
+            post_events(client, [event(answer["ticket"], f"e-{index}")])
+    runtime_of(client).flush_exposures()
+    tick(client)
+    response = client.get(
+        "/v1/experiments/similar-items/stats", params={"segment": "cars"}, headers=ADMIN
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["segment"] == "cars"
+    with runtime_of(client).read_transaction() as session:
+        arms = {a.id: a for a in repo.arms_of(session, 1)}
+        rows = {
+            r.arm_id: r
+            for r in session.scalars(select(ArmSegment).where(ArmSegment.segment == 1)).all()
+        }
+    for stats in body["arms"]:
+        row = rows.get(stats["arm_id"])
+        assert stats["exposures"] == (row.exposures if row else 0.0)
+        arm: Arm = arms[stats["arm_id"]]
+        if arm.origin == "reference":
+            continue
+        assert arm.pool_mu is not None and arm.pool_kappa is not None
+        x = (row.alpha - 1.0) if row else 0.0
+        m = (row.beta - 1.0) if row else 0.0
+        assert stats["alpha"] == pytest.approx(arm.pool_mu * arm.pool_kappa + x, rel=1e-12)
+        assert stats["beta"] == pytest.approx((1 - arm.pool_mu) * arm.pool_kappa + m, rel=1e-12)
+    for segment, expected in (("nowhere", 422), ("default", 200)):
+        answer = client.get(
+            "/v1/experiments/similar-items/stats", params={"segment": segment}, headers=ADMIN
+        )
+        assert answer.status_code == expected
+        if expected == 422:
+            assert answer.json()["field"] == "segment"
+
+
+def test_stats_refuse_a_segment_of_an_unsegmented_experiment(sqlite_client: TestClient) -> None:
+    create(sqlite_client)
+    answer = sqlite_client.get(
+        "/v1/experiments/similar-items/stats", params={"segment": "cars"}, headers=ADMIN
+    )
+    assert answer.status_code == 422
+    assert answer.json()["field"] == "segment"
+
+
+def test_assignment_draws_from_the_segments_pooled_posteriors(sqlite_client: TestClient) -> None:
+    """With the segments' posteriors far apart, each segment's draws go to its own best arm."""
+    create(sqlite_client, **SEGMENTED)
+    open_segments(sqlite_client, "cars", "phones")
+    runtime = runtime_of(sqlite_client)
+    with runtime.transaction() as session:
+        experiment = repo.get_experiment(session, 1)
+        assert experiment is not None
+        targets = [a for a in repo.arms_of(session, 1) if a.origin != "reference"]
+        for k, arm in enumerate(targets):
+            arm.pool_mu, arm.pool_kappa = 0.5, 2.0
+            for segment, best in ((1, 0), (2, 1)):
+                good = k == best
+                session.add(
+                    ArmSegment(
+                        arm_id=arm.id,
+                        segment=segment,
+                        alpha=1.0 + (900 if good else 100),
+                        beta=1.0 + (100 if good else 900),
+                        exposures=1000.0,
+                        target_events=0.0,
+                    )
+                )
+        repo.bump_version(experiment, experiment.updated_at)
+    runtime.serving.refresh(runtime.read_session_factory)
+    for segment, best in (("cars", 0), ("phones", 1)):
+        arms = [
+            a["arm_id"]
+            for a in (assign(sqlite_client, f"u{i}", segment) for i in range(200))
+            if a["group"] == "target"
+        ]
+        assert set(arms) == {targets[best].id}
+
+
+def test_traffic_weighted_retirement_view(client: TestClient) -> None:
+    """The genetic step judges a segmented experiment's arms by their pooled segment
+    posteriors weighted by the segments' traffic (bandit.hierarchy.traffic_weighted)."""
+    from api.services.segments import traffic_weighted_posteriors
+
+    create(client, **SEGMENTED)
+    open_segments(client, "cars")
+    runtime = runtime_of(client)
+    with runtime.transaction() as session:
+        experiment = repo.get_experiment(session, 1)
+        assert experiment is not None
+        every = list(repo.arms_of(session, 1))
+        targets = [a for a in every if a.origin != "reference"]
+        exposures = {0: 900.0, 1: 100.0}
+        for k, arm in enumerate(every):
+            arm.pool_mu, arm.pool_kappa = 0.5, 4.0
+            for segment, n in exposures.items():
+                session.add(
+                    ArmSegment(
+                        arm_id=arm.id,
+                        segment=segment,
+                        alpha=1.0 + 10 * (k + 1) * (segment + 1),
+                        beta=1.0 + 30,
+                        exposures=n,
+                        target_events=0.0,
+                    )
+                )
+        session.flush()
+        view = traffic_weighted_posteriors(session, experiment, targets)
+    weights = np.array([900.0, 100.0]) * len(every)
+    for k, arm in enumerate(every):
+        if arm.origin == "reference":
+            continue
+        alphas = np.array([2.0 + 10 * (k + 1) * (s + 1) for s in (0, 1)])
+        betas = np.array([2.0 + 30, 2.0 + 30])
+        expected = traffic_weighted(alphas, betas, weights)
+        assert view[arm.id] == pytest.approx((float(expected[0]), float(expected[1])))
+
+
+def test_maintenance_purges_expired_credits_of_both_ticket_versions(client: TestClient) -> None:
+    """Credit keys start with the ticket's version, then its issue time: each version's
+    expired range is purged, and a live key of either version is kept."""
+    create(client, **SEGMENTED)
+    create(client, name="plain")
+    segmented = assign(client, "u1")["ticket"]
+    plain = client.get("/v1/experiments/plain/assignment", params={"unit": "u1"}).json()["ticket"]
+    post_events(client, [event(segmented, "s1"), event(plain, "p1")])
+    runtime = runtime_of(client)
+    with runtime.transaction() as session:
+        live = set(session.scalars(select(TicketCredit.key)).all())
+        assert {key[0] for key in live} == {2, 3}
+        for version in (2, 3):
+            session.add(TicketCredit(key=key_before(1, version) + b"old", count=1))
+    runtime.run_maintenance()
+    with runtime.read_transaction() as session:
+        assert set(session.scalars(select(TicketCredit.key)).all()) == live
+
+
+def test_the_report_refuses_a_segment_instead_of_ignoring_it(sqlite_client: TestClient) -> None:
+    create(sqlite_client, **SEGMENTED)
+    answer = sqlite_client.get(
+        "/v1/experiments/similar-items/report", params={"segment": "cars"}, headers=ADMIN
+    )
+    assert answer.status_code == 422
+    assert answer.json()["field"] == "segment"
+    assert "stats?segment=" in answer.json()["detail"]
