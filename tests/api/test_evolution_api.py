@@ -97,7 +97,7 @@ DEFAULTS_SHOWN = {
     "max_arms": 10,
     "score": "mean",
     "retire_below_prob_beat_reference": None,
-    "mix": {"random": 1.0, "mutation": 1.0, "crossover": 1.0},
+    "mix": {"random": 1.0, "mutation": 1.0, "crossover": 1.0, "model": 0.0},
     "parent_pool_size": 3,
     "mutation_scale": 0.1,
     "crossover_blend": False,
