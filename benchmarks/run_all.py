@@ -10,7 +10,9 @@
    with the same durability, per batch and grouped, at the best connection count);
 4. start-up: launch to the first /health of ``ranktune serve`` against a plain FastAPI
    app, and ``ranktune simulate regret`` (benchmarks/startup.py);
-5. prints a summary table with the targets and the ratios to the floors, and writes every
+5. model search: a genetic step with 200 arms in the history, with and without the
+   surrogate model (benchmarks/model_search.py; pure computation, no server);
+6. prints a summary table with the targets and the ratios to the floors, and writes every
    figure as JSON (``--json``).
 
 Exit status: 0 when every benchmark ran (targets met or not: the table says), 1 when one
@@ -34,7 +36,7 @@ from typing import Any
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks import assignment, ingest_floor, ingestion, startup
+from benchmarks import assignment, ingest_floor, ingestion, model_search, startup
 from benchmarks.common import BenchError, ensure_wrk, fmt_ms, fmt_rate, say
 
 THROUGHPUT_TARGET = assignment.THROUGHPUT_TARGET
@@ -195,6 +197,17 @@ def table(results: dict[str, Any]) -> str:
                 "yes" if medians["regret"] < startup.REGRET_TARGET_S else "NO",
             ),
         ]
+    m = results.get("model_search")
+    if m:
+        rows.append(
+            (
+                "model search: genetic step, 200 arms",
+                f"{m['model_median_s'] * 1000:.0f} ms with the model, "
+                f"{m['baseline_median_s'] * 1000:.0f} ms without ({m['ratio']:.0f}x)",
+                f"< {m['budget_s']:g} s",
+                "yes" if m["model_median_s"] < m["budget_s"] else "NO",
+            )
+        )
     widths = [max(len(row[col]) for row in rows) for col in range(4)]
     lines = [
         "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
@@ -219,13 +232,13 @@ def main() -> int:
     parser.add_argument("--startup-repeats", type=int, default=7)
     parser.add_argument(
         "--only",
-        choices=["assignment", "sqlite", "postgresql", "startup"],
+        choices=["assignment", "sqlite", "postgresql", "startup", "model-search"],
         action="append",
         help="run only these benchmarks (repeatable; default all)",
     )
     parser.add_argument("--json", type=Path, help="also write every figure to this file")
     args = parser.parse_args()
-    selected = set(args.only or ["assignment", "sqlite", "postgresql", "startup"])
+    selected = set(args.only or ["assignment", "sqlite", "postgresql", "startup", "model-search"])
 
     try:
         say(f"wrk: {ensure_wrk()}")
@@ -260,6 +273,8 @@ def main() -> int:
         except (BenchError, subprocess.SubprocessError, OSError) as error:
             print(f"error: start-up benchmark: {error}", file=sys.stderr)
             failed = True
+    if "model-search" in selected:
+        results["model_search"] = model_search.run(repeats=15)
     say("")
     say(table(results))
     if args.json:

@@ -152,7 +152,9 @@ def test_proposals_beat_the_arms_it_learnt_from() -> None:
 
 
 def test_the_model_takes_its_share_of_the_mix_only_when_ready() -> None:
-    settings = EvolutionSettings(max_arms=6, random_weight=1, model_weight=3)
+    settings = EvolutionSettings(
+        max_arms=6, random_weight=1, mutation_weight=0, crossover_weight=0, model_weight=3
+    )
     plan = plan_additions(2, 0, [1, 2], settings, np.random.default_rng(0), model_ready=True)
     assert plan.count("model") == 3 and plan.count("random") == 1
     plan = plan_additions(2, 0, [1, 2], settings, np.random.default_rng(0), model_ready=False)
