@@ -75,6 +75,13 @@ class ModelSearchConfig:
     views_per_minute: float = option(
         600.0, number(0.0, open_low=True), "page views per simulated minute"
     )
+    evolve_minutes: float = option(
+        60.0, number(0.0, open_low=True), "simulated minutes between genetic steps"
+    )
+    tick_seconds: float = option(30.0, number(1.0), "simulated seconds between ticks")
+    grid_steps: int = option(
+        10, integer(minimum=2), "simplex grid 1/N of the search for the best possible"
+    )
     jobs: int = option(1, integer(minimum=1), "runs in parallel (processes)")
 
     def __post_init__(self) -> None:
@@ -87,6 +94,9 @@ class ModelSearchConfig:
             views_per_minute=self.views_per_minute,
             seed=seed,
             drop_count=self.drop_count,
+            evolve_minutes=self.evolve_minutes,
+            tick_seconds=self.tick_seconds,
+            grid_steps=self.grid_steps,
             model_weight=self.model_weight if variant == "genetic+model" else 0.0,
         )
 
