@@ -82,9 +82,10 @@ def test_a_well_measured_arm_counts_more_than_a_young_one() -> None:
     """Two arms at the same configuration: the fit follows the precise one, as the
     precision-weighted average of the two posteriors does."""
     here = SPACE.validate({"a": 1.5, "b": 0.2, "n": 7, "lr": 0.05})
-    data = observed(12, seed=1) + [
-        Observation(here, 0.60 * 50_000, 0.40 * 50_000, 50_000),
-        Observation(here, 0.40 * 20, 0.60 * 20, 20),
+    data = [
+        *observed(12, seed=1),
+        Observation(here, 0.6 * 50000, 0.4 * 50000, 50000),
+        Observation(here, 0.4 * 20, 0.6 * 20, 20),
     ]
     precise, young = data[-2], data[-1]
     weighted = (precise.mean / precise.variance + young.mean / young.variance) / (
