@@ -310,7 +310,9 @@ def write_outputs(
         xlabel="simulated hours",
         ylabel="captured share (1 = the best possible)",
         reference_lines=[Curve("goal: 80%", [0, config.hours], [0.8, 0.8])],
-        note=f"{config.seeds} seeds, mean and 95% CI; {command_line(COMMAND, config)}",
+        note=f"marketplace, {config.seeds} seeds (identical traffic per seed), mean and 95% CI; "
+        f"model weight {config.model_weight:g}, drop {config.drop_count} per step every "
+        f"{config.evolve_minutes:g} min",
     )
     return written
 
