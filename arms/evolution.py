@@ -369,12 +369,18 @@ def evolve_step(
         model_ready=settings.model_weight > 0 and ready(space, observations),
     )
     batch: ProposalBatch | None = None
+    model_notes: tuple[str, ...] = ()
     if additions.count("model"):
         # Served configurations (retired ones included) and the experts about to be added
         # are not proposed again.
         excluded = taken | {arm.config.signature for arm in retired}
         excluded |= {config.signature for _, config in usable}
-        batch = propose(space, observations, additions.count("model"), excluded, rng)
+        try:
+            batch = propose(space, observations, additions.count("model"), excluded, rng)
+        except (np.linalg.LinAlgError, ValueError) as error:
+            # A numerically degenerate fit leaves the model slots empty (reported as
+            # skipped) rather than failing the whole step.
+            model_notes = (f"the model could not be fitted: {error}",)
     proposals = batch.proposals if batch is not None else ()
     bred = breed(space, active_arms, expert_queue, additions, settings, prior, rng, proposals)
     return EvolutionPlan(
@@ -388,7 +394,7 @@ def evolve_step(
         expert_outcomes=bred.expert_outcomes,
         n_active_before=len(active_arms),
         n_active_after=len(retirement.survivor_ids) + len(bred.new_arms),
-        notes=retirement.notes + additions.notes,
+        notes=retirement.notes + additions.notes + model_notes,
         model=(
             None
             if batch is None

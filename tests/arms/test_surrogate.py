@@ -205,3 +205,31 @@ def test_the_step_learns_from_retired_arms_and_records_the_model() -> None:
 
 def test_configuration_type_is_kept() -> None:
     assert isinstance(observed(1, seed=0)[0].config, Configuration)
+
+
+def test_a_model_that_cannot_be_fitted_leaves_its_slots_empty(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import arms.evolution
+
+    def fail(*args: object, **kwargs: object) -> None:
+        raise np.linalg.LinAlgError("not positive definite")
+
+    monkeypatch.setattr(arms.evolution, "propose", fail)
+    data = observed(8, seed=5)
+    active = [
+        ActiveArm(k, o.config, o.alpha, o.beta, o.exposures, o.is_reference)
+        for k, o in enumerate(data)
+    ]
+    settings = EvolutionSettings(
+        min_exposures=0,
+        max_arms=len(active) + 1,
+        random_weight=0,
+        mutation_weight=0,
+        crossover_weight=0,
+        model_weight=1,
+    )
+    plan = evolve_step(SPACE, active, [], settings, Prior(), np.random.default_rng(1), generation=1)
+    assert plan.additions == () and plan.model is None
+    assert [slot.origin for slot in plan.skipped] == ["model", "model"]
+    assert "the model could not be fitted: not positive definite" in plan.notes
