@@ -36,7 +36,8 @@ OPTIMUM = np.array([0.75, 0.25, 0.5, 0.5])  # in the unit cube
 
 def truth(points: np.ndarray) -> np.ndarray:
     """theta of a configuration: 0.56 at the optimum, 0.5 (the reference's) far from it."""
-    return 0.5 + 0.06 * np.exp(-6.0 * ((points - OPTIMUM) ** 2).sum(axis=1))
+    theta: np.ndarray = 0.5 + 0.06 * np.exp(-6.0 * ((points - OPTIMUM) ** 2).sum(axis=1))
+    return theta
 
 
 def observed(n: int, seed: int, strength: float = 20_000.0) -> list[Observation]:
@@ -193,7 +194,7 @@ def test_the_step_learns_from_retired_arms_and_records_the_model() -> None:
     assert plan.model is not None and plan.model.n_observations == 13
     added = [a for a in plan.additions if a.origin == "model"]
     assert len(added) == 2 and all(a.prediction is not None for a in added)
-    served = {arm.config.signature for arm in [*active, *retired]}
+    served = {arm.config.signature for arm in active} | {arm.config.signature for arm in retired}
     assert not served & {a.config.signature for a in added}
     # without the retired arms: fewer observations, another data version
     alone = evolve_step(
