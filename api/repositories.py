@@ -672,6 +672,14 @@ def generations_of(
     return session.scalars(query.order_by(Generation.number).limit(limit)).all()
 
 
+def get_generation(session: Session, experiment_id: int, number: int) -> Generation | None:
+    return session.scalars(
+        select(Generation).where(
+            Generation.experiment_id == experiment_id, Generation.number == number
+        )
+    ).one_or_none()
+
+
 # -- notifications and webhooks ------------------------------------------------------------
 def active_webhooks_for(session: Session, experiment_id: int | None) -> Sequence[Webhook]:
     """The active webhooks that hear about the experiment: its own and the global ones

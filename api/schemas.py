@@ -184,7 +184,7 @@ _EVOLUTION = {
     "score": "how arms are ranked: mean (posterior mean) or prob_best (P(best), Monte Carlo)",
     "retire_below_prob_beat_reference": "if set, only arms whose P(beats the reference) is "
     "below this retire; null: no such condition",
-    "mix": "relative weights of the random, mutation and crossover additions",
+    "mix": "relative weights of the random, mutation, crossover and model additions",
     "parent_pool_size": "mutations and crossovers breed from this many of the best eligible "
     "survivors",
     "mutation_scale": "a mutation's standard deviation as a fraction of each parameter's "
@@ -203,6 +203,8 @@ _MIX = {
     "random": "relative weight of configurations drawn at random from the space",
     "mutation": "relative weight of mutations of the best survivors",
     "crossover": "relative weight of crossovers of two of the best survivors",
+    "model": "relative weight of the surrogate model's proposals (a Gaussian process fitted "
+    "to every arm served in the phase; docs/model-search.md); 0: none",
 }
 
 # The pure layer declares the genetic step's defaults; the request body reads them from here.
@@ -213,6 +215,7 @@ MIX_WEIGHTS: dict[str, str] = {
     "random": "random_weight",
     "mutation": "mutation_weight",
     "crossover": "crossover_weight",
+    "model": "model_weight",
 }
 # The fields of the ``evolution`` object that schedule the step rather than shape it.
 SCHEDULE_FIELDS = ("enabled", "evolve_interval_s")
@@ -236,6 +239,7 @@ class EvolutionMix(Strict):
     random: float = _weight("random", _MIX["random"])
     mutation: float = _weight("mutation", _MIX["mutation"])
     crossover: float = _weight("crossover", _MIX["crossover"])
+    model: float = _weight("model", _MIX["model"])
 
 
 class EvolutionIn(Strict):
@@ -317,6 +321,7 @@ class EvolutionMixOut(BaseModel):
     random: float = Field(description=_MIX["random"])
     mutation: float = Field(description=_MIX["mutation"])
     crossover: float = Field(description=_MIX["crossover"])
+    model: float = Field(0.0, description=_MIX["model"])
 
 
 class EvolutionSettingsOut(BaseModel):
@@ -661,7 +666,8 @@ class ArmOut(BaseModel):
     )
     origin: Origin = Field(
         description=(
-            "where the arm came from: reference, expert, manual, random, mutation or crossover"
+            "where the arm came from: reference, expert, manual, random, mutation, crossover "
+            "or model"
         )
     )
     parent_ids: list[int] = Field(
@@ -935,7 +941,8 @@ class ArmStats(BaseModel):
     arm_id: int = Field(description="the arm's id")
     origin: Origin = Field(
         description=(
-            "where the arm came from: reference, expert, manual, random, mutation or crossover"
+            "where the arm came from: reference, expert, manual, random, mutation, crossover "
+            "or model"
         )
     )
     generation: int = Field(
@@ -1343,12 +1350,37 @@ class RetiredArmOut(BaseModel):
     )
 
 
+class ModelPredictionOut(BaseModel):
+    """What the surrogate model expected of a configuration it proposed."""
+
+    mean: float = Field(
+        description="expected theta on the reference-ratio scale (0.5: as good as the reference)"
+    )
+    sd: float = Field(description="the surrogate's standard deviation of theta there")
+    ratio: float = Field(description="expected rate relative to the reference's: mean / (1 - mean)")
+    expected_improvement: float = Field(
+        description="the acquisition value that chose it: expected gain of theta over the "
+        "best arm served"
+    )
+
+
+class ModelRunOut(BaseModel):
+    """The surrogate model a genetic step fitted, and the data it saw."""
+
+    model: str = Field(description="the model and acquisition rule (gp-matern52-ei)")
+    data_version: str = Field(
+        description="digest of the data it was fitted on (each served arm's configuration and "
+        "posterior): the same data gives the same version"
+    )
+    n_observations: int = Field(description="arms it learnt from, the reference included")
+
+
 class AddedArmOut(BaseModel):
     arm_id: int | None = Field(description="null in a dry run")
     config: dict[str, Number] = Field(
         description="the arm's configuration: parameter name -> value"
     )
-    origin: Origin = Field(description="expert, random, mutation or crossover")
+    origin: Origin = Field(description="expert, random, mutation, crossover or model")
     parent_ids: list[int] = Field(
         description="the arms it came from: one for a mutation or a promoted reference, two "
         "for a crossover; empty for the others"
@@ -1356,6 +1388,9 @@ class AddedArmOut(BaseModel):
     alpha: float = Field(description="its starting posterior Beta(alpha, beta)")
     beta: float = Field(description="its starting posterior Beta(alpha, beta): beta")
     expert_config_id: int | None = Field(description="the queue entry it came from (experts)")
+    prediction: ModelPredictionOut | None = Field(
+        None, description="what the surrogate model expected of it (model arms); else null"
+    )
 
 
 class RankedArmOut(BaseModel):
@@ -1377,7 +1412,7 @@ class RankedArmOut(BaseModel):
 class SkippedSlotOut(BaseModel):
     """A planned addition that produced no arm, and why."""
 
-    origin: Origin = Field(description="the addition planned: random, mutation or crossover")
+    origin: Origin = Field(description="the addition planned: random, mutation, crossover or model")
     parent_ids: list[int] = Field(description="the parents it was bred from (empty for random)")
     attempts: int = Field(description="draws tried before giving up")
     reason: str = Field(description="why no arm came of it, in words")
@@ -1420,6 +1455,9 @@ class GenerationDetailsOut(BaseModel):
         description="the settings in force (null in generations recorded before they were "
         "kept for experiments created without evolution settings)"
     )
+    model: ModelRunOut | None = Field(
+        None, description="the surrogate model the step fitted; null when it proposed nothing"
+    )
 
 
 class EvolutionStepOut(BaseModel):
@@ -1443,6 +1481,9 @@ class EvolutionStepOut(BaseModel):
     n_active_after: int = Field(description="active arms after it")
     notes: list[str] = Field(description="remarks in words (why nothing retired, ...)")
     settings: EvolutionSettingsOut = Field(description="the settings the step used")
+    model: ModelRunOut | None = Field(
+        description="the surrogate model the step fitted; null when it proposed nothing"
+    )
 
 
 class GenerationOut(BaseModel):
@@ -1459,10 +1500,21 @@ class AncestorOut(ArmOut):
     depth: int = Field(description="1 for a parent, 2 for a grandparent, ...")
 
 
+class ModelProvenanceOut(BaseModel):
+    """Where a model arm came from: the step's model, its data and what it expected."""
+
+    generation: int = Field(description="the generation that added the arm")
+    run: ModelRunOut = Field(description="the surrogate model and the data version")
+    prediction: ModelPredictionOut = Field(description="what it expected of the arm")
+
+
 class LineageOut(BaseModel):
     arm: ArmOut = Field(description="the arm asked about")
     ancestors: list[AncestorOut] = Field(description="breadth first, each arm once")
     founder_ids: list[int] = Field(description="ancestors (or the arm itself) without parents")
+    model: ModelProvenanceOut | None = Field(
+        None, description="for a model arm: the model, data version and prediction; else null"
+    )
 
 
 # -- notifications and webhooks ------------------------------------------------------------
@@ -1669,7 +1721,8 @@ class ReportArmOut(BaseModel):
     id: int = Field(description="the arm's id, unique across experiments")
     origin: Origin = Field(
         description=(
-            "where the arm came from: reference, expert, manual, random, mutation or crossover"
+            "where the arm came from: reference, expert, manual, random, mutation, crossover "
+            "or model"
         )
     )
     status: ArmStatus = Field(

@@ -33,6 +33,7 @@ import numpy as np
 from arms.errors import ConfigurationError
 from arms.generators import crossover, mutate, random_configuration
 from arms.space import Configuration, ParameterSpace
+from arms.surrogate import Observation, Prediction, Proposal, ProposalBatch, propose, ready
 from bandit.errors import InvalidParameterError
 from bandit.evolution import (
     AdditionPlan,
@@ -64,11 +65,23 @@ class ActiveArm:
 
 
 @dataclass(frozen=True)
+class RetiredArm:
+    """An arm retired earlier in the current phase: data for the surrogate model."""
+
+    arm_id: int
+    config: Configuration
+    alpha: float
+    beta: float
+    exposures: float
+
+
+@dataclass(frozen=True)
 class NewArm:
     """An arm the step adds, with its starting posterior Beta(alpha, beta).
 
     ``expert_queue_index`` is the position of its entry in the expert queue given to the
-    step (expert arms only).
+    step (expert arms only); ``prediction`` is what the surrogate expected of it (model
+    arms only).
     """
 
     config: Configuration
@@ -77,6 +90,17 @@ class NewArm:
     alpha: float
     beta: float
     expert_queue_index: int | None = None
+    prediction: Prediction | None = None
+
+
+@dataclass(frozen=True)
+class ModelRun:
+    """The surrogate a step fitted: which model, on which data (see
+    :class:`arms.surrogate.ProposalBatch`)."""
+
+    model: str
+    data_version: str
+    n_observations: int
 
 
 @dataclass(frozen=True)
@@ -128,6 +152,7 @@ class EvolutionPlan:
     n_active_before: int
     n_active_after: int
     notes: tuple[str, ...]
+    model: ModelRun | None = None
 
     @property
     def retired_ids(self) -> tuple[int, ...]:
@@ -175,8 +200,12 @@ def breed(
     settings: EvolutionSettings,
     prior: Prior,
     rng: np.random.Generator,
+    proposals: Sequence[Proposal] = (),
 ) -> BreedResult:
     """Fill the slots of ``plan`` with concrete, distinct configurations.
+
+    Model slots take ``proposals`` in order (those that became taken meanwhile are passed
+    over); a model slot left without one is skipped.
 
     ``active_arms`` are the arms active before the step (retired ones included: their
     configurations may not come back, and parents are looked up here).  Expert and random
@@ -191,6 +220,7 @@ def breed(
     new_arms: list[NewArm] = []
     skipped: list[SkippedSlot] = []
     added: list[ExpertOutcome] = []
+    proposed = list(proposals)
 
     for slot in plan.slots:
         parents = [_parent(arms_by_id, arm_id) for arm_id in slot.parent_ids]
@@ -202,6 +232,27 @@ def breed(
             taken.add(config.signature)
             new_arms.append(NewArm(config, "expert", (), prior.alpha, prior.beta, index))
             added.append(ExpertOutcome(index, "added"))
+            continue
+        if slot.origin == "model":
+            while proposed and proposed[0].config.signature in taken:
+                proposed.pop(0)
+            if not proposed:
+                skipped.append(
+                    SkippedSlot("model", (), 0, "the model proposed no configuration not taken")
+                )
+                continue
+            proposal = proposed.pop(0)
+            taken.add(proposal.config.signature)
+            new_arms.append(
+                NewArm(
+                    proposal.config,
+                    "model",
+                    (),
+                    prior.alpha,
+                    prior.beta,
+                    prediction=proposal.prediction,
+                )
+            )
             continue
         child = _draw_distinct(slot, parents, space, settings, rng, taken)
         if child is None:
@@ -281,12 +332,17 @@ def evolve_step(
     rng: np.random.Generator,
     *,
     generation: int,
+    retired: Sequence[RetiredArm] = (),
 ) -> EvolutionPlan:
     """One genetic step: rank, retire, plan the additions, breed them; no side effects.
 
-    The generator is consumed in a fixed order (P(best) draws, the mix apportioning, then
-    the slots in order), so the same inputs and seed give the same plan, which is what makes
-    a dry run honest.
+    ``retired`` are the arms retired earlier in the current phase: with ``model_weight``
+    set, the surrogate learns from them and from the active arms (:mod:`arms.surrogate`),
+    and proposes none of their configurations again.
+
+    The generator is consumed in a fixed order (P(best) draws, the mix apportioning, the
+    surrogate's fit and candidates when it has slots, then the slots in order), so the same
+    inputs and seed give the same plan, which is what makes a dry run honest.
     """
     if isinstance(generation, bool) or not isinstance(generation, int) or generation < 0:
         raise InvalidParameterError(
@@ -303,14 +359,30 @@ def evolve_step(
     )
     taken = frozenset(arm.config.signature for arm in active_arms)
     usable, _ = screen_expert_queue(space, expert_queue, taken)
+    observations = _observations(active_arms, retired)
     additions = plan_additions(
         len(retirement.survivor_ids),
         len(usable),
         retirement.ranked_survivor_ids,
         settings,
         rng,
+        model_ready=settings.model_weight > 0 and ready(space, observations),
     )
-    bred = breed(space, active_arms, expert_queue, additions, settings, prior, rng)
+    batch: ProposalBatch | None = None
+    model_notes: tuple[str, ...] = ()
+    if additions.count("model"):
+        # Served configurations (retired ones included) and the experts about to be added
+        # are not proposed again.
+        excluded = taken | {arm.config.signature for arm in retired}
+        excluded |= {config.signature for _, config in usable}
+        try:
+            batch = propose(space, observations, additions.count("model"), excluded, rng)
+        except (np.linalg.LinAlgError, ValueError) as error:
+            # A numerically degenerate fit leaves the model slots empty (reported as
+            # skipped) rather than failing the whole step.
+            model_notes = (f"the model could not be fitted: {error}",)
+    proposals = batch.proposals if batch is not None else ()
+    bred = breed(space, active_arms, expert_queue, additions, settings, prior, rng, proposals)
     return EvolutionPlan(
         generation=generation,
         score=retirement.score,
@@ -322,5 +394,20 @@ def evolve_step(
         expert_outcomes=bred.expert_outcomes,
         n_active_before=len(active_arms),
         n_active_after=len(retirement.survivor_ids) + len(bred.new_arms),
-        notes=retirement.notes + additions.notes,
+        notes=retirement.notes + additions.notes + model_notes,
+        model=(
+            None
+            if batch is None
+            else ModelRun(batch.model, batch.data_version, batch.n_observations)
+        ),
     )
+
+
+def _observations(
+    active_arms: Sequence[ActiveArm], retired: Sequence[RetiredArm]
+) -> list[Observation]:
+    """Every arm served in the phase, as the surrogate's data."""
+    return [
+        Observation(arm.config, arm.alpha, arm.beta, arm.exposures, arm.is_reference)
+        for arm in active_arms
+    ] + [Observation(arm.config, arm.alpha, arm.beta, arm.exposures) for arm in retired]

@@ -12,3 +12,4 @@ class Origin(StrEnum):
     RANDOM = "random"  # drawn from the parameter space by a genetic step
     MUTATION = "mutation"  # a genetic step's perturbation of one of the best survivors
     CROSSOVER = "crossover"  # a genetic step's mix of two of the best survivors
+    MODEL = "model"  # a genetic step's proposal from the surrogate model (arms/surrogate.py)

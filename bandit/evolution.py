@@ -24,9 +24,10 @@ Retirement (:func:`select_retirements`)
 Additions (:func:`plan_additions`)
     The step fills the arm set up to ``max_arms``; in the steady state (a full arm set) that
     is the contract's "as many as retired".  Waiting expert configurations come first; the
-    remaining slots are split between random draws, mutations and crossovers in proportion
-    to the mix weights by systematic sampling, so that the expected number of each origin is
-    exactly ``slots * weight / total`` and the realised number is its floor or ceiling.
+    remaining slots are split between random draws, mutations, crossovers and model
+    proposals in proportion to the mix weights by systematic sampling, so that the expected
+    number of each origin is exactly ``slots * weight / total`` and the realised number is
+    its floor or ceiling.
     Parents are the best eligible survivors (``parent_pool_size`` of them, best first).
 
 Inheritance (:func:`inherited_prior`)
@@ -54,7 +55,7 @@ from bandit.update import Prior
 FloatArray = npt.NDArray[np.float64]
 
 ScoreKind = Literal["mean", "prob_best"]
-Origin = Literal["expert", "random", "mutation", "crossover"]
+Origin = Literal["expert", "random", "mutation", "crossover", "model"]
 RetirementReason = Literal["lowest_score", "over_max_arms"]
 
 SCORE_KINDS: tuple[str, ...] = get_args(ScoreKind)
@@ -97,8 +98,10 @@ class EvolutionSettings:
     """How an experiment's genetic step behaves; validated at construction.
 
     ``min_arms`` and ``max_arms`` count every active arm, the reference included.
-    ``random_weight``, ``mutation_weight`` and ``crossover_weight`` are relative weights of
-    the non-expert additions; all zero means only expert configurations are ever added.
+    ``random_weight``, ``mutation_weight``, ``crossover_weight`` and ``model_weight`` are
+    relative weights of the non-expert additions; all zero means only expert configurations
+    are ever added.  ``model_weight`` (0 by default: the step as it always was) gives slots
+    to the surrogate model's proposals (:mod:`arms.surrogate`).
     ``mutation_scale`` is the standard deviation of a mutation as a fraction of each
     parameter's span.  ``inherited_pseudo_count_cap`` bounds ``alpha + beta`` of a child that
     inherits its parent's posterior (``inherit_posterior``).  ``max_draw_attempts`` bounds how
@@ -114,6 +117,7 @@ class EvolutionSettings:
     random_weight: float = 1.0
     mutation_weight: float = 1.0
     crossover_weight: float = 1.0
+    model_weight: float = 0.0
     parent_pool_size: int = 3
     mutation_scale: float = 0.1
     crossover_blend: bool = False
@@ -145,7 +149,7 @@ class EvolutionSettings:
                 high=1.0,
                 low_open=True,
             )
-        for name in ("random_weight", "mutation_weight", "crossover_weight"):
+        for name in ("random_weight", "mutation_weight", "crossover_weight", "model_weight"):
             _check_real(name, getattr(self, name), low=0.0)
         _check_int("parent_pool_size", self.parent_pool_size, 1)
         _check_real("mutation_scale", self.mutation_scale, low=0.0, high=1.0, low_open=True)
@@ -354,7 +358,8 @@ def select_retirements(
 
 @dataclass(frozen=True)
 class AdditionSlot:
-    """One arm to add: its origin and the ids of its parents (none for expert and random)."""
+    """One arm to add: its origin and the ids of its parents (none for expert, random and
+    model)."""
 
     origin: Origin
     parent_ids: tuple[int, ...] = ()
@@ -362,7 +367,8 @@ class AdditionSlot:
 
 @dataclass(frozen=True)
 class AdditionPlan:
-    """How many arms of each origin to add, in order: experts, random, mutation, crossover."""
+    """How many arms of each origin to add, in order: experts, random, mutation, crossover,
+    model."""
 
     slots: tuple[AdditionSlot, ...]
     free_slots: int
@@ -412,6 +418,8 @@ def plan_additions(
     ranked_parent_ids: Sequence[int],
     settings: EvolutionSettings,
     rng: np.random.Generator,
+    *,
+    model_ready: bool = False,
 ) -> AdditionPlan:
     """Decide the new arms of a step: ``max(0, max_arms - n_active)`` slots.
 
@@ -421,7 +429,9 @@ def plan_additions(
     mutation needs one parent, crossover two distinct ones.  Parents come from the first
     ``parent_pool_size`` of ``ranked_parent_ids`` (best first): the j-th mutation mutates
     pool[j mod size], the j-th crossover crosses the j-th pair of
-    ``itertools.combinations(pool, 2)`` (cyclically), so the best arms breed most.
+    ``itertools.combinations(pool, 2)`` (cyclically), so the best arms breed most.  Model
+    proposals need a fitted surrogate: without enough data (``model_ready`` False) the
+    model drops out of the mix too, and its share goes to the other origins.
     """
     _check_int("n_active", n_active, 0)
     _check_int("n_experts_waiting", n_experts_waiting, 0)
@@ -435,20 +445,24 @@ def plan_additions(
         settings.random_weight,
         settings.mutation_weight if pool else 0.0,
         settings.crossover_weight if pairs else 0.0,
+        settings.model_weight if model_ready else 0.0,
     ]
     notes: list[str] = []
     if rest and not pool and settings.mutation_weight + settings.crossover_weight > 0:
         notes.append("no eligible survivor to breed from: no mutation or crossover this step")
     elif rest and len(pool) == 1 and settings.crossover_weight > 0:
         notes.append("a single eligible survivor: no crossover this step")
+    if rest and not model_ready and settings.model_weight > 0:
+        notes.append("too little data for the model: no model proposals this step")
     if rest and sum(weights) == 0:
         notes.append(f"{rest} free slot(s) left empty: no origin of the mix is available")
-    n_random, n_mutation, n_crossover = apportion(rest, weights, rng)
+    n_random, n_mutation, n_crossover, n_model = apportion(rest, weights, rng)
 
     slots = [AdditionSlot("expert") for _ in range(n_expert)]
     slots += [AdditionSlot("random") for _ in range(n_random)]
     slots += [AdditionSlot("mutation", (pool[j % len(pool)],)) for j in range(n_mutation)]
     slots += [AdditionSlot("crossover", pairs[j % len(pairs)]) for j in range(n_crossover)]
+    slots += [AdditionSlot("model") for _ in range(n_model)]
     return AdditionPlan(slots=tuple(slots), free_slots=free, notes=tuple(notes))
 
 

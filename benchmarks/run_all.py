@@ -13,7 +13,9 @@
 5. segments (benchmarks/segments.py): a segmented tick of 1,000 segments x 20 arms on
    SQLite and PostgreSQL, and in-process assignment with 50 segments x 10 arms against
    the unsegmented path;
-6. prints a summary table with the targets and the ratios to the floors, and writes every
+6. model search: a genetic step with 200 arms in the history, with and without the
+   surrogate model (benchmarks/model_search.py; pure computation, no server);
+7. prints a summary table with the targets and the ratios to the floors, and writes every
    figure as JSON (``--json``).
 
 Exit status: 0 when every benchmark ran (targets met or not: the table says), 1 when one
@@ -37,7 +39,7 @@ from typing import Any
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks import assignment, ingest_floor, ingestion, segments, startup
+from benchmarks import assignment, ingest_floor, ingestion, model_search, segments, startup
 from benchmarks.common import BenchError, ensure_wrk, fmt_ms, fmt_rate, say
 
 THROUGHPUT_TARGET = assignment.THROUGHPUT_TARGET
@@ -225,6 +227,17 @@ def table(results: dict[str, Any]) -> str:
                 "yes" if ratio >= segments.ASSIGNMENT_TARGET else "NO",
             )
         )
+    m = results.get("model_search")
+    if m:
+        rows.append(
+            (
+                "model search: genetic step, 200 arms",
+                f"{m['model_median_s'] * 1000:.0f} ms with the model, "
+                f"{m['baseline_median_s'] * 1000:.0f} ms without ({m['ratio']:.0f}x)",
+                f"< {m['budget_s']:g} s",
+                "yes" if m["model_median_s"] < m["budget_s"] else "NO",
+            )
+        )
     widths = [max(len(row[col]) for row in rows) for col in range(4)]
     lines = [
         "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
@@ -249,13 +262,15 @@ def main() -> int:
     parser.add_argument("--startup-repeats", type=int, default=7)
     parser.add_argument(
         "--only",
-        choices=["assignment", "sqlite", "postgresql", "startup", "segments"],
+        choices=["assignment", "sqlite", "postgresql", "startup", "segments", "model-search"],
         action="append",
         help="run only these benchmarks (repeatable; default all)",
     )
     parser.add_argument("--json", type=Path, help="also write every figure to this file")
     args = parser.parse_args()
-    selected = set(args.only or ["assignment", "sqlite", "postgresql", "startup", "segments"])
+    selected = set(
+        args.only or ["assignment", "sqlite", "postgresql", "startup", "segments", "model-search"]
+    )
 
     try:
         say(f"wrk: {ensure_wrk()}")
@@ -298,6 +313,8 @@ def main() -> int:
         except Exception as error:  # e.g. PostgreSQL not reachable
             print(f"error: segments benchmark: {error!r}", file=sys.stderr)
             failed = True
+    if "model-search" in selected:
+        results["model_search"] = model_search.run(repeats=15)
     say("")
     say(table(results))
     if args.json:

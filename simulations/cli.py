@@ -31,6 +31,10 @@ COMMANDS = {
         "simulations.segments",
         "one global bandit versus independent and hierarchical per-category bandits",
     ),
+    "model-search": (
+        "simulations.model_search",
+        "the marketplace's genetic step with and without the surrogate model's proposals",
+    ),
 }
 
 

@@ -44,8 +44,11 @@ from api.services.common import (
 )
 from api.services.segments import traffic_weighted_posteriors
 from api.services.ticks import draw_window_arm
-from arms.evolution import ActiveArm, EvolutionPlan, NewArm, evolve_step
+from arms.errors import ConfigurationError
+from arms.evolution import ActiveArm, EvolutionPlan, ModelRun, NewArm, RetiredArm, evolve_step
 from arms.origins import Origin
+from arms.space import ParameterSpace
+from arms.surrogate import Prediction
 from bandit import InvalidParameterError, Prior
 from bandit.evolution import EvolutionSettings, Retirement
 
@@ -146,7 +149,8 @@ def run_evolution_step(
     if seed is None:
         seed = int(rng.integers(0, _SEED_LIMIT))
     space = space_of(experiment)
-    active = list(repo.arms_of(session, experiment.id, active_only=True))
+    every_arm = list(repo.arms_of(session, experiment.id))
+    active = [arm for arm in every_arm if arm.status == ArmStatus.ACTIVE]
     in_force = settings_in_force(experiment, len(active))
     arms_by_id = {arm.id: arm for arm in active}
     queue = list(repo.expert_configs_of(session, experiment.id, status=ExpertStatus.WAITING))
@@ -178,6 +182,7 @@ def run_evolution_step(
         Prior(experiment.prior_alpha, experiment.prior_beta),
         np.random.default_rng(seed),
         generation=experiment.generation + 1,
+        retired=_retired_in_phase(session, experiment, every_arm, space),
     )
     retired = tuple(_retired_out(r, arms_by_id[r.arm_id]) for r in plan.retirements)
     details = _details_out(plan, queue, seed, in_force.shown)
@@ -230,6 +235,47 @@ def run_evolution_step(
     )
 
 
+def _retired_in_phase(
+    session: Session, experiment: Experiment, arms: list[Arm], space: ParameterSpace
+) -> list[RetiredArm]:
+    """The arms retired since the current phase started: their posteriors are on the
+    current reference's scale, so the surrogate model learns from them too. Arms whose
+    configuration no longer fits the space (edited bounds) are left out."""
+    phase = repo.get_phase(session, experiment.id, experiment.phase)
+    since = as_utc(phase.started_at) if phase is not None else None
+    retired: list[RetiredArm] = []
+    for arm in arms:
+        if arm.status == ArmStatus.ACTIVE or arm.origin == Origin.REFERENCE:
+            continue
+        if since is not None and (arm.retired_at is None or as_utc(arm.retired_at) < since):
+            continue
+        try:
+            config = space.validate(arm.config)
+        except ConfigurationError:
+            continue
+        retired.append(RetiredArm(arm.id, config, arm.alpha, arm.beta, arm.exposures))
+    return retired
+
+
+def _prediction_out(prediction: Prediction | None) -> schemas.ModelPredictionOut | None:
+    if prediction is None:
+        return None
+    return schemas.ModelPredictionOut(
+        mean=prediction.mean,
+        sd=prediction.sd,
+        ratio=prediction.ratio,
+        expected_improvement=prediction.expected_improvement,
+    )
+
+
+def _model_run_out(run: ModelRun | None) -> schemas.ModelRunOut | None:
+    if run is None:
+        return None
+    return schemas.ModelRunOut(
+        model=run.model, data_version=run.data_version, n_observations=run.n_observations
+    )
+
+
 def _retired_out(retirement: Retirement, arm: Arm) -> schemas.RetiredArmOut:
     return schemas.RetiredArmOut(
         arm_id=retirement.arm_id,
@@ -253,6 +299,7 @@ def _added_out(new: NewArm, arm_id: int | None, queue: list[ExpertConfig]) -> sc
         alpha=new.alpha,
         beta=new.beta,
         expert_config_id=queue[index].id if index is not None else None,
+        prediction=_prediction_out(new.prediction),
     )
 
 
@@ -299,6 +346,7 @@ def _details_out(
         notes=list(plan.notes),
         seed=seed,
         settings=settings,
+        model=_model_run_out(plan.model),
     )
 
 
@@ -425,6 +473,7 @@ def step_out(name: str, outcome: EvolutionOutcome) -> schemas.EvolutionStepOut:
         n_active_after=details.n_active_after,
         notes=details.notes,
         settings=outcome.settings,
+        model=details.model,
     )
 
 
@@ -545,4 +594,28 @@ def lineage(session: Session, name: str, arm_id: int) -> schemas.LineageOut:
                 frontier.extend(int(i) for i in parent.parent_ids)
             else:
                 founders.append(parent.id)
-    return schemas.LineageOut(arm=arm_out(arm), ancestors=ancestors, founder_ids=founders)
+    return schemas.LineageOut(
+        arm=arm_out(arm),
+        ancestors=ancestors,
+        founder_ids=founders,
+        model=_model_provenance(session, experiment.id, arm),
+    )
+
+
+def _model_provenance(
+    session: Session, experiment_id: int, arm: Arm
+) -> schemas.ModelProvenanceOut | None:
+    """A model arm's model, data version and prediction, from the generation that added it."""
+    if arm.origin != Origin.MODEL:
+        return None
+    generation = repo.get_generation(session, experiment_id, arm.generation)
+    if generation is None:
+        return None
+    details = schemas.GenerationDetailsOut.model_validate(generation.details)
+    added = [schemas.AddedArmOut.model_validate(entry) for entry in generation.added]
+    prediction = next((a.prediction for a in added if a.arm_id == arm.id), None)
+    if details.model is None or prediction is None:
+        return None
+    return schemas.ModelProvenanceOut(
+        generation=generation.number, run=details.model, prediction=prediction
+    )

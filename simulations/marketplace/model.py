@@ -455,6 +455,13 @@ class MarketplaceConfig:
     )
     evolve: bool = option(True, SWITCH, "run the genetic step on schedule")
     evolve_minutes: float = option(60.0, POSITIVE, "simulated minutes between genetic steps")
+    drop_count: int = option(1, integer(minimum=1), "arms each genetic step retires")
+    model_weight: float = option(
+        0.0,
+        number(0.0),
+        "weight of the surrogate model's proposals in the genetic step's mix, beside random, "
+        "mutation and crossover at 1 each (0: the step without the model)",
+    )
     tick_seconds: float = option(
         30.0,
         number(1.0),

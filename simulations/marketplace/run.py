@@ -126,11 +126,18 @@ def experiment_body(
             "enabled": True,
             "evolve_interval_s": config.evolve_minutes * 60,
             "min_exposures": float(MIN_EXPOSURES),
-            "drop_count": 1,
+            "drop_count": config.drop_count,
             "min_arms": 4,
             "max_arms": len(arm_configs) + 1,
             "score": "mean",
         }
+        if config.model_weight > 0:
+            body["evolution"]["mix"] = {
+                "random": 1.0,
+                "mutation": 1.0,
+                "crossover": 1.0,
+                "model": config.model_weight,
+            }
     return body
 
 

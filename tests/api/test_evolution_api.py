@@ -97,7 +97,7 @@ DEFAULTS_SHOWN = {
     "max_arms": 10,
     "score": "mean",
     "retire_below_prob_beat_reference": None,
-    "mix": {"random": 1.0, "mutation": 1.0, "crossover": 1.0},
+    "mix": {"random": 1.0, "mutation": 1.0, "crossover": 1.0, "model": 0.0},
     "parent_pool_size": 3,
     "mutation_scale": 0.1,
     "crossover_blend": False,
@@ -134,7 +134,7 @@ def test_evolution_is_off_unless_configured_and_settings_are_shown(client: TestC
         "enabled": True,
         "evolve_interval_s": 600.0,
         "max_arms": 6,
-        "mix": {"random": 1.0, "mutation": 1.0, "crossover": 0.0},
+        "mix": {"random": 1.0, "mutation": 1.0, "crossover": 0.0, "model": 0.0},
     }
 
     paused_schedule = create(client, name="manual-only", evolution={"enabled": False})
@@ -447,8 +447,11 @@ def test_generations_recorded_before_the_typed_plan_read_as_they_were(
             )
         )
     (generation,) = get(client, "/generations")
-    # Unchanged, plus the field guardrail retirements fill (null for a genetic step's).
+    # Unchanged, plus the field guardrail retirements fill (null for a genetic step's) and
+    # those of model proposals (null for the other origins, and for a step without model).
     row["retired"][0]["guardrail"] = None
+    row["added"][0]["prediction"] = None
+    row["details"]["model"] = None
     assert {key: generation[key] for key in row} == row
 
 
