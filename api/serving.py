@@ -38,7 +38,7 @@ from bandit import (
     make_policy,
     nursery_of,
 )
-from bandit.policies import thompson_choice
+from bandit.policies import ThompsonDraws, thompson_choice
 
 logger = logging.getLogger("ranktune.serving")
 
@@ -245,6 +245,11 @@ class ServingState:
         # Segmented experiments: experiment id -> segment names first seen here, in order,
         # waiting for the exposure flush to register them (api.services.segments).
         self._new_segments: dict[int, dict[str, None]] = {}
+        # (experiment id, segment index or None) -> the posterior's Thompson parameters and
+        # its block of draws (_thompson). Used on the event loop only: no lock.
+        self._draws: dict[
+            tuple[int, int | None], tuple[tuple[tuple[float, float], ...], ThompsonDraws]
+        ] = {}
         # (experiment id, arm id, ticket group) -> assignments served by this replica, for
         # /metrics (api.observability). Updated on the event loop only: no lock.
         self.assigned: dict[tuple[int, int, str], int] = {}
@@ -326,24 +331,41 @@ class ServingState:
         return Served(group, arm_id, config_json, ticket, active)
 
     def _choose(self, snapshot: ExperimentSnapshot, segment: int | None = None) -> int:
-        """The arm for one target request, drawn as ``bandit.choose_with_nursery`` draws it
-        (the same random numbers, tested): a nursery arm on the nursery's schedule, else the
-        policy's pick among ``policy_arms`` (Thompson: the scalar-draw path; in a segmented
-        experiment, from the segment's pooled posteriors)."""
+        """The arm for one target request, with the probabilities of
+        ``bandit.choose_with_nursery`` (tested): a nursery arm on the nursery's schedule, else
+        the policy's pick among ``policy_arms`` (Thompson: from the posterior's block of
+        draws, :meth:`_thompson`; in a segmented experiment, the segment's pooled
+        posteriors)."""
         nursery = snapshot.nursery
         if nursery is not None:
             picked = nursery.pick(self.rng)
             if picked is not None:
                 return picked
         if segment is not None:
-            index = thompson_choice(snapshot.segment_params[segment], self.rng)
+            index = self._thompson((snapshot.id, segment), snapshot.segment_params[segment])
         elif snapshot.thompson_params is None:
             index = snapshot.policy.choose_one(
                 snapshot.policy_successes, snapshot.policy_failures, self.rng
             )
         else:
-            index = thompson_choice(snapshot.thompson_params, self.rng)
+            index = self._thompson((snapshot.id, None), snapshot.thompson_params)
         return snapshot.policy_arms[index]
+
+    def _thompson(
+        self, key: tuple[int, int | None], params: tuple[tuple[float, float], ...]
+    ) -> int:
+        """A Thompson choice among ``params`` (one experiment's, or one of its segments'),
+        served from that posterior's block of draws (bandit.policies.ThompsonDraws: exact
+        Thompson sampling, one vectorised draw per block instead of K scalar draws per
+        request). A block belongs to one posterior: a new snapshot brings new parameter
+        tuples, and a block drawn from other parameters than the ones asked for is dropped
+        (an identity check: cheaper than comparing, and the cache keeps the tuple alive)."""
+        cached = self._draws.get(key)
+        if cached is None or cached[0] is not params:
+            if not params:
+                return thompson_choice(params, self.rng)
+            cached = self._draws[key] = (params, ThompsonDraws(params))
+        return cached[1].next(self.rng)
 
     # -- segments --------------------------------------------------------------------------
     def _note_new_segment(self, snapshot: ExperimentSnapshot, segment: str) -> None:

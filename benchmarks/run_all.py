@@ -13,9 +13,11 @@
 5. segments (benchmarks/segments.py): a segmented tick of 1,000 segments x 20 arms on
    SQLite and PostgreSQL, and in-process assignment with 50 segments x 10 arms against
    the unsegmented path;
-6. model search: a genetic step with 200 arms in the history, with and without the
+6. arm count (benchmarks/arm_count.py): in-process assignment with 250 arms against 5, with
+   the block draws and with the scalar draws they replaced;
+7. model search: a genetic step with 200 arms in the history, with and without the
    surrogate model (benchmarks/model_search.py; pure computation, no server);
-7. prints a summary table with the targets and the ratios to the floors, and writes every
+8. prints a summary table with the targets and the ratios to the floors, and writes every
    figure as JSON (``--json``).
 
 Exit status: 0 when every benchmark ran (targets met or not: the table says), 1 when one
@@ -39,7 +41,15 @@ from typing import Any
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks import assignment, ingest_floor, ingestion, model_search, segments, startup
+from benchmarks import (
+    arm_count,
+    assignment,
+    ingest_floor,
+    ingestion,
+    model_search,
+    segments,
+    startup,
+)
 from benchmarks.common import BenchError, ensure_wrk, fmt_ms, fmt_rate, say
 
 THROUGHPUT_TARGET = assignment.THROUGHPUT_TARGET
@@ -227,6 +237,17 @@ def table(results: dict[str, Any]) -> str:
                 "yes" if ratio >= segments.ASSIGNMENT_TARGET else "NO",
             )
         )
+    arms = results.get("arm_count")
+    if arms:
+        rows.append(
+            (
+                "assignment: 250 arms / 5 arms",
+                f"{arms['block_ratio']:.2f}x the time per assignment (scalar draws before: "
+                f"{arms['scalar_ratio']:.2f}x)",
+                f"<= {arm_count.TARGET_RATIO}x",
+                "yes" if arms["block_ratio"] <= arm_count.TARGET_RATIO else "NO",
+            )
+        )
     m = results.get("model_search")
     if m:
         rows.append(
@@ -262,14 +283,23 @@ def main() -> int:
     parser.add_argument("--startup-repeats", type=int, default=7)
     parser.add_argument(
         "--only",
-        choices=["assignment", "sqlite", "postgresql", "startup", "segments", "model-search"],
+        choices=[
+            "assignment",
+            "sqlite",
+            "postgresql",
+            "startup",
+            "segments",
+            "arms",
+            "model-search",
+        ],
         action="append",
         help="run only these benchmarks (repeatable; default all)",
     )
     parser.add_argument("--json", type=Path, help="also write every figure to this file")
     args = parser.parse_args()
     selected = set(
-        args.only or ["assignment", "sqlite", "postgresql", "startup", "segments", "model-search"]
+        args.only
+        or ["assignment", "sqlite", "postgresql", "startup", "segments", "arms", "model-search"]
     )
 
     try:
@@ -313,6 +343,8 @@ def main() -> int:
         except Exception as error:  # e.g. PostgreSQL not reachable
             print(f"error: segments benchmark: {error!r}", file=sys.stderr)
             failed = True
+    if "arms" in selected:
+        results["arm_count"] = arm_count.run(rounds=40, calls=300)
     if "model-search" in selected:
         results["model_search"] = model_search.run(repeats=15)
     say("")

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from scipy import stats
 
 from api.app import create_app
 from api.enums import ArmStatus, Mode
@@ -23,6 +24,7 @@ from api.runtime import Runtime
 from api.services.ticks import draw_window_arm
 from arms.origins import Origin
 from bandit import ThompsonSampling, choose_with_nursery, nursery_of
+from bandit.nursery import probabilities_with_nursery
 from tests.api.helpers import ADMIN, assert_error_shape, create, event, inspect, post_events, tick
 from tests.conftest import settings_for, similar_items
 
@@ -163,7 +165,7 @@ def test_a_new_arm_gets_the_nursery_share_until_it_has_its_exposures(
     assert round_served > 0.8 * round_targets, (round_served, round_targets)
 
 
-def test_the_replica_draws_as_the_pure_nursery_function(seeded_client: TestClient) -> None:
+def test_the_replica_draws_with_the_pure_nursery_probabilities(seeded_client: TestClient) -> None:
     client = seeded_client
     create(client, name=NAME, nursery_exposures=NURSERY_EXPOSURES, nursery_share=0.3)
     runtime = runtime_of(client)
@@ -188,22 +190,32 @@ def test_the_replica_draws_as_the_pure_nursery_function(seeded_client: TestClien
         thompson_params=policy.posterior_parameters(successes[grown], failures[grown]),
     )
     runtime.serving.rng = np.random.default_rng(SEED)
+    runs = 30_000
+    served = np.bincount([runtime.serving._choose(snapshot) for _ in range(runs)], minlength=3)
+    # The exact probabilities of the pure function (the nursery's share, then Thompson's
+    # P(best) among the grown arms by integration), and its own draws as a second check.
+    exact = probabilities_with_nursery(
+        policy, successes, failures, exposures, min_exposures=NURSERY_EXPOSURES, share=0.3
+    )
+    assert exact[1] == pytest.approx(0.3)
+    assert stats.chisquare(served, runs * exact).pvalue > 1e-4
     pure = np.random.default_rng(SEED)
-    served = [runtime.serving._choose(snapshot) for _ in range(3000)]
-    expected = [
-        choose_with_nursery(
-            policy,
-            successes,
-            failures,
-            exposures,
-            min_exposures=NURSERY_EXPOSURES,
-            share=0.3,
-            rng=pure,
-        )
-        for _ in range(3000)
-    ]
-    assert served == expected
-    assert 0.25 < served.count(1) / len(served) < 0.35
+    drawn = np.bincount(
+        [
+            choose_with_nursery(
+                policy,
+                successes,
+                failures,
+                exposures,
+                min_exposures=NURSERY_EXPOSURES,
+                share=0.3,
+                rng=pure,
+            )
+            for _ in range(runs)
+        ],
+        minlength=3,
+    )
+    assert stats.chisquare(drawn, runs * exact).pvalue > 1e-4
 
 
 # -- window mode -----------------------------------------------------------------------------
