@@ -43,7 +43,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-from scipy import stats
 from threadpoolctl import threadpool_limits
 
 from arms.space import Configuration, Distribution, ParameterSpace, ParameterType
@@ -283,6 +282,8 @@ def expected_improvement(mean: FloatArray, sd: FloatArray, best: float, xi: floa
     gain = mean - best - xi
     safe = np.where(sd > 0, sd, 1.0)
     z = gain / safe
+    from scipy import stats  # imported when used: serving needs none of scipy
+
     ei = gain * stats.norm.cdf(z) + safe * stats.norm.pdf(z)
     return np.where(sd > 0, np.maximum(ei, 0.0), np.maximum(gain, 0.0))
 

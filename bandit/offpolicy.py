@@ -33,7 +33,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-from scipy import stats
 
 from bandit.errors import InvalidParameterError
 
@@ -212,7 +211,9 @@ def _estimate(
     level: float,
     gap: float,
 ) -> OffPolicyEstimate:
-    z = float(stats.norm.ppf(0.5 + level / 2))
+    from scipy import special  # imported when used: serving needs none of scipy
+
+    z = float(special.ndtri(0.5 + level / 2))
     ess = effective_sample_size(weights.values, samples.counts)
     return OffPolicyEstimate(
         estimator=name,

@@ -31,7 +31,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-from scipy import special
 
 from bandit.errors import InvalidParameterError
 
@@ -91,6 +90,8 @@ def _partition(
     levels and in the tails; at most ``max_points`` of them (evenly spaced in rank: many
     overlapping arms do not need every one of their quantiles, and the error stated with the
     result says how well the thinner partition did)."""
+    from scipy import special  # imported when used: serving needs none of scipy
+
     at = np.concatenate([(np.arange(levels) + 0.5) / levels, _TAILS])
     quantiles = special.betaincinv(a[:, None], b[:, None], at[None, :]).ravel()
     points: FloatArray = np.unique(np.concatenate([[floor, 1.0], quantiles[quantiles > floor]]))
@@ -127,6 +128,8 @@ def _exceeding_counts(cdf: FloatArray, ranks: int) -> FloatArray:
 def _integrate(
     a: FloatArray, b: FloatArray, ranks: int, partition: FloatArray, nodes: int
 ) -> FloatArray:
+    from scipy import special
+
     unit_nodes, unit_weights = np.polynomial.legendre.leggauss(nodes)
     half = np.diff(partition) / 2
     middle = partition[:-1] + half
@@ -200,6 +203,8 @@ def _contenders(a: FloatArray, b: FloatArray, ranks: int) -> tuple[IntArray, flo
     hundreds of arms to a fraction of a second (benchmarks/propensities.py)."""
     if a.size <= ranks:
         return np.arange(a.size), 0.0
+    from scipy import special
+
     lower = special.betaincinv(a, b, NEGLIGIBLE)
     upper = special.betaincinv(a, b, 1.0 - NEGLIGIBLE)
     floor = float(np.sort(lower)[-(ranks + 1)])

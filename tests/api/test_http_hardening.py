@@ -57,6 +57,8 @@ ADMIN_ROUTES: list[tuple[str, str, Any, int]] = [
     ("DELETE", "/v1/experiments/similar-items/arms/4", None, 200),
     ("POST", "/v1/experiments/similar-items/tick", None, 200),
     ("GET", "/v1/experiments/similar-items/ticks", None, 200),
+    ("GET", "/v1/experiments/similar-items/ticks/export", None, 200),
+    ("POST", "/v1/experiments/similar-items/evaluate", {"candidate": {"kind": "uniform"}}, 200),
     ("POST", "/v1/experiments/similar-items/evolve?dry_run=true", None, 200),
     ("POST", "/v1/experiments/similar-items/expert-configs", {"config": EXPERT_CONFIG}, 201),
     ("GET", "/v1/experiments/similar-items/expert-configs", None, 200),

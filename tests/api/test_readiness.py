@@ -9,6 +9,7 @@ where the database is involved.
 from __future__ import annotations
 
 import threading
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -124,8 +125,11 @@ def test_stale_snapshots_are_not_ready(client: TestClient) -> None:
     assert scheduler is not None
     scheduler.pause()
     try:
-        serving.refreshed_at = time.monotonic() - 30
-        status, body = ready(client)
+        # A refresh already under way when the scheduler paused would set refreshed_at
+        # again: hold the refresh lock (every refresh takes it) while the replica is asked.
+        with serving._refresh_lock:
+            serving.refreshed_at = time.monotonic() - 30
+            status, body = ready(client)
         assert status == 503
         reason = failing(body)["snapshots"]
         assert reason.startswith("last refreshed 30.") and reason.endswith(
@@ -152,9 +156,12 @@ def test_a_stuck_event_writer_is_not_ready(client: TestClient) -> None:
     try:
         status, body = ready(client)
         assert status == 503
-        assert failing(body) == {
-            "event_writer": "one commit has been running for 45 s (stuck: expected under 30 s)"
-        }
+        # 45 s, or a second or two more when a loaded machine is slow to answer.
+        assert set(failing(body)) == {"event_writer"}
+        assert re.fullmatch(
+            r"one commit has been running for 4[5-9] s \(stuck: expected under 30 s\)",
+            failing(body)["event_writer"],
+        )
     finally:
         del writer.busy_since[-1]
 
