@@ -8,8 +8,8 @@ where the database is involved.
 
 from __future__ import annotations
 
-import threading
 import re
+import threading
 import time
 from pathlib import Path
 from typing import Any
