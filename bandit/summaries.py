@@ -110,6 +110,14 @@ def rate_ratio_lift(theta: npt.ArrayLike) -> FloatArray:
         return np.where(t < 1.0, t / (1.0 - t) - 1.0, np.inf)
 
 
+def lift_medians(alphas: npt.ArrayLike, betas: npt.ArrayLike) -> FloatArray:
+    """Each Beta posterior's lift over the reference at its median (exact: the lift is
+    monotone in ``theta``), of any shape; ``inf`` where the median is 1."""
+    from scipy import stats
+
+    return rate_ratio_lift(stats.beta.ppf(0.5, alphas, betas))
+
+
 def prob_beat_reference(alphas: npt.ArrayLike, betas: npt.ArrayLike) -> FloatArray:
     """``P(theta > 1/2)`` of each Beta posterior: the arm earns more per exposure than the
     reference (exact)."""
@@ -136,8 +144,6 @@ def summarize(
     ``contenders`` (a mask, default all) says which arms compete for ``prob_best``; the
     others get 0 and cost no draw.
     """
-    from scipy import stats
-
     a = np.asarray(alphas, dtype=np.float64)
     b = np.asarray(betas, dtype=np.float64)
     _check(a, b)
@@ -151,14 +157,13 @@ def summarize(
     best = np.zeros(a.shape)
     best[competing] = prob_best(a[competing], b[competing], rng, draws)
     lows, highs = credible_intervals(a, b)
-    medians = stats.beta.ppf(0.5, a, b)
     return PosteriorSummary(
         means=a / (a + b),
         ci_lows=lows,
         ci_highs=highs,
         prob_best=best,
         prob_beat_reference=prob_beat_reference(a, b),
-        lift_medians=rate_ratio_lift(medians),
+        lift_medians=lift_medians(a, b),
         lift_ci_lows=rate_ratio_lift(lows),
         lift_ci_highs=rate_ratio_lift(highs),
         draws=draws,

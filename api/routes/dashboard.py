@@ -528,12 +528,13 @@ def _experiment_page(
     failed: str | None = None,
     status_code: int = 200,
     preview: schemas.EvolutionStepOut | None = None,
+    segment: str | None = None,
 ) -> HTMLResponse:
     started = time.perf_counter()
     runtime = _runtime(request)
     try:
         with runtime.heavy_reads.slot(), runtime.read_transaction() as db:
-            page = dashboard.experiment_page(db, name)
+            page = dashboard.experiment_page(db, name, segment)
             # The delivery log is for admins (as GET /v1/webhooks/deliveries is).
             deliveries = dashboard.deliveries(db, name) if session.principal.can_steer else None
     except ApiError as error:
@@ -558,11 +559,17 @@ def _experiment_page(
 
 
 @router.get("/experiments/{name}", response_class=HTMLResponse)
-def experiment(request: Request, name: str, done: str | None = None) -> Response:
+def experiment(
+    request: Request, name: str, done: str | None = None, segment: str | None = None
+) -> Response:
+    """One experiment; ``?segment=S`` shows a segmented experiment's segment S in its
+    segment panel (empty: all traffic)."""
     session = current_session(request)
     if session is None:
         return _to_login(request)
-    return _experiment_page(request, session, name, notice=NOTICES.get(done or ""))
+    return _experiment_page(
+        request, session, name, notice=NOTICES.get(done or ""), segment=segment or None
+    )
 
 
 @router.get("/experiments/{name}/live.json")

@@ -37,8 +37,9 @@ from api.services import phases as phase_service
 from api.services import report as report_service
 from api.services import webhooks as webhook_service
 from api.services.common import require_experiment
+from api.services.segments import FloatArray, segment_posteriors
 from arms.origins import Origin
-from bandit.summaries import lift_bands
+from bandit.summaries import lift_bands, lift_medians
 
 # The recent history at full resolution: every tick of the last hour (at most this many
 # points; fewer, grouped, if the ticks are faster than one per 10 s).
@@ -73,6 +74,10 @@ MARKER_ACTIONS: dict[str, tuple[str, str]] = {
 }
 # Generations that were not a genetic step: their trigger is their marker's kind.
 GENERATION_MARKERS = {"guardrail": "guardrail"}
+# The heat map of lift by segment: the segments with the most traffic, at most this many
+# (columns), and colour levels on each side of 0 (a diverging scale of 2 x HEAT_LEVELS + 1).
+HEATMAP_SEGMENTS = 20
+HEAT_LEVELS = 4
 # What the page shows of the webhook delivery log (admins only).
 DELIVERIES_SHOWN = 20
 # P(best) of the leaderboard: 5,000 joint draws, a standard error under 0.0071 (the API's
@@ -229,6 +234,7 @@ class ExperimentPage:
     health: list[dict[str, Any]]  # the report's checks: check, status, detail, action
     phases: list[schemas.PhaseOut]
     metrics: list[schemas.MetricOut]
+    segments: SegmentsPanel | None  # a segmented experiment's selector and heat map
 
     @property
     def headline(self) -> dict[str, Any] | None:
@@ -255,8 +261,10 @@ class ExperimentPage:
         return self.experiment.status not in CLOSED_STATUSES
 
 
-def experiment_page(session: Session, name: str) -> ExperimentPage:
-    """Everything the experiment page shows but the charts (:func:`chart_history`)."""
+def experiment_page(session: Session, name: str, segment: str | None = None) -> ExperimentPage:
+    """Everything the experiment page shows but the charts (:func:`chart_history`); with
+    ``segment``, a segmented experiment's segment panel shows that segment (422 naming
+    ``segment`` when the experiment is not segmented or has not opened it)."""
     experiment = require_experiment(session, name)
     shown = experiment_service.experiment_out(session, experiment)
     stats = _stats(session, name)
@@ -296,6 +304,7 @@ def experiment_page(session: Session, name: str) -> ExperimentPage:
         experts=evolution_service.list_expert_configs(session, name, status=None)[::-1],
         audit=experiment_service.audit_log(session, name, limit=AUDIT_SHOWN),
         highlighted=highlighted,
+        segments=_segments_panel(session, experiment, stats, segment),
     )
 
 
@@ -323,6 +332,157 @@ def _stats(session: Session, name: str) -> schemas.ExperimentStats:
     """The leaderboard's statistics: the admin API's, with a fixed seed, so that the page
     and the charts highlight the same arms."""
     return experiment_service.experiment_stats(session, name, seed=0, draws=_STATS_DRAWS)
+
+
+# -- segments -----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class HeatCell:
+    """One (arm, segment) of the heat map: the lift over the segment's reference group (the
+    pooled posterior's median, as ``?segment=`` statistics give it), its colour level."""
+
+    lift: float | None  # None when not finite
+    level: int | None  # -HEAT_LEVELS..HEAT_LEVELS; None without a lift
+    exposures: float  # the arm's credited exposures in the segment
+    best: bool  # the highest lift of the segment's column
+
+
+@dataclass(frozen=True)
+class SegmentHeatmap:
+    """Lift over the reference by active arm (rows, in the leaderboard's order) and segment
+    (columns: the most traffic first)."""
+
+    segments: list[str]
+    traffic: list[float]  # each column's credited exposures, every arm and the reference
+    arm_ids: list[int]
+    cells: list[list[HeatCell]]  # cells[row][column]
+    step: float  # the lift one colour level stands for
+    left_out: int  # opened segments with traffic not shown (beyond HEATMAP_SEGMENTS)
+
+    @property
+    def legend(self) -> list[tuple[int, float]]:
+        """Each colour level a lift can reach (none is below -100%) with the lift at its
+        centre, most negative first."""
+        return [
+            (level, level * self.step)
+            for level in range(-HEAT_LEVELS, HEAT_LEVELS + 1)
+            if (level + 0.5) * self.step > -1.0
+        ]
+
+    @property
+    def digits(self) -> int:
+        """The decimals of a percentage that show the legend's labels exactly."""
+        return next(
+            d
+            for d in range(4)
+            if abs(round(self.step * 10 ** (2 + d)) - self.step * 10 ** (2 + d)) < 1e-6
+        )
+
+
+@dataclass(frozen=True)
+class SegmentsPanel:
+    options: list[str]  # the opened segments, by index ('default' first)
+    selected: str | None  # None: all traffic
+    stats: schemas.ExperimentStats  # the selected segment's statistics (the page's without)
+    heatmap: SegmentHeatmap | None  # None while no segment has traffic or no arm is active
+
+
+def _segments_panel(
+    session: Session,
+    experiment: Experiment,
+    overall: schemas.ExperimentStats,
+    segment: str | None,
+) -> SegmentsPanel | None:
+    """A segmented experiment's segment panel (None for an unsegmented one, unless a segment
+    was asked for: then the statistics' 422 naming ``segment``)."""
+    if experiment.max_segments is None and segment is None:
+        return None
+    stats = overall
+    if segment is not None:
+        stats = experiment_service.experiment_stats(
+            session, experiment.name, seed=0, draws=_STATS_DRAWS, segment=segment
+        )
+    order = {
+        arm.arm_id: index for index, arm in enumerate(sorted(overall.arms, key=_leaderboard_order))
+    }
+    arms = sorted(repo.arms_of(session, experiment.id), key=lambda arm: order.get(arm.id, 0))
+    posteriors = segment_posteriors(session, experiment, arms)
+    rows = [
+        column
+        for column, arm in enumerate(arms)
+        if arm.origin != Origin.REFERENCE and arm.status == ArmStatus.ACTIVE
+    ]
+    return SegmentsPanel(
+        options=posteriors.names,
+        selected=segment,
+        stats=stats,
+        heatmap=segment_heatmap(
+            posteriors.names,
+            posteriors.traffic(),
+            [arms[column].id for column in rows],
+            posteriors.alphas[:, rows],
+            posteriors.betas[:, rows],
+            posteriors.exposures[:, rows],
+        ),
+    )
+
+
+def segment_heatmap(
+    names: Sequence[str],
+    traffic: FloatArray,
+    arm_ids: Sequence[int],
+    alphas: FloatArray,
+    betas: FloatArray,
+    exposures: FloatArray,
+) -> SegmentHeatmap | None:
+    """The heat map of these arms (arrays of shape (segments, arms) of pooled posteriors and
+    counts): the HEATMAP_SEGMENTS segments with the most traffic (ties by index), each
+    cell's lift at its posterior median, the best arm of each column marked, and colour
+    levels of a step from {1, 2, 5} x 10^k so that the largest |lift| is within 4 levels."""
+    with_traffic = np.flatnonzero(traffic > 0)
+    if with_traffic.size == 0 or not arm_ids:
+        return None
+    by_traffic = with_traffic[np.argsort(-traffic[with_traffic], kind="stable")]
+    shown = by_traffic[:HEATMAP_SEGMENTS]
+    lifts = lift_medians(alphas[shown], betas[shown]).T  # (arms, shown segments)
+    finite = np.isfinite(lifts)
+    step = _nice_step(float(np.abs(lifts[finite]).max()) / HEAT_LEVELS if finite.any() else 0.0)
+    levels = np.clip(np.rint(np.where(finite, lifts, 0.0) / step), -HEAT_LEVELS, HEAT_LEVELS)
+    best = np.argmax(np.where(finite, lifts, -np.inf), axis=0)
+    cells = [
+        [
+            HeatCell(
+                lift=float(lifts[row, column]) if finite[row, column] else None,
+                level=int(levels[row, column]) if finite[row, column] else None,
+                exposures=float(exposures[segment, row]),
+                best=bool(best[column] == row and finite[row, column]),
+            )
+            for column, segment in enumerate(shown)
+        ]
+        for row in range(len(arm_ids))
+    ]
+    return SegmentHeatmap(
+        segments=[names[segment] for segment in shown],
+        traffic=[float(traffic[segment]) for segment in shown],
+        arm_ids=list(arm_ids),
+        cells=cells,
+        step=step,
+        left_out=int(by_traffic.size - shown.size),
+    )
+
+
+# What one colour level of the heat map may stand for: these x 10^k.
+_STEP_MANTISSAS = (1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0)
+
+
+def _nice_step(at_least: float) -> float:
+    """The smallest of ``_STEP_MANTISSAS`` x 10^k (k >= -3) not below ``at_least``: 0.1%
+    at the least."""
+    exponent = math.floor(math.log10(at_least)) if at_least > 1e-3 else -3
+    return next(
+        mantissa * 10.0**exponent
+        for mantissa in _STEP_MANTISSAS
+        if mantissa * 10.0**exponent >= at_least * (1.0 - 1e-12)
+    )
 
 
 def _latest_shares(session: Session, experiment_id: int) -> dict[int, float]:

@@ -168,28 +168,65 @@ def traffic_weighted_posteriors(
     return {arm.id: (float(alpha[k]), float(beta[k])) for k, arm in enumerate(arms)}
 
 
-def segment_view(
-    session: Session, experiment: Experiment, arms: Sequence[Arm], name: str
-) -> list[Arm]:
-    """The arms as seen in one segment, for the statistics: detached copies holding the
-    segment's pooled posterior and its credited counts (the reference's: its group's). 422
-    naming ``segment`` for an unsegmented experiment or a segment not opened."""
+@dataclass(frozen=True)
+class SegmentPosteriors:
+    """Every opened segment's view of some arms: arrays of shape (segments, arms), rows in
+    index order (``names``), columns in the arms' order. ``alphas``/``betas`` are the pooled
+    posteriors assignment draws from; the counts are the segment's credited ones (the
+    reference arm's: its group's)."""
+
+    names: list[str]
+    alphas: FloatArray
+    betas: FloatArray
+    exposures: FloatArray
+    target_events: FloatArray
+
+    def traffic(self) -> FloatArray:
+        """Each segment's credited exposures, these arms summed."""
+        total: FloatArray = self.exposures.sum(axis=1)
+        return total
+
+
+def segment_posteriors(
+    session: Session, experiment: Experiment, arms: Sequence[Arm]
+) -> SegmentPosteriors:
+    """The pooled posteriors and counts of these arms in every opened segment (what
+    ``?segment=`` statistics and the dashboard's heat map read). 422 naming ``segment`` for
+    an unsegmented experiment."""
     if experiment.max_segments is None:
         raise InvalidInput(
             f"segment: experiment {experiment.name!r} is not segmented; expected no segment",
             field="segment",
         )
     names = repo.segment_names(session, experiment.id)
-    if name not in names:
-        raise InvalidInput(
-            f"segment: {name!r} is not one of experiment {experiment.name!r}'s "
-            f"{len(names)} opened segments; expected one of them ('default' included)",
-            field="segment",
-        )
-    index = names.index(name)
     prior = Prior(experiment.prior_alpha, experiment.prior_beta)
     evidence = load_evidence(session, [arm.id for arm in arms], len(names), prior)
     alphas, betas = pooled(evidence, arms, prior)
+    rows = len(names)  # rows beyond the opened segments cannot exist: indexes come from them
+    return SegmentPosteriors(
+        names,
+        alphas[:rows],
+        betas[:rows],
+        evidence.exposures[:rows],
+        evidence.target_events[:rows],
+    )
+
+
+def segment_view(
+    session: Session, experiment: Experiment, arms: Sequence[Arm], name: str
+) -> list[Arm]:
+    """The arms as seen in one segment, for the statistics: detached copies holding the
+    segment's pooled posterior and its credited counts (the reference's: its group's). 422
+    naming ``segment`` for an unsegmented experiment or a segment not opened."""
+    posteriors = segment_posteriors(session, experiment, arms)
+    if name not in posteriors.names:
+        raise InvalidInput(
+            f"segment: {name!r} is not one of experiment {experiment.name!r}'s "
+            f"{len(posteriors.names)} opened segments; expected one of them ('default' "
+            "included)",
+            field="segment",
+        )
+    index = posteriors.names.index(name)
     views = []
     for column, arm in enumerate(arms):
         view = Arm(
@@ -201,10 +238,10 @@ def segment_view(
             parent_ids=arm.parent_ids,
             generation=arm.generation,
             status=arm.status,
-            alpha=float(alphas[index, column]),
-            beta=float(betas[index, column]),
-            exposures=float(evidence.exposures[index, column]),
-            target_events=float(evidence.target_events[index, column]),
+            alpha=float(posteriors.alphas[index, column]),
+            beta=float(posteriors.betas[index, column]),
+            exposures=float(posteriors.exposures[index, column]),
+            target_events=float(posteriors.target_events[index, column]),
             quarantined_events=0.0,
             created_at=arm.created_at,
             retired_at=arm.retired_at,

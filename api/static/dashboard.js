@@ -38,6 +38,11 @@
     if (question && !window.confirm(question)) event.preventDefault();
   });
 
+  // A picker that shows what it picks at once (the form's button does it without script).
+  document.querySelectorAll("select[data-autosubmit]").forEach(function (select) {
+    select.addEventListener("change", function () { select.form.submit(); });
+  });
+
   // -- live: poll a cheap version; when it moves, swap the live sections -----------------------
   var liveUrl = main && main.getAttribute("data-live-url");
   var charts = null;

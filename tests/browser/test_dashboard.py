@@ -10,6 +10,7 @@ The tests of a module share one server and one browser; each gets a fresh signed
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -315,3 +316,101 @@ def test_promote_an_arm_after_a_confirmation_that_explains_the_new_phase(
     after = api.get(f"/v1/experiments/{NAME}").json()
     assert after["phase"] == phase + 1
     assert after["reference_config"] == arm["config"]
+
+
+SEGMENTED = "by-category"
+# Every how-many-th unit of a segment contacts, by the arm's text_match (1.0: the
+# reference): the best arm differs between the segments.
+CONTACT_EVERY = {
+    "cars": {1.0: 4, 1.5: 2, 0.5: 6, 1.2: 3, 0.8: 5},
+    "phones": {1.0: 4, 1.5: 6, 0.5: 2, 1.2: 5, 0.8: 3},
+    "flats": {1.0: 4, 1.5: 4, 0.5: 4, 1.2: 2, 0.8: 6},
+}
+
+
+def drive_segments(api: httpx.Client, name: str, units: int) -> None:
+    """Each segment of CONTACT_EVERY opened (its first request is served from the default
+    segment; the server registers it at its next exposure flush), then ``units`` units in
+    each through the client SDK, contacts at the segment's and arm's rate; one tick."""
+    from ranktune_client import Client
+
+    with Client(str(api.base_url)) as ranktune:
+        for segment in CONTACT_EVERY:
+            ranktune.get_config(name, "opener", segment=segment)
+        deadline = time.monotonic() + 20.0
+        while set(CONTACT_EVERY) - set(
+            api.get(f"/v1/experiments/{name}").json()["segments"]["opened"]
+        ):
+            assert time.monotonic() < deadline, "the segments were not opened within 20 s"
+            time.sleep(0.2)
+        time.sleep(2.0)  # every replica's snapshot serves them within a second
+        for segment, every in CONTACT_EVERY.items():
+            for unit in range(units):
+                assignment = ranktune.get_config(name, f"{segment}-{unit}", segment=segment)
+                assert not assignment.fallback, assignment
+                if unit % every[float(assignment.config["text_match"])] == 0:
+                    assert ranktune.track(assignment, "contact")
+        assert ranktune.flush(timeout=20.0)
+    assert api.post(f"/v1/experiments/{name}/tick").status_code == 200
+
+
+def test_a_segmented_experiments_picker_and_heat_map_screenshots(
+    page: Any, server: ServerProcess, api: httpx.Client, tmp_path: Path
+) -> None:
+    """A segmented experiment with traffic in three segments: the heat map shows every arm
+    in each segment, marks one best arm per segment and gives each cell's numbers on hover;
+    picking a segment shows its statistics (those of GET .../stats?segment=)."""
+    answer = api.post(
+        "/v1/experiments",
+        json={
+            "name": SEGMENTED,
+            "parameters": [
+                {"name": name, "type": kind, "low": float(low), "high": float(high)}
+                for name, kind, low, high in PARAMETERS
+            ],
+            "reference_config": {"text_match": 1.0, "region": 1},
+            "arms": [{"text_match": t, "region": 1} for t in (1.5, 0.5, 1.2, 0.8)],
+            "reference_share": 0.3,
+            "evolution": {"enabled": False, "max_arms": 6},
+            "segments": {"max_segments": 8},
+        },
+    )
+    assert answer.status_code == 201, answer.text
+    drive_segments(api, SEGMENTED, 240)
+    page.goto(f"{server.base_url}/experiments/{SEGMENTED}")
+    heatmap = page.locator("#heatmap")
+    expect(heatmap).to_be_visible()
+    headers = heatmap.locator("thead th").all_inner_texts()
+    assert set(CONTACT_EVERY) <= set(headers[1:]), headers
+    expect(heatmap.locator("tbody tr")).to_have_count(4)
+    # One best arm per segment (column), with its numbers on hover.
+    assert heatmap.locator("td.best").count() == len(headers) - 1
+    title = heatmap.locator("td.best").first.get_attribute("title") or ""
+    assert re.search(r"^arm \d+ in \S+: lift [+-]\d+\.\d%, [\d,]+ exposures; best", title), title
+    expect(page.locator("#heatmap-legend")).to_contain_text("Lift:")
+    page.locator("#segments").scroll_into_view_if_needed()
+    screenshot(page, "experiment-segments-wide", tmp_path)
+    # Pick a segment: the page shows that segment's statistics.
+    page.get_by_label("Segment", exact=True).select_option("phones")
+    expect(page).to_have_url(re.compile(f"/experiments/{SEGMENTED}\\?segment=phones"))
+    expect(page.locator("#segment-explain")).to_contain_text("Segment phones")
+    expect(page.get_by_label("Segment", exact=True)).to_have_value("phones")
+    stats = api.get(f"/v1/experiments/{SEGMENTED}/stats", params={"segment": "phones"}).json()
+    reference = next(arm for arm in stats["arms"] if arm["origin"] == "reference")
+    rows = page.locator("#segment-arms tbody tr")
+    expect(rows.first).to_contain_text(f"{reference['exposures']:,.0f}")
+    for arm in stats["arms"]:
+        if arm["origin"] != "reference":
+            expect(page.locator("#segment-arms")).to_contain_text(f"{arm['lift'] * 100:+.1f}%")
+    expect(page.locator("#heatmap")).to_be_visible()  # the heat map stays on every selection
+    # Back to all traffic.
+    page.get_by_label("Segment", exact=True).select_option("")
+    expect(page.locator("#segment-explain")).to_contain_text("over all traffic")
+    # At phone width the heat map scrolls inside its box; the page never sideways.
+    # (reloaded: the charts are drawn at the width the page had when they were drawn)
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto(f"{server.base_url}/experiments/{SEGMENTED}")
+    expect(page.locator("#chart-lift .uplot")).to_have_count(1)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    page.locator("#heatmap").scroll_into_view_if_needed()
+    screenshot(page, "experiment-segments-phone", tmp_path)
