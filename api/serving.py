@@ -144,7 +144,8 @@ class ExperimentSnapshot:
     # Sticky experiments (docs/design.md "Sticky assignment"): the hash prefix of the arm
     # points at this version (None: a draw per request), and the allocation the points are
     # inverted through: the policy's probabilities with the nursery's share, per segment
-    # index in a segmented experiment (else one, under key None).
+    # index in a segmented experiment (each filled at its first request: sticky_choice),
+    # else one, under key None (filled by load_snapshot).
     sticky_prefix: bytes | None = None
     allocations: dict[int | None, Allocation] = field(default_factory=dict)
 
@@ -182,13 +183,7 @@ def load_snapshot(session: Session, experiment: Experiment) -> ExperimentSnapsho
         else {}
     )
     sticky_fields = (
-        _sticky_fields(
-            experiment,
-            policy,
-            (successes, failures, exposures),
-            nursery,
-            segment_fields.get("segment_params"),
-        )
+        _sticky_fields(experiment, policy, (successes, failures, exposures), bool(segment_fields))
         if experiment.sticky and targets and experiment.mode == Mode.REQUEST
         else {}
     )
@@ -257,16 +252,16 @@ def _sticky_fields(
     experiment: Experiment,
     policy: Policy,
     statistics: tuple[np.ndarray, np.ndarray, np.ndarray],
-    nursery: Nursery | None,
-    segment_params: tuple[tuple[tuple[float, float], ...], ...] | None,
+    segmented: bool,
 ) -> dict[str, Any]:
-    """A sticky experiment's hash prefix and allocations: what one draw of
-    :meth:`ServingState._choose` serves each arm, the nursery's share included, computed
-    once per snapshot. ``statistics``: every target arm's successes, failures and exposures;
-    in a segmented experiment, per segment from its pooled posteriors (``segment_params``,
-    integrated by bandit.propensities)."""
+    """A sticky experiment's hash prefix and, unless segmented, its allocation: what one
+    draw of :meth:`ServingState._choose` serves each arm, the nursery's share included,
+    computed once per snapshot (``statistics``: every target arm's successes, failures and
+    exposures). A segment's allocation is computed on the segment's first request to the
+    snapshot (:func:`segment_allocation`): integrating every segment at each load would cost
+    seconds with hundreds of segments, most of them seldom requested (docs/design.md)."""
     allocations: dict[int | None, Allocation] = {}
-    if segment_params is None:
+    if not segmented:
         successes, failures, exposures = statistics
         probabilities = probabilities_with_nursery(
             policy,
@@ -277,23 +272,32 @@ def _sticky_fields(
             share=experiment.nursery_share,
         )
         allocations[None] = Allocation.of(probabilities)
-    for index, params in enumerate(segment_params or ()):
-        alphas, betas = zip(*params, strict=True)
-        first = beta_rank_probabilities(alphas, betas).first
-        allocations[index] = Allocation.of(spread_over_nursery(nursery, first))
     return {
         "sticky_prefix": sticky_prefix(experiment.salt, experiment.version),
         "allocations": allocations,
     }
 
 
+def segment_allocation(snapshot: ExperimentSnapshot, segment: int) -> Allocation:
+    """What one draw serves each arm in a segment: Thompson's P(argmax) of the segment's
+    pooled posteriors (bandit.propensities), spread over the nursery."""
+    alphas, betas = zip(*snapshot.segment_params[segment], strict=True)
+    first = beta_rank_probabilities(alphas, betas).first
+    return Allocation.of(spread_over_nursery(snapshot.nursery, first))
+
+
 def sticky_choice(snapshot: ExperimentSnapshot, unit: str, segment: int | None = None) -> int:
     """A sticky experiment's arm for a target unit (in a segmented experiment, in segment
     index ``segment``): the allocation's inverse at the unit's point at this version
-    (bandit.sticky), the same for every request until the version moves."""
+    (bandit.sticky), the same for every request until the version moves. A segment's
+    allocation is computed once per snapshot, at its first request (stored in the snapshot:
+    a concurrent first request computes the same one)."""
     assert snapshot.sticky_prefix is not None
-    u = unit_fraction(snapshot.sticky_prefix, unit)
-    return snapshot.allocations[segment].arm_at(u)
+    allocation = snapshot.allocations.get(segment)
+    if allocation is None:
+        assert segment is not None
+        allocation = snapshot.allocations[segment] = segment_allocation(snapshot, segment)
+    return allocation.arm_at(unit_fraction(snapshot.sticky_prefix, unit))
 
 
 @dataclass(frozen=True)
