@@ -24,6 +24,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -168,6 +169,10 @@ class Experiment(Base):
     # Segmented experiments (migration 0019, docs/segments.md): how many segments open on
     # first sight; NULL: not segmented (everything is segment 0).
     max_segments: Mapped[int | None] = mapped_column(Integer)
+    # Sticky assignment (migration 0020, docs/design.md "Sticky assignment"): a target unit's
+    # arm is the inverse of the snapshot's allocation probabilities at a hash of (salt, unit,
+    # version), so it keeps its arm until the version moves; false: a draw per request.
+    sticky: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class Arm(Base):

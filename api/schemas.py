@@ -512,6 +512,24 @@ class SegmentsOut(BaseModel):
     )
 
 
+class AssignmentIn(Strict):
+    """How a target unit's arm is chosen (docs/design.md, "Sticky assignment")."""
+
+    sticky: bool = Field(
+        False,
+        description="true: a target unit keeps its arm until the posteriors move (the arm is "
+        "the allocation probabilities' inverse at a hash of salt, unit and the experiment's "
+        "version); false: an arm drawn per request. Needs mode 'request'",
+    )
+
+
+class AssignmentOut(BaseModel):
+    sticky: bool = Field(
+        description="true: a target unit keeps its arm within a posterior version; false: an "
+        "arm drawn per request"
+    )
+
+
 class ExperimentCreate(Strict):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [SIMILAR_ITEMS]})
 
@@ -629,6 +647,11 @@ class ExperimentCreate(Strict):
         description="segment the experiment: each (arm, segment) learns its own posterior, "
         "shrunk toward the arm's behaviour across segments, and assignments take "
         "?segment=; needs the thompson policy in request mode. Absent: not segmented",
+    )
+
+    assignment: AssignmentIn = Field(
+        default_factory=AssignmentIn,
+        description="how a target unit's arm is chosen; absent: an arm drawn per request",
     )
 
     metrics: list[MetricIn] = Field(
@@ -786,6 +809,10 @@ class ExperimentOut(BaseModel):
     )
     segments: SegmentsOut | None = Field(
         None, description="a segmented experiment's segments; null when not segmented"
+    )
+    assignment: AssignmentOut = Field(
+        default_factory=lambda: AssignmentOut(sticky=False),
+        description="how a target unit's arm is chosen",
     )
 
 

@@ -15,7 +15,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -38,7 +38,10 @@ from bandit import (
     make_policy,
     nursery_of,
 )
+from bandit.nursery import probabilities_with_nursery, spread_over_nursery
 from bandit.policies import ThompsonDraws, thompson_choice
+from bandit.propensities import beta_rank_probabilities
+from bandit.sticky import Allocation
 
 logger = logging.getLogger("ranktune.serving")
 
@@ -57,8 +60,20 @@ def policy_of(experiment: Experiment) -> Policy:
 
 def reference_fraction(salt: str, unit: str) -> float:
     """Where a unit falls in [0, 1): the first 8 bytes of SHA-256(salt NUL unit) in UTF-8."""
-    digest = hashlib.sha256(salt.encode("utf-8") + b"\x00" + unit.encode("utf-8")).digest()
+    return unit_fraction(salt.encode("utf-8") + b"\x00", unit)
+
+
+def unit_fraction(prefix: bytes, unit: str) -> float:
+    """The first 8 bytes of SHA-256(prefix unit), unit in UTF-8, as a fraction of [0, 1)."""
+    digest = hashlib.sha256(prefix + unit.encode("utf-8")).digest()
     return int.from_bytes(digest[:8], "big") / 2.0**64
+
+
+def sticky_prefix(salt: str, version: int) -> bytes:
+    """The hash prefix of a sticky experiment's arm choice at this version: ``salt NUL
+    sticky NUL version NUL`` (the group's prefix is ``salt NUL``: the unit's arm point is
+    independent of its group, and moves with every version)."""
+    return f"{salt}\x00sticky\x00{version}\x00".encode()
 
 
 # Units are hashed to this many report buckets (the report's variance comes from their
@@ -126,6 +141,13 @@ class ExperimentSnapshot:
     segments: dict[str, int] | None = None
     segment_params: tuple[tuple[tuple[float, float], ...], ...] = ()
     max_segments: int = 0
+    # Sticky experiments (docs/design.md "Sticky assignment"): the hash prefix of the arm
+    # points at this version (None: a draw per request), and the allocation the points are
+    # inverted through: the policy's probabilities with the nursery's share, per segment
+    # index in a segmented experiment (each filled at its first request: sticky_choice),
+    # else one, under key None (filled by load_snapshot).
+    sticky_prefix: bytes | None = None
+    allocations: dict[int | None, Allocation] = field(default_factory=dict)
 
 
 def load_snapshot(session: Session, experiment: Experiment) -> ExperimentSnapshot:
@@ -158,6 +180,11 @@ def load_snapshot(session: Session, experiment: Experiment) -> ExperimentSnapsho
     segment_fields = (
         _segment_fields(session, experiment, targets, policy_arms)
         if experiment.max_segments is not None
+        else {}
+    )
+    sticky_fields = (
+        _sticky_fields(experiment, policy, (successes, failures, exposures), bool(segment_fields))
+        if experiment.sticky and targets and experiment.mode == Mode.REQUEST
         else {}
     )
     return ExperimentSnapshot(
@@ -194,6 +221,7 @@ def load_snapshot(session: Session, experiment: Experiment) -> ExperimentSnapsho
         phase=experiment.phase,
         tickets_valid_from=experiment.tickets_valid_from,
         **segment_fields,
+        **sticky_fields,
     )
 
 
@@ -218,6 +246,58 @@ def _segment_fields(
         "segment_params": params,
         "max_segments": experiment.max_segments or 0,
     }
+
+
+def _sticky_fields(
+    experiment: Experiment,
+    policy: Policy,
+    statistics: tuple[np.ndarray, np.ndarray, np.ndarray],
+    segmented: bool,
+) -> dict[str, Any]:
+    """A sticky experiment's hash prefix and, unless segmented, its allocation: what one
+    draw of :meth:`ServingState._choose` serves each arm, the nursery's share included,
+    computed once per snapshot (``statistics``: every target arm's successes, failures and
+    exposures). A segment's allocation is computed on the segment's first request to the
+    snapshot (:func:`segment_allocation`): integrating every segment at each load would cost
+    seconds with hundreds of segments, most of them seldom requested (docs/design.md)."""
+    allocations: dict[int | None, Allocation] = {}
+    if not segmented:
+        successes, failures, exposures = statistics
+        probabilities = probabilities_with_nursery(
+            policy,
+            successes,
+            failures,
+            exposures,
+            min_exposures=experiment.nursery_exposures,
+            share=experiment.nursery_share,
+        )
+        allocations[None] = Allocation.of(probabilities)
+    return {
+        "sticky_prefix": sticky_prefix(experiment.salt, experiment.version),
+        "allocations": allocations,
+    }
+
+
+def segment_allocation(snapshot: ExperimentSnapshot, segment: int) -> Allocation:
+    """What one draw serves each arm in a segment: Thompson's P(argmax) of the segment's
+    pooled posteriors (bandit.propensities), spread over the nursery."""
+    alphas, betas = zip(*snapshot.segment_params[segment], strict=True)
+    first = beta_rank_probabilities(alphas, betas).first
+    return Allocation.of(spread_over_nursery(snapshot.nursery, first))
+
+
+def sticky_choice(snapshot: ExperimentSnapshot, unit: str, segment: int | None = None) -> int:
+    """A sticky experiment's arm for a target unit (in a segmented experiment, in segment
+    index ``segment``): the allocation's inverse at the unit's point at this version
+    (bandit.sticky), the same for every request until the version moves. A segment's
+    allocation is computed once per snapshot, at its first request (stored in the snapshot:
+    a concurrent first request computes the same one)."""
+    assert snapshot.sticky_prefix is not None
+    allocation = snapshot.allocations.get(segment)
+    if allocation is None:
+        assert segment is not None
+        allocation = snapshot.allocations[segment] = segment_allocation(snapshot, segment)
+    return allocation.arm_at(unit_fraction(snapshot.sticky_prefix, unit))
 
 
 @dataclass(frozen=True)
@@ -312,7 +392,9 @@ class ServingState:
             arm_id, config_json = snapshot.reference_arm_id, snapshot.reference_config_json
         else:
             index = snapshot.window_index
-            if index is None:
+            if index is None and snapshot.sticky_prefix is not None:
+                index = sticky_choice(snapshot, unit, index_of_segment)
+            elif index is None:
                 index = self._choose(snapshot, index_of_segment)
             arm_id, config_json = snapshot.arm_ids[index], snapshot.arm_config_jsons[index]
         ticket_group = group if active else Group.INACTIVE

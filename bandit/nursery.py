@@ -129,8 +129,21 @@ def probabilities_with_nursery(
     nursery = nursery_of(exposures, min_exposures, share)
     if nursery is None:
         return policy.probabilities(s, f)
-    probabilities = np.zeros(s.shape[-1])
-    probabilities[list(nursery.arms)] = nursery.share / len(nursery.arms)
     grown = list(nursery.grown)
-    probabilities[grown] = (1.0 - nursery.share) * policy.probabilities(s[grown], f[grown])
+    return spread_over_nursery(nursery, policy.probabilities(s[grown], f[grown]))
+
+
+def spread_over_nursery(
+    nursery: Nursery | None, grown_probabilities: npt.ArrayLike
+) -> npt.NDArray[np.float64]:
+    """Per arm, the probability that one draw serves it, from the probabilities the policy
+    gives the grown arms (in ``nursery.grown`` order): ``share`` split uniformly over the
+    nursery arms, ``1 - share`` times the policy's over the grown ones. Without a nursery
+    (None) the policy's probabilities are every arm's."""
+    policy = np.asarray(grown_probabilities, dtype=np.float64)
+    if nursery is None:
+        return policy
+    probabilities = np.zeros(len(nursery.arms) + len(nursery.grown))
+    probabilities[list(nursery.arms)] = nursery.share / len(nursery.arms)
+    probabilities[list(nursery.grown)] = (1.0 - nursery.share) * policy
     return probabilities

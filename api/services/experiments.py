@@ -107,6 +107,7 @@ def create_experiment(
         configs.append(config)
     check_new_metrics(request.metrics, request.target_event)
     check_segmentable(request)
+    check_sticky(request)
     if repo.get_experiment_by_name(session, request.name) is not None:
         raise Conflict(f"experiment {request.name!r} already exists", field="name")
     now = now_utc()
@@ -136,6 +137,7 @@ def create_experiment(
         version=1,
         generation=0,
         max_segments=None if request.segments is None else request.segments.max_segments,
+        sticky=request.assignment.sticky,
         **evolution,
     )
     session.add(experiment)
@@ -348,6 +350,17 @@ def check_segmentable(request: schemas.ExperimentCreate) -> None:
         )
 
 
+def check_sticky(request: schemas.ExperimentCreate) -> None:
+    """A sticky unit keeps its arm within a posterior version; a window already pins one
+    arm for all traffic, so there is nothing to make sticky."""
+    if request.assignment.sticky and request.mode != Mode.REQUEST:
+        raise InvalidInput(
+            "assignment.sticky: sticky assignment chooses a target unit's arm per unit; "
+            f"expected mode 'request', got {request.mode.value!r}",
+            field="assignment.sticky",
+        )
+
+
 def segments_out(session: Session, experiment: Experiment) -> schemas.SegmentsOut | None:
     if experiment.max_segments is None:
         return None
@@ -396,6 +409,7 @@ def experiment_out(session: Session, experiment: Experiment) -> schemas.Experime
         metrics=[metric_out(m) for m in repo.declared_metrics(session, experiment.id)],
         phase=experiment.phase,
         segments=segments_out(session, experiment),
+        assignment=schemas.AssignmentOut(sticky=experiment.sticky),
     )
 
 

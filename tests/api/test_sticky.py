@@ -1,0 +1,254 @@
+"""Sticky assignment (issue 12): the option's contract, a target unit keeping its arm until
+the version moves (its arm recomputed here from the documented hash), and the arms' shares
+of many units matching per-request Thompson sampling within sampling error (chi-square),
+nursery and segments included.
+
+The traffic tests run on SQLite only: what they check happens in memory (the replica's
+snapshot); the option's storage is checked on both stores.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from scipy import stats
+from sqlalchemy import select, update
+
+from api.app import create_app
+from api.models import Arm, ArmSegment, Experiment
+from api.runtime import Runtime
+from api.serving import ExperimentSnapshot
+from arms.origins import Origin
+from tests.api.helpers import ADMIN, assert_error_shape, create, inspect, tick
+from tests.conftest import settings_for, similar_items
+
+NAME = "sticky"
+URL = f"/v1/experiments/{NAME}"
+SALT = "sticky-test"
+STICKY = {"sticky": True}
+# A goodness-of-fit test at this level fails a correct server with this probability; the
+# salts and seeds are fixed, so the counts (and the p-values) are the same at every run.
+LEVEL = 1e-3
+
+
+def test_the_option_is_stored_and_shown(client: TestClient) -> None:
+    created = create(client, name=NAME, assignment=STICKY)
+    assert created["assignment"] == {"sticky": True}
+    assert inspect(client, NAME)["assignment"] == {"sticky": True}
+    assert create(client, name="drawn")["assignment"] == {"sticky": False}
+    assert create(client, name="explicit", assignment={})["assignment"] == {"sticky": False}
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"mode": "window", "assignment": STICKY}, "assignment.sticky"),
+        ({"assignment": {"sticky": "often"}}, "assignment.sticky"),
+        ({"assignment": {"sticky": True, "period_s": 60}}, "assignment.period_s"),
+        ({"assignment": True}, "assignment"),
+    ],
+)
+def test_invalid_options_are_422_naming_the_field(
+    sqlite_client: TestClient, overrides: dict[str, Any], field: str
+) -> None:
+    answer = sqlite_client.post(
+        "/v1/experiments", json=similar_items(name=NAME, **overrides), headers=ADMIN
+    )
+    assert answer.status_code == 422, answer.text
+    assert_error_shape(answer.json(), None, field)
+
+
+# -- traffic ---------------------------------------------------------------------------------
+@pytest.fixture
+def fast_client(sqlite_url: str) -> Iterator[TestClient]:
+    # Durability is not under test; without fsync a tick costs a few ms instead of ~30.
+    with TestClient(create_app(settings_for(sqlite_url, sqlite_synchronous="OFF"))) as client:
+        yield client
+
+
+def runtime_of(client: TestClient) -> Runtime:
+    runtime: Runtime = client.app.state.runtime  # type: ignore[attr-defined]
+    return runtime
+
+
+def snapshot_of(client: TestClient) -> ExperimentSnapshot:
+    snapshot = runtime_of(client).serving.get(NAME)
+    assert snapshot is not None
+    return snapshot
+
+
+def expected_point(version: int, unit: str) -> float:
+    """The documented arm point, written independently of api.serving: the first 8 bytes
+    of SHA-256(salt NUL 'sticky' NUL version NUL unit) as a fraction of 2**64."""
+    data = f"{SALT}\x00sticky\x00{version}\x00{unit}".encode()
+    return int.from_bytes(hashlib.sha256(data).digest()[:8], "big") / 2.0**64
+
+
+def target_arms(client: TestClient, units: list[str], segment: str | None = None) -> list[int]:
+    """The arm served to each target unit among ``units`` (reference units left out)."""
+    served = []
+    for unit in units:
+        params = {"unit": unit} if segment is None else {"unit": unit, "segment": segment}
+        answer = client.get(f"{URL}/assignment", params=params).json()
+        if answer["group"] == "target":
+            served.append(answer["arm_id"])
+    return served
+
+
+def test_a_unit_keeps_its_arm_until_the_version_moves(fast_client: TestClient) -> None:
+    client = fast_client
+    created = create(client, name=NAME, salt=SALT, assignment=STICKY)
+    arm_ids = [arm["id"] for arm in created["arms"] if arm["origin"] != Origin.REFERENCE]
+    units = [f"u{i}" for i in range(300)]
+    before = snapshot_of(client).version
+    first = {unit: target_arms(client, [unit] * 5) for unit in units}
+    targets = [unit for unit in units if first[unit]]
+    assert len(targets) > 200
+    # Three arms at the prior: each has a third of [0, 1), in arm order.
+    for unit in targets:
+        assert first[unit] == [arm_ids[int(expected_point(before, unit) * 3)]] * 5, unit
+
+    tick(client, NAME)
+    after = snapshot_of(client).version
+    assert after > before
+    moved = 0
+    for unit in targets:
+        again = target_arms(client, [unit] * 3)
+        assert again == [arm_ids[int(expected_point(after, unit) * 3)]] * 3, unit
+        moved += again[0] != first[unit][0]
+    # A new point per version: about 2/3 of the units change arm (binomial, 5 sd).
+    n = len(targets)
+    assert abs(moved - 2 * n / 3) < 5 * np.sqrt(n * 2 / 9), (moved, n)
+
+
+def thompson_shares(
+    alphas: np.ndarray, betas: np.ndarray, n: int, nursery: tuple[list[int], float] | None = None
+) -> np.ndarray:
+    """Per arm, how many of ``n`` per-request Thompson draws serve it (numpy's Beta draws,
+    independent of the server's code): with ``nursery`` (arms, share), a nursery arm with
+    probability ``share``, uniformly, else the argmax of the grown arms' draws."""
+    rng = np.random.default_rng(20261130)
+    k = alphas.size
+    grown = [i for i in range(k) if nursery is None or i not in nursery[0]]
+    draws = rng.beta(alphas[grown], betas[grown], size=(n, len(grown)))
+    chosen = np.asarray(grown)[draws.argmax(axis=1)]
+    if nursery is not None:
+        arms, share = nursery
+        young = rng.random(n) < share
+        chosen[young] = rng.choice(arms, size=int(young.sum()))
+    return np.bincount(chosen, minlength=k)
+
+
+def assert_same_allocation(served: np.ndarray, drawn: np.ndarray) -> None:
+    """Sticky units' counts per arm against per-request Thompson draws' counts: a
+    chi-square test of homogeneity at LEVEL (arms neither served nor drawn left out)."""
+    table = np.vstack([served, drawn])
+    table = table[:, table.sum(axis=0) > 0]
+    p = stats.chi2_contingency(table).pvalue
+    assert p > LEVEL, (served.tolist(), drawn.tolist(), p)
+
+
+def set_arms(client: TestClient, posteriors: list[tuple[float, float, float]]) -> None:
+    """Give the target arms (alpha, beta, exposures) and reload the snapshot."""
+    runtime = runtime_of(client)
+    with runtime.session_factory() as session, session.begin():
+        experiment = session.scalars(select(Experiment).where(Experiment.name == NAME)).one()
+        arms = session.scalars(
+            select(Arm)
+            .where(Arm.experiment_id == experiment.id, Arm.origin != Origin.REFERENCE)
+            .order_by(Arm.id)
+        ).all()
+        for arm, (alpha, beta, exposures) in zip(arms, posteriors, strict=True):
+            arm.alpha, arm.beta, arm.exposures = alpha, beta, exposures
+        session.execute(
+            update(Experiment)
+            .where(Experiment.id == experiment.id)
+            .values(version=Experiment.version + 1)
+        )
+    runtime.serving.refresh(runtime.read_session_factory, only=NAME)
+
+
+@pytest.mark.parametrize("nursery", [False, True])
+def test_the_shares_of_units_follow_thompson_sampling(
+    fast_client: TestClient, nursery: bool
+) -> None:
+    client = fast_client
+    create(
+        client,
+        name=NAME,
+        salt=SALT,
+        assignment=STICKY,
+        nursery_exposures=100 if nursery else 0,
+        nursery_share=0.3,
+    )
+    # Overlapping posteriors (every arm has a sizeable share); arm 1 young when nursery.
+    set_arms(client, [(31.0, 71.0, 500.0), (26.0, 76.0, 10.0), (36.0, 66.0, 300.0)])
+    snapshot = snapshot_of(client)
+    served = np.zeros(3, dtype=int)
+    ids = list(snapshot.arm_ids)
+    for arm_id in target_arms(client, [f"unit-{i}" for i in range(6000)]):
+        served[ids.index(arm_id)] += 1
+    drawn = thompson_shares(
+        np.array([31.0, 26.0, 36.0]),
+        np.array([71.0, 76.0, 66.0]),
+        int(served.sum()),
+        ([1], 0.3) if nursery else None,
+    )
+    assert_same_allocation(served, drawn)
+    # And against the snapshot's integrated probabilities (a goodness-of-fit test).
+    cumulative = np.array(snapshot.allocations[None].cumulative)
+    probabilities = np.diff(np.concatenate([[0.0], cumulative]))
+    assert min(probabilities) > 0.03
+    if nursery:
+        assert probabilities[1] == pytest.approx(0.3)
+    p = stats.chisquare(served, served.sum() * probabilities).pvalue
+    assert p > LEVEL, (served.tolist(), probabilities.tolist(), p)
+
+
+def test_a_segmented_experiment_allocates_per_segment(fast_client: TestClient) -> None:
+    client = fast_client
+    create(client, name=NAME, salt=SALT, assignment=STICKY, segments={"max_segments": 4})
+    # Open segment "cars" (index 1): first sight, then the flush registers it.
+    target_arms(client, ["opener"], segment="cars")
+    runtime = runtime_of(client)
+    runtime.flush_exposures(timeout_s=10)
+    snapshot = snapshot_of(client)
+    # The default segment favours arm 0, cars arm 2 (each segment's own evidence).
+    evidence = {
+        0: [(40.0, 60.0), (20.0, 80.0), (25.0, 75.0)],
+        1: [(20.0, 80.0), (25.0, 75.0), (40.0, 60.0)],
+    }
+    with runtime.session_factory() as session, session.begin():
+        for segment, rows in evidence.items():
+            for arm_id, (alpha, beta) in zip(snapshot.arm_ids, rows, strict=True):
+                session.add(
+                    ArmSegment(
+                        arm_id=arm_id,
+                        segment=segment,
+                        alpha=alpha,
+                        beta=beta,
+                        exposures=100.0,
+                        target_events=alpha,
+                    )
+                )
+        session.execute(
+            update(Experiment).where(Experiment.name == NAME).values(version=Experiment.version + 1)
+        )
+    runtime.serving.refresh(runtime.read_session_factory, only=NAME)
+    snapshot = snapshot_of(client)
+    assert snapshot.segments == {"default": 0, "cars": 1}
+    ids = list(snapshot.arm_ids)
+    for segment, name in ((0, None), (1, "cars")):
+        served = np.zeros(3, dtype=int)
+        for arm_id in target_arms(client, [f"{name}-{i}" for i in range(4000)], segment=name):
+            served[ids.index(arm_id)] += 1
+        params = np.array(snapshot.segment_params[segment])  # (arms, 2): alpha, beta
+        alphas, betas = params[:, 0], params[:, 1]
+        assert_same_allocation(served, thompson_shares(alphas, betas, int(served.sum())))
+        favoured = 0 if segment == 0 else 2
+        assert served.argmax() == favoured, (segment, served.tolist())
