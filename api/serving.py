@@ -15,7 +15,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -38,9 +38,8 @@ from bandit import (
     make_policy,
     nursery_of,
 )
-from bandit.nursery import probabilities_with_nursery, spread_over_nursery
+from bandit.nursery import probabilities_with_nursery
 from bandit.policies import ThompsonDraws, thompson_choice
-from bandit.propensities import beta_rank_probabilities
 from bandit.sticky import Allocation
 
 logger = logging.getLogger("ranktune.serving")
@@ -143,11 +142,9 @@ class ExperimentSnapshot:
     max_segments: int = 0
     # Sticky experiments (docs/design.md "Sticky assignment"): the hash prefix of the arm
     # points at this version (None: a draw per request), and the allocation the points are
-    # inverted through: the policy's probabilities with the nursery's share, per segment
-    # index in a segmented experiment (each filled at its first request: sticky_choice),
-    # else one, under key None (filled by load_snapshot).
+    # inverted through: the policy's probabilities with the nursery's share.
     sticky_prefix: bytes | None = None
-    allocations: dict[int | None, Allocation] = field(default_factory=dict)
+    allocation: Allocation | None = None
 
 
 def load_snapshot(session: Session, experiment: Experiment) -> ExperimentSnapshot:
@@ -183,8 +180,8 @@ def load_snapshot(session: Session, experiment: Experiment) -> ExperimentSnapsho
         else {}
     )
     sticky_fields = (
-        _sticky_fields(experiment, policy, (successes, failures, exposures), bool(segment_fields))
-        if experiment.sticky and targets and experiment.mode == Mode.REQUEST
+        _sticky_fields(experiment, policy, (successes, failures, exposures))
+        if experiment.sticky and targets and experiment.mode == Mode.REQUEST and not segment_fields
         else {}
     )
     return ExperimentSnapshot(
@@ -249,55 +246,34 @@ def _segment_fields(
 
 
 def _sticky_fields(
-    experiment: Experiment,
-    policy: Policy,
-    statistics: tuple[np.ndarray, np.ndarray, np.ndarray],
-    segmented: bool,
+    experiment: Experiment, policy: Policy, statistics: tuple[np.ndarray, np.ndarray, np.ndarray]
 ) -> dict[str, Any]:
-    """A sticky experiment's hash prefix and, unless segmented, its allocation: what one
-    draw of :meth:`ServingState._choose` serves each arm, the nursery's share included,
-    computed once per snapshot (``statistics``: every target arm's successes, failures and
-    exposures). A segment's allocation is computed on the segment's first request to the
-    snapshot (:func:`segment_allocation`): integrating every segment at each load would cost
-    seconds with hundreds of segments, most of them seldom requested (docs/design.md)."""
-    allocations: dict[int | None, Allocation] = {}
-    if not segmented:
-        successes, failures, exposures = statistics
-        probabilities = probabilities_with_nursery(
-            policy,
-            successes,
-            failures,
-            exposures,
-            min_exposures=experiment.nursery_exposures,
-            share=experiment.nursery_share,
-        )
-        allocations[None] = Allocation.of(probabilities)
+    """A sticky experiment's hash prefix and its allocation: what one draw of
+    :meth:`ServingState._choose` serves each arm, the nursery's share included, computed
+    once per snapshot (``statistics``: every target arm's successes, failures and
+    exposures). Not for segmented experiments (refused when created: a segment's allocation
+    would cost the event loop tens of milliseconds per segment and version, docs/design.md)."""
+    successes, failures, exposures = statistics
+    probabilities = probabilities_with_nursery(
+        policy,
+        successes,
+        failures,
+        exposures,
+        min_exposures=experiment.nursery_exposures,
+        share=experiment.nursery_share,
+    )
     return {
         "sticky_prefix": sticky_prefix(experiment.salt, experiment.version),
-        "allocations": allocations,
+        "allocation": Allocation.of(probabilities),
     }
 
 
-def segment_allocation(snapshot: ExperimentSnapshot, segment: int) -> Allocation:
-    """What one draw serves each arm in a segment: Thompson's P(argmax) of the segment's
-    pooled posteriors (bandit.propensities), spread over the nursery."""
-    alphas, betas = zip(*snapshot.segment_params[segment], strict=True)
-    first = beta_rank_probabilities(alphas, betas).first
-    return Allocation.of(spread_over_nursery(snapshot.nursery, first))
-
-
-def sticky_choice(snapshot: ExperimentSnapshot, unit: str, segment: int | None = None) -> int:
-    """A sticky experiment's arm for a target unit (in a segmented experiment, in segment
-    index ``segment``): the allocation's inverse at the unit's point at this version
-    (bandit.sticky), the same for every request until the version moves. A segment's
-    allocation is computed once per snapshot, at its first request (stored in the snapshot:
-    a concurrent first request computes the same one)."""
-    assert snapshot.sticky_prefix is not None
-    allocation = snapshot.allocations.get(segment)
-    if allocation is None:
-        assert segment is not None
-        allocation = snapshot.allocations[segment] = segment_allocation(snapshot, segment)
-    return allocation.arm_at(unit_fraction(snapshot.sticky_prefix, unit))
+def sticky_choice(snapshot: ExperimentSnapshot, unit: str) -> int:
+    """A sticky experiment's arm for a target unit: the allocation's inverse at the unit's
+    point at this version (bandit.sticky), the same for every request until the version
+    moves."""
+    assert snapshot.sticky_prefix is not None and snapshot.allocation is not None
+    return snapshot.allocation.arm_at(unit_fraction(snapshot.sticky_prefix, unit))
 
 
 @dataclass(frozen=True)
@@ -393,7 +369,7 @@ class ServingState:
         else:
             index = snapshot.window_index
             if index is None and snapshot.sticky_prefix is not None:
-                index = sticky_choice(snapshot, unit, index_of_segment)
+                index = sticky_choice(snapshot, unit)
             elif index is None:
                 index = self._choose(snapshot, index_of_segment)
             arm_id, config_json = snapshot.arm_ids[index], snapshot.arm_config_jsons[index]

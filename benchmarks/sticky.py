@@ -1,22 +1,18 @@
 """Sticky assignment's cost (issue 12): the choice per request, and the snapshot's load.
 
 1. **Assignment**, in-process, ``ServingState.assign`` (hash, choice, ticket): a sticky
-   experiment of 10 arms against the same experiment drawing per request (Thompson), and a
-   segmented pair (50 segments x 10 arms, each request naming one of the 50). Rounds rotate
-   the order; reported are the medians of the per-round ratios of time per assignment.
+   experiment of 10 arms against the same experiment drawing per request (Thompson). Rounds
+   rotate the order; reported are the medians of the per-round ratios of time per
+   assignment.
 2. **Snapshot load** (``load_snapshot``, run by the refresher after every tick, off the
-   request path): an unsegmented sticky experiment integrates its allocation probabilities
-   there (bandit.propensities). Timed for 10 arms, 50 segments x 10 arms and 1,000
-   segments x 20 arms, each against the same experiment without sticky assignment,
-   medians of ``--loads`` loads.
-3. **A segment's first request** in a version: a segmented sticky experiment integrates
-   the segment's allocation then (api.serving.segment_allocation), once per segment and
-   snapshot. Timed per segment for every segment of the 50 x 10 and 1,000 x 20 snapshots:
-   the median per segment and the sum (what a version costs when every segment is
-   requested). Steady-state assignments (1.) are timed after every segment's first.
+   request path): a sticky experiment integrates its allocation probabilities there
+   (bandit.propensities). Timed for 10 arms and 250 arms against the same experiment
+   without sticky assignment, medians of ``--loads`` loads.
 
-Every experiment has had one tick of data (per-segment rates differ), so the posteriors are
-not all at the prior.
+Segmented experiments cannot be sticky (yet): a segment's allocation took 20 ms per segment
+of 10 arms and 75 ms of 20 arms, at every posterior update (docs/design.md).
+
+Every experiment has had one tick of data, so the posteriors are not all at the prior.
 
     .venv/bin/python benchmarks/sticky.py [--rounds 30 --calls 2000 --loads 5]
 """
@@ -42,29 +38,24 @@ from api.db import upgrade_database
 from api.runtime import Runtime
 from api.services.common import now_utc
 from api.services.ticks import apply_tick
-from api.serving import ExperimentSnapshot, load_snapshot, segment_allocation
+from api.serving import ExperimentSnapshot, load_snapshot
 from api.settings import Settings
 from benchmarks.common import ADMIN_TOKEN, median, say
-from benchmarks.segments import _experiment, _open_segments, _window
+from benchmarks.segments import _experiment, _window
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-# name -> (arms, segments or None)
-SHAPES = {"plain": (10, None), "seg50": (10, 50), "seg1000": (20, 1000)}
+# name -> arms
+SHAPES = {"plain": 10, "wide": 250}
 
 
-def _create(
-    client: TestClient, runtime: Runtime, key: str, shape: tuple[int, int | None], sticky: bool
-) -> int:
+def _create(client: TestClient, runtime: Runtime, key: str, arms: int, sticky: bool) -> int:
     """An experiment of this shape (the same arms for both twins) after one tick of data."""
-    arms, segments = shape
-    body = _experiment(key, arms, segments)
+    body = _experiment(key, arms, None)
     body["name"] = f"{key}-{'sticky' if sticky else 'drawn'}"
     body["assignment"] = {"sticky": sticky}
     identifier: int = client.post("/v1/experiments", json=body, headers=ADMIN).json()["id"]
-    if segments is not None:
-        _open_segments(runtime, identifier, segments)
     rng = np.random.default_rng(identifier)
-    _window(runtime, identifier, segments or 1, rng)
+    _window(runtime, identifier, 1, rng)
     with runtime.transaction() as session:
         tick = apply_tick(session, identifier, now=now_utc(), rng=rng, only_if_due=False)
         assert tick is not None and tick.applied
@@ -83,13 +74,11 @@ def _load_ms(runtime: Runtime, identifier: int, loads: int) -> list[float]:
     return times
 
 
-def _assign_us(
-    runtime: Runtime, snapshot: ExperimentSnapshot, units: list[str], segments: list[str | None]
-) -> float:
+def _assign_us(runtime: Runtime, snapshot: ExperimentSnapshot, units: list[str]) -> float:
     serving = runtime.serving
     began = time.perf_counter()
-    for unit, segment in zip(units, segments, strict=True):
-        serving.assign(snapshot, unit, segment)
+    for unit in units:
+        serving.assign(snapshot, unit)
     return (time.perf_counter() - began) / len(units) * 1e6
 
 
@@ -118,18 +107,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     ids[key, sticky] = _create(client, runtime, key, shape, sticky)
             figures.update(_loads(runtime, ids, args.loads))
             runtime.serving.refresh(runtime.read_session_factory)
-            figures.update(_first_requests(runtime, ids))
             figures.update(_assignments(runtime, ids, args.rounds, args.calls))
     return figures
 
 
 def _loads(runtime: Runtime, ids: dict[tuple[str, bool], int], loads: int) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for key, (arms, segments) in SHAPES.items():
+    for key, arms in SHAPES.items():
         drawn = _load_ms(runtime, ids[key, False], loads)
         sticky = _load_ms(runtime, ids[key, True], loads)
         ratio = median([s / d for s, d in zip(sticky, drawn, strict=True)])
-        shape = f"{arms} arms" if segments is None else f"{segments} segments x {arms} arms"
+        shape = f"{arms} arms"
         say(
             f"load_snapshot, {shape}: per request {median(drawn):.1f} ms, sticky "
             f"{median(sticky):.1f} ms (median ratio {ratio:.2f}x, medians of {loads})"
@@ -140,39 +128,11 @@ def _loads(runtime: Runtime, ids: dict[tuple[str, bool], int], loads: int) -> di
     return out
 
 
-def _first_requests(runtime: Runtime, ids: dict[tuple[str, bool], int]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key in ("seg50", "seg1000"):
-        arms, segments = SHAPES[key]
-        snapshot = runtime.serving.get_by_id(ids[key, True])
-        assert snapshot is not None and snapshot.segments is not None
-        times = []
-        for index in snapshot.segments.values():
-            began = time.perf_counter()
-            snapshot.allocations[index] = segment_allocation(snapshot, index)
-            times.append((time.perf_counter() - began) * 1e3)
-        say(
-            f"a segment's first sticky request, {segments} segments x {arms} arms: "
-            f"{median(times):.1f} ms per segment (median; max {max(times):.1f} ms), "
-            f"{sum(times) / 1e3:.2f} s for all {len(times)} segments of the version"
-        )
-        out[f"first_{key}_ms"] = median(times)
-        out[f"first_{key}_total_s"] = sum(times) / 1e3
-    return out
-
-
 def _assignments(
     runtime: Runtime, ids: dict[tuple[str, bool], int], rounds: int, calls: int
 ) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    rng = np.random.default_rng(7)
-    for key in ("plain", "seg50"):
-        segments = SHAPES[key][1]
-        names: list[str | None] = (
-            [None] * calls
-            if segments is None
-            else [f"s{int(i)}" for i in rng.integers(1, segments, size=calls)]
-        )
+    for key in ("plain",):
         snapshots = {
             sticky: runtime.serving.get_by_id(ids[key, sticky]) for sticky in (False, True)
         }
@@ -187,10 +147,10 @@ def _assignments(
             for sticky in order:
                 snapshot = snapshots[sticky]
                 assert snapshot is not None
-                measured[sticky] = _assign_us(runtime, snapshot, units, names)
+                measured[sticky] = _assign_us(runtime, snapshot, units)
                 times[sticky].append(measured[sticky])
             ratios.append(measured[True] / measured[False])
-        shape = "10 arms" if segments is None else f"{segments} segments x 10 arms"
+        shape = f"{SHAPES[key]} arms"
         say(
             f"assign, {shape}: per request {median(times[False]):.2f} us, sticky "
             f"{median(times[True]):.2f} us per assignment (median ratio of time "
