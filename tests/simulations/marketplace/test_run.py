@@ -124,14 +124,15 @@ def test_optimising_views_the_contact_guardrail_retires_the_views_trap() -> None
     objective) with a guardrail on contacts. The bandit favours the view-maximiser; once its
     always-valid interval on contacts lies entirely below -1%, the platform's decisions
     retire it, and its recorded reason names the metric and the numbers (12 simulated hours,
-    about 35 s: the evidence needs that much traffic). When the always-valid interval
-    clears the tolerance depends on the draws: with seed 2 within 12 hours (seeds 1 and 3
-    take longer since Thompson choices are drawn in blocks, which changed the stream)."""
-    config = MarketplaceConfig(hours=12, seed=2, optimise="view", guardrail_loss=0.01)
+    the evidence needs hours of traffic). When the always-valid interval clears the
+    tolerance depends on the draws: with seed 2 at 4.64 h of the documented 12-hour run
+    (docs/simulator-marketplace.md), so 6 hours replay it (seeds 1 and 3 take longer since
+    Thompson choices are drawn in blocks, which changed the stream)."""
+    config = MarketplaceConfig(hours=6, seed=2, optimise="view", guardrail_loss=0.01)
     result = simulate(config)
     assert result.trap_arm_id in result.guardrail_retired
     hour, reason = result.guardrail_retired[result.trap_arm_id]
-    assert 1 < hour < 12
+    assert 1 < hour < 6
     assert "guardrail metric 'contact'" in reason and "tolerated loss of 1.00%" in reason
     trap_rows = {
         row["metric"]: row
