@@ -49,7 +49,7 @@ logger = logging.getLogger("ranktune.ingest")
 
 
 class EventRow(NamedTuple):
-    """One event to store: the first seven fields in the column order of ``_INSERT_COLUMNS``
+    """One event to store: the first seven fields in the column order of ``INSERT_COLUMNS``
     (a tuple: cheap to build for every event of every request), then how it is bounded."""
 
     experiment_id: int
@@ -282,7 +282,7 @@ _MISSING: Any = object()
 # PostgreSQL). They
 # store exactly what the ORM stored: the same columns, and ``received_at`` passed through
 # the column type's own bind processing (UTCDateTime), done once per group.
-_INSERT_COLUMNS = (
+INSERT_COLUMNS = (
     "experiment_id",
     "arm_id",
     "assignment_group",
@@ -295,7 +295,7 @@ _INSERT_COLUMNS = (
 )
 # The columns' PostgreSQL types, for COPY's binary format (which the server reads without
 # parsing text).
-_COPY_TYPES = (
+COPY_TYPES = (
     "int4",
     "int4",
     "varchar",
@@ -354,11 +354,11 @@ def insert_events(
     received_at = process(now) if process is not None else now
     credited = credit_tickets(connection, rows)
     values = [(*row[:7], received_at, part) for row, part in zip(rows, credited, strict=True)]
-    columns = ", ".join(_INSERT_COLUMNS)
+    columns = ", ".join(INSERT_COLUMNS)
     if dialect.name == "postgresql":
         _copy_events(connection, columns, values)
     else:
-        placeholders = ", ".join("?" * len(_INSERT_COLUMNS))
+        placeholders = ", ".join("?" * len(INSERT_COLUMNS))
         connection.exec_driver_sql(
             f"INSERT INTO events ({columns}) VALUES ({placeholders})", values
         )
@@ -527,7 +527,7 @@ def _copy_events(connection: Connection, columns: str, values: list[tuple[Any, .
     dbapi_connection: Any = connection.connection.dbapi_connection
     try:
         with dbapi_connection.cursor() as cursor, cursor.copy(statement) as copy:
-            copy.set_types(_COPY_TYPES)
+            copy.set_types(COPY_TYPES)
             for value in values:
                 copy.write_row(value)
     except connection.dialect.loaded_dbapi.Error as error:

@@ -46,6 +46,7 @@ if __package__ in (None, ""):
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from api.ingest import COPY_TYPES, INSERT_COLUMNS, PENDING_KEY
 from benchmarks.common import (
     BenchError,
     create_example_experiment,
@@ -56,22 +57,8 @@ from benchmarks.common import (
 )
 
 CONNECTIONS = {"sqlite": (1, 2), "postgresql": (1, 2, 4, 8)}
-EVENTS_COLUMNS = (
-    "experiment_id, arm_id, assignment_group, type, count, event_id, payload_hash, "
-    "received_at, credited"
-)
-COPY_TYPES = (
-    "int4",
-    "int4",
-    "varchar",
-    "varchar",
-    "int4",
-    "varchar",
-    "varchar",
-    "timestamptz",
-    "int4",
-)
-PENDING = "experiment_id, arm_id, assignment_group, type, reason, bucket"
+EVENTS_COLUMNS = ", ".join(INSERT_COLUMNS)  # the service's own columns and types
+PENDING = ", ".join(name for name, _ in PENDING_KEY)  # the key the service upserts on
 BUCKETS = 64
 PG_NAME = "ranktune_bench_floor"
 
@@ -122,7 +109,7 @@ class Rows:
 def pending_of(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
     totals: dict[tuple[Any, ...], int] = {}
     for row in rows:
-        key = (row[0], row[1], row[2], row[3], "", int(row[6], 16) % BUCKETS)
+        key = (row[0], row[1], row[2], row[3], "", int(row[6], 16) % BUCKETS, 0)  # segment 0
         totals[key] = totals.get(key, 0) + 1
     return [(*key, count) for key, count in sorted(totals.items())]
 
@@ -134,7 +121,7 @@ def sqlite_writer(path: str, rows: Rows) -> Callable[[int], None]:
     received_at = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
     insert = f"INSERT INTO events ({EVENTS_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
     pending = (
-        f"INSERT INTO pending_counts ({PENDING}, count) VALUES (?, ?, ?, ?, ?, ?, ?) "
+        f"INSERT INTO pending_counts ({PENDING}, count) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
         f"ON CONFLICT ({PENDING}) DO UPDATE SET count = pending_counts.count + excluded.count"
     )
 
@@ -168,7 +155,8 @@ def postgres_writer(url: str, rows: Rows) -> Callable[[int], None]:
     )
     pending = (
         f"INSERT INTO pending_counts ({PENDING}, count) SELECT * FROM unnest(%s::int[], "
-        "%s::int[], %s::varchar[], %s::varchar[], %s::varchar[], %s::int[], %s::bigint[]) "
+        "%s::int[], %s::varchar[], %s::varchar[], %s::varchar[], %s::int[], %s::int[], "
+        "%s::bigint[]) "
         f"ON CONFLICT ({PENDING}) DO UPDATE SET count = pending_counts.count + excluded.count"
     )
 
