@@ -156,12 +156,14 @@ def test_a_stuck_event_writer_is_not_ready(client: TestClient) -> None:
     try:
         status, body = ready(client)
         assert status == 503
-        # 45 s, or a second or two more when a loaded machine is slow to answer.
+        # 45 s, or some seconds more when a loaded machine is slow to answer.
         assert set(failing(body)) == {"event_writer"}
-        assert re.fullmatch(
-            r"one commit has been running for 4[5-9] s \(stuck: expected under 30 s\)",
+        stuck = re.fullmatch(
+            r"one commit has been running for (\d+) s \(stuck: expected under 30 s\)",
             failing(body)["event_writer"],
         )
+        assert stuck is not None, failing(body)
+        assert 45 <= int(stuck.group(1)) < 75
     finally:
         del writer.busy_since[-1]
 

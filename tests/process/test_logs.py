@@ -86,7 +86,13 @@ def test_json_logs_of_a_real_server(tmp_path: Path) -> None:
     assert lines, output
     for line in lines:
         assert {"time", "level", "logger", "message"} <= set(line), line
-    loggers = {line["logger"] for line in lines}
+    # APScheduler's warnings still show (a job run skipped on a loaded machine): they are
+    # not start-up noise, as in the text format below.
+    loggers = {
+        line["logger"]
+        for line in lines
+        if not (line["logger"].startswith("apscheduler") and line["level"] == "WARNING")
+    }
     assert loggers <= {"ranktune", "uvicorn.error", "uvicorn.access"}, loggers
     (ready_line,) = [line for line in lines if "GET /ready" in line["message"]]
     assert ready_line["logger"] == "uvicorn.access"
