@@ -210,3 +210,136 @@ def _contenders(a: FloatArray, b: FloatArray, ranks: int) -> tuple[IntArray, flo
     floor = float(np.sort(lower)[-(ranks + 1)])
     keep: IntArray = np.flatnonzero(upper >= floor)
     return keep, floor
+
+
+# -- many posteriors at once: the argmax only ----------------------------------------------
+# beta_rank_probabilities integrates one posterior at a time with exact distribution
+# functions (SciPy's betainc at every node: tens of milliseconds for 10-20 arms), which is
+# what a segmented sticky experiment cannot afford for each of its hundreds of segments at
+# every version. argmax_probabilities below integrates many rows in one vectorised pass and
+# evaluates only densities: each distribution function is the running integral of its
+# density on the same nodes.
+
+# Each arm's partition points on the logit scale: the logit of a Beta has mean
+# digamma(a) - digamma(b) and variance trigamma(a) + trigamma(b); points at these z, and
+# the ends +-LOGIT_END (beyond which the mass is below exp(-a LOGIT_END) / a).
+_Z_HALF = [0.25, 0.8, 1.4, 2.0, 2.75, 3.75, 5.0, 6.5, 9.0, 15.0, 25.0, 40.0]
+_Z_LEVELS = np.array([-z for z in reversed(_Z_HALF)] + _Z_HALF)
+LOGIT_END = 700.0
+ARGMAX_NODES = 4  # Gauss-Legendre nodes per interval
+ARGMAX_MAX_POINTS = 96  # partition points per row at most (thinned evenly in rank)
+_CHUNK_ELEMENTS = 2_000_000  # rows per pass: at most about this many (row, arm, node) values
+
+
+def _running_integral_matrix(nodes: int) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Gauss-Legendre nodes ``t`` and weights on [-1, 1], and ``A[m, l]``: the integral from
+    -1 to ``t[m]`` of the Lagrange basis polynomial of node ``l`` (so that
+    ``sum_l A[m, l] f(t_l)`` is the running integral of the interpolant of ``f`` at ``t_m``)."""
+    t, w = np.polynomial.legendre.leggauss(nodes)
+    running = np.empty((nodes, nodes))
+    for node in range(nodes):
+        others = np.delete(t, node)
+        basis = np.polynomial.Polynomial.fromroots(others) / np.prod(t[node] - others)
+        running[:, node] = basis.integ(lbnd=-1.0)(t)
+    return t, w, running
+
+
+def argmax_probabilities(alphas: npt.ArrayLike, betas: npt.ArrayLike) -> FloatArray:
+    """P(draw ``k`` is the largest) of independent ``Beta(alphas[s, k], betas[s, k])``, for
+    every row ``s`` of shape ``(S, K)`` arrays at once: what one Thompson draw serves from
+    each of ``S`` posteriors (a segmented experiment's segments).
+
+    The integral of :func:`beta_rank_probabilities` with ``ranks=1``,
+    ``P_k = integral of f_k(x) prod_{j != k} F_j(x) dx``, taken on the logit scale
+    ``y = log(x / (1 - x))``, where every density ``g_j(y) = x^a_j (1 - x)^b_j / B(a_j, b_j)``
+    is smooth (no singularity at 0 or 1 when a parameter is below 1). Each row's partition
+    is ``+-LOGIT_END`` and every arm's logit-normal points at ``_Z_LEVELS`` (at most
+    ``ARGMAX_MAX_POINTS``, thinned evenly in rank), ``ARGMAX_NODES`` Gauss-Legendre nodes per
+    interval. Each ``F_j`` is the running integral of ``g_j``: the intervals before the
+    node's, plus the integral of the density's interpolant over its own interval up to the
+    node, divided by the rule's total (its estimate of 1). Only densities are evaluated
+    (no incomplete Beta function), which makes a row of 20 arms cost about a millisecond
+    instead of tens. Each row is normalised to sum to 1; tests/bandit/test_propensities.py
+    bounds the error against SciPy's adaptive quadrature."""
+    a = np.asarray(alphas, dtype=np.float64)
+    b = np.asarray(betas, dtype=np.float64)
+    if a.ndim != 2 or a.shape != b.shape or a.shape[1] == 0:
+        raise InvalidParameterError(
+            f"alphas and betas must have the same shape (S, K) with K >= 1; got {a.shape} and "
+            f"{b.shape}",
+            parameter="betas" if a.ndim == 2 and a.shape[1] else "alphas",
+        )
+    for label, values in (("alphas", a), ("betas", b)):
+        if not (np.all(np.isfinite(values)) and np.all(values > 0)):
+            raise InvalidParameterError(f"{label} must be finite numbers > 0", parameter=label)
+    rows, arms = a.shape
+    out = np.empty((rows, arms))
+    points = min(arms * _Z_LEVELS.size + 2, ARGMAX_MAX_POINTS)
+    step = max(1, _CHUNK_ELEMENTS // (arms * (points - 1) * ARGMAX_NODES))
+    for start in range(0, rows, step):
+        out[start : start + step] = _argmax_rows(a[start : start + step], b[start : start + step])
+    return out
+
+
+def _logit_partitions(a: FloatArray, b: FloatArray) -> FloatArray:
+    """Shape ``(S, P)``: each row's sorted partition of the logit scale (see above)."""
+    from scipy import special
+
+    centre = special.digamma(a) - special.digamma(b)
+    spread = np.sqrt(special.polygamma(1, a) + special.polygamma(1, b))
+    points = centre[:, :, None] + spread[:, :, None] * _Z_LEVELS[None, None, :]
+    points = np.clip(points.reshape(a.shape[0], -1), -LOGIT_END, LOGIT_END)
+    ends = np.tile([-LOGIT_END, LOGIT_END], (a.shape[0], 1))
+    partition: FloatArray = np.sort(np.concatenate([ends, points], axis=1), axis=1)
+    if partition.shape[1] > ARGMAX_MAX_POINTS:
+        ranks = np.linspace(0, partition.shape[1] - 1, ARGMAX_MAX_POINTS).round().astype(int)
+        partition = partition[:, ranks]  # the ends are kept
+    return partition
+
+
+def _argmax_rows(a: FloatArray, b: FloatArray) -> FloatArray:
+    from scipy import special
+
+    t, w, running = _running_integral_matrix(ARGMAX_NODES)
+    nodes = t.size
+    partition = _logit_partitions(a, b)
+    half = np.diff(partition, axis=1) / 2  # (S, I)
+    # Node first, (n, S, K, I), so that the sums over nodes are plain matrix products.
+    y = (partition[:, :-1] + half)[None] + half[None] * t[:, None, None]  # (n, S, I)
+    log_x, log_1mx = -np.logaddexp(0.0, -y), -np.logaddexp(0.0, y)
+    # Logit-scale densities times the interval's half width (dy = half dt).
+    log_g = (
+        a[None, :, :, None] * log_x[:, :, None]
+        + b[None, :, :, None] * log_1mx[:, :, None]
+        - special.betaln(a, b)[None, :, :, None]
+    )
+    g = np.exp(log_g)
+    g *= half[None, :, None, :]
+    flat = g.reshape(nodes, -1)
+    totals = (w @ flat).reshape(g.shape[1:])  # (S, K, I): each interval's integral
+    mass = totals.sum(axis=2, keepdims=True)
+    before = np.cumsum(totals, axis=2) - totals
+    cdf = (running @ flat).reshape(g.shape)
+    cdf += before
+    cdf /= mass
+    np.clip(cdf, 0.0, 1.0, out=cdf)
+    g /= mass
+    g *= _others_product(cdf)
+    probabilities: FloatArray = (w @ g.reshape(nodes, -1)).reshape(totals.shape).sum(axis=2)
+    normalised: FloatArray = probabilities / probabilities.sum(axis=1, keepdims=True)
+    return normalised
+
+
+def _others_product(cdf: FloatArray) -> FloatArray:
+    """``out[:, :, k] = prod_{j != k} cdf[:, :, j]`` over axis 2 (the arms), from a prefix and
+    a suffix product (no division, so a distribution function of 0 is no trouble)."""
+    out = np.empty_like(cdf)
+    running = np.ones_like(cdf[:, :, 0])
+    for k in range(cdf.shape[2]):
+        out[:, :, k] = running
+        running = running * cdf[:, :, k]
+    running = np.ones_like(cdf[:, :, 0])
+    for k in reversed(range(cdf.shape[2])):
+        out[:, :, k] *= running
+        running = running * cdf[:, :, k]
+    return out

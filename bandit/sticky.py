@@ -11,6 +11,10 @@ uniform on ``[0, 1)`` the arms' shares of units are the probabilities ``p_k``, t
 per-request Thompson draws would give; a unit keeps its arm as long as ``u`` and the
 probabilities do. An arm of probability 0 has an empty slice and is never served.
 
+:func:`thompson_allocations` gives many posteriors' allocations at once (a segmented
+experiment's segments): Thompson's P(argmax) of each, integrated in one vectorised pass
+(bandit.propensities.argmax_probabilities), with the nursery's share.
+
 Pure: probabilities in, an arm index out; no randomness.
 """
 
@@ -23,6 +27,8 @@ import numpy as np
 import numpy.typing as npt
 
 from bandit.errors import InvalidParameterError
+from bandit.nursery import Nursery, spread_over_nursery
+from bandit.propensities import argmax_probabilities
 
 
 @dataclass(frozen=True)
@@ -54,3 +60,13 @@ class Allocation:
     def arm_at(self, u: float) -> int:
         """The arm whose slice holds ``u`` in ``[0, 1)``."""
         return min(bisect_right(self.cumulative, u), self.last)
+
+
+def thompson_allocations(
+    alphas: npt.ArrayLike, betas: npt.ArrayLike, nursery: Nursery | None
+) -> list[Allocation]:
+    """Per row of the ``(S, K)`` Beta parameters of the arms Thompson sampling draws among
+    (``nursery.grown`` when there is a nursery, else every arm), the allocation one draw
+    serves: ``share`` split over the nursery arms, the rest by Thompson's P(argmax)."""
+    first = argmax_probabilities(alphas, betas)
+    return [Allocation.of(spread_over_nursery(nursery, row)) for row in first]

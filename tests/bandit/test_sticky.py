@@ -10,7 +10,8 @@ import pytest
 from bandit import ThompsonSampling
 from bandit.errors import InvalidParameterError
 from bandit.nursery import nursery_of, probabilities_with_nursery, spread_over_nursery
-from bandit.sticky import Allocation
+from bandit.propensities import beta_rank_probabilities
+from bandit.sticky import Allocation, thompson_allocations
 
 
 def test_each_point_falls_in_its_arms_slice() -> None:
@@ -69,3 +70,22 @@ def test_spread_over_nursery_is_the_nursery_probabilities() -> None:
     )
     np.testing.assert_array_equal(spread, expected)
     np.testing.assert_array_equal(spread_over_nursery(None, grown), grown)
+
+
+def test_thompson_allocations_give_each_row_its_argmax_shares_with_the_nursery() -> None:
+    # Two posteriors of the grown arms 0 and 2 (arm 1 in the nursery, 30% of the draws).
+    nursery = nursery_of([500.0, 10.0, 300.0], min_exposures=100, share=0.3)
+    assert nursery is not None and nursery.grown == (0, 2)
+    alphas = np.array([[31.0, 36.0], [40.0, 12.0]])
+    betas = np.array([[71.0, 66.0], [60.0, 88.0]])
+    allocations = thompson_allocations(alphas, betas, nursery)
+    for row, allocation in enumerate(allocations):
+        first = beta_rank_probabilities(alphas[row], betas[row]).first
+        expected = [0.7 * first[0], 0.3, 0.7 * first[1]]
+        shares = np.diff(np.concatenate([[0.0], allocation.cumulative]))
+        np.testing.assert_allclose(shares, expected, atol=1e-6)
+    # Without a nursery the rows' shares are the argmax probabilities themselves.
+    plain = thompson_allocations(alphas, betas, None)[1]
+    np.testing.assert_allclose(
+        plain.cumulative[0], beta_rank_probabilities(alphas[1], betas[1]).first[0], atol=1e-6
+    )
