@@ -519,7 +519,8 @@ class AssignmentIn(Strict):
         False,
         description="true: a target unit keeps its arm until the posteriors move (the arm is "
         "the allocation probabilities' inverse at a hash of salt, unit and the experiment's "
-        "version); false: an arm drawn per request. Needs mode 'request'",
+        "version; in a segmented experiment, the segment's allocation and the version at "
+        "which it last moved); false: an arm drawn per request. Needs mode 'request'",
     )
 
 

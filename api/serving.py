@@ -40,7 +40,7 @@ from bandit import (
 )
 from bandit.nursery import probabilities_with_nursery
 from bandit.policies import ThompsonDraws, thompson_choice
-from bandit.sticky import Allocation
+from bandit.sticky import Allocation, thompson_allocations
 
 logger = logging.getLogger("ranktune.serving")
 
@@ -142,12 +142,33 @@ class ExperimentSnapshot:
     max_segments: int = 0
     # Sticky experiments (docs/design.md "Sticky assignment"): the hash prefix of the arm
     # points at this version (None: a draw per request), and the allocation the points are
-    # inverted through: the policy's probabilities with the nursery's share.
+    # inverted through: the policy's probabilities with the nursery's share. A segmented
+    # sticky experiment has neither but one SegmentPlacement per segment index instead.
     sticky_prefix: bytes | None = None
     allocation: Allocation | None = None
+    segment_placements: tuple[SegmentPlacement, ...] = ()
 
 
-def load_snapshot(session: Session, experiment: Experiment) -> ExperimentSnapshot:
+@dataclass(frozen=True)
+class SegmentPlacement:
+    """How a segmented sticky experiment places a segment's target units: the allocation of
+    the segment's pooled posteriors ``params`` (what a Thompson draw there serves, the
+    nursery's share included), inverted at the units' points hashed with ``prefix``, the
+    prefix of the ``version`` at which that allocation was computed. A later snapshot whose
+    segment has the same parameters, arms and nursery keeps the placement (a new segment's
+    registration moves the version, not the others' units)."""
+
+    version: int
+    prefix: bytes
+    allocation: Allocation
+    params: tuple[tuple[float, float], ...]
+
+
+def load_snapshot(
+    session: Session, experiment: Experiment, previous: ExperimentSnapshot | None = None
+) -> ExperimentSnapshot:
+    """The experiment as it is served; ``previous``, the snapshot it replaces, lends a
+    segmented sticky experiment the placements of its unchanged segments."""
     every_arm = repo.arms_of(session, experiment.id)
     reference = reference_of(every_arm)
     targets = [
@@ -179,11 +200,18 @@ def load_snapshot(session: Session, experiment: Experiment) -> ExperimentSnapsho
         if experiment.max_segments is not None
         else {}
     )
-    sticky_fields = (
-        _sticky_fields(experiment, policy, (successes, failures, exposures))
-        if experiment.sticky and targets and experiment.mode == Mode.REQUEST and not segment_fields
-        else {}
-    )
+    sticky_fields: dict[str, Any] = {}
+    if experiment.sticky and targets and experiment.mode == Mode.REQUEST and segment_fields:
+        placements = segment_placements(
+            experiment.salt,
+            experiment.version,
+            (ids, nursery),
+            segment_fields["segment_params"],
+            previous,
+        )
+        sticky_fields = {"segment_placements": placements}
+    elif experiment.sticky and targets and experiment.mode == Mode.REQUEST:
+        sticky_fields = _sticky_fields(experiment, policy, (successes, failures, exposures))
     return ExperimentSnapshot(
         id=experiment.id,
         name=experiment.name,
@@ -251,8 +279,7 @@ def _sticky_fields(
     """A sticky experiment's hash prefix and its allocation: what one draw of
     :meth:`ServingState._choose` serves each arm, the nursery's share included, computed
     once per snapshot (``statistics``: every target arm's successes, failures and
-    exposures). Not for segmented experiments (refused when created: a segment's allocation
-    would cost the event loop tens of milliseconds per segment and version, docs/design.md)."""
+    exposures). A segmented experiment's are per segment: :func:`segment_placements`."""
     successes, failures, exposures = statistics
     probabilities = probabilities_with_nursery(
         policy,
@@ -268,10 +295,43 @@ def _sticky_fields(
     }
 
 
-def sticky_choice(snapshot: ExperimentSnapshot, unit: str) -> int:
+def segment_placements(
+    salt: str,
+    version: int,
+    arms: tuple[tuple[int, ...], Nursery | None],
+    params: tuple[tuple[tuple[float, float], ...], ...],
+    previous: ExperimentSnapshot | None,
+) -> tuple[SegmentPlacement, ...]:
+    """Every segment's placement at this ``version``: the ``previous`` snapshot's when the
+    segment's ``params`` (the policy arms' pooled Beta parameters), the target ``arms``
+    (ids) and the nursery are unchanged, else a new one from the segment's Thompson
+    allocation, the changed segments integrated together in one vectorised pass
+    (bandit.sticky.thompson_allocations: about a millisecond per segment of 20 arms,
+    benchmarks/sticky.py). Run where snapshots load, in the refresher's thread: a request
+    only reads the placement."""
+    arm_ids, nursery = arms
+    kept: tuple[SegmentPlacement, ...] = ()
+    if previous is not None and previous.arm_ids == arm_ids and previous.nursery == nursery:
+        kept = previous.segment_placements
+    changed = [s for s, row in enumerate(params) if s >= len(kept) or kept[s].params != row]
+    placements = dict(enumerate(kept[: len(params)]))
+    if changed:
+        pairs = np.array([params[s] for s in changed], dtype=np.float64)  # (S, K, 2)
+        fresh = thompson_allocations(pairs[:, :, 0], pairs[:, :, 1], nursery)
+        prefix = sticky_prefix(salt, version)
+        for s, allocation in zip(changed, fresh, strict=True):
+            placements[s] = SegmentPlacement(version, prefix, allocation, params[s])
+    return tuple(placements[s] for s in range(len(params)))
+
+
+def sticky_choice(snapshot: ExperimentSnapshot, unit: str, segment: int | None = None) -> int:
     """A sticky experiment's arm for a target unit: the allocation's inverse at the unit's
-    point at this version (bandit.sticky), the same for every request until the version
-    moves."""
+    point (bandit.sticky), the same for every request until the version moves; in a
+    segmented experiment, segment index ``segment``'s placement, until the segment's
+    allocation moves."""
+    if snapshot.segment_placements:
+        placement = snapshot.segment_placements[segment or 0]
+        return placement.allocation.arm_at(unit_fraction(placement.prefix, unit))
     assert snapshot.sticky_prefix is not None and snapshot.allocation is not None
     return snapshot.allocation.arm_at(unit_fraction(snapshot.sticky_prefix, unit))
 
@@ -341,7 +401,7 @@ class ServingState:
                 if experiment is None:
                     continue
                 try:
-                    by_name[name] = load_snapshot(session, experiment)
+                    by_name[name] = load_snapshot(session, experiment, by_name.get(name))
                 except Exception:
                     logger.exception(
                         "experiment %r could not be loaded; serving its last snapshot", name
@@ -368,8 +428,10 @@ class ServingState:
             arm_id, config_json = snapshot.reference_arm_id, snapshot.reference_config_json
         else:
             index = snapshot.window_index
-            if index is None and snapshot.sticky_prefix is not None:
-                index = sticky_choice(snapshot, unit)
+            if index is None and (
+                snapshot.sticky_prefix is not None or snapshot.segment_placements
+            ):
+                index = sticky_choice(snapshot, unit, index_of_segment)
             elif index is None:
                 index = self._choose(snapshot, index_of_segment)
             arm_id, config_json = snapshot.arm_ids[index], snapshot.arm_config_jsons[index]

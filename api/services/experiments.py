@@ -359,13 +359,6 @@ def check_sticky(request: schemas.ExperimentCreate) -> None:
             f"expected mode 'request', got {request.mode.value!r}",
             field="assignment.sticky",
         )
-    if request.assignment.sticky and request.segments is not None:
-        raise InvalidInput(
-            "assignment.sticky: not available for segmented experiments yet (a segment's "
-            "allocation costs the event loop tens of milliseconds per segment at every "
-            "posterior update); expected `segments` absent, or `sticky` false",
-            field="assignment.sticky",
-        )
 
 
 def segments_out(session: Session, experiment: Experiment) -> schemas.SegmentsOut | None:

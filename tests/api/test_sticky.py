@@ -1,7 +1,8 @@
 """Sticky assignment (issue 12): the option's contract, a target unit keeping its arm until
 the version moves (its arm recomputed here from the documented hash), and the arms' shares
 of many units matching per-request Thompson sampling within sampling error (chi-square),
-nursery and segments included.
+nursery and segments included (per segment, also against exact shares integrated here by
+SciPy's quadrature).
 
 The traffic tests run on SQLite only: what they check happens in memory (the replica's
 snapshot); the option's storage is checked on both stores.
@@ -20,11 +21,12 @@ from scipy import stats
 from sqlalchemy import select, update
 
 from api.app import create_app
-from api.models import Arm, Experiment
+from api.models import Arm, ArmSegment, Experiment
 from api.runtime import Runtime
 from api.serving import ExperimentSnapshot
 from arms.origins import Origin
 from tests.api.helpers import ADMIN, assert_error_shape, create, inspect, tick
+from tests.bandit.test_propensities import argmax_by_quadrature
 from tests.conftest import settings_for, similar_items
 
 NAME = "sticky"
@@ -210,18 +212,148 @@ def test_the_shares_of_units_follow_thompson_sampling(
     assert p > LEVEL, (served.tolist(), probabilities.tolist(), p)
 
 
-def test_a_segmented_experiment_cannot_be_sticky(fast_client: TestClient) -> None:
-    """Refused when created: a segment's allocation would cost the event loop tens of
-    milliseconds per segment at every posterior update (docs/design.md)."""
-    answer = fast_client.post(
-        "/v1/experiments",
-        json={
-            **similar_items(name=NAME, salt=SALT),
-            "assignment": STICKY,
-            "segments": {"max_segments": 4},
-        },
-        headers=ADMIN,
-    )
-    assert answer.status_code == 422, answer.text
-    assert_error_shape(answer.json(), None, "assignment.sticky")
-    assert "not available for segmented experiments" in answer.json()["detail"]
+def set_segments(
+    client: TestClient,
+    pools: list[tuple[float, float]],
+    evidence: dict[int, list[tuple[float, float]]],
+) -> None:
+    """Give the target arms their pools (mu, kappa) and, per segment index, their evidence
+    (successes, failures) there; move the version and reload the snapshot."""
+    runtime = runtime_of(client)
+    with runtime.session_factory() as session, session.begin():
+        experiment = session.scalars(select(Experiment).where(Experiment.name == NAME)).one()
+        arms = session.scalars(
+            select(Arm)
+            .where(Arm.experiment_id == experiment.id, Arm.origin != Origin.REFERENCE)
+            .order_by(Arm.id)
+        ).all()
+        for arm, (mu, kappa) in zip(arms, pools, strict=True):
+            arm.pool_mu, arm.pool_kappa = mu, kappa
+        for segment, rows in evidence.items():
+            for arm, (x, m) in zip(arms, rows, strict=True):
+                session.merge(
+                    ArmSegment(
+                        arm_id=arm.id,
+                        segment=segment,
+                        alpha=experiment.prior_alpha + x,
+                        beta=experiment.prior_beta + m,
+                        exposures=x + m,
+                        target_events=x,
+                    )
+                )
+        session.execute(
+            update(Experiment)
+            .where(Experiment.id == experiment.id)
+            .values(version=Experiment.version + 1)
+        )
+    runtime.serving.refresh(runtime.read_session_factory)
+
+
+def open_segment(client: TestClient, name: str) -> None:
+    """First sight of a segment, then the exposure flush registers it (the version moves)."""
+    target_arms(client, ["opener"], segment=name)
+    runtime = runtime_of(client)
+    runtime.flush_exposures(timeout_s=10)
+    runtime.serving.refresh(runtime.read_session_factory)
+    assert name in (snapshot_of(client).segments or {})
+
+
+def units_by_arm(client: TestClient, units: list[str], segment: str) -> dict[str, int]:
+    """Each target unit's arm (index among the target arms) in ``segment``, served in
+    process by the replica (the HTTP path is checked on a few units)."""
+    serving = runtime_of(client).serving
+    snapshot = snapshot_of(client)
+    served = {}
+    for unit in units:
+        answer = serving.assign(snapshot, unit, segment)
+        if answer.group == "target":
+            served[unit] = snapshot.arm_ids.index(answer.arm_id)
+    return served
+
+
+# Per segment, evidence (successes, failures) per target arm on pools (mu, kappa): the
+# default segment favours arm 0, cars arm 2; every arm keeps a sizeable share.
+POOLS = [(0.3, 40.0), (0.28, 60.0), (0.3, 20.0)]
+EVIDENCE = {
+    0: [(31.0, 69.0), (27.0, 73.0), (26.0, 74.0)],
+    1: [(20.0, 80.0), (22.0, 78.0), (28.0, 72.0)],
+}
+
+
+def pooled_params(segment: int) -> tuple[np.ndarray, np.ndarray]:
+    """What Thompson sampling draws from in the segment, from the documented formula
+    Beta(mu kappa + x, (1 - mu) kappa + m) (docs/segments.md)."""
+    mu, kappa = np.array(POOLS).T
+    x, m = np.array(EVIDENCE[segment]).T
+    return mu * kappa + x, (1 - mu) * kappa + m
+
+
+def test_a_segmented_experiment_places_units_by_each_segments_allocation(
+    fast_client: TestClient,
+) -> None:
+    client = fast_client
+    create(client, name=NAME, salt=SALT, assignment=STICKY, segments={"max_segments": 4})
+    open_segment(client, "cars")
+    set_segments(client, POOLS, EVIDENCE)
+    snapshot = snapshot_of(client)
+    assert snapshot.segments == {"default": 0, "cars": 1}
+    units = [f"unit-{i}" for i in range(6000)]
+    for index, segment in ((0, "default"), (1, "cars")):
+        alphas, betas = pooled_params(index)
+        exact = argmax_by_quadrature(alphas.tolist(), betas.tolist())
+        assert min(exact) > 0.1
+        placement = snapshot.segment_placements[index]
+        assert placement.version == snapshot.version
+        allocated = np.diff(np.concatenate([[0.0], placement.allocation.cumulative]))
+        np.testing.assert_allclose(allocated, exact, atol=1e-6, rtol=0)
+        # The units' arms: a goodness-of-fit test against the exact shares, and a test of
+        # homogeneity against per-request Thompson draws.
+        arms = units_by_arm(client, units, segment)
+        served = np.bincount(list(arms.values()), minlength=3)
+        p = stats.chisquare(served, served.sum() * exact).pvalue
+        assert p > LEVEL, (segment, served.tolist(), exact.tolist(), p)
+        assert_same_allocation(served, thompson_shares(alphas, betas, int(served.sum())))
+        assert served.argmax() == (0 if index == 0 else 2), served.tolist()
+        # Over HTTP, a unit's arm is the exact allocation's inverse at its documented point,
+        # on every request.
+        bounds = np.cumsum(exact)
+        for unit in list(arms)[:20]:
+            expected = min(
+                int(np.searchsorted(bounds, expected_point(snapshot.version, unit), "right")), 2
+            )
+            assert (
+                target_arms(client, [unit] * 3, segment=segment) == [snapshot.arm_ids[expected]] * 3
+            )
+
+
+def test_a_segments_units_keep_their_arms_until_its_allocation_moves(
+    fast_client: TestClient,
+) -> None:
+    client = fast_client
+    create(client, name=NAME, salt=SALT, assignment=STICKY, segments={"max_segments": 4})
+    open_segment(client, "cars")
+    set_segments(client, POOLS, EVIDENCE)
+    placed_at = snapshot_of(client).version
+    units = [f"unit-{i}" for i in range(400)]
+    before = {segment: units_by_arm(client, units, segment) for segment in ("default", "cars")}
+    # A new segment moves the version; the others' allocations, and so their units' arms, stay.
+    open_segment(client, "flats")
+    snapshot = snapshot_of(client)
+    assert snapshot.version > placed_at
+    assert [p.version for p in snapshot.segment_placements] == [
+        placed_at,
+        placed_at,
+        snapshot.version,
+    ]
+    for segment in ("default", "cars"):
+        assert units_by_arm(client, units, segment) == before[segment]
+    # New evidence in cars moves cars' allocation: its units are placed afresh (about three
+    # quarters of them change arm with these shares), the default segment's stay.
+    set_segments(client, POOLS, {1: [(20.0, 80.0), (28.0, 72.0), (22.0, 78.0)]})
+    snapshot = snapshot_of(client)
+    assert snapshot.segment_placements[0].version == placed_at
+    assert snapshot.segment_placements[1].version == snapshot.version > placed_at
+    assert units_by_arm(client, units, "default") == before["default"]
+    cars = units_by_arm(client, units, "cars")
+    moved = sum(cars[unit] != arm for unit, arm in before["cars"].items())
+    assert moved > len(cars) / 3, (moved, len(cars))
