@@ -228,7 +228,7 @@ _Z_LEVELS = np.array([-z for z in reversed(_Z_HALF)] + _Z_HALF)
 LOGIT_END = 700.0
 ARGMAX_NODES = 4  # Gauss-Legendre nodes per interval
 ARGMAX_MAX_POINTS = 96  # partition points per row at most (thinned evenly in rank)
-_CHUNK_ELEMENTS = 2_000_000  # rows per pass: at most about this many (row, arm, node) values
+_CHUNK_ELEMENTS = 1_000_000  # rows per pass: at most about this many (row, arm, node) values
 
 
 def _running_integral_matrix(nodes: int) -> tuple[FloatArray, FloatArray, FloatArray]:
