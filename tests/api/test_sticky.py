@@ -327,7 +327,7 @@ def test_a_segmented_experiment_places_units_by_each_segments_allocation(
 
 
 def test_a_segments_units_keep_their_arms_until_its_allocation_moves(
-    fast_client: TestClient,
+    fast_client: TestClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     client = fast_client
     create(client, name=NAME, salt=SALT, assignment=STICKY, segments={"max_segments": 4})
@@ -335,7 +335,14 @@ def test_a_segments_units_keep_their_arms_until_its_allocation_moves(
     set_segments(client, POOLS, EVIDENCE)
     placed_at = snapshot_of(client).version
     units = [f"unit-{i}" for i in range(400)]
-    before = {segment: units_by_arm(client, units, segment) for segment in ("default", "cars")}
+    with monkeypatch.context() as patched:
+        # Requests integrate nothing: the allocations were computed when the snapshot loaded.
+        def no_integration(*args: Any) -> None:
+            raise AssertionError("an allocation integrated on the request path")
+
+        patched.setattr("api.serving.thompson_allocations", no_integration)
+        before = {segment: units_by_arm(client, units, segment) for segment in ("default", "cars")}
+        assert target_arms(client, units[:5], segment="cars")
     # A new segment moves the version; the others' allocations, and so their units' arms, stay.
     open_segment(client, "flats")
     snapshot = snapshot_of(client)
