@@ -36,6 +36,7 @@ from bandit.errors import InvalidParameterError
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.intp]
+BoolArray = npt.NDArray[np.bool_]
 
 # Quantile levels per arm: at least 32, and more with few arms (the partition's density is
 # what the accuracy depends on, and few arms make it cheap): max(32, 384 // K).
@@ -281,20 +282,34 @@ def argmax_probabilities(alphas: npt.ArrayLike, betas: npt.ArrayLike) -> FloatAr
     return out
 
 
-def _logit_partitions(a: FloatArray, b: FloatArray) -> FloatArray:
-    """Shape ``(S, P)``: each row's sorted partition of the logit scale (see above)."""
+# An arm can win only where the leader can lose: an arm whose point at +CONTENDER_Z lies
+# below every point at -CONTENDER_Z of the arm highest there is left out of the partition
+# (its points would take the resolution the contenders need) and of the product (its
+# distribution function is 1 where any contender can win; its own probability is 0).
+CONTENDER_Z = 12.0
+
+
+def _logit_partitions(a: FloatArray, b: FloatArray) -> tuple[FloatArray, BoolArray]:
+    """Shape ``(S, P)``: each row's sorted partition of the logit scale (see above), from
+    its contenders' points; and the ``(S, K)`` mask of the contenders."""
     from scipy import special
 
     centre = special.digamma(a) - special.digamma(b)
     spread = np.sqrt(special.polygamma(1, a) + special.polygamma(1, b))
+    floor = np.max(centre - CONTENDER_Z * spread, axis=1, keepdims=True)
+    contenders: BoolArray = centre + CONTENDER_Z * spread >= floor
     points = centre[:, :, None] + spread[:, :, None] * _Z_LEVELS[None, None, :]
+    # The others' points go to the upper end, past every real point after the sort.
+    points = np.where(contenders[:, :, None], points, LOGIT_END)
     points = np.clip(points.reshape(a.shape[0], -1), -LOGIT_END, LOGIT_END)
     ends = np.tile([-LOGIT_END, LOGIT_END], (a.shape[0], 1))
     partition: FloatArray = np.sort(np.concatenate([ends, points], axis=1), axis=1)
-    if partition.shape[1] > ARGMAX_MAX_POINTS:
-        ranks = np.linspace(0, partition.shape[1] - 1, ARGMAX_MAX_POINTS).round().astype(int)
-        partition = partition[:, ranks]  # the ends are kept
-    return partition
+    real = contenders.sum(axis=1) * _Z_LEVELS.size + 2  # each row's own points and ends
+    width = min(int(real.max()), ARGMAX_MAX_POINTS)
+    # Evenly in rank over each row's own points (a row with fewer repeats some: intervals
+    # of width 0 add nothing); the ends are kept.
+    ranks = np.rint(np.linspace(0.0, 1.0, width)[None, :] * (real[:, None] - 1)).astype(int)
+    return np.take_along_axis(partition, ranks, axis=1), contenders
 
 
 def _argmax_rows(a: FloatArray, b: FloatArray) -> FloatArray:
@@ -302,7 +317,7 @@ def _argmax_rows(a: FloatArray, b: FloatArray) -> FloatArray:
 
     t, w, running = _running_integral_matrix(ARGMAX_NODES)
     nodes = t.size
-    partition = _logit_partitions(a, b)
+    partition, contenders = _logit_partitions(a, b)
     half = np.diff(partition, axis=1) / 2  # (S, I)
     # Node first, (n, S, K, I), so that the sums over nodes are plain matrix products.
     y = (partition[:, :-1] + half)[None] + half[None] * t[:, None, None]  # (n, S, I)
@@ -321,9 +336,13 @@ def _argmax_rows(a: FloatArray, b: FloatArray) -> FloatArray:
     before = np.cumsum(totals, axis=2) - totals
     cdf = (running @ flat).reshape(g.shape)
     cdf += before
-    cdf /= mass
-    np.clip(cdf, 0.0, 1.0, out=cdf)
-    g /= mass
+    left_out = ~contenders[None, :, :, None]
+    # A left-out arm's density may be nowhere on the partition (mass 0): it is replaced.
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cdf /= mass
+        g /= mass
+    cdf = np.where(left_out, 1.0, np.clip(cdf, 0.0, 1.0))
+    g = np.where(left_out, 0.0, g)
     g *= _others_product(cdf)
     probabilities: FloatArray = (w @ g.reshape(nodes, -1)).reshape(totals.shape).sum(axis=2)
     normalised: FloatArray = probabilities / probabilities.sum(axis=1, keepdims=True)
