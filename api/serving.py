@@ -147,6 +147,12 @@ class ExperimentSnapshot:
     sticky_prefix: bytes | None = None
     allocation: Allocation | None = None
     segment_placements: tuple[SegmentPlacement, ...] = ()
+    # Thompson sampling over ALLOCATION_MIN_ARMS policy arms or more: the allocation one
+    # draw serves (P(arm is the argmax), bandit.propensities.argmax_probabilities), inverted
+    # at a uniform per request, so that a request costs the same whatever the arm count;
+    # per segment index in a segmented experiment. None and (): block draws (_thompson).
+    thompson_allocation: Allocation | None = None
+    segment_allocations: tuple[Allocation, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -212,6 +218,10 @@ def load_snapshot(
         sticky_fields = {"segment_placements": placements}
     elif experiment.sticky and targets and experiment.mode == Mode.REQUEST:
         sticky_fields = _sticky_fields(experiment, policy, (successes, failures, exposures))
+    elif experiment.mode == Mode.REQUEST:
+        sticky_fields = _allocation_fields(
+            thompson_params, segment_fields.get("segment_params", ()), previous
+        )
     return ExperimentSnapshot(
         id=experiment.id,
         name=experiment.name,
@@ -293,6 +303,40 @@ def _sticky_fields(
         "sticky_prefix": sticky_prefix(experiment.salt, experiment.version),
         "allocation": Allocation.of(probabilities),
     }
+
+
+# From this many policy arms on, Thompson sampling is served by inverting its allocation
+# (computed once per snapshot, off the event loop) rather than from blocks of Beta draws,
+# whose cost grows with the arms: about 40 ns per arm per request against about 1 us for
+# the inversion (benchmarks/arm_count.py).
+ALLOCATION_MIN_ARMS = 32
+
+
+def _allocation_fields(
+    params: tuple[tuple[float, float], ...] | None,
+    segment_params: tuple[tuple[tuple[float, float], ...], ...],
+    previous: ExperimentSnapshot | None,
+) -> dict[str, Any]:
+    """A Thompson experiment's allocations when it has ALLOCATION_MIN_ARMS policy arms or
+    more: the experiment's, or each segment's (a segment whose parameters did not move keeps
+    the ``previous`` snapshot's). Exact to the integration's error, under 1e-6
+    (tests/bandit/test_propensities.py): the same distribution as a draw per request."""
+    if segment_params:
+        if len(segment_params[0]) < ALLOCATION_MIN_ARMS:
+            return {}
+        kept: dict[tuple[tuple[float, float], ...], Allocation] = {}
+        if previous is not None and previous.segment_allocations:
+            kept = dict(zip(previous.segment_params, previous.segment_allocations, strict=True))
+        changed = [row for row in segment_params if row not in kept]
+        if changed:
+            pairs = np.array(changed, dtype=np.float64)  # (S, K, 2)
+            fresh = thompson_allocations(pairs[:, :, 0], pairs[:, :, 1], None)
+            kept.update(zip(changed, fresh, strict=True))
+        return {"segment_allocations": tuple(kept[row] for row in segment_params)}
+    if params is None or len(params) < ALLOCATION_MIN_ARMS:
+        return {}
+    pairs = np.array([params], dtype=np.float64)
+    return {"thompson_allocation": thompson_allocations(pairs[:, :, 0], pairs[:, :, 1], None)[0]}
 
 
 def segment_placements(
@@ -461,8 +505,12 @@ class ServingState:
             picked = nursery.pick(self.rng)
             if picked is not None:
                 return picked
-        if segment is not None:
+        if segment is not None and snapshot.segment_allocations:
+            index = snapshot.segment_allocations[segment].arm_at(self.rng.random())
+        elif segment is not None:
             index = self._thompson((snapshot.id, segment), snapshot.segment_params[segment])
+        elif snapshot.thompson_allocation is not None:
+            index = snapshot.thompson_allocation.arm_at(self.rng.random())
         elif snapshot.thompson_params is None:
             index = snapshot.policy.choose_one(
                 snapshot.policy_successes, snapshot.policy_failures, self.rng
