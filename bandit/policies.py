@@ -22,7 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from bandit.errors import InvalidParameterError
-from bandit.propensities import beta_rank_probabilities
+from bandit.propensities import argmax_probabilities
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -146,10 +146,17 @@ class ThompsonSampling(Policy):
         return _argmax_arms(thetas)
 
     def probabilities(self, successes: npt.ArrayLike, failures: npt.ArrayLike) -> FloatArray:
-        """P(arm k's draw is the largest), by numerical integration (error bound about 1e-8)
-        (bandit.propensities; the draws are continuous, so ties have probability 0)."""
+        """P(arm k's draw is the largest), by numerical integration (error under 1e-6:
+        bandit.propensities.argmax_probabilities, a few milliseconds where the exact rule of
+        beta_rank_probabilities takes tens; the draws are continuous, so ties have
+        probability 0)."""
         s, f = _one_bandit(successes, failures)
-        return beta_rank_probabilities(self.prior_alpha + s, self.prior_beta + f).first
+        if s.size == 0:
+            return np.zeros(0)
+        first: FloatArray = argmax_probabilities(
+            (self.prior_alpha + s)[None, :], (self.prior_beta + f)[None, :]
+        )[0]
+        return first
 
     def posterior_parameters(
         self, successes: npt.ArrayLike, failures: npt.ArrayLike
