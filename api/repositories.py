@@ -314,17 +314,15 @@ def metric_counts(
     session: Session, experiment_id: int, phase: int, segment: int | None = None
 ) -> list[tuple[int, str, str, int, int]]:
     """(arm_id, group, type, bucket, count) of the report's counts of one phase: of one
-    segment (its index), or of every segment (a key may then come once per segment)."""
+    segment (its index), or summed over the segments (in the database, in key order: the
+    primary key's prefix), each key once either way."""
     # On the connection (Core rows): the ORM's per-row loading was most of a report's read.
-    query = select(
-        MetricCount.arm_id,
-        MetricCount.group,
-        MetricCount.type,
-        MetricCount.bucket,
-        MetricCount.count,
-    ).where(MetricCount.experiment_id == experiment_id, MetricCount.phase == phase)
-    if segment is not None:
-        query = query.where(MetricCount.segment == segment)
+    key = (MetricCount.arm_id, MetricCount.group, MetricCount.type, MetricCount.bucket)
+    phase_rows = (MetricCount.experiment_id == experiment_id, MetricCount.phase == phase)
+    if segment is None:
+        query = select(*key, func.sum(MetricCount.count)).where(*phase_rows).group_by(*key)
+    else:
+        query = select(*key, MetricCount.count).where(*phase_rows, MetricCount.segment == segment)
     rows = session.connection().execute(query).all()
     return [(int(a), str(g), str(t), int(b), int(c)) for a, g, t, b, c in rows]
 
