@@ -368,7 +368,8 @@ class MetricCount(Base):
     shows (exposures, the decision metric and the declared metrics), so the report reads
     O(arms x metrics x buckets) rows whatever the traffic. A unit's bucket is a hash of the
     unit, so buckets are independent clusters of units: their spread is the variance of a
-    rate under randomisation by unit (bandit.report, docs/statistics.md).
+    rate under randomisation by unit (bandit.report, docs/statistics.md). Kept per segment
+    (segment 0 unless the experiment is segmented), so each segment has its report.
     """
 
     __tablename__ = "metric_counts"
@@ -379,6 +380,9 @@ class MetricCount(Base):
     group: Mapped[str] = mapped_column("assignment_group", String(16), primary_key=True)
     type: Mapped[str] = mapped_column(String(64), primary_key=True)
     bucket: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # The segment's index (migration 0021; 0 for unsegmented experiments): one segment's
+    # report reads its rows, the overall report their sum.
+    segment: Mapped[int] = mapped_column(Integer, primary_key=True, server_default="0")
     count: Mapped[int] = mapped_column(BigInteger)
 
 
@@ -425,6 +429,8 @@ class MetricBaseline(Base):
     group: Mapped[str] = mapped_column("assignment_group", String(16), primary_key=True)
     type: Mapped[str] = mapped_column(String(64), primary_key=True)
     bucket: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # The segment's index (migration 0021): each segment's report subtracts its own.
+    segment: Mapped[int] = mapped_column(Integer, primary_key=True, server_default="0")
     count: Mapped[int] = mapped_column(BigInteger)
 
 

@@ -52,6 +52,7 @@ from api.models import (
     Tick,
     TickArm,
     TicketCredit,
+    TickSegment,
     Webhook,
     WebhookDelivery,
 )
@@ -258,6 +259,7 @@ _METRIC_COUNT_KEY = (
     ("assignment_group", "varchar"),
     ("type", "varchar"),
     ("bucket", "int"),
+    ("segment", "int"),
 )
 
 
@@ -271,7 +273,16 @@ def add_metric_counts(
         "metric_counts",
         _METRIC_COUNT_KEY,
         [
-            (experiment_id, phase, row.arm_id, row.group, row.type, row.bucket, row.count)
+            (
+                experiment_id,
+                phase,
+                row.arm_id,
+                row.group,
+                row.type,
+                row.bucket,
+                row.segment,
+                row.count,
+            )
             for row in rows
         ],
     )
@@ -300,23 +311,19 @@ def metric_events(session: Session, experiment_id: int) -> list[str]:
 
 
 def metric_counts(
-    session: Session, experiment_id: int, phase: int
+    session: Session, experiment_id: int, phase: int, segment: int | None = None
 ) -> list[tuple[int, str, str, int, int]]:
-    """(arm_id, group, type, bucket, count) of the report's counts of one phase."""
+    """(arm_id, group, type, bucket, count) of the report's counts of one phase: of one
+    segment (its index), or summed over the segments (in the database, in key order: the
+    primary key's prefix), each key once either way."""
     # On the connection (Core rows): the ORM's per-row loading was most of a report's read.
-    rows = (
-        session.connection()
-        .execute(
-            select(
-                MetricCount.arm_id,
-                MetricCount.group,
-                MetricCount.type,
-                MetricCount.bucket,
-                MetricCount.count,
-            ).where(MetricCount.experiment_id == experiment_id, MetricCount.phase == phase)
-        )
-        .all()
-    )
+    key = (MetricCount.arm_id, MetricCount.group, MetricCount.type, MetricCount.bucket)
+    phase_rows = (MetricCount.experiment_id == experiment_id, MetricCount.phase == phase)
+    if segment is None:
+        query = select(*key, func.sum(MetricCount.count)).where(*phase_rows).group_by(*key)
+    else:
+        query = select(*key, MetricCount.count).where(*phase_rows, MetricCount.segment == segment)
+    rows = session.connection().execute(query).all()
     return [(int(a), str(g), str(t), int(b), int(c)) for a, g, t, b, c in rows]
 
 
@@ -354,6 +361,7 @@ def copy_metric_baseline(session: Session, metric: ExperimentMetric, phase: int)
         MetricCount.group,
         MetricCount.type,
         MetricCount.bucket,
+        MetricCount.segment,
         MetricCount.count,
     ).where(
         MetricCount.experiment_id == metric.experiment_id,
@@ -362,32 +370,39 @@ def copy_metric_baseline(session: Session, metric: ExperimentMetric, phase: int)
     )
     session.execute(
         insert(MetricBaseline).from_select(
-            ["metric_id", "phase", "arm_id", "assignment_group", "type", "bucket", "count"],
+            [
+                "metric_id",
+                "phase",
+                "arm_id",
+                "assignment_group",
+                "type",
+                "bucket",
+                "segment",
+                "count",
+            ],
             source,
         )
     )
 
 
 def metric_baselines(
-    session: Session, metric_ids: Sequence[int], phase: int
+    session: Session, metric_ids: Sequence[int], phase: int, segment: int | None = None
 ) -> list[tuple[int, int, str, str, int, int]]:
-    """(metric_id, arm_id, group, type, bucket, count) of the metrics' baselines in a phase."""
+    """(metric_id, arm_id, group, type, bucket, count) of the metrics' baselines in a phase:
+    of one segment, or of every segment (a key may then come once per segment)."""
     if not metric_ids:
         return []
-    rows = (
-        session.connection()
-        .execute(
-            select(
-                MetricBaseline.metric_id,
-                MetricBaseline.arm_id,
-                MetricBaseline.group,
-                MetricBaseline.type,
-                MetricBaseline.bucket,
-                MetricBaseline.count,
-            ).where(MetricBaseline.metric_id.in_(list(metric_ids)), MetricBaseline.phase == phase)
-        )
-        .all()
-    )
+    query = select(
+        MetricBaseline.metric_id,
+        MetricBaseline.arm_id,
+        MetricBaseline.group,
+        MetricBaseline.type,
+        MetricBaseline.bucket,
+        MetricBaseline.count,
+    ).where(MetricBaseline.metric_id.in_(list(metric_ids)), MetricBaseline.phase == phase)
+    if segment is not None:
+        query = query.where(MetricBaseline.segment == segment)
+    rows = session.connection().execute(query).all()
     return [(int(m), int(a), str(g), str(t), int(b), int(c)) for m, a, g, t, b, c in rows]
 
 
@@ -560,6 +575,21 @@ def tick_arm_exposures(session: Session, tick_ids: Sequence[int]) -> list[tuple[
     rows = session.execute(
         select(TickArm.tick_id, TickArm.arm_id, TickArm.exposures).where(
             TickArm.tick_id.in_(list(tick_ids))
+        )
+    )
+    return [(int(t), int(a), float(e)) for t, a, e in rows]
+
+
+def tick_segment_exposures(
+    session: Session, tick_ids: Sequence[int], segment: int
+) -> list[tuple[int, int, float]]:
+    """(tick_id, arm_id, exposures) of one segment in those ticks (``tick_segments``; the
+    reference arm's row holds its group's exposures)."""
+    if not tick_ids:
+        return []
+    rows = session.execute(
+        select(TickSegment.tick_id, TickSegment.arm_id, TickSegment.exposures).where(
+            TickSegment.tick_id.in_(list(tick_ids)), TickSegment.segment == segment
         )
     )
     return [(int(t), int(a), float(e)) for t, a, e in rows]

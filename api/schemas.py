@@ -1743,6 +1743,52 @@ class HealthCheckOut(BaseModel):
     evidence: dict[str, float | int | str | bool | None] = Field(
         default_factory=dict, description="the evidence, as numbers"
     )
+    scope: Literal["experiment", "segment"] = Field(
+        "experiment",
+        description="experiment: computed from the whole experiment (every check of the "
+        "overall report; reference_traffic and scheduler in a segment's report too); "
+        "segment: from the reported segment's own counts and ticks",
+    )
+
+
+class SegmentSummaryOut(BaseModel):
+    """One segment of a segmented experiment: its traffic and its best arm, from its pooled
+    posteriors (as ``GET .../stats?segment=S&seed=0&draws=<draws>`` gives them)."""
+
+    segment: str = Field(description="the segment's name")
+    exposures: float = Field(
+        description="the segment's credited exposures in the phase, every arm and the "
+        "reference group"
+    )
+    share: float | None = Field(
+        description="its share of the experiment's credited exposures (null before any)"
+    )
+    best_arm_id: int | None = Field(
+        description="the active target arm with the highest P(best) in the segment (null "
+        "without active target arms)"
+    )
+    prob_best: float | None = Field(description="that arm's P(best) in the segment")
+    lift: float | None = Field(
+        description="that arm's lift over the segment's reference group (posterior median)"
+    )
+    lift_ci_low: float | None = Field(description="its 95% credible interval's lower end")
+    lift_ci_high: float | None = Field(description="its 95% credible interval's upper end")
+    prob_beat_reference: float | None = Field(
+        description="P(that arm beats the segment's reference group)"
+    )
+
+
+class SegmentsSummaryOut(BaseModel):
+    opened: int = Field(description="the segments the experiment has opened ('default' included)")
+    shown: list[SegmentSummaryOut] = Field(
+        description="the overall report: the segments with the most traffic (at most 20, "
+        "ties by index); a segment's report: that segment"
+    )
+    left_out: int = Field(
+        description="segments with traffic not shown (beyond the 20, or not the reported one)"
+    )
+    seed: int = Field(description="seed of the Monte Carlo draws behind prob_best")
+    draws: int = Field(description="joint posterior draws behind prob_best")
 
 
 class ReportArmOut(BaseModel):
@@ -1800,6 +1846,16 @@ class ReportOut(BaseModel):
         description="one row per metric and treatment (the bandit group, then each arm)"
     )
     health: list[HealthCheckOut] = Field(description="the health checks, with what to do")
+    segment: str | None = Field(
+        None,
+        description="the segment reported (?segment=): its counts, its reference group, "
+        "its checks; null: the whole experiment (the sum over segments)",
+    )
+    segments: SegmentsSummaryOut | None = Field(
+        None,
+        description="a segmented experiment's current phase: which arm is best in each "
+        "segment; null for unsegmented experiments and earlier phases",
+    )
 
 
 class ReportSnapshotSummaryOut(BaseModel):

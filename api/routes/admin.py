@@ -3,15 +3,15 @@ metrics, ticks, evolution, statistics, the report, audit log."""
 
 from __future__ import annotations
 
+import re
 import time
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
 
 from api import schemas
 from api.enums import ExpertStatus
-from api.errors import InvalidInput
 from api.openapi import HEAVY_READ, conflict, not_found
 from api.plots import FORMATS
 from api.runtime import Runtime
@@ -297,38 +297,42 @@ def report(
         Query(
             min_length=1,
             max_length=schemas.MAX_SEGMENT_LENGTH,
-            description="not available yet: the report is of the whole experiment (422 "
-            "naming segment); one segment's statistics are GET .../stats?segment=",
+            description="a segmented experiment's segment (one of its opened segments, "
+            "'default' included): that segment's report, each arm against the segment's "
+            "reference group; absent: the whole experiment",
         ),
     ] = None,
 ) -> schemas.ReportOut | Response:
     """Every metric, the bandit group and each arm against the reference group, with
-    fixed-horizon and always-valid intervals, and the health checks (docs/statistics.md)."""
-    if segment is not None:
-        # The report's counts (metric_counts) are kept per arm and unit bucket, not per
-        # segment: refusing says so, where ignoring the parameter would pass the whole
-        # experiment's report off as the segment's.
-        raise InvalidInput(
-            "segment: the report is not available per segment yet (its counts are kept "
-            "for the whole experiment); expected no segment, or GET "
-            f"/v1/experiments/{name}/stats?segment= for one segment's statistics",
-            field="segment",
-        )
+    fixed-horizon and always-valid intervals, and the health checks (docs/statistics.md);
+    for one segment of a segmented experiment with `segment` (docs/segments.md)."""
     runtime = runtime_of(request)
     with runtime.heavy_reads.slot(), runtime.read_transaction() as session:
         document = report_service.report_of(
-            session, name, phase=phase, alpha=alpha, min_detectable_effect=min_detectable_effect
+            session,
+            name,
+            phase=phase,
+            alpha=alpha,
+            min_detectable_effect=min_detectable_effect,
+            segment=segment,
         )
     if fmt == "csv":
         return Response(
             content=report_service.report_csv(document),
             media_type="text/csv",
-            headers={
-                "Content-Disposition": f'attachment; filename="{name}-report-phase-'
-                f'{document["phase"]}.csv"'
-            },
+            headers={"Content-Disposition": f'attachment; filename="{_csv_name(document)}"'},
         )
     return schemas.ReportOut.model_validate(document)
+
+
+def _csv_name(document: dict[str, Any]) -> str:
+    """The CSV's file name: experiment, phase and (one segment's report) a slug of the
+    segment (its name may hold any character)."""
+    name = f"{document['experiment']}-report-phase-{document['phase']}"
+    if document["segment"] is not None:
+        slug = re.sub(r"[^A-Za-z0-9_-]+", "_", document["segment"]).strip("_") or "segment"
+        name += f"-segment-{slug}"
+    return f"{name}.csv"
 
 
 @router.get(

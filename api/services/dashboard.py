@@ -154,7 +154,7 @@ def experiment_rows(session: Session) -> list[ExperimentRow]:
     rows = []
     for experiment in reversed(repo.list_experiments(session)):
         summary = summaries[experiment.name]
-        report = report_service.report_document(session, experiment)
+        report = report_service.report_document(session, experiment, with_segments=False)
         rows.append(
             ExperimentRow(
                 name=experiment.name,
@@ -225,22 +225,21 @@ class ExperimentPage:
     version: int
     stats: schemas.ExperimentStats
     leaderboard: list[LeaderRow]
-    scorecard: list[MetricScores]
+    scorecard: list[MetricScores]  # the selected segment's, or the whole experiment's
     generations: list[schemas.GenerationOut]
     lineages: dict[int, LineageNode]
     experts: list[schemas.ExpertConfigOut]
     audit: list[schemas.AuditOut]
     highlighted: list[int]
-    health: list[dict[str, Any]]  # the report's checks: check, status, detail, action
+    health: list[dict[str, Any]]  # the report's checks: check, status, detail, action, scope
     phases: list[schemas.PhaseOut]
     metrics: list[schemas.MetricOut]
     segments: SegmentsPanel | None  # a segmented experiment's selector and heat map
-
-    @property
-    def headline(self) -> dict[str, Any] | None:
-        """The bandit group's row on the decision metric: the number people ask for."""
-        rows = self.scorecard[0].rows if self.scorecard else []
-        return rows[0] if rows and rows[0]["treatment"] == report_service.BANDIT else None
+    # The bandit group's row on the decision metric over all traffic: the number people
+    # ask for (the summary shows it whichever segment the scorecard shows).
+    headline: Headline | None
+    # The segment whose report the scorecard and the checks show (None: all traffic).
+    report_segment: str | None = None
 
     @property
     def parameters(self) -> list[dict[str, Any]]:
@@ -268,7 +267,16 @@ def experiment_page(session: Session, name: str, segment: str | None = None) -> 
     experiment = require_experiment(session, name)
     shown = experiment_service.experiment_out(session, experiment)
     stats = _stats(session, name)
-    report = report_service.report_document(session, experiment)
+    report = report_service.report_document(session, experiment, with_segments=False)
+    # A segment's report for the scorecard and the checks (422 naming segment first, if
+    # the experiment is not segmented or has not opened it).
+    selected = (
+        report
+        if segment is None
+        else report_service.report_document(
+            session, experiment, segment=segment, with_segments=False
+        )
+    )
     decision_rows = {
         row["treatment"]: row for row in report["rows"] if row["metric"] == experiment.target_event
     }
@@ -293,8 +301,8 @@ def experiment_page(session: Session, name: str, segment: str | None = None) -> 
         version=experiment.version,
         stats=stats,
         leaderboard=leaderboard,
-        scorecard=_scorecard_by_metric(report, shown.arms),
-        health=report["health"],
+        scorecard=_scorecard_by_metric(selected, shown.arms),
+        health=selected["health"],
         phases=phase_service.phase_history(session, name),
         metrics=metric_service.list_metrics(session, name),
         generations=evolution_service.generation_history(
@@ -305,6 +313,8 @@ def experiment_page(session: Session, name: str, segment: str | None = None) -> 
         audit=experiment_service.audit_log(session, name, limit=AUDIT_SHOWN),
         highlighted=highlighted,
         segments=_segments_panel(session, experiment, stats, segment),
+        headline=_headline(report, experiment.target_event),
+        report_segment=segment,
     )
 
 

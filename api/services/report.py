@@ -11,6 +11,12 @@ A declared metric counts from its declaration: its events are added to ``metric_
 only by the ticks after it, so the exposures counted before it (its baseline,
 ``metric_baselines``) are subtracted, and each metric compares events and exposures of the
 same period.
+
+Segmented experiments (docs/segments.md): the ticks keep these counts per segment (and each
+declaration's baseline per segment), so ``segment=`` reports one segment against its own
+reference group, and the overall report reads the sum over segments (for an unsegmented
+experiment, segment 0 alone: the same numbers as before segments). The overall report of
+a segmented experiment also names each big segment's best arm (:func:`segment_summaries`).
 """
 
 from __future__ import annotations
@@ -31,10 +37,12 @@ from api import schemas
 from api.enums import ArmStatus, Direction, ExperimentStatus, Group, MetricRole
 from api.errors import InvalidInput, NotFound
 from api.models import Arm, Experiment, ReportSnapshot, reference_of
+from api.services import segments as segment_service
 from api.services.common import now_utc, require_experiment
 from api.serving import REPORT_BUCKETS
 from arms.origins import Origin
 from bandit.health import (
+    Check,
     HealthCheck,
     decision_time_check,
     exploration_check,
@@ -50,6 +58,7 @@ from bandit.report import (
     ratio_estimate,
     relative_effect,
 )
+from bandit.summaries import bounded_draws, summarize
 
 # The treatment name of the whole target group (every arm the bandit served).
 BANDIT = "bandit"
@@ -67,6 +76,19 @@ class Verdict:
 # The recorded ticks the health checks read (carried windows, recent traffic per arm,
 # exposure rates for the time to decision).
 RECENT_TICKS = 20
+
+# The checks about the experiment as a whole, even in a segment's report: whether windows
+# are applied (a tick applies every ready segment at once) and whether ticks run.
+EXPERIMENT_WIDE = frozenset({Check.REFERENCE_TRAFFIC, Check.SCHEDULER})
+
+# The overall report's segments summary: the segments with the most traffic, at most this
+# many (the dashboard's heat map shows as many), each with its best arm by P(best) from
+# SEGMENT_DRAWS joint draws seeded with SEGMENT_SEED (GET .../stats?segment=S gives the
+# same numbers with seed=0&draws=4000).
+REPORT_SEGMENTS = 20
+SEGMENT_DRAWS = 4_000
+SEGMENT_SEED = 0
+SEGMENT_MAX_SAMPLES = 10_000_000  # draws x arms, as the statistics bound them
 
 
 @dataclass(frozen=True)
@@ -221,6 +243,7 @@ def scorecard(
     alpha: float = 0.05,
     since: Baseline | None = None,
     per_arm: bool = True,
+    segment: int | None = None,
 ) -> Scorecard:
     """Every metric: the bandit group, then (``per_arm``) each arm served in the phase,
     against the reference group. A declared metric's baseline in this phase (the counts at
@@ -229,11 +252,14 @@ def scorecard(
     (``phases``), from its own counts: it reads as it did when it ended.
 
     ``since``: the scorecard of what was counted after it (the circuit breaker after a
-    resume): each metric from the later of ``since`` and its declaration."""
+    resume): each metric from the later of ``since`` and its declaration.
+
+    ``segment``: one segment's index: that segment's counts and baselines only (None: the
+    sum over segments)."""
     current = experiment.phase
     phase = current if phase is None else phase
     arms = list(repo.arms_of(session, experiment.id))
-    counts = BucketCounts(repo.metric_counts(session, experiment.id, phase))
+    counts = BucketCounts(repo.metric_counts(session, experiment.id, phase, segment))
     record = repo.get_phase(session, experiment.id, phase)
     reference_id = reference_of(arms).id if record is None else record.reference_arm_id
     metrics = metrics_of(
@@ -245,7 +271,7 @@ def scorecard(
     baselines: dict[int, list[CountRow]] = {}
     declared = [m.metric_id for m in metrics if m.metric_id is not None]
     for metric_id, arm_id, group, kind, bucket, count in repo.metric_baselines(
-        session, declared, phase
+        session, declared, phase, segment
     ):
         baselines.setdefault(metric_id, []).append((arm_id, group, kind, bucket, count))
     treatments = [a.id for a in _treatment_arms(arms, counts, current=phase == current)]
@@ -350,6 +376,8 @@ def report_document(
     alpha: float = 0.05,
     min_detectable_effect: float | None = None,
     now: datetime | None = None,
+    segment: str | None = None,
+    with_segments: bool = True,
 ) -> dict[str, Any]:
     """The report as ``GET .../report`` answers it (``schemas.ReportOut``), in plain JSON
     values, so that a snapshot can store it as it is.
@@ -357,6 +385,11 @@ def report_document(
     ``phase`` defaults to the current one; an earlier phase's report has the checks its
     counts allow (sample ratio) and none of the live ones (ticks, scheduler, exploration,
     time to decision), which are about the experiment as it runs now.
+
+    ``segment``: an opened segment's name: that segment's report (422 naming ``segment``
+    for an unsegmented experiment or a segment not opened, as the statistics answer).
+    ``with_segments``: whether to add the segments summary (the dashboard's list of
+    experiments, which shows only the headline and the checks, does without).
     """
     now = now_utc() if now is None else now
     if phase is not None and not 1 <= phase <= experiment.phase:
@@ -364,14 +397,27 @@ def report_document(
             f"phase: expected a phase of the experiment, from 1 to {experiment.phase}; got {phase}",
             field="phase",
         )
-    card = scorecard(session, experiment, phase=phase, alpha=alpha)
+    index = (
+        None if segment is None else segment_service.require_segment(session, experiment, segment)
+    )
+    card = scorecard(session, experiment, phase=phase, alpha=alpha, segment=index)
     arms = {arm.id: arm for arm in repo.arms_of(session, experiment.id)}
     shown = [
         card.reference_arm_id,
         *(r.treatment for r in card.rows if isinstance(r.treatment, int)),
     ]
     checks = health_checks(
-        session, experiment, card, now=now, min_detectable_effect=min_detectable_effect
+        session,
+        experiment,
+        card,
+        now=now,
+        min_detectable_effect=min_detectable_effect,
+        segment=index,
+    )
+    summary = (
+        segment_summaries(session, experiment, segment=index)
+        if with_segments and card.phase == experiment.phase
+        else None
     )
     return {
         **scorecard_document(card, experiment),
@@ -382,7 +428,9 @@ def report_document(
         "min_events": DEFAULT_MIN_EVENTS,
         "planned_exposures": DEFAULT_PLANNED_EXPOSURES,
         "arms": [_arm_document(arms[arm_id]) for arm_id in dict.fromkeys(shown)],
-        "health": [check_document(check) for check in checks],
+        "health": [check_document(check, segmented=index is not None) for check in checks],
+        "segment": segment,
+        "segments": summary,
     }
 
 
@@ -402,14 +450,17 @@ def _arm_document(arm: Arm) -> dict[str, Any]:
     }
 
 
-def check_document(check: HealthCheck) -> dict[str, Any]:
-    """A health check as the report's ``health`` shows it (plain JSON values)."""
+def check_document(check: HealthCheck, *, segmented: bool = False) -> dict[str, Any]:
+    """A health check as the report's ``health`` shows it (plain JSON values); ``segmented``:
+    in a segment's report, where only the EXPERIMENT_WIDE checks are the whole
+    experiment's."""
     return {
         "check": check.check.value,
         "status": check.status.value,
         "detail": check.detail,
         "action": check.action,
         "evidence": {key: _plain(value) for key, value in check.evidence.items()},
+        "scope": "segment" if segmented and check.check not in EXPERIMENT_WIDE else "experiment",
     }
 
 
@@ -424,10 +475,15 @@ def health_checks(
     *,
     now: datetime,
     min_detectable_effect: float | None = None,
+    segment: int | None = None,
 ) -> list[HealthCheck]:
     """The report's checks (:mod:`bandit.health`) on the scorecard's phase: the sample
     ratio from its counts; for the current phase also the live ones, from the latest
-    ``RECENT_TICKS`` ticks and the experiment's clock."""
+    ``RECENT_TICKS`` ticks and the experiment's clock.
+
+    ``segment``: the scorecard is that segment's; the sample ratio, exploration and time to
+    decision are then the segment's (its counts, and its traffic in the recent ticks'
+    ``tick_segments``); the EXPERIMENT_WIDE checks stay the experiment's."""
     checks = [sample_ratio_of(card, experiment)]
     if card.phase != experiment.phase:
         return checks
@@ -443,7 +499,8 @@ def health_checks(
             experiment.update_interval_s,
         )
     )
-    recent, rates, reference_rate = _recent_traffic(session, applied)
+    arm_rows, reference_rows = _recent_rows(session, applied, segment, card.reference_arm_id)
+    recent, rates, reference_rate = _recent_traffic(applied, arm_rows, reference_rows)
     active = [
         arm.id
         for arm in repo.arms_of(session, experiment.id, active_only=True)
@@ -476,18 +533,43 @@ def sample_ratio_of(card: Scorecard, experiment: Experiment) -> HealthCheck:
     )
 
 
+def _recent_rows(
+    session: Session,
+    applied: Sequence[repo.RecentTick],
+    segment: int | None,
+    reference_id: int,
+) -> tuple[list[tuple[int, int, float]], dict[int, float]]:
+    """(tick id, arm id, target exposures) of the recent applied ticks, and each tick's
+    reference exposures: the experiment's (``tick_arms``, the ticks), or one segment's
+    (``tick_segments``, whose reference arm's row holds its group's exposures)."""
+    ids = [tick.id for tick in applied]
+    if segment is None:
+        return repo.tick_arm_exposures(session, ids), {
+            tick.id: tick.reference_exposures for tick in applied
+        }
+    rows = repo.tick_segment_exposures(session, ids, segment)
+    reference = {tick.id: 0.0 for tick in applied}
+    for tick_id, arm_id, exposures in rows:
+        if arm_id == reference_id:
+            reference[tick_id] += exposures
+    return [row for row in rows if row[1] != reference_id], reference
+
+
 def _recent_traffic(
-    session: Session, applied: Sequence[repo.RecentTick]
+    applied: Sequence[repo.RecentTick],
+    arm_rows: Sequence[tuple[int, int, float]],
+    reference_rows: dict[int, float],
 ) -> tuple[dict[int, float], dict[int, float], float | None]:
     """Target exposures per arm over the recent applied ticks, and the exposure rates (per
-    second) of each arm and of the reference group between the first and the last of them.
+    second) of each arm and of the reference group between the first and the last of them
+    (:func:`_recent_rows` gives the ticks' counts).
 
     Rates count the exposures credited by the ticks after the first, over the time since
     the first: what arrived in that span (carried windows included, since an applied tick
     credits them). ``None`` (no rates) with fewer than two applied ticks.
     """
     by_tick: dict[int, dict[int, float]] = {}
-    for tick_id, arm_id, exposures in repo.tick_arm_exposures(session, [t.id for t in applied]):
+    for tick_id, arm_id, exposures in arm_rows:
         by_tick.setdefault(tick_id, {})[arm_id] = exposures
     recent: dict[int, float] = {}
     for tick in applied:
@@ -502,8 +584,93 @@ def _recent_traffic(
     for tick in applied[1:]:
         for arm_id, exposures in by_tick.get(tick.id, {}).items():
             rates[arm_id] = rates.get(arm_id, 0.0) + exposures / span
-    reference_rate = sum(tick.reference_exposures for tick in applied[1:]) / span
+    reference_rate = sum(reference_rows.get(tick.id, 0.0) for tick in applied[1:]) / span
     return recent, rates, reference_rate
+
+
+# -- which arm is best in each segment ---------------------------------------------------
+def segment_summaries(
+    session: Session, experiment: Experiment, *, segment: int | None = None
+) -> dict[str, Any] | None:
+    """A segmented experiment's segments (``schemas.SegmentsSummaryOut``; None when it is
+    not segmented): the REPORT_SEGMENTS with the most credited exposures (ties by index),
+    or only ``segment``, each with its traffic and its best active target arm by P(best)
+    among the active target arms of its pooled posteriors, with that arm's lift (the
+    statistics' numbers for ``?segment=S&seed=0&draws=4000``)."""
+    if experiment.max_segments is None:
+        return None
+    arms = list(repo.arms_of(session, experiment.id))
+    posteriors = segment_service.segment_posteriors(session, experiment, arms)
+    traffic = posteriors.traffic()
+    if segment is None:
+        with_traffic = np.flatnonzero(traffic > 0)
+        by_traffic = with_traffic[np.argsort(-traffic[with_traffic], kind="stable")]
+        shown = [int(index) for index in by_traffic[:REPORT_SEGMENTS]]
+        left_out = int(by_traffic.size) - len(shown)
+    else:
+        shown = [segment]
+        left_out = int(np.count_nonzero(traffic > 0)) - int(traffic[segment] > 0)
+    targets = [k for k, arm in enumerate(arms) if arm.origin != Origin.REFERENCE]
+    active = [arms[k].status == ArmStatus.ACTIVE for k in targets]
+    draws = bounded_draws(SEGMENT_DRAWS, sum(active), SEGMENT_MAX_SAMPLES)
+    total = float(traffic.sum())
+    return {
+        "opened": len(posteriors.names),
+        "shown": [
+            {
+                "segment": posteriors.names[index],
+                "exposures": float(traffic[index]),
+                "share": float(traffic[index]) / total if total > 0 else None,
+                **_best_arm(
+                    posteriors.alphas[index, targets],
+                    posteriors.betas[index, targets],
+                    [arms[k].id for k in targets],
+                    active,
+                    draws,
+                ),
+            }
+            for index in shown
+        ],
+        "left_out": left_out,
+        "seed": SEGMENT_SEED,
+        "draws": draws,
+    }
+
+
+def _best_arm(
+    alphas: np.ndarray, betas: np.ndarray, arm_ids: list[int], active: list[bool], draws: int
+) -> dict[str, Any]:
+    """One segment's best active target arm by P(best) (ties: the first, in id order) and
+    its lift, as ``summarize`` gives them for the statistics (same seed, same draws)."""
+    if not any(active):
+        return dict.fromkeys(_BEST_FIELDS)
+    summary = summarize(
+        alphas,
+        betas,
+        np.random.default_rng(SEGMENT_SEED),
+        draws=draws,
+        seed=SEGMENT_SEED,
+        contenders=np.array(active),
+    )
+    best = int(np.argmax(np.where(active, summary.prob_best, -1.0)))
+    return {
+        "best_arm_id": arm_ids[best],
+        "prob_best": float(summary.prob_best[best]),
+        "lift": _number(float(summary.lift_medians[best])),
+        "lift_ci_low": _number(float(summary.lift_ci_lows[best])),
+        "lift_ci_high": _number(float(summary.lift_ci_highs[best])),
+        "prob_beat_reference": float(summary.prob_beat_reference[best]),
+    }
+
+
+_BEST_FIELDS = (
+    "best_arm_id",
+    "prob_best",
+    "lift",
+    "lift_ci_low",
+    "lift_ci_high",
+    "prob_beat_reference",
+)
 
 
 # The CSV's columns: the rows' fields, in the JSON's order.
@@ -539,14 +706,17 @@ def report_of(
     phase: int | None = None,
     alpha: float = 0.05,
     min_detectable_effect: float | None = None,
+    segment: str | None = None,
 ) -> dict[str, Any]:
-    """``GET .../report``: the named experiment's report (:func:`report_document`)."""
+    """``GET .../report``: the named experiment's report (:func:`report_document`), or one
+    segment's."""
     return report_document(
         session,
         require_experiment(session, name),
         phase=phase,
         alpha=alpha,
         min_detectable_effect=min_detectable_effect,
+        segment=segment,
     )
 
 

@@ -193,11 +193,7 @@ def segment_posteriors(
     """The pooled posteriors and counts of these arms in every opened segment (what
     ``?segment=`` statistics and the dashboard's heat map read). 422 naming ``segment`` for
     an unsegmented experiment."""
-    if experiment.max_segments is None:
-        raise InvalidInput(
-            f"segment: experiment {experiment.name!r} is not segmented; expected no segment",
-            field="segment",
-        )
+    _require_segmented(experiment)
     names = repo.segment_names(session, experiment.id)
     prior = Prior(experiment.prior_alpha, experiment.prior_beta)
     evidence = load_evidence(session, [arm.id for arm in arms], len(names), prior)
@@ -212,6 +208,31 @@ def segment_posteriors(
     )
 
 
+def _require_segmented(experiment: Experiment) -> None:
+    if experiment.max_segments is None:
+        raise InvalidInput(
+            f"segment: experiment {experiment.name!r} is not segmented; expected no segment",
+            field="segment",
+        )
+
+
+def _index_of(names: Sequence[str], experiment: Experiment, name: str) -> int:
+    if name not in names:
+        raise InvalidInput(
+            f"segment: {name!r} is not one of experiment {experiment.name!r}'s "
+            f"{len(names)} opened segments; expected one of them ('default' included)",
+            field="segment",
+        )
+    return names.index(name)
+
+
+def require_segment(session: Session, experiment: Experiment, name: str) -> int:
+    """The index of an opened segment of a segmented experiment; 422 naming ``segment``
+    otherwise (as :func:`segment_view` answers)."""
+    _require_segmented(experiment)
+    return _index_of(repo.segment_names(session, experiment.id), experiment, name)
+
+
 def segment_view(
     session: Session, experiment: Experiment, arms: Sequence[Arm], name: str
 ) -> list[Arm]:
@@ -219,14 +240,7 @@ def segment_view(
     segment's pooled posterior and its credited counts (the reference's: its group's). 422
     naming ``segment`` for an unsegmented experiment or a segment not opened."""
     posteriors = segment_posteriors(session, experiment, arms)
-    if name not in posteriors.names:
-        raise InvalidInput(
-            f"segment: {name!r} is not one of experiment {experiment.name!r}'s "
-            f"{len(posteriors.names)} opened segments; expected one of them ('default' "
-            "included)",
-            field="segment",
-        )
-    index = posteriors.names.index(name)
+    index = _index_of(posteriors.names, experiment, name)
     views = []
     for column, arm in enumerate(arms):
         view = Arm(

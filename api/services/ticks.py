@@ -104,15 +104,18 @@ def report_counts(pending: list[repo.PendingRow], types: set[str]) -> list[repo.
 
     Before the cumulative exposure cap (:func:`bound_by_exposures`), which works on arm
     totals, not buckets: with the per-ticket limits in force it binds only on
-    client-counted exposures that clients did not report. Summed over segments: the
-    report is per arm and bucket, and each key goes to ``metric_counts`` once.
+    client-counted exposures that clients did not report. Kept per segment (each segment
+    has its report; the overall report sums them); each key goes to ``metric_counts`` once.
     """
-    summed: dict[tuple[int, str, str, str, int], int] = {}
+    summed: dict[tuple[int, str, str, str, int, int], int] = {}
     for row in pending:
         if row.reason == CREDITED and row.type in types:
-            key = (row.arm_id, row.group, row.type, row.reason, row.bucket)
+            key = (row.arm_id, row.group, row.type, row.reason, row.bucket, row.segment)
             summed[key] = summed.get(key, 0) + row.count
-    return [repo.PendingRow(*key, count) for key, count in summed.items()]
+    return [
+        repo.PendingRow(arm, group, kind, reason, bucket, count, segment)
+        for (arm, group, kind, reason, bucket, segment), count in summed.items()
+    ]
 
 
 def bound_by_exposures(

@@ -201,3 +201,38 @@ def test_the_api_and_the_page_agree_on_a_segments_arms(client: TestClient) -> No
         if arm["status"] == "active" and arm["origin"] != "reference":
             assert f"{arm['lift'] * 100:+.1f}%" in table
             assert f"{arm['exposures']:,.0f}" in table
+
+
+def test_a_selected_segment_shows_its_report(client: TestClient) -> None:
+    """With ?segment=S the scorecard and the checks are GET .../report?segment=S's; the
+    headline in the summary stays the whole experiment's."""
+    create(client, **SEGMENTED)
+    _traffic(client)
+    runtime = runtime_of(client)
+    with runtime.read_transaction() as session:
+        overall = dashboard.experiment_page(session, NAME)
+        page = dashboard.experiment_page(session, NAME, "phones")
+    api = client.get(f"/v1/experiments/{NAME}/report", params={"segment": "phones"}, headers=ADMIN)
+    report = api.json()
+    assert page.report_segment == "phones" and overall.report_segment is None
+    assert page.headline == overall.headline
+    shown = {row["treatment"]: row for metric in page.scorecard for row in metric.rows}
+    for row in report["rows"]:
+        if row["treatment"] in shown:
+            for field in ("effect", "treatment_exposures", "control_exposures", "verdict"):
+                assert shown[row["treatment"]][field] == row[field]
+    assert [(c["check"], c["scope"]) for c in page.health] == [
+        (c["check"], c["scope"]) for c in report["health"]
+    ]
+    assert {c["scope"] for c in page.health} == {"segment", "experiment"}
+    assert page.scorecard[0].rows[0] != overall.scorecard[0].rows[0]
+    assert sign_in(client).status_code == 303
+    html = client.get(f"/experiments/{NAME}", params={"segment": "phones"}).text
+    assert 'id="scorecard-segment"' in html
+    assert "segment phones, against its reference group" in html
+    bandit = report["rows"][0]
+    assert f"{bandit['treatment_exposures']:,.0f}" in html
+    assert html.count('class="muted small check-scope">segment phones<') == sum(
+        c["scope"] == "segment" for c in report["health"]
+    )
+    assert 'id="scorecard-segment"' not in client.get(f"/experiments/{NAME}").text

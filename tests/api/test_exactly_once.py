@@ -25,6 +25,7 @@ from api.models import (
     ArmSegment,
     Event,
     Experiment,
+    MetricCount,
     PendingCount,
     Tick,
     TickArm,
@@ -316,8 +317,8 @@ def _check_segments(
     segment_of: dict[str, int],
     applied_ids: set[int],
 ) -> None:
-    """Per segment, the tick records and the (arm, segment) totals count every
-    acknowledged event of that segment exactly once."""
+    """Per segment, the tick records, the (arm, segment) totals and the report's counts
+    (``metric_counts``) count every acknowledged event of that segment exactly once."""
     expected: dict[tuple[int, str], int] = {}
     for event in acknowledged.values():
         if event["type"] in COUNTED_TYPES:
@@ -348,6 +349,11 @@ def _check_segments(
                 .where(ArmSegment.arm_id.in_(arm_ids))
                 .group_by(ArmSegment.segment)
             ).all()
+            reported = session.execute(
+                select(MetricCount.segment, MetricCount.type, func.sum(MetricCount.count))
+                .where(MetricCount.experiment_id == experiment_id)
+                .group_by(MetricCount.segment, MetricCount.type)
+            ).all()
     finally:
         engine.dispose()
     wanted = {
@@ -359,3 +365,6 @@ def _check_segments(
     }
     assert {row[0]: (float(row[1]), float(row[2])) for row in recorded} == wanted
     assert {row[0]: (float(row[1]), float(row[2])) for row in totals} == wanted
+    assert {(row[0], row[1]): int(row[2]) for row in reported} == {
+        key: count for key, count in expected.items() if count
+    }

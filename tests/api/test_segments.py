@@ -337,13 +337,3 @@ def test_maintenance_purges_expired_credits_of_both_ticket_versions(client: Test
     runtime.run_maintenance()
     with runtime.read_transaction() as session:
         assert set(session.scalars(select(TicketCredit.key)).all()) == live
-
-
-def test_the_report_refuses_a_segment_instead_of_ignoring_it(sqlite_client: TestClient) -> None:
-    create(sqlite_client, **SEGMENTED)
-    answer = sqlite_client.get(
-        "/v1/experiments/similar-items/report", params={"segment": "cars"}, headers=ADMIN
-    )
-    assert answer.status_code == 422
-    assert answer.json()["field"] == "segment"
-    assert "stats?segment=" in answer.json()["detail"]

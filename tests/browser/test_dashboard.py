@@ -403,9 +403,19 @@ def test_a_segmented_experiments_picker_and_heat_map_screenshots(
         if arm["origin"] != "reference":
             expect(page.locator("#segment-arms")).to_contain_text(f"{arm['lift'] * 100:+.1f}%")
     expect(page.locator("#heatmap")).to_be_visible()  # the heat map stays on every selection
+    # The scorecard and the checks are the segment's report (GET .../report?segment=).
+    report = api.get(f"/v1/experiments/{SEGMENTED}/report", params={"segment": "phones"}).json()
+    expect(page.locator("#scorecard-segment")).to_contain_text("segment phones")
+    bandit = page.locator("#scorecard table.scorecard tbody tr.headline").first
+    expect(bandit).to_contain_text(f"{report['rows'][0]['treatment_exposures']:,.0f}")
+    scoped = sum(check["scope"] == "segment" for check in report["health"])
+    expect(page.locator("#health .check-scope", has_text="segment phones")).to_have_count(scoped)
+    page.locator("#scorecard").scroll_into_view_if_needed()
+    screenshot(page, "experiment-segment-report-wide", tmp_path)
     # Back to all traffic.
     page.get_by_label("Segment", exact=True).select_option("")
     expect(page.locator("#segment-explain")).to_contain_text("over all traffic")
+    expect(page.locator("#scorecard-segment")).to_have_count(0)
     # At phone width the heat map scrolls inside its box; the page never sideways.
     # (reloaded: the charts are drawn at the width the page had when they were drawn)
     page.set_viewport_size({"width": 390, "height": 844})
