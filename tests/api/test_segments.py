@@ -4,7 +4,9 @@ the statistics per segment, the genetic step's traffic weighting."""
 
 from __future__ import annotations
 
+import threading
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -120,6 +122,49 @@ def test_segments_open_on_first_sight_up_to_the_maximum(client: TestClient) -> N
     assert segment_of(client, assign(client, "u1", "flats")["ticket"]) == 0
     assert segment_of(client, assign(client, "u1")["ticket"]) == 0
     assert segment_of(client, assign(client, "u1", "default")["ticket"]) == 0
+
+
+def test_two_replicas_registering_at_once_agree_on_every_index(client: TestClient) -> None:
+    """Two registrations racing (two replicas' exposure flushes, each its own transaction):
+    the second takes the experiment's lock after the first commits, sees its segment, and
+    opens only its own, at the next index. No index is given twice, no name gets two, and
+    an index reaches tickets only once its row is committed (the snapshot reads committed
+    rows)."""
+    from api.services.segments import register_segments
+
+    create(client, **SEGMENTED)
+    runtime = runtime_of(client)
+    registered = threading.Event()
+    results: dict[str, list[str]] = {}
+    errors: list[BaseException] = []
+
+    def second() -> None:
+        registered.wait(5.0)
+        try:
+            with runtime.transaction() as session:
+                results["second"] = register_segments(
+                    session, 1, ["phones", "cars"], datetime.now(UTC)
+                )
+        except BaseException as error:  # reported below, not lost in the thread
+            errors.append(error)
+
+    thread = threading.Thread(target=second)
+    thread.start()
+    with runtime.transaction() as session:
+        results["first"] = register_segments(session, 1, ["cars"], datetime.now(UTC))
+        registered.set()
+        time.sleep(0.3)  # the second waits for this commit (or starts after it)
+        runtime.serving.refresh(runtime.read_session_factory)
+        snapshot = runtime.serving.get("similar-items")
+        assert snapshot is not None and snapshot.segments == {"default": 0}
+    thread.join(10.0)
+    assert not thread.is_alive() and errors == []
+    assert results == {"first": ["cars"], "second": ["phones"]}
+    with runtime.read_transaction() as session:
+        assert repo.segment_names(session, 1) == ["default", "cars", "phones"]
+    runtime.serving.refresh(runtime.read_session_factory)
+    assert segment_of(client, assign(client, "u1", "cars")["ticket"]) == 1
+    assert segment_of(client, assign(client, "u1", "phones")["ticket"]) == 2
 
 
 def test_the_tick_applies_each_segment_against_its_own_reference(client: TestClient) -> None:
