@@ -183,7 +183,8 @@ def bound_by_segments(
         totals.reference_exposures,
         credited[window.arm_ids[0]],
         totals.arm_exposures,
-        {arm_id: credited[arm_id] for arm_id in totals.arm_events},
+        # Every arm with data is a column; any other would pass, as in bound_by_exposures.
+        {arm_id: credited.get(arm_id, events) for arm_id, events in totals.arm_events.items()},
         uncredited,
         quarantined,
     )
