@@ -8,11 +8,12 @@ toward the arm's behaviour across segments.
   exposure flush registers it (:func:`register_segments`, under the experiment's lock, so
   replicas agree on the index), which bumps the version, and every replica serves the
   segment from its own posteriors from the next snapshot reload on (within a second).
-- The tick (:func:`update_segments`, called by ``api.services.ticks.apply_tick`` in its
-  transaction) applies the reference-ratio rule within each segment that had reference
-  exposures in the window (the others' counts wait for the next tick, as a whole window
-  without reference traffic does), then fits every arm's hierarchical prior across the
-  segments (``bandit.hierarchy.fit_hierarchy``) and stores it on the arm.
+- The tick (``api.services.ticks.apply_tick``, in its transaction) bounds each arm's target
+  events per segment (:func:`credit_window`; the arm credits the sum of its segments'),
+  then (:func:`update_segments`) applies the reference-ratio rule within each segment that
+  had reference exposures in the window (the others' counts wait for the next tick, as a
+  whole window without reference traffic does), then fits every arm's hierarchical prior
+  across the segments (``bandit.hierarchy.fit_hierarchy``) and stores it on the arm.
 - What assignment draws from, for segment ``s`` and arm ``k``, is
   ``Beta(mu_k kappa_k + x_sk, (1 - mu_k) kappa_k + m_sk)``: the segment's own evidence on
   the arm's pooled prior (:func:`pooled`).
@@ -282,20 +283,30 @@ def ready_segments(rows: Iterable[repo.PendingRow]) -> set[int]:
 @dataclass(frozen=True)
 class SegmentWindow:
     """One window's credited counts by segment (rows) and arm (columns; column 0 is the
-    reference arm, whose group's counts it holds)."""
+    reference arm, whose group's counts it holds), and the stored state they add to.
+    ``events`` are the target events that may be credited, each (segment, arm)'s bounded
+    by its exposures there (:func:`credit_window`); ``over`` the rest, quarantined."""
 
     arm_ids: tuple[int, ...]
     exposures: FloatArray
     events: FloatArray
+    over: FloatArray
+    state: SegmentEvidence
+
+    def by_arm(self, counts: FloatArray) -> dict[int, float]:
+        """``counts`` (one of these arrays) summed over the segments, by arm id."""
+        return dict(zip(self.arm_ids, counts.sum(axis=0).tolist(), strict=True))
 
 
-def segment_window(
+def _window_counts(
     rows: Iterable[repo.PendingRow],
     reference_id: int,
     target_ids: Sequence[int],
     target_event: str,
     n_segments: int,
-) -> SegmentWindow:
+) -> tuple[tuple[int, ...], FloatArray, FloatArray]:
+    """The arm ids of the columns, and the credited exposures and target events of the
+    rows by (segment, arm)."""
     arm_ids = (reference_id, *target_ids)
     column = {arm_id: index for index, arm_id in enumerate(arm_ids)}
     credited = [
@@ -312,48 +323,56 @@ def segment_window(
         index = 0 if row.group == Group.REFERENCE else column[row.arm_id]
         target = exposures if row.type == "exposure" else events
         target[row.segment, index] += row.count
-    return SegmentWindow(arm_ids, exposures, events)
+    return arm_ids, exposures, events
+
+
+def credit_window(
+    session: Session,
+    experiment: Experiment,
+    reference_id: int,
+    target_ids: Sequence[int],
+    window_rows: Sequence[repo.PendingRow],
+    limit: int,
+) -> SegmentWindow:
+    """The window by (segment, arm), each arm's target events in a segment bounded by its
+    exposures there times ``limit``, cumulatively: at most
+    ``limit (n_stored + n) - x_stored`` are credited, the rest is quarantined. The
+    arm-wide bound (``api.services.ticks.bound_by_exposures``), applied per segment: the
+    tick credits each arm the sum of what its segments credit, so that every credited
+    count is in exactly one segment (``api.services.ticks.bound_by_segments``)."""
+    prior = Prior(experiment.prior_alpha, experiment.prior_beta)
+    n_segments = len(repo.segment_names(session, experiment.id))
+    arm_ids, exposures, events = _window_counts(
+        window_rows, reference_id, target_ids, experiment.target_event, n_segments
+    )
+    state = load_evidence(session, arm_ids, exposures.shape[0], prior)
+    pad = state.alphas.shape[0] - exposures.shape[0]
+    if pad > 0:  # stored segments beyond the window's
+        exposures = np.vstack([exposures, np.zeros((pad, len(arm_ids)))])
+        events = np.vstack([events, np.zeros((pad, len(arm_ids)))])
+    allowed = np.maximum(limit * (state.exposures + exposures) - state.target_events, 0.0)
+    credited = np.minimum(events, allowed)
+    return SegmentWindow(arm_ids, exposures, credited, events - credited, state)
 
 
 def update_segments(
     session: Session,
     experiment: Experiment,
     tick_id: int,
-    reference: Arm,
+    window: SegmentWindow,
     updated: Sequence[Arm],
-    window_rows: Sequence[repo.PendingRow],
-    limit: int,
 ) -> None:
-    """Apply the window to every ready segment's posteriors, record it, refit the pools.
+    """Apply the window (:func:`credit_window` of the reference and ``updated``) to every
+    ready segment's posteriors, record it, refit the pools.
 
     Per segment ``s`` with reference exposures ``n_rs > 0`` and arm ``k``:
     ``alpha_sk = prior + decay (alpha_sk - prior) + c_sk``,
-    ``beta_sk = prior + decay (beta_sk - prior) + c_rs n_sk / n_rs`` (bandit.update); the
-    arm's target events are first capped by its exposures in the segment times ``limit``
-    (cumulative, as the tick caps each arm's totals). Only (segment, arm) pairs that change
-    are written: with data in the window, or (with decay < 1) stored in a ready segment.
+    ``beta_sk = prior + decay (beta_sk - prior) + c_rs n_sk / n_rs`` (bandit.update), with
+    the credited target events. Only (segment, arm) pairs that change are written: with
+    data in the window, or (with decay < 1) stored in a ready segment.
     """
     prior = Prior(experiment.prior_alpha, experiment.prior_beta)
-    n_segments = len(repo.segment_names(session, experiment.id))
-    window = segment_window(
-        window_rows,
-        reference.id,
-        [arm.id for arm in updated],
-        experiment.target_event,
-        n_segments,
-    )
-    size = window.exposures.shape[0]
-    state = load_evidence(session, window.arm_ids, size, prior)
-    if state.alphas.shape[0] > size:  # stored segments beyond the window's
-        pad = state.alphas.shape[0] - size
-        window = SegmentWindow(
-            window.arm_ids,
-            np.vstack([window.exposures, np.zeros((pad, len(window.arm_ids)))]),
-            np.vstack([window.events, np.zeros((pad, len(window.arm_ids)))]),
-        )
-    exposures, events = window.exposures, window.events
-    allowed = np.maximum(limit * (state.exposures + exposures) - state.target_events, 0.0)
-    events = np.minimum(events, allowed)
+    state, exposures, events = window.state, window.exposures, window.events
     ready = exposures[:, 0] > 0
     ratio = np.divide(events[:, 0], exposures[:, 0], out=np.zeros(ready.shape), where=ready)
     alpha_inc = np.where(ready[:, None], events, 0.0)

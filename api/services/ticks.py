@@ -121,7 +121,8 @@ def report_counts(pending: list[repo.PendingRow], types: set[str]) -> list[repo.
 def bound_by_exposures(
     totals: WindowTotals, arms: list[Arm], target_event: str, limit: int
 ) -> WindowTotals:
-    """Cap each arm's credited target events by its exposures times the event limit.
+    """Cap each arm's credited target events by its exposures times the event limit (an
+    unsegmented experiment's bound; a segmented one's is :func:`bound_by_segments`).
 
     Over the arm's whole history (``arm.exposures`` and ``arm.target_events`` are its
     credited totals so far): an arm never credits more than ``limit`` target events per
@@ -165,6 +166,33 @@ def bound_by_exposures(
     )
 
 
+def bound_by_segments(
+    totals: WindowTotals, window: segments.SegmentWindow, target_event: str
+) -> WindowTotals:
+    """A segmented experiment's bound: each arm credits what its segments credit (its
+    target events in each segment bounded by its exposures there,
+    ``segments.credit_window``), the rest is quarantined. Every credited count is then in
+    exactly one segment, and as an arm's totals are its segments' sums, the arm-wide bound
+    of :func:`bound_by_exposures` holds as well."""
+    credited = window.by_arm(window.events)
+    over = {arm_id: extra for arm_id, extra in window.by_arm(window.over).items() if extra}
+    quarantined = dict(totals.quarantined)
+    for arm_id, extra in over.items():
+        quarantined[arm_id] = quarantined.get(arm_id, 0.0) + extra
+    uncredited = {reason: dict(by_type) for reason, by_type in totals.uncredited.items()}
+    if over:
+        uncredited.setdefault(OVER_EXPOSURE_LIMIT, {})[target_event] = sum(over.values())
+    return WindowTotals(
+        totals.reference_exposures,
+        credited[window.arm_ids[0]],
+        totals.arm_exposures,
+        # Every arm with data is a column; any other would pass, as in bound_by_exposures.
+        {arm_id: credited.get(arm_id, events) for arm_id, events in totals.arm_events.items()},
+        uncredited,
+        quarantined,
+    )
+
+
 def is_due(experiment: Experiment, now: datetime) -> bool:
     if experiment.status != ExperimentStatus.RUNNING:
         return False
@@ -200,10 +228,20 @@ def apply_tick(
         *repo.metric_events(session, experiment.id),
     }
     limit = event_limit(event_limits(experiment.max_events_per_exposure), experiment.target_event)
-    totals = bound_by_exposures(
-        aggregate(counted, experiment.target_event), arms, experiment.target_event, limit
+    unbounded = aggregate(counted, experiment.target_event)
+    updated = _arms_to_update(arms, unbounded)
+    by_segment = (
+        segments.credit_window(
+            session, experiment, reference_of(arms).id, [arm.id for arm in updated], counted, limit
+        )
+        if experiment.max_segments is not None and counted
+        else None
     )
-    updated = _arms_to_update(arms, totals)
+    totals = (
+        bound_by_exposures(unbounded, arms, experiment.target_event, limit)
+        if by_segment is None
+        else bound_by_segments(unbounded, by_segment, experiment.target_event)
+    )
     update = reference_ratio_update(
         [arm.alpha for arm in updated],
         [arm.beta for arm in updated],
@@ -266,10 +304,8 @@ def apply_tick(
         repo.add_metric_counts(
             session, experiment.id, experiment.phase, report_counts(counted, report_types)
         )
-        if experiment.max_segments is not None:
-            segments.update_segments(
-                session, experiment, tick.id, reference, updated, counted, limit
-            )
+        if by_segment is not None:
+            segments.update_segments(session, experiment, tick.id, by_segment, updated)
     # else: no reference exposure; the window cannot be normalised and its pending counts
     # stay where they are for the next tick.
     if experiment.mode == Mode.WINDOW:

@@ -31,6 +31,7 @@ from api.models import (
     TickArm,
     TickSegment,
 )
+from api.tickets import TicketClaims
 from tests.conftest import ADMIN, ClientFactory, similar_items
 
 WRITERS = 4
@@ -217,8 +218,8 @@ def test_concurrent_writers_and_ticks_count_every_event_once(
         answer = client.post("/v1/events", json={"events": closing})
         assert answer.json() == {"accepted": len(closing), "duplicates": 0}
         ledger.record(closing, answer.json())
-        segment_of = {
-            event["ticket"]: runtime.signer.verify(event["ticket"]).segment
+        pair_of = {
+            event["ticket"]: _segment_and_arm(runtime.signer.verify(event["ticket"]))
             for event in ledger.acknowledged.values()
         }
         final = client.post(f"/v1/experiments/{name}/tick", headers=ADMIN).json()
@@ -307,24 +308,31 @@ def test_concurrent_writers_and_ticks_count_every_event_once(
     assert tuple(arm_totals) == (expected["exposure"], expected["contact"])
     assert tick_arm_rows == 3 * len(applied)
     if segmented:
-        _check_segments(database_url, experiment_id, acknowledged, segment_of, applied_ids)
+        _check_segments(database_url, experiment_id, acknowledged, pair_of, applied_ids)
+
+
+def _segment_and_arm(claims: TicketClaims | None) -> tuple[int, int]:
+    assert claims is not None
+    return claims.segment, claims.arm_id
 
 
 def _check_segments(
     database_url: str,
     experiment_id: int | None,
     acknowledged: dict[str, dict[str, Any]],
-    segment_of: dict[str, int],
+    pair_of: dict[str, tuple[int, int]],
     applied_ids: set[int],
 ) -> None:
-    """Per segment, the tick records, the (arm, segment) totals and the report's counts
-    (``metric_counts``) count every acknowledged event of that segment exactly once."""
-    expected: dict[tuple[int, str], int] = {}
+    """Per (segment, arm), the tick records and the ``arm_segments`` totals count every
+    acknowledged event of that segment and arm exactly once (``pair_of``: each ticket's
+    segment and arm; the reference arm's rows hold the reference group's counts), and so do
+    the report's counts (``metric_counts``) per segment."""
+    expected: dict[tuple[int, int, str], int] = {}
     for event in acknowledged.values():
         if event["type"] in COUNTED_TYPES:
-            key = (segment_of[event["ticket"]], event["type"])
+            key = (*pair_of[event["ticket"]], event["type"])
             expected[key] = expected.get(key, 0) + event["count"]
-    assert {segment for segment, _ in expected} == {1, 2, 3}
+    assert {segment for segment, _, _ in expected} == {1, 2, 3}
     engine = create_engine(database_url)
     try:
         with Session(engine) as session:
@@ -334,20 +342,20 @@ def _check_segments(
             recorded = session.execute(
                 select(
                     TickSegment.segment,
+                    TickSegment.arm_id,
                     func.sum(TickSegment.exposures),
                     func.sum(TickSegment.target_events),
                 )
                 .where(TickSegment.tick_id.in_(applied_ids))
-                .group_by(TickSegment.segment)
+                .group_by(TickSegment.segment, TickSegment.arm_id)
             ).all()
             totals = session.execute(
                 select(
                     ArmSegment.segment,
-                    func.sum(ArmSegment.exposures),
-                    func.sum(ArmSegment.target_events),
-                )
-                .where(ArmSegment.arm_id.in_(arm_ids))
-                .group_by(ArmSegment.segment)
+                    ArmSegment.arm_id,
+                    ArmSegment.exposures,
+                    ArmSegment.target_events,
+                ).where(ArmSegment.arm_id.in_(arm_ids))
             ).all()
             reported = session.execute(
                 select(MetricCount.segment, MetricCount.type, func.sum(MetricCount.count))
@@ -357,14 +365,17 @@ def _check_segments(
     finally:
         engine.dispose()
     wanted = {
-        segment: (
-            float(expected.get((segment, "exposure"), 0)),
-            float(expected.get((segment, "contact"), 0)),
+        (segment, arm_id): (
+            float(expected.get((segment, arm_id, "exposure"), 0)),
+            float(expected.get((segment, arm_id, "contact"), 0)),
         )
-        for segment in (1, 2, 3)
+        for segment, arm_id, _ in expected
     }
-    assert {row[0]: (float(row[1]), float(row[2])) for row in recorded} == wanted
-    assert {row[0]: (float(row[1]), float(row[2])) for row in totals} == wanted
+    assert {(row[0], row[1]): (float(row[2]), float(row[3])) for row in recorded} == wanted
+    assert {(row[0], row[1]): (float(row[2]), float(row[3])) for row in totals} == wanted
+    per_segment: dict[tuple[int, str], int] = {}
+    for (segment, _, kind), count in expected.items():
+        per_segment[(segment, kind)] = per_segment.get((segment, kind), 0) + count
     assert {(row[0], row[1]): int(row[2]) for row in reported} == {
-        key: count for key, count in expected.items() if count
+        key: count for key, count in per_segment.items() if count
     }

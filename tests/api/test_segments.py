@@ -4,7 +4,9 @@ the statistics per segment, the genetic step's traffic weighting."""
 
 from __future__ import annotations
 
+import threading
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -122,6 +124,49 @@ def test_segments_open_on_first_sight_up_to_the_maximum(client: TestClient) -> N
     assert segment_of(client, assign(client, "u1", "default")["ticket"]) == 0
 
 
+def test_two_replicas_registering_at_once_agree_on_every_index(client: TestClient) -> None:
+    """Two registrations racing (two replicas' exposure flushes, each its own transaction):
+    the second takes the experiment's lock after the first commits, sees its segment, and
+    opens only its own, at the next index. No index is given twice, no name gets two, and
+    an index reaches tickets only once its row is committed (the snapshot reads committed
+    rows)."""
+    from api.services.segments import register_segments
+
+    create(client, **SEGMENTED)
+    runtime = runtime_of(client)
+    registered = threading.Event()
+    results: dict[str, list[str]] = {}
+    errors: list[BaseException] = []
+
+    def second() -> None:
+        registered.wait(5.0)
+        try:
+            with runtime.transaction() as session:
+                results["second"] = register_segments(
+                    session, 1, ["phones", "cars"], datetime.now(UTC)
+                )
+        except BaseException as error:  # reported below, not lost in the thread
+            errors.append(error)
+
+    thread = threading.Thread(target=second)
+    thread.start()
+    with runtime.transaction() as session:
+        results["first"] = register_segments(session, 1, ["cars"], datetime.now(UTC))
+        registered.set()
+        time.sleep(0.3)  # the second waits for this commit (or starts after it)
+        runtime.serving.refresh(runtime.read_session_factory)
+        snapshot = runtime.serving.get("similar-items")
+        assert snapshot is not None and snapshot.segments == {"default": 0}
+    thread.join(10.0)
+    assert not thread.is_alive() and errors == []
+    assert results == {"first": ["cars"], "second": ["phones"]}
+    with runtime.read_transaction() as session:
+        assert repo.segment_names(session, 1) == ["default", "cars", "phones"]
+    runtime.serving.refresh(runtime.read_session_factory)
+    assert segment_of(client, assign(client, "u1", "cars")["ticket"]) == 1
+    assert segment_of(client, assign(client, "u1", "phones")["ticket"]) == 2
+
+
 def test_the_tick_applies_each_segment_against_its_own_reference(client: TestClient) -> None:
     """Exact reference-ratio increments per segment, the carry-forward of a segment without
     reference exposures, and the pools fitted over the segments (against
@@ -195,6 +240,83 @@ def test_the_tick_applies_each_segment_against_its_own_reference(client: TestCli
     for k, arm in enumerate(arms):
         assert arm.pool_mu == pytest.approx(float(fit.mu[k]), rel=1e-12)
         assert arm.pool_kappa == pytest.approx(float(fit.kappa[k]), rel=1e-12)
+
+
+def served_in(client: TestClient, segment: str) -> dict[tuple[str, int], str]:
+    """One ticket of each (group, arm) served in ``segment``: the reference and every
+    target arm."""
+    experiment = inspect(client)
+    wanted = {("reference", experiment["reference_arm_id"])} | {
+        ("target", arm["id"])
+        for arm in experiment["arms"]
+        if arm["status"] == "active" and arm["id"] != experiment["reference_arm_id"]
+    }
+    found: dict[tuple[str, int], str] = {}
+    for index in range(2000):
+        answer = assign(client, f"{segment}-{index}", segment)
+        assert segment_of(client, answer["ticket"]) != 0
+        found.setdefault((answer["group"], answer["arm_id"]), answer["ticket"])
+        if wanted <= set(found):
+            return found
+    raise AssertionError(f"not every arm served in {segment}: {sorted(wanted - set(found))}")
+
+
+def test_contacts_a_segment_cannot_credit_are_quarantined_not_dropped(client: TestClient) -> None:
+    """An arm's target events in a segment where it has no exposures yet are over that
+    (arm, segment)'s cap, even when the arm has exposures in another segment: the tick
+    quarantines them (recorded, on the arm and the tick) instead of crediting them to the
+    arm while its segment drops them. Every credited count is then in exactly one
+    segment: the arms' totals are their segments' sums (the crash test's failure: a
+    contact reported before its ticket's exposure, counted overall, missing per segment)."""
+    create(client, exposure_source="client", **SEGMENTED)
+    open_segments(client, "cars", "phones")
+    cars, phones = served_in(client, "cars"), served_in(client, "phones")
+    reference_id = next(arm_id for group, arm_id in cars if group == "reference")
+    target_id = min(arm_id for group, arm_id in cars if group == "target")
+    post_events(
+        client,
+        [
+            event(cars[("reference", reference_id)], "r-cars-x", "exposure", 4),
+            event(cars[("reference", reference_id)], "r-cars-c", "contact", 1),
+            event(phones[("reference", reference_id)], "r-phones-x", "exposure", 5),
+            event(phones[("target", target_id)], "t-phones-x", "exposure", 3),
+            event(phones[("target", target_id)], "t-phones-c", "contact", 2),
+            # The arm's contact in cars, its ticket's exposure not reported yet.
+            event(cars[("target", target_id)], "t-cars-c", "contact", 1),
+        ],
+    )
+    first = tick(client)
+    assert first["applied"] is True
+    assert first["target_events"] == 2.0
+    assert first["uncredited"] == {"over_exposure_limit": {"contact": 1.0}}
+    assert first["quarantined_events"] == 1.0
+    # Its exposure arrives in the next window: the cap is cumulative, the contact stays out.
+    post_events(
+        client,
+        [
+            event(cars[("reference", reference_id)], "r-cars-x2", "exposure", 1),
+            event(cars[("target", target_id)], "t-cars-x", "exposure", 1),
+        ],
+    )
+    assert tick(client)["applied"] is True
+    with runtime_of(client).read_transaction() as session:
+        arms = {arm.id: arm for arm in repo.arms_of(session, 1)}
+        by_pair = {
+            (row.segment, row.arm_id): (row.exposures, row.target_events)
+            for row in session.scalars(select(ArmSegment)).all()
+        }
+    assert by_pair[(1, target_id)] == (1.0, 0.0)
+    assert by_pair[(2, target_id)] == (3.0, 2.0)
+    assert by_pair[(1, reference_id)] == (5.0, 1.0)
+    assert by_pair[(2, reference_id)] == (5.0, 0.0)
+    target = arms[target_id]
+    assert (target.exposures, target.target_events, target.quarantined_events) == (4.0, 2.0, 1.0)
+    for arm_id, arm in arms.items():
+        pairs = [totals for (_, pair_arm), totals in by_pair.items() if pair_arm == arm_id]
+        assert (arm.exposures, arm.target_events) == (
+            sum(exposures for exposures, _ in pairs),
+            sum(events for _, events in pairs),
+        )
 
 
 def test_stats_per_segment(client: TestClient) -> None:
