@@ -59,6 +59,18 @@ def write_json(path: Path, document: dict[str, Any]) -> Path:
     return path
 
 
+def percent(value: float | None, signed: bool = True) -> str:
+    """``+12.3%`` (or ``12.3%`` unsigned) for a table; ``n/a`` for none or NaN."""
+    if value is None or math.isnan(value):
+        return "n/a"
+    return f"{value:+.1%}" if signed else f"{value:.1%}"
+
+
+def weights_text(config: dict[str, float], names: Iterable[str]) -> str:
+    """A configuration's weights as ``name=0.60 ...``, in the order of ``names``."""
+    return " ".join(f"{name}={float(config[name]):.2f}" for name in names)
+
+
 def csv_number(value: float) -> str:
     """The exact float, or an empty cell for NaN (no interval from a single run)."""
     return "" if math.isnan(value) else repr(float(value))

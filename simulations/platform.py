@@ -6,7 +6,11 @@ migrated database, :meth:`api.serving.ServingState.assign` for every page view,
 :meth:`api.runtime.Runtime.flush_exposures`, the client route's ticket check and the
 :class:`api.ingest.EventWriter` for events, :func:`api.services.ticks.apply_tick` and
 :func:`api.services.evolution.run_evolution_step` on a simulated clock. A simulator builds
-the ``ExperimentCreate`` body; :class:`Platform` does the rest.
+the ``ExperimentCreate`` body (:func:`evolution_settings` for its genetic step) and serves
+each window's page views; :class:`Platform` does the rest, and :class:`RunTrace` records
+what a run served, measured and evolved, window by window. :class:`ScenarioClock` holds
+what both scenarios' configurations share: their windows and the checks of their common
+options.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import hashlib
 import math
 import time
 from collections.abc import Callable, Container
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -23,6 +27,133 @@ import numpy as np
 import numpy.typing as npt
 
 IntArray = npt.NDArray[np.int64]
+# An arm needs this many exposures before it can be called the best (the genetic step's
+# min_exposures too): a fresh arm's prior mean of 1/2 says nothing about it.
+MIN_EXPOSURES = 2000
+# An arm the platform added, made known to the simulator: (arm id, origin, configuration,
+# label).
+Know = Callable[[int, str, dict[str, Any], str], None]
+
+
+def require(checks: list[tuple[bool, str]]) -> None:
+    """Raise ``ValueError`` with the message of the first check that fails."""
+    for ok, message in checks:
+        if not ok:
+            raise ValueError(message)
+
+
+class ScenarioClock:
+    """The tick windows of a scenario run through the platform, and the checks of the
+    options every such scenario has; a mixin of the scenarios' configuration dataclasses."""
+
+    hours: float
+    views_per_minute: float
+    random_arms: int
+    tick_seconds: float
+    evolve_minutes: float
+    reference_share: float
+    users: int
+    bin_minutes: float
+    grid_steps: int
+
+    def scenario_checks(self) -> list[tuple[bool, str]]:
+        return [
+            (self.hours > 0 and math.isfinite(self.hours), "hours must be > 0"),
+            (self.views_per_minute > 0, "views_per_minute must be > 0"),
+            (self.random_arms >= 0, "random_arms must be >= 0"),
+            (self.tick_seconds >= 1, "tick_seconds must be >= 1"),
+            (self.evolve_minutes * 60 >= self.tick_seconds, "evolve_minutes must span a tick"),
+            (0 < self.reference_share < 1, "reference_share must be in (0, 1)"),
+            (self.users >= 1, "users must be >= 1"),
+            (self.bin_minutes * 60 >= self.tick_seconds, "bin_minutes must span a tick"),
+            (self.grid_steps >= 2, "grid_steps must be >= 2"),
+        ]
+
+    @property
+    def n_windows(self) -> int:
+        return max(1, round(self.hours * 3600 / self.tick_seconds))
+
+    @property
+    def windows_per_bin(self) -> int:
+        return max(1, round(self.bin_minutes * 60 / self.tick_seconds))
+
+    @property
+    def windows_per_step(self) -> int:
+        """Tick windows between two scheduled genetic steps."""
+        return max(1, round(self.evolve_minutes * 60 / self.tick_seconds))
+
+    @property
+    def views_per_window(self) -> float:
+        """Page views per tick window at the scenario's mean rate."""
+        return self.views_per_minute * self.tick_seconds / 60.0
+
+
+def evolution_settings(
+    *, evolve_minutes: float, drop_count: int, arm_count: int, model_weight: float
+) -> dict[str, Any]:
+    """The scenarios' genetic step (``ExperimentCreate.evolution``): every
+    ``evolve_minutes``, ``drop_count`` arms with ``min_exposures`` exposures retired and
+    refilled, at most one arm more than the founders; with ``model_weight > 0`` the
+    model's proposals in the mix beside random, mutation and crossover at 1 each."""
+    settings: dict[str, Any] = {
+        "enabled": True,
+        "evolve_interval_s": evolve_minutes * 60,
+        "min_exposures": float(MIN_EXPOSURES),
+        "drop_count": drop_count,
+        "min_arms": 4,
+        "max_arms": arm_count + 1,
+        "score": "mean",
+    }
+    if model_weight > 0:
+        settings["mix"] = {"random": 1.0, "mutation": 1.0, "crossover": 1.0, "model": model_weight}
+    return settings
+
+
+@dataclass
+class WindowLog:
+    """Counts of every tick window, by arm (reference arm included), as arrays over windows."""
+
+    exposures: list[dict[int, int]] = field(default_factory=list)
+    clicks: list[dict[int, int]] = field(default_factory=list)
+    contacts: list[dict[int, int]] = field(default_factory=list)
+    expected_contacts: list[dict[int, float]] = field(default_factory=list)
+    best_arm_ids: list[int] = field(default_factory=list)
+    best_means: list[float] = field(default_factory=list)
+    active_counts: list[int] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class GenerationLog:
+    hour: float
+    retired: list[int]
+    added: list[int]
+
+
+@dataclass
+class RunTrace:
+    """What a run records window by window: the log, the genetic steps applied, the
+    exposures served so far by arm, and the ticks the platform applied."""
+
+    log: WindowLog = field(default_factory=WindowLog)
+    generations: list[GenerationLog] = field(default_factory=list)
+    served: dict[int, int] = field(default_factory=dict)
+    ticks_applied: int = 0
+
+    def record(
+        self, arm_ids: IntArray, live: Any, contacts: npt.ArrayLike, expected: npt.ArrayLike
+    ) -> IntArray:
+        """Log one window's exposures, contacts and expected contacts by arm. Page views
+        served while the experiment was not running (paused by the circuit breaker: the
+        reference configuration, outside the comparison) are left out, as the platform
+        does; returns the arm ids with ``-1`` for those."""
+        counted = np.where(live, arm_ids, -1)
+        log = self.log
+        log.exposures.append(sum_by(counted, np.ones(len(counted), dtype=np.int64)))
+        for arm_id, count in log.exposures[-1].items():
+            self.served[arm_id] = self.served.get(arm_id, 0) + count
+        log.contacts.append(sum_by(counted, contacts))
+        log.expected_contacts.append(sum_by(counted, expected))
+        return counted
 
 
 @dataclass(frozen=True)
@@ -212,6 +343,28 @@ class Platform:
             added = [int(a.arm_id) for a in outcome.added if a.arm_id is not None]
         return retired, added
 
+    def evolve_on_schedule(self, trace: RunTrace, window: int, clock: ScenarioClock) -> None:
+        """After ``window``, the scheduled genetic step when one is due, recorded in
+        ``trace``; none after the last window (its new arms would never be served)."""
+        done = window + 1
+        if done % clock.windows_per_step or done == clock.n_windows:
+            return
+        now_s = done * clock.tick_seconds
+        step = self.evolve(now_s)
+        if step is not None:
+            trace.generations.append(GenerationLog(now_s / 3600, step[0], step[1]))
+
+    def look(self, trace: RunTrace, known: Container[int], know: Know) -> Any:
+        """The serving snapshot after a window's tick (and step): new arms made known, the
+        platform's best arm and the active count logged. Returns the snapshot."""
+        snapshot = self.refresh()
+        self.learn_new_arms(known, know)
+        best_id, best_mean = best_arm(snapshot, trace.served, MIN_EXPOSURES)
+        trace.log.best_arm_ids.append(best_id)
+        trace.log.best_means.append(best_mean)
+        trace.log.active_counts.append(len(snapshot.arm_ids))
+        return snapshot
+
     def arm_rows(self) -> list[dict[str, Any]]:
         from api import repositories as repo
 
@@ -232,9 +385,7 @@ class Platform:
                 for a in repo.arms_of(session, self.experiment_id)
             ]
 
-    def learn_new_arms(
-        self, known: Container[int], know: Callable[[int, str, dict[str, Any], str], None]
-    ) -> None:
+    def learn_new_arms(self, known: Container[int], know: Know) -> None:
         """Call ``know(arm id, origin, configuration, label)`` for every arm of the serving
         snapshot that is not in ``known`` (added by a genetic step since the last look)."""
         snapshot = self.snapshot()

@@ -59,6 +59,7 @@ from simulations.options import (
     option,
     option_factory,
 )
+from simulations.platform import GenerationLog, ScenarioClock, WindowLog, require
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -426,14 +427,11 @@ EXPERT_CONFIGS = (
     {"text_match": 0.2, "distance": 0.2, "price_diff": 1.0, "region": 0.2},
 )
 TRAP_LABEL = "views-trap"
-# An arm needs this many exposures before it can be called the best (or be retired by the
-# genetic step): a fresh arm's prior mean of 1/2 says nothing about it.
-MIN_EXPOSURES = 2000
 POSITIVE = number(0.0, open_low=True)
 
 
 @dataclass(frozen=True)
-class MarketplaceConfig:
+class MarketplaceConfig(ScenarioClock):
     """Everything that determines a run; saved with the results so it can be repeated.
 
     Each field but ``model`` is also the command's option of that name (see
@@ -502,32 +500,15 @@ class MarketplaceConfig:
     model: MarketModel = field(default_factory=MarketModel)
 
     def __post_init__(self) -> None:
-        checks = [
-            (self.hours > 0 and math.isfinite(self.hours), "hours must be > 0"),
-            (self.views_per_minute > 0, "views_per_minute must be > 0"),
-            (self.random_arms >= 0, "random_arms must be >= 0"),
-            (self.tick_seconds >= 1, "tick_seconds must be >= 1"),
-            (self.evolve_minutes * 60 >= self.tick_seconds, "evolve_minutes must span a tick"),
-            (0 < self.reference_share < 1, "reference_share must be in (0, 1)"),
-            (self.mode in ("request", "window"), "mode must be request or window"),
-            (self.users >= 1, "users must be >= 1"),
-            (0 <= self.cycle_amplitude < 1, "cycle_amplitude must be in [0, 1)"),
-            (self.bin_minutes * 60 >= self.tick_seconds, "bin_minutes must span a tick"),
-            (self.grid_steps >= 2, "grid_steps must be >= 2"),
-            (0 <= self.guardrail_loss < 1, "guardrail_loss must be in [0, 1)"),
-            (self.optimise in ("contact", "view"), "optimise must be contact or view"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ValueError(message)
-
-    @property
-    def n_windows(self) -> int:
-        return max(1, round(self.hours * 3600 / self.tick_seconds))
-
-    @property
-    def windows_per_bin(self) -> int:
-        return max(1, round(self.bin_minutes * 60 / self.tick_seconds))
+        require(
+            [
+                *self.scenario_checks(),
+                (self.mode in ("request", "window"), "mode must be request or window"),
+                (0 <= self.cycle_amplitude < 1, "cycle_amplitude must be in [0, 1)"),
+                (0 <= self.guardrail_loss < 1, "guardrail_loss must be in [0, 1)"),
+                (self.optimise in ("contact", "view"), "optimise must be contact or view"),
+            ]
+        )
 
 
 # --- what a run records -------------------------------------------------------------------
@@ -544,26 +525,6 @@ class ArmInfo:
     blocks: Blocks
     true_views: float
     true_contacts: float
-
-
-@dataclass
-class WindowLog:
-    """Counts of every tick window, by arm (reference arm included), as arrays over windows."""
-
-    exposures: list[dict[int, int]] = field(default_factory=list)
-    clicks: list[dict[int, int]] = field(default_factory=list)
-    contacts: list[dict[int, int]] = field(default_factory=list)
-    expected_contacts: list[dict[int, float]] = field(default_factory=list)
-    best_arm_ids: list[int] = field(default_factory=list)
-    best_means: list[float] = field(default_factory=list)
-    active_counts: list[int] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class GenerationLog:
-    hour: float
-    retired: list[int]
-    added: list[int]
 
 
 @dataclass

@@ -25,7 +25,7 @@ from simulations.marketplace.model import (
     config_of,
 )
 from simulations.options import PROGRAM, command_line, parameters
-from simulations.output import jsonable, versions, write_csv, write_json
+from simulations.output import jsonable, percent, versions, weights_text, write_csv, write_json
 from simulations.plotting import Curve, new_figure, plot_curves_with_bands, save_figure
 
 
@@ -218,16 +218,6 @@ def verdict(result: MarketplaceResult, bins: list[BinRow]) -> Verdict:
 # --- the table and the files --------------------------------------------------------------
 
 
-def _pct(value: float, signed: bool = True) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "n/a"
-    return f"{value:+.1%}" if signed else f"{value:.1%}"
-
-
-def _weights(config: dict[str, float]) -> str:
-    return " ".join(f"{name}={float(config[name]):.2f}" for name in REFERENCE_CONFIG)
-
-
 def format_table(result: MarketplaceResult) -> str:
     """The tables printed by the command."""
     config = result.config
@@ -256,7 +246,7 @@ def format_table(result: MarketplaceResult) -> str:
     ]
     for b in bins:
         interval = (
-            f"[{_pct(b.lift_ci_low)}, {_pct(b.lift_ci_high)}]"
+            f"[{percent(b.lift_ci_low)}, {percent(b.lift_ci_high)}]"
             if not math.isnan(b.lift_ci_low)
             else "n/a"
         )
@@ -264,9 +254,9 @@ def format_table(result: MarketplaceResult) -> str:
             f"{b.start_hour:>4.1f}-{b.end_hour:<5.1f}"
             f"{f'{b.target_contacts}/{b.target_exposures}':>16}"
             f"{f'{b.reference_contacts}/{b.reference_exposures}':>16}"
-            f"{_pct(b.lift):>9}  {interval:<18}{_pct(b.expected_lift):>9}"
+            f"{percent(b.lift):>9}  {interval:<18}{percent(b.expected_lift):>9}"
             f"{b.best_arm_id:>10}{b.best_arm_true_rate / v.best_possible_rate:>9.1%}"
-            f"{_pct(b.trap_share, signed=False):>7}"
+            f"{percent(b.trap_share, signed=False):>7}"
         )
     lines += [
         "(target, reference: contacts/page views; expected: the same ratio of the served "
@@ -274,25 +264,27 @@ def format_table(result: MarketplaceResult) -> str:
         " best arm: highest posterior mean at the end of the bin, its truth as a fraction of "
         "the best possible; trap: traffic share of the view-maximiser)",
         "",
-        f"Overall lift {_pct(v.overall_lift)} "
-        f"[{_pct(v.overall_lift_ci[0])}, {_pct(v.overall_lift_ci[1])}], last bin "
-        f"{_pct(v.last_bin_lift)}",
+        f"Overall lift {percent(v.overall_lift)} "
+        f"[{percent(v.overall_lift_ci[0])}, {percent(v.overall_lift_ci[1])}], last bin "
+        f"{percent(v.last_bin_lift)}",
         f"Best configuration found: arm {v.best_arm_id} ({v.best_arm_label}) "
-        f"{_weights(result.arms[v.best_arm_id].config)}",
+        f"{weights_text(result.arms[v.best_arm_id].config, REFERENCE_CONFIG)}",
         f"  true contact rate {v.best_arm_true_rate:.4%} per page view = "
         f"{v.best_found_fraction:.1%} of the best possible {v.best_possible_rate:.4%} "
-        f"({_weights(config_of(trap.contact_maximiser.weights))})",
+        f"({weights_text(config_of(trap.contact_maximiser.weights), REFERENCE_CONFIG)})",
         f"  lift over the reference ({v.reference_rate:.4%}): found "
-        f"{_pct(v.best_found_lift_over_reference)}, best possible "
-        f"{_pct(v.best_possible_lift_over_reference)}",
+        f"{percent(v.best_found_lift_over_reference)}, best possible "
+        f"{percent(v.best_possible_lift_over_reference)}",
         "",
         "Views trap (exact expectations over all source listings)",
-        f"  view-maximiser   {_weights(config_of(trap.view_maximiser.weights))}: "
+        f"  view-maximiser   "
+        f"{weights_text(config_of(trap.view_maximiser.weights), REFERENCE_CONFIG)}: "
         f"views {trap.view_maximiser.views:.4f}, contacts {trap.view_maximiser.contacts:.4%}",
-        f"  contact-maximiser {_weights(config_of(trap.contact_maximiser.weights))}: "
+        f"  contact-maximiser "
+        f"{weights_text(config_of(trap.contact_maximiser.weights), REFERENCE_CONFIG)}: "
         f"views {trap.contact_maximiser.views:.4f}, contacts {trap.contact_maximiser.contacts:.4%}",
-        f"  the view-maximiser gets {_pct(v.trap_views_gain)} views and "
-        f"{_pct(-v.trap_contacts_loss)} contacts: "
+        f"  the view-maximiser gets {percent(v.trap_views_gain)} views and "
+        f"{percent(-v.trap_contacts_loss)} contacts: "
         + ("trap reproduced" if v.trap_reproduced else "TRAP NOT REPRODUCED"),
         f"  as arm {result.trap_arm_id}: status {v.trap_status}, traffic share in the last "
         f"hour {v.trap_final_share:.1%}, posterior mean "
@@ -330,7 +322,7 @@ def _label(result: MarketplaceResult, treatment: Any) -> str:
 def _interval(low: Any, high: Any) -> str:
     if low is None or high is None:
         return "n/a"
-    return f"[{_pct(float(low))}, {_pct(float(high))}]"
+    return f"[{percent(float(low))}, {percent(float(high))}]"
 
 
 def scorecard_lines(result: MarketplaceResult) -> list[str]:
@@ -351,7 +343,7 @@ def scorecard_lines(result: MarketplaceResult) -> list[str]:
         lines.append(
             f"{row['metric']:<9}{_label(result, row['treatment']):<26}"
             f"{_rate(row['control_mean']):>9}{_rate(row['treatment_mean']):>9}"
-            f"{'n/a' if effect is None else _pct(effect):>9}  "
+            f"{'n/a' if effect is None else percent(effect):>9}  "
             f"{_interval(row['lower'], row['upper']):<19}"
             f"{_interval(row['lower_anytime'], row['upper_anytime']):<19}{row['verdict']:<8}"
         )

@@ -45,17 +45,14 @@ from simulations.marketplace.model import (
     COMMAND,
     EXPERIMENT_NAME,
     EXPERT_CONFIGS,
-    MIN_EXPOSURES,
     REFERENCE_CONFIG,
     TRAP_LABEL,
     ArmInfo,
     DailyCycle,
-    GenerationLog,
     Marketplace,
     MarketplaceConfig,
     MarketplaceResult,
     ViewsTrap,
-    WindowLog,
     config_of,
     search_best,
     weights_of,
@@ -74,8 +71,9 @@ from simulations.output import invalid_parameters, write_and_report
 from simulations.platform import (
     Platform,
     Reported,
-    best_arm,
+    RunTrace,
     evolution_module,
+    evolution_settings,
     seeded_streams,
     sum_by,
 )
@@ -122,22 +120,12 @@ def experiment_body(
         },
     }
     if config.evolve and evolution_module() is not None:
-        body["evolution"] = {
-            "enabled": True,
-            "evolve_interval_s": config.evolve_minutes * 60,
-            "min_exposures": float(MIN_EXPOSURES),
-            "drop_count": config.drop_count,
-            "min_arms": 4,
-            "max_arms": len(arm_configs) + 1,
-            "score": "mean",
-        }
-        if config.model_weight > 0:
-            body["evolution"]["mix"] = {
-                "random": 1.0,
-                "mutation": 1.0,
-                "crossover": 1.0,
-                "model": config.model_weight,
-            }
+        body["evolution"] = evolution_settings(
+            evolve_minutes=config.evolve_minutes,
+            drop_count=config.drop_count,
+            arm_count=len(arm_configs),
+            model_weight=config.model_weight,
+        )
     return body
 
 
@@ -224,20 +212,15 @@ def simulate(
                 trap_arm_id = arm_id
             know(arm_id, origin, values, label)
         snapshot = platform_.refresh()
-        log = WindowLog()
-        generations: list[GenerationLog] = []
+        trace = RunTrace()
         guardrail_retired: dict[int, tuple[float, str]] = {}
         paused: tuple[float, dict[str, Any]] | None = None
-        ticks_applied = 0
         view_index = 0
-        served_so_far: dict[int, int] = {}
-        windows_per_step = max(1, round(config.evolve_minutes * 60 / config.tick_seconds))
-        views_per_window = config.views_per_minute * config.tick_seconds / 60.0
         k = config.model.block_size
         with ProgressReporter(config.n_windows, "marketplace", enabled=show_progress) as bar:
             for window in range(config.n_windows):
                 t0 = window * config.tick_seconds
-                n = int(traffic.poisson(views_per_window))
+                n = int(traffic.poisson(config.views_per_window))
                 users = traffic.integers(0, config.users, n)
                 sources = traffic.integers(0, market.n_sources, n)
                 hours = config.start_hour + (t0 + traffic.random(n) * config.tick_seconds) / 3600
@@ -256,7 +239,6 @@ def simulate(
                 contacted = clicked & (traffic.random((n, k)) < contact_p)
                 clicks = clicked.sum(axis=1)
                 contacts = contacted.sum(axis=1)
-                expected = (click_p * contact_p).sum(axis=1)
 
                 # Exposures: counted by assign, flushed like the runtime's flush job.
                 platform_.flush_exposures()
@@ -271,21 +253,13 @@ def simulate(
                 ]
                 platform_.submit_events(events)
                 view_index += n
-
-                # The log holds the experiment's traffic: page views served while it was not
-                # running (paused by the circuit breaker) got the reference configuration
-                # outside the comparison, at other hours: left out, as the platform does.
-                arm_ids = np.where(live, arm_ids, -1)
-                log.exposures.append(sum_by(arm_ids, np.ones(n, dtype=np.int64)))
-                for arm_id, count in log.exposures[-1].items():
-                    served_so_far[arm_id] = served_so_far.get(arm_id, 0) + count
-                log.clicks.append(sum_by(arm_ids, clicks))
-                log.contacts.append(sum_by(arm_ids, contacts))
-                log.expected_contacts.append(sum_by(arm_ids, expected))
+                expected = (click_p * contact_p).sum(axis=1)
+                counted = trace.record(arm_ids, live, contacts, expected)
+                trace.log.clicks.append(sum_by(counted, clicks))
 
                 now_s = (window + 1) * config.tick_seconds
                 applied = platform_.tick(now_s)
-                ticks_applied += applied
+                trace.ticks_applied += applied
                 if applied:
                     outcome = platform_.decide(now_s)
                     for arm_id in outcome.retired_arm_ids:
@@ -293,18 +267,9 @@ def simulate(
                         guardrail_retired[arm_id] = (now_s / 3600, reason)
                     if outcome.paused:
                         paused = (now_s / 3600, platform_.paused_reason())
-                # No step after the last window: its new arms would never be served.
-                last = window + 1 == config.n_windows
-                if config.evolve and (window + 1) % windows_per_step == 0 and not last:
-                    step = platform_.evolve(now_s)
-                    if step is not None:
-                        generations.append(GenerationLog(now_s / 3600, step[0], step[1]))
-                snapshot = platform_.refresh()
-                platform_.learn_new_arms(arms, know)
-                best_id, best_mean = best_arm(snapshot, served_so_far, MIN_EXPOSURES)
-                log.best_arm_ids.append(best_id)
-                log.best_means.append(best_mean)
-                log.active_counts.append(len(snapshot.arm_ids))
+                if config.evolve:
+                    platform_.evolve_on_schedule(trace, window, config)
+                snapshot = platform_.look(trace, arms, know)
                 bar.update(window + 1)
         final_arms = platform_.arm_rows()
         # Every window's counts are in: each window flushed its exposures before its tick.
@@ -317,11 +282,11 @@ def simulate(
         reference_arm_id=reference_arm_id,
         trap_arm_id=trap_arm_id,
         arms=arms,
-        log=log,
+        log=trace.log,
         final_arms=final_arms,
-        generations=generations,
+        generations=trace.generations,
         evolution_available=evolution_module() is not None,
-        ticks_applied=ticks_applied,
+        ticks_applied=trace.ticks_applied,
         wall_time_s=time.perf_counter() - started,
         search_time_s=search_time,
         report=report,

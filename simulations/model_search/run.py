@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from simulations.confidence import mean_ci
-from simulations.marketplace.model import MarketplaceConfig, MarketplaceResult, WindowLog
+from simulations.marketplace.model import MarketplaceConfig, MarketplaceResult
 from simulations.options import (
     FLAG,
     FLOATS,
@@ -54,6 +54,7 @@ from simulations.output import (
     write_csv,
     write_json,
 )
+from simulations.platform import WindowLog
 from simulations.plotting import Curve, plot_curves_with_bands
 from simulations.progress import ProgressReporter, progress_enabled
 

@@ -39,14 +39,13 @@ simulation samples.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from simulations.marketplace.model import GenerationLog, WindowLog, simplex_grid
+from simulations.marketplace.model import simplex_grid
 from simulations.movielens.data import GENRES, BoolArray, FloatArray, IntArray, MovieLens
 from simulations.options import (
     SWITCH,
@@ -57,6 +56,7 @@ from simulations.options import (
     option,
     option_factory,
 )
+from simulations.platform import GenerationLog, ScenarioClock, WindowLog, require
 
 # Experiment parameter -> the feature it weighs, in the order of FEATURES.
 PARAMETER_NAMES = ("text_match", "distance", "price_diff", "region")
@@ -287,16 +287,13 @@ EXPERT_CONFIGS = (
     {"text_match": 0.6, "distance": 0.5, "price_diff": 0.3, "region": 0.2},
     {"text_match": 0.4, "distance": 0.4, "price_diff": 0.4, "region": 0.2},
 )
-# An arm needs this many exposures before it can be called the best (the genetic step's
-# min_exposures too): a fresh arm's prior mean of 1/2 says nothing about it.
-MIN_EXPOSURES = 2000
 # The hours after which the share of the available lift captured is reported.
 CHECKPOINT_HOURS = (1.0, 3.0, 6.0)
 POSITIVE = number(0.0, open_low=True)
 
 
 @dataclass(frozen=True)
-class MovieLensConfig:
+class MovieLensConfig(ScenarioClock):
     """Everything that determines a run; saved with the results so it can be repeated.
 
     Each field but ``model`` is also the command's option of that name (see
@@ -351,32 +348,15 @@ class MovieLensConfig:
     model: MovieLensModel = field(default_factory=MovieLensModel)
 
     def __post_init__(self) -> None:
-        checks = [
-            (self.hours > 0 and math.isfinite(self.hours), "hours must be > 0"),
-            (self.views_per_minute > 0, "views_per_minute must be > 0"),
-            (self.runs >= 1, "runs must be >= 1"),
-            (self.random_arms >= 0, "random_arms must be >= 0"),
-            (self.model_weight > 0, "model_weight must be > 0"),
-            (self.drop_count >= 1, "drop_count must be >= 1"),
-            (self.tick_seconds >= 1, "tick_seconds must be >= 1"),
-            (self.evolve_minutes * 60 >= self.tick_seconds, "evolve_minutes must span a tick"),
-            (0 < self.reference_share < 1, "reference_share must be in (0, 1)"),
-            (self.users >= 1, "users must be >= 1"),
-            (self.bin_minutes * 60 >= self.tick_seconds, "bin_minutes must span a tick"),
-            (self.grid_steps >= 2, "grid_steps must be >= 2"),
-            (not self.model_proposals or self.evolve, "--model needs --evolve"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ValueError(message)
-
-    @property
-    def n_windows(self) -> int:
-        return max(1, round(self.hours * 3600 / self.tick_seconds))
-
-    @property
-    def windows_per_bin(self) -> int:
-        return max(1, round(self.bin_minutes * 60 / self.tick_seconds))
+        require(
+            [
+                *self.scenario_checks(),
+                (self.runs >= 1, "runs must be >= 1"),
+                (self.model_weight > 0, "model_weight must be > 0"),
+                (self.drop_count >= 1, "drop_count must be >= 1"),
+                (not self.model_proposals or self.evolve, "--model needs --evolve"),
+            ]
+        )
 
     @property
     def checkpoints(self) -> tuple[float, ...]:

@@ -27,7 +27,7 @@ from simulations.movielens.model import (
     config_of,
 )
 from simulations.options import PROGRAM, command_line, parameters
-from simulations.output import jsonable, versions, write_csv, write_json
+from simulations.output import jsonable, percent, versions, weights_text, write_csv, write_json
 from simulations.plotting import Curve, plot_curves_with_bands
 
 
@@ -174,20 +174,10 @@ def arm_summary(result: MovieLensResult, run: RunRecord) -> list[dict[str, Any]]
 # --- the table and the files --------------------------------------------------------------
 
 
-def _pct(value: float | None, signed: bool = True) -> str:
-    if value is None or math.isnan(value):
-        return "n/a"
-    return f"{value:+.1%}" if signed else f"{value:.1%}"
-
-
-def _weights(config: dict[str, float]) -> str:
-    return " ".join(f"{name}={float(config[name]):.2f}" for name in REFERENCE_CONFIG)
-
-
 def _ci(m: MeanCI, signed: bool = True) -> str:
     if math.isnan(m.ci_low):
-        return _pct(m.mean, signed)
-    return f"{_pct(m.mean, signed)} [{_pct(m.ci_low, signed)}, {_pct(m.ci_high, signed)}]"
+        return percent(m.mean, signed)
+    return f"{percent(m.mean, signed)} [{percent(m.ci_low, signed)}, {percent(m.ci_high, signed)}]"
 
 
 def _evolution(result: MovieLensResult) -> str:
@@ -223,7 +213,7 @@ def format_table(result: MovieLensResult) -> str:
     ]
     for b in bin_rows(result, run):
         interval = (
-            f"[{_pct(b.lift_ci_low)}, {_pct(b.lift_ci_high)}]"
+            f"[{percent(b.lift_ci_low)}, {percent(b.lift_ci_high)}]"
             if not math.isnan(b.lift_ci_low)
             else "n/a"
         )
@@ -231,8 +221,8 @@ def format_table(result: MovieLensResult) -> str:
             f"{b.start_hour:>4.1f}-{b.end_hour:<5.1f}"
             f"{f'{b.target_contacts}/{b.target_exposures}':>14}"
             f"{f'{b.reference_contacts}/{b.reference_exposures}':>14}"
-            f"{_pct(b.lift):>9}  {interval:<18}{_pct(b.expected_lift):>9}"
-            f"{b.best_arm_id:>10}{_pct(b.best_arm_captured, signed=False):>10}"
+            f"{percent(b.lift):>9}  {interval:<18}{percent(b.expected_lift):>9}"
+            f"{b.best_arm_id:>10}{percent(b.best_arm_captured, signed=False):>10}"
         )
     best_id = run.log.best_arm_ids[-1]
     best = run.arms[best_id]
@@ -241,14 +231,15 @@ def format_table(result: MovieLensResult) -> str:
         "posterior mean at the end of the bin;",
         " captured: its lift over the reference as a share of the best possible lift)",
         "",
-        f"Best configuration found (run 1): arm {best_id} ({best.label}) {_weights(best.config)}",
+        f"Best configuration found (run 1): arm {best_id} ({best.label}) "
+        f"{weights_text(best.config, REFERENCE_CONFIG)}",
         f"  true contact rate {best.true_contacts:.4%} per page view; lift over the reference "
-        f"({result.reference_rate:.4%}) {_pct(best.true_contacts / result.reference_rate - 1)}, "
-        f"{_pct(captured(result, run, best_id), signed=False)} of the available lift",
+        f"({result.reference_rate:.4%}) {percent(best.true_contacts / result.reference_rate - 1)}, "
+        f"{percent(captured(result, run, best_id), signed=False)} of the available lift",
         f"Best possible (exhaustive search of {len(result.search.grid)} grid points on exact "
         f"expectations): {result.search.contacts:.4%} "
-        f"({_weights(config_of(result.search.weights))}), {_pct(available_lift(result))} over "
-        "the reference",
+        f"({weights_text(config_of(result.search.weights), REFERENCE_CONFIG)}), "
+        f"{percent(available_lift(result))} over the reference",
         "",
         f"Over {config.runs} run(s): share of the available lift captured by the best arm, and "
         "target traffic on arms worse than the reference (mean [95% CI])",
@@ -266,10 +257,10 @@ def format_table(result: MovieLensResult) -> str:
     for a in arm_summary(result, run):
         share, mean = a["traffic_share"], a["posterior_mean"]
         lines.append(
-            f"{a['arm_id']:>4} {a['label']:<14}{a['status']:<9}{_pct(a['captured']):>9}"
+            f"{a['arm_id']:>4} {a['label']:<14}{a['status']:<9}{percent(a['captured']):>9}"
             f"{'-' if share is None else f'{share:.1%}':>7}{a['exposures']:>10,}"
             f"{a['contacts']:>9,}{'-' if mean is None else f'{mean:.3f}':>11}  "
-            f"{_weights(a['config'])}"
+            f"{weights_text(a['config'], REFERENCE_CONFIG)}"
         )
     return "\n".join(lines)
 

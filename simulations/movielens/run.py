@@ -30,13 +30,11 @@ from typing import Any
 
 import numpy as np
 
-from simulations.marketplace.model import GenerationLog, WindowLog
 from simulations.movielens.data import DataUnavailable, MovieLens, load
 from simulations.movielens.model import (
     COMMAND,
     EXPERIMENT_NAME,
     EXPERT_CONFIGS,
-    MIN_EXPOSURES,
     PARAMETER_NAMES,
     REFERENCE_CONFIG,
     ArmTruth,
@@ -62,11 +60,11 @@ from simulations.output import invalid_parameters, write_and_report
 from simulations.platform import (
     Platform,
     Reported,
-    best_arm,
+    RunTrace,
     evolution_module,
+    evolution_settings,
     mix_origins,
     seeded_streams,
-    sum_by,
 )
 from simulations.progress import ProgressReporter, progress_enabled
 
@@ -110,23 +108,12 @@ def experiment_body(config: MovieLensConfig, arm_configs: list[dict[str, float]]
         "max_events_per_exposure": {"contact": k},
     }
     if config.evolve and evolution_module() is not None:
-        evolution: dict[str, Any] = {
-            "enabled": True,
-            "evolve_interval_s": config.evolve_minutes * 60,
-            "min_exposures": float(MIN_EXPOSURES),
-            "drop_count": config.drop_count,
-            "min_arms": 4,
-            "max_arms": len(arm_configs) + 1,
-            "score": "mean",
-        }
-        if config.model_proposals:
-            evolution["mix"] = {
-                "random": 1.0,
-                "mutation": 1.0,
-                "crossover": 1.0,
-                "model": config.model_weight,
-            }
-        body["evolution"] = evolution
+        body["evolution"] = evolution_settings(
+            evolve_minutes=config.evolve_minutes,
+            drop_count=config.drop_count,
+            arm_count=len(arm_configs),
+            model_weight=config.model_weight if config.model_proposals else 0.0,
+        )
     return body
 
 
@@ -186,17 +173,12 @@ def simulate_run(
             label = "reference" if origin == "reference" else labels.get(_key(values), origin)
             know(arm_id, origin, values, label)
         snapshot = platform_.refresh()
-        log = WindowLog()
-        generations: list[GenerationLog] = []
-        ticks_applied = 0
+        trace = RunTrace()
         view_index = 0
-        served_so_far: dict[int, int] = {}
-        windows_per_step = max(1, round(config.evolve_minutes * 60 / config.tick_seconds))
-        views_per_window = config.views_per_minute * config.tick_seconds / 60.0
         for window in range(config.n_windows):
             t0 = window * config.tick_seconds
             hour = config.start_hour + t0 / 3600
-            n = int(traffic.poisson(views_per_window * market.traffic_factor(hour)))
+            n = int(traffic.poisson(config.views_per_window * market.traffic_factor(hour)))
             visitors = traffic.integers(0, config.users, n)
             sources = traffic.choice(market.n_sources, n, p=market.source_weights)
             likers = market.draw_likers(sources, traffic)
@@ -214,7 +196,6 @@ def simulate_run(
             films = market.candidates[items]
             examined = traffic.random((n, k)) < market.position_factors
             contacts = (examined & market.liked[likers[:, None], films]).sum(axis=1)
-            expected = probs.sum(axis=1)
 
             platform_.flush_exposures()
             events = [
@@ -223,27 +204,12 @@ def simulate_run(
             ]
             platform_.submit_events(events)
             view_index += n
+            trace.record(arm_ids, live, contacts, probs.sum(axis=1))
 
-            arm_ids = np.where(live, arm_ids, -1)
-            log.exposures.append(sum_by(arm_ids, np.ones(n, dtype=np.int64)))
-            for arm_id, count in log.exposures[-1].items():
-                served_so_far[arm_id] = served_so_far.get(arm_id, 0) + count
-            log.contacts.append(sum_by(arm_ids, contacts))
-            log.expected_contacts.append(sum_by(arm_ids, expected))
-
-            now_s = (window + 1) * config.tick_seconds
-            ticks_applied += platform_.tick(now_s)
-            last = window + 1 == config.n_windows
-            if config.evolve and (window + 1) % windows_per_step == 0 and not last:
-                step = platform_.evolve(now_s)
-                if step is not None:
-                    generations.append(GenerationLog(now_s / 3600, step[0], step[1]))
-            snapshot = platform_.refresh()
-            platform_.learn_new_arms(arms, know)
-            best_id, best_mean = best_arm(snapshot, served_so_far, MIN_EXPOSURES)
-            log.best_arm_ids.append(best_id)
-            log.best_means.append(best_mean)
-            log.active_counts.append(len(snapshot.arm_ids))
+            trace.ticks_applied += platform_.tick((window + 1) * config.tick_seconds)
+            if config.evolve:
+                platform_.evolve_on_schedule(trace, window, config)
+            snapshot = platform_.look(trace, arms, know)
             if bar is not None:
                 bar.update(done_before + window + 1)
         final_arms = platform_.arm_rows()
@@ -252,10 +218,10 @@ def simulate_run(
         seed=seed,
         reference_arm_id=reference_arm_id,
         arms=arms,
-        log=log,
+        log=trace.log,
         final_arms=final_arms,
-        generations=generations,
-        ticks_applied=ticks_applied,
+        generations=trace.generations,
+        ticks_applied=trace.ticks_applied,
         wall_time_s=time.perf_counter() - started,
     )
 
