@@ -146,7 +146,9 @@ class ModelSearchOutput:
 
 @dataclass(frozen=True)
 class RunOutcome:
-    """One run's figures: captured lift per checkpoint, per hour, and bad-arm traffic."""
+    """One run's figures: captured lift per checkpoint, per hour, and bad-arm traffic;
+    and, to tell the search from the selection, the share the truly best arm the run
+    served captures (the platform's pick at the end can capture no more)."""
 
     seed: int
     variant: str
@@ -156,6 +158,8 @@ class RunOutcome:
     model_arms: int
     best_label: str
     wall_time_s: float
+    best_served: float = float("nan")  # the truly best arm served at all in the run
+    best_model: float = float("nan")  # the truly best model arm (NaN without any)
 
 
 class ArmTruth(Protocol):
@@ -186,14 +190,18 @@ def outcome_from(
     reference = arms[reference_arm_id].true_contacts
     available = best_possible / reference - 1.0
 
+    def captured_by(arm_id: int) -> float:
+        return (arms[arm_id].true_contacts / reference - 1.0) / available
+
     def captured_at(window: int) -> float:
-        best = log.best_arm_ids[window]
-        return (arms[best].true_contacts / reference - 1.0) / available
+        return captured_by(log.best_arm_ids[window])
 
     per_hour = round(3600 / tick_seconds)
     windows = [min(len(log.best_arm_ids), max(1, round(h * per_hour))) - 1 for h in checkpoints]
     step = max(1, per_hour // 12)  # five-minute points for the curve
     curve = tuple(captured_at(w) for w in range(step - 1, len(log.best_arm_ids), step))
+    served = {a for window in log.exposures for a in window if a != reference_arm_id}
+    model = [captured_by(a) for a in served if arms[a].origin == "model"]
     target = bad = 0
     for window in log.exposures:
         for arm_id, count in window.items():
@@ -211,6 +219,8 @@ def outcome_from(
         model_arms=sum(1 for arm in arms.values() if arm.origin == "model"),
         best_label=arms[log.best_arm_ids[-1]].label,
         wall_time_s=wall_time_s,
+        best_served=max(captured_by(a) for a in served),
+        best_model=max(model, default=float("nan")),
     )
 
 
@@ -321,10 +331,12 @@ def summarise(config: ModelSearchConfig, outcomes: list[RunOutcome]) -> dict[str
                 }
             )
         bad = mean_ci([o.bad_traffic_share for o in runs])
+        served = mean_ci([o.best_served for o in runs])
         summary["variants"][variant] = {
             "runs": len(runs),
             "captured": rows,
             "bad_traffic_share": {"mean": bad.mean, "ci": [bad.ci_low, bad.ci_high]},
+            "best_served": {"mean": served.mean, "ci": [served.ci_low, served.ci_high]},
             "model_arms": float(np.mean([o.model_arms for o in runs])),
         }
     base = np.array([o.captured for o in by_variant[VARIANTS[0]]])
@@ -366,6 +378,18 @@ def format_table(config: ModelSearchConfig, summary: dict[str, Any]) -> str:
         "(bad arms: true contact rate below the reference's; difference: with the model minus "
         "without, paired by seed)"
     )
+    lines.append(
+        f"Search or selection? At {config.checkpoints[-1]:g} h, the share captured by the "
+        "truly best arm served in the run (the platform's pick can capture no more):"
+    )
+    for variant in VARIANTS:
+        data = summary["variants"][variant]
+        served, picked = data["best_served"], data["captured"][-1]
+        lines.append(
+            f"{variant:<15}best served {served['mean']:>7.1%} [{served['ci'][0]:6.1%}, "
+            f"{served['ci'][1]:6.1%}]   picked {picked['mean']:>7.1%}   model arms per run "
+            f"{data['model_arms']:.1f}"
+        )
     at_end = summary["variants"][VARIANTS[1]]["captured"][-1]
     lines.append(
         f"Goal: >= 80% of the available lift at {config.checkpoints[-1]:g} h with the model: "
@@ -385,6 +409,8 @@ def write_outputs(
         "bad_traffic_share",
         "model_arms",
         "best_arm",
+        "best_served",
+        "best_model_arm",
         "wall_time_s",
     ]
     rows = [
@@ -395,6 +421,8 @@ def write_outputs(
             csv_number(o.bad_traffic_share),
             o.model_arms,
             o.best_label,
+            csv_number(o.best_served),
+            csv_number(o.best_model),
             f"{o.wall_time_s:.1f}",
         ]
         for o in outcomes

@@ -36,6 +36,13 @@ def test_cli_compares_the_variants_on_identical_traffic(
     assert base["captured_0.2h"] == model["captured_0.2h"]
     assert int(base["model_arms"]) == 0 and int(model["model_arms"]) > 0
     assert 0 <= float(model["bad_traffic_share"]) <= 1
+    # the platform's pick is one of the arms served: it captures no more than the best one
+    for run in runs:
+        assert float(run["captured_0.3h"]) <= float(run["best_served"])
+    assert base["best_model_arm"] == "" and float(model["best_model_arm"]) <= float(
+        model["best_served"]
+    )
+    assert "Search or selection? At 0.3 h" in printed
     document = json.loads((out / "results.json").read_text())
     summary = document["summary"]
     assert set(summary["variants"]) == {"genetic", "genetic+model"}
