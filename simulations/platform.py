@@ -175,14 +175,6 @@ def evolution_module() -> Any | None:
     return evolution if hasattr(evolution, "run_evolution_step") else None
 
 
-def mix_origins() -> frozenset[str]:
-    """The origins the genetic step's ``mix`` accepts in this build (``random``,
-    ``mutation``, ``crossover``, and ``model`` once model proposals exist)."""
-    from api import schemas
-
-    return frozenset(schemas.EvolutionMix.model_fields)
-
-
 class Platform:
     """The service layer of one replica, on its own database, with a simulated clock.
 

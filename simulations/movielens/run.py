@@ -63,7 +63,6 @@ from simulations.platform import (
     RunTrace,
     evolution_module,
     evolution_settings,
-    mix_origins,
     seeded_streams,
 )
 from simulations.progress import ProgressReporter, progress_enabled
@@ -274,21 +273,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     add_options(parser, MovieLensOutput)
 
 
-def check_available(config: MovieLensConfig) -> MovieLensConfig:
-    """Refuse ``--model`` in a build whose genetic step has no model proposals."""
-    if config.model_proposals and "model" not in mix_origins():
-        raise ValueError(
-            "--model: this build's genetic step has no model proposals (the evolution mix "
-            f"accepts {', '.join(sorted(mix_origins()))}); run without --model"
-        )
-    return config
-
-
 def run(args: argparse.Namespace) -> int:
     """Exit codes: 0 done, 1 the outputs could not be written, 2 invalid parameters,
     3 the data could not be loaded."""
     try:
-        config = check_available(from_args(MovieLensConfig, args))
+        config = from_args(MovieLensConfig, args)
     except ValueError as error:
         return invalid_parameters(COMMAND, error)
     output = from_args(MovieLensOutput, args)

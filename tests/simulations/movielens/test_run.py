@@ -22,7 +22,6 @@ from simulations.movielens import (
 )
 from simulations.movielens.model import REFERENCE_CONFIG
 from simulations.movielens.run import DATA_UNAVAILABLE
-from simulations.platform import mix_origins
 from tests.simulations.movielens.fixture import generate, write_official
 from tests.simulations.movielens.test_data import real_movielens
 
@@ -104,9 +103,7 @@ def test_the_same_seed_repeats_the_run(tmp_path: Path) -> None:
     assert first.log.contacts == second.log.contacts
 
 
-def test_model_proposals_go_into_the_evolution_mix(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_model_proposals_go_into_the_evolution_mix() -> None:
     config = MovieLensConfig(seed=1, model_proposals=True, model_weight=2.0, drop_count=2)
     body = experiment_body(config, [dict(REFERENCE_CONFIG, text_match=0.5)])
     assert body["evolution"]["mix"] == {
@@ -114,13 +111,6 @@ def test_model_proposals_go_into_the_evolution_mix(
     }  # fmt: skip
     assert body["evolution"]["drop_count"] == 2
     assert "mix" not in experiment_body(MovieLensConfig(seed=1), [])["evolution"]
-    if "model" in mix_origins():
-        pytest.skip("this build has model proposals: the refusal below does not apply")
-    code = main(["movielens", "--model", "--seed", "1", "--out", str(tmp_path)])
-    assert code == 2
-    error = capsys.readouterr().err
-    assert "--model: this build's genetic step has no model proposals" in error
-    assert "crossover, mutation, random" in error
 
 
 def test_model_needs_evolution(capsys: pytest.CaptureFixture[str]) -> None:
