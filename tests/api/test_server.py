@@ -61,16 +61,20 @@ def test_a_hard_limit_too_low_is_used_whole_and_reported(
 
 
 def test_the_started_app_is_frozen_out_of_the_collector(sqlite_url: str) -> None:
-    """freeze_after_startup: once the lifespan has started the runtime, the objects alive
-    (the runtime among them) are frozen, and the app serves as before."""
+    """tune_gc_after_startup: once the lifespan has started the runtime, the objects alive
+    (the runtime among them) are frozen, the young generation's threshold is raised, and
+    the app serves as before."""
     app = create_app(settings_for(sqlite_url))
-    server.freeze_after_startup(app)
+    server.tune_gc_after_startup(app)
     frozen_before = gc.get_freeze_count()
+    thresholds = gc.get_threshold()
     try:
         with TestClient(app) as client:
             runtime = app.state.runtime
             assert gc.get_freeze_count() > frozen_before
             assert not any(obj is runtime for obj in gc.get_objects())  # frozen: untracked
+            assert gc.get_threshold() == (server.YOUNG_GC_THRESHOLD, *thresholds[1:])
             assert client.get("/health").status_code == 200
     finally:
         gc.unfreeze()
+        gc.set_threshold(*thresholds)
