@@ -20,8 +20,11 @@ is marked now, and the disconnect is one INFO line.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any, ClassVar
 from urllib.parse import quote
 
@@ -34,7 +37,7 @@ from uvicorn.server import ServerState
 from api.errors import error_body
 from api.settings import Settings
 
-__all__ = ["HardenedProtocol", "protocol_for", "run"]
+__all__ = ["HardenedProtocol", "protocol_for", "run", "tune_gc_after_startup"]
 
 logger = logging.getLogger("ranktune.server")
 
@@ -319,9 +322,44 @@ def _raise_file_limit(needed: int) -> None:
         )
 
 
+def tune_gc_after_startup(app: FastAPI) -> None:
+    """Once the app has started, collect cyclic garbage far less often.
+
+    Everything alive then (modules, routes, schemas, the runtime: some 170k objects) is
+    put out of the collector's reach (``gc.freeze``): a full collection walks every tracked
+    object with the GIL held, stopping the event loop and the event writer alike, 50-400 ms
+    each on a loaded 2-core machine, and under the event route's load one ran every second
+    or two. And the youngest generation is collected after 20,000 net allocations instead
+    of 700: a batch of events allocates several objects per event that live until its
+    commit, so almost every batch triggered a young collection that promoted them, and
+    their promotions the older generations' collections. Measured with gc.callbacks under
+    benchmarks/ingestion.py's load: the collector took about 27% of the server's wall time,
+    8% with the freeze alone, 0.2% with both.
+
+    Only for ``ranktune serve``: the objects frozen are never collected, which a test
+    process that builds many apps should not pay.
+    """
+    started = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[Any]:
+        async with started(app) as state:
+            gc.collect()
+            gc.freeze()
+            gc.set_threshold(YOUNG_GC_THRESHOLD)
+            yield state
+
+    app.router.lifespan_context = lifespan
+
+
+# Net allocations of tracked objects between two collections of the youngest generation.
+YOUNG_GC_THRESHOLD = 20_000
+
+
 def run(app: FastAPI, settings: Settings, *, log_level: str, access_log: bool) -> None:
     """Serve ``app`` with uvicorn until SIGTERM or SIGINT."""
     _raise_file_limit(settings.max_connections + SPARE_FILE_DESCRIPTORS)
+    tune_gc_after_startup(app)
     uvicorn.run(
         app,
         host=settings.host,

@@ -29,7 +29,6 @@ import hashlib
 import hmac
 import itertools
 import secrets
-import string
 import struct
 import time
 from typing import NamedTuple
@@ -46,8 +45,9 @@ TICKET_LENGTH = (_LAYOUT.size + _TAG_BYTES) * 4 // 3  # 52 characters
 SEGMENTED_TICKET_LENGTH = (_SEGMENTED_LAYOUT.size + _TAG_BYTES) * 4 // 3  # 56 characters
 MAX_SEGMENT = 0xFFFFFF  # a version 3 ticket holds the segment index in 24 bits
 MAX_PHASE = 0xFFFF  # a ticket holds the phase in 16 bits
-_ALPHABET = string.ascii_letters + string.digits + "-_"  # base64url
 _BLOCK = hashlib.sha256().block_size  # 64 bytes
+_a2b_base64 = binascii.a2b_base64
+_compare_digest = hmac.compare_digest
 GROUPS = tuple(Group)  # in code order: target 0, reference 1, inactive 2
 GROUP_CODES: dict[str, int] = {name.value: code for code, name in enumerate(GROUPS)}
 
@@ -156,26 +156,30 @@ class TicketSigner:
 
     def verify(self, ticket: str) -> TicketClaims | None:
         """The claims of a genuine ticket, or None for anything forged, foreign or malformed."""
-        # Exactly the length and alphabet of the one spelling (str.strip of the alphabet
-        # leaves nothing: a C loop, half the cost of a regular expression).
+        # Exactly the length and alphabet of the one spelling: no "+", "/" or "=" (the
+        # lengths are whole base64 quanta, so there is no padding and no spare bit), and
+        # a2b_base64's strict mode refuses any other character of the translated text.
+        # Half the cost of checking the alphabet with str.strip and urlsafe_b64decode.
         length = len(ticket)
-        if (
-            (length != TICKET_LENGTH and length != SEGMENTED_TICKET_LENGTH)
-            or not ticket.isascii()
-            or ticket.strip(_ALPHABET)
-        ):
+        if length == TICKET_LENGTH:
+            layout, expected = _LAYOUT, VERSION
+        elif length == SEGMENTED_TICKET_LENGTH:
+            layout, expected = _SEGMENTED_LAYOUT, SEGMENTED_VERSION
+        else:
+            return None
+        if "+" in ticket or "/" in ticket or "=" in ticket:
             return None
         try:
-            raw = base64.urlsafe_b64decode(ticket)
-        except (binascii.Error, ValueError):  # pragma: no cover - the pattern rules it out
+            raw = _a2b_base64(ticket.replace("-", "+").replace("_", "/"), strict_mode=True)
+        except (binascii.Error, ValueError):  # not base64url, or not ASCII
             return None
-        layout, expected = (
-            (_LAYOUT, VERSION)
-            if length == TICKET_LENGTH
-            else (_SEGMENTED_LAYOUT, SEGMENTED_VERSION)
-        )
         payload, tag = raw[: layout.size], raw[layout.size :]
-        if not hmac.compare_digest(tag, self._tag(payload)):
+        # self._tag(payload), inline: this runs for every ticket of every event batch.
+        inner = self._inner.copy()
+        inner.update(payload)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        if not _compare_digest(tag, outer.digest()[:_TAG_BYTES]):
             return None
         segment = 0
         if expected == VERSION:
@@ -210,7 +214,7 @@ class TicketSigner:
                 (prefix << 32) | serial,
                 bucket,
                 phase,
-                credit_key(payload),
+                payload[:14] + payload[17:] + payload[_BUCKET_AND_PHASE],  # credit_key(payload)
                 segment,
             ),
         )

@@ -20,7 +20,6 @@ median of its per-repeat ratios to ranktune (the pairs ran back to back).
 from __future__ import annotations
 
 import argparse
-import os
 import secrets
 import sys
 import tempfile
@@ -39,6 +38,7 @@ from benchmarks.common import (
     fmt_rate,
     free_port,
     http_json,
+    load_average,
     median,
     process_cpu_seconds,
     run_wrk,
@@ -64,12 +64,6 @@ def start_script(name: str, script: str, log_path: Path) -> Server:
         LOG_LEVEL,
     ]
     return Server(name, command, port, log_path).start()
-
-
-def load_average() -> tuple[float, float, float]:
-    """The machine's 1, 5 and 15 minute load averages (it is shared: say how busy it was)."""
-    one, five, fifteen = os.getloadavg()
-    return (round(one, 2), round(five, 2), round(fifteen, 2))
 
 
 def summarise(runs: list[dict[str, Any]]) -> dict[str, float]:

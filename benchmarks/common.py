@@ -254,6 +254,12 @@ def run_wrk(
     raise BenchError(f"wrk printed no BENCH line:\n{done.stdout}\n{done.stderr}")
 
 
+def load_average() -> tuple[float, float, float]:
+    """The machine's 1, 5 and 15 minute load averages (it is shared: say how busy it was)."""
+    one, five, fifteen = os.getloadavg()
+    return (round(one, 2), round(five, 2), round(fifteen, 2))
+
+
 def process_cpu_seconds(pid: int) -> float | None:
     """CPU time (user + system) the process has used so far, from /proc (Linux); None
     elsewhere. Per request, it is a figure the other tenants of a shared machine disturb far

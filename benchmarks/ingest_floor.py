@@ -180,9 +180,10 @@ def measure(
     connections: int,
     size: int,
     duration: float,
-) -> tuple[float, float]:
+) -> tuple[float, float, float]:
     """Rows per second committed by ``connections`` threads, each committing ``size`` rows
-    at a time for ``duration`` seconds, and the p99 of one commit's duration in us."""
+    at a time for ``duration`` seconds, the p99 of one commit's duration in us, and this
+    process's CPU per row in us (the rows' building included; not PostgreSQL's backends)."""
     writers = [make_writer() for _ in range(connections)]
     committed = [0] * connections
     latencies: list[list[float]] = [[] for _ in range(connections)]
@@ -203,17 +204,20 @@ def measure(
     threads = [threading.Thread(target=work, args=(i,)) for i in range(connections)]
     for thread in threads:
         thread.start()
+    cpu_began = time.process_time()
     began = time.perf_counter()
     deadline[0] = began + duration
     start.wait()
     for thread in threads:
         thread.join()
     elapsed = time.perf_counter() - began
+    cpu = time.process_time() - cpu_began
     if errors:
         raise BenchError(f"floor writer failed: {errors[0]!r}")
     every = sorted(itertools.chain.from_iterable(latencies))
     p99 = every[min(len(every) - 1, int(0.99 * len(every)))] * 1e6 if every else float("nan")
-    return sum(committed) / elapsed, p99
+    rows = sum(committed)
+    return rows / elapsed, p99, cpu / rows * 1e6 if rows else float("nan")
 
 
 def stored(url: str, prefix: str) -> int:
@@ -258,19 +262,22 @@ def run(
 
         figures: dict[str, dict[int, list[float]]] = {"batch": {}, "grouped": {}}
         p99s: dict[str, dict[int, list[float]]] = {"batch": {}, "grouped": {}}
+        cpus: dict[str, dict[int, list[float]]] = {"batch": {}, "grouped": {}}
         expected = 0
         prefix = f"floor{int(time.time())}"
         for repeat in range(repeats):
             for mode, size in (("batch", batch), ("grouped", group)):
                 for connections in CONNECTIONS[database]:
                     rows = Rows(experiment, f"{prefix}{repeat}{mode}{connections}")
-                    rate, p99 = measure(make(rows), connections, size, duration)
+                    rate, p99, cpu = measure(make(rows), connections, size, duration)
                     expected += next(rows.counter)  # rows built so far: all committed
                     figures[mode].setdefault(connections, []).append(rate)
                     p99s[mode].setdefault(connections, []).append(p99)
+                    cpus[mode].setdefault(connections, []).append(cpu)
                     say(
                         f"  floor {database} {mode:7} ({size} rows/commit), {connections} "
-                        f"connection(s): {fmt_rate(rate)} rows/s, commit p99 {p99 / 1000:.1f} ms"
+                        f"connection(s): {fmt_rate(rate)} rows/s, commit p99 {p99 / 1000:.1f} ms, "
+                        f"CPU {cpu:.1f} us/row"
                     )
         found = stored(url, prefix)
         if found != expected:
@@ -286,6 +293,7 @@ def run(
             "rows_per_s": medians[best],
             "connections": best,
             "p99_us": median(p99s[mode][best]),
+            "cpu_us": median(cpus[mode][best]),
             "by_connections": medians,
         }
     say(

@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,9 @@ from benchmarks.common import (
     fmt_ms,
     fmt_rate,
     http_json,
+    load_average,
     median,
+    process_cpu_seconds,
     run_wrk,
     say,
     start_ranktune,
@@ -126,82 +129,153 @@ def run(
     repeats: int,
     connections: int,
     batch: int = 100,
+    *,
+    before: Path | None = None,
 ) -> dict[str, Any]:
+    """The median of durably acknowledged events/s (and p50, p99, server CPU per event) of
+    ranktune, and with ``before`` of ranktune running that source tree too: each on a
+    database of its own, the runs alternating (ranktune, before, then before, ranktune)."""
     workdir = Path(tempfile.mkdtemp(prefix=f"ranktune-bench-ingest-{database}-"))
-    if database == "sqlite":
-        database_url = f"sqlite:///{workdir / 'ranktune.db'}"
-    elif database == "postgresql":
-        database_url = create_pg_database()
-    else:
+    if database not in ("sqlite", "postgresql"):
         raise BenchError(f"--database: expected sqlite or postgresql, got {database!r}")
-    say(f"ingestion ({database}): ranktune on {database_url}, batches of {batch}")
-    runs: list[dict[str, Any]] = []
+    names = ["ranktune"] if before is None else ["ranktune", "before"]
+    codes = {"ranktune": None, "before": before}
+    say(f"ingestion ({database}): batches of {batch}, {connections} connections")
+    load_before = load_average()
+    say(f"  load average before: {load_before}")
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+    urls: dict[str, str] = {}
     try:
-        server = start_ranktune(
-            database_url, workdir / "ranktune.log", RANKTUNE_TICKET_SECRET=TICKET_SECRET
-        )
-        try:
-            experiment = create_example_experiment(server)
+        with ExitStack() as servers:
+            targets: dict[str, tuple[Server, dict[str, Any], str]] = {}
+            for name in names:
+                urls[name] = (
+                    f"sqlite:///{workdir / f'{name}.db'}"
+                    if database == "sqlite"
+                    else create_pg_database(f"{PG_DATABASE}_{name}")
+                )
+                say(f"  {name}: {urls[name]}" + (f" (source tree {before})" if codes[name] else ""))
+                server = start_ranktune(
+                    urls[name],
+                    workdir / f"{name}.log",
+                    code=codes[name],
+                    RANKTUNE_TICKET_SECRET=TICKET_SECRET,
+                )
+                servers.callback(server.stop)
+                targets[name] = (server, create_example_experiment(server), urls[name])
             run_prefix = "b" + secrets.token_hex(4)
             for repeat in range(-1, repeats):  # repeat -1 is the warm-up, not reported
-                prefix = f"{run_prefix}r{repeat + 1}"
-                tickets_file = workdir / "tickets.txt"
-                count = int(TICKETS_PER_SECOND * (min(duration, 3.0) if repeat < 0 else duration))
-                tickets_file.write_text("\n".join(mint_tickets(experiment, count)) + "\n")
-                figures = run_wrk(
-                    server.url + "/v1/events",
-                    SCRIPT,
-                    [str(tickets_file), prefix, str(batch)],
-                    duration=min(duration, 3.0) if repeat < 0 else duration,
-                    connections=connections,
-                )
-                time.sleep(1.0)  # let requests in flight at wrk's stop finish
-                stored = stored_events(database_url, prefix)
-                figures["stored"] = stored
-                figures["events_per_s"] = figures["acked"] / figures["seconds"]
-                extra = stored - figures["acked"]
-                if extra < 0 or extra > connections * batch or extra % batch:
-                    raise BenchError(
-                        f"{database}: {figures['acked']} events acknowledged but {stored} stored "
-                        f"(expected the acknowledged ones plus at most {connections} in-flight "
-                        "batches)"
+                order = names if repeat % 2 else names[::-1]
+                for name in order:
+                    figures = _one_run(
+                        targets[name],
+                        f"{run_prefix}{name[0]}r{repeat + 1}",
+                        workdir / "tickets.txt",
+                        min(duration, 3.0) if repeat < 0 else duration,
+                        connections,
+                        batch,
                     )
-                if figures["duplicates"]:
-                    raise BenchError(f"{database}: {figures['duplicates']} unexpected duplicates")
-                if repeat < 0:
-                    continue
-                runs.append(figures)
-                say(
-                    f"  run {repeat + 1}/{repeats} {fmt_rate(figures['events_per_s']):>7} events/s "
-                    f"({figures['ok_responses']} batches acknowledged, {stored} events stored, "
-                    f"{extra // batch} in flight at stop)  p50 {fmt_ms(figures['p50_us'])} ms  "
-                    f"p99 {fmt_ms(figures['p99_us'])} ms  errors {figures['errors']}"
-                )
-        finally:
-            server.stop()
+                    if repeat < 0:
+                        continue
+                    runs[name].append(figures)
+                    say(
+                        f"  {name} run {repeat + 1}/{repeats} "
+                        f"{fmt_rate(figures['events_per_s']):>7} events/s "
+                        f"({figures['ok_responses']} batches acknowledged, {figures['stored']} "
+                        f"events stored, {figures['in_flight']} in flight at stop)  "
+                        f"p50 {fmt_ms(figures['p50_us'])} ms  p99 {fmt_ms(figures['p99_us'])} ms  "
+                        f"server CPU {figures.get('cpu_us', float('nan')):.1f} us/event  "
+                        f"errors {figures['errors']}"
+                    )
     finally:
         if database == "postgresql":
-            drop_pg_database()
-    summary = {
+            for name in urls:
+                drop_pg_database(f"{PG_DATABASE}_{name}")
+    load_after = load_average()
+    say(f"  load average after: {load_after}")
+    summary = _summarise(database, runs["ranktune"])
+    summary["load_average"] = {"before": load_before, "after": load_after}
+    summary["settings"] = {
+        "duration_s": duration,
+        "repeats": repeats,
+        "connections": connections,
+        "batch": batch,
+        "tickets": "one per event, minted per run",
+    }
+    say(
+        f"ingestion ({database}): median {fmt_rate(summary['events_per_s'])} durably "
+        f"acknowledged events/s, server CPU {summary['cpu_us']:.1f} us/event"
+    )
+    if before is not None:
+        old = _summarise(database, runs["before"])
+        ratios = [
+            ours["events_per_s"] / theirs["events_per_s"]
+            for ours, theirs in zip(runs["ranktune"], runs["before"], strict=True)
+        ]
+        old["paired_ratio"] = median(ratios)
+        summary["before"] = old
+        say(
+            f"ingestion ({database}) before ({before}): median {fmt_rate(old['events_per_s'])} "
+            f"events/s, server CPU {old['cpu_us']:.1f} us/event; ranktune / before "
+            f"{summary['events_per_s'] / old['events_per_s']:.2f}x (paired {median(ratios):.2f}x), "
+            f"CPU per event {summary['cpu_us'] / old['cpu_us']:.2f}x"
+        )
+    return summary
+
+
+def _one_run(
+    target: tuple[Server, dict[str, Any], str],
+    prefix: str,
+    tickets_file: Path,
+    duration: float,
+    connections: int,
+    batch: int,
+) -> dict[str, Any]:
+    """One wrk run against one server, checked against what its database stored."""
+    server, experiment, database_url = target
+    tickets_file.write_text(
+        "\n".join(mint_tickets(experiment, int(TICKETS_PER_SECOND * duration))) + "\n"
+    )
+    cpu_before = process_cpu_seconds(server.pid())
+    figures = run_wrk(
+        server.url + "/v1/events",
+        SCRIPT,
+        [str(tickets_file), prefix, str(batch)],
+        duration=duration,
+        connections=connections,
+    )
+    time.sleep(1.0)  # let requests in flight at wrk's stop finish
+    cpu_after = process_cpu_seconds(server.pid())
+    stored = stored_events(database_url, prefix)
+    figures["stored"] = stored
+    figures["events_per_s"] = figures["acked"] / figures["seconds"]
+    if cpu_before is not None and cpu_after is not None and stored:
+        # Every stored event was worked on (the in-flight ones too); the server's background
+        # jobs (ticks, refreshes) are included, as in production.
+        figures["cpu_us"] = (cpu_after - cpu_before) / stored * 1e6
+    extra = stored - figures["acked"]
+    figures["in_flight"] = extra // batch
+    if extra < 0 or extra > connections * batch or extra % batch:
+        raise BenchError(
+            f"{database_url}: {figures['acked']} events acknowledged but {stored} stored "
+            f"(expected the acknowledged ones plus at most {connections} in-flight batches)"
+        )
+    if figures["duplicates"]:
+        raise BenchError(f"{database_url}: {figures['duplicates']} unexpected duplicates")
+    return figures
+
+
+def _summarise(database: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
+    cpu = [run["cpu_us"] for run in runs if "cpu_us" in run]
+    return {
         "database": database,
         "events_per_s": median([run["events_per_s"] for run in runs]),
         "p50_us": median([run["p50_us"] for run in runs]),
         "p99_us": median([run["p99_us"] for run in runs]),
+        "cpu_us": median(cpu) if cpu else float("nan"),
         "errors": sum(run["errors"] for run in runs),
         "runs": runs,
-        "settings": {
-            "duration_s": duration,
-            "repeats": repeats,
-            "connections": connections,
-            "batch": batch,
-            "tickets": "one per event, minted per run",
-        },
     }
-    say(
-        f"ingestion ({database}): median {fmt_rate(summary['events_per_s'])} durably "
-        "acknowledged events/s (target >= 30,000)"
-    )
-    return summary
 
 
 def main() -> int:
@@ -211,9 +285,22 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--batch", type=int, default=100, help="events per request")
+    parser.add_argument(
+        "--before",
+        type=Path,
+        help="also ranktune running the source tree in this directory (e.g. `git archive main "
+        "| tar -x -C DIR`), alternating with this checkout's, each on a database of its own",
+    )
     args = parser.parse_args()
     try:
-        run(args.database, args.duration, args.repeats, args.connections, args.batch)
+        run(
+            args.database,
+            args.duration,
+            args.repeats,
+            args.connections,
+            args.batch,
+            before=args.before,
+        )
     except (BenchError, subprocess.SubprocessError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -153,7 +153,7 @@ def table(results: dict[str, Any]) -> str:
                 (
                     f"ingestion: {database}",
                     f"{fmt_rate(i['events_per_s'])} events/s, p50 {fmt_ms(i['p50_us'])} ms, "
-                    f"p99 {fmt_ms(i['p99_us'])} ms",
+                    f"p99 {fmt_ms(i['p99_us'])} ms, server CPU {i['cpu_us']:.1f} us/event",
                     f">= {fmt_rate(INGEST_TARGET)} events/s",
                     "yes" if i["events_per_s"] >= INGEST_TARGET else "NO",
                 )
@@ -174,7 +174,8 @@ def table(results: dict[str, Any]) -> str:
                 (
                     f"floor: {database}, grouped commits",
                     f"{fmt_rate(grouped['rows_per_s'])} rows/s ({grouped['connections']} "
-                    f"connection(s)), commit p99 {fmt_ms(grouped['p99_us'])} ms",
+                    f"connection(s)), commit p99 {fmt_ms(grouped['p99_us'])} ms, "
+                    f"CPU {grouped['cpu_us']:.1f} us/row",
                     "",
                     "",
                 ),

@@ -1,15 +1,19 @@
 """The open-file limit ``ranktune serve`` raises so that max_connections can be honoured (the
 deadlines, limits and disconnects themselves are tested on real servers in
-tests/process/test_server_limits.py)."""
+tests/process/test_server_limits.py), and the heap it freezes once started."""
 
 from __future__ import annotations
 
+import gc
 import logging
 import resource
 
 import pytest
+from fastapi.testclient import TestClient
 
 from api import server
+from api.app import create_app
+from tests.conftest import settings_for
 
 
 class FakeLimits:
@@ -54,3 +58,23 @@ def test_a_hard_limit_too_low_is_used_whole_and_reported(
         server._raise_file_limit(1128)
     assert limits.set_to == (1024, 1024)
     assert "RANKTUNE_MAX_CONNECTIONS needs 1128" in caplog.text
+
+
+def test_the_started_app_is_frozen_out_of_the_collector(sqlite_url: str) -> None:
+    """tune_gc_after_startup: once the lifespan has started the runtime, the objects alive
+    (the runtime among them) are frozen, the young generation's threshold is raised, and
+    the app serves as before."""
+    app = create_app(settings_for(sqlite_url))
+    server.tune_gc_after_startup(app)
+    frozen_before = gc.get_freeze_count()
+    thresholds = gc.get_threshold()
+    try:
+        with TestClient(app) as client:
+            runtime = app.state.runtime
+            assert gc.get_freeze_count() > frozen_before
+            assert not any(obj is runtime for obj in gc.get_objects())  # frozen: untracked
+            assert gc.get_threshold() == (server.YOUNG_GC_THRESHOLD, *thresholds[1:])
+            assert client.get("/health").status_code == 200
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*thresholds)

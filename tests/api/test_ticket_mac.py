@@ -71,3 +71,24 @@ def test_credit_keys_of_both_versions_sort_by_issue_time_within_their_version() 
     assert early is not None and late is not None and old is not None
     assert bytes([3]) <= early.key < key_before(1_500, 3) <= late.key
     assert old.key < key_before(1_501) and old.key < bytes([3])
+
+
+def test_only_the_one_spelling_verifies() -> None:
+    """Any other character at any position (the standard alphabet's "+" and "/", padding,
+    whitespace, non-ASCII, other punctuation) is refused; a genuine ticket's own
+    characters verify."""
+    signer = TicketSigner("secret")
+    base64url = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+    others = "+/= \n\t.\x00é\u00a0~*%"
+    for ticket in (
+        signer.issue(7, 9, "target", now=1_700_000_000, bucket=3),
+        signer.issue(7, 9, "target", now=1_700_000_000, bucket=3, segment=70_000),
+    ):
+        assert set(ticket) <= base64url and signer.verify(ticket) is not None
+        for position in range(len(ticket)):
+            for other in others:
+                spelled = ticket[:position] + other + ticket[position + 1 :]
+                assert signer.verify(spelled) is None, spelled
+        assert signer.verify(ticket + "=") is None
+        assert signer.verify(ticket[:-1]) is None
+        assert signer.verify(" " + ticket[1:]) is None
