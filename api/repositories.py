@@ -28,8 +28,10 @@ from api.enums import (
     DeliveryStatus,
     ExperimentStatus,
     ExpertStatus,
+    Group,
     NotificationKind,
 )
+from api.limits import CREDITED
 from api.models import (
     ApiToken,
     Arm,
@@ -192,12 +194,19 @@ def pending_counts_for_update(session: Session, experiment_id: int) -> list[Pend
     return list(map(PendingRow._make, rows))
 
 
-def has_pending_counts(session: Session, experiment_id: int) -> bool:
-    """Whether some count of the experiment waits for a tick (no lock)."""
+def has_reference_exposures_pending(session: Session, experiment_id: int) -> bool:
+    """Whether credited reference-group exposures wait for a tick (no lock): without them a
+    window cannot be applied."""
     return (
         session.scalar(
             select(PendingCount.experiment_id)
-            .where(PendingCount.experiment_id == experiment_id)
+            .where(
+                PendingCount.experiment_id == experiment_id,
+                PendingCount.group == Group.REFERENCE,
+                PendingCount.type == "exposure",
+                PendingCount.reason == CREDITED,
+                PendingCount.count > 0,
+            )
             .limit(1)
         )
         is not None

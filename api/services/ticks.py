@@ -411,16 +411,16 @@ def prepare_propensities(
     session: Session, experiment_id: int, now: datetime | None = None
 ) -> PreparedPropensities | None:
     """The propensities of the window that ends now, read without the lock (a read-only
-    session), for an experiment with counts waiting (and, given ``now``, due then); None
-    otherwise. The tick uses them
+    session), for an experiment whose window can be applied (reference exposures wait)
+    and, given ``now``, is due then; None otherwise. The tick uses them
     only if its locked read finds the arms in the same state: the same numbers as
     computing them under the lock, which a tick of hundreds of overlapping arms would
     hold for most of its time (bandit.propensities' integral)."""
     experiment = repo.get_experiment(session, experiment_id)
     if experiment is None or (now is not None and not is_due(experiment, now)):
         return None
-    if not repo.has_pending_counts(session, experiment_id):
-        return None
+    if not repo.has_reference_exposures_pending(session, experiment_id):
+        return None  # the window will be carried forward: no propensities recorded
     arms = list(repo.arms_of(session, experiment_id))
     return PreparedPropensities(
         _propensity_state(experiment, arms), window_propensities(experiment, arms)

@@ -168,15 +168,19 @@ def test_propensities_prepared_before_the_lock_are_used_only_for_the_same_state(
     assert propensities == pytest.approx([1 / 3, 2 / 3], abs=1e-6)
 
 
-def test_nothing_is_prepared_without_waiting_counts_or_before_the_experiment_is_due(
+def test_nothing_is_prepared_for_a_window_that_cannot_apply_or_is_not_due(
     client: TestClient,
 ) -> None:
     experiment = create(client, exposure_source="client", update_interval_s=3600)
+    reference, a = (arm["id"] for arm in experiment["arms"][:2])
     runtime = runtime_of(client)
     with runtime.read_transaction() as session:
         assert prepare_propensities(session, experiment["id"]) is None
     tickets = tickets_by_arm(client)
-    feed(client, tickets, (experiment["arms"][0]["id"], "exposure", 5))
+    feed(client, tickets, (a, "exposure", 5), (reference, "contact", 1))
+    with runtime.read_transaction() as session:  # no reference exposure: carried forward
+        assert prepare_propensities(session, experiment["id"]) is None
+    feed(client, tickets, (reference, "exposure", 5))
     with runtime.read_transaction() as session:
         assert prepare_propensities(session, experiment["id"]) is not None
         assert prepare_propensities(session, experiment["id"], now_utc()) is None
