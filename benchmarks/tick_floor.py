@@ -42,9 +42,10 @@ def tick_floor(connection: Connection, experiment_id: int, number: int) -> None:
     ).scalar_one()
     by_arm: dict[int, list[float]] = {}
     by_pair: dict[tuple[int, int], list[float]] = {}
-    report: dict[tuple[int, str, str, int], int] = {}
+    report: dict[tuple[int, str, str, int, int], int] = {}
     for arm_id, group, kind, _reason, bucket, count, segment in pending:
-        report[(arm_id, group, kind, bucket)] = report.get((arm_id, group, kind, bucket), 0) + count
+        key = (arm_id, group, kind, bucket, segment)  # the report's key, per segment
+        report[key] = report.get(key, 0) + count
         if kind in ("exposure", "contact"):
             by_pair.setdefault((segment, arm_id), [0.0, 0.0])[kind == "contact"] += count
             if group == "target":
