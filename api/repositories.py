@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
 from sqlalchemy import (
     ColumnElement,
     Select,
-    bindparam,
     case,
     delete,
     func,
@@ -20,17 +19,19 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
-from api.db import add_counts, driver_rows
+from api.db import add_counts, array_params, driver_rows, insert_rows, update_rows
 from api.enums import (
     CLOSED_STATUSES,
     ArmStatus,
     DeliveryStatus,
     ExperimentStatus,
     ExpertStatus,
+    Group,
     NotificationKind,
 )
+from api.limits import CREDITED
 from api.models import (
     ApiToken,
     Arm,
@@ -116,10 +117,21 @@ def running_experiment_ids(session: Session) -> list[int]:
 
 
 # -- arms ----------------------------------------------------------------------------------
-def arms_of(session: Session, experiment_id: int, *, active_only: bool = False) -> Sequence[Arm]:
+def arms_of(
+    session: Session,
+    experiment_id: int,
+    *,
+    active_only: bool = False,
+    without_configs: bool = False,
+) -> Sequence[Arm]:
+    """The experiment's arms by id. ``without_configs``: their configurations and parents
+    (JSON) not loaded until read, for the tick, which reads posteriors and counts of
+    hundreds of arms."""
     query = select(Arm).where(Arm.experiment_id == experiment_id)
     if active_only:
         query = query.where(Arm.status == ArmStatus.ACTIVE)
+    if without_configs:
+        query = query.options(defer(Arm.config), defer(Arm.parent_ids))
     return session.scalars(query.order_by(Arm.id)).all()
 
 
@@ -168,31 +180,37 @@ def pending_counts_for_update(session: Session, experiment_id: int) -> list[Pend
     this read is left for the next tick. SQLite's ``BEGIN IMMEDIATE`` already excludes
     writers.
     """
-    rows = session.execute(
-        select(
-            PendingCount.arm_id,
-            PendingCount.group,
-            PendingCount.type,
-            PendingCount.reason,
-            PendingCount.bucket,
-            PendingCount.count,
-            PendingCount.segment,
-        )
-        .where(PendingCount.experiment_id == experiment_id)
-        .order_by(
-            PendingCount.arm_id,
-            PendingCount.group,
-            PendingCount.type,
-            PendingCount.reason,
-            PendingCount.bucket,
-            PendingCount.segment,
-        )
-        .with_for_update()
+    connection = session.connection()
+    lock = " FOR UPDATE" if connection.dialect.name == "postgresql" else ""
+    # Straight from the driver (a segmented tick reads tens of thousands of these), in the
+    # order and with the types of PendingRow's fields; the id is an int, nothing to escape.
+    rows = driver_rows(
+        connection,
+        "SELECT arm_id, assignment_group, type, reason, bucket, count, segment "
+        f"FROM pending_counts WHERE experiment_id = {int(experiment_id)} "
+        f"ORDER BY arm_id, assignment_group, type, reason, bucket, segment{lock}",
+        (),
     )
-    return [
-        PendingRow(int(a), str(g), str(t), str(r), int(b), int(c), int(s))
-        for a, g, t, r, b, c, s in rows
-    ]
+    return list(map(PendingRow._make, rows))
+
+
+def has_reference_exposures_pending(session: Session, experiment_id: int) -> bool:
+    """Whether credited reference-group exposures wait for a tick (no lock): without them a
+    window cannot be applied."""
+    return (
+        session.scalar(
+            select(PendingCount.experiment_id)
+            .where(
+                PendingCount.experiment_id == experiment_id,
+                PendingCount.group == Group.REFERENCE,
+                PendingCount.type == "exposure",
+                PendingCount.reason == CREDITED,
+                PendingCount.count > 0,
+            )
+            .limit(1)
+        )
+        is not None
+    )
 
 
 def delete_pending_counts(session: Session, experiment_id: int, rows: Sequence[PendingRow]) -> None:
@@ -200,9 +218,9 @@ def delete_pending_counts(session: Session, experiment_id: int, rows: Sequence[P
     then is not the tick's to consume.
 
     On the connection, not an ORM bulk delete (no PendingCount is loaded in the session):
-    SQLite, an executemany by key; PostgreSQL, one statement whose keys travel as arrays
-    (a tick consumes arms x groups x types x report buckets keys, and the writers wait on
-    the rows it holds until it commits)."""
+    SQLite, an executemany by key through the driver; PostgreSQL, one statement whose keys
+    travel as arrays (a tick consumes arms x groups x types x report buckets keys, and the
+    writers wait on the rows it holds until it commits)."""
     if not rows:
         return
     connection = session.connection()
@@ -214,34 +232,36 @@ def delete_pending_counts(session: Session, experiment_id: int, rows: Sequence[P
             "%s::int[]))",
             (
                 experiment_id,
-                *(
-                    list(column)
-                    for column in zip(*((*row[:5], row.segment) for row in rows), strict=True)
+                *array_params(
+                    ("int", "varchar", "varchar", "varchar", "int", "int"),
+                    [(*row[:5], row.segment) for row in rows],
                 ),
             ),
         )
         return
-    connection.execute(
-        delete(PendingCount).where(
-            PendingCount.experiment_id == experiment_id,
-            PendingCount.arm_id == bindparam("b_arm"),
-            PendingCount.group == bindparam("b_group"),
-            PendingCount.type == bindparam("b_type"),
-            PendingCount.reason == bindparam("b_reason"),
-            PendingCount.bucket == bindparam("b_bucket"),
-            PendingCount.segment == bindparam("b_segment"),
-        ),
-        [
-            {
-                "b_arm": row.arm_id,
-                "b_group": row.group,
-                "b_type": row.type,
-                "b_reason": row.reason,
-                "b_bucket": row.bucket,
-                "b_segment": row.segment,
-            }
-            for row in rows
-        ],
+    connection.exec_driver_sql(
+        "DELETE FROM pending_counts WHERE experiment_id = ? AND arm_id = ? AND "
+        "assignment_group = ? AND type = ? AND reason = ? AND bucket = ? AND segment = ?",
+        [(experiment_id, *row[:5], row.segment) for row in rows],
+    )
+
+
+def consume_pending_counts(
+    session: Session, experiment_id: int, rows: Sequence[PendingRow], segments: Collection[int]
+) -> None:
+    """Delete the pending counts a tick read and consumes: every row it read of these
+    ``segments``. On SQLite the transaction has excluded every writer since the read
+    (``BEGIN IMMEDIATE``), so those rows are all the segments' rows: one DELETE by
+    segment instead of one per key. PostgreSQL: exactly the rows read
+    (:func:`delete_pending_counts`), as a writer may have added a key since."""
+    connection = session.connection()
+    if connection.dialect.name == "postgresql" or not rows:
+        delete_pending_counts(session, experiment_id, rows)
+        return
+    listed = ", ".join(str(int(segment)) for segment in sorted(segments))  # ints
+    connection.exec_driver_sql(
+        f"DELETE FROM pending_counts WHERE experiment_id = {int(experiment_id)} "
+        f"AND segment IN ({listed})"
     )
 
 
@@ -506,6 +526,44 @@ TICK_ARM_FIELDS = (
     "beta_after",
     "quarantined_events",
 )
+
+
+TICK_ARM_COLUMNS = (
+    ("tick_id", "int"),
+    *((name, "int" if name == "arm_id" else "float8") for name in TICK_ARM_FIELDS),
+    ("propensity", "float8"),
+    ("draw_probability", "float8"),
+)
+
+
+def insert_tick_arms(session: Session, rows: Sequence[tuple[Any, ...]]) -> None:
+    """Insert a tick's per-arm records in bulk (tuples in the order of
+    :data:`TICK_ARM_COLUMNS`): one statement, no ORM object per arm."""
+    insert_rows(session.connection(), "tick_arms", TICK_ARM_COLUMNS, rows)
+
+
+ARM_STATE_COLUMNS = (
+    ("alpha", "float8"),
+    ("beta", "float8"),
+    ("exposures", "float8"),
+    ("target_events", "float8"),
+    ("quarantined_events", "float8"),
+)
+
+
+def update_arm_states(session: Session, arms: Sequence[Arm]) -> None:
+    """Write these arms' posteriors and totals (:data:`ARM_STATE_COLUMNS`, as set on the
+    objects with ``set_committed_value``, so the session does not flush them again) in one
+    statement."""
+    update_rows(
+        session.connection(),
+        "arms",
+        ARM_STATE_COLUMNS,
+        [
+            (arm.alpha, arm.beta, arm.exposures, arm.target_events, arm.quarantined_events, arm.id)
+            for arm in arms
+        ],
+    )
 
 
 def next_tick_number(session: Session, experiment_id: int) -> int:
@@ -1258,7 +1316,7 @@ def upsert_arm_segments(session: Session, rows: Sequence[tuple[Any, ...]]) -> No
         connection.exec_driver_sql(
             f"INSERT INTO arm_segments ({names}) SELECT * FROM unnest(%s::int[], %s::int[], "
             f"%s::float8[], %s::float8[], %s::float8[], %s::float8[]) {conflict}",
-            tuple(list(column) for column in zip(*rows, strict=True)),
+            array_params(("int", "int", "float8", "float8", "float8", "float8"), rows),
         )
         return
     connection.exec_driver_sql(
@@ -1266,27 +1324,23 @@ def upsert_arm_segments(session: Session, rows: Sequence[tuple[Any, ...]]) -> No
     )
 
 
+_TICK_SEGMENT_COLUMNS = (
+    ("tick_id", "int"),
+    ("segment", "int"),
+    ("arm_id", "int"),
+    ("exposures", "float8"),
+    ("target_events", "float8"),
+    ("alpha_increment", "float8"),
+    ("beta_increment", "float8"),
+    ("alpha_after", "float8"),
+    ("beta_after", "float8"),
+)
+
+
 def insert_tick_segments(session: Session, rows: Sequence[tuple[Any, ...]]) -> None:
     """Insert a tick's (segment, arm) records in bulk: tuples in the column order of
     ``tick_segments``."""
-    if not rows:
-        return
-    connection = session.connection()
-    names = (
-        "tick_id, segment, arm_id, exposures, target_events, alpha_increment, "
-        "beta_increment, alpha_after, beta_after"
-    )
-    if connection.dialect.name == "postgresql":
-        connection.exec_driver_sql(
-            f"INSERT INTO tick_segments ({names}) SELECT * FROM unnest(%s::int[], %s::int[], "
-            "%s::int[], %s::float8[], %s::float8[], %s::float8[], %s::float8[], %s::float8[], "
-            "%s::float8[])",
-            tuple(list(column) for column in zip(*rows, strict=True)),
-        )
-        return
-    connection.exec_driver_sql(
-        f"INSERT INTO tick_segments ({names}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", list(rows)
-    )
+    insert_rows(session.connection(), "tick_segments", _TICK_SEGMENT_COLUMNS, rows)
 
 
 def delete_arm_segments(session: Session, arm_ids: Sequence[int]) -> None:

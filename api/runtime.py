@@ -34,7 +34,7 @@ from api.services.evolution import run_evolution_step
 from api.services.experiments import discard_pending_of_stopped
 from api.services.retention import prune
 from api.services.segments import register_segments
-from api.services.ticks import apply_tick
+from api.services.ticks import apply_tick, prepare_propensities
 from api.services.tokens import active_tokens, note_use
 from api.serving import ServingState
 from api.settings import Settings
@@ -300,6 +300,8 @@ class Runtime:
 
         def tick(session: Session, experiment_id: int) -> bool:
             started = time.perf_counter()
+            with self.read_transaction() as reading:  # before the lock: see apply_tick
+                prepared = prepare_propensities(reading, experiment_id, now_utc())
             recorded = apply_tick(
                 session,
                 experiment_id,
@@ -307,6 +309,7 @@ class Runtime:
                 rng=self.rng,
                 only_if_due=True,
                 replica=self.replica,
+                prepared=prepared,
             )
             if recorded is not None:
                 self.telemetry.record_tick(

@@ -11,8 +11,10 @@
 4. start-up: launch to the first /health of ``ranktune serve`` against a plain FastAPI
    app, and ``ranktune simulate regret`` (benchmarks/startup.py);
 5. segments (benchmarks/segments.py): a segmented tick of 1,000 segments x 20 arms on
-   SQLite and PostgreSQL, and in-process assignment with 50 segments x 10 arms against
-   the unsegmented path;
+   SQLite and PostgreSQL against the unsegmented tick and the floor of the same writes,
+   and in-process assignment with 50 segments x 10 arms against the unsegmented path;
+   ticks (benchmarks/ticks.py): a tick of 500 arms on SQLite and PostgreSQL against the
+   floor of the same writes (benchmarks/tick_floor.py);
 6. arm count (benchmarks/arm_count.py): in-process assignment with 250 arms against 5, as
    served (250 arms: the allocation inverted), with the block draws and with scalar draws;
 7. model search: a genetic step with 200 arms in the history, with and without the
@@ -49,6 +51,7 @@ from benchmarks import (
     model_search,
     segments,
     startup,
+    ticks,
 )
 from benchmarks.common import BenchError, ensure_wrk, fmt_ms, fmt_rate, say
 
@@ -222,10 +225,21 @@ def table(results: dict[str, Any]) -> str:
                 rows.append(
                     (
                         f"segments: tick, {kind} window, {store}",
-                        f"{wall:.1f} ms (CPU {tick[f'{kind}_segmented_cpu_ms']:.1f} ms; "
+                        f"{wall:.1f} ms (CPU {tick[f'{kind}_segmented_cpu_ms']:.1f} ms; locked "
+                        f"{tick[f'{kind}_segmented_locked_ms']:.1f} ms; "
                         f"{tick[f'{kind}_ratio']:.1f}x the unsegmented tick)",
                         f"< {segments.TICK_TARGET_MS:.0f} ms",
                         "yes" if wall < segments.TICK_TARGET_MS else "NO",
+                    )
+                )
+            for kind in ("dense", "sparse"):
+                rows.append(
+                    (
+                        f"segments: tick, {kind} window, {store}, over the floor",
+                        f"{tick[f'{kind}_floor_ratio']:.1f}x (floor "
+                        f"{tick[f'{kind}_floor_ms']:.1f} ms)",
+                        "",
+                        "",
                     )
                 )
         ratio = seg["assignment"]["throughput_ratio"]
@@ -238,6 +252,25 @@ def table(results: dict[str, Any]) -> str:
                 "yes" if ratio >= segments.ASSIGNMENT_TARGET else "NO",
             )
         )
+    t = results.get("ticks")
+    for store in ("sqlite", "postgresql"):
+        tick = (t or {}).get(store)
+        if tick:
+            rows += [
+                (
+                    f"tick: 500 arms, {store}, the locked transaction",
+                    f"{tick['locked_ms']:.1f} ms (CPU {tick['cpu_ms']:.1f} ms; floor "
+                    f"{tick['floor_ms']:.1f} ms: {tick['ratio']:.2f}x)",
+                    f"< {ticks.TICK_TARGET_MS:.0f} ms",
+                    "yes" if tick["locked_ms"] < ticks.TICK_TARGET_MS else "NO",
+                ),
+                (
+                    f"tick: 500 arms, {store}, with the propensities",
+                    f"{tick['total_ms']:.1f} ms (the integral before the lock)",
+                    f"< {ticks.TICK_TARGET_MS:.0f} ms",
+                    "yes" if tick["total_ms"] < ticks.TICK_TARGET_MS else "NO",
+                ),
+            ]
     arms = results.get("arm_count")
     if arms:
         rows.append(
@@ -290,6 +323,7 @@ def main() -> int:
             "postgresql",
             "startup",
             "segments",
+            "ticks",
             "arms",
             "model-search",
         ],
@@ -300,7 +334,16 @@ def main() -> int:
     args = parser.parse_args()
     selected = set(
         args.only
-        or ["assignment", "sqlite", "postgresql", "startup", "segments", "arms", "model-search"]
+        or [
+            "assignment",
+            "sqlite",
+            "postgresql",
+            "startup",
+            "segments",
+            "ticks",
+            "arms",
+            "model-search",
+        ]
     )
 
     try:
@@ -343,6 +386,12 @@ def main() -> int:
             )
         except Exception as error:  # e.g. PostgreSQL not reachable
             print(f"error: segments benchmark: {error!r}", file=sys.stderr)
+            failed = True
+    if "ticks" in selected:
+        try:
+            results["ticks"] = ticks.run(ticks=9, arms=500, postgres=segments.POSTGRES_SERVER)
+        except Exception as error:  # e.g. PostgreSQL not reachable
+            print(f"error: ticks benchmark: {error!r}", file=sys.stderr)
             failed = True
     if "arms" in selected:
         results["arm_count"] = arm_count.run(rounds=40, calls=300)

@@ -313,17 +313,29 @@ def _window_counts(
         row
         for row in rows
         if row.reason == CREDITED
-        and row.type in ("exposure", target_event)
+        and (row.type == "exposure" or row.type == target_event)
         and (row.group == Group.REFERENCE or (row.group == Group.TARGET and row.arm_id in column))
     ]
-    size = max(n_segments, max((row.segment + 1 for row in credited), default=0))
-    exposures = np.zeros((size, len(arm_ids)))
-    events = np.zeros((size, len(arm_ids)))
-    for row in credited:
-        index = 0 if row.group == Group.REFERENCE else column[row.arm_id]
-        target = exposures if row.type == "exposure" else events
-        target[row.segment, index] += row.count
-    return arm_ids, exposures, events
+    # Columns of the credited rows, then summed into the arrays at once (a window may hold
+    # segments x arms x types rows).
+    n = len(credited)
+    segment = np.fromiter((row.segment for row in credited), np.intp, n)
+    index = np.fromiter(
+        (0 if row.group == Group.REFERENCE else column[row.arm_id] for row in credited), np.intp, n
+    )
+    is_exposure = np.fromiter((row.type == "exposure" for row in credited), np.bool_, n)
+    counts = np.fromiter((row.count for row in credited), np.float64, n)
+    size = max(n_segments, int(segment.max()) + 1 if n else 0)
+    width = len(arm_ids)
+    cell = segment * width + index
+    shape = (size, width)
+    exposures = np.bincount(cell[is_exposure], counts[is_exposure], size * width)
+    events = np.bincount(cell[~is_exposure], counts[~is_exposure], size * width)
+    return (
+        arm_ids,
+        exposures.reshape(shape).astype(np.float64),
+        events.reshape(shape).astype(np.float64),
+    )
 
 
 def credit_window(

@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 
 import numpy as np
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from api import repositories as repo
 from api.enums import ArmStatus, ExperimentStatus, Group, Mode
@@ -30,7 +31,7 @@ from api.limits import (
     event_limit,
     event_limits,
 )
-from api.models import Arm, Experiment, Tick, TickArm, as_utc, reference_of
+from api.models import Arm, Experiment, Tick, as_utc, reference_of
 from api.services import segments
 from api.serving import policy_of
 from arms.origins import Origin
@@ -96,6 +97,18 @@ def of_this_phase(pending: list[repo.PendingRow], reference_arm_id: int) -> list
         else row
         for row in pending
     ]
+
+
+def over_segments(rows: list[repo.PendingRow]) -> list[repo.PendingRow]:
+    """The rows summed over segments (each key once, segment 0), in their order; the rows
+    themselves when there is one segment (an unsegmented experiment)."""
+    if all(row.segment == 0 for row in rows):
+        return rows
+    summed: dict[tuple[int, str, str, str, int], int] = {}
+    for row in rows:
+        key = row[:5]
+        summed[key] = summed.get(key, 0) + row.count
+    return [repo.PendingRow(*key, count) for key, count in summed.items()]
 
 
 def report_counts(pending: list[repo.PendingRow], types: set[str]) -> list[repo.PendingRow]:
@@ -208,13 +221,18 @@ def apply_tick(
     rng: np.random.Generator,
     only_if_due: bool,
     replica: str | None = None,
+    prepared: PreparedPropensities | None = None,
 ) -> Tick | None:
-    """Apply one tick to the experiment; None if it is not due (``only_if_due``) or missing."""
+    """Apply one tick to the experiment; None if it is not due (``only_if_due``) or missing.
+
+    ``prepared``: the window's propensities computed before this transaction
+    (:func:`prepare_propensities`), used if the arms are still in the state they were
+    computed from, so that the experiment's lock is not held during their integral."""
     experiment = repo.get_experiment(session, experiment_id, lock=True)
     if experiment is None or (only_if_due and not is_due(experiment, now)):
         return None
     pending = repo.pending_counts_for_update(session, experiment.id)
-    arms = list(repo.arms_of(session, experiment.id))
+    arms = list(repo.arms_of(session, experiment.id, without_configs=True))
     every_segment = of_this_phase(pending, reference_of(arms).id)
     # Segments (always segment 0 unless segmented): only those whose window has reference
     # exposures are applied and consumed; the others' counts wait for the next tick. With
@@ -228,7 +246,9 @@ def apply_tick(
         *repo.metric_events(session, experiment.id),
     }
     limit = event_limit(event_limits(experiment.max_events_per_exposure), experiment.target_event)
-    unbounded = aggregate(counted, experiment.target_event)
+    # Over segments once for the experiment-wide totals (a segmented window has a row per
+    # segment of every key).
+    unbounded = aggregate(over_segments(counted), experiment.target_event)
     updated = _arms_to_update(arms, unbounded)
     by_segment = (
         segments.credit_window(
@@ -287,20 +307,27 @@ def apply_tick(
     tick.target_events = sum(totals.arm_events.values())
     if update.applied:
         # From the arms before their update: the posteriors this window was served with.
-        propensities = window_propensities(experiment, arms)
+        propensities = (
+            prepared.value
+            if prepared is not None and prepared.state == _propensity_state(experiment, arms)
+            else window_propensities(experiment, arms)
+        )
         _record_update(session, tick, updated, totals, update, propensities)
         reference = reference_of(arms)
         reference.exposures += totals.reference_exposures
         reference.target_events += totals.reference_events
         reference.quarantined_events += totals.quarantined.get(reference.id, 0.0)
+        updated_ids = {arm.id for arm in updated}
         for arm in arms:
-            if arm.origin != Origin.REFERENCE and arm not in updated:
+            if arm.origin != Origin.REFERENCE and arm.id not in updated_ids:
                 arm.quarantined_events += totals.quarantined.get(arm.id, 0.0)
         tick.quarantined_events = sum(totals.quarantined.values())
         tick.uncredited = totals.uncredited or None
         # Consumed, every type, group and reason included (what does not count is dropped,
         # as a claimed event row used to be; the uncredited part is on the tick record).
-        repo.delete_pending_counts(session, experiment.id, consumed)
+        repo.consume_pending_counts(
+            session, experiment.id, consumed, {row.segment for row in consumed}
+        )
         repo.add_metric_counts(
             session, experiment.id, experiment.phase, report_counts(counted, report_types)
         )
@@ -368,6 +395,51 @@ def window_propensities(experiment: Experiment, arms: list[Arm]) -> WindowPropen
     pinned = experiment.window_arm_id
     return WindowPropensities(
         {arm.id: 1.0 if arm.id == pinned else 0.0 for arm in candidates}, chosen
+    )
+
+
+@dataclass(frozen=True)
+class PreparedPropensities:
+    """A window's propensities computed outside the tick's transaction, and everything
+    they were computed from (:func:`_propensity_state`)."""
+
+    state: tuple[object, ...]
+    value: WindowPropensities
+
+
+def prepare_propensities(
+    session: Session, experiment_id: int, now: datetime | None = None
+) -> PreparedPropensities | None:
+    """The propensities of the window that ends now, read without the lock (a read-only
+    session), for an experiment whose window can be applied (reference exposures wait)
+    and, given ``now``, is due then; None otherwise. The tick uses them
+    only if its locked read finds the arms in the same state: the same numbers as
+    computing them under the lock, which a tick of hundreds of overlapping arms would
+    hold for most of its time (bandit.propensities' integral)."""
+    experiment = repo.get_experiment(session, experiment_id)
+    if experiment is None or (now is not None and not is_due(experiment, now)):
+        return None
+    if not repo.has_reference_exposures_pending(session, experiment_id):
+        return None  # the window will be carried forward: no propensities recorded
+    arms = list(repo.arms_of(session, experiment_id))
+    return PreparedPropensities(
+        _propensity_state(experiment, arms), window_propensities(experiment, arms)
+    )
+
+
+def _propensity_state(experiment: Experiment, arms: list[Arm]) -> tuple[object, ...]:
+    """What :func:`window_propensities` reads: the policy and its settings, the nursery's,
+    the pinned arm, and each candidate's posterior and exposures."""
+    return (
+        experiment.mode,
+        experiment.window_arm_id,
+        experiment.policy,
+        sorted((experiment.policy_params or {}).items()),
+        experiment.prior_alpha,
+        experiment.prior_beta,
+        experiment.nursery_exposures,
+        experiment.nursery_share,
+        [(arm.id, arm.alpha, arm.beta, arm.exposures) for arm in _candidates(arms)],
     )
 
 
@@ -443,35 +515,58 @@ def _record_update(
     update: PosteriorUpdate,
     propensities: WindowPropensities,
 ) -> None:
-    for index, arm in enumerate(arms):
-        exposures = totals.arm_exposures.get(arm.id, 0.0)
-        events = totals.arm_events.get(arm.id, 0.0)
-        session.add(
-            TickArm(
-                tick_id=tick.id,
-                arm_id=arm.id,
-                exposures=exposures,
-                target_events=events,
-                alpha_increment=float(update.alpha_increments[index]),
-                beta_increment=float(update.beta_increments[index]),
-                alpha_before=float(update.alphas_before[index]),
-                beta_before=float(update.betas_before[index]),
-                alpha_after=float(update.alphas_after[index]),
-                beta_after=float(update.betas_after[index]),
-                quarantined_events=totals.quarantined.get(arm.id, 0.0),
-                # An arm with data but no longer a candidate (retired during the window)
-                # was not chosen at the window's end.
-                propensity=propensities.served.get(arm.id, 0.0) if propensities.served else None,
-                draw_probability=None
-                if propensities.drawn is None
-                else propensities.drawn.get(arm.id, 0.0),
+    """Record each updated arm's window in ``tick_arms`` and store its new posterior and
+    totals: one INSERT and one UPDATE for all the arms (no ORM object per arm; the loaded
+    arms get their new values as committed ones, so the session does not write them
+    again)."""
+    ids = [arm.id for arm in arms]
+    exposures = [totals.arm_exposures.get(arm_id, 0.0) for arm_id in ids]
+    events = [totals.arm_events.get(arm_id, 0.0) for arm_id in ids]
+    quarantined = [totals.quarantined.get(arm_id, 0.0) for arm_id in ids]
+    # An arm with data but no longer a candidate (retired during the window) was not
+    # chosen at the window's end.
+    served = propensities.served
+    drawn = propensities.drawn
+    alphas_after = update.alphas_after.tolist()
+    betas_after = update.betas_after.tolist()
+    repo.insert_tick_arms(
+        session,
+        list(
+            zip(
+                [tick.id] * len(ids),
+                ids,
+                exposures,
+                events,
+                update.alpha_increments.tolist(),
+                update.beta_increments.tolist(),
+                update.alphas_before.tolist(),
+                update.betas_before.tolist(),
+                alphas_after,
+                betas_after,
+                quarantined,
+                [served.get(arm_id, 0.0) if served else None for arm_id in ids],
+                [None if drawn is None else drawn.get(arm_id, 0.0) for arm_id in ids],
+                strict=True,
             )
+        ),
+    )
+    for index, arm in enumerate(arms):
+        _set_state(
+            arm,
+            alpha=alphas_after[index],
+            beta=betas_after[index],
+            exposures=arm.exposures + exposures[index],
+            target_events=arm.target_events + events[index],
+            quarantined_events=arm.quarantined_events + quarantined[index],
         )
-        arm.alpha = float(update.alphas_after[index])
-        arm.beta = float(update.betas_after[index])
-        arm.exposures += exposures
-        arm.target_events += events
-        arm.quarantined_events += totals.quarantined.get(arm.id, 0.0)
+    repo.update_arm_states(session, arms)
+
+
+def _set_state(arm: Arm, **values: float) -> None:
+    """Set loaded attributes as the database now has them (written in bulk), not as
+    changes for the session to flush."""
+    for name, value in values.items():
+        set_committed_value(arm, name, value)
 
 
 def draw_window_arm(

@@ -13,7 +13,11 @@ from scipy import integrate, special, stats
 from bandit.errors import InvalidParameterError
 from bandit.nursery import choose_with_nursery, probabilities_with_nursery
 from bandit.policies import UCB1, EpsilonDecreasing, EpsilonGreedy, Policy, ThompsonSampling
-from bandit.propensities import argmax_probabilities, beta_rank_probabilities
+from bandit.propensities import (
+    _exceeding_counts,
+    argmax_probabilities,
+    beta_rank_probabilities,
+)
 
 
 def _p_second_beats_first(a1: int, b1: int, a2: int, b2: int) -> float:
@@ -285,3 +289,11 @@ def test_argmax_probabilities_refuse_invalid_parameters(
     with pytest.raises(InvalidParameterError) as raised:
         argmax_probabilities(alphas, betas)
     assert raised.value.parameter == parameter
+
+
+@pytest.mark.parametrize("arms", [2, 3, 17, 120])
+def test_the_first_rank_shortcut_takes_the_same_products_as_the_recursion(arms: int) -> None:
+    """For ranks=1 the running products are taken with np.cumprod, in the order of the
+    general recursion's multiplications: the same numbers bit for bit as its first rank."""
+    cdf = np.random.default_rng(arms).random((arms, 50))
+    assert np.array_equal(_exceeding_counts(cdf, 1)[:, 0], _exceeding_counts(cdf, 2)[:, 0])

@@ -1,0 +1,93 @@
+"""The floor of a tick (benchmarks/ticks.py, benchmarks/segments.py): what a tick writes,
+by a minimal script on the same connection, so that a tick's time is compared with the
+database's own work on the same rows in the same run."""
+
+from __future__ import annotations
+
+import time
+
+from sqlalchemy import Connection
+from sqlalchemy.orm import Session
+
+from api import repositories as repo
+from api.db import add_counts, driver_rows, insert_rows, update_rows
+from api.runtime import Runtime
+
+
+def tick_floor(connection: Connection, experiment_id: int, number: int) -> None:
+    """A tick's writes, minimal (benchmarks/ticks.py's docstring), for benchmarks/segments.py too:
+    with segments, also the (arm, segment) rows with data, upserted into ``arm_segments``
+    and recorded in ``tick_segments``. Arrays travel as api.db's text literals, the rows
+    come straight from the driver, the pending counts go by one DELETE of the
+    experiment's; the posteriors written are placeholders of the right size (the floor
+    does no statistics)."""
+    postgres = connection.dialect.name == "postgresql"
+    lock = " FOR NO KEY UPDATE" if postgres else ""
+    driver_rows(connection, f"SELECT id FROM experiments WHERE id = {experiment_id}{lock}", ())
+    pending = driver_rows(
+        connection,
+        "SELECT arm_id, assignment_group, type, reason, bucket, count, segment "
+        f"FROM pending_counts WHERE experiment_id = {experiment_id} "
+        "ORDER BY arm_id, assignment_group, type, reason, bucket, segment"
+        + (" FOR UPDATE" if postgres else ""),
+        (),
+    )
+    connection.exec_driver_sql(f"DELETE FROM pending_counts WHERE experiment_id = {experiment_id}")
+    tick_id = connection.exec_driver_sql(
+        "INSERT INTO ticks (experiment_id, number, created_at, applied, mode, decay, "
+        "reference_exposures, reference_events, target_exposures, target_events, "
+        "empty_windows_before, quarantined_events) VALUES "
+        f"({experiment_id}, {number}, '2026-01-01 00:00:00', true, 'request', 1.0, "
+        "0, 0, 0, 0, 0, 0) RETURNING id"
+    ).scalar_one()
+    by_arm: dict[int, list[float]] = {}
+    by_pair: dict[tuple[int, int], list[float]] = {}
+    report: dict[tuple[int, str, str, int, int], int] = {}
+    for arm_id, group, kind, _reason, bucket, count, segment in pending:
+        key = (arm_id, group, kind, bucket, segment)  # the report's key, per segment
+        report[key] = report.get(key, 0) + count
+        if kind in ("exposure", "contact"):
+            by_pair.setdefault((segment, arm_id), [0.0, 0.0])[kind == "contact"] += count
+            if group == "target":
+                by_arm.setdefault(arm_id, [0.0, 0.0])[kind == "contact"] += count
+    insert_rows(
+        connection,
+        "tick_arms",
+        repo.TICK_ARM_COLUMNS,
+        [
+            (tick_id, arm_id, n, c, c, n - c, 1.0, 1.0, 1.0 + c, 1.0 + n, 0.0, 0.002, None)
+            for arm_id, (n, c) in by_arm.items()
+        ],
+    )
+    update_rows(
+        connection,
+        "arms",
+        repo.ARM_STATE_COLUMNS,
+        [(1.0 + c, 1.0 + n, n, c, 0.0, arm_id) for arm_id, (n, c) in by_arm.items()],
+    )
+    if any(segment for segment, _ in by_pair):
+        pairs = [(arm_id, s, 1.0 + c, 1.0 + n, n, c) for (s, arm_id), (n, c) in by_pair.items()]
+        with Session(bind=connection) as session:  # the service's upsert: one statement
+            repo.upsert_arm_segments(session, pairs)
+            repo.insert_tick_segments(
+                session,
+                [(tick_id, s, arm_id, n, c, c, n - c, a, b) for arm_id, s, a, b, n, c in pairs],
+            )
+    add_counts(
+        connection,
+        "metric_counts",
+        repo._METRIC_COUNT_KEY,
+        [(experiment_id, 1, *key, count) for key, count in report.items()],
+    )
+    connection.exec_driver_sql(
+        "UPDATE experiments SET tick_count = tick_count + 1, version = version + 1 "
+        f"WHERE id = {experiment_id}"
+    )
+
+
+def timed_floor(runtime: Runtime, experiment_id: int, number: int) -> tuple[float, float]:
+    """Wall and CPU milliseconds of :func:`tick_floor` in a transaction, commit included."""
+    began, cpu = time.perf_counter(), time.process_time()
+    with runtime.transaction() as session:
+        tick_floor(session.connection(), experiment_id, number)
+    return (time.perf_counter() - began) * 1e3, (time.process_time() - cpu) * 1e3
