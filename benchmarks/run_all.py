@@ -62,6 +62,17 @@ INGEST_TARGET = 30_000.0
 FLOOR_TARGET = 0.8
 # Assignment against the raw ASGI constant endpoint (issue "Performance to the floor").
 RAW_TARGET = 0.8
+# What --only selects (default: all of them, in this order).
+BENCHMARKS = [
+    "assignment",
+    "sqlite",
+    "postgresql",
+    "startup",
+    "segments",
+    "ticks",
+    "arms",
+    "model-search",
+]
 
 
 def machine() -> str:
@@ -317,34 +328,13 @@ def main() -> int:
     parser.add_argument("--startup-repeats", type=int, default=7)
     parser.add_argument(
         "--only",
-        choices=[
-            "assignment",
-            "sqlite",
-            "postgresql",
-            "startup",
-            "segments",
-            "ticks",
-            "arms",
-            "model-search",
-        ],
+        choices=BENCHMARKS,
         action="append",
         help="run only these benchmarks (repeatable; default all)",
     )
     parser.add_argument("--json", type=Path, help="also write every figure to this file")
     args = parser.parse_args()
-    selected = set(
-        args.only
-        or [
-            "assignment",
-            "sqlite",
-            "postgresql",
-            "startup",
-            "segments",
-            "ticks",
-            "arms",
-            "model-search",
-        ]
-    )
+    selected = set(args.only or BENCHMARKS)
 
     try:
         say(f"wrk: {ensure_wrk()}")
