@@ -201,6 +201,9 @@ class Arm(Base):
     # (1 - mu) kappa), fitted by the last applied tick (bandit.hierarchy; NULL before).
     pool_mu: Mapped[float | None] = mapped_column(Float)
     pool_kappa: Mapped[float | None] = mapped_column(Float)
+    # Segmented experiments (migration 0022): the names of the segments the arm is served
+    # in, NULL for every segment (docs/segments.md "Restricted arms").
+    segments: Mapped[list[Any] | None] = mapped_column(JSON)
 
 
 def reference_of(arms: Iterable[Arm]) -> Arm:

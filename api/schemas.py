@@ -681,6 +681,16 @@ class ArmCreate(Strict):
     config: ConfigIn = Field(
         description="parameter name -> value, for every parameter of the space, within its bounds"
     )
+    segments: (
+        list[Annotated[str, StringConstraints(min_length=1, max_length=MAX_SEGMENT_LENGTH)]] | None
+    ) = Field(
+        None,
+        min_length=1,
+        description="segmented experiments only: the names of the segments the arm is served "
+        f"in (1 to {MAX_SEGMENT_LENGTH} characters each, distinct, at most the experiment's "
+        "max_segments; opened or not yet); absent or null: every segment "
+        "(docs/segments.md, 'Restricted arms')",
+    )
 
 
 class ArmOut(BaseModel):
@@ -722,6 +732,10 @@ class ArmOut(BaseModel):
     )
     retired_reason: str | None = Field(
         description="why it was retired (an admin, a genetic step, a guardrail); null while active"
+    )
+    segments: list[str] | None = Field(
+        None,
+        description="segmented experiments: the segments the arm is served in; null: every segment",
     )
 
 
@@ -1013,6 +1027,15 @@ class ArmStats(BaseModel):
         "rate: the arm's share of the pair (arm, reference); 1/2 means as good as the "
         "reference, and lift = posterior_mean / (1 - posterior_mean) - 1 (roughly)"
     )
+    segments: list[str] | None = Field(
+        None,
+        description="segmented experiments: the segments the arm is served in; null: every segment",
+    )
+    served: bool = Field(
+        True,
+        description="false with ?segment= when the arm's segments do not include that "
+        "segment: it is never drawn there (prob_best null)",
+    )
 
 
 class ExperimentStats(BaseModel):
@@ -1177,7 +1200,11 @@ class Assignment(BaseModel):
             " for the experiment's attribution_window_s"
         )
     )
-    active: bool = Field(description="false while the experiment is paused or stopped")
+    active: bool = Field(
+        description="false while the experiment is paused or stopped, and for a target unit "
+        "of a segment where no target arm is served (every active arm restricted to other "
+        "segments): the reference configuration, on a ticket that counts nothing"
+    )
 
 
 MAX_EVENT_COUNT = 1000

@@ -146,13 +146,33 @@ class ExperimentSnapshot:
     # sticky experiment has neither but one SegmentPlacement per segment index instead.
     sticky_prefix: bytes | None = None
     allocation: Allocation | None = None
-    segment_placements: tuple[SegmentPlacement, ...] = ()
+    segment_placements: tuple[SegmentPlacement | None, ...] = ()
     # Thompson sampling over ALLOCATION_MIN_ARMS policy arms or more: the allocation one
     # draw serves (P(arm is the argmax), bandit.propensities.argmax_probabilities), inverted
     # at a uniform per request, so that a request costs the same whatever the arm count;
     # per segment index in a segmented experiment. None and (): block draws (_thompson).
     thompson_allocation: Allocation | None = None
-    segment_allocations: tuple[Allocation, ...] = ()
+    segment_allocations: tuple[Allocation | None, ...] = ()
+    # A segmented experiment with an arm restricted to some segments (Arm.segments): per
+    # segment index, the arms served there (SegmentArms); segment_params, the allocations
+    # and the placements of a segment are then over its policy arms, and its indices local.
+    # (): no arm is restricted, every segment draws among policy_arms.
+    segment_arms: tuple[SegmentArms, ...] = ()
+
+
+@dataclass(frozen=True)
+class SegmentArms:
+    """The target arms served in one segment of an experiment with restricted arms:
+    ``arms``, indices into the snapshot's ``arm_ids`` (those allowed there, in order; empty:
+    the segment's target units get the reference configuration on an inactive ticket);
+    ``nursery``, the experiment's nursery among them, indices into ``arms`` (None: the
+    policy draws among all of them, as when the experiment has no nursery or none of its
+    nursery or none of its grown arms is allowed here); ``policy``, the indices into
+    ``arms`` the policy draws among (the segment's row of ``segment_params``)."""
+
+    arms: tuple[int, ...]
+    nursery: Nursery | None
+    policy: tuple[int, ...]
 
 
 @dataclass(frozen=True)
@@ -168,6 +188,7 @@ class SegmentPlacement:
     prefix: bytes
     allocation: Allocation
     params: tuple[tuple[float, float], ...]
+    arms: SegmentArms | None = None  # the segment's arms when some arm is restricted
 
 
 def load_snapshot(
@@ -202,7 +223,7 @@ def load_snapshot(
         else None
     )
     segment_fields = (
-        _segment_fields(session, experiment, targets, policy_arms)
+        _segment_fields(session, experiment, targets, (policy_arms, nursery))
         if experiment.max_segments is not None
         else {}
     )
@@ -212,7 +233,7 @@ def load_snapshot(
             experiment.salt,
             experiment.version,
             (ids, nursery),
-            segment_fields["segment_params"],
+            (segment_fields["segment_params"], segment_fields.get("segment_arms", ())),
             previous,
         )
         sticky_fields = {"segment_placements": placements}
@@ -261,26 +282,58 @@ def load_snapshot(
 
 
 def _segment_fields(
-    session: Session, experiment: Experiment, targets: list[Arm], policy_arms: tuple[int, ...]
+    session: Session,
+    experiment: Experiment,
+    targets: list[Arm],
+    policy: tuple[tuple[int, ...], Nursery | None],
 ) -> dict[str, Any]:
     """A segmented experiment's segments and, per segment, the pooled Beta parameters of the
-    policy arms (what :meth:`ServingState.assign` draws from)."""
+    arms the policy draws among there (what :meth:`ServingState.assign` draws from): the
+    ``policy`` arms (with the experiment's nursery), or, when an arm is restricted to some
+    segments, each segment's own (:func:`segment_arms`)."""
+    policy_arms, nursery = policy
     names = repo.segment_names(session, experiment.id)
     prior = Prior(experiment.prior_alpha, experiment.prior_beta)
     evidence = load_evidence(session, [arm.id for arm in targets], len(names), prior)
     alphas, betas = pooled(evidence, targets, prior)
-    columns = list(policy_arms)
-    params = tuple(
-        tuple(zip(row_a.tolist(), row_b.tolist(), strict=True))
-        for row_a, row_b in zip(
-            alphas[: len(names), columns], betas[: len(names), columns], strict=True
-        )
-    )
-    return {
+    fields: dict[str, Any] = {
         "segments": {name: index for index, name in enumerate(names)},
-        "segment_params": params,
         "max_segments": experiment.max_segments or 0,
     }
+    if any(arm.segments is not None for arm in targets):
+        views = segment_arms(names, [arm.segments for arm in targets], policy_arms, nursery)
+        columns = [[view.arms[j] for j in view.policy] for view in views]
+        fields["segment_arms"] = views
+    else:
+        columns = [list(policy_arms)] * len(names)
+    fields["segment_params"] = tuple(
+        tuple(zip(alphas[s, cols].tolist(), betas[s, cols].tolist(), strict=True))
+        for s, cols in enumerate(columns)
+    )
+    return fields
+
+
+def segment_arms(
+    names: list[str],
+    restrictions: list[list[Any] | None],
+    policy_arms: tuple[int, ...],
+    nursery: Nursery | None,
+) -> tuple[SegmentArms, ...]:
+    """Per opened segment (``names``, by index), the target arms served there: those whose
+    restriction (``restrictions``, per target arm: segment names, or None for every
+    segment) names it; the nursery and the policy arms among them."""
+    allowed = [None if only is None else frozenset(only) for only in restrictions]
+    drawn = frozenset(policy_arms)
+    views = []
+    for name in names:
+        arms = tuple(k for k, only in enumerate(allowed) if only is None or name in only)
+        grown = tuple(j for j, k in enumerate(arms) if k in drawn)
+        young = tuple(j for j, k in enumerate(arms) if k not in drawn)
+        if nursery is not None and grown and young:
+            views.append(SegmentArms(arms, Nursery(young, grown, nursery.share), grown))
+        else:
+            views.append(SegmentArms(arms, None, tuple(range(len(arms)))))
+    return tuple(views)
 
 
 def _sticky_fields(
@@ -322,49 +375,76 @@ def _allocation_fields(
     the ``previous`` snapshot's). Exact to the integration's error, under 1e-6
     (tests/bandit/test_propensities.py): the same distribution as a draw per request."""
     if segment_params:
-        if len(segment_params[0]) < ALLOCATION_MIN_ARMS:
-            return {}
-        kept: dict[tuple[tuple[float, float], ...], Allocation] = {}
-        if previous is not None and previous.segment_allocations:
-            kept = dict(zip(previous.segment_params, previous.segment_allocations, strict=True))
-        changed = [row for row in segment_params if row not in kept]
-        if changed:
-            pairs = np.array(changed, dtype=np.float64)  # (S, K, 2)
-            fresh = thompson_allocations(pairs[:, :, 0], pairs[:, :, 1], None)
-            kept.update(zip(changed, fresh, strict=True))
-        return {"segment_allocations": tuple(kept[row] for row in segment_params)}
+        return _segment_allocations(segment_params, previous)
     if params is None or len(params) < ALLOCATION_MIN_ARMS:
         return {}
     pairs = np.array([params], dtype=np.float64)
     return {"thompson_allocation": thompson_allocations(pairs[:, :, 0], pairs[:, :, 1], None)[0]}
 
 
+def _segment_allocations(
+    segment_params: tuple[tuple[tuple[float, float], ...], ...],
+    previous: ExperimentSnapshot | None,
+) -> dict[str, Any]:
+    """Each segment's allocation when it has ALLOCATION_MIN_ARMS policy arms or more (None
+    for the others, drawn from blocks; with restricted arms the counts differ by segment),
+    a segment whose parameters did not move keeping the ``previous`` snapshot's; the
+    changed segments integrated together, one vectorised pass per arm count."""
+    kept: dict[tuple[tuple[float, float], ...], Allocation] = {}
+    if previous is not None and previous.segment_allocations:
+        pairs_before = zip(previous.segment_params, previous.segment_allocations, strict=True)
+        kept = {row: allocation for row, allocation in pairs_before if allocation is not None}
+    changed = {row for row in segment_params if len(row) >= ALLOCATION_MIN_ARMS} - kept.keys()
+    for count in {len(row) for row in changed}:
+        rows = [row for row in changed if len(row) == count]
+        pairs = np.array(rows, dtype=np.float64)  # (S, K, 2)
+        fresh = thompson_allocations(pairs[:, :, 0], pairs[:, :, 1], None)
+        kept.update(zip(rows, fresh, strict=True))
+    allocations = tuple(kept.get(row) for row in segment_params)
+    if all(allocation is None for allocation in allocations):
+        return {}
+    return {"segment_allocations": allocations}
+
+
 def segment_placements(
     salt: str,
     version: int,
     arms: tuple[tuple[int, ...], Nursery | None],
-    params: tuple[tuple[tuple[float, float], ...], ...],
+    segments: tuple[tuple[tuple[tuple[float, float], ...], ...], tuple[SegmentArms, ...]],
     previous: ExperimentSnapshot | None,
-) -> tuple[SegmentPlacement, ...]:
+) -> tuple[SegmentPlacement | None, ...]:
     """Every segment's placement at this ``version``: the ``previous`` snapshot's when the
-    segment's ``params`` (the policy arms' pooled Beta parameters), the target ``arms``
-    (ids) and the nursery are unchanged, else a new one from the segment's Thompson
-    allocation, the changed segments integrated together in one vectorised pass
-    (bandit.sticky.thompson_allocations: about a millisecond per segment of 20 arms,
-    benchmarks/sticky.py). Run where snapshots load, in the refresher's thread: a request
+    segment's params (the policy arms' pooled Beta parameters), the target ``arms`` (ids),
+    the nursery and the segment's arms (``segments``: the params and, with restricted
+    arms, the SegmentArms by segment) are unchanged, else a new one from the segment's
+    Thompson allocation, the changed segments with the same arms and nursery integrated
+    together in one vectorised pass (bandit.sticky.thompson_allocations: about a
+    millisecond per segment of 20 arms, benchmarks/sticky.py). With restricted arms a
+    placement's arms are the segment's (indices into its SegmentArms.arms), and a segment
+    without arms has None. Run where snapshots load, in the refresher's thread: a request
     only reads the placement."""
     arm_ids, nursery = arms
-    kept: tuple[SegmentPlacement, ...] = ()
+    params, views = segments
+    kept: tuple[SegmentPlacement | None, ...] = ()
     if previous is not None and previous.arm_ids == arm_ids and previous.nursery == nursery:
         kept = previous.segment_placements
-    changed = [s for s, row in enumerate(params) if s >= len(kept) or kept[s].params != row]
     placements = dict(enumerate(kept[: len(params)]))
-    if changed:
-        pairs = np.array([params[s] for s in changed], dtype=np.float64)  # (S, K, 2)
-        fresh = thompson_allocations(pairs[:, :, 0], pairs[:, :, 1], nursery)
-        prefix = sticky_prefix(salt, version)
-        for s, allocation in zip(changed, fresh, strict=True):
-            placements[s] = SegmentPlacement(version, prefix, allocation, params[s])
+    groups: dict[Nursery | None, list[int]] = {}
+    for s, row in enumerate(params):
+        placement, view = placements.get(s), views[s] if views else None
+        if view is not None and not view.arms:
+            placements[s] = None
+        elif placement is None or placement.params != row or placement.arms != view:
+            groups.setdefault(view.nursery if view is not None else nursery, []).append(s)
+    prefix = sticky_prefix(salt, version)
+    for group_nursery, changed in groups.items():
+        for count in {len(params[s]) for s in changed}:
+            same = [s for s in changed if len(params[s]) == count]
+            pairs = np.array([params[s] for s in same], dtype=np.float64)  # (S, K, 2)
+            fresh = thompson_allocations(pairs[:, :, 0], pairs[:, :, 1], group_nursery)
+            for s, allocation in zip(same, fresh, strict=True):
+                view = views[s] if views else None
+                placements[s] = SegmentPlacement(version, prefix, allocation, params[s], view)
     return tuple(placements[s] for s in range(len(params)))
 
 
@@ -375,7 +455,11 @@ def sticky_choice(snapshot: ExperimentSnapshot, unit: str, segment: int | None =
     allocation moves."""
     if snapshot.segment_placements:
         placement = snapshot.segment_placements[segment or 0]
-        return placement.allocation.arm_at(unit_fraction(placement.prefix, unit))
+        assert placement is not None  # a segment without arms is served the reference
+        index = placement.allocation.arm_at(unit_fraction(placement.prefix, unit))
+        if snapshot.segment_arms:
+            return snapshot.segment_arms[segment or 0].arms[index]
+        return index
     assert snapshot.sticky_prefix is not None and snapshot.allocation is not None
     return snapshot.allocation.arm_at(unit_fraction(snapshot.sticky_prefix, unit))
 
@@ -468,6 +552,14 @@ class ServingState:
                 self._note_new_segment(snapshot, segment)
             else:
                 index_of_segment = known
+        if (
+            snapshot.segment_arms
+            and group == Group.TARGET
+            and not snapshot.segment_arms[index_of_segment or 0].arms
+        ):
+            # No target arm is served in this segment: the reference configuration on an
+            # inactive ticket, nothing counted (its reference units are counted as ever).
+            active = False
         if not active or group == Group.REFERENCE:
             arm_id, config_json = snapshot.reference_arm_id, snapshot.reference_config_json
         else:
@@ -500,15 +592,15 @@ class ServingState:
         the policy's pick among ``policy_arms`` (Thompson: from the posterior's block of
         draws, :meth:`_thompson`; in a segmented experiment, the segment's pooled
         posteriors)."""
+        if segment is not None and snapshot.segment_arms:
+            return self._choose_restricted(snapshot, segment)
         nursery = snapshot.nursery
         if nursery is not None:
             picked = nursery.pick(self.rng)
             if picked is not None:
                 return picked
-        if segment is not None and snapshot.segment_allocations:
-            index = snapshot.segment_allocations[segment].arm_at(self.rng.random())
-        elif segment is not None:
-            index = self._thompson((snapshot.id, segment), snapshot.segment_params[segment])
+        if segment is not None:
+            index = self._segment_pick(snapshot, segment)
         elif snapshot.thompson_allocation is not None:
             index = snapshot.thompson_allocation.arm_at(self.rng.random())
         elif snapshot.thompson_params is None:
@@ -518,6 +610,23 @@ class ServingState:
         else:
             index = self._thompson((snapshot.id, None), snapshot.thompson_params)
         return snapshot.policy_arms[index]
+
+    def _choose_restricted(self, snapshot: ExperimentSnapshot, segment: int) -> int:
+        """:meth:`_choose` in a segment of an experiment with restricted arms: the same
+        draw among the arms allowed there (SegmentArms), with their nursery."""
+        view = snapshot.segment_arms[segment]
+        if view.nursery is not None:
+            picked = view.nursery.pick(self.rng)
+            if picked is not None:
+                return view.arms[picked]
+        return view.arms[view.policy[self._segment_pick(snapshot, segment)]]
+
+    def _segment_pick(self, snapshot: ExperimentSnapshot, segment: int) -> int:
+        """Thompson's pick in the segment: an index into its row of ``segment_params``."""
+        allocation = snapshot.segment_allocations[segment] if snapshot.segment_allocations else None
+        if allocation is not None:
+            return allocation.arm_at(self.rng.random())
+        return self._thompson((snapshot.id, segment), snapshot.segment_params[segment])
 
     def _thompson(
         self, key: tuple[int, int | None], params: tuple[tuple[float, float], ...]

@@ -208,7 +208,7 @@ def add_arm(request: Request, name: ExperimentName, body: schemas.ArmCreate) -> 
     the prior (and in the nursery, when the experiment has one)."""
     runtime = runtime_of(request)
     with runtime.transaction() as session:
-        arm = arm_out(service.add_arm(session, name, body.config))
+        arm = arm_out(service.add_arm(session, name, body.config, segments=body.segments))
     runtime.serving.refresh(runtime.read_session_factory, only=name)
     return arm
 

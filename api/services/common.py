@@ -103,4 +103,5 @@ def arm_out(arm: Arm) -> schemas.ArmOut:
         created_at=arm.created_at,
         retired_at=arm.retired_at,
         retired_reason=arm.retired_reason,
+        segments=arm.segments,
     )

@@ -41,7 +41,7 @@ from api.services.evolution import evolution_columns, settings_in_force
 from api.services.metrics import check_new_metrics, declare, metric_out
 from api.services.phases import first_phase
 from api.services.retention import check_attribution_window
-from api.services.segments import add_default_segment, segment_view
+from api.services.segments import add_default_segment, segment_view, served_in
 from api.services.ticks import apply_tick, draw_window_arm
 from arms import Configuration, ConfigurationError, Parameter, ParameterSpace
 from arms.origins import Origin
@@ -253,11 +253,18 @@ def discard_pending_of_stopped(session: Session) -> dict[str, dict[str, dict[str
 
 
 def add_arm(
-    session: Session, name: str, values: dict[str, Any], *, origin: Origin = Origin.MANUAL
+    session: Session,
+    name: str,
+    values: dict[str, Any],
+    *,
+    origin: Origin = Origin.MANUAL,
+    segments: list[str] | None = None,
 ) -> Arm:
+    """Add an arm; ``segments``: the segments it is served in (None: every one)."""
     experiment = require_experiment(session, name, lock=True)
     require_open(experiment, "add an arm")
     config = validate_config(space_of(experiment), values, "config")
+    restriction = arm_segments(experiment, segments)
     duplicate = repo.active_arm_with_signature(session, experiment.id, config.signature)
     if duplicate is not None:
         raise Conflict(
@@ -265,6 +272,7 @@ def add_arm(
         )
     now = now_utc()
     arm = new_arm(experiment, config, origin, now)
+    arm.segments = restriction
     session.add(arm)
     session.flush()
     if experiment.mode == Mode.WINDOW and experiment.window_arm_id is None:
@@ -275,9 +283,40 @@ def add_arm(
         at=now,
         action="arm.add",
         experiment_id=experiment.id,
-        details={"arm_id": arm.id, "config": arm.config, "origin": origin},
+        details={
+            "arm_id": arm.id,
+            "config": arm.config,
+            "origin": origin,
+            **({"segments": restriction} if restriction is not None else {}),
+        },
     )
     return arm
+
+
+def arm_segments(experiment: Experiment, segments: list[str] | None) -> list[str] | None:
+    """A new arm's segment restriction, checked (the names' lengths and the list's being
+    non-empty are the schema's): a segmented experiment's, distinct, at most its
+    ``max_segments``. 422 naming ``segments`` or ``segments[i]`` otherwise."""
+    if segments is None:
+        return None
+    if experiment.max_segments is None:
+        raise InvalidInput(
+            f"segments: experiment {experiment.name!r} is not segmented; expected no segments",
+            field="segments",
+        )
+    if len(segments) > experiment.max_segments:
+        raise InvalidInput(
+            f"segments: {len(segments)} names; expected at most the experiment's max_segments "
+            f"({experiment.max_segments})",
+            field="segments",
+        )
+    for index, segment in enumerate(segments):
+        if segment in segments[:index]:
+            raise InvalidInput(
+                f"segments[{index}]: {segment!r} is listed twice; expected distinct names",
+                field=f"segments[{index}]",
+            )
+    return list(segments)
 
 
 def retire_arm(
@@ -463,7 +502,8 @@ def experiment_stats(
     if segment is not None:
         arms = segment_view(session, experiment, arms, segment)
     targets = [arm for arm in arms if arm.origin != Origin.REFERENCE]
-    active = [arm.status == ArmStatus.ACTIVE for arm in targets]
+    # In one segment, an arm restricted to others is not served there: no contender.
+    active = [arm.status == ArmStatus.ACTIVE and served_in(arm, segment) for arm in targets]
     draws_used = bounded_draws(draws, sum(active), STATS_MAX_SAMPLES)
     summary = summarize(
         [arm.alpha for arm in targets] or [1.0],
@@ -485,6 +525,7 @@ def experiment_stats(
                     lift_ci_high=None,
                     prob_beat_reference=None,
                     prob_best=None,
+                    segment=segment,
                 )
             )
             continue
@@ -498,6 +539,7 @@ def experiment_stats(
                 lift_ci_high=_finite(summary.lift_ci_highs[i]),
                 prob_beat_reference=float(summary.prob_beat_reference[i]),
                 prob_best=float(summary.prob_best[i]) if active[i] else None,
+                segment=segment,
             )
         )
     reference = reference_of(arms)
@@ -522,6 +564,7 @@ def _arm_stats(
     lift_ci_high: float | None,
     prob_beat_reference: float | None,
     prob_best: float | None,
+    segment: str | None = None,
 ) -> schemas.ArmStats:
     """An arm's stored counts and configuration, with the posterior summary given."""
     return schemas.ArmStats(
@@ -542,6 +585,8 @@ def _arm_stats(
         lift_ci_high=lift_ci_high,
         prob_beat_reference=prob_beat_reference,
         prob_best=prob_best,
+        segments=arm.segments,
+        served=served_in(arm, segment),
     )
 
 
