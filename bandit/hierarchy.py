@@ -406,7 +406,8 @@ def traffic_weighted(
 ) -> tuple[FloatArray, FloatArray]:
     """One Beta per arm for the arm's quality in the traffic mix: moment-matched to
     ``sum_s w_s theta_s``, the segments' posteriors weighted by each segment's share of the
-    traffic (``weights``, shape ``(segments,)``, normalised here).
+    traffic (``weights``, shape ``(segments,)``, or the alphas' shape for weights per arm,
+    e.g. 0 where an arm is not served; normalised here over the last axis).
 
     ``alphas``, ``betas``: shape ``(..., segments)``, independent Beta posteriors per
     segment. Mean ``m = sum_s w_s a_s / (a_s + b_s)``; variance
@@ -419,17 +420,17 @@ def traffic_weighted(
     a = np.asarray(alphas, dtype=np.float64)
     b = np.asarray(betas, dtype=np.float64)
     w = np.asarray(weights, dtype=np.float64)
-    if a.shape != b.shape or a.ndim == 0 or w.shape != a.shape[-1:]:
+    if a.shape != b.shape or a.ndim == 0 or w.shape not in (a.shape[-1:], a.shape):
         raise InvalidParameterError(
-            f"alphas and betas must have shape (..., segments) and weights (segments,); got "
-            f"{a.shape}, {b.shape} and {w.shape}",
+            f"alphas and betas must have shape (..., segments) and weights (segments,) or "
+            f"theirs; got {a.shape}, {b.shape} and {w.shape}",
             parameter="weights" if a.shape == b.shape else "betas",
         )
-    if not (np.all(np.isfinite(w)) and np.all(w >= 0) and w.sum() > 0):
+    if not (np.all(np.isfinite(w)) and np.all(w >= 0) and np.all(w.sum(axis=-1) > 0)):
         raise InvalidParameterError(
             "weights must be finite, >= 0 and not all 0", parameter="weights"
         )
-    w = w / w.sum()
+    w = w / w.sum(axis=-1, keepdims=True)
     total = a + b
     means = a / total
     mean = (w * means).sum(axis=-1)

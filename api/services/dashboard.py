@@ -24,6 +24,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from sqlalchemy.orm import Session
 
 from api import repositories as repo
@@ -37,7 +38,7 @@ from api.services import phases as phase_service
 from api.services import report as report_service
 from api.services import webhooks as webhook_service
 from api.services.common import require_experiment
-from api.services.segments import FloatArray, segment_posteriors
+from api.services.segments import FloatArray, segment_posteriors, served_in
 from arms.origins import Origin
 from bandit.summaries import lift_bands, lift_medians
 
@@ -354,6 +355,7 @@ class HeatCell:
     level: int | None  # -HEAT_LEVELS..HEAT_LEVELS; None without a lift
     exposures: float  # the arm's credited exposures in the segment
     best: bool  # the highest lift of the segment's column
+    served: bool = True  # False: the arm is restricted to other segments (no lift shown)
 
 
 @dataclass(frozen=True)
@@ -432,6 +434,10 @@ def _segments_panel(
             posteriors.alphas[:, rows],
             posteriors.betas[:, rows],
             posteriors.exposures[:, rows],
+            np.array(
+                [[served_in(arms[c], name) for c in rows] for name in posteriors.names],
+                dtype=bool,
+            ).reshape(len(posteriors.names), len(rows)),
         ),
     )
 
@@ -443,17 +449,22 @@ def segment_heatmap(
     alphas: FloatArray,
     betas: FloatArray,
     exposures: FloatArray,
+    served: npt.NDArray[np.bool_] | None = None,
 ) -> SegmentHeatmap | None:
     """The heat map of these arms (arrays of shape (segments, arms) of pooled posteriors and
     counts): the HEATMAP_SEGMENTS segments with the most traffic (ties by index), each
     cell's lift at its posterior median, the best arm of each column marked, and colour
-    levels of a step from {1, 2, 5} x 10^k so that the largest |lift| is within 4 levels."""
+    levels of a step from {1, 2, 5} x 10^k so that the largest |lift| is within 4 levels.
+    ``served`` (same shape; None: everywhere): False where an arm is restricted to other
+    segments, a cell without a lift that cannot be the column's best."""
     with_traffic = np.flatnonzero(traffic > 0)
     if with_traffic.size == 0 or not arm_ids:
         return None
     by_traffic = with_traffic[np.argsort(-traffic[with_traffic], kind="stable")]
     shown = by_traffic[:HEATMAP_SEGMENTS]
     lifts = lift_medians(alphas[shown], betas[shown]).T  # (arms, shown segments)
+    allowed = np.ones_like(lifts, dtype=bool) if served is None else served[shown].T
+    lifts = np.where(allowed, lifts, np.nan)
     finite = np.isfinite(lifts)
     step = _nice_step(float(np.abs(lifts[finite]).max()) / HEAT_LEVELS if finite.any() else 0.0)
     levels = np.clip(np.rint(np.where(finite, lifts, 0.0) / step), -HEAT_LEVELS, HEAT_LEVELS)
@@ -465,6 +476,7 @@ def segment_heatmap(
                 level=int(levels[row, column]) if finite[row, column] else None,
                 exposures=float(exposures[segment, row]),
                 best=bool(best[column] == row and finite[row, column]),
+                served=bool(allowed[row, column]),
             )
             for column, segment in enumerate(shown)
         ]

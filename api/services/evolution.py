@@ -42,7 +42,7 @@ from api.services.common import (
     space_of,
     validate_config,
 )
-from api.services.segments import traffic_weighted_posteriors
+from api.services.segments import inherited_segments, traffic_weighted_posteriors
 from api.services.ticks import draw_window_arm
 from arms.errors import ConfigurationError
 from arms.evolution import ActiveArm, EvolutionPlan, ModelRun, NewArm, RetiredArm, evolve_step
@@ -383,6 +383,7 @@ def _apply(
             exposures=0.0,
             target_events=0.0,
             created_at=now,
+            segments=inherited_segments([arms_by_id[i] for i in new.parent_ids if i in arms_by_id]),
         )
         for new in plan.additions
     ]

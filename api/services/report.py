@@ -625,7 +625,10 @@ def segment_summaries(
                     posteriors.alphas[index, targets],
                     posteriors.betas[index, targets],
                     [arms[k].id for k in targets],
-                    active,
+                    [
+                        is_active and segment_service.served_in(arms[k], posteriors.names[index])
+                        for k, is_active in zip(targets, active, strict=True)
+                    ],
                     draws,
                 ),
             }

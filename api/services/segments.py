@@ -22,7 +22,7 @@ toward the arm's behaviour across segments.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 import numpy as np
@@ -37,7 +37,7 @@ from api.models import Arm, Experiment, Segment
 from api.schemas import DEFAULT_SEGMENT
 from bandit import Prior
 from bandit.hierarchy import fit_hierarchy, traffic_weighted
-from bandit.update import decayed
+from bandit.update import PosteriorUpdate, decayed
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -143,6 +143,36 @@ def pooled(
     return alphas, betas
 
 
+def served_in(arm: Arm, segment: str | None) -> bool:
+    """Whether the arm is served in ``segment`` (None: anywhere): its restriction names it."""
+    return arm.segments is None or segment is None or segment in arm.segments
+
+
+def inherited_segments(parents: Sequence[Arm]) -> list[str] | None:
+    """A genetic step's child's segments: where any of its ``parents`` is served (the union
+    of their restrictions, the first parent's names first); None, every segment, when a
+    parent is unrestricted or it has no parent."""
+    if not parents or any(parent.segments is None for parent in parents):
+        return None
+    union: dict[str, None] = {}
+    for parent in parents:
+        union.update(dict.fromkeys(parent.segments or ()))
+    return list(union)
+
+
+def allowed_weights(names: Sequence[str], arms: Sequence[Arm], traffic: FloatArray) -> FloatArray:
+    """Per arm (rows) and segment (columns, ``names`` by index), the segment's ``traffic``
+    where the arm is served and 0 where its restriction excludes it."""
+    weights = np.tile(traffic[: len(names)], (len(arms), 1))
+    for k, arm in enumerate(arms):
+        if arm.segments is not None:
+            allowed = set(arm.segments)
+            weights[k] = [
+                w if name in allowed else 0.0 for name, w in zip(names, weights[k], strict=True)
+            ]
+    return weights
+
+
 def traffic_weights(session: Session, experiment_id: int, arms: Sequence[Arm]) -> FloatArray:
     """Each segment's share of the credited exposures (every arm, the reference included)."""
     n_segments = len(repo.segment_names(session, experiment_id))
@@ -165,8 +195,16 @@ def traffic_weighted_posteriors(
         return {}
     evidence = load_evidence(session, [arm.id for arm in arms], weights.shape[0], prior)
     alphas, betas = pooled(evidence, arms, prior)
-    alpha, beta = traffic_weighted(alphas.T, betas.T, weights)
-    return {arm.id: (float(alpha[k]), float(beta[k])) for k, arm in enumerate(arms)}
+    names = repo.segment_names(session, experiment.id)
+    by_arm = allowed_weights(names, arms, weights)
+    # An arm restricted to segments without traffic yet is left out (the caller keeps its
+    # overall posterior, its prior: it has no exposures).
+    judged = np.flatnonzero(by_arm.sum(axis=1) > 0).tolist()
+    if not judged:
+        return {}
+    rows = len(names)
+    alpha, beta = traffic_weighted(alphas[:rows, judged].T, betas[:rows, judged].T, by_arm[judged])
+    return {arms[k].id: (float(alpha[i]), float(beta[i])) for i, k in enumerate(judged)}
 
 
 @dataclass(frozen=True)
@@ -261,6 +299,7 @@ def segment_view(
             created_at=arm.created_at,
             retired_at=arm.retired_at,
             retired_reason=arm.retired_reason,
+            segments=arm.segments,
         )
         views.append(view)
     return views
@@ -365,6 +404,39 @@ def credit_window(
     allowed = np.maximum(limit * (state.exposures + exposures) - state.target_events, 0.0)
     credited = np.minimum(events, allowed)
     return SegmentWindow(arm_ids, exposures, credited, events - credited, state)
+
+
+def restricted_update(
+    session: Session,
+    experiment: Experiment,
+    window: SegmentWindow,
+    arms: Sequence[Arm],
+    update: PosteriorUpdate,
+) -> PosteriorUpdate:
+    """The overall update (``arms``' columns of ``update``) with each restricted arm's
+    failures measured against the reference group of its allowed segments only:
+    ``beta += c_rA n_k / n_rA``, ``c_rA``, ``n_rA`` the reference's credited events and
+    exposures in the window's segments the arm is served in, instead of the whole window's
+    ``c_r n_k / n_r`` (the segment mix would otherwise bias the arm's overall posterior by
+    the ratio of its segments' reference rate to the experiment's). Unrestricted arms keep
+    theirs."""
+    restricted = [k for k, arm in enumerate(arms) if arm.segments is not None]
+    if not update.applied or not restricted:
+        return update
+    names = repo.segment_names(session, experiment.id)
+    rows = min(len(names), window.exposures.shape[0])
+    column = {arm_id: index for index, arm_id in enumerate(window.arm_ids)}
+    beta_increments = update.beta_increments.copy()
+    for k in restricted:
+        allowed = set(arms[k].segments or ())
+        mask = np.array([name in allowed for name in names[:rows]], dtype=bool)
+        exposures = float(window.exposures[:rows, 0][mask].sum())
+        events = float(window.events[:rows, 0][mask].sum())
+        own = window.exposures[:rows, column[arms[k].id]].sum() if arms[k].id in column else 0.0
+        beta_increments[k] = events * float(own) / exposures if exposures > 0 else 0.0
+    prior = Prior(experiment.prior_alpha, experiment.prior_beta)
+    betas_after = decayed(update.betas_before, prior.beta, experiment.decay) + beta_increments
+    return replace(update, beta_increments=beta_increments, betas_after=betas_after)
 
 
 def update_segments(

@@ -236,3 +236,40 @@ def test_a_selected_segment_shows_its_report(client: TestClient) -> None:
         c["scope"] == "segment" for c in report["health"]
     )
     assert 'id="scorecard-segment"' not in client.get(f"/experiments/{NAME}").text
+
+
+def test_heatmap_shows_a_restricted_arm_as_not_served() -> None:
+    """Arm 7 is restricted to phones: its cars cell has no lift, no level, is not cars' best
+    (arm 9 is, though 7's posterior there would beat it), and phones is unchanged."""
+    alphas = np.array([[30.0, 10.0], [5.0, 5.0]])
+    betas = np.array([[20.0, 12.0], [5.0, 9.0]])
+    exposures = np.array([[0.0, 20.0], [10.0, 14.0]])
+    served = np.array([[False, True], [True, True]])
+    heat = dashboard.segment_heatmap(
+        ["cars", "phones"], np.array([90.0, 30.0]), [7, 9], alphas, betas, exposures, served
+    )
+    assert heat is not None
+    cars_7, phones_7 = heat.cells[0]
+    assert (cars_7.served, cars_7.lift, cars_7.level, cars_7.best) == (False, None, None, False)
+    assert heat.cells[1][0].best and heat.cells[1][0].served
+    assert phones_7.served and phones_7.best
+    assert phones_7.lift == pytest.approx(_lift_at_median(5.0, 5.0), rel=1e-12)
+    assert heat.step == dashboard._nice_step(
+        max(abs(_lift_at_median(a, b)) for a, b in ((10.0, 12.0), (5.0, 5.0), (5.0, 9.0)))
+        / dashboard.HEAT_LEVELS
+    )
+
+
+def test_the_page_marks_a_restricted_arm_not_served(client: TestClient) -> None:
+    create(client, **SEGMENTED)
+    _traffic(client)
+    config = {"text_match": 0.3, "distance": 1.7, "price_diff": 0.2, "region": 3}
+    added = client.post(
+        f"/v1/experiments/{NAME}/arms", json={"config": config, "segments": ["cars"]}, headers=ADMIN
+    )
+    assert added.status_code == 201
+    assert sign_in(client).status_code == 303
+    page = client.get(f"/experiments/{NAME}")
+    assert page.status_code == 200
+    assert f"arm {added.json()['id']} in phones: not served in this segment" in page.text
+    assert f"arm {added.json()['id']} in cars: lift" in page.text

@@ -294,3 +294,19 @@ def test_traffic_weighted_refuses_bad_weights(weights: list[float]) -> None:
     with pytest.raises(InvalidParameterError) as raised:
         traffic_weighted(np.ones((2, 2)), np.ones((2, 2)), np.array(weights))
     assert raised.value.parameter == "weights"
+
+
+def test_traffic_weighted_with_weights_per_arm() -> None:
+    """Weights of the alphas' shape (an arm restricted to some segments: 0 elsewhere) are
+    renormalised per arm: each arm's Beta is what its own weights give it alone, and an arm
+    with one allowed segment gets that segment's Beta."""
+    alphas = np.array([[3.0, 10.0, 1.0], [2.0, 2.0, 50.0]])
+    betas = np.array([[7.0, 10.0, 4.0], [8.0, 3.0, 50.0]])
+    weights = np.array([[6.0, 3.0, 1.0], [0.0, 3.0, 0.0]])
+    a, b = traffic_weighted(alphas, betas, weights)
+    first_a, first_b = traffic_weighted(alphas[:1], betas[:1], weights[0])
+    assert (a[0], b[0]) == pytest.approx((first_a[0], first_b[0]), rel=1e-12)
+    assert (a[1], b[1]) == pytest.approx((2.0, 3.0), rel=1e-12)
+    with pytest.raises(InvalidParameterError) as raised:
+        traffic_weighted(alphas, betas, np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 0.0]]))
+    assert raised.value.parameter == "weights"
