@@ -19,6 +19,8 @@
    of the throughput, i.e. time per assignment at most 1/0.9 = 1.11x).
 
     .venv/bin/python benchmarks/segments.py [--ticks 7] [--rounds 200 --calls 200]
+        [--restricted: one more arm in the segmented experiment, restricted to half the
+        segments, so that each segment draws among its own arms]
         [--postgres postgresql+psycopg://postgres@127.0.0.1:5432/postgres]
 """
 
@@ -255,7 +257,7 @@ async def _assign(app: FastAPI, scope: dict[str, Any]) -> None:
 
 
 def bench_assignment(
-    rounds: int, calls: int, segments: int = 50, arms: int = 10
+    rounds: int, calls: int, segments: int = 50, arms: int = 10, restricted: bool = False
 ) -> dict[str, float]:
     directory = Path(tempfile.mkdtemp(prefix="ranktune-bench-segments-"))
     url = f"sqlite:///{directory / 'ranktune.db'}"
@@ -272,9 +274,15 @@ def bench_assignment(
         _window(runtime, seg_id, segments, rng)
         with runtime.transaction() as session:  # fitted pools, per-segment posteriors
             apply_tick(session, seg_id, now=now_utc(), rng=rng, only_if_due=False)
+        if restricted:  # one more arm, served in every other segment (docs/segments.md)
+            only = [f"s{i}" for i in range(1, segments, 2)]
+            body = {"config": _arms(1, 99)[0], "segments": only}
+            added = client.post("/v1/experiments/seg/arms", json=body, headers=ADMIN)
+            assert added.status_code == 201, added.text
         runtime.refresh_snapshots()
         snapshot = runtime.serving.get("seg")
         assert snapshot is not None and len(snapshot.segment_params) == segments
+        assert bool(snapshot.segment_arms) is restricted
         names = [f"s{i}" for i in range(1, segments)] + ["default"]
         targets: dict[str, tuple[str, bool]] = {
             "unsegmented": ("plain", False),
@@ -317,8 +325,9 @@ def bench_assignment(
         "control_ratio": throughput_ratio("control"),
     }
     say(
-        f"assignment in-process, {segments} segments x {arms} arms (medians of {rounds} rounds "
-        f"of {calls}): unsegmented {summary['unsegmented_us']:.1f} us, control "
+        f"assignment in-process, {segments} segments x {arms} arms"
+        f"{' (+1 restricted to half the segments)' if restricted else ''} (medians of "
+        f"{rounds} rounds of {calls}): unsegmented {summary['unsegmented_us']:.1f} us, control "
         f"{summary['control_us']:.1f} us, segmented {summary['segmented_us']:.1f} us per "
         f"assignment; throughput segmented/unsegmented {summary['throughput_ratio']:.3f}x "
         f"(control {summary['control_ratio']:.3f}x, the noise); target >= "
@@ -345,7 +354,9 @@ def _postgres_database(server_url: str) -> tuple[str, Any]:
     return url, drop
 
 
-def run(ticks: int, rounds: int, calls: int, postgres: str | None) -> dict[str, Any]:
+def run(
+    ticks: int, rounds: int, calls: int, postgres: str | None, *, restricted: bool = False
+) -> dict[str, Any]:
     say(f"load average before: {os.getloadavg()[0]:.2f} (a shared machine)")
     results: dict[str, Any] = {}
     directory = Path(tempfile.mkdtemp(prefix="ranktune-bench-segments-tick-"))
@@ -358,7 +369,7 @@ def run(ticks: int, rounds: int, calls: int, postgres: str | None) -> dict[str, 
             results["tick_postgresql"] = bench_tick(pg_url, ticks)
         finally:
             drop()
-    results["assignment"] = bench_assignment(rounds, calls)
+    results["assignment"] = bench_assignment(rounds, calls, restricted=restricted)
     say(f"load average after: {os.getloadavg()[0]:.2f}")
     return results
 
@@ -369,12 +380,17 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=200)
     parser.add_argument("--calls", type=int, default=200)
     parser.add_argument(
+        "--restricted",
+        action="store_true",
+        help="the segmented experiment has one more arm, restricted to half the segments",
+    )
+    parser.add_argument(
         "--postgres",
         default=POSTGRES_SERVER,
         help="a PostgreSQL server URL to time the tick there too ('' to skip)",
     )
     args = parser.parse_args()
-    run(args.ticks, args.rounds, args.calls, args.postgres)
+    run(args.ticks, args.rounds, args.calls, args.postgres, restricted=args.restricted)
     return 0
 
 
