@@ -2,7 +2,8 @@
 the contract and its 422s, assignment never serving an arm outside its segments (block
 draws, the nursery, the allocation path from 32 arms, sticky placements), a segment with no
 allowed arm, the tick's overall posterior against the arm's own segments' reference, the
-statistics per segment and the genetic step's weighting, against values computed here."""
+statistics per segment, the genetic step's weighting and its children, against values computed
+here."""
 
 from __future__ import annotations
 
@@ -298,3 +299,35 @@ def test_children_serve_where_a_parent_is_served() -> None:
         "cars",
         "phones",
     ]
+
+
+def test_a_genetic_steps_children_are_served_where_a_parent_is(client: TestClient) -> None:
+    """Every arm restricted (the founders in the database): each mutation keeps its
+    parent's segments, each crossover the union of its parents', as the step stores them."""
+    evolution = {
+        "min_exposures": 0,
+        "drop_count": 1,
+        "min_arms": 2,
+        "max_arms": 6,
+        "mix": {"random": 0, "mutation": 1, "crossover": 1},
+    }
+    created = create(client, segments={"max_segments": 4}, evolution=evolution)
+    restrictions = [["cars"], ["flats"], ["cars", "phones"]]
+    founders = [arm["id"] for arm in created["arms"] if arm["origin"] != "reference"]
+    with runtime_of(client).transaction() as session:
+        for arm_id, segments in zip(founders, restrictions, strict=True):
+            arm = repo.get_arm(session, 1, arm_id)
+            assert arm is not None
+            arm.segments = segments
+    added = client.post(ARMS, json={"config": NEW, "segments": ["default"]}, headers=ADMIN)
+    assert added.status_code == 201
+    step = client.post("/v1/experiments/similar-items/evolve", params={"seed": 3}, headers=ADMIN)
+    assert step.status_code == 200, step.text
+    children = step.json()["added"]
+    assert {child["origin"] for child in children} == {"mutation", "crossover"}  # seed 3
+    shown = {arm["id"]: arm["segments"] for arm in inspect(client)["arms"]}
+    for child in children:
+        expected: list[str] = []
+        for parent in child["parent_ids"]:
+            expected += [name for name in shown[parent] if name not in expected]
+        assert shown[child["arm_id"]] == expected
