@@ -92,6 +92,46 @@ def arm_configs() -> list[dict[str, float]]:
     ]
 
 
+def recent_ticks(session: Any, experiment_id: int, arms: list[int], start: Any) -> list[int]:
+    """``RECENT_TICKS`` applied ticks, an hour apart from ``start``, each with a row per target
+    arm in ``arms`` (what the report's health checks read); their ids."""
+    ids = []
+    for number in range(RECENT_TICKS):
+        tick = Tick(
+            experiment_id=experiment_id,
+            number=number + 1,
+            created_at=start + timedelta(hours=number),
+            applied=True,
+            mode="request",
+            decay=1.0,
+            reference_exposures=500.0,
+            reference_events=50.0,
+            target_exposures=2000.0,
+            target_events=200.0,
+            window_arm_id=None,
+            next_window_arm_id=None,
+        )
+        session.add(tick)
+        session.flush()
+        ids.append(tick.id)
+        for arm in arms:
+            session.add(
+                TickArm(
+                    tick_id=tick.id,
+                    arm_id=arm,
+                    exposures=200.0,
+                    target_events=20.0,
+                    alpha_increment=0.0,
+                    beta_increment=0.0,
+                    alpha_before=1.0,
+                    beta_before=1.0,
+                    alpha_after=1.0,
+                    beta_after=1.0,
+                )
+            )
+    return ids
+
+
 def populate(client: TestClient, rng: np.random.Generator) -> int:
     """The experiment, its counts in every bucket, the recent ticks, then the metrics."""
     body = {**SIMILAR_ITEMS, "arms": arm_configs()}
@@ -122,38 +162,7 @@ def populate(client: TestClient, rng: np.random.Generator) -> int:
     start = now_utc() - timedelta(hours=RECENT_TICKS)
     with runtime.transaction() as session:
         repo.add_metric_counts(session, experiment["id"], 1, counts(1))
-        for number in range(RECENT_TICKS):
-            tick = Tick(
-                experiment_id=experiment["id"],
-                number=number + 1,
-                created_at=start + timedelta(hours=number),
-                applied=True,
-                mode="request",
-                decay=1.0,
-                reference_exposures=500.0,
-                reference_events=50.0,
-                target_exposures=2000.0,
-                target_events=200.0,
-                window_arm_id=None,
-                next_window_arm_id=None,
-            )
-            session.add(tick)
-            session.flush()
-            for arm in arms:
-                session.add(
-                    TickArm(
-                        tick_id=tick.id,
-                        arm_id=arm,
-                        exposures=200.0,
-                        target_events=20.0,
-                        alpha_increment=0.0,
-                        beta_increment=0.0,
-                        alpha_before=1.0,
-                        beta_before=1.0,
-                        alpha_after=1.0,
-                        beta_after=1.0,
-                    )
-                )
+        recent_ticks(session, experiment["id"], arms, start)
     for metric in METRICS:  # declared after the counts began: each has a baseline
         added = client.post(f"/v1/experiments/{body['name']}/metrics", json=metric, headers=HEADERS)
         assert added.status_code == 201, added.text

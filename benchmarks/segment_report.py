@@ -47,13 +47,19 @@ if __package__ in (None, ""):
 from api import repositories as repo
 from api.app import create_app
 from api.db import upgrade_database
-from api.models import ArmSegment, Experiment, Segment, Tick, TickArm, TickSegment
+from api.models import ArmSegment, Experiment, Segment, TickSegment
 from api.services.common import now_utc
 from api.services.report import RECENT_TICKS, report_document
 from api.serving import REPORT_BUCKETS
 from api.settings import Settings
 from benchmarks.common import ADMIN_TOKEN, SIMILAR_ITEMS, say
-from benchmarks.report_cost import HEADERS, arm_configs, postgresql_database, sqlite_database
+from benchmarks.report_cost import (
+    HEADERS,
+    arm_configs,
+    postgresql_database,
+    recent_ticks,
+    sqlite_database,
+)
 
 
 def create(client: TestClient, name: str, segments: int | None) -> dict[str, Any]:
@@ -136,46 +142,15 @@ def populate(client: TestClient, segments: int, rng: np.random.Generator) -> tup
 def _ticks(
     session: Any, experiment_id: int, arms: list[tuple[int, str]], segments: int, start: Any
 ) -> None:
-    """``RECENT_TICKS`` applied ticks with every arm's row (and every segment's)."""
-    for number in range(RECENT_TICKS):
-        tick = Tick(
-            experiment_id=experiment_id,
-            number=number + 1,
-            created_at=start + timedelta(hours=number),
-            applied=True,
-            mode="request",
-            decay=1.0,
-            reference_exposures=500.0,
-            reference_events=50.0,
-            target_exposures=2000.0,
-            target_events=200.0,
-            window_arm_id=None,
-            next_window_arm_id=None,
-        )
-        session.add(tick)
-        session.flush()
-        for arm, group in arms:
-            if group == "target":
-                session.add(
-                    TickArm(
-                        tick_id=tick.id,
-                        arm_id=arm,
-                        exposures=200.0,
-                        target_events=20.0,
-                        alpha_increment=0.0,
-                        beta_increment=0.0,
-                        alpha_before=1.0,
-                        beta_before=1.0,
-                        alpha_after=1.0,
-                        beta_after=1.0,
-                    )
-                )
+    """``RECENT_TICKS`` applied ticks with every target arm's row (and every segment's)."""
+    targets = [arm for arm, group in arms if group == "target"]
+    for tick_id in recent_ticks(session, experiment_id, targets, start):
         if segments:
             session.execute(
                 insert(TickSegment),
                 [
                     {
-                        "tick_id": tick.id,
+                        "tick_id": tick_id,
                         "segment": s,
                         "arm_id": arm,
                         "exposures": 20.0,
