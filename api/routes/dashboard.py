@@ -675,7 +675,10 @@ async def change_status(request: Request, name: str) -> Response:
 async def add_arm(request: Request, name: str) -> Response:
     def change(form: dict[str, list[str]]) -> str:
         config = forms.config_from_form(form, _parameter_names(request, name), "config.")
-        admin.add_arm(request, name, schemas.ArmCreate(config=config))
+        # A segmented experiment's form may restrict the arm: names, comma-separated.
+        names = [part.strip() for part in forms.first(form, "segments").split(",")]
+        segments = [part for part in names if part] or None
+        admin.add_arm(request, name, schemas.ArmCreate(config=config, segments=segments))
         return "arm-added"
 
     return await _steer(request, name, change)

@@ -5,6 +5,8 @@ builder against hand-made arrays."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
@@ -273,3 +275,59 @@ def test_the_page_marks_a_restricted_arm_not_served(client: TestClient) -> None:
     assert page.status_code == 200
     assert f"arm {added.json()['id']} in phones: not served in this segment" in page.text
     assert f"arm {added.json()['id']} in cars: lift" in page.text
+
+
+def test_the_add_arm_form_restricts_the_arm_as_the_api_would(client: TestClient) -> None:
+    """A segmented experiment's form takes segment names, comma-separated: the arm is
+    restricted to them; a bad list shows the API's own error next to the field and adds
+    nothing; an unsegmented experiment's form has no such field."""
+    from tests.api.test_dashboard import api_error, page_token
+
+    create(client, **SEGMENTED)
+    sign_in(client)
+    page = client.get("/experiments/similar-items")
+    assert 'id="add-arm-segments"' in page.text
+    config = {"text_match": "0.3", "distance": "0.4", "price_diff": "0.5", "region": "2"}
+    form = {f"config.{key}": value for key, value in config.items()}
+    json_config = {"text_match": 0.3, "distance": 0.4, "price_diff": 0.5, "region": 2}
+    expected = api_error(
+        client,
+        "/v1/experiments/similar-items/arms",
+        {"config": json_config, "segments": ["cars", "cars"]},
+    )
+    refused = client.post(
+        "/experiments/similar-items/arms",
+        data={
+            "csrf_token": page_token(client),
+            "form": "add-arm",
+            "segments": "cars, cars",
+            **form,
+        },
+    )
+    assert refused.status_code == 422
+    error = re.search(
+        r'<p class="field-error" id="add-arm-segments-error">([^<]*)</p>', refused.text
+    )
+    assert error is not None, refused.text[-3000:]
+    assert error.group(1).replace("&#39;", "'") == expected["detail"]
+    arms_before = len(client.get("/v1/experiments/similar-items", headers=ADMIN).json()["arms"])
+    added = client.post(
+        "/experiments/similar-items/arms",
+        data={
+            "csrf_token": page_token(client),
+            "form": "add-arm",
+            "segments": " cars ,phones,",
+            **form,
+        },
+        follow_redirects=False,
+    )
+    assert added.status_code == 303, added.text[-2000:]
+    arms = client.get("/v1/experiments/similar-items", headers=ADMIN).json()["arms"]
+    assert len(arms) == arms_before + 1
+    assert arms[-1]["segments"] == ["cars", "phones"]
+
+
+def test_an_unsegmented_experiments_add_arm_form_has_no_segments(client: TestClient) -> None:
+    create(client)
+    sign_in(client)
+    assert 'id="add-arm-segments"' not in client.get("/experiments/similar-items").text
