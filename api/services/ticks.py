@@ -99,18 +99,6 @@ def of_this_phase(pending: list[repo.PendingRow], reference_arm_id: int) -> list
     ]
 
 
-def over_segments(rows: list[repo.PendingRow]) -> list[repo.PendingRow]:
-    """The rows summed over segments (each key once, segment 0), in their order; the rows
-    themselves when there is one segment (an unsegmented experiment)."""
-    if all(row.segment == 0 for row in rows):
-        return rows
-    summed: dict[tuple[int, str, str, str, int], int] = {}
-    for row in rows:
-        key = row[:5]
-        summed[key] = summed.get(key, 0) + row.count
-    return [repo.PendingRow(*key, count) for key, count in summed.items()]
-
-
 def report_counts(pending: list[repo.PendingRow], types: set[str]) -> list[repo.PendingRow]:
     """The credited pending counts of the report's event types (exposures, the decision
     metric, the declared metrics), which an applied tick adds to ``metric_counts``.
@@ -118,17 +106,10 @@ def report_counts(pending: list[repo.PendingRow], types: set[str]) -> list[repo.
     Before the cumulative exposure cap (:func:`bound_by_exposures`), which works on arm
     totals, not buckets: with the per-ticket limits in force it binds only on
     client-counted exposures that clients did not report. Kept per segment (each segment
-    has its report; the overall report sums them); each key goes to ``metric_counts`` once.
+    has its report; the overall report sums them); each key is once in ``pending_counts``,
+    so once in ``metric_counts``' upsert.
     """
-    summed: dict[tuple[int, str, str, str, int, int], int] = {}
-    for row in pending:
-        if row.reason == CREDITED and row.type in types:
-            key = (row.arm_id, row.group, row.type, row.reason, row.bucket, row.segment)
-            summed[key] = summed.get(key, 0) + row.count
-    return [
-        repo.PendingRow(arm, group, kind, reason, bucket, count, segment)
-        for (arm, group, kind, reason, bucket, segment), count in summed.items()
-    ]
+    return [row for row in pending if row.reason == CREDITED and row.type in types]
 
 
 def bound_by_exposures(
@@ -246,9 +227,8 @@ def apply_tick(
         *repo.metric_events(session, experiment.id),
     }
     limit = event_limit(event_limits(experiment.max_events_per_exposure), experiment.target_event)
-    # Over segments once for the experiment-wide totals (a segmented window has a row per
-    # segment of every key).
-    unbounded = aggregate(over_segments(counted), experiment.target_event)
+    # The experiment-wide totals (aggregate sums a segmented window's rows over segments).
+    unbounded = aggregate(counted, experiment.target_event)
     updated = _arms_to_update(arms, unbounded)
     by_segment = (
         segments.credit_window(
