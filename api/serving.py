@@ -378,8 +378,7 @@ def _allocation_fields(
         return _segment_allocations(segment_params, previous)
     if params is None or len(params) < ALLOCATION_MIN_ARMS:
         return {}
-    pairs = np.array([params], dtype=np.float64)
-    return {"thompson_allocation": thompson_allocations(pairs[:, :, 0], pairs[:, :, 1], None)[0]}
+    return {"thompson_allocation": _allocations([params], None)[0]}
 
 
 def _segment_allocations(
@@ -394,12 +393,8 @@ def _segment_allocations(
     if previous is not None and previous.segment_allocations:
         pairs_before = zip(previous.segment_params, previous.segment_allocations, strict=True)
         kept = {row: allocation for row, allocation in pairs_before if allocation is not None}
-    changed = {row for row in segment_params if len(row) >= ALLOCATION_MIN_ARMS} - kept.keys()
-    for count in {len(row) for row in changed}:
-        rows = [row for row in changed if len(row) == count]
-        pairs = np.array(rows, dtype=np.float64)  # (S, K, 2)
-        fresh = thompson_allocations(pairs[:, :, 0], pairs[:, :, 1], None)
-        kept.update(zip(rows, fresh, strict=True))
+    changed = list({row for row in segment_params if len(row) >= ALLOCATION_MIN_ARMS} - kept.keys())
+    kept.update(zip(changed, _allocations(changed, None), strict=True))
     allocations = tuple(kept.get(row) for row in segment_params)
     if all(allocation is None for allocation in allocations):
         return {}
@@ -438,14 +433,27 @@ def segment_placements(
             groups.setdefault(view.nursery if view is not None else nursery, []).append(s)
     prefix = sticky_prefix(salt, version)
     for group_nursery, changed in groups.items():
-        for count in {len(params[s]) for s in changed}:
-            same = [s for s in changed if len(params[s]) == count]
-            pairs = np.array([params[s] for s in same], dtype=np.float64)  # (S, K, 2)
-            fresh = thompson_allocations(pairs[:, :, 0], pairs[:, :, 1], group_nursery)
-            for s, allocation in zip(same, fresh, strict=True):
-                view = views[s] if views else None
-                placements[s] = SegmentPlacement(version, prefix, allocation, params[s], view)
+        fresh = _allocations([params[s] for s in changed], group_nursery)
+        for s, allocation in zip(changed, fresh, strict=True):
+            view = views[s] if views else None
+            placements[s] = SegmentPlacement(version, prefix, allocation, params[s], view)
     return tuple(placements[s] for s in range(len(params)))
+
+
+def _allocations(
+    rows: list[tuple[tuple[float, float], ...]], nursery: Nursery | None
+) -> list[Allocation]:
+    """Each row's Thompson allocation (its policy arms' Beta parameters; ``nursery``: see
+    bandit.sticky.thompson_allocations), in order, the rows of one arm count integrated
+    together in one vectorised pass."""
+    out: list[Allocation | None] = [None] * len(rows)
+    for count in {len(row) for row in rows}:
+        same = [i for i, row in enumerate(rows) if len(row) == count]
+        pairs = np.array([rows[i] for i in same], dtype=np.float64)  # (S, K, 2)
+        fresh = thompson_allocations(pairs[:, :, 0], pairs[:, :, 1], nursery)
+        for i, allocation in zip(same, fresh, strict=True):
+            out[i] = allocation
+    return [allocation for allocation in out if allocation is not None]
 
 
 def sticky_choice(snapshot: ExperimentSnapshot, unit: str, segment: int | None = None) -> int:
