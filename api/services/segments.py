@@ -324,13 +324,15 @@ class SegmentWindow:
     """One window's credited counts by segment (rows) and arm (columns; column 0 is the
     reference arm, whose group's counts it holds), and the stored state they add to.
     ``events`` are the target events that may be credited, each (segment, arm)'s bounded
-    by its exposures there (:func:`credit_window`); ``over`` the rest, quarantined."""
+    by its exposures there (:func:`credit_window`); ``over`` the rest, quarantined;
+    ``names``, the experiment's opened segments by index."""
 
     arm_ids: tuple[int, ...]
     exposures: FloatArray
     events: FloatArray
     over: FloatArray
     state: SegmentEvidence
+    names: list[str]
 
     def by_arm(self, counts: FloatArray) -> dict[int, float]:
         """``counts`` (one of these arrays) summed over the segments, by arm id."""
@@ -392,9 +394,9 @@ def credit_window(
     tick credits each arm the sum of what its segments credit, so that every credited
     count is in exactly one segment (``api.services.ticks.bound_by_segments``)."""
     prior = Prior(experiment.prior_alpha, experiment.prior_beta)
-    n_segments = len(repo.segment_names(session, experiment.id))
+    names = repo.segment_names(session, experiment.id)
     arm_ids, exposures, events = _window_counts(
-        window_rows, reference_id, target_ids, experiment.target_event, n_segments
+        window_rows, reference_id, target_ids, experiment.target_event, len(names)
     )
     state = load_evidence(session, arm_ids, exposures.shape[0], prior)
     pad = state.alphas.shape[0] - exposures.shape[0]
@@ -403,11 +405,10 @@ def credit_window(
         events = np.vstack([events, np.zeros((pad, len(arm_ids)))])
     allowed = np.maximum(limit * (state.exposures + exposures) - state.target_events, 0.0)
     credited = np.minimum(events, allowed)
-    return SegmentWindow(arm_ids, exposures, credited, events - credited, state)
+    return SegmentWindow(arm_ids, exposures, credited, events - credited, state, names)
 
 
 def restricted_update(
-    session: Session,
     experiment: Experiment,
     window: SegmentWindow,
     arms: Sequence[Arm],
@@ -423,7 +424,7 @@ def restricted_update(
     restricted = [k for k, arm in enumerate(arms) if arm.segments is not None]
     if not update.applied or not restricted:
         return update
-    names = repo.segment_names(session, experiment.id)
+    names = window.names
     rows = min(len(names), window.exposures.shape[0])
     column = {arm_id: index for index, arm_id in enumerate(window.arm_ids)}
     beta_increments = update.beta_increments.copy()

@@ -256,7 +256,7 @@ def apply_tick(
         chosen_arm=_window_index(experiment, updated),
     )
     if by_segment is not None:
-        update = segments.restricted_update(session, experiment, by_segment, updated, update)
+        update = segments.restricted_update(experiment, by_segment, updated, update)
     if only_if_due and _nothing_new(session, experiment, pending, totals, update.applied):
         # Applying this window would change nothing and record nothing new: not recorded, so
         # an idle experiment does not write a row every interval; counted, so the next
