@@ -18,6 +18,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+import numpy.typing as npt
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
@@ -143,6 +145,26 @@ def driver_rows(connection: Connection, statement: str, params: tuple[Any, ...])
         ) from error
     finally:
         cursor.close()
+
+
+def pack_floats(values: npt.ArrayLike) -> bytes:
+    """An array of floats as stored in a packed column: little-endian float64 bytes."""
+    return np.ascontiguousarray(values, dtype="<f8").tobytes()
+
+
+def unpack_floats(blob: bytes | memoryview) -> npt.NDArray[np.float64]:
+    """The floats of a packed column (a read-only view of the driver's bytes)."""
+    return np.frombuffer(blob, dtype="<f8").astype(np.float64, copy=False)
+
+
+def pack_ints(values: npt.ArrayLike) -> bytes:
+    """An array of integers as stored in a packed column: little-endian int64 bytes."""
+    return np.ascontiguousarray(values, dtype="<i8").tobytes()
+
+
+def unpack_ints(blob: bytes | memoryview) -> npt.NDArray[np.int64]:
+    """The integers of a packed column (a read-only view of the driver's bytes)."""
+    return np.frombuffer(blob, dtype="<i8").astype(np.int64, copy=False)
 
 
 def array_params(kinds: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> tuple[str, ...]:

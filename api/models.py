@@ -330,38 +330,45 @@ class Segment(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
-class ArmSegment(Base):
-    """An arm's reference-ratio posterior from one segment's own data (the prior plus the
-    segment's evidence) and its credited totals there. What assignment draws from is this
-    evidence on the arm's pooled prior (``Arm.pool_mu``, ``Arm.pool_kappa``): see
-    docs/segments.md. The reference arm has rows too (its exposures and events per
-    segment). No row: no data yet in that segment."""
+class ArmSegmentState(Base):
+    """An arm's per-segment state, packed: one row per arm, each column an array over the
+    segments by index (little-endian float64, ``api.db.pack_floats``). ``alphas``/``betas``
+    are the reference-ratio posteriors from each segment's own data (the prior plus the
+    segment's evidence), ``exposures``/``target_events`` the credited totals there. What
+    assignment draws from is this evidence on the arm's pooled prior (``Arm.pool_mu``,
+    ``Arm.pool_kappa``): see docs/segments.md. The reference arm has a row too (its
+    group's exposures and events per segment; its posteriors hold the prior). Segments
+    beyond an array's length, and arms without a row, have no data yet (the prior, zero
+    counts). One row per arm, not per (arm, segment): a tick of 1,000 segments x 20 arms
+    writes 21 rows instead of 21,000 (migration 0023)."""
 
-    __tablename__ = "arm_segments"
+    __tablename__ = "arm_segment_states"
 
     arm_id: Mapped[int] = mapped_column(ForeignKey("arms.id"), primary_key=True)
-    segment: Mapped[int] = mapped_column(Integer, primary_key=True)
-    alpha: Mapped[float] = mapped_column(Float)
-    beta: Mapped[float] = mapped_column(Float)
-    exposures: Mapped[float] = mapped_column(Float)
-    target_events: Mapped[float] = mapped_column(Float)
+    alphas: Mapped[bytes] = mapped_column(LargeBinary)
+    betas: Mapped[bytes] = mapped_column(LargeBinary)
+    exposures: Mapped[bytes] = mapped_column(LargeBinary)
+    target_events: Mapped[bytes] = mapped_column(LargeBinary)
 
 
-class TickSegment(Base):
-    """One applied tick's counts and increments for one (segment, arm) with data in the
-    window (the reference arm's rows have zero increments). Written in bulk."""
+class TickSegmentWindow(Base):
+    """One applied tick's per-(segment, arm) record, packed: the (segment, arm) pairs with
+    data in the window, one array each (``segments`` int32, ``arm_ids`` int64, the rest
+    float64; ``api.db.pack_floats``/``pack_ints``), their counts, increments and
+    posteriors after the update (the reference arm's pairs have zero increments). One row
+    per tick (migration 0023), read by one segment's report's health checks."""
 
-    __tablename__ = "tick_segments"
+    __tablename__ = "tick_segment_windows"
 
     tick_id: Mapped[int] = mapped_column(ForeignKey("ticks.id"), primary_key=True)
-    segment: Mapped[int] = mapped_column(Integer, primary_key=True)
-    arm_id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    exposures: Mapped[float] = mapped_column(Float)
-    target_events: Mapped[float] = mapped_column(Float)
-    alpha_increment: Mapped[float] = mapped_column(Float)
-    beta_increment: Mapped[float] = mapped_column(Float)
-    alpha_after: Mapped[float] = mapped_column(Float)
-    beta_after: Mapped[float] = mapped_column(Float)
+    segments: Mapped[bytes] = mapped_column(LargeBinary)
+    arm_ids: Mapped[bytes] = mapped_column(LargeBinary)
+    exposures: Mapped[bytes] = mapped_column(LargeBinary)
+    target_events: Mapped[bytes] = mapped_column(LargeBinary)
+    alpha_increments: Mapped[bytes] = mapped_column(LargeBinary)
+    beta_increments: Mapped[bytes] = mapped_column(LargeBinary)
+    alphas_after: Mapped[bytes] = mapped_column(LargeBinary)
+    betas_after: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class MetricCount(Base):

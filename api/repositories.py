@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any, NamedTuple
 
+import numpy as np
+import numpy.typing as npt
 from sqlalchemy import (
     ColumnElement,
     Select,
@@ -21,7 +24,17 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session, defer
 
-from api.db import add_counts, array_params, driver_rows, insert_rows, update_rows
+from api.db import (
+    add_counts,
+    array_params,
+    driver_rows,
+    insert_rows,
+    pack_floats,
+    pack_ints,
+    unpack_floats,
+    unpack_ints,
+    update_rows,
+)
 from api.enums import (
     CLOSED_STATUSES,
     ArmStatus,
@@ -35,7 +48,7 @@ from api.limits import CREDITED
 from api.models import (
     ApiToken,
     Arm,
-    ArmSegment,
+    ArmSegmentState,
     AuditEntry,
     Event,
     Experiment,
@@ -53,13 +66,15 @@ from api.models import (
     Tick,
     TickArm,
     TicketCredit,
-    TickSegment,
     Webhook,
     WebhookDelivery,
 )
 from api.tickets import VERSIONS as TICKET_VERSIONS
 from api.tickets import key_before
 from api.tokens import acting_token
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
 
 
 # -- experiments ---------------------------------------------------------------------------
@@ -641,16 +656,18 @@ def tick_arm_exposures(session: Session, tick_ids: Sequence[int]) -> list[tuple[
 def tick_segment_exposures(
     session: Session, tick_ids: Sequence[int], segment: int
 ) -> list[tuple[int, int, float]]:
-    """(tick_id, arm_id, exposures) of one segment in those ticks (``tick_segments``; the
-    reference arm's row holds its group's exposures)."""
-    if not tick_ids:
-        return []
-    rows = session.execute(
-        select(TickSegment.tick_id, TickSegment.arm_id, TickSegment.exposures).where(
-            TickSegment.tick_id.in_(list(tick_ids)), TickSegment.segment == segment
+    """(tick_id, arm_id, exposures) of one segment in those ticks (``tick_segment_windows``;
+    the reference arm's pairs hold its group's exposures)."""
+    found: list[tuple[int, int, float]] = []
+    for tick_id, records in tick_segment_records(session, tick_ids).items():
+        mine = records.segments == segment
+        found.extend(
+            (tick_id, arm_id, exposures)
+            for arm_id, exposures in zip(
+                records.arm_ids[mine].tolist(), records.exposures[mine].tolist(), strict=True
+            )
         )
-    )
-    return [(int(t), int(a), float(e)) for t, a, e in rows]
+    return found
 
 
 def latest_ticks(
@@ -1272,78 +1289,122 @@ def segment_index(session: Session, experiment_id: int, name: str) -> int | None
     )
 
 
-class ArmSegmentRow(NamedTuple):
-    """One row of ``arm_segments``."""
+@dataclass(frozen=True)
+class ArmSegmentArrays:
+    """One arm's packed per-segment state (``arm_segment_states``): arrays over the
+    segments by index, of one length (segments beyond it have no data yet)."""
 
-    arm_id: int
-    segment: int
-    alpha: float
-    beta: float
-    exposures: float
-    target_events: float
+    alphas: FloatArray
+    betas: FloatArray
+    exposures: FloatArray
+    target_events: FloatArray
 
 
-def arm_segment_rows(session: Session, arm_ids: Sequence[int]) -> list[tuple[Any, ...]]:
-    """Every stored (arm, segment) posterior and total of these arms, as plain tuples in the
-    field order of :class:`ArmSegmentRow` (straight from the driver: a tick of 1,000
-    segments x 20 arms reads 20,000 of them, and SQLAlchemy's row processing cost more
-    than the query)."""
+def arm_segment_states(session: Session, arm_ids: Sequence[int]) -> dict[int, ArmSegmentArrays]:
+    """The stored per-segment state of these arms, by arm id (arms without a row have no
+    data in any segment). Straight from the driver: one row per arm, four arrays each."""
     if not arm_ids:
-        return []
+        return {}
     ids = ", ".join(str(int(arm_id)) for arm_id in arm_ids)  # ints: nothing to escape
-    return driver_rows(
+    rows = driver_rows(
         session.connection(),
-        "SELECT arm_id, segment, alpha, beta, exposures, target_events FROM arm_segments "
+        "SELECT arm_id, alphas, betas, exposures, target_events FROM arm_segment_states "
         f"WHERE arm_id IN ({ids})",
         (),
     )
+    return {
+        int(arm_id): ArmSegmentArrays(*(unpack_floats(blob) for blob in blobs))
+        for arm_id, *blobs in rows
+    }
 
 
-def upsert_arm_segments(session: Session, rows: Sequence[tuple[Any, ...]]) -> None:
-    """Write these (arm, segment) rows (tuples in the field order of
-    :class:`ArmSegmentRow`) whole, inserting the new ones: one executemany on
-    SQLite, one statement whose columns travel as arrays on PostgreSQL (as api.db.add_counts)."""
-    if not rows:
+def write_arm_segment_states(session: Session, states: dict[int, ArmSegmentArrays]) -> None:
+    """Store these arms' per-segment state whole (one row per arm, inserted or replaced):
+    one executemany of a row per arm."""
+    if not states:
         return
     connection = session.connection()
-    names = "arm_id, segment, alpha, beta, exposures, target_events"
-    conflict = (
-        "ON CONFLICT (arm_id, segment) DO UPDATE SET alpha = excluded.alpha, "
-        "beta = excluded.beta, exposures = excluded.exposures, "
-        "target_events = excluded.target_events"
-    )
-    if connection.dialect.name == "postgresql":
-        connection.exec_driver_sql(
-            f"INSERT INTO arm_segments ({names}) SELECT * FROM unnest(%s::int[], %s::int[], "
-            f"%s::float8[], %s::float8[], %s::float8[], %s::float8[]) {conflict}",
-            array_params(("int", "int", "float8", "float8", "float8", "float8"), rows),
-        )
-        return
+    mark = "%s" if connection.dialect.name == "postgresql" else "?"
+    marks = ", ".join([mark] * 5)
     connection.exec_driver_sql(
-        f"INSERT INTO arm_segments ({names}) VALUES (?, ?, ?, ?, ?, ?) {conflict}", list(rows)
+        "INSERT INTO arm_segment_states (arm_id, alphas, betas, exposures, target_events) "
+        f"VALUES ({marks}) ON CONFLICT (arm_id) DO UPDATE SET alphas = excluded.alphas, "
+        "betas = excluded.betas, exposures = excluded.exposures, "
+        "target_events = excluded.target_events",
+        [
+            (
+                int(arm_id),
+                pack_floats(state.alphas),
+                pack_floats(state.betas),
+                pack_floats(state.exposures),
+                pack_floats(state.target_events),
+            )
+            for arm_id, state in states.items()
+        ],
     )
 
 
-_TICK_SEGMENT_COLUMNS = (
-    ("tick_id", "int"),
-    ("segment", "int"),
-    ("arm_id", "int"),
-    ("exposures", "float8"),
-    ("target_events", "float8"),
-    ("alpha_increment", "float8"),
-    ("beta_increment", "float8"),
-    ("alpha_after", "float8"),
-    ("beta_after", "float8"),
-)
+@dataclass(frozen=True)
+class TickSegmentRecords:
+    """One applied tick's (segment, arm) pairs with data in its window, as parallel arrays
+    (``tick_segment_windows``): counts, increments and posteriors after the update."""
+
+    segments: IntArray
+    arm_ids: IntArray
+    exposures: FloatArray
+    target_events: FloatArray
+    alpha_increments: FloatArray
+    beta_increments: FloatArray
+    alphas_after: FloatArray
+    betas_after: FloatArray
 
 
-def insert_tick_segments(session: Session, rows: Sequence[tuple[Any, ...]]) -> None:
-    """Insert a tick's (segment, arm) records in bulk: tuples in the column order of
-    ``tick_segments``."""
-    insert_rows(session.connection(), "tick_segments", _TICK_SEGMENT_COLUMNS, rows)
+_TICK_SEGMENT_COLUMNS = tuple(field.name for field in fields(TickSegmentRecords))
+
+
+def insert_tick_segment_records(
+    session: Session, tick_id: int, records: TickSegmentRecords
+) -> None:
+    """Record an applied tick's (segment, arm) pairs: one row, an array per column."""
+    connection = session.connection()
+    mark = "%s" if connection.dialect.name == "postgresql" else "?"
+    connection.exec_driver_sql(
+        f"INSERT INTO tick_segment_windows (tick_id, {', '.join(_TICK_SEGMENT_COLUMNS)}) "
+        f"VALUES ({', '.join([mark] * (len(_TICK_SEGMENT_COLUMNS) + 1))})",
+        (
+            int(tick_id),
+            pack_ints(records.segments),
+            pack_ints(records.arm_ids),
+            *(pack_floats(getattr(records, name)) for name in _TICK_SEGMENT_COLUMNS[2:]),
+        ),
+    )
+
+
+def tick_segment_records(
+    session: Session, tick_ids: Sequence[int]
+) -> dict[int, TickSegmentRecords]:
+    """The (segment, arm) records of these ticks, by tick id (ticks that were not applied,
+    or of an unsegmented experiment, have none)."""
+    if not tick_ids:
+        return {}
+    ids = ", ".join(str(int(tick_id)) for tick_id in tick_ids)  # ints: nothing to escape
+    rows = driver_rows(
+        session.connection(),
+        f"SELECT tick_id, {', '.join(_TICK_SEGMENT_COLUMNS)} FROM tick_segment_windows "
+        f"WHERE tick_id IN ({ids})",
+        (),
+    )
+    return {
+        int(tick_id): TickSegmentRecords(
+            unpack_ints(segments),
+            unpack_ints(arm_ids),
+            *(unpack_floats(blob) for blob in floats),
+        )
+        for tick_id, segments, arm_ids, *floats in rows
+    }
 
 
 def delete_arm_segments(session: Session, arm_ids: Sequence[int]) -> None:
     """Forget these arms' per-segment evidence (a new phase starts every arm afresh)."""
     if arm_ids:
-        session.execute(delete(ArmSegment).where(ArmSegment.arm_id.in_(list(arm_ids))))
+        session.execute(delete(ArmSegmentState).where(ArmSegmentState.arm_id.in_(list(arm_ids))))

@@ -47,7 +47,7 @@ if __package__ in (None, ""):
 from api import repositories as repo
 from api.app import create_app
 from api.db import upgrade_database
-from api.models import ArmSegment, Experiment, Segment, TickSegment
+from api.models import Experiment, Segment
 from api.services.common import now_utc
 from api.services.report import RECENT_TICKS, report_document
 from api.serving import REPORT_BUCKETS
@@ -117,20 +117,17 @@ def populate(client: TestClient, segments: int, rng: np.random.Generator) -> tup
                             for kind, counts in (("exposure", exposures), ("contact", contacts)):
                                 count = int(counts[k, s, bucket])
                                 rows.append(repo.PendingRow(arm, group, kind, "", bucket, count, s))
-                session.execute(
-                    insert(ArmSegment),
-                    [
-                        {
-                            "arm_id": arm,
-                            "segment": s,
-                            "alpha": 1.0 + float(contacts[k, s].sum()),
-                            "beta": 1.0 + 0.1 * float(exposures[k, s].sum()),
-                            "exposures": float(exposures[k, s].sum()),
-                            "target_events": float(contacts[k, s].sum()),
-                        }
+                repo.write_arm_segment_states(
+                    session,
+                    {
+                        arm: repo.ArmSegmentArrays(
+                            1.0 + contacts[k].sum(axis=1),
+                            1.0 + 0.1 * exposures[k].sum(axis=1),
+                            exposures[k].sum(axis=1).astype(float),
+                            contacts[k].sum(axis=1).astype(float),
+                        )
                         for k, (arm, _) in enumerate(arms)
-                        for s in range(segments)
-                    ],
+                    },
                 )
             repo.add_metric_counts(session, experiment["id"], 1, rows)
             _ticks(
@@ -146,23 +143,20 @@ def _ticks(
     targets = [arm for arm, group in arms if group == "target"]
     for tick_id in recent_ticks(session, experiment_id, targets, start):
         if segments:
-            session.execute(
-                insert(TickSegment),
-                [
-                    {
-                        "tick_id": tick_id,
-                        "segment": s,
-                        "arm_id": arm,
-                        "exposures": 20.0,
-                        "target_events": 2.0,
-                        "alpha_increment": 0.0,
-                        "beta_increment": 0.0,
-                        "alpha_after": 1.0,
-                        "beta_after": 1.0,
-                    }
-                    for arm, _ in arms
-                    for s in range(segments)
-                ],
+            pairs = len(arms) * segments
+            repo.insert_tick_segment_records(
+                session,
+                tick_id,
+                repo.TickSegmentRecords(
+                    np.tile(np.arange(segments), len(arms)),
+                    np.repeat([arm for arm, _ in arms], segments),
+                    np.full(pairs, 20.0),
+                    np.full(pairs, 2.0),
+                    np.zeros(pairs),
+                    np.zeros(pairs),
+                    np.ones(pairs),
+                    np.ones(pairs),
+                ),
             )
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
 from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
@@ -16,8 +17,9 @@ from api.runtime import Runtime
 
 def tick_floor(connection: Connection, experiment_id: int, number: int) -> None:
     """A tick's writes, minimal (benchmarks/ticks.py's docstring), for benchmarks/segments.py too:
-    with segments, also the (arm, segment) rows with data, upserted into ``arm_segments``
-    and recorded in ``tick_segments``. Arrays travel as api.db's text literals, the rows
+    with segments, also the arms' per-segment state read and written packed
+    (``arm_segment_states``, a row per arm) and the (arm, segment) pairs with data recorded
+    (``tick_segment_windows``, a row). Arrays travel as api.db's text literals, the rows
     come straight from the driver, the pending counts go by one DELETE of the
     experiment's; the posteriors written are placeholders of the right size (the floor
     does no statistics)."""
@@ -66,13 +68,7 @@ def tick_floor(connection: Connection, experiment_id: int, number: int) -> None:
         [(1.0 + c, 1.0 + n, n, c, 0.0, arm_id) for arm_id, (n, c) in by_arm.items()],
     )
     if any(segment for segment, _ in by_pair):
-        pairs = [(arm_id, s, 1.0 + c, 1.0 + n, n, c) for (s, arm_id), (n, c) in by_pair.items()]
-        with Session(bind=connection) as session:  # the service's upsert: one statement
-            repo.upsert_arm_segments(session, pairs)
-            repo.insert_tick_segments(
-                session,
-                [(tick_id, s, arm_id, n, c, c, n - c, a, b) for arm_id, s, a, b, n, c in pairs],
-            )
+        _segment_writes(connection, tick_id, by_pair)
     add_counts(
         connection,
         "metric_counts",
@@ -83,6 +79,34 @@ def tick_floor(connection: Connection, experiment_id: int, number: int) -> None:
         "UPDATE experiments SET tick_count = tick_count + 1, version = version + 1 "
         f"WHERE id = {experiment_id}"
     )
+
+
+def _segment_writes(
+    connection: Connection, tick_id: int, by_pair: dict[tuple[int, int], list[float]]
+) -> None:
+    """The per-segment state read and written packed (one row per arm, as the service),
+    and the tick's (segment, arm) record (one row)."""
+    segments = np.array([s for s, _ in by_pair])
+    arm_ids = np.array([arm_id for _, arm_id in by_pair])
+    exposures, events = np.array(list(by_pair.values())).T
+    with Session(bind=connection) as session:  # the service's statements
+        arms = sorted(set(arm_ids.tolist()))
+        repo.arm_segment_states(session, arms)
+        size = int(segments.max()) + 1
+        states = {}
+        for arm_id in arms:
+            mine = arm_ids == arm_id
+            n, x = np.zeros(size), np.zeros(size)
+            n[segments[mine]], x[segments[mine]] = exposures[mine], events[mine]
+            states[arm_id] = repo.ArmSegmentArrays(1.0 + x, 1.0 + n, n, x)
+        repo.write_arm_segment_states(session, states)
+        repo.insert_tick_segment_records(
+            session,
+            tick_id,
+            repo.TickSegmentRecords(
+                segments, arm_ids, exposures, events, events, exposures, events, exposures
+            ),
+        )
 
 
 def timed_floor(runtime: Runtime, experiment_id: int, number: int) -> tuple[float, float]:

@@ -483,7 +483,7 @@ def health_checks(
 
     ``segment``: the scorecard is that segment's; the sample ratio, exploration and time to
     decision are then the segment's (its counts, and its traffic in the recent ticks'
-    ``tick_segments``); the EXPERIMENT_WIDE checks stay the experiment's."""
+    ``tick_segment_windows``); the EXPERIMENT_WIDE checks stay the experiment's."""
     checks = [sample_ratio_of(card, experiment)]
     if card.phase != experiment.phase:
         return checks
@@ -541,7 +541,7 @@ def _recent_rows(
 ) -> tuple[list[tuple[int, int, float]], dict[int, float]]:
     """(tick id, arm id, target exposures) of the recent applied ticks, and each tick's
     reference exposures: the experiment's (``tick_arms``, the ticks), or one segment's
-    (``tick_segments``, whose reference arm's row holds its group's exposures)."""
+    (``tick_segment_windows``, whose reference arm's pairs hold its group's exposures)."""
     ids = [tick.id for tick in applied]
     if segment is None:
         return repo.tick_arm_exposures(session, ids), {

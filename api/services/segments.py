@@ -98,31 +98,27 @@ class SegmentEvidence:
     betas: FloatArray
     exposures: FloatArray
     target_events: FloatArray
-    stored: npt.NDArray[np.bool_]
 
 
 def load_evidence(
     session: Session, arm_ids: Sequence[int], n_segments: int, prior: Prior
 ) -> SegmentEvidence:
-    """``arm_segments`` of these arms; (segment, arm) pairs without a row hold the prior."""
-    rows = repo.arm_segment_rows(session, arm_ids)
-    data = np.array(rows, dtype=np.float64).reshape(-1, 6)
-    segments = data[:, 1].astype(np.intp)
-    shape = (max(n_segments, int(segments.max()) + 1 if rows else 0), len(arm_ids))
+    """The packed state of these arms (``arm_segment_states``) by (segment, arm); segments
+    an arm has no data in (beyond its arrays, or no row at all) hold the prior."""
+    states = repo.arm_segment_states(session, arm_ids)
+    rows = max([n_segments, *(state.alphas.size for state in states.values())])
+    shape = (rows, len(arm_ids))
     alphas = np.full(shape, prior.alpha)
     betas = np.full(shape, prior.beta)
     exposures = np.zeros(shape)
     events = np.zeros(shape)
-    stored = np.zeros(shape, dtype=bool)
-    if rows:
-        order = np.argsort(np.asarray(arm_ids))
-        sorted_ids = np.asarray(arm_ids)[order]
-        k = order[np.searchsorted(sorted_ids, data[:, 0].astype(np.int64))]
-        s = segments
-        alphas[s, k], betas[s, k] = data[:, 2], data[:, 3]
-        exposures[s, k], events[s, k] = data[:, 4], data[:, 5]
-        stored[s, k] = True
-    return SegmentEvidence(alphas, betas, exposures, events, stored)
+    for k, arm_id in enumerate(arm_ids):
+        state = states.get(arm_id)
+        if state is not None:
+            n = state.alphas.size
+            alphas[:n, k], betas[:n, k] = state.alphas, state.betas
+            exposures[:n, k], events[:n, k] = state.exposures, state.target_events
+    return SegmentEvidence(alphas, betas, exposures, events)
 
 
 def pooled(
@@ -453,8 +449,8 @@ def update_segments(
     Per segment ``s`` with reference exposures ``n_rs > 0`` and arm ``k``:
     ``alpha_sk = prior + decay (alpha_sk - prior) + c_sk``,
     ``beta_sk = prior + decay (beta_sk - prior) + c_rs n_sk / n_rs`` (bandit.update), with
-    the credited target events. Only (segment, arm) pairs that change are written: with
-    data in the window, or (with decay < 1) stored in a ready segment.
+    the credited target events. Each arm whose state changed is written whole (one row of
+    arrays over the segments), and the pairs with data recorded (one row for the tick).
     """
     prior = Prior(experiment.prior_alpha, experiment.prior_beta)
     state, exposures, events = window.state, window.exposures, window.events
@@ -472,41 +468,36 @@ def update_segments(
     )
     alphas[:, 0], betas[:, 0] = prior.alpha, prior.beta
     with_data = ready[:, None] & ((exposures > 0) | (events > 0))
-    changed = with_data | (ready[:, None] & state.stored & (decay < 1.0))
     totals_exposures = state.exposures + np.where(with_data, exposures, 0.0)
     totals_events = state.target_events + np.where(with_data, events, 0.0)
-    s_idx, k_idx = np.nonzero(changed)
-    ids = np.asarray(window.arm_ids)[k_idx]
-    repo.upsert_arm_segments(
+    changed = (
+        (alphas != state.alphas)
+        | (betas != state.betas)
+        | (totals_exposures != state.exposures)
+        | (totals_events != state.target_events)
+    ).any(axis=0)
+    repo.write_arm_segment_states(
         session,
-        list(
-            zip(
-                ids.tolist(),
-                s_idx.tolist(),
-                alphas[s_idx, k_idx].tolist(),
-                betas[s_idx, k_idx].tolist(),
-                totals_exposures[s_idx, k_idx].tolist(),
-                totals_events[s_idx, k_idx].tolist(),
-                strict=True,
+        {
+            window.arm_ids[k]: repo.ArmSegmentArrays(
+                alphas[:, k], betas[:, k], totals_exposures[:, k], totals_events[:, k]
             )
-        ),
+            for k in np.flatnonzero(changed).tolist()
+        },
     )
     s_rec, k_rec = np.nonzero(with_data)
-    repo.insert_tick_segments(
+    repo.insert_tick_segment_records(
         session,
-        list(
-            zip(
-                [tick_id] * s_rec.size,
-                s_rec.tolist(),
-                np.asarray(window.arm_ids)[k_rec].tolist(),
-                exposures[s_rec, k_rec].tolist(),
-                events[s_rec, k_rec].tolist(),
-                alpha_inc[s_rec, k_rec].tolist(),
-                beta_inc[s_rec, k_rec].tolist(),
-                alphas[s_rec, k_rec].tolist(),
-                betas[s_rec, k_rec].tolist(),
-                strict=True,
-            )
+        tick_id,
+        repo.TickSegmentRecords(
+            s_rec,
+            np.asarray(window.arm_ids, dtype=np.int64)[k_rec],
+            exposures[s_rec, k_rec],
+            events[s_rec, k_rec],
+            alpha_inc[s_rec, k_rec],
+            beta_inc[s_rec, k_rec],
+            alphas[s_rec, k_rec],
+            betas[s_rec, k_rec],
         ),
     )
     refit(updated, alphas[:, 1:], betas[:, 1:], prior)

@@ -15,11 +15,12 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from api import repositories as repo
-from api.models import Arm, ArmSegment, PendingCount
+from api.models import Arm, PendingCount
 from api.services.segments import inherited_segments, traffic_weighted_posteriors
 from tests.api.helpers import create, event, inspect, post_events, tick
 from tests.api.test_segments import assign, open_segments, runtime_of, segment_of
 from tests.conftest import ADMIN
+from tests.segment_state import Pair, set_pairs
 
 ARMS = "/v1/experiments/similar-items/arms"
 NEW = {"text_match": 0.3, "distance": 1.7, "price_diff": 0.2, "region": 3}
@@ -252,19 +253,14 @@ def test_the_genetic_step_weights_a_restricted_arm_over_its_segments(client: Tes
         every = list(repo.arms_of(session, 1))
         for k, arm in enumerate(every):
             arm.pool_mu, arm.pool_kappa = 0.25, 4.0
-            for segment, n in exposures.items():
-                if arm.id == restricted and segment == 0:
-                    continue
-                session.add(
-                    ArmSegment(
-                        arm_id=arm.id,
-                        segment=segment,
-                        alpha=1.0 + 5 * (k + 1) * (segment + 1),
-                        beta=1.0 + 20,
-                        exposures=n,
-                        target_events=0.0,
-                    )
-                )
+            set_pairs(
+                session,
+                [
+                    Pair(arm.id, segment, 1.0 + 5 * (k + 1) * (segment + 1), 1.0 + 20, n, 0.0)
+                    for segment, n in exposures.items()
+                    if not (arm.id == restricted and segment == 0)
+                ],
+            )
         session.flush()
         targets = [a for a in every if a.origin != "reference"]
         view = traffic_weighted_posteriors(session, experiment, targets)

@@ -11,16 +11,15 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from scipy import stats
-from sqlalchemy import select
 
 from api import repositories as repo
-from api.models import ArmSegment
 from api.services import dashboard
 from api.services import experiments as experiment_service
 from tests.api.helpers import create, event, post_events, tick
 from tests.api.test_dashboard import sign_in
 from tests.api.test_segments import SEGMENTED, assign, open_segments, runtime_of
 from tests.conftest import ADMIN
+from tests.segment_state import Pair, stored_pairs
 
 NAME = "similar-items"
 
@@ -120,7 +119,7 @@ def test_the_segment_panel_reads_the_segments_own_statistics(client: TestClient)
         )
         arms = {arm.id: arm for arm in repo.arms_of(session, 1)}
         names = repo.segment_names(session, 1)
-        rows = session.scalars(select(ArmSegment)).all()
+        rows = stored_pairs(session)
     assert overall.segments is not None and page.segments is not None
     assert overall.segments.selected is None
     assert overall.segments.stats == overall.stats  # all traffic: the Arms table's numbers
@@ -131,7 +130,7 @@ def test_the_segment_panel_reads_the_segments_own_statistics(client: TestClient)
     heat = page.segments.heatmap
     assert heat is not None
     traffic = {name: 0.0 for name in names}
-    evidence: dict[tuple[int, int], ArmSegment] = {}
+    evidence: dict[tuple[int, int], Pair] = {}
     for row in rows:
         traffic[names[row.segment]] += row.exposures
         evidence[(row.arm_id, row.segment)] = row

@@ -22,17 +22,16 @@ from sqlalchemy.orm import Session
 
 from api.models import (
     Arm,
-    ArmSegment,
     Event,
     Experiment,
     MetricCount,
     PendingCount,
     Tick,
     TickArm,
-    TickSegment,
 )
 from api.tickets import TicketClaims
 from tests.conftest import ADMIN, ClientFactory, similar_items
+from tests.segment_state import recorded_pairs, stored_pairs
 
 WRITERS = 4
 BATCHES_PER_WRITER = 25
@@ -336,27 +335,18 @@ def _check_segments(
     engine = create_engine(database_url)
     try:
         with Session(engine) as session:
-            arm_ids = list(
-                session.scalars(select(Arm.id).where(Arm.experiment_id == experiment_id))
-            )
-            recorded = session.execute(
-                select(
-                    TickSegment.segment,
-                    TickSegment.arm_id,
-                    func.sum(TickSegment.exposures),
-                    func.sum(TickSegment.target_events),
-                )
-                .where(TickSegment.tick_id.in_(applied_ids))
-                .group_by(TickSegment.segment, TickSegment.arm_id)
-            ).all()
-            totals = session.execute(
-                select(
-                    ArmSegment.segment,
-                    ArmSegment.arm_id,
-                    ArmSegment.exposures,
-                    ArmSegment.target_events,
-                ).where(ArmSegment.arm_id.in_(arm_ids))
-            ).all()
+            arm_ids = set(session.scalars(select(Arm.id).where(Arm.experiment_id == experiment_id)))
+            sums: dict[tuple[int, int], list[float]] = {}
+            for pair in recorded_pairs(session, sorted(applied_ids)):
+                total = sums.setdefault((pair.segment, pair.arm_id), [0.0, 0.0])
+                total[0] += pair.exposures
+                total[1] += pair.target_events
+            recorded = [(*key, *total) for key, total in sums.items()]
+            totals = [
+                (pair.segment, pair.arm_id, pair.exposures, pair.target_events)
+                for pair in stored_pairs(session)
+                if pair.arm_id in arm_ids
+            ]
             reported = session.execute(
                 select(MetricCount.segment, MetricCount.type, func.sum(MetricCount.count))
                 .where(MetricCount.experiment_id == experiment_id)

@@ -12,13 +12,13 @@ from fastapi.testclient import TestClient
 from scipy import stats
 
 from api import repositories as repo
-from api.models import ArmSegment
 from api.runtime import Runtime
 from api.serving import ALLOCATION_MIN_ARMS, ExperimentSnapshot
 from bandit.propensities import beta_rank_probabilities
 from tests.api.helpers import create
 from tests.api.test_segments import open_segments
 from tests.conftest import SIMILAR_ITEMS
+from tests.segment_state import Pair, set_pairs
 
 ARMS = 40
 
@@ -46,18 +46,14 @@ def posteriors(client: TestClient, rng: np.random.Generator, segments: int = 0) 
             arm.alpha, arm.beta = 1 + exposures * rate, 1 + exposures * (1 - rate)
             arm.exposures = exposures
             arm.pool_mu, arm.pool_kappa = 0.5, 2.0
-            for segment in range(1, segments + 1):
-                share = float(rng.uniform(0.2, 0.7))
-                session.add(
-                    ArmSegment(
-                        arm_id=arm.id,
-                        segment=segment,
-                        alpha=1 + 500 * share,
-                        beta=1 + 500 * (1 - share),
-                        exposures=500.0,
-                        target_events=0.0,
-                    )
-                )
+            shares = rng.uniform(0.2, 0.7, size=segments).tolist()
+            set_pairs(
+                session,
+                [
+                    Pair(arm.id, segment, 1 + 500 * share, 1 + 500 * (1 - share), 500.0, 0.0)
+                    for segment, share in enumerate(shares, start=1)
+                ],
+            )
         repo.bump_version(experiment, experiment.updated_at)
     runtime.serving.refresh(runtime.read_session_factory)
 

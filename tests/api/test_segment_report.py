@@ -19,16 +19,16 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from scipy import stats as scipy_stats
-from sqlalchemy import select
 
 from api import repositories as repo
-from api.models import ArmSegment, PendingCount, TickSegment
+from api.models import PendingCount
 from api.services import report as report_service
 from bandit.report import ratio_estimate, relative_effect
 from tests.api.helpers import create, event, post_events, tick
 from tests.api.test_report_counts import expected_bucket
 from tests.api.test_segments import assign, open_segments, runtime_of, segment_of
 from tests.conftest import ADMIN
+from tests.segment_state import recorded_pairs, stored_pairs
 
 SALT = "segment-report"
 SEGMENTED = {"segments": {"max_segments": 4}, "salt": SALT, "reference_share": 0.3}
@@ -211,7 +211,7 @@ def test_segment_health_checks_read_the_segments_counts_and_ticks(client: TestCl
         c for (s, _, g, t, _), c in expected.items() if s == 1 and g == "target" and t == "exposure"
     )
     with runtime_of(client).read_transaction() as session:
-        recorded = session.scalars(select(TickSegment).where(TickSegment.segment == 1)).all()
+        recorded = [pair for pair in recorded_pairs(session) if pair.segment == 1]
     exploration = checks["exploration"]["evidence"]
     assert exploration["recent_target_exposures"] == sum(
         row.exposures for row in recorded if row.arm_id != document["reference_arm_id"]
@@ -230,7 +230,7 @@ def test_the_overall_report_names_each_segments_best_arm(
     assert tick(client)["applied"] is True
     summary = report(client)["segments"]
     with runtime_of(client).read_transaction() as session:
-        rows = session.scalars(select(ArmSegment)).all()
+        rows = stored_pairs(session)
     traffic = Counter[int]()
     for row in rows:
         traffic[row.segment] += row.exposures

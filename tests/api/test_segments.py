@@ -15,13 +15,14 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from api import repositories as repo
-from api.models import Arm, ArmSegment, PendingCount, TicketCredit, TickSegment
+from api.models import Arm, PendingCount, TicketCredit
 from api.runtime import Runtime
 from api.tickets import key_before
 from bandit import Prior
 from bandit.hierarchy import fit_hierarchy, traffic_weighted
 from tests.api.helpers import create, event, inspect, post_events, tick
 from tests.conftest import ADMIN, similar_items
+from tests.segment_state import Pair, recorded_pairs, set_pairs, stored_pairs
 
 SEGMENTED = {"segments": {"max_segments": 3}}
 
@@ -208,10 +209,8 @@ def test_the_tick_applies_each_segment_against_its_own_reference(client: TestCli
     )
     assert result["reference_exposures"] == reference_exposures
     with runtime.read_transaction() as session:
-        stored = {
-            (row.arm_id, row.segment): row for row in session.scalars(select(ArmSegment)).all()
-        }
-        recorded = session.scalars(select(TickSegment)).all()
+        stored = {(row.arm_id, row.segment): row for row in stored_pairs(session)}
+        recorded = recorded_pairs(session)
         arms = [a for a in repo.arms_of(session, 1) if a.origin != "reference"]
         pending_phones = session.scalars(
             select(PendingCount).where(PendingCount.segment == 2)
@@ -303,7 +302,7 @@ def test_contacts_a_segment_cannot_credit_are_quarantined_not_dropped(client: Te
         arms = {arm.id: arm for arm in repo.arms_of(session, 1)}
         by_pair = {
             (row.segment, row.arm_id): (row.exposures, row.target_events)
-            for row in session.scalars(select(ArmSegment)).all()
+            for row in stored_pairs(session)
         }
     assert by_pair[(1, target_id)] == (1.0, 0.0)
     assert by_pair[(2, target_id)] == (3.0, 2.0)
@@ -336,10 +335,7 @@ def test_stats_per_segment(client: TestClient) -> None:
     assert body["segment"] == "cars"
     with runtime_of(client).read_transaction() as session:
         arms = {a.id: a for a in repo.arms_of(session, 1)}
-        rows = {
-            r.arm_id: r
-            for r in session.scalars(select(ArmSegment).where(ArmSegment.segment == 1)).all()
-        }
+        rows = {r.arm_id: r for r in stored_pairs(session) if r.segment == 1}
     for stats in body["arms"]:
         row = rows.get(stats["arm_id"])
         assert stats["exposures"] == (row.exposures if row else 0.0)
@@ -380,18 +376,20 @@ def test_assignment_draws_from_the_segments_pooled_posteriors(sqlite_client: Tes
         targets = [a for a in repo.arms_of(session, 1) if a.origin != "reference"]
         for k, arm in enumerate(targets):
             arm.pool_mu, arm.pool_kappa = 0.5, 2.0
-            for segment, best in ((1, 0), (2, 1)):
-                good = k == best
-                session.add(
-                    ArmSegment(
-                        arm_id=arm.id,
-                        segment=segment,
-                        alpha=1.0 + (900 if good else 100),
-                        beta=1.0 + (100 if good else 900),
-                        exposures=1000.0,
-                        target_events=0.0,
+            set_pairs(
+                session,
+                [
+                    Pair(
+                        arm.id,
+                        segment,
+                        1.0 + (900 if k == best else 100),
+                        1.0 + (100 if k == best else 900),
+                        1000.0,
+                        0.0,
                     )
-                )
+                    for segment, best in ((1, 0), (2, 1))
+                ],
+            )
         repo.bump_version(experiment, experiment.updated_at)
     runtime.serving.refresh(runtime.read_session_factory)
     for segment, best in (("cars", 0), ("phones", 1)):
@@ -419,17 +417,13 @@ def test_traffic_weighted_retirement_view(client: TestClient) -> None:
         exposures = {0: 900.0, 1: 100.0}
         for k, arm in enumerate(every):
             arm.pool_mu, arm.pool_kappa = 0.5, 4.0
-            for segment, n in exposures.items():
-                session.add(
-                    ArmSegment(
-                        arm_id=arm.id,
-                        segment=segment,
-                        alpha=1.0 + 10 * (k + 1) * (segment + 1),
-                        beta=1.0 + 30,
-                        exposures=n,
-                        target_events=0.0,
-                    )
-                )
+            set_pairs(
+                session,
+                [
+                    Pair(arm.id, segment, 1.0 + 10 * (k + 1) * (segment + 1), 1.0 + 30, n, 0.0)
+                    for segment, n in exposures.items()
+                ],
+            )
         session.flush()
         view = traffic_weighted_posteriors(session, experiment, targets)
     weights = np.array([900.0, 100.0]) * len(every)

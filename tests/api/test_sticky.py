@@ -21,13 +21,14 @@ from scipy import stats
 from sqlalchemy import select, update
 
 from api.app import create_app
-from api.models import Arm, ArmSegment, Experiment
+from api.models import Arm, Experiment
 from api.runtime import Runtime
 from api.serving import ExperimentSnapshot
 from arms.origins import Origin
 from tests.api.helpers import ADMIN, assert_error_shape, create, inspect, tick
 from tests.bandit.test_propensities import argmax_by_quadrature
 from tests.conftest import settings_for, similar_items
+from tests.segment_state import Pair, set_pairs
 
 NAME = "sticky"
 URL = f"/v1/experiments/{NAME}"
@@ -229,18 +230,16 @@ def set_segments(
         ).all()
         for arm, (mu, kappa) in zip(arms, pools, strict=True):
             arm.pool_mu, arm.pool_kappa = mu, kappa
-        for segment, rows in evidence.items():
-            for arm, (x, m) in zip(arms, rows, strict=True):
-                session.merge(
-                    ArmSegment(
-                        arm_id=arm.id,
-                        segment=segment,
-                        alpha=experiment.prior_alpha + x,
-                        beta=experiment.prior_beta + m,
-                        exposures=x + m,
-                        target_events=x,
-                    )
-                )
+        prior_alpha, prior_beta = experiment.prior_alpha, experiment.prior_beta
+        set_pairs(
+            session,
+            [
+                Pair(arm.id, segment, prior_alpha + x, prior_beta + m, x + m, x)
+                for segment, rows in evidence.items()
+                for arm, (x, m) in zip(arms, rows, strict=True)
+            ],
+            prior=(prior_alpha, prior_beta),
+        )
         session.execute(
             update(Experiment)
             .where(Experiment.id == experiment.id)

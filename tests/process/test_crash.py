@@ -25,9 +25,10 @@ from sqlalchemy.orm import Session
 
 from api.db import is_sqlite
 from api.ingest import EventRow, insert_events
-from api.models import Arm, ArmSegment, Event, Experiment, PendingCount, Tick
+from api.models import Arm, Event, Experiment, PendingCount, Tick
 from tests.conftest import ADMIN, similar_items
 from tests.process.conftest import ServerFactory, ServerProcess
+from tests.segment_state import stored_pairs
 
 pytestmark = pytest.mark.slow
 
@@ -112,14 +113,10 @@ def _assert_segments_consistent(database_url: str, events: list[dict[str, Any]])
     engine = create_engine(database_url)
     try:
         with Session(engine) as session:
-            rows = session.execute(
-                select(
-                    ArmSegment.segment,
-                    ArmSegment.arm_id,
-                    ArmSegment.exposures,
-                    ArmSegment.target_events,
-                )
-            ).all()
+            rows = [
+                (pair.segment, pair.arm_id, pair.exposures, pair.target_events)
+                for pair in stored_pairs(session)
+            ]
     finally:
         engine.dispose()
     assert {(row[0], row[1]): [row[2], row[3]] for row in rows} == expected
