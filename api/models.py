@@ -396,6 +396,28 @@ class MetricCount(Base):
     count: Mapped[int] = mapped_column(BigInteger)
 
 
+class MetricCountBatch(Base):
+    """One applied tick's credited report counts of one group and event type, packed: the
+    keys' arm ids, report buckets and segments and their counts as int64 arrays
+    (``api.db.pack_ints``). The report reads these with ``metric_counts`` (in one
+    statement, so a fold never makes it count a batch twice or miss it); maintenance folds
+    them into ``metric_counts`` and deletes them (``repositories.fold_metric_batches``). A
+    tick inserts a few rows instead of one upsert per (arm, group, type, bucket, segment):
+    42,000 for a dense window of 1,000 segments x 20 arms (migration 0024)."""
+
+    __tablename__ = "metric_count_batches"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id"), index=True)
+    phase: Mapped[int] = mapped_column(Integer)
+    group: Mapped[str] = mapped_column("assignment_group", String(16))
+    type: Mapped[str] = mapped_column(String(64))
+    arm_ids: Mapped[bytes] = mapped_column(LargeBinary)
+    buckets: Mapped[bytes] = mapped_column(LargeBinary)
+    segments: Mapped[bytes] = mapped_column(LargeBinary)
+    counts: Mapped[bytes] = mapped_column(LargeBinary)
+
+
 class ExperimentMetric(Base):
     """A secondary or guardrail metric of an experiment: an event type and its direction.
 

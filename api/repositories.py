@@ -11,15 +11,20 @@ import numpy as np
 import numpy.typing as npt
 from sqlalchemy import (
     ColumnElement,
+    Integer,
+    LargeBinary,
     Select,
     case,
+    cast,
     delete,
     func,
     insert,
     literal,
+    null,
     or_,
     select,
     text,
+    union_all,
     update,
 )
 from sqlalchemy.orm import Session, defer
@@ -57,6 +62,7 @@ from api.models import (
     Generation,
     MetricBaseline,
     MetricCount,
+    MetricCountBatch,
     Notification,
     PendingCount,
     Phase,
@@ -301,26 +307,77 @@ _METRIC_COUNT_KEY = (
 def add_metric_counts(
     session: Session, experiment_id: int, phase: int, rows: Sequence[PendingRow]
 ) -> None:
-    """Add credited pending counts to the report's ``metric_counts`` (the caller passes
-    each key once; ``api.db.add_counts``)."""
-    add_counts(
-        session.connection(),
-        "metric_counts",
-        _METRIC_COUNT_KEY,
+    """Append credited pending counts to the report's counts: one ``metric_count_batches``
+    row per (group, event type), its keys and counts packed (each key once, as the caller
+    passes them). :func:`metric_counts` reads them at once; :func:`fold_metric_batches`
+    moves them into ``metric_counts`` later, outside the tick."""
+    by_kind: dict[tuple[str, str], list[PendingRow]] = {}
+    for row in rows:
+        by_kind.setdefault((row.group, row.type), []).append(row)
+    if not by_kind:
+        return
+    connection = session.connection()
+    mark = "%s" if connection.dialect.name == "postgresql" else "?"
+    connection.exec_driver_sql(
+        "INSERT INTO metric_count_batches (experiment_id, phase, assignment_group, type, "
+        f"arm_ids, buckets, segments, counts) VALUES ({', '.join([mark] * 8)})",
         [
             (
-                experiment_id,
-                phase,
-                row.arm_id,
-                row.group,
-                row.type,
-                row.bucket,
-                row.segment,
-                row.count,
+                int(experiment_id),
+                int(phase),
+                group,
+                kind,
+                pack_ints([row.arm_id for row in mine]),
+                pack_ints([row.bucket for row in mine]),
+                pack_ints([row.segment for row in mine]),
+                pack_ints([row.count for row in mine]),
             )
-            for row in rows
+            for (group, kind), mine in by_kind.items()
         ],
     )
+
+
+def fold_metric_batches(session: Session, experiment_id: int) -> int:
+    """Move the experiment's report count batches into ``metric_counts`` (summed by key,
+    one upsert per key) and delete them; how many batches. PostgreSQL locks the batches it
+    reads (``FOR UPDATE``), so of two folds at once the second finds them gone and folds
+    nothing; a batch a tick commits meanwhile waits for the next fold."""
+    connection = session.connection()
+    lock = " FOR UPDATE" if connection.dialect.name == "postgresql" else ""
+    batches = driver_rows(
+        connection,
+        "SELECT id, phase, assignment_group, type, arm_ids, buckets, segments, counts "
+        f"FROM metric_count_batches WHERE experiment_id = {int(experiment_id)} "
+        f"ORDER BY id{lock}",
+        (),
+    )
+    if not batches:
+        return 0
+    by_kind: dict[tuple[int, str, str], list[IntArray]] = {}
+    for _, phase, group, kind, *blobs in batches:
+        columns = np.stack([unpack_ints(blob) for blob in blobs])  # arm, bucket, segment, count
+        by_kind.setdefault((int(phase), str(group), str(kind)), []).append(columns)
+    rows: list[tuple[Any, ...]] = []
+    for (phase, group, kind), parts in by_kind.items():
+        columns = np.concatenate(parts, axis=1)
+        keys, inverse = np.unique(columns[:3].T, axis=0, return_inverse=True)
+        counts = np.bincount(inverse.ravel(), weights=columns[3], minlength=len(keys))
+        rows.extend(
+            (experiment_id, phase, arm_id, group, kind, bucket, segment, count)
+            for (arm_id, bucket, segment), count in zip(
+                keys.tolist(), counts.astype(np.int64).tolist(), strict=True
+            )
+        )
+    rows.sort()  # key order: the order PostgreSQL's writers lock ``metric_counts`` rows in
+    add_counts(connection, "metric_counts", _METRIC_COUNT_KEY, rows)
+    ids = ", ".join(str(int(batch[0])) for batch in batches)  # ints: nothing to escape
+    connection.exec_driver_sql(f"DELETE FROM metric_count_batches WHERE id IN ({ids})")
+    return len(batches)
+
+
+def experiments_with_metric_batches(session: Session) -> list[int]:
+    """The experiments whose report counts have batches not folded yet."""
+    return list(session.scalars(select(MetricCountBatch.experiment_id).distinct()).all())
 
 
 def declared_metrics(
@@ -349,17 +406,61 @@ def metric_counts(
     session: Session, experiment_id: int, phase: int, segment: int | None = None
 ) -> list[tuple[int, str, str, int, int]]:
     """(arm_id, group, type, bucket, count) of the report's counts of one phase: of one
-    segment (its index), or summed over the segments (in the database, in key order: the
-    primary key's prefix), each key once either way."""
+    segment (its index), or summed over the segments, in key order, each key once.
+
+    ``metric_counts`` (summed over segments in the database) and the batches not folded
+    yet (``metric_count_batches``, summed here) are read by one statement: a fold that
+    commits meanwhile moves counts from one to the other, and a single statement sees
+    either side of it, never both or neither (PostgreSQL's read committed gives each
+    statement its own snapshot)."""
     # On the connection (Core rows): the ORM's per-row loading was most of a report's read.
     key = (MetricCount.arm_id, MetricCount.group, MetricCount.type, MetricCount.bucket)
     phase_rows = (MetricCount.experiment_id == experiment_id, MetricCount.phase == phase)
+    blobs = [cast(null(), LargeBinary) for _ in range(4)]
     if segment is None:
-        query = select(*key, func.sum(MetricCount.count)).where(*phase_rows).group_by(*key)
+        folded = select(*key, func.sum(MetricCount.count), *blobs).where(*phase_rows)
+        folded = folded.group_by(*key)
     else:
-        query = select(*key, MetricCount.count).where(*phase_rows, MetricCount.segment == segment)
-    rows = session.connection().execute(query).all()
-    return [(int(a), str(g), str(t), int(b), int(c)) for a, g, t, b, c in rows]
+        folded = select(*key, MetricCount.count, *blobs).where(
+            *phase_rows, MetricCount.segment == segment
+        )
+    number = cast(null(), Integer)
+    batches = select(
+        number,
+        MetricCountBatch.group,
+        MetricCountBatch.type,
+        number,
+        number,
+        MetricCountBatch.arm_ids,
+        MetricCountBatch.buckets,
+        MetricCountBatch.segments,
+        MetricCountBatch.counts,
+    ).where(MetricCountBatch.experiment_id == experiment_id, MetricCountBatch.phase == phase)
+    totals: dict[tuple[int, str, str, int], int] = {}
+    unfolded: dict[tuple[str, str], list[IntArray]] = {}
+    result: Any = session.connection().execute(union_all(folded, batches))
+    rows: list[tuple[Any, ...]] = [tuple(row) for row in result]
+    for arm_id, group, kind, bucket, count, *packed in rows:
+        if packed[0] is None:
+            key_of = (int(arm_id), str(group), str(kind), int(bucket))
+            totals[key_of] = totals.get(key_of, 0) + int(count)
+        else:
+            columns = np.stack([unpack_ints(blob) for blob in packed])
+            if segment is not None:
+                columns = columns[:, columns[2] == segment]
+            unfolded.setdefault((str(group), str(kind)), []).append(columns)
+    for (group, kind), parts in unfolded.items():
+        columns = np.concatenate(parts, axis=1)
+        if not columns.shape[1]:
+            continue
+        keys, inverse = np.unique(columns[:2].T, axis=0, return_inverse=True)
+        counts = np.bincount(inverse.ravel(), weights=columns[3], minlength=len(keys))
+        for (arm, bucket_of), added in zip(
+            keys.tolist(), counts.astype(np.int64).tolist(), strict=True
+        ):
+            key_of = (arm, group, kind, bucket_of)
+            totals[key_of] = totals.get(key_of, 0) + added
+    return [(*key_of, count) for key_of, count in sorted(totals.items())]
 
 
 def declared_metric(session: Session, experiment_id: int, event: str) -> ExperimentMetric | None:
@@ -388,7 +489,8 @@ def latest_metric_declaration(
 def copy_metric_baseline(session: Session, metric: ExperimentMetric, phase: int) -> None:
     """Copy the phase's counts of exposures and of the metric's event, as they stand, to the
     metric's baseline (one INSERT ... SELECT; the caller holds the experiment's lock, so no
-    tick adds to them meanwhile)."""
+    tick adds to them meanwhile). The batches not folded yet are folded first."""
+    fold_metric_batches(session, metric.experiment_id)
     source = select(
         literal(metric.id),
         MetricCount.phase,

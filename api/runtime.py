@@ -400,7 +400,8 @@ class Runtime:
     def run_maintenance(self) -> None:
         """Forget per-ticket counts past their attribution window (with a minute's margin for
         clock differences), drop pending counts that no tick will consume (stopped
-        experiments), and prune what is older than the retention window
+        experiments), fold the ticks' report count batches (:meth:`fold_report_counts`), and
+        prune what is older than the retention window
         (``api.services.retention``: stored events, finished webhook deliveries)."""
         try:
             with self.transaction() as session:
@@ -410,11 +411,24 @@ class Runtime:
         except SQLAlchemyError:
             logger.warning("maintenance failed; it will be retried", exc_info=True)
             return
+        self.fold_report_counts()
         if purged:
             logger.info("forgot the counts of %d expired tickets", purged)
         for name, totals in discarded.items():
             logger.info("experiment %r is stopped: discarded pending counts %s", name, totals)
         self.prune()
+
+    def fold_report_counts(self) -> None:
+        """Fold the report counts the applied ticks appended (``metric_count_batches``)
+        into ``metric_counts``, each experiment in its own transaction: the report reads
+        both, so this only keeps the batches few (a tick of a segmented experiment appends
+        its counts instead of upserting one row per key under the experiment's lock)."""
+
+        def fold(session: Session, experiment_id: int) -> bool:
+            repo.fold_metric_batches(session, experiment_id)
+            return False  # nothing served changes
+
+        self._for_each_experiment(repo.experiments_with_metric_batches, fold, "report count fold")
 
     def prune(self, *, now: datetime | None = None) -> None:
         """Delete the events (and finished deliveries, notifications) older than

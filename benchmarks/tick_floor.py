@@ -11,7 +11,7 @@ from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
 from api import repositories as repo
-from api.db import add_counts, driver_rows, insert_rows, update_rows
+from api.db import driver_rows, insert_rows, update_rows
 from api.runtime import Runtime
 
 
@@ -69,12 +69,16 @@ def tick_floor(connection: Connection, experiment_id: int, number: int) -> None:
     )
     if any(segment for segment, _ in by_pair):
         _segment_writes(connection, tick_id, by_pair)
-    add_counts(
-        connection,
-        "metric_counts",
-        repo._METRIC_COUNT_KEY,
-        [(experiment_id, 1, *key, count) for key, count in report.items()],
-    )
+    with Session(bind=connection) as session:  # the service's batches: a row per kind
+        repo.add_metric_counts(
+            session,
+            experiment_id,
+            1,
+            [
+                repo.PendingRow(arm_id, group, kind, "", bucket, count, segment)
+                for (arm_id, group, kind, bucket, segment), count in report.items()
+            ],
+        )
     connection.exec_driver_sql(
         "UPDATE experiments SET tick_count = tick_count + 1, version = version + 1 "
         f"WHERE id = {experiment_id}"

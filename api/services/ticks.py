@@ -101,13 +101,15 @@ def of_this_phase(pending: list[repo.PendingRow], reference_arm_id: int) -> list
 
 def report_counts(pending: list[repo.PendingRow], types: set[str]) -> list[repo.PendingRow]:
     """The credited pending counts of the report's event types (exposures, the decision
-    metric, the declared metrics), which an applied tick adds to ``metric_counts``.
+    metric, the declared metrics), which an applied tick appends to the report's counts
+    (``repositories.add_metric_counts``: packed batches, folded into ``metric_counts`` by
+    maintenance).
 
     Before the cumulative exposure cap (:func:`bound_by_exposures`), which works on arm
     totals, not buckets: with the per-ticket limits in force it binds only on
     client-counted exposures that clients did not report. Kept per segment (each segment
     has its report; the overall report sums them); each key is once in ``pending_counts``,
-    so once in ``metric_counts``' upsert.
+    so once in the tick's batches.
     """
     return [row for row in pending if row.reason == CREDITED and row.type in types]
 

@@ -20,6 +20,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, func, select
 from sqlalchemy.orm import Session
 
+from api import repositories as repo
 from api.models import (
     Arm,
     Event,
@@ -347,11 +348,22 @@ def _check_segments(
                 for pair in stored_pairs(session)
                 if pair.arm_id in arm_ids
             ]
+            # What the report reads (the folded counts and the ticks' batches), then the
+            # same after maintenance folds the batches into metric_counts.
+            assert experiment_id is not None
+            read: dict[tuple[int, str], int] = {}
+            for segment in range(4):
+                for _, _, kind, _, count in repo.metric_counts(session, experiment_id, 1, segment):
+                    read[(segment, kind)] = read.get((segment, kind), 0) + count
+            repo.fold_metric_batches(session, experiment_id)
+            session.commit()
+            assert not repo.experiments_with_metric_batches(session)
             reported = session.execute(
                 select(MetricCount.segment, MetricCount.type, func.sum(MetricCount.count))
                 .where(MetricCount.experiment_id == experiment_id)
                 .group_by(MetricCount.segment, MetricCount.type)
             ).all()
+            assert {(row[0], row[1]): int(row[2]) for row in reported} == read
     finally:
         engine.dispose()
     wanted = {
