@@ -267,6 +267,7 @@ def fit_hierarchy(
     failures: npt.ArrayLike,
     *,
     prior: Prior = Prior(),
+    start: tuple[npt.ArrayLike, npt.ArrayLike] | None = None,
 ) -> HierarchicalFit:
     """Estimate each arm's population prior over segments and shrink every segment to it.
 
@@ -275,6 +276,12 @@ def fit_hierarchy(
     one arm, every leading index an independent arm.  Segments without evidence (zeros)
     add nothing to the likelihood and get the arm's prior.  See the module docstring for the
     model, the hyperprior and the bounds of ``kappa``.
+
+    ``start``: ``(mu, kappa)`` of each arm (the leading shape) to start Newton's method
+    from instead of the pooled mean and the log grid of ``kappa``: a previous fit of
+    evidence that grew since (a tick's refit), which is a few iterations away. ``kappa``
+    is moved inside the bounds; the maximum found is the same (tested against the cold
+    start).
     """
     from scipy import special
 
@@ -292,11 +299,17 @@ def fit_hierarchy(
     def objective(eta_: FloatArray, tau_: FloatArray) -> FloatArray:
         return segments.objective(special.expit(eta_), special.expit(-eta_), np.exp(tau_), prior)
 
-    # Start: the pooled mean, and the best kappa of a log grid between the bounds.
-    fractions = np.linspace(0.0, 1.0, GRID_POINTS)
-    grid = tau_low[:, None] + (tau_high - tau_low)[:, None] * fractions
-    scores = np.stack([objective(eta, grid[:, j]) for j in range(GRID_POINTS)], axis=-1)
-    tau = grid[np.arange(grid.shape[0]), np.argmax(scores, axis=-1)]
+    if start is None:
+        # Start: the pooled mean, and the best kappa of a log grid between the bounds.
+        fractions = np.linspace(0.0, 1.0, GRID_POINTS)
+        grid = tau_low[:, None] + (tau_high - tau_low)[:, None] * fractions
+        scores = np.stack([objective(eta, grid[:, j]) for j in range(GRID_POINTS)], axis=-1)
+        tau = grid[np.arange(grid.shape[0]), np.argmax(scores, axis=-1)]
+    else:
+        mu0 = np.clip(np.asarray(start[0], dtype=np.float64).reshape(-1), 1e-12, 1 - 1e-12)
+        kappa0 = np.asarray(start[1], dtype=np.float64).reshape(-1)
+        eta = special.logit(mu0)
+        tau = np.clip(np.log(np.maximum(kappa0, 1e-300)), tau_low, tau_high)
     value = objective(eta, tau)
 
     active = np.ones(eta.shape, dtype=bool)

@@ -505,11 +505,23 @@ def update_segments(
 
 def refit(arms: Sequence[Arm], alphas: FloatArray, betas: FloatArray, prior: Prior) -> None:
     """Fit each arm's hierarchical prior over the segments (arrays (segments, arms) of the
-    per-segment posteriors) and store it on the arm."""
+    per-segment posteriors) and store it on the arm. Newton's method starts from the
+    arms' previous fits when they all have one (the evidence grew by one window: a few
+    iterations instead of the cold start's grid; the same maximum)."""
     if not arms:
         return
+    mus = [arm.pool_mu for arm in arms]
+    kappas = [arm.pool_kappa for arm in arms]
+    start = (
+        None
+        if None in mus or None in kappas
+        else (np.array(mus, dtype=np.float64), np.array(kappas, dtype=np.float64))
+    )
     fit = fit_hierarchy(
-        np.maximum(alphas.T - prior.alpha, 0.0), np.maximum(betas.T - prior.beta, 0.0), prior=prior
+        np.maximum(alphas.T - prior.alpha, 0.0),
+        np.maximum(betas.T - prior.beta, 0.0),
+        prior=prior,
+        start=start,
     )
     for index, arm in enumerate(arms):
         arm.pool_mu = float(fit.mu[index])

@@ -310,3 +310,33 @@ def test_traffic_weighted_with_weights_per_arm() -> None:
     with pytest.raises(InvalidParameterError) as raised:
         traffic_weighted(alphas, betas, np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 0.0]]))
     assert raised.value.parameter == "weights"
+
+
+def _random_evidence(
+    rng: np.random.Generator, arms: int, segments: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per (arm, segment) evidence of every kind the tick meets: empty segments, thin and
+    rich ones, segments with no success or no failure, arms whose segments differ."""
+    n = rng.choice([0.0, 1.0, 3.0, 30.0, 400.0], size=(arms, segments)) * rng.uniform(0.5, 2)
+    theta = rng.beta(rng.uniform(0.5, 20), rng.uniform(0.5, 20), size=(arms, segments))
+    x = np.minimum(np.round(n * theta), n)
+    return x, n - x
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_a_warm_start_reaches_the_cold_starts_maximum(seed: int) -> None:
+    """A tick's refit starts from the previous fit; after a window of new evidence, and
+    from a start anywhere inside the bounds, it ends at the cold start's maximum."""
+    rng = np.random.default_rng(seed)
+    arms, segments = int(rng.integers(1, 6)), int(rng.integers(2, 60))
+    x, m = _random_evidence(rng, arms, segments)
+    before = fit_hierarchy(x, m)
+    more_x, more_m = _random_evidence(rng, arms, segments)
+    cold = fit_hierarchy(x + more_x, m + more_m)
+    warm = fit_hierarchy(x + more_x, m + more_m, start=(before.mu, before.kappa))
+    far_kappa = np.exp(rng.uniform(np.log(cold.kappa_min), np.log(cold.kappa_max)))
+    far = fit_hierarchy(x + more_x, m + more_m, start=(rng.uniform(0.01, 0.99, arms), far_kappa))
+    for fit in (warm, far):
+        np.testing.assert_allclose(fit.log_objective, cold.log_objective, rtol=0, atol=1e-8)
+        np.testing.assert_allclose(fit.mu, cold.mu, rtol=1e-6, atol=1e-9)
+        np.testing.assert_allclose(np.log(fit.kappa), np.log(cold.kappa), rtol=0, atol=1e-5)
