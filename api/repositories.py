@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from datetime import datetime
+from itertools import repeat
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -31,7 +32,7 @@ from sqlalchemy.orm import Session, defer
 
 from api.db import (
     add_counts,
-    array_params,
+    column_params,
     driver_rows,
     insert_rows,
     pack_floats,
@@ -81,6 +82,7 @@ from api.tokens import acting_token
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
+BoolArray = npt.NDArray[np.bool_]
 
 
 # -- experiments ---------------------------------------------------------------------------
@@ -182,7 +184,7 @@ def active_arm_with_signature(session: Session, experiment_id: int, signature: s
 
 # -- events --------------------------------------------------------------------------------
 class PendingRow(NamedTuple):
-    """One row of ``pending_counts`` of an experiment."""
+    """One row of ``pending_counts`` of an experiment (:meth:`PendingWindow.rows`)."""
 
     arm_id: int
     group: str
@@ -193,7 +195,146 @@ class PendingRow(NamedTuple):
     segment: int = 0  # the segment's index (0 when the experiment is not segmented)
 
 
-def pending_counts_for_update(session: Session, experiment_id: int) -> list[PendingRow]:
+def _encoded(values: Sequence[str]) -> tuple[IntArray, tuple[str, ...]]:
+    """Strings as codes into their distinct values (in order of first appearance)."""
+    vocabulary = {value: code for code, value in enumerate(dict.fromkeys(values))}
+    codes = np.fromiter(map(vocabulary.__getitem__, values), np.int64, len(values))
+    return codes, tuple(vocabulary)
+
+
+@dataclass(frozen=True, eq=False)
+class PendingWindow:
+    """Pending counts of an experiment as columns, one entry per ``pending_counts`` row in
+    the order read: the integer columns as int64 arrays, the strings (``group``, ``type``,
+    ``reason``) as codes into their vocabularies (row ``i``'s group is
+    ``groups[group[i]]``). A segmented tick reads tens of thousands of rows: it selects and
+    sums them by masks of these arrays instead of looping over a tuple per row."""
+
+    arm_id: IntArray
+    group: IntArray
+    type: IntArray
+    reason: IntArray
+    bucket: IntArray
+    count: IntArray
+    segment: IntArray
+    groups: tuple[str, ...]
+    types: tuple[str, ...]
+    reasons: tuple[str, ...]
+
+    @classmethod
+    def of(cls, rows: Sequence[Sequence[Any]]) -> PendingWindow:
+        """The window of ``rows`` in :class:`PendingRow`'s field order (PendingRows, or a
+        driver's tuples with every field)."""
+        if not rows:
+            empty = np.zeros(0, np.int64)
+            return cls(empty, empty, empty, empty, empty, empty, empty, (), (), ())
+        arm_id, group, type_, reason, bucket, count, segment = zip(*rows, strict=True)
+        n = len(rows)
+        group_codes, groups = _encoded(group)
+        type_codes, types = _encoded(type_)
+        reason_codes, reasons = _encoded(reason)
+        return cls(
+            np.fromiter(arm_id, np.int64, n),
+            group_codes,
+            type_codes,
+            reason_codes,
+            np.fromiter(bucket, np.int64, n),
+            np.fromiter(count, np.int64, n),
+            np.fromiter(segment, np.int64, n),
+            groups,
+            types,
+            reasons,
+        )
+
+    def __len__(self) -> int:
+        return int(self.count.size)
+
+    def group_is(self, group: str) -> BoolArray:
+        return _equal(self.group, self.groups, group)
+
+    def type_is(self, kind: str) -> BoolArray:
+        return _equal(self.type, self.types, kind)
+
+    def type_in(self, kinds: Collection[str]) -> BoolArray:
+        codes = [code for code, kind in enumerate(self.types) if kind in kinds]
+        return np.isin(self.type, codes)
+
+    def reason_is(self, reason: str) -> BoolArray:
+        return _equal(self.reason, self.reasons, reason)
+
+    def select(self, mask: BoolArray) -> PendingWindow:
+        """The rows where ``mask`` holds, in order (the same vocabularies)."""
+        return replace(
+            self,
+            arm_id=self.arm_id[mask],
+            group=self.group[mask],
+            type=self.type[mask],
+            reason=self.reason[mask],
+            bucket=self.bucket[mask],
+            count=self.count[mask],
+            segment=self.segment[mask],
+        )
+
+    def with_reason(self, mask: BoolArray, reason: str) -> PendingWindow:
+        """The same rows, those where ``mask`` holds given ``reason``."""
+        if not mask.any():
+            return self
+        reasons = self.reasons if reason in self.reasons else (*self.reasons, reason)
+        codes = np.where(mask, reasons.index(reason), self.reason)
+        return replace(self, reason=codes, reasons=reasons)
+
+    def totals(self, mask: BoolArray, keys: IntArray) -> dict[int, float]:
+        """The counts of the rows where ``mask`` holds, summed by their ``keys`` (an array
+        by row), keys in order of first appearance."""
+        selected = keys[mask]
+        if not selected.size:
+            return {}
+        unique, first, inverse = np.unique(selected, return_index=True, return_inverse=True)
+        sums = np.bincount(inverse, self.count[mask].astype(np.float64), unique.size)
+        order = np.argsort(first)
+        return dict(zip(unique[order].tolist(), sums[order].tolist(), strict=True))
+
+    def distinct_segments(self) -> list[int]:
+        """The segments of the rows, ascending."""
+        segments: list[int] = np.unique(self.segment).tolist()
+        return segments
+
+    def strings(self, column: str) -> list[str]:
+        """A string column (``group``, ``type`` or ``reason``) decoded, by row."""
+        codes: IntArray = getattr(self, column)
+        vocabulary = getattr(self, f"{column}s")
+        decoded: list[str] = (
+            np.array(vocabulary, dtype=object)[codes].tolist() if vocabulary else []
+        )
+        return decoded
+
+    def rows(self) -> list[PendingRow]:
+        """The rows as :class:`PendingRow` tuples (tests, and paths that read few rows)."""
+        return list(
+            map(
+                PendingRow._make,
+                zip(
+                    self.arm_id.tolist(),
+                    self.strings("group"),
+                    self.strings("type"),
+                    self.strings("reason"),
+                    self.bucket.tolist(),
+                    self.count.tolist(),
+                    self.segment.tolist(),
+                    strict=True,
+                ),
+            )
+        )
+
+
+def _equal(codes: IntArray, vocabulary: tuple[str, ...], value: str) -> BoolArray:
+    if value not in vocabulary:
+        return np.zeros(codes.size, dtype=bool)
+    equal: BoolArray = codes == vocabulary.index(value)
+    return equal
+
+
+def pending_counts_for_update(session: Session, experiment_id: int) -> PendingWindow:
     """The experiment's counts waiting for a tick, locked until the transaction ends.
 
     ``FOR UPDATE`` on PostgreSQL, in key order (the writers upsert in the same order); a
@@ -203,8 +344,8 @@ def pending_counts_for_update(session: Session, experiment_id: int) -> list[Pend
     """
     connection = session.connection()
     lock = " FOR UPDATE" if connection.dialect.name == "postgresql" else ""
-    # Straight from the driver (a segmented tick reads tens of thousands of these), in the
-    # order and with the types of PendingRow's fields; the id is an int, nothing to escape.
+    # Straight from the driver into columns (a segmented tick reads tens of thousands of
+    # these), in the order of PendingRow's fields; the id is an int, nothing to escape.
     rows = driver_rows(
         connection,
         "SELECT arm_id, assignment_group, type, reason, bucket, count, segment "
@@ -212,7 +353,7 @@ def pending_counts_for_update(session: Session, experiment_id: int) -> list[Pend
         f"ORDER BY arm_id, assignment_group, type, reason, bucket, segment{lock}",
         (),
     )
-    return list(map(PendingRow._make, rows))
+    return PendingWindow.of(rows)
 
 
 def has_reference_exposures_pending(session: Session, experiment_id: int) -> bool:
@@ -234,7 +375,7 @@ def has_reference_exposures_pending(session: Session, experiment_id: int) -> boo
     )
 
 
-def delete_pending_counts(session: Session, experiment_id: int, rows: Sequence[PendingRow]) -> None:
+def delete_pending_counts(session: Session, experiment_id: int, window: PendingWindow) -> None:
     """Delete exactly the rows a tick read (and still holds locked): a key inserted since
     then is not the tick's to consume.
 
@@ -242,9 +383,17 @@ def delete_pending_counts(session: Session, experiment_id: int, rows: Sequence[P
     SQLite, an executemany by key through the driver; PostgreSQL, one statement whose keys
     travel as arrays (a tick consumes arms x groups x types x report buckets keys, and the
     writers wait on the rows it holds until it commits)."""
-    if not rows:
+    if not len(window):
         return
     connection = session.connection()
+    columns = (
+        window.arm_id.tolist(),
+        window.strings("group"),
+        window.strings("type"),
+        window.strings("reason"),
+        window.bucket.tolist(),
+        window.segment.tolist(),
+    )
     if connection.dialect.name == "postgresql":
         connection.exec_driver_sql(
             "DELETE FROM pending_counts WHERE experiment_id = %s AND "
@@ -253,44 +402,39 @@ def delete_pending_counts(session: Session, experiment_id: int, rows: Sequence[P
             "%s::int[]))",
             (
                 experiment_id,
-                *array_params(
-                    ("int", "varchar", "varchar", "varchar", "int", "int"),
-                    [(*row[:5], row.segment) for row in rows],
-                ),
+                *column_params(("int", "varchar", "varchar", "varchar", "int", "int"), columns),
             ),
         )
         return
     connection.exec_driver_sql(
         "DELETE FROM pending_counts WHERE experiment_id = ? AND arm_id = ? AND "
         "assignment_group = ? AND type = ? AND reason = ? AND bucket = ? AND segment = ?",
-        [(experiment_id, *row[:5], row.segment) for row in rows],
+        list(zip(repeat(experiment_id), *columns)),
     )
 
 
-def consume_pending_counts(
-    session: Session, experiment_id: int, rows: Sequence[PendingRow], segments: Collection[int]
-) -> None:
-    """Delete the pending counts a tick read and consumes: every row it read of these
-    ``segments``. On SQLite the transaction has excluded every writer since the read
-    (``BEGIN IMMEDIATE``), so those rows are all the segments' rows: one DELETE by
+def consume_pending_counts(session: Session, experiment_id: int, window: PendingWindow) -> None:
+    """Delete the pending counts a tick read and consumes: every row it read of the
+    ``window``'s segments. On SQLite the transaction has excluded every writer since the
+    read (``BEGIN IMMEDIATE``), so those rows are all the segments' rows: one DELETE by
     segment instead of one per key. PostgreSQL: exactly the rows read
     (:func:`delete_pending_counts`), as a writer may have added a key since."""
     connection = session.connection()
-    if connection.dialect.name == "postgresql" or not rows:
-        delete_pending_counts(session, experiment_id, rows)
+    if connection.dialect.name == "postgresql" or not len(window):
+        delete_pending_counts(session, experiment_id, window)
         return
-    listed = ", ".join(str(int(segment)) for segment in sorted(segments))  # ints
+    listed = ", ".join(str(segment) for segment in window.distinct_segments())  # ints
     connection.exec_driver_sql(
         f"DELETE FROM pending_counts WHERE experiment_id = {int(experiment_id)} "
         f"AND segment IN ({listed})"
     )
 
 
-def discard_pending_counts(session: Session, experiment_id: int) -> list[PendingRow]:
+def discard_pending_counts(session: Session, experiment_id: int) -> PendingWindow:
     """Delete every pending count of the experiment; what was deleted."""
-    rows = pending_counts_for_update(session, experiment_id)
-    delete_pending_counts(session, experiment_id, rows)
-    return rows
+    window = pending_counts_for_update(session, experiment_id)
+    delete_pending_counts(session, experiment_id, window)
+    return window
 
 
 _METRIC_COUNT_KEY = (
@@ -305,35 +449,40 @@ _METRIC_COUNT_KEY = (
 
 
 def add_metric_counts(
-    session: Session, experiment_id: int, phase: int, rows: Sequence[PendingRow]
+    session: Session, experiment_id: int, phase: int, window: PendingWindow
 ) -> None:
     """Append credited pending counts to the report's counts: one ``metric_count_batches``
     row per (group, event type), its keys and counts packed (each key once, as the caller
-    passes them). :func:`metric_counts` reads them at once; :func:`fold_metric_batches`
-    moves them into ``metric_counts`` later, outside the tick."""
-    by_kind: dict[tuple[str, str], list[PendingRow]] = {}
-    for row in rows:
-        by_kind.setdefault((row.group, row.type), []).append(row)
-    if not by_kind:
+    passes them), the kinds in the order they first appear in the window and each one's
+    rows in the window's order. :func:`metric_counts` reads them at once;
+    :func:`fold_metric_batches` moves them into ``metric_counts`` later, outside the tick."""
+    if not len(window):
         return
+    n_types = len(window.types)
+    kinds = window.group * n_types + window.type
+    unique, first = np.unique(kinds, return_index=True)
     connection = session.connection()
     mark = "%s" if connection.dialect.name == "postgresql" else "?"
-    connection.exec_driver_sql(
-        "INSERT INTO metric_count_batches (experiment_id, phase, assignment_group, type, "
-        f"arm_ids, buckets, segments, counts) VALUES ({', '.join([mark] * 8)})",
-        [
+    batches = []
+    for kind in unique[np.argsort(first)].tolist():
+        mine = kinds == kind
+        group, event_type = divmod(kind, n_types)
+        batches.append(
             (
                 int(experiment_id),
                 int(phase),
-                group,
-                kind,
-                pack_ints([row.arm_id for row in mine]),
-                pack_ints([row.bucket for row in mine]),
-                pack_ints([row.segment for row in mine]),
-                pack_ints([row.count for row in mine]),
+                window.groups[group],
+                window.types[event_type],
+                pack_ints(window.arm_id[mine]),
+                pack_ints(window.bucket[mine]),
+                pack_ints(window.segment[mine]),
+                pack_ints(window.count[mine]),
             )
-            for (group, kind), mine in by_kind.items()
-        ],
+        )
+    connection.exec_driver_sql(
+        "INSERT INTO metric_count_batches (experiment_id, phase, assignment_group, type, "
+        f"arm_ids, buckets, segments, counts) VALUES ({', '.join([mark] * 8)})",
+        batches,
     )
 
 

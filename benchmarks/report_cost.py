@@ -161,13 +161,15 @@ def populate(client: TestClient, rng: np.random.Generator) -> int:
 
     start = now_utc() - timedelta(hours=RECENT_TICKS)
     with runtime.transaction() as session:
-        repo.add_metric_counts(session, experiment["id"], 1, counts(1))
+        repo.add_metric_counts(session, experiment["id"], 1, repo.PendingWindow.of(counts(1)))
         recent_ticks(session, experiment["id"], arms, start)
     for metric in METRICS:  # declared after the counts began: each has a baseline
         added = client.post(f"/v1/experiments/{body['name']}/metrics", json=metric, headers=HEADERS)
         assert added.status_code == 201, added.text
     with runtime.transaction() as session:  # and counts since the declarations
-        repo.add_metric_counts(session, experiment["id"], 1, counts(len(kinds)))
+        repo.add_metric_counts(
+            session, experiment["id"], 1, repo.PendingWindow.of(counts(len(kinds)))
+        )
     return int(experiment["id"])
 
 

@@ -129,7 +129,7 @@ def populate(client: TestClient, segments: int, rng: np.random.Generator) -> tup
                         for k, (arm, _) in enumerate(arms)
                     },
                 )
-            repo.add_metric_counts(session, experiment["id"], 1, rows)
+            repo.add_metric_counts(session, experiment["id"], 1, repo.PendingWindow.of(rows))
             _ticks(
                 session, experiment["id"], arms, segments if experiment is segmented else 0, start
             )

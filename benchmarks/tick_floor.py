@@ -74,10 +74,12 @@ def tick_floor(connection: Connection, experiment_id: int, number: int) -> None:
             session,
             experiment_id,
             1,
-            [
-                repo.PendingRow(arm_id, group, kind, "", bucket, count, segment)
-                for (arm_id, group, kind, bucket, segment), count in report.items()
-            ],
+            repo.PendingWindow.of(
+                [
+                    repo.PendingRow(arm_id, group, kind, "", bucket, count, segment)
+                    for (arm_id, group, kind, bucket, segment), count in report.items()
+                ]
+            ),
         )
     connection.exec_driver_sql(
         "UPDATE experiments SET tick_count = tick_count + 1, version = version + 1 "

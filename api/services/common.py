@@ -3,10 +3,10 @@ arm read model. Services import this module, never each other's helpers."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 from sqlalchemy.orm import Session
 
 from api import repositories as repo
@@ -78,12 +78,14 @@ def validate_config(space: ParameterSpace, values: dict[str, Any], field: str) -
         raise InvalidInput(f"{name}: {error.message}", field=name) from None
 
 
-def by_group_and_type(rows: Iterable[repo.PendingRow]) -> dict[str, dict[str, int]]:
+def by_group_and_type(window: repo.PendingWindow) -> dict[str, dict[str, int]]:
     """Pending counts as group -> type -> total (what an audit entry shows of them)."""
+    n_types = len(window.types)
     totals: dict[str, dict[str, int]] = {}
-    for row in rows:
-        by_type = totals.setdefault(row.group, {})
-        by_type[row.type] = by_type.get(row.type, 0) + row.count
+    pairs = window.group * n_types + window.type
+    for pair, total in window.totals(np.ones(len(window), dtype=bool), pairs).items():
+        group, event_type = divmod(pair, n_types)
+        totals.setdefault(window.groups[group], {})[window.types[event_type]] = int(total)
     return totals
 
 

@@ -302,17 +302,16 @@ def segment_view(
 
 
 # -- the tick ------------------------------------------------------------------------------
-def ready_segments(rows: Iterable[repo.PendingRow]) -> set[int]:
+def ready_segments(window: repo.PendingWindow) -> set[int]:
     """The segments whose window has credited reference exposures (only they can be
     normalised; the others carry forward)."""
-    return {
-        row.segment
-        for row in rows
-        if row.group == Group.REFERENCE
-        and row.reason == CREDITED
-        and row.type == "exposure"
-        and row.count > 0
-    }
+    ready = (
+        window.group_is(Group.REFERENCE)
+        & window.reason_is(CREDITED)
+        & window.type_is("exposure")
+        & (window.count > 0)
+    )
+    return set(np.unique(window.segment[ready]).tolist())
 
 
 @dataclass(frozen=True)
@@ -336,38 +335,37 @@ class SegmentWindow:
 
 
 def _window_counts(
-    rows: Iterable[repo.PendingRow],
+    window: repo.PendingWindow,
     reference_id: int,
     target_ids: Sequence[int],
     target_event: str,
     n_segments: int,
 ) -> tuple[tuple[int, ...], FloatArray, FloatArray]:
     """The arm ids of the columns, and the credited exposures and target events of the
-    rows by (segment, arm)."""
+    window by (segment, arm): the reference group's in column 0, the target group's of
+    an arm of the columns in its column; the rest left out."""
     arm_ids = (reference_id, *target_ids)
     column = {arm_id: index for index, arm_id in enumerate(arm_ids)}
-    credited = [
-        row
-        for row in rows
-        if row.reason == CREDITED
-        and (row.type == "exposure" or row.type == target_event)
-        and (row.group == Group.REFERENCE or (row.group == Group.TARGET and row.arm_id in column))
-    ]
-    # Columns of the credited rows, then summed into the arrays at once (a window may hold
-    # segments x arms x types rows).
-    n = len(credited)
-    segment = np.fromiter((row.segment for row in credited), np.intp, n)
-    index = np.fromiter(
-        (0 if row.group == Group.REFERENCE else column[row.arm_id] for row in credited), np.intp, n
+    # Each distinct arm id of the window, its column (-1: not a column).
+    present, arm_index = np.unique(window.arm_id, return_inverse=True)
+    column_of = np.array([column.get(arm_id, -1) for arm_id in present.tolist()], np.intp)
+    index = np.where(window.group_is(Group.REFERENCE), 0, column_of[arm_index])
+    is_exposure = window.type_is("exposure")
+    credited = (
+        window.reason_is(CREDITED)
+        & (is_exposure | window.type_is(target_event))
+        & (window.group_is(Group.REFERENCE) | (window.group_is(Group.TARGET) & (index >= 0)))
     )
-    is_exposure = np.fromiter((row.type == "exposure" for row in credited), np.bool_, n)
-    counts = np.fromiter((row.count for row in credited), np.float64, n)
-    size = max(n_segments, int(segment.max()) + 1 if n else 0)
+    # Summed into the arrays at once by cell (a window may hold segments x arms x types rows).
+    segment = window.segment[credited]
+    cell = segment * len(arm_ids) + index[credited]
+    counts = window.count[credited].astype(np.float64)
+    exposure = is_exposure[credited]
+    size = max(n_segments, int(segment.max()) + 1 if segment.size else 0)
     width = len(arm_ids)
-    cell = segment * width + index
     shape = (size, width)
-    exposures = np.bincount(cell[is_exposure], counts[is_exposure], size * width)
-    events = np.bincount(cell[~is_exposure], counts[~is_exposure], size * width)
+    exposures = np.bincount(cell[exposure], counts[exposure], size * width)
+    events = np.bincount(cell[~exposure], counts[~exposure], size * width)
     return (
         arm_ids,
         exposures.reshape(shape).astype(np.float64),
@@ -380,7 +378,7 @@ def credit_window(
     experiment: Experiment,
     reference_id: int,
     target_ids: Sequence[int],
-    window_rows: Sequence[repo.PendingRow],
+    window: repo.PendingWindow,
     limit: int,
 ) -> SegmentWindow:
     """The window by (segment, arm), each arm's target events in a segment bounded by its
@@ -392,7 +390,7 @@ def credit_window(
     prior = Prior(experiment.prior_alpha, experiment.prior_beta)
     names = repo.segment_names(session, experiment.id)
     arm_ids, exposures, events = _window_counts(
-        window_rows, reference_id, target_ids, experiment.target_event, len(names)
+        window, reference_id, target_ids, experiment.target_event, len(names)
     )
     state = load_evidence(session, arm_ids, exposures.shape[0], prior)
     pad = state.alphas.shape[0] - exposures.shape[0]

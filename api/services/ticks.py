@@ -53,34 +53,35 @@ class WindowTotals:
     quarantined: dict[int, float] = field(default_factory=dict)
 
 
-def aggregate(rows: list[repo.PendingRow], target_event: str) -> WindowTotals:
-    reference_exposures = reference_events = 0.0
-    arm_exposures: dict[int, float] = {}
-    arm_events: dict[int, float] = {}
+def aggregate(window: repo.PendingWindow, target_event: str) -> WindowTotals:
+    """The window's totals. Each row counts once: a credited row of the reference group
+    in the reference totals, of the target group in its arm's (exposures, or else events
+    of ``target_event``; other types and groups in neither), an uncredited one in
+    ``uncredited`` (and its target events over a ticket's limit in ``quarantined``). Sums
+    of masks of the window's columns; dicts in the order their keys first appear."""
+    credited = window.reason_is(CREDITED)
+    exposure = window.type_is("exposure")
+    target = window.type_is(target_event) & ~exposure
+    reference = credited & window.group_is(Group.REFERENCE)
+    targets = credited & window.group_is(Group.TARGET)
+    n_types = len(window.types)
     uncredited: dict[str, dict[str, float]] = {}
-    quarantined: dict[int, float] = {}
-    for arm_id, group, event_type, reason, _bucket, total, _segment in rows:
-        if reason != CREDITED:
-            by_type = uncredited.setdefault(reason, {})
-            by_type[event_type] = by_type.get(event_type, 0.0) + total
-            if reason == OVER_TICKET_LIMIT and event_type == target_event:
-                quarantined[arm_id] = quarantined.get(arm_id, 0.0) + total
-        elif group == Group.REFERENCE:
-            if event_type == "exposure":
-                reference_exposures += total
-            elif event_type == target_event:
-                reference_events += total
-        elif group == Group.TARGET:
-            if event_type == "exposure":
-                arm_exposures[arm_id] = arm_exposures.get(arm_id, 0.0) + total
-            elif event_type == target_event:
-                arm_events[arm_id] = arm_events.get(arm_id, 0.0) + total
+    for pair, total in window.totals(~credited, window.reason * n_types + window.type).items():
+        reason, event_type = divmod(pair, n_types)
+        uncredited.setdefault(window.reasons[reason], {})[window.types[event_type]] = total
     return WindowTotals(
-        reference_exposures, reference_events, arm_exposures, arm_events, uncredited, quarantined
+        float(window.count[reference & exposure].sum()),
+        float(window.count[reference & target].sum()),
+        window.totals(targets & exposure, window.arm_id),
+        window.totals(targets & target, window.arm_id),
+        uncredited,
+        window.totals(
+            window.reason_is(OVER_TICKET_LIMIT) & window.type_is(target_event), window.arm_id
+        ),
     )
 
 
-def of_this_phase(pending: list[repo.PendingRow], reference_arm_id: int) -> list[repo.PendingRow]:
+def of_this_phase(window: repo.PendingWindow, reference_arm_id: int) -> repo.PendingWindow:
     """The pending counts with the reference group's credited counts of any arm but the
     current reference marked ``previous_phase``.
 
@@ -89,17 +90,15 @@ def of_this_phase(pending: list[repo.PendingRow], reference_arm_id: int) -> list
     in the moment between a promotion's commit and its snapshot reload. Crediting them
     would mix two references in the denominator of every posterior update.
     """
-    return [
-        row._replace(reason=PREVIOUS_PHASE)
-        if row.group == Group.REFERENCE
-        and row.reason == CREDITED
-        and row.arm_id != reference_arm_id
-        else row
-        for row in pending
-    ]
+    return window.with_reason(
+        window.group_is(Group.REFERENCE)
+        & window.reason_is(CREDITED)
+        & (window.arm_id != reference_arm_id),
+        PREVIOUS_PHASE,
+    )
 
 
-def report_counts(pending: list[repo.PendingRow], types: set[str]) -> list[repo.PendingRow]:
+def report_counts(window: repo.PendingWindow, types: set[str]) -> repo.PendingWindow:
     """The credited pending counts of the report's event types (exposures, the decision
     metric, the declared metrics), which an applied tick appends to the report's counts
     (``repositories.add_metric_counts``: packed batches, folded into ``metric_counts`` by
@@ -111,7 +110,7 @@ def report_counts(pending: list[repo.PendingRow], types: set[str]) -> list[repo.
     has its report; the overall report sums them); each key is once in ``pending_counts``,
     so once in the tick's batches.
     """
-    return [row for row in pending if row.reason == CREDITED and row.type in types]
+    return window.select(window.reason_is(CREDITED) & window.type_in(types))
 
 
 def bound_by_exposures(
@@ -221,8 +220,9 @@ def apply_tick(
     # exposures are applied and consumed; the others' counts wait for the next tick. With
     # none ready, the whole window is carried forward, as it always was.
     ready = segments.ready_segments(every_segment)
-    counted = [row for row in every_segment if row.segment in ready] if ready else every_segment
-    consumed = [row for row in pending if row.segment in ready] if ready else pending
+    in_ready = np.isin(pending.segment, sorted(ready))
+    counted = every_segment.select(in_ready) if ready else every_segment
+    consumed = pending.select(in_ready) if ready else pending
     report_types = {
         "exposure",
         experiment.target_event,
@@ -236,7 +236,7 @@ def apply_tick(
         segments.credit_window(
             session, experiment, reference_of(arms).id, [arm.id for arm in updated], counted, limit
         )
-        if experiment.max_segments is not None and counted
+        if experiment.max_segments is not None and len(counted)
         else None
     )
     totals = (
@@ -309,9 +309,7 @@ def apply_tick(
         tick.uncredited = totals.uncredited or None
         # Consumed, every type, group and reason included (what does not count is dropped,
         # as a claimed event row used to be; the uncredited part is on the tick record).
-        repo.consume_pending_counts(
-            session, experiment.id, consumed, {row.segment for row in consumed}
-        )
+        repo.consume_pending_counts(session, experiment.id, consumed)
         repo.add_metric_counts(
             session, experiment.id, experiment.phase, report_counts(counted, report_types)
         )
@@ -439,14 +437,14 @@ def _snapshot_changed(session: Session, experiment: Experiment) -> bool | None:
 def _nothing_new(
     session: Session,
     experiment: Experiment,
-    pending: list[repo.PendingRow],
+    pending: repo.PendingWindow,
     totals: WindowTotals,
     applied: bool,
 ) -> bool:
     """Whether this window is empty: nothing arrived at all, or it can only be carried
     forward again with exactly the counts the last recorded (carried) tick already showed
     (the reference traffic stopped: the data wait, and nothing about them changed)."""
-    if not pending:
+    if not len(pending):
         return True
     if applied:
         return False

@@ -100,7 +100,7 @@ def add_counts(
             for bucket, count in enumerate(events)
         ]
     with runtime_of(client).transaction() as session:
-        repo.add_metric_counts(session, experiment_id, 1, rows)
+        repo.add_metric_counts(session, experiment_id, 1, repo.PendingWindow.of(rows))
     return rows
 
 

@@ -47,7 +47,7 @@ def append(runtime: Runtime, experiment_id: int, counts: Counter[Key]) -> None:
         for (arm, group, kind, bucket, segment), count in counts.items()
     ]
     with runtime.transaction() as session:
-        repo.add_metric_counts(session, experiment_id, 1, rows)
+        repo.add_metric_counts(session, experiment_id, 1, repo.PendingWindow.of(rows))
 
 
 def expected_of(counts: Counter[Key], segment: int | None) -> list[tuple[int, str, str, int, int]]:

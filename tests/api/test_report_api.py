@@ -110,7 +110,7 @@ def insert_counts(client: TestClient, experiment_id: int, counts: Counts, phase:
         if array[bucket] > 0
     ]
     with client.app.state.runtime.transaction() as session:
-        repo.add_metric_counts(session, experiment_id, phase, rows)
+        repo.add_metric_counts(session, experiment_id, phase, repo.PendingWindow.of(rows))
 
 
 def get_report(client: TestClient, **params: Any) -> dict[str, Any]:

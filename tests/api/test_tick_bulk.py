@@ -207,12 +207,12 @@ def test_consuming_segments_deletes_their_rows_and_only_theirs(client: TestClien
     with runtime.transaction() as session:
         read = repo.pending_counts_for_update(session, experiment["id"])
         assert len(read) == 12
-        assert read[0] == repo.PendingRow(arm, "target", "contact", "", 0, 1, 0)
-        consumed = [row for row in read if row.segment != 1]
-        repo.consume_pending_counts(session, experiment["id"], consumed, {0, 2})
+        assert read.rows()[0] == repo.PendingRow(arm, "target", "contact", "", 0, 1, 0)
+        consumed = read.select(read.segment != 1)  # segments 0 and 2
+        repo.consume_pending_counts(session, experiment["id"], consumed)
     with runtime.read_transaction() as session:
         left = repo.pending_counts_for_update(session, experiment["id"])
-    assert left == [row for row in read if row.segment == 1]
+    assert left.rows() == [row for row in read.rows() if row.segment == 1]
 
 
 @pytest.mark.postgres
@@ -252,7 +252,8 @@ def test_a_window_sums_the_credited_counts_of_each_segment_and_arm() -> None:
         )
         for arm in arms
     ]
-    arm_ids, got_exposures, got_events = _window_counts(rows, reference, targets, "contact", 4)
+    window = repo.PendingWindow.of(rows)
+    arm_ids, got_exposures, got_events = _window_counts(window, reference, targets, "contact", 4)
     exposures, events = np.zeros((6, 4)), np.zeros((6, 4))
     for row in rows:
         if row.reason != "" or row.type == "view":
@@ -267,6 +268,7 @@ def test_a_window_sums_the_credited_counts_of_each_segment_and_arm() -> None:
     assert arm_ids == (1, 2, 3, 4)
     assert np.array_equal(got_exposures, exposures)
     assert np.array_equal(got_events, events)
-    _, no_exposures, no_events = _window_counts([], reference, targets, "contact", 2)
+    empty = repo.PendingWindow.of([])
+    _, no_exposures, no_events = _window_counts(empty, reference, targets, "contact", 2)
     assert no_exposures.shape == no_events.shape == (2, 4)
     assert not no_exposures.any() and not no_events.any()

@@ -43,7 +43,8 @@ def test_metric_batches_migration_both_ways(database_url: str) -> None:
         ]
         with runtime.transaction() as session:
             add_counts(session.connection(), "metric_counts", repo._METRIC_COUNT_KEY, folded)
-            repo.add_metric_counts(session, 1, 1, pending)  # a tick's batches, not folded
+            # a tick's batches, not folded
+            repo.add_metric_counts(session, 1, 1, repo.PendingWindow.of(pending))
         before = report_rows(client)
     config = migrations_config(database_url)
     engine = create_engine(database_url)
