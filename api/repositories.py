@@ -246,6 +246,40 @@ class PendingWindow:
             reasons,
         )
 
+    @classmethod
+    def of_groups(cls, groups: Sequence[Sequence[Any]]) -> PendingWindow:
+        """The window of rows read grouped (:func:`pending_counts_for_update`): each group
+        is (arm_id, group, type, reason, n, buckets, counts, segments), the last three the
+        group's ``n`` rows' values as comma-separated integers, in the same row order."""
+        if not groups:
+            return cls.of([])
+        arm_id, group, type_, reason, sizes, *lists = zip(*groups, strict=True)
+        repeats = np.fromiter(sizes, np.int64, len(sizes))
+        n = int(repeats.sum())
+
+        def parsed(texts: tuple[str, ...]) -> IntArray:
+            values: IntArray = np.fromstring(",".join(texts), dtype=np.int64, sep=",")
+            if values.size != n:  # fromstring stops at what is not an integer
+                raise ValueError(f"pending counts: {values.size} values read of {n}")
+            return values
+
+        group_codes, groups_read = _encoded(group)
+        type_codes, types = _encoded(type_)
+        reason_codes, reasons = _encoded(reason)
+        bucket, count, segment = (parsed(texts) for texts in lists)
+        return cls(
+            np.repeat(np.fromiter(arm_id, np.int64, len(arm_id)), repeats),
+            np.repeat(group_codes, repeats),
+            np.repeat(type_codes, repeats),
+            np.repeat(reason_codes, repeats),
+            bucket,
+            count,
+            segment,
+            groups_read,
+            types,
+            reasons,
+        )
+
     def __len__(self) -> int:
         return int(self.count.size)
 
@@ -334,6 +368,9 @@ def _equal(codes: IntArray, vocabulary: tuple[str, ...], value: str) -> BoolArra
     return equal
 
 
+_WINDOW_PREFIX = "arm_id, assignment_group, type, reason"
+
+
 def pending_counts_for_update(session: Session, experiment_id: int) -> PendingWindow:
     """The experiment's counts waiting for a tick, locked until the transaction ends.
 
@@ -341,19 +378,36 @@ def pending_counts_for_update(session: Session, experiment_id: int) -> PendingWi
     writer adding to one of these keys waits for the tick, and a key first inserted after
     this read is left for the next tick. SQLite's ``BEGIN IMMEDIATE`` already excludes
     writers.
+
+    Read grouped by (arm, group, type, reason), each group's buckets, counts and segments
+    as comma-separated integers (:meth:`PendingWindow.of_groups`): a window has a few such
+    groups and up to tens of thousands of rows (a dense segmented window, 42,000), and one
+    driver tuple per group instead of one per row reads it several times faster. On
+    PostgreSQL the rows are locked in key order by the grouped query's subquery (a locking
+    clause is not allowed with GROUP BY on the same level).
     """
     connection = session.connection()
-    lock = " FOR UPDATE" if connection.dialect.name == "postgresql" else ""
-    # Straight from the driver into columns (a segmented tick reads tens of thousands of
-    # these), in the order of PendingRow's fields; the id is an int, nothing to escape.
-    rows = driver_rows(
+    prefix, experiment = _WINDOW_PREFIX, int(experiment_id)  # an int, nothing to escape
+    if connection.dialect.name == "postgresql":
+        lists = ", ".join(
+            f"string_agg({column}::text, ',' ORDER BY bucket, segment)"
+            for column in ("bucket", "count", "segment")
+        )
+        source = (
+            f"(SELECT {prefix}, bucket, count, segment FROM pending_counts "
+            f"WHERE experiment_id = {experiment} ORDER BY {prefix}, bucket, segment "
+            "FOR UPDATE) AS locked"
+        )
+    else:
+        # The three lists of a group are built in one pass over its rows: aligned.
+        lists = "group_concat(bucket), group_concat(count), group_concat(segment)"
+        source = f"pending_counts WHERE experiment_id = {experiment}"
+    groups = driver_rows(
         connection,
-        "SELECT arm_id, assignment_group, type, reason, bucket, count, segment "
-        f"FROM pending_counts WHERE experiment_id = {int(experiment_id)} "
-        f"ORDER BY arm_id, assignment_group, type, reason, bucket, segment{lock}",
+        f"SELECT {prefix}, count(*), {lists} FROM {source} GROUP BY {prefix} ORDER BY {prefix}",
         (),
     )
-    return PendingWindow.of(rows)
+    return PendingWindow.of_groups(groups)
 
 
 def has_reference_exposures_pending(session: Session, experiment_id: int) -> bool:

@@ -2,7 +2,8 @@
 on random windows (mixed groups, types and reasons, ``previous_phase`` and
 ``over_ticket_limit`` included, buckets, segments, zero counts, rows in no particular
 order), every columnar function gives exactly what a loop over the rows, written out here,
-gives: the same sums, the same rows, the same keys in the same order."""
+gives: the same sums, the same rows, the same keys in the same order. And the window read
+grouped from ``pending_counts`` (SQLite and PostgreSQL) is the rows stored."""
 
 from __future__ import annotations
 
@@ -10,12 +11,16 @@ from typing import Any
 
 import numpy as np
 import pytest
+from fastapi.testclient import TestClient
 
 from api import repositories as repo
+from api.db import add_counts
+from api.ingest import PENDING_KEY
 from api.limits import CREDITED, OVER_TICKET_LIMIT, PREVIOUS_PHASE
 from api.services.common import by_group_and_type
 from api.services.segments import _window_counts, ready_segments
 from api.services.ticks import aggregate, of_this_phase, report_counts
+from tests.api.helpers import create
 
 REFERENCE, PREVIOUS_REFERENCE, TARGETS = 1, 2, [3, 4, 5]
 TARGET_EVENT = "contact"
@@ -189,3 +194,31 @@ def test_an_empty_window() -> None:
     totals = aggregate(window, TARGET_EVENT)
     assert (totals.reference_exposures, totals.arm_exposures, totals.uncredited) == (0.0, {}, {})
     assert by_group_and_type(window) == {}
+
+
+def test_the_window_read_is_the_rows_stored_and_deletes_exactly_its_keys(
+    client: TestClient,
+) -> None:
+    experiment = create(client)["id"]
+    runtime = client.app.state.runtime  # type: ignore[attr-defined]
+    rows = random_rows(7)
+    with runtime.transaction() as session:
+        add_counts(
+            session.connection(),
+            "pending_counts",
+            PENDING_KEY,
+            [(experiment, *row[:5], row.segment, row.count) for row in rows],
+        )
+    key_order = sorted(rows, key=lambda row: (*row[:5], row.segment))
+    with runtime.transaction() as session:
+        read = repo.pending_counts_for_update(session, experiment)
+        assert read.rows() == key_order  # grouped by (arm, group, type, reason), in key order
+        repo.delete_pending_counts(session, experiment, read.select(read.bucket != 2))
+    with runtime.transaction() as session:
+        left = repo.pending_counts_for_update(session, experiment)
+        assert left.rows() == [row for row in key_order if row.bucket == 2]
+        assert by_group_and_type(repo.discard_pending_counts(session, experiment)) == (
+            rowwise_by_group_and_type(left.rows())
+        )
+    with runtime.transaction() as session:
+        assert len(repo.pending_counts_for_update(session, experiment)) == 0
