@@ -16,8 +16,9 @@ Bounds: the same transaction adds each accepted event to its ticket's row of
 limit of each event type (``api.limits``); the excess is stored but marked
 ``over_ticket_limit``.
 
-Counting: the same transaction adds the accepted rows to ``pending_counts`` (per arm, group,
-type and reason), which is what the ticks read; duplicates and refused requests add
+Counting: the same transaction adds the accepted rows' totals (per arm, group, type, reason,
+report bucket and segment) to ``pending_batches`` as one packed row per experiment
+(``api.pending``), which is what the ticks read; duplicates and refused requests add
 nothing, and a rolled-back group adds nothing either. Events that can never be credited
 (reason ``inactive``) are stored only.
 """
@@ -39,10 +40,11 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
-from api.db import add_counts
 from api.db import driver_rows as _driver_rows
 from api.limits import CREDITED, INACTIVE, OVER_TICKET_LIMIT
 from api.models import Event
+from api.pending import PendingRow, pack_batch
+from api.repositories import insert_pending_batches
 from api.telemetry import Telemetry
 
 logger = logging.getLogger("ranktune.ingest")
@@ -89,7 +91,8 @@ class EventWriter:
     a second connection lets one group's COPY and upserts run while another commits: the
     database does the work of both at once, where one connection kept it half idle. Two
     groups that touch the same keys stay correct: the unique event id makes one of them
-    retry (and see the other's rows), and the upserts lock their rows in key order.
+    retry (and see the other's rows), the ``ticket_credits`` upserts lock their rows in key
+    order, and the pending counts are only inserted (``pending_batches``).
     """
 
     def __init__(
@@ -341,11 +344,11 @@ def existing_event_hashes(
 def insert_events(
     connection: Connection, rows: list[EventRow], now: datetime
 ) -> dict[tuple[int, str], int]:
-    """Store the rows, bound their credit, add them to ``pending_counts``: in the caller's
+    """Store the rows, bound their credit, add them to ``pending_batches``: in the caller's
     transaction, so that all or none of it happens. Returns how many of the rows will not be
     (fully) credited, by experiment and reason (:func:`uncredited_events`).
 
-    What a tick counts (``pending_counts``) is exactly what is stored, split by reason.
+    What a tick counts (``pending_batches``) is exactly what is stored, split by reason.
     """
     if not rows:
         return {}
@@ -454,23 +457,11 @@ def _add_ticket_credits(connection: Connection, added: dict[bytes, int]) -> dict
     return totals
 
 
-# The key of ``pending_counts``, in the order of pending_totals' tuples, with PostgreSQL types.
-PENDING_KEY = (
-    ("experiment_id", "int"),
-    ("arm_id", "int"),
-    ("assignment_group", "varchar"),
-    ("type", "varchar"),
-    ("reason", "varchar"),
-    ("bucket", "int"),
-    ("segment", "int"),
-)
-
-
 def pending_totals(
     rows: Iterable[EventRow], credited: Iterable[int]
 ) -> list[tuple[int, int, str, str, str, int, int, int]]:
     """(experiment_id, arm_id, group, type, reason, bucket, segment, total count) of the
-    rows, sorted by key.
+    rows, each key once (in no particular order).
 
     The credited part of a row counts under reason "", the rest under the row's reason (or
     ``over_ticket_limit``); rows that can never be credited (``inactive``) count nowhere.
@@ -502,18 +493,26 @@ def pending_totals(
                 row.segment,
             )
             totals[key] = totals.get(key, 0) + row.count - part
-    return [(*key, total) for key, total in sorted(totals.items())]
+    return [(*key, total) for key, total in totals.items()]
 
 
 def add_pending_counts(
     connection: Connection, rows: Iterable[EventRow], credited: Iterable[int]
 ) -> None:
-    """Upsert the rows' totals into ``pending_counts`` (``api.db.add_counts``).
-
-    The keys go in sorted order, so two replicas' writers (and a tick, which locks in the
-    same order) take the row locks in one order and cannot deadlock each other.
-    """
-    add_counts(connection, "pending_counts", PENDING_KEY, pending_totals(rows, credited))
+    """Insert the rows' totals into ``pending_batches``: one packed batch per experiment
+    (``api.pending``). Append-only: no row is updated, so concurrent writers (and a tick)
+    never wait on each other here."""
+    by_experiment: dict[int, list[PendingRow]] = {}
+    for experiment_id, arm_id, group, type_, reason, bucket, segment, total in pending_totals(
+        rows, credited
+    ):
+        by_experiment.setdefault(experiment_id, []).append(
+            PendingRow(arm_id, group, type_, reason, bucket, total, segment)
+        )
+    insert_pending_batches(
+        connection,
+        [(experiment_id, pack_batch(keys)) for experiment_id, keys in by_experiment.items()],
+    )
 
 
 def _copy_events(connection: Connection, columns: str, values: list[tuple[Any, ...]]) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 DEFAULT_EVENT_LIMITS: dict[str, int] = {"*": 1, "exposure": 1}
 MAX_EVENT_LIMIT = 1_000_000
 
-# Why a count is stored but not credited (``pending_counts.reason``, ``ticks.uncredited``).
+# Why a count is stored but not credited (``pending_batches.kinds``, ``ticks.uncredited``).
 CREDITED = ""
 INACTIVE = "inactive"  # served or reported while the experiment was not running
 ARM_RETIRED = "arm_retired"  # reported after the arm was retired: its posterior is final

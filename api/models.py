@@ -258,7 +258,7 @@ class Event(Base):
     The rows are the idempotency check of retries (the unique event id) and a record of
     the last ``RANKTUNE_EVENT_RETENTION_DAYS``: the maintenance job deletes older ones
     (``api.services.retention``; ids are handed out in insertion order, so the oldest rows
-    are the first range of the primary key). What the ticks count is :class:`PendingCount`,
+    are the first range of the primary key). What the ticks count is :class:`PendingBatch`,
     added to in the same transaction as the rows, so no count needs a row after its commit.
     ``tick_id`` is no longer set (migration 0003): it stays NULL, and is kept only because
     dropping a column rewrites the whole table on SQLite.
@@ -282,36 +282,47 @@ class Event(Base):
     tick_id: Mapped[int | None] = mapped_column(Integer)
     # The part of ``count`` that may be credited (NULL for rows stored before migration
     # 0004: all of it); the rest was over the ticket's limit, or arrived for a retired arm
-    # or an experiment that was not running (see ``PendingCount.reason``).
+    # or an experiment that was not running (see ``PendingBatch.kinds``).
     credited: Mapped[int | None] = mapped_column(Integer)
 
 
-class PendingCount(Base):
-    """What the stored events add up to since the last applied tick, per arm, group and type.
+class PendingBatch(Base):
+    """What one writer transaction added to an experiment's counts waiting for a tick: the
+    totals of its stored events per key (arm, group, type, reason, report bucket, segment),
+    packed as parallel arrays. Append-only: the event writer inserts one row per experiment
+    it touched, in the transaction that stores the events; a tick that applies deletes
+    exactly the batches it read, in the transaction of the posterior update, and re-inserts
+    what it does not consume (the segments without reference exposures) as one new batch; a
+    tick that cannot apply leaves them for the next (carry forward). So, per experiment,
+    group and type: applied ticks + pending batches == stored events (until events older
+    than the retention window are pruned). Writers only insert, so they never wait on a
+    tick, and a tick reads a few rows however many keys its window has (migration 0025,
+    which replaced ``pending_counts``, one row per key).
 
-    The event writer adds its accepted rows here in the transaction that inserts them; a tick
-    that applies deletes the rows it read, in the transaction of the posterior update; a tick
-    that cannot apply leaves them for the next (carry forward). So, per experiment, group and
-    type: applied ticks + pending counts == stored events (until events older than the
-    retention window are pruned), and a tick costs O(arms).
+    The arrays (``api.db.pack_ints``: little-endian int64) hold one entry per key, each key
+    once in a batch (the same key may be in several batches: the reader sums them).
+    ``kinds`` is the batch's vocabulary: the (group, type, reason) triples its keys use,
+    sorted, as JSON; ``kind_codes`` index it. Reason "" is what a tick may credit; any other
+    says why not (``api.limits``).
     """
 
-    __tablename__ = "pending_counts"
+    __tablename__ = "pending_batches"
 
-    experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id"), primary_key=True)
-    arm_id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    group: Mapped[str] = mapped_column("assignment_group", String(16), primary_key=True)
-    type: Mapped[str] = mapped_column(String(64), primary_key=True)
-    # "" for counts a tick may credit; otherwise why they will not be
-    # ("over_ticket_limit", "arm_retired"): the tick consumes and reports them.
-    reason: Mapped[str] = mapped_column(String(32), primary_key=True, server_default="")
-    # The unit's report bucket (api.serving.REPORT_BUCKETS; migration 0007): the tick adds
-    # the credited counts of the report's metrics to ``metric_counts`` by bucket.
-    bucket: Mapped[int] = mapped_column(Integer, primary_key=True, server_default="0")
-    # The segment's index (migration 0019; 0 for unsegmented experiments): a tick applies
-    # each segment's counts to that segment's posteriors.
-    segment: Mapped[int] = mapped_column(Integer, primary_key=True, server_default="0")
-    count: Mapped[int] = mapped_column(BigInteger)
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id"), index=True)
+    # The batch's credited reference-group exposures (any arm): "can this window apply?"
+    # (``repositories.has_reference_exposures_pending``) without unpacking anything.
+    reference_exposures: Mapped[int] = mapped_column(BigInteger)
+    kinds: Mapped[list[list[str]]] = mapped_column(JSON)
+    arm_ids: Mapped[bytes] = mapped_column(LargeBinary)
+    kind_codes: Mapped[bytes] = mapped_column(LargeBinary)
+    # The unit's report bucket (api.serving.REPORT_BUCKETS): the tick adds the credited
+    # counts of the report's metrics to ``metric_counts`` by bucket.
+    buckets: Mapped[bytes] = mapped_column(LargeBinary)
+    # The segment's index (0 for unsegmented experiments): a tick applies each segment's
+    # counts to that segment's posteriors.
+    segments: Mapped[bytes] = mapped_column(LargeBinary)
+    counts: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class Segment(Base):

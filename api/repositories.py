@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, fields, replace
 from datetime import datetime
-from itertools import repeat
 from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 from sqlalchemy import (
     ColumnElement,
+    Connection,
     Integer,
     LargeBinary,
     Select,
@@ -32,7 +32,6 @@ from sqlalchemy.orm import Session, defer
 
 from api.db import (
     add_counts,
-    column_params,
     driver_rows,
     insert_rows,
     pack_floats,
@@ -47,10 +46,8 @@ from api.enums import (
     DeliveryStatus,
     ExperimentStatus,
     ExpertStatus,
-    Group,
     NotificationKind,
 )
-from api.limits import CREDITED
 from api.models import (
     ApiToken,
     Arm,
@@ -65,7 +62,7 @@ from api.models import (
     MetricCount,
     MetricCountBatch,
     Notification,
-    PendingCount,
+    PendingBatch,
     Phase,
     ReportSnapshot,
     Segment,
@@ -76,6 +73,14 @@ from api.models import (
     Webhook,
     WebhookDelivery,
 )
+from api.pending import (
+    BATCH_COLUMNS,
+    BatchValues,
+    PendingColumns,
+    pack_columns,
+    sum_batches,
+)
+from api.pending import PendingRow as PendingRow
 from api.tickets import VERSIONS as TICKET_VERSIONS
 from api.tickets import key_before
 from api.tokens import acting_token
@@ -183,18 +188,6 @@ def active_arm_with_signature(session: Session, experiment_id: int, signature: s
 
 
 # -- events --------------------------------------------------------------------------------
-class PendingRow(NamedTuple):
-    """One row of ``pending_counts`` of an experiment (:meth:`PendingWindow.rows`)."""
-
-    arm_id: int
-    group: str
-    type: str
-    reason: str
-    bucket: int
-    count: int  # type: ignore[assignment]  # shadows tuple.count(); the column's name
-    segment: int = 0  # the segment's index (0 when the experiment is not segmented)
-
-
 def _encoded(values: Sequence[str]) -> tuple[IntArray, tuple[str, ...]]:
     """Strings as codes into their distinct values (in order of first appearance)."""
     vocabulary = {value: code for code, value in enumerate(dict.fromkeys(values))}
@@ -204,8 +197,8 @@ def _encoded(values: Sequence[str]) -> tuple[IntArray, tuple[str, ...]]:
 
 @dataclass(frozen=True, eq=False)
 class PendingWindow:
-    """Pending counts of an experiment as columns, one entry per ``pending_counts`` row in
-    the order read: the integer columns as int64 arrays, the strings (``group``, ``type``,
+    """Pending counts of an experiment as columns, one entry per key (the pending batches
+    summed by key, :meth:`of_columns`, in key order): the integer columns as int64 arrays, the strings (``group``, ``type``,
     ``reason``) as codes into their vocabularies (row ``i``'s group is
     ``groups[group[i]]``). A segmented tick reads tens of thousands of rows: it selects and
     sums them by masks of these arrays instead of looping over a tuple per row."""
@@ -247,35 +240,29 @@ class PendingWindow:
         )
 
     @classmethod
-    def of_groups(cls, groups: Sequence[Sequence[Any]]) -> PendingWindow:
-        """The window of rows read grouped (:func:`pending_counts_for_update`): each group
-        is (arm_id, group, type, reason, n, buckets, counts, segments), the last three the
-        group's ``n`` rows' values as comma-separated integers, in the same row order."""
-        if not groups:
+    def of_columns(cls, columns: PendingColumns) -> PendingWindow:
+        """The window of pending counts summed from batches (``api.pending``): the batches'
+        (group, type, reason) codes split into the three columns' codes."""
+        kinds = columns.kinds
+        groups, types, reasons = (
+            tuple(sorted({kind[part] for kind in kinds})) for part in range(3)
+        )
+        if not kinds:
             return cls.of([])
-        arm_id, group, type_, reason, sizes, *lists = zip(*groups, strict=True)
-        repeats = np.fromiter(sizes, np.int64, len(sizes))
-        n = int(repeats.sum())
-
-        def parsed(texts: tuple[str, ...]) -> IntArray:
-            values: IntArray = np.fromstring(",".join(texts), dtype=np.int64, sep=",")
-            if values.size != n:  # fromstring stops at what is not an integer
-                raise ValueError(f"pending counts: {values.size} values read of {n}")
-            return values
-
-        group_codes, groups_read = _encoded(group)
-        type_codes, types = _encoded(type_)
-        reason_codes, reasons = _encoded(reason)
-        bucket, count, segment = (parsed(texts) for texts in lists)
+        group_of, type_of, reason_of = (
+            np.array([vocabulary.index(kind[part]) for kind in kinds], dtype=np.int64)
+            for part, vocabulary in enumerate((groups, types, reasons))
+        )
+        codes = columns.kind_codes
         return cls(
-            np.repeat(np.fromiter(arm_id, np.int64, len(arm_id)), repeats),
-            np.repeat(group_codes, repeats),
-            np.repeat(type_codes, repeats),
-            np.repeat(reason_codes, repeats),
-            bucket,
-            count,
-            segment,
-            groups_read,
+            columns.arm_ids,
+            group_of[codes],
+            type_of[codes],
+            reason_of[codes],
+            columns.buckets,
+            columns.counts,
+            columns.segments,
+            groups,
             types,
             reasons,
         )
@@ -368,60 +355,49 @@ def _equal(codes: IntArray, vocabulary: tuple[str, ...], value: str) -> BoolArra
     return equal
 
 
-_WINDOW_PREFIX = "arm_id, assignment_group, type, reason"
+@dataclass(frozen=True)
+class PendingRead:
+    """An experiment's pending counts as a tick (or a discard) read them: the ids of the
+    batches read, which are what it may delete, and their counts summed by key, as a
+    window of columns."""
+
+    batch_ids: list[int]
+    window: PendingWindow
 
 
-def pending_counts_for_update(session: Session, experiment_id: int) -> PendingWindow:
-    """The experiment's counts waiting for a tick, locked until the transaction ends.
+def pending_counts_for_update(session: Session, experiment_id: int) -> PendingRead:
+    """The experiment's batches waiting for a tick, locked until the transaction ends, and
+    their counts summed by key (``api.pending``), as columns (:class:`PendingWindow`).
 
-    ``FOR UPDATE`` on PostgreSQL, in key order (the writers upsert in the same order); a
-    writer adding to one of these keys waits for the tick, and a key first inserted after
-    this read is left for the next tick. SQLite's ``BEGIN IMMEDIATE`` already excludes
-    writers.
-
-    Read grouped by (arm, group, type, reason), each group's buckets, counts and segments
-    as comma-separated integers (:meth:`PendingWindow.of_groups`): a window has a few such
-    groups and up to tens of thousands of rows (a dense segmented window, 42,000), and one
-    driver tuple per group instead of one per row reads it several times faster. On
-    PostgreSQL the rows are locked in key order by the grouped query's subquery (a locking
-    clause is not allowed with GROUP BY on the same level).
+    ``FOR UPDATE`` on PostgreSQL: a second reader (a discard) waits for the tick; writers
+    only insert new batches, so they never wait on it, and a batch committed after this
+    read is not seen and waits for the next tick. SQLite's ``BEGIN IMMEDIATE`` already
+    excludes writers. A window of tens of thousands of keys is a few rows of arrays.
     """
     connection = session.connection()
-    prefix, experiment = _WINDOW_PREFIX, int(experiment_id)  # an int, nothing to escape
-    if connection.dialect.name == "postgresql":
-        lists = ", ".join(
-            f"string_agg({column}::text, ',' ORDER BY bucket, segment)"
-            for column in ("bucket", "count", "segment")
-        )
-        source = (
-            f"(SELECT {prefix}, bucket, count, segment FROM pending_counts "
-            f"WHERE experiment_id = {experiment} ORDER BY {prefix}, bucket, segment "
-            "FOR UPDATE) AS locked"
-        )
-    else:
-        # The three lists of a group are built in one pass over its rows: aligned.
-        lists = "group_concat(bucket), group_concat(count), group_concat(segment)"
-        source = f"pending_counts WHERE experiment_id = {experiment}"
-    groups = driver_rows(
+    lock = " FOR UPDATE" if connection.dialect.name == "postgresql" else ""
+    # Straight from the driver; the id is an int, nothing to escape.
+    rows = driver_rows(
         connection,
-        f"SELECT {prefix}, count(*), {lists} FROM {source} GROUP BY {prefix} ORDER BY {prefix}",
+        f"SELECT id, {', '.join(BATCH_COLUMNS[2:])} FROM pending_batches "
+        f"WHERE experiment_id = {int(experiment_id)} ORDER BY id{lock}",
         (),
     )
-    return PendingWindow.of_groups(groups)
+    return PendingRead(
+        [int(row[0]) for row in rows],
+        PendingWindow.of_columns(sum_batches(row[1:] for row in rows)),
+    )
 
 
 def has_reference_exposures_pending(session: Session, experiment_id: int) -> bool:
     """Whether credited reference-group exposures wait for a tick (no lock): without them a
-    window cannot be applied."""
+    window cannot be applied. One indexed query: each batch carries its total."""
     return (
         session.scalar(
-            select(PendingCount.experiment_id)
+            select(PendingBatch.id)
             .where(
-                PendingCount.experiment_id == experiment_id,
-                PendingCount.group == Group.REFERENCE,
-                PendingCount.type == "exposure",
-                PendingCount.reason == CREDITED,
-                PendingCount.count > 0,
+                PendingBatch.experiment_id == experiment_id,
+                PendingBatch.reference_exposures > 0,
             )
             .limit(1)
         )
@@ -429,66 +405,85 @@ def has_reference_exposures_pending(session: Session, experiment_id: int) -> boo
     )
 
 
-def delete_pending_counts(session: Session, experiment_id: int, window: PendingWindow) -> None:
-    """Delete exactly the rows a tick read (and still holds locked): a key inserted since
-    then is not the tick's to consume.
+def insert_pending_batches(
+    connection: Connection, batches: Sequence[tuple[int, BatchValues]]
+) -> None:
+    """Insert (experiment id, packed batch) pairs into ``pending_batches``
+    (``api.pending.pack_batch``); the event writer's and the tick's only write to it."""
+    if not batches:
+        return
+    names = ", ".join(BATCH_COLUMNS)
+    if connection.dialect.name == "postgresql":
+        marks = "%s, %s, %s::json, %s, %s, %s, %s, %s"
+    else:
+        marks = ", ".join("?" * len(BATCH_COLUMNS))
+    connection.exec_driver_sql(
+        f"INSERT INTO pending_batches ({names}) VALUES ({marks})",
+        [(experiment_id, *values) for experiment_id, values in batches],
+    )
 
-    On the connection, not an ORM bulk delete (no PendingCount is loaded in the session):
-    SQLite, an executemany by key through the driver; PostgreSQL, one statement whose keys
-    travel as arrays (a tick consumes arms x groups x types x report buckets keys, and the
-    writers wait on the rows it holds until it commits)."""
-    if not len(window):
+
+_BATCH_ID_CHUNK = 5000  # ids per DELETE on SQLite (inlined integers)
+
+
+def delete_pending_batches(session: Session, batch_ids: Sequence[int]) -> None:
+    """Delete exactly these batches (the ones a tick or a discard read and holds locked):
+    a batch committed since that read is not theirs to consume."""
+    if not batch_ids:
         return
     connection = session.connection()
-    columns = (
-        window.arm_id.tolist(),
-        window.strings("group"),
-        window.strings("type"),
-        window.strings("reason"),
-        window.bucket.tolist(),
-        window.segment.tolist(),
-    )
     if connection.dialect.name == "postgresql":
         connection.exec_driver_sql(
-            "DELETE FROM pending_counts WHERE experiment_id = %s AND "
-            "(arm_id, assignment_group, type, reason, bucket, segment) IN (SELECT * FROM "
-            "unnest(%s::int[], %s::varchar[], %s::varchar[], %s::varchar[], %s::int[], "
-            "%s::int[]))",
-            (
-                experiment_id,
-                *column_params(("int", "varchar", "varchar", "varchar", "int", "int"), columns),
-            ),
+            "DELETE FROM pending_batches WHERE id = ANY(%s::bigint[])",
+            ("{" + ",".join(str(int(batch_id)) for batch_id in batch_ids) + "}",),
         )
         return
-    connection.exec_driver_sql(
-        "DELETE FROM pending_counts WHERE experiment_id = ? AND arm_id = ? AND "
-        "assignment_group = ? AND type = ? AND reason = ? AND bucket = ? AND segment = ?",
-        list(zip(repeat(experiment_id), *columns)),
+    for start in range(0, len(batch_ids), _BATCH_ID_CHUNK):
+        listed = ", ".join(str(int(i)) for i in batch_ids[start : start + _BATCH_ID_CHUNK])
+        connection.exec_driver_sql(f"DELETE FROM pending_batches WHERE id IN ({listed})")
+
+
+def pack_window(window: PendingWindow) -> BatchValues:
+    """A window's counts (each key once) as one batch (``api.pending.pack_columns``)."""
+    n_types, n_reasons = len(window.types), len(window.reasons)
+    combined = (window.group * n_types + window.type) * n_reasons + window.reason
+    used, kind_codes = np.unique(combined, return_inverse=True)
+    kinds = [
+        (
+            window.groups[code // (n_types * n_reasons)],
+            window.types[code // n_reasons % n_types],
+            window.reasons[code % n_reasons],
+        )
+        for code in used.tolist()
+    ]
+    return pack_columns(
+        kinds,
+        window.arm_id,
+        kind_codes.astype(np.int64),
+        window.bucket,
+        window.segment,
+        window.count,
     )
 
 
-def consume_pending_counts(session: Session, experiment_id: int, window: PendingWindow) -> None:
-    """Delete the pending counts a tick read and consumes: every row it read of the
-    ``window``'s segments. On SQLite the transaction has excluded every writer since the
-    read (``BEGIN IMMEDIATE``), so those rows are all the segments' rows: one DELETE by
-    segment instead of one per key. PostgreSQL: exactly the rows read
-    (:func:`delete_pending_counts`), as a writer may have added a key since."""
-    connection = session.connection()
-    if connection.dialect.name == "postgresql" or not len(window):
-        delete_pending_counts(session, experiment_id, window)
-        return
-    listed = ", ".join(str(segment) for segment in window.distinct_segments())  # ints
-    connection.exec_driver_sql(
-        f"DELETE FROM pending_counts WHERE experiment_id = {int(experiment_id)} "
-        f"AND segment IN ({listed})"
-    )
+def consume_pending_counts(
+    session: Session, experiment_id: int, batch_ids: Sequence[int], kept: PendingWindow
+) -> None:
+    """What an applied tick does to the batches it read: delete exactly them and re-insert
+    the counts it ``kept`` (the segments it did not apply: they wait for the next tick) as
+    one new batch, in the tick's transaction. Batches committed after the read are left
+    alone, so every stored count is consumed by exactly one applied tick."""
+    delete_pending_batches(session, batch_ids)
+    if len(kept):
+        insert_pending_batches(session.connection(), [(experiment_id, pack_window(kept))])
 
 
 def discard_pending_counts(session: Session, experiment_id: int) -> PendingWindow:
-    """Delete every pending count of the experiment; what was deleted."""
-    window = pending_counts_for_update(session, experiment_id)
-    delete_pending_counts(session, experiment_id, window)
-    return window
+    """Delete every pending count of the experiment (every batch, locked by the read);
+    what was deleted, summed by key."""
+    read = pending_counts_for_update(session, experiment_id)
+    delete_pending_batches(session, read.batch_ids)
+    return read.window
 
 
 _METRIC_COUNT_KEY = (
@@ -748,9 +743,7 @@ def metric_baselines(
 
 def stopped_experiments_with_pending_counts(session: Session) -> Sequence[Experiment]:
     """Stopped or archived experiments that still have pending counts (no tick will come)."""
-    has_pending = select(PendingCount.experiment_id).where(
-        PendingCount.experiment_id == Experiment.id
-    )
+    has_pending = select(PendingBatch.id).where(PendingBatch.experiment_id == Experiment.id)
     return session.scalars(
         select(Experiment).where(
             Experiment.status.in_(sorted(CLOSED_STATUSES)), has_pending.exists()

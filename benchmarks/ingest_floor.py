@@ -7,7 +7,7 @@ WAL with ``synchronous=FULL``, PostgreSQL with ``synchronous_commit=on``). Per e
 writes what the service's writer writes (``api.ingest``): the ``events`` row (the same
 columns, an event id unique in the run, a payload hash), the ticket's ``ticket_credits``
 upsert (a key of its own, in issue-time order as real keys are, RETURNING the total), and
-per commit the ``pending_counts`` upserts of the rows' (arm, group, type, bucket) totals;
+per commit the ``pending_batches`` row of the rows' (arm, group, type, bucket) totals;
 the same statements (executemany on SQLite; COPY, and keys as strings the server splits,
 on PostgreSQL). Rows are built on the fly from a counter, about a microsecond each, which
 the floor pays and the service does not: if anything it is a little low.
@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import sqlite3
 import sys
 import tempfile
@@ -43,10 +44,12 @@ from typing import Any
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import numpy as np
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from api.ingest import COPY_TYPES, INSERT_COLUMNS, PENDING_KEY
+from api.ingest import COPY_TYPES, INSERT_COLUMNS
+from api.pending import BATCH_COLUMNS
 from benchmarks.common import (
     BenchError,
     create_example_experiment,
@@ -58,7 +61,7 @@ from benchmarks.common import (
 
 CONNECTIONS = {"sqlite": (1, 2), "postgresql": (1, 2, 4, 8)}
 EVENTS_COLUMNS = ", ".join(INSERT_COLUMNS)  # the service's own columns and types
-PENDING = ", ".join(name for name, _ in PENDING_KEY)  # the key the service upserts on
+PENDING = ", ".join(BATCH_COLUMNS)  # the columns of the batch the service inserts
 BUCKETS = 64
 PG_NAME = "ranktune_bench_floor"
 
@@ -106,12 +109,31 @@ class Rows:
         return rows, keys
 
 
-def pending_of(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+def pending_of(rows: list[tuple[Any, ...]]) -> tuple[Any, ...]:
+    """The commit's ``pending_batches`` row (``api.pending``): the rows' totals per key
+    (arm, group, type, bucket; segment 0), packed as little-endian int64 arrays, the
+    (group, type, reason) vocabulary as JSON, the credited reference exposures."""
     totals: dict[tuple[Any, ...], int] = {}
     for row in rows:
-        key = (row[0], row[1], row[2], row[3], "", int(row[6], 16) % BUCKETS, 0)  # segment 0
+        key = (row[1], (row[2], row[3], ""), int(row[6], 16) % BUCKETS)
         totals[key] = totals.get(key, 0) + 1
-    return [(*key, count) for key, count in sorted(totals.items())]
+    kinds = sorted({kind for _, kind, _ in totals})
+    code = {kind: index for index, kind in enumerate(kinds)}
+    keys = sorted(totals, key=lambda k: (k[0], code[k[1]], k[2]))
+
+    def packed(values: list[int]) -> bytes:
+        return np.array(values, dtype="<i8").tobytes()
+
+    return (
+        rows[0][0],
+        sum(n for (_, kind, _), n in totals.items() if kind == ("reference", "exposure", "")),
+        json.dumps(kinds),
+        packed([k[0] for k in keys]),
+        packed([code[k[1]] for k in keys]),
+        packed([k[2] for k in keys]),
+        packed([0] * len(keys)),
+        packed([totals[k] for k in keys]),
+    )
 
 
 def sqlite_writer(path: str, rows: Rows) -> Callable[[int], None]:
@@ -120,10 +142,7 @@ def sqlite_writer(path: str, rows: Rows) -> Callable[[int], None]:
         connection.execute(f"PRAGMA {pragma}")
     received_at = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
     insert = f"INSERT INTO events ({EVENTS_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-    pending = (
-        f"INSERT INTO pending_counts ({PENDING}, count) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
-        f"ON CONFLICT ({PENDING}) DO UPDATE SET count = pending_counts.count + excluded.count"
-    )
+    pending = f"INSERT INTO pending_batches ({PENDING}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 
     def commit(size: int) -> None:
         batch, keys = rows.batch(size, received_at)
@@ -136,7 +155,7 @@ def sqlite_writer(path: str, rows: Rows) -> Callable[[int], None]:
         )
         connection.execute(credits, keys).fetchall()
         connection.executemany(insert, batch)
-        connection.executemany(pending, pending_of(batch))
+        connection.execute(pending, pending_of(batch))
         connection.execute("COMMIT")
 
     return commit
@@ -154,10 +173,7 @@ def postgres_writer(url: str, rows: Rows) -> Callable[[int], None]:
         "DO UPDATE SET count = ticket_credits.count + excluded.count RETURNING key, count"
     )
     pending = (
-        f"INSERT INTO pending_counts ({PENDING}, count) SELECT * FROM unnest(%s::int[], "
-        "%s::int[], %s::varchar[], %s::varchar[], %s::varchar[], %s::int[], %s::int[], "
-        "%s::bigint[]) "
-        f"ON CONFLICT ({PENDING}) DO UPDATE SET count = pending_counts.count + excluded.count"
+        f"INSERT INTO pending_batches ({PENDING}) VALUES (%s, %s, %s::json, %s, %s, %s, %s, %s)"
     )
 
     def commit(size: int) -> None:
@@ -169,7 +185,7 @@ def postgres_writer(url: str, rows: Rows) -> Callable[[int], None]:
                 copy.set_types(COPY_TYPES)
                 for row in batch:
                     copy.write_row(row)
-            cursor.execute(pending, tuple(list(c) for c in zip(*pending_of(batch), strict=True)))
+            cursor.execute(pending, pending_of(batch))
         connection.commit()
 
     return commit

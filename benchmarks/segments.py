@@ -1,7 +1,8 @@
 """Segments' cost (issue 12): the tick of a segmented experiment, and the assignment path.
 
 1. **Tick**, 1,000 segments x 20 arms: every (arm, segment) and every segment's reference
-   group has exposures and contacts in the window (42,000 pending counts), and the tick
+   group has exposures and contacts in the window (42,000 pending counts, written as one
+   pending batch, or spread over ``--window-batches`` of them), and the tick
    applies the reference-ratio rule in every segment, upserts the 21,000 (arm, segment)
    rows, records them in ``tick_segments`` (bulk), and refits the 20 arms' pools over
    1,000 segments (bandit.hierarchy). Timed as the scheduler ticks: the window's
@@ -9,7 +10,7 @@
    included (that locked part is printed too), steady state (the rows exist from the
    first tick). Baselines in the same run: the same counts for an unsegmented experiment
    of 20 arms, and the floor (the same writes by a minimal script, benchmarks/tick_floor.py:
-   the pending counts read, locked and deleted, the (arm, segment) rows upserted and
+   the pending batches read, locked, summed and deleted, the (arm, segment) rows written and
    recorded, the arms, the tick and the report's counts written). Target: under 100 ms.
 2. **Assignment**, in-process (the application as an ASGI callable, as
    benchmarks/client_key.py): an unsegmented experiment of 10 arms against a segmented one
@@ -22,6 +23,7 @@
         [--restricted: one more arm in the segmented experiment, restricted to half the
         segments, so that each segment draws among its own arms]
         [--postgres postgresql+psycopg://postgres@127.0.0.1:5432/postgres]
+        [--window-batches 1]
 """
 
 from __future__ import annotations
@@ -47,8 +49,8 @@ from sqlalchemy import create_engine, text
 
 from api import repositories as repo
 from api.app import create_app
-from api.db import add_counts, upgrade_database
-from api.ingest import PENDING_KEY
+from api.db import upgrade_database
+from api.pending import pack_batch
 from api.runtime import Runtime
 from api.services.common import now_utc
 from api.services.segments import register_segments
@@ -58,6 +60,8 @@ from benchmarks.common import ADMIN_TOKEN, SIMILAR_ITEMS, assignment_scope, medi
 from benchmarks.tick_floor import timed_floor as _timed_floor
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+WINDOW_BATCHES = 1  # pending batches per window (--window-batches)
+_SPLIT = np.random.default_rng(7)
 TICK_TARGET_MS = 100.0
 SPARSE_WINDOW = 5_000  # assignments in a window of the sparse case
 ASSIGNMENT_TARGET = 0.90  # segmented throughput / unsegmented
@@ -135,9 +139,19 @@ def _window(
             n = int(rng.integers(50, 500))
             add(arm, "target", "exposure", segment, n)
             add(arm, "target", "contact", segment, int(rng.binomial(n, rng.uniform(0.05, 0.15))))
-    rows = [(*key, count) for key, count in sorted(totals.items())]
+    rows = [
+        repo.PendingRow(arm, group, kind, reason, bucket, count, segment)
+        for (_, arm, group, kind, reason, bucket, segment), count in totals.items()
+    ]
+    # As the writers leave them: one batch per writer transaction. Each key goes to one of
+    # WINDOW_BATCHES batches (its own generator, so the counts are the same whatever it is).
+    parts: list[list[repo.PendingRow]] = [[] for _ in range(WINDOW_BATCHES)]
+    for row, part in zip(rows, _SPLIT.integers(0, WINDOW_BATCHES, len(rows)), strict=True):
+        parts[int(part)].append(row)
     with runtime.transaction() as session:
-        add_counts(session.connection(), "pending_counts", PENDING_KEY, rows)
+        repo.insert_pending_batches(
+            session.connection(), [(experiment_id, pack_batch(part)) for part in parts if part]
+        )
 
 
 def _timed_tick(
@@ -389,7 +403,15 @@ def main() -> int:
         default=POSTGRES_SERVER,
         help="a PostgreSQL server URL to time the tick there too ('' to skip)",
     )
+    parser.add_argument(
+        "--window-batches",
+        type=int,
+        default=1,
+        help="pending batches each window is written as (its keys spread over them)",
+    )
     args = parser.parse_args()
+    global WINDOW_BATCHES
+    WINDOW_BATCHES = args.window_batches
     run(args.ticks, args.rounds, args.calls, args.postgres, restricted=args.restricted)
     return 0
 

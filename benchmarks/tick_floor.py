@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from api import repositories as repo
 from api.db import driver_rows, insert_rows, update_rows
+from api.pending import BATCH_COLUMNS, sum_batches
 from api.runtime import Runtime
 
 
@@ -20,21 +21,20 @@ def tick_floor(connection: Connection, experiment_id: int, number: int) -> None:
     with segments, also the arms' per-segment state read and written packed
     (``arm_segment_states``, a row per arm) and the (arm, segment) pairs with data recorded
     (``tick_segment_windows``, a row). Arrays travel as api.db's text literals, the rows
-    come straight from the driver, the pending counts go by one DELETE of the
-    experiment's; the posteriors written are placeholders of the right size (the floor
-    does no statistics)."""
+    come straight from the driver, the pending batches are summed (``api.pending``) and go
+    by one DELETE of the experiment's; the posteriors written are placeholders of the
+    right size (the floor does no statistics)."""
     postgres = connection.dialect.name == "postgresql"
     lock = " FOR NO KEY UPDATE" if postgres else ""
     driver_rows(connection, f"SELECT id FROM experiments WHERE id = {experiment_id}{lock}", ())
-    pending = driver_rows(
+    batches = driver_rows(
         connection,
-        "SELECT arm_id, assignment_group, type, reason, bucket, count, segment "
-        f"FROM pending_counts WHERE experiment_id = {experiment_id} "
-        "ORDER BY arm_id, assignment_group, type, reason, bucket, segment"
-        + (" FOR UPDATE" if postgres else ""),
+        f"SELECT {', '.join(BATCH_COLUMNS[2:])} FROM pending_batches "
+        f"WHERE experiment_id = {experiment_id}" + (" FOR UPDATE" if postgres else ""),
         (),
     )
-    connection.exec_driver_sql(f"DELETE FROM pending_counts WHERE experiment_id = {experiment_id}")
+    pending = sum_batches(batches).rows()
+    connection.exec_driver_sql(f"DELETE FROM pending_batches WHERE experiment_id = {experiment_id}")
     tick_id = connection.exec_driver_sql(
         "INSERT INTO ticks (experiment_id, number, created_at, applied, mode, decay, "
         "reference_exposures, reference_events, target_exposures, target_events, "

@@ -43,8 +43,8 @@ from fastapi.testclient import TestClient
 
 from api import repositories as repo
 from api.app import create_app
-from api.db import add_counts, upgrade_database
-from api.ingest import PENDING_KEY
+from api.db import upgrade_database
+from api.pending import pack_batch
 from api.runtime import Runtime
 from api.services.common import now_utc
 from api.services.experiments import add_arm
@@ -99,9 +99,9 @@ def _window(runtime: Runtime, experiment_id: int, rng: np.random.Generator) -> N
         exposures = int(rng.integers(50, 500))
         for event in EVENTS:
             count = exposures if event == "exposure" else int(rng.binomial(exposures, 0.1))
-            rows.append((experiment_id, arm.id, group, event, "", 0, 0, max(count, 1)))
-    with runtime.transaction() as session:
-        add_counts(session.connection(), "pending_counts", PENDING_KEY, sorted(rows))
+            rows.append(repo.PendingRow(arm.id, group, event, "", 0, max(count, 1)))
+    with runtime.transaction() as session:  # one writer transaction's batch
+        repo.insert_pending_batches(session.connection(), [(experiment_id, pack_batch(rows))])
 
 
 def _timed_tick(

@@ -1,7 +1,7 @@
 """Retention: stored events, finished webhook deliveries and their notifications are
 deleted once they are older than the retention window (docs/retention.md).
 
-Events. Every stored event was added to ``pending_counts`` in the transaction that stored
+Events. Every stored event was added to ``pending_batches`` in the transaction that stored
 it (``api.ingest``), so the ticks never need the rows, and nothing else reads them: their
 one use after the commit is the idempotency check of a retry, which only needs them while a
 retry can still be accepted (``api.retention``). The job deletes them in small batches,

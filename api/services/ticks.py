@@ -1,12 +1,16 @@
 """The tick: aggregate what arrived since the previous tick and apply the reference-ratio
 update (docs/spec.md, "Updating").
 
-Exactly once: the event writer adds every stored row to ``pending_counts`` in the
-transaction that stores it. The tick reads (and locks) the experiment's pending counts and,
-if it applies, deletes exactly those rows in the transaction of the posterior update; if it
-cannot apply (no reference exposure) it leaves them for the next tick. Counts committed
-after the read wait for the next tick; a crash rolls back the deletion and the update
-together. The tick touches O(arms x groups x types) rows, never the event rows. Only one
+Exactly once: the event writer adds every stored row to ``pending_batches`` (one packed
+row per experiment and transaction, ``api.pending``) in the transaction that stores it.
+The tick reads (and locks) the experiment's batches, sums them by key and, if it applies,
+deletes exactly the batches it read in the transaction of the posterior update,
+re-inserting as one new batch the segments it does not apply (no reference exposures
+there yet); if it cannot apply at all (no reference exposure) it leaves them for the next
+tick. Batches committed after the read wait for the next tick; a crash rolls back the
+deletion, the re-insertion and the update together. The tick reads one batch row per
+writer transaction since the last applied tick, whatever the number of keys, and never the
+event rows. Only one
 replica applies a tick: the experiment row is locked (PostgreSQL ``FOR NO KEY UPDATE``;
 SQLite's ``BEGIN IMMEDIATE``) and "is it due?" is decided under that lock, so the loser of
 the race sees the winner's ``last_tick_at`` and does nothing.
@@ -107,8 +111,8 @@ def report_counts(window: repo.PendingWindow, types: set[str]) -> repo.PendingWi
     Before the cumulative exposure cap (:func:`bound_by_exposures`), which works on arm
     totals, not buckets: with the per-ticket limits in force it binds only on
     client-counted exposures that clients did not report. Kept per segment (each segment
-    has its report; the overall report sums them); each key is once in ``pending_counts``,
-    so once in the tick's batches.
+    has its report; the overall report sums them); each key is once in the read (the
+    pending batches are summed by key), so once in the tick's batch.
     """
     return window.select(window.reason_is(CREDITED) & window.type_in(types))
 
@@ -213,7 +217,8 @@ def apply_tick(
     experiment = repo.get_experiment(session, experiment_id, lock=True)
     if experiment is None or (only_if_due and not is_due(experiment, now)):
         return None
-    pending = repo.pending_counts_for_update(session, experiment.id)
+    read = repo.pending_counts_for_update(session, experiment.id)
+    pending = read.window
     arms = list(repo.arms_of(session, experiment.id, without_configs=True))
     every_segment = of_this_phase(pending, reference_of(arms).id)
     # Segments (always segment 0 unless segmented): only those whose window has reference
@@ -222,7 +227,8 @@ def apply_tick(
     ready = segments.ready_segments(every_segment)
     in_ready = np.isin(pending.segment, sorted(ready))
     counted = every_segment.select(in_ready) if ready else every_segment
-    consumed = pending.select(in_ready) if ready else pending
+    # What an applied tick does not consume: the other segments' counts, as read.
+    kept = pending.select(~in_ready) if ready else pending.select(np.zeros(len(pending), bool))
     report_types = {
         "exposure",
         experiment.target_event,
@@ -309,7 +315,7 @@ def apply_tick(
         tick.uncredited = totals.uncredited or None
         # Consumed, every type, group and reason included (what does not count is dropped,
         # as a claimed event row used to be; the uncredited part is on the tick record).
-        repo.consume_pending_counts(session, experiment.id, consumed)
+        repo.consume_pending_counts(session, experiment.id, read.batch_ids, kept)
         repo.add_metric_counts(
             session, experiment.id, experiment.phase, report_counts(counted, report_types)
         )

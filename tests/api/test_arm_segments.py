@@ -12,14 +12,14 @@ from typing import Any
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select
 
 from api import repositories as repo
-from api.models import Arm, PendingCount
+from api.models import Arm
 from api.services.segments import inherited_segments, traffic_weighted_posteriors
 from tests.api.helpers import create, event, inspect, post_events, tick
 from tests.api.test_segments import assign, open_segments, runtime_of, segment_of
 from tests.conftest import ADMIN
+from tests.pending import clear_pending, pending_rows
 from tests.segment_state import Pair, set_pairs
 
 ARMS = "/v1/experiments/similar-items/arms"
@@ -142,7 +142,7 @@ def test_a_segment_without_allowed_arms_serves_the_reference_uncounted(client: T
             assert client.delete(f"{ARMS}/{arm['id']}", headers=ADMIN).status_code == 200
     runtime = runtime_of(client)
     with runtime.transaction() as session:
-        session.execute(PendingCount.__table__.delete())
+        clear_pending(session.connection())
     answers = [assign(client, f"p{i}", "phones") for i in range(60)]
     targets = [a for a in answers if a["group"] == "target"]
     assert targets and all(not a["active"] for a in targets)
@@ -152,11 +152,11 @@ def test_a_segment_without_allowed_arms_serves_the_reference_uncounted(client: T
     assert {a["arm_id"] for a in cars if a["group"] == "target"} == {only}
     runtime.flush_exposures()
     with runtime.read_transaction() as session:
-        counted = session.execute(
-            select(PendingCount.segment, PendingCount.group, PendingCount.count).where(
-                PendingCount.type == "exposure"
-            )
-        ).all()
+        counted = [
+            (row.segment, row.group, row.count)
+            for row in pending_rows(session.connection(), 1)
+            if row.type == "exposure"
+        ]
     phones_target = [row for row in counted if row[0] == 2 and row[1] == "target"]
     assert phones_target == []
     phones_reference = sum(row[2] for row in counted if row[0] == 2 and row[1] == "reference")
@@ -173,7 +173,7 @@ def test_the_overall_posterior_uses_the_reference_of_the_arms_segments(
     restricted = add(client, NEW, ["cars"]).json()["id"]
     runtime = runtime_of(client)
     with runtime.transaction() as session:
-        session.execute(PendingCount.__table__.delete())
+        clear_pending(session.connection())
     served: dict[tuple[int, str, str], list[str]] = {}
     for index in range(800):
         segment = ("cars", "phones")[index % 2]

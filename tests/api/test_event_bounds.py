@@ -19,7 +19,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, func, select
 
 from api.app import create_app
-from api.models import Event, PendingCount, TicketCredit
+from api.models import Event, TicketCredit
+from api.pending import PendingRow
 from api.tickets import TicketSigner, key_before
 from tests.api.helpers import (
     ADMIN,
@@ -33,6 +34,7 @@ from tests.api.helpers import (
     tickets_by_arm,
 )
 from tests.conftest import ClientFactory, settings_for, similar_items
+from tests.pending import insert_pending, pending_totals
 
 # The defaults (one event of each type per ticket), not the tests' generous fixture.
 DEFAULT_LIMITS: dict[str, Any] = {"max_events_per_exposure": None}
@@ -61,13 +63,12 @@ def stored(database_url: str, column: Any, **where: Any) -> list[Any]:
 
 
 def pending_rows(database_url: str, event_type: str | None = None) -> int:
+    """How many keys (of this type) have pending counts."""
     engine = create_engine(database_url)
     try:
         with engine.connect() as connection:
-            query = select(func.count()).select_from(PendingCount)
-            if event_type is not None:
-                query = query.where(PendingCount.type == event_type)
-            return int(connection.scalar(query) or 0)
+            keys = pending_totals(connection)
+            return sum(1 for key in keys if event_type is None or key[3] == event_type)
     finally:
         engine.dispose()
 
@@ -403,20 +404,11 @@ def test_maintenance_forgets_expired_tickets_and_pending_counts_of_stopped_exper
             client.post("/v1/experiments/similar-items/stop", headers=ADMIN)
             with engine.begin() as connection:
                 # A replica that had not seen the stop yet left counts behind.
-                connection.execute(
-                    PendingCount.__table__.insert().values(
-                        experiment_id=1,
-                        arm_id=1,
-                        assignment_group="reference",
-                        type="exposure",
-                        reason="",
-                        count=7,
-                    )
-                )
+                insert_pending(connection, 1, [PendingRow(1, "reference", "exposure", "", 0, 7)])
             runtime.run_maintenance()
             with engine.connect() as connection:
                 assert connection.scalar(select(func.count()).select_from(TicketCredit)) == 0
-                assert connection.scalar(select(func.count()).select_from(PendingCount)) == 0
+                assert pending_totals(connection) == {}
         finally:
             engine.dispose()
         audit = client.get("/v1/audit?experiment=similar-items&limit=1", headers=ADMIN).json()

@@ -4,7 +4,7 @@ Writer threads post batches with unique event ids, and sometimes post a batch ag
 client retry), while two ticker threads call the admin tick as fast as they can. After a
 final tick, every acknowledged event must have been counted by exactly one applied tick:
 the tick records add up to the acknowledged events, per group and type the applied ticks
-plus what still waits in ``pending_counts`` add up to the stored rows (nothing is left
+plus what still waits in ``pending_batches`` add up to the stored rows (nothing is left
 waiting after the final tick), and no event id is stored twice.
 """
 
@@ -26,12 +26,12 @@ from api.models import (
     Event,
     Experiment,
     MetricCount,
-    PendingCount,
     Tick,
     TickArm,
 )
 from api.tickets import TicketClaims
 from tests.conftest import ADMIN, ClientFactory, similar_items
+from tests.pending import pending_rows
 from tests.segment_state import recorded_pairs, stored_pairs
 
 WRITERS = 4
@@ -257,11 +257,8 @@ def test_concurrent_writers_and_ticks_count_every_event_once(
                     Event.experiment_id == experiment_id
                 )
             ).all()
-            pending = session.execute(
-                select(PendingCount.group, PendingCount.type, PendingCount.count).where(
-                    PendingCount.experiment_id == experiment_id
-                )
-            ).all()
+            assert experiment_id is not None
+            pending = pending_rows(session.connection(), experiment_id)
             applied_totals = session.execute(
                 select(
                     func.sum(Tick.reference_exposures),

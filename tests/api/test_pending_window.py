@@ -3,7 +3,7 @@ on random windows (mixed groups, types and reasons, ``previous_phase`` and
 ``over_ticket_limit`` included, buckets, segments, zero counts, rows in no particular
 order), every columnar function gives exactly what a loop over the rows, written out here,
 gives: the same sums, the same rows, the same keys in the same order. And the window read
-grouped from ``pending_counts`` (SQLite and PostgreSQL) is the rows stored."""
+from ``pending_batches`` (SQLite and PostgreSQL) is the rows stored."""
 
 from __future__ import annotations
 
@@ -14,20 +14,19 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api import repositories as repo
-from api.db import add_counts
-from api.ingest import PENDING_KEY
 from api.limits import CREDITED, OVER_TICKET_LIMIT, PREVIOUS_PHASE
 from api.services.common import by_group_and_type
 from api.services.segments import _window_counts, ready_segments
 from api.services.ticks import aggregate, of_this_phase, report_counts
 from tests.api.helpers import create
+from tests.pending import clear_pending, insert_pending
 
 REFERENCE, PREVIOUS_REFERENCE, TARGETS = 1, 2, [3, 4, 5]
 TARGET_EVENT = "contact"
 
 
 def random_rows(seed: int, size: int = 600) -> list[repo.PendingRow]:
-    """Rows with distinct keys (as ``pending_counts``' primary key), shuffled."""
+    """Rows with distinct keys (as a pending batch holds them), shuffled."""
     rng = np.random.default_rng(seed)
     keys: dict[tuple[Any, ...], int] = {}
     for _ in range(size):
@@ -196,29 +195,26 @@ def test_an_empty_window() -> None:
     assert by_group_and_type(window) == {}
 
 
-def test_the_window_read_is_the_rows_stored_and_deletes_exactly_its_keys(
+def test_the_window_read_is_the_rows_stored_and_consumes_exactly_its_batches(
     client: TestClient,
 ) -> None:
     experiment = create(client)["id"]
     runtime = client.app.state.runtime  # type: ignore[attr-defined]
     rows = random_rows(7)
     with runtime.transaction() as session:
-        add_counts(
-            session.connection(),
-            "pending_counts",
-            PENDING_KEY,
-            [(experiment, *row[:5], row.segment, row.count) for row in rows],
-        )
+        clear_pending(session.connection())
+        insert_pending(session.connection(), experiment, rows)
     key_order = sorted(rows, key=lambda row: (*row[:5], row.segment))
     with runtime.transaction() as session:
         read = repo.pending_counts_for_update(session, experiment)
-        assert read.rows() == key_order  # grouped by (arm, group, type, reason), in key order
-        repo.delete_pending_counts(session, experiment, read.select(read.bucket != 2))
+        assert read.window.rows() == key_order  # summed by key, in key order
+        kept = read.window.select(read.window.bucket == 2)
+        repo.consume_pending_counts(session, experiment, read.batch_ids, kept)
     with runtime.transaction() as session:
-        left = repo.pending_counts_for_update(session, experiment)
+        left = repo.pending_counts_for_update(session, experiment).window
         assert left.rows() == [row for row in key_order if row.bucket == 2]
         assert by_group_and_type(repo.discard_pending_counts(session, experiment)) == (
             rowwise_by_group_and_type(left.rows())
         )
     with runtime.transaction() as session:
-        assert len(repo.pending_counts_for_update(session, experiment)) == 0
+        assert len(repo.pending_counts_for_update(session, experiment).window) == 0

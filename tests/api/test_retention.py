@@ -20,7 +20,7 @@ from sqlalchemy import func, select, text
 
 from api.enums import DeliveryStatus, NotificationKind
 from api.ingest import EventRow, insert_events
-from api.models import Base, Event, Notification, PendingCount, Webhook, WebhookDelivery
+from api.models import Base, Event, Notification, Webhook, WebhookDelivery
 from api.retention import RETRY_MARGIN_S, keep_s, longest_attribution_window_s
 from api.runtime import Runtime
 from api.schemas import EventIn
@@ -38,6 +38,7 @@ from tests.api.helpers import (
     tickets_by_arm,
 )
 from tests.conftest import ClientFactory, similar_items
+from tests.pending import pending_sum
 
 HOUR = 3600.0
 # The shortest retention the settings allow is 5 hours; the tests use 6.
@@ -68,10 +69,7 @@ def stored_ids(runtime: Runtime) -> list[str | None]:
 
 def pending_total(runtime: Runtime, event_type: str) -> int:
     with runtime.read_transaction() as session:
-        total = session.scalar(
-            select(func.sum(PendingCount.count)).where(PendingCount.type == event_type)
-        )
-        return int(total or 0)
+        return pending_sum(session.connection(), type=event_type)
 
 
 # -- the window ----------------------------------------------------------------------------
@@ -218,7 +216,7 @@ def test_pruning_in_batches_loses_nothing_a_concurrent_writer_stores(
 ) -> None:
     """Old rows go in many small transactions while the writer keeps committing new ones:
     every new row is stored and counted, every old one is gone, and the counts the ticks
-    read (pending_counts) are untouched by pruning."""
+    read (pending_batches) are untouched by pruning."""
     with make_client(event_retention_days=RETENTION_DAYS) as client:
         created = create(client)
         runtime = runtime_of(client)

@@ -21,13 +21,13 @@ from fastapi.testclient import TestClient
 from scipy import stats as scipy_stats
 
 from api import repositories as repo
-from api.models import PendingCount
 from api.services import report as report_service
 from bandit.report import ratio_estimate, relative_effect
 from tests.api.helpers import create, event, post_events, tick
 from tests.api.test_report_counts import expected_bucket
 from tests.api.test_segments import assign, open_segments, runtime_of, segment_of
 from tests.conftest import ADMIN
+from tests.pending import clear_pending
 from tests.segment_state import recorded_pairs, stored_pairs
 
 SALT = "segment-report"
@@ -75,7 +75,7 @@ def started(client: TestClient, *segments: str) -> None:
     create(client, **SEGMENTED)
     open_segments(client, *segments)
     with runtime_of(client).transaction() as session:  # the opener's exposures
-        session.execute(PendingCount.__table__.delete())
+        clear_pending(session.connection())
 
 
 def arrays(

@@ -15,13 +15,14 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from api import repositories as repo
-from api.models import Arm, PendingCount, TicketCredit
+from api.models import Arm, TicketCredit
 from api.runtime import Runtime
 from api.tickets import key_before
 from bandit import Prior
 from bandit.hierarchy import fit_hierarchy, traffic_weighted
 from tests.api.helpers import create, event, inspect, post_events, tick
 from tests.conftest import ADMIN, similar_items
+from tests.pending import clear_pending, pending_rows, rewrite_pending
 from tests.segment_state import Pair, recorded_pairs, set_pairs, stored_pairs
 
 SEGMENTED = {"segments": {"max_segments": 3}}
@@ -176,7 +177,7 @@ def test_the_tick_applies_each_segment_against_its_own_reference(client: TestCli
     open_segments(client, "cars", "phones")
     runtime = runtime_of(client)
     with runtime.transaction() as session:  # what the opener's assignments counted
-        session.execute(PendingCount.__table__.delete())
+        clear_pending(session.connection())
     served: dict[tuple[int, str, int], list[str]] = {}
     for index in range(600):
         segment = ("cars", "phones")[index % 2]
@@ -194,10 +195,8 @@ def test_the_tick_applies_each_segment_against_its_own_reference(client: TestCli
     runtime.flush_exposures()
     # Phones has no reference exposure: drop them, so that only cars can be applied.
     with runtime.transaction() as session:
-        session.execute(
-            PendingCount.__table__.delete().where(
-                PendingCount.segment == 2, PendingCount.group == "reference"
-            )
+        rewrite_pending(
+            session.connection(), 1, lambda row: not (row.segment == 2 and row.group == "reference")
         )
     result = tick(client)
     assert result["applied"] is True
@@ -212,9 +211,7 @@ def test_the_tick_applies_each_segment_against_its_own_reference(client: TestCli
         stored = {(row.arm_id, row.segment): row for row in stored_pairs(session)}
         recorded = recorded_pairs(session)
         arms = [a for a in repo.arms_of(session, 1) if a.origin != "reference"]
-        pending_phones = session.scalars(
-            select(PendingCount).where(PendingCount.segment == 2)
-        ).all()
+        pending_phones = [row for row in pending_rows(session.connection(), 1) if row.segment == 2]
     assert {row.segment for row in recorded} == {1}
     assert pending_phones, "the phones window waits for reference exposures"
     for arm in arms:

@@ -13,13 +13,14 @@ from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 
 from api import repositories as repo
-from api.db import add_counts, array_params
-from api.ingest import PENDING_KEY
+from api.db import array_params
+from api.pending import pack_batch, sum_batches
 from api.runtime import Runtime
 from api.services.common import now_utc
 from api.services.segments import _window_counts
 from api.services.ticks import PreparedPropensities, apply_tick, prepare_propensities
 from tests.api.helpers import ADMIN, create, event, post_events, tick, tickets_by_arm
+from tests.pending import clear_pending, insert_pending
 
 
 def runtime_of(client: TestClient) -> Runtime:
@@ -186,33 +187,75 @@ def test_nothing_is_prepared_for_a_window_that_cannot_apply_or_is_not_due(
         assert prepare_propensities(session, experiment["id"], now_utc()) is None
 
 
-def pending_rows(experiment_id: int, arm: int) -> list[tuple[Any, ...]]:
-    """Counts of three segments, two types, two buckets (PENDING_KEY's order, then count)."""
+def pending_rows(arm: int, plus: int = 0) -> list[repo.PendingRow]:
+    """Counts of three segments, two types, two buckets."""
     return [
-        (experiment_id, arm, "target", kind, "", bucket, segment, 1 + segment + bucket)
+        repo.PendingRow(arm, "target", kind, "", bucket, 1 + segment + bucket + plus, segment)
         for segment in range(3)
         for kind in ("contact", "exposure")
         for bucket in (0, 1)
     ]
 
 
-def test_consuming_segments_deletes_their_rows_and_only_theirs(client: TestClient) -> None:
+def test_consuming_segments_deletes_the_batches_read_and_keeps_the_rest(
+    client: TestClient,
+) -> None:
     experiment = create(client)
     arm = experiment["arms"][1]["id"]
     runtime = runtime_of(client)
     with runtime.transaction() as session:
-        add_counts(
-            session.connection(), "pending_counts", PENDING_KEY, pending_rows(experiment["id"], arm)
-        )
+        clear_pending(session.connection())  # what creating the experiment counted
+        insert_pending(session.connection(), experiment["id"], pending_rows(arm))
+        insert_pending(session.connection(), experiment["id"], pending_rows(arm, plus=10)[::2])
     with runtime.transaction() as session:
         read = repo.pending_counts_for_update(session, experiment["id"])
-        assert len(read) == 12
-        assert read.rows()[0] == repo.PendingRow(arm, "target", "contact", "", 0, 1, 0)
-        consumed = read.select(read.segment != 1)  # segments 0 and 2
-        repo.consume_pending_counts(session, experiment["id"], consumed)
+        assert len(read.batch_ids) == 2
+        rows = read.window.rows()
+        assert len(rows) == 12  # summed by key over the two batches
+        assert rows[0] == repo.PendingRow(arm, "target", "contact", "", 0, 1 + 11, 0)
+        assert rows[1] == repo.PendingRow(arm, "target", "contact", "", 0, 2 + 12, 1)
+        # A batch that arrives after the read (a writer on PostgreSQL) is not the tick's.
+        late = [repo.PendingRow(arm, "reference", "exposure", "", 3, 7, 2)]
+        insert_pending(session.connection(), experiment["id"], late)
+        kept = read.window.select(read.window.segment == 1)
+        repo.consume_pending_counts(session, experiment["id"], read.batch_ids, kept)
     with runtime.read_transaction() as session:
         left = repo.pending_counts_for_update(session, experiment["id"])
-    assert left.rows() == [row for row in read.rows() if row.segment == 1]
+        assert repo.has_reference_exposures_pending(session, experiment["id"])
+    assert len(left.batch_ids) == 2 and not set(left.batch_ids) & set(read.batch_ids)
+    assert left.window.rows() == sorted(kept.rows() + late)
+
+
+def test_batches_sum_by_key_whatever_their_vocabularies() -> None:
+    rng = np.random.default_rng(3)
+    kinds = [
+        (group, kind, reason)
+        for group in ("reference", "target")
+        for kind in ("exposure", "contact", "view")
+        for reason in ("", "over_ticket_limit")
+    ]
+    expected: dict[tuple[int, str, str, str, int, int], int] = {}
+    batches = []
+    for _ in range(7):
+        keys: dict[tuple[int, str, str, str, int, int], int] = {}
+        for _ in range(int(rng.integers(0, 60))):
+            g, t, r = kinds[int(rng.integers(len(kinds)))]
+            key = (int(rng.integers(1, 6)), g, t, r, int(rng.integers(0, 4)), int(rng.integers(3)))
+            keys[key] = keys.get(key, 0) + int(rng.integers(1, 2**40))
+        for key, count in keys.items():
+            expected[key] = expected.get(key, 0) + count
+        rows = [repo.PendingRow(a, g, t, r, b, n, s) for (a, g, t, r, b, s), n in keys.items()]
+        if rows:
+            batches.append(pack_batch(rows)[1:])
+    summed = sum_batches(batches).rows()
+    assert summed == sorted(summed, key=lambda r: (r.arm_id, r[1:4], r.bucket, r.segment))
+    assert {
+        (r.arm_id, r.group, r.type, r.reason, r.bucket, r.segment): r.count for r in summed
+    } == (expected)
+    assert sum_batches(batches[:1]).rows() == sorted(
+        sum_batches(batches[:1]).rows(), key=lambda r: (r.arm_id, r[1:4], r.bucket, r.segment)
+    )
+    assert sum_batches([]).rows() == []
 
 
 @pytest.mark.postgres

@@ -12,6 +12,7 @@ from api.app import create_app
 from api.db import migrations_config
 from tests.api.helpers import assign, create, event, post_events, tick
 from tests.conftest import settings_for
+from tests.pending import pending_rows
 
 
 def test_segments_migration_both_ways(database_url: str) -> None:
@@ -19,6 +20,8 @@ def test_segments_migration_both_ways(database_url: str) -> None:
         create(client)
         create(client, name="segmented", segments={"max_segments": 4})
     engine = create_engine(database_url)
+    config = migrations_config(database_url)
+    command.downgrade(config, "0024")  # pending_counts, before migration 0025 packed them
     with engine.begin() as connection:
         connection.execute(text("DELETE FROM pending_counts"))
         for segment, count in ((0, 3), (1, 4), (2, 5)):
@@ -30,7 +33,6 @@ def test_segments_migration_both_ways(database_url: str) -> None:
                 ),
                 {"segment": segment, "count": count},
             )
-    config = migrations_config(database_url)
     command.downgrade(config, "0018")
     with engine.connect() as connection:
         rows = connection.execute(
@@ -43,9 +45,7 @@ def test_segments_migration_both_ways(database_url: str) -> None:
     assert "max_segments" not in experiment_columns
     command.upgrade(config, "head")
     with engine.connect() as connection:
-        rows = connection.execute(
-            text("SELECT segment, count FROM pending_counts WHERE experiment_id = 2")
-        ).all()
+        rows = [(row.segment, row.count) for row in pending_rows(connection, 2)]
         maximum = connection.execute(text("SELECT max_segments FROM experiments")).scalars().all()
     engine.dispose()
     assert [tuple(row) for row in rows] == [(0, 12)]

@@ -25,8 +25,9 @@ from sqlalchemy.orm import Session
 
 from api.db import is_sqlite
 from api.ingest import EventRow, insert_events
-from api.models import Arm, Event, Experiment, PendingCount, Tick
+from api.models import Arm, Event, Experiment, Tick
 from tests.conftest import ADMIN, similar_items
+from tests.pending import pending_totals
 from tests.process.conftest import ServerFactory, ServerProcess
 from tests.segment_state import stored_pairs
 
@@ -222,7 +223,7 @@ def _tick(server: ServerProcess) -> dict[str, Any]:
 
 
 def _assert_ticks_consistent(database_url: str) -> dict[str, float]:
-    """Per group and type, the applied ticks plus what still waits in ``pending_counts``
+    """Per group and type, the applied ticks plus what still waits in ``pending_batches``
     add up to the stored rows; called after a final applied tick with nothing written since,
     so nothing may still wait."""
     engine = create_engine(database_url)
@@ -240,10 +241,10 @@ def _assert_ticks_consistent(database_url: str) -> dict[str, float]:
                     )
                 )
             }
-            waiting = session.scalar(
-                select(func.count())
-                .select_from(PendingCount)
-                .where(PendingCount.count != 0, PendingCount.type.in_(["exposure", "contact"]))
+            waiting = sum(
+                1
+                for key in pending_totals(session.connection())
+                if key[3] in ("exposure", "contact")
             )
             assert waiting == 0, f"{waiting} pending counts were never consumed by a tick"
             applied_ticks = [tick for tick in ticks if tick.applied]
@@ -504,7 +505,7 @@ def test_kill_9_inside_a_tick_leaves_all_or_nothing(
                     )
                 )
             )
-            pending = session.scalar(select(func.coalesce(func.sum(PendingCount.count), 0)))
+            pending = sum(pending_totals(session.connection()).values())
     finally:
         engine.dispose()
     # All or nothing: no tick and every count still pending, or one tick that counted the

@@ -24,8 +24,9 @@ import pytest
 from sqlalchemy import create_engine, func, select
 from sqlalchemy.orm import Session
 
-from api.models import Event, Experiment, PendingCount, Tick, TickArm
+from api.models import Event, Experiment, Tick, TickArm
 from tests.conftest import ADMIN, similar_items
+from tests.pending import pending_rows
 from tests.process.conftest import ServerFactory, ServerProcess
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
@@ -287,14 +288,9 @@ def test_two_replicas_apply_each_tick_once_and_both_serve_it_within_a_second(
             )
             # float(): PostgreSQL's sum of a bigint is a numeric (a Decimal here), which
             # does not add to the ticks' float totals.
-            pending = {
-                kind: float(total)
-                for kind, total in connection.execute(
-                    select(PendingCount.type, func.sum(PendingCount.count))
-                    .where(PendingCount.experiment_id == experiment_id)
-                    .group_by(PendingCount.type)
-                ).all()
-            }
+            pending: dict[str, float] = {}
+            for row in pending_rows(connection, experiment_id):
+                pending[row.type] = pending.get(row.type, 0.0) + row.count
             applied = connection.execute(
                 select(
                     func.sum(Tick.reference_exposures + Tick.target_exposures),
