@@ -6,15 +6,12 @@ exposures and contacts in every (arm, segment): 42,000 keys. Timed, medians of
 ``--repeats``, alternating, each in its own transaction, commit included:
 
 - **rows**: the keys as ``pending_counts`` rows (a table with that migration's schema): the
-  tick's read as it was (straight from the driver, in key order, ``FOR UPDATE`` on
-  PostgreSQL, a ``PendingRow`` per row) and its delete (SQLite: one DELETE of the
-  segments; PostgreSQL: exactly the keys read, unnested);
+  tick's read and consume as they were just before migration 0025 (grouped by (arm,
+  group, type, reason), into ``repositories.PendingWindow`` columns; SQLite deletes the
+  segments read, PostgreSQL exactly the keys read, unnested);
 - **batches**: the same counts as 1, 100 and 1,000 pending batches (each key in one of
-  them): ``repositories.pending_counts_for_update`` (read, locked, summed) and
-  ``consume_pending_counts`` (delete the ids read);
-
-each both without and with a ``PendingRow`` per key (what the tick takes today: the
-driver's tuples, or the summed NumPy columns, are what a tick on arrays would take);
+  them): ``repositories.pending_counts_for_update`` (read, locked, summed into the same
+  columns) and ``consume_pending_counts`` (delete the ids read);
 - the writer's side: one commit adding 420 of the keys (a writer group's share), as the
   ``pending_counts`` upsert did and as one batch insert.
 
@@ -31,6 +28,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 if __package__ in (None, ""):
@@ -43,7 +41,7 @@ from sqlalchemy.orm import Session
 
 from api import repositories as repo
 from api.app import create_app
-from api.db import add_counts, array_params, driver_rows, upgrade_database
+from api.db import add_counts, column_params, driver_rows, upgrade_database
 from api.pending import PendingRow, pack_batch
 from api.settings import Settings
 from benchmarks.common import ADMIN_TOKEN, SIMILAR_ITEMS, say
@@ -86,20 +84,61 @@ def window(experiment_id: int) -> list[PendingRow]:
     ]
 
 
-def old_tick(connection: Connection, experiment_id: int, *, named: bool = True) -> int:
-    """main's read (pending_counts_for_update) and consume, on the old table (``named``:
-    a PendingRow per row, as the tick takes them)."""
+_PREFIX = "arm_id, assignment_group, type, reason"
+
+
+def old_tick(connection: Connection, experiment_id: int) -> int:
+    """The tick's read and consume before migration 0025 (039574d's
+    pending_counts_for_update, PendingWindow.of_groups and consume_pending_counts), on a
+    table with the old schema: the rows grouped by (arm, group, type, reason), each
+    group's buckets, counts and segments as comma-separated integers, into columns; SQLite
+    deletes the segments read, PostgreSQL exactly the keys read."""
     postgres = connection.dialect.name == "postgresql"
-    rows = driver_rows(
+    if postgres:
+        lists = ", ".join(
+            f"string_agg({column}::text, ',' ORDER BY bucket, segment)"
+            for column in ("bucket", "count", "segment")
+        )
+        source = (
+            f"(SELECT {_PREFIX}, bucket, count, segment FROM old_pending_counts "
+            f"WHERE experiment_id = {experiment_id} ORDER BY {_PREFIX}, bucket, segment "
+            "FOR UPDATE) AS locked"
+        )
+    else:
+        lists = "group_concat(bucket), group_concat(count), group_concat(segment)"
+        source = f"old_pending_counts WHERE experiment_id = {experiment_id}"
+    groups = driver_rows(
         connection,
-        "SELECT arm_id, assignment_group, type, reason, bucket, count, segment "
-        f"FROM old_pending_counts WHERE experiment_id = {experiment_id} "
-        "ORDER BY arm_id, assignment_group, type, reason, bucket, segment"
-        + (" FOR UPDATE" if postgres else ""),
+        f"SELECT {_PREFIX}, count(*), {lists} FROM {source} GROUP BY {_PREFIX} ORDER BY {_PREFIX}",
         (),
     )
-    read = list(map(PendingRow._make, rows)) if named else rows
+    arm_id, group, type_, reason, sizes, *texts = zip(*groups, strict=True)
+    repeats = np.fromiter(sizes, np.int64, len(sizes))
+    bucket, count, segment = (
+        np.fromstring(",".join(column), dtype=np.int64, sep=",") for column in texts
+    )
+    window = repo.PendingWindow.of(
+        list(zip(arm_id, group, type_, reason, sizes, sizes, sizes, strict=True))
+    )
+    window = replace(
+        window,
+        arm_id=np.repeat(window.arm_id, repeats),
+        group=np.repeat(window.group, repeats),
+        type=np.repeat(window.type, repeats),
+        reason=np.repeat(window.reason, repeats),
+        bucket=bucket,
+        count=count,
+        segment=segment,
+    )
     if postgres:
+        columns = (
+            window.arm_id.tolist(),
+            window.strings("group"),
+            window.strings("type"),
+            window.strings("reason"),
+            window.bucket.tolist(),
+            window.segment.tolist(),
+        )
         connection.exec_driver_sql(
             "DELETE FROM old_pending_counts WHERE experiment_id = %s AND "
             "(arm_id, assignment_group, type, reason, bucket, segment) IN (SELECT * FROM "
@@ -107,19 +146,16 @@ def old_tick(connection: Connection, experiment_id: int, *, named: bool = True) 
             "%s::int[]))",
             (
                 experiment_id,
-                *array_params(
-                    ("int", "varchar", "varchar", "varchar", "int", "int"),
-                    [(*row[:5], row[6]) for row in read],
-                ),
+                *column_params(("int", "varchar", "varchar", "varchar", "int", "int"), columns),
             ),
         )
     else:
-        listed = ", ".join(str(s) for s in sorted({row[6] for row in read}))
+        listed = ", ".join(str(s) for s in window.distinct_segments())
         connection.exec_driver_sql(
             f"DELETE FROM old_pending_counts WHERE experiment_id = {experiment_id} "
             f"AND segment IN ({listed})"
         )
-    return len(read)
+    return len(window)
 
 
 def old_fill(connection: Connection, experiment_id: int, rows: list[PendingRow]) -> None:
@@ -176,21 +212,22 @@ def run(url: str, repeats: int) -> None:
         for _ in range(repeats):
             with runtime.transaction() as session:
                 old_fill(session.connection(), experiment_id, rows)
-            timed("rows", lambda s: old_tick(s.connection(), experiment_id, named=False))
-            with runtime.transaction() as session:
-                old_fill(session.connection(), experiment_id, rows)
-            timed("rows_named", lambda s: old_tick(s.connection(), experiment_id))
+            timed("rows", lambda s: old_tick(s.connection(), experiment_id))
             for batches in (1, 100, 1000):
-                for named in (False, True):
-                    with runtime.transaction() as session:
-                        new_fill(session.connection(), experiment_id, rows, batches)
+                with runtime.transaction() as session:
+                    new_fill(session.connection(), experiment_id, rows, batches)
 
-                    def new_tick(session: Session, named: bool = named) -> None:
-                        read = repo.pending_counts_for_update(session, experiment_id)
-                        assert len(read.window.rows() if named else read.window) == len(rows)
-                        repo.consume_pending_counts(session, experiment_id, read.batch_ids, [])
+                def new_tick(session: Session) -> None:
+                    read = repo.pending_counts_for_update(session, experiment_id)
+                    assert len(read.window) == len(rows)
+                    repo.consume_pending_counts(
+                        session,
+                        experiment_id,
+                        read.batch_ids,
+                        read.window.select(np.zeros(len(read.window), bool)),
+                    )
 
-                    timed(f"batches_{batches}{'_named' if named else ''}", new_tick)
+                timed(f"batches_{batches}", new_tick)
             timed("write_rows", lambda s: old_fill(s.connection(), experiment_id, writes))
             timed("write_batch", lambda s: new_fill(s.connection(), experiment_id, writes, 1))
             with runtime.transaction() as session:
@@ -200,16 +237,12 @@ def run(url: str, repeats: int) -> None:
             session.connection().exec_driver_sql("DROP TABLE old_pending_counts")
     store = url.split(":", 1)[0].split("+", 1)[0]
     m = {name: statistics.median(values) for name, values in times.items()}
-    for suffix, what in (
-        ("", "the driver's rows / NumPy columns"),
-        ("_named", "a PendingRow per key"),
-    ):
-        say(
-            f"pending counts [{store}], dense window ({len(rows):,} keys), read + consume, "
-            f"{what}, medians of {repeats}: as rows {m['rows' + suffix]:.1f} ms; as 1 batch "
-            f"{m['batches_1' + suffix]:.1f} ms, 100 batches {m['batches_100' + suffix]:.1f} ms, "
-            f"1,000 batches {m['batches_1000' + suffix]:.1f} ms"
-        )
+    say(
+        f"pending counts [{store}], dense window ({len(rows):,} keys), read into columns + "
+        f"consumed, medians of {repeats}: as rows (grouped read) {m['rows']:.1f} ms; as 1 "
+        f"batch {m['batches_1']:.1f} ms, 100 batches {m['batches_100']:.1f} ms, 1,000 batches "
+        f"{m['batches_1000']:.1f} ms"
+    )
     say(
         f"pending counts [{store}], a writer commit of {len(writes)} keys: upserted as rows "
         f"{m['write_rows']:.2f} ms, inserted as one batch {m['write_batch']:.2f} ms"
