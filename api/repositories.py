@@ -198,10 +198,11 @@ def _encoded(values: Sequence[str]) -> tuple[IntArray, tuple[str, ...]]:
 @dataclass(frozen=True, eq=False)
 class PendingWindow:
     """Pending counts of an experiment as columns, one entry per key (the pending batches
-    summed by key, :meth:`of_columns`, in key order): the integer columns as int64 arrays, the strings (``group``, ``type``,
-    ``reason``) as codes into their vocabularies (row ``i``'s group is
-    ``groups[group[i]]``). A segmented tick reads tens of thousands of rows: it selects and
-    sums them by masks of these arrays instead of looping over a tuple per row."""
+    summed by key, :meth:`of_columns`, in key order): the integer columns as int64 arrays,
+    the strings (``group``, ``type``, ``reason``) as codes into their vocabularies (row
+    ``i``'s group is ``groups[group[i]]``). A segmented tick reads tens of thousands of
+    keys: it selects and sums them by masks of these arrays instead of looping over a tuple
+    per key."""
 
     arm_id: IntArray
     group: IntArray
