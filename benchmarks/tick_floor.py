@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
+import numpy.typing as npt
 from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
@@ -23,7 +24,8 @@ def tick_floor(connection: Connection, experiment_id: int, number: int) -> None:
     (``tick_segment_windows``, a row). Arrays travel as api.db's text literals, the rows
     come straight from the driver, the pending batches are summed (``api.pending``) and go
     by one DELETE of the experiment's; the posteriors written are placeholders of the
-    right size (the floor does no statistics)."""
+    right size (the floor does no statistics); the window is summed with NumPy, as the
+    service sums it."""
     postgres = connection.dialect.name == "postgresql"
     lock = " FOR NO KEY UPDATE" if postgres else ""
     driver_rows(connection, f"SELECT id FROM experiments WHERE id = {experiment_id}{lock}", ())
@@ -33,7 +35,7 @@ def tick_floor(connection: Connection, experiment_id: int, number: int) -> None:
         f"WHERE experiment_id = {experiment_id}" + (" FOR UPDATE" if postgres else ""),
         (),
     )
-    pending = sum_batches(batches).rows()
+    window = repo.PendingWindow.of_columns(sum_batches(batches))
     connection.exec_driver_sql(f"DELETE FROM pending_batches WHERE experiment_id = {experiment_id}")
     tick_id = connection.exec_driver_sql(
         "INSERT INTO ticks (experiment_id, number, created_at, applied, mode, decay, "
@@ -42,45 +44,37 @@ def tick_floor(connection: Connection, experiment_id: int, number: int) -> None:
         f"({experiment_id}, {number}, '2026-01-01 00:00:00', true, 'request', 1.0, "
         "0, 0, 0, 0, 0, 0) RETURNING id"
     ).scalar_one()
-    by_arm: dict[int, list[float]] = {}
-    by_pair: dict[tuple[int, int], list[float]] = {}
-    report: dict[tuple[int, str, str, int, int], int] = {}
-    for arm_id, group, kind, _reason, bucket, count, segment in pending:
-        key = (arm_id, group, kind, bucket, segment)  # the report's key, per segment
-        report[key] = report.get(key, 0) + count
-        if kind in ("exposure", "contact"):
-            by_pair.setdefault((segment, arm_id), [0.0, 0.0])[kind == "contact"] += count
-            if group == "target":
-                by_arm.setdefault(arm_id, [0.0, 0.0])[kind == "contact"] += count
+    # The window's sums as the tick needs them, with NumPy (as the service): per target
+    # arm, and per (segment, arm) of every group; exposures then contacts.
+    contact = window.type_is("contact")
+    counted = window.type_is("exposure") | contact
+    counts = window.count.astype(np.float64)
+    target = counted & window.group_is("target")
+    arms, arm_of = np.unique(window.arm_id[target], return_inverse=True)
+    n_arm = np.bincount(arm_of, np.where(contact[target], 0.0, counts[target]), arms.size)
+    c_arm = np.bincount(arm_of, np.where(contact[target], counts[target], 0.0), arms.size)
     insert_rows(
         connection,
         "tick_arms",
         repo.TICK_ARM_COLUMNS,
         [
             (tick_id, arm_id, n, c, c, n - c, 1.0, 1.0, 1.0 + c, 1.0 + n, 0.0, 0.002, None)
-            for arm_id, (n, c) in by_arm.items()
+            for arm_id, n, c in zip(arms.tolist(), n_arm.tolist(), c_arm.tolist(), strict=True)
         ],
     )
     update_rows(
         connection,
         "arms",
         repo.ARM_STATE_COLUMNS,
-        [(1.0 + c, 1.0 + n, n, c, 0.0, arm_id) for arm_id, (n, c) in by_arm.items()],
+        [
+            (1.0 + c, 1.0 + n, n, c, 0.0, arm_id)
+            for arm_id, n, c in zip(arms.tolist(), n_arm.tolist(), c_arm.tolist(), strict=True)
+        ],
     )
-    if any(segment for segment, _ in by_pair):
-        _segment_writes(connection, tick_id, by_pair)
+    if np.any(window.segment[counted]):
+        _segment_writes(connection, tick_id, window, counted, contact)
     with Session(bind=connection) as session:  # the service's batches: a row per kind
-        repo.add_metric_counts(
-            session,
-            experiment_id,
-            1,
-            repo.PendingWindow.of(
-                [
-                    repo.PendingRow(arm_id, group, kind, "", bucket, count, segment)
-                    for (arm_id, group, kind, bucket, segment), count in report.items()
-                ]
-            ),
-        )
+        repo.add_metric_counts(session, experiment_id, 1, window)
     connection.exec_driver_sql(
         "UPDATE experiments SET tick_count = tick_count + 1, version = version + 1 "
         f"WHERE id = {experiment_id}"
@@ -88,13 +82,24 @@ def tick_floor(connection: Connection, experiment_id: int, number: int) -> None:
 
 
 def _segment_writes(
-    connection: Connection, tick_id: int, by_pair: dict[tuple[int, int], list[float]]
+    connection: Connection,
+    tick_id: int,
+    window: repo.PendingWindow,
+    counted: npt.NDArray[np.bool_],
+    contact: npt.NDArray[np.bool_],
 ) -> None:
     """The per-segment state read and written packed (one row per arm, as the service),
     and the tick's (segment, arm) record (one row)."""
-    segments = np.array([s for s, _ in by_pair])
-    arm_ids = np.array([arm_id for _, arm_id in by_pair])
-    exposures, events = np.array(list(by_pair.values())).T
+    counts = window.count.astype(np.float64)
+    pairs, pair_of = np.unique(
+        np.stack([window.segment[counted], window.arm_id[counted]], axis=1),
+        axis=0,
+        return_inverse=True,
+    )
+    pair_of = pair_of.ravel()
+    exposures = np.bincount(pair_of, np.where(contact[counted], 0.0, counts[counted]), len(pairs))
+    events = np.bincount(pair_of, np.where(contact[counted], counts[counted], 0.0), len(pairs))
+    segments, arm_ids = pairs[:, 0], pairs[:, 1]
     with Session(bind=connection) as session:  # the service's statements
         arms = sorted(set(arm_ids.tolist()))
         repo.arm_segment_states(session, arms)
