@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import itertools
 import os
 import sys
@@ -52,6 +53,7 @@ from api.app import create_app
 from api.db import upgrade_database
 from api.pending import pack_batch
 from api.runtime import Runtime
+from api.server import tune_gc_after_startup
 from api.services.common import now_utc
 from api.services.segments import register_segments
 from api.services.ticks import apply_tick, prepare_propensities
@@ -183,6 +185,18 @@ def bench_tick(url: str, ticks: int, segments: int = 1000, arms: int = 20) -> di
         snapshot_refresh_s=3600,
     )
     app = create_app(settings)
+    # The collector as `ranktune serve` tunes it (api.server.tune_gc_after_startup): else
+    # a full collection of this process's objects lands in one timed tick or another.
+    tune_gc_after_startup(app)
+    threshold = gc.get_threshold()
+    try:
+        return _bench_tick(app, url, ticks, segments, arms)
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*threshold)
+
+
+def _bench_tick(app: FastAPI, url: str, ticks: int, segments: int, arms: int) -> dict[str, float]:
     with TestClient(app) as client:
         runtime: Runtime = app.state.runtime
         segmented = client.post(
