@@ -14,6 +14,7 @@ from api.app import create_app
 from api.db import migrations_config
 from tests.api.helpers import create, tick
 from tests.conftest import ADMIN, settings_for
+from tests.segment_state import recorded_pairs
 
 PRIOR = (2.0, 3.0)  # the experiment's prior: what a segment without a row holds
 
@@ -74,7 +75,7 @@ def test_packed_segment_state_migration_both_ways(database_url: str) -> None:
         runtime = client.app.state.runtime  # type: ignore[attr-defined]
         with runtime.read_transaction() as session:
             states = repo.arm_segment_states(session, arm_ids)
-            records = repo.tick_segment_records(session, [tick_id])
+            unpacked = sorted(tuple(pair) for pair in recorded_pairs(session, [tick_id]))
         assert sorted(states) == arm_ids[:-1]  # the arm without data has no row
         for arm_id, state in states.items():
             mine = {s: p for p in pairs if p[0] == arm_id for s in [p[1]]}
@@ -83,21 +84,6 @@ def test_packed_segment_state_migration_both_ways(database_url: str) -> None:
                 expected = mine[s][2:] if s in mine else (*PRIOR, 0.0, 0.0)
                 got = (state.alphas[s], state.betas[s], state.exposures[s], state.target_events[s])
                 assert got == expected
-        packed = records[tick_id]
-        unpacked = sorted(
-            zip(
-                [tick_id] * packed.segments.size,
-                packed.segments.tolist(),
-                packed.arm_ids.tolist(),
-                packed.exposures.tolist(),
-                packed.target_events.tolist(),
-                packed.alpha_increments.tolist(),
-                packed.beta_increments.tolist(),
-                packed.alphas_after.tolist(),
-                packed.betas_after.tolist(),
-                strict=True,
-            )
-        )
         assert unpacked == sorted(recorded)
         # The service reads the packed state: one segment's statistics are its pairs'.
         stats = client.get(
