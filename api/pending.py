@@ -103,7 +103,8 @@ def pack_columns(
 class PendingColumns:
     """Pending counts summed by key, as parallel arrays in key order (arm, group, type,
     reason, bucket, segment): ``kinds[kind_codes[i]]`` is the i-th key's (group, type,
-    reason)."""
+    reason). ``repositories.PendingWindow.of_columns`` makes them a tick's window (and its
+    ``rows()`` gives them back as :class:`PendingRow` tuples)."""
 
     kinds: list[Kind]
     arm_ids: Ints
@@ -111,30 +112,6 @@ class PendingColumns:
     buckets: Ints
     segments: Ints
     counts: Ints
-
-    def rows(self) -> list[PendingRow]:
-        """One :class:`PendingRow` per key, in key order."""
-        if not self.kinds:
-            return []
-        groups, types, reasons = (
-            np.array([kind[part] for kind in self.kinds], dtype=object)[self.kind_codes].tolist()
-            for part in range(3)
-        )
-        return list(
-            map(
-                PendingRow._make,
-                zip(
-                    self.arm_ids.tolist(),
-                    groups,
-                    types,
-                    reasons,
-                    self.buckets.tolist(),
-                    self.counts.tolist(),
-                    self.segments.tolist(),
-                    strict=True,
-                ),
-            )
-        )
 
 
 _EMPTY: Ints = np.zeros(0, dtype=np.int64)

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable
 from sqlalchemy import Connection, text
 
 from api.pending import BATCH_COLUMNS, PendingRow, pack_batch, sum_batches
-from api.repositories import insert_pending_batches
+from api.repositories import PendingWindow, insert_pending_batches
 
 # (experiment_id, arm_id, group, type, reason, bucket, segment)
 Key = tuple[int, int, str, str, str, int, int]
@@ -24,7 +24,7 @@ def pending_rows(connection: Connection, experiment_id: int) -> list[PendingRow]
         ),
         {"experiment_id": experiment_id},
     ).all()
-    return sum_batches(tuple(batch) for batch in batches).rows()
+    return PendingWindow.of_columns(sum_batches(tuple(batch) for batch in batches)).rows()
 
 
 def pending_totals(connection: Connection, experiment_id: int | None = None) -> dict[Key, int]:

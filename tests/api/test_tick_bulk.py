@@ -247,15 +247,19 @@ def test_batches_sum_by_key_whatever_their_vocabularies() -> None:
         rows = [repo.PendingRow(a, g, t, r, b, n, s) for (a, g, t, r, b, s), n in keys.items()]
         if rows:
             batches.append(pack_batch(rows)[1:])
-    summed = sum_batches(batches).rows()
+
+    def summed_rows(parts: list[Any]) -> list[repo.PendingRow]:
+        return repo.PendingWindow.of_columns(sum_batches(parts)).rows()
+
+    summed = summed_rows(batches)
     assert summed == sorted(summed, key=lambda r: (r.arm_id, r[1:4], r.bucket, r.segment))
     assert {
         (r.arm_id, r.group, r.type, r.reason, r.bucket, r.segment): r.count for r in summed
     } == (expected)
-    assert sum_batches(batches[:1]).rows() == sorted(
-        sum_batches(batches[:1]).rows(), key=lambda r: (r.arm_id, r[1:4], r.bucket, r.segment)
+    assert summed_rows(batches[:1]) == sorted(
+        summed_rows(batches[:1]), key=lambda r: (r.arm_id, r[1:4], r.bucket, r.segment)
     )
-    assert sum_batches([]).rows() == []
+    assert summed_rows([]) == []
 
 
 @pytest.mark.postgres
