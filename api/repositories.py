@@ -424,24 +424,29 @@ def insert_pending_batches(
     )
 
 
-_BATCH_ID_CHUNK = 5000  # ids per DELETE on SQLite (inlined integers)
+_ID_CHUNK = 5000  # ids per DELETE on SQLite (inlined integers)
+
+
+def _delete_ids(connection: Connection, table: str, ids: Sequence[int]) -> None:
+    """Delete exactly these rows of ``table`` by id: PostgreSQL, one statement with the ids
+    as an array; SQLite, inlined integers in chunks."""
+    if not ids:
+        return
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql(
+            f"DELETE FROM {table} WHERE id = ANY(%s::bigint[])",
+            ("{" + ",".join(str(int(row_id)) for row_id in ids) + "}",),
+        )
+        return
+    for start in range(0, len(ids), _ID_CHUNK):
+        listed = ", ".join(str(int(i)) for i in ids[start : start + _ID_CHUNK])
+        connection.exec_driver_sql(f"DELETE FROM {table} WHERE id IN ({listed})")
 
 
 def delete_pending_batches(session: Session, batch_ids: Sequence[int]) -> None:
     """Delete exactly these batches (the ones a tick or a discard read and holds locked):
     a batch committed since that read is not theirs to consume."""
-    if not batch_ids:
-        return
-    connection = session.connection()
-    if connection.dialect.name == "postgresql":
-        connection.exec_driver_sql(
-            "DELETE FROM pending_batches WHERE id = ANY(%s::bigint[])",
-            ("{" + ",".join(str(int(batch_id)) for batch_id in batch_ids) + "}",),
-        )
-        return
-    for start in range(0, len(batch_ids), _BATCH_ID_CHUNK):
-        listed = ", ".join(str(int(i)) for i in batch_ids[start : start + _BATCH_ID_CHUNK])
-        connection.exec_driver_sql(f"DELETE FROM pending_batches WHERE id IN ({listed})")
+    _delete_ids(session.connection(), "pending_batches", batch_ids)
 
 
 def pack_window(window: PendingWindow) -> BatchValues:
@@ -556,22 +561,27 @@ def fold_metric_batches(session: Session, experiment_id: int) -> int:
     for _, phase, group, kind, *blobs in batches:
         columns = np.stack([unpack_ints(blob) for blob in blobs])  # arm, bucket, segment, count
         by_kind.setdefault((int(phase), str(group), str(kind)), []).append(columns)
-    rows: list[tuple[Any, ...]] = []
-    for (phase, group, kind), parts in by_kind.items():
-        columns = np.concatenate(parts, axis=1)
-        keys, inverse = np.unique(columns[:3].T, axis=0, return_inverse=True)
-        counts = np.bincount(inverse.ravel(), weights=columns[3], minlength=len(keys))
-        rows.extend(
-            (experiment_id, phase, arm_id, group, kind, bucket, segment, count)
-            for (arm_id, bucket, segment), count in zip(
-                keys.tolist(), counts.astype(np.int64).tolist(), strict=True
-            )
-        )
+    rows: list[tuple[Any, ...]] = [
+        (experiment_id, phase, arm_id, group, kind, bucket, segment, count)
+        for (phase, group, kind), parts in by_kind.items()
+        for (arm_id, bucket, segment), count in _summed_counts(parts, 3)
+    ]
     rows.sort()  # key order: the order PostgreSQL's writers lock ``metric_counts`` rows in
     add_counts(connection, "metric_counts", _METRIC_COUNT_KEY, rows)
-    ids = ", ".join(str(int(batch[0])) for batch in batches)  # ints: nothing to escape
-    connection.exec_driver_sql(f"DELETE FROM metric_count_batches WHERE id IN ({ids})")
+    _delete_ids(connection, "metric_count_batches", [int(batch[0]) for batch in batches])
     return len(batches)
+
+
+def _summed_counts(parts: Sequence[IntArray], width: int) -> list[tuple[list[int], int]]:
+    """Packed report counts (arrays of rows arm, bucket, segment, count, side by side)
+    summed by their first ``width`` rows (arm and bucket; or with the segment): each key
+    once, with its total."""
+    columns = np.concatenate(parts, axis=1)
+    if not columns.shape[1]:
+        return []
+    keys, inverse = np.unique(columns[:width].T, axis=0, return_inverse=True)
+    counts = np.bincount(inverse.ravel(), weights=columns[3], minlength=len(keys))
+    return list(zip(keys.tolist(), counts.astype(np.int64).tolist(), strict=True))
 
 
 def experiments_with_metric_batches(session: Session) -> list[int]:
@@ -649,14 +659,7 @@ def metric_counts(
                 columns = columns[:, columns[2] == segment]
             unfolded.setdefault((str(group), str(kind)), []).append(columns)
     for (group, kind), parts in unfolded.items():
-        columns = np.concatenate(parts, axis=1)
-        if not columns.shape[1]:
-            continue
-        keys, inverse = np.unique(columns[:2].T, axis=0, return_inverse=True)
-        counts = np.bincount(inverse.ravel(), weights=columns[3], minlength=len(keys))
-        for (arm, bucket_of), added in zip(
-            keys.tolist(), counts.astype(np.int64).tolist(), strict=True
-        ):
+        for (arm, bucket_of), added in _summed_counts(parts, 2):
             key_of = (arm, group, kind, bucket_of)
             totals[key_of] = totals.get(key_of, 0) + added
     return [(*key_of, count) for key_of, count in sorted(totals.items())]
