@@ -150,6 +150,12 @@ def driver_rows(connection: Connection, statement: str, params: tuple[Any, ...])
         cursor.close()
 
 
+def param_mark(connection: Connection) -> str:
+    """The driver's mark for one parameter of a statement run through it (``driver_rows``,
+    ``exec_driver_sql``): psycopg's ``%s``, sqlite3's ``?``."""
+    return "%s" if connection.dialect.name == "postgresql" else "?"
+
+
 def pack_floats(values: npt.ArrayLike) -> bytes:
     """An array of floats as stored in a packed column: little-endian float64 bytes."""
     return np.ascontiguousarray(values, dtype="<f8").tobytes()

@@ -36,6 +36,7 @@ from api.db import (
     insert_rows,
     pack_floats,
     pack_ints,
+    param_mark,
     unpack_floats,
     unpack_ints,
     update_rows,
@@ -414,10 +415,9 @@ def insert_pending_batches(
     if not batches:
         return
     names = ", ".join(BATCH_COLUMNS)
-    if connection.dialect.name == "postgresql":
-        marks = "%s, %s, %s::json, %s, %s, %s, %s, %s"
-    else:
-        marks = ", ".join("?" * len(BATCH_COLUMNS))
+    mark = param_mark(connection)
+    json_mark = f"{mark}::json" if connection.dialect.name == "postgresql" else mark
+    marks = ", ".join(json_mark if name == "kinds" else mark for name in BATCH_COLUMNS)
     connection.exec_driver_sql(
         f"INSERT INTO pending_batches ({names}) VALUES ({marks})",
         [(experiment_id, *values) for experiment_id, values in batches],
@@ -517,7 +517,7 @@ def add_metric_counts(
     kinds = window.group * n_types + window.type
     unique, first = np.unique(kinds, return_index=True)
     connection = session.connection()
-    mark = "%s" if connection.dialect.name == "postgresql" else "?"
+    mark = param_mark(connection)
     batches = []
     for kind in unique[np.argsort(first)].tolist():
         mine = kinds == kind
@@ -1530,7 +1530,7 @@ def arm_points(
     if not numbers:
         return []
     connection = session.connection()
-    mark = "%s" if connection.dialect.name == "postgresql" else "?"
+    mark = param_mark(connection)
     marks = ", ".join([mark] * len(numbers))
     return driver_rows(
         connection,
@@ -1626,7 +1626,7 @@ def write_arm_segment_states(session: Session, states: dict[int, ArmSegmentArray
     if not states:
         return
     connection = session.connection()
-    mark = "%s" if connection.dialect.name == "postgresql" else "?"
+    mark = param_mark(connection)
     marks = ", ".join([mark] * 5)
     connection.exec_driver_sql(
         "INSERT INTO arm_segment_states (arm_id, alphas, betas, exposures, target_events) "
@@ -1669,7 +1669,7 @@ def insert_tick_segment_records(
 ) -> None:
     """Record an applied tick's (segment, arm) pairs: one row, an array per column."""
     connection = session.connection()
-    mark = "%s" if connection.dialect.name == "postgresql" else "?"
+    mark = param_mark(connection)
     connection.exec_driver_sql(
         f"INSERT INTO tick_segment_windows (tick_id, {', '.join(_TICK_SEGMENT_COLUMNS)}) "
         f"VALUES ({', '.join([mark] * (len(_TICK_SEGMENT_COLUMNS) + 1))})",

@@ -227,8 +227,9 @@ def apply_tick(
     ready = segments.ready_segments(every_segment)
     in_ready = np.isin(pending.segment, sorted(ready))
     counted = every_segment.select(in_ready) if ready else every_segment
-    # What an applied tick does not consume: the other segments' counts, as read.
-    kept = pending.select(~in_ready) if ready else pending.select(np.zeros(len(pending), bool))
+    # What an applied tick does not consume: the other segments' counts, as read (a tick
+    # applies only with some segment ready).
+    kept = pending.select(~in_ready)
     report_types = {
         "exposure",
         experiment.target_event,
