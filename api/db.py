@@ -178,18 +178,12 @@ def unpack_ints(blob: bytes | memoryview) -> npt.NDArray[np.int64]:
 
 def array_params(kinds: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> tuple[str, ...]:
     """The columns of ``rows`` as PostgreSQL array literals, one per column, for statements
-    that unnest ``%s::<kind>[]`` parameters (:func:`column_params` of the rows' columns)."""
+    that unnest ``%s::<kind>[]`` parameters. Text, not lists: psycopg adapts a list element
+    by element in Python, which cost a tick of 500 arms more than its statements (about
+    5x the time of joining the literal). ``kinds``: the PostgreSQL type of each column
+    (``int``/``bigint``: integers, ``float8``: floats written exactly by ``repr``,
+    anything else: text, quoted); None is NULL."""
     columns = list(zip(*rows, strict=True)) or [() for _ in kinds]
-    return column_params(kinds, columns)
-
-
-def column_params(kinds: Sequence[str], columns: Sequence[Sequence[Any]]) -> tuple[str, ...]:
-    """Columns (each a sequence of values, all of one length) as PostgreSQL array
-    literals. Text, not lists: psycopg adapts a list element by element in Python, which
-    cost a tick of 500 arms more than its statements (about 5x the time of joining the
-    literal). ``kinds``: the PostgreSQL type of each column (``int``/``bigint``: integers,
-    ``float8``: floats written exactly by ``repr``, anything else: text, quoted); None is
-    NULL."""
     return tuple(_array_literal(column, kind) for column, kind in zip(columns, kinds, strict=True))
 
 

@@ -317,11 +317,6 @@ class PendingWindow:
         order = np.argsort(first)
         return dict(zip(unique[order].tolist(), sums[order].tolist(), strict=True))
 
-    def distinct_segments(self) -> list[int]:
-        """The segments of the rows, ascending."""
-        segments: list[int] = np.unique(self.segment).tolist()
-        return segments
-
     def strings(self, column: str) -> list[str]:
         """A string column (``group``, ``type`` or ``reason``) decoded, by row."""
         codes: IntArray = getattr(self, column)

@@ -41,7 +41,7 @@ from sqlalchemy.orm import Session
 
 from api import repositories as repo
 from api.app import create_app
-from api.db import add_counts, column_params, driver_rows, upgrade_database
+from api.db import add_counts, array_params, driver_rows, upgrade_database
 from api.pending import PendingRow, pack_batch
 from api.settings import Settings
 from benchmarks.common import ADMIN_TOKEN, SIMILAR_ITEMS, say
@@ -146,11 +146,14 @@ def old_tick(connection: Connection, experiment_id: int) -> int:
             "%s::int[]))",
             (
                 experiment_id,
-                *column_params(("int", "varchar", "varchar", "varchar", "int", "int"), columns),
+                *array_params(
+                    ("int", "varchar", "varchar", "varchar", "int", "int"),
+                    list(zip(*columns, strict=True)),
+                ),
             ),
         )
     else:
-        listed = ", ".join(str(s) for s in window.distinct_segments())
+        listed = ", ".join(str(s) for s in np.unique(window.segment).tolist())
         connection.exec_driver_sql(
             f"DELETE FROM old_pending_counts WHERE experiment_id = {experiment_id} "
             f"AND segment IN ({listed})"
