@@ -14,7 +14,11 @@ real-valued failures as the reference-ratio update makes them. Then, alternating
 * fit: :func:`bandit.hierarchy.fit_hierarchy` on all 20 arms at once, plus the same draw
   from the shrunk posteriors;
 * scipy per arm: ``scipy.optimize.minimize`` (L-BFGS-B, numerical gradient) of the same
-  objective arm by arm, the obvious alternative (``--scipy-repeats``, it is slow).
+  objective arm by arm, the obvious alternative (``--scipy-repeats``, it is slow);
+* a tick's refit: the evidence grown by one more window (drawn the same way with
+  ``--window`` of the evidence) fitted cold, and warm (``start=`` the fit before the window,
+  as ``api.services.segments.refit`` does), with the largest relative difference of their
+  ``mu`` and ``kappa``.
 
 Prints the medians (wall clock, and the process's CPU time: the machine is shared), each
 one's ratio to the baseline's median of the same run, and the largest difference of the
@@ -40,7 +44,7 @@ from scipy import optimize, special
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bandit.hierarchy import fit_hierarchy, log_objective
+from bandit.hierarchy import HierarchicalFit, fit_hierarchy, log_objective
 from bandit.update import Prior
 from benchmarks.common import say
 
@@ -84,6 +88,7 @@ def main() -> int:
     parser.add_argument("--scipy-repeats", type=int, default=3)
     parser.add_argument("--evidence", type=float, default=100_000.0, help="per arm")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--window", type=float, default=0.01, help="share of the evidence")
     args = parser.parse_args()
 
     rng = np.random.default_rng(args.seed)
@@ -98,12 +103,30 @@ def main() -> int:
         result = fit_hierarchy(x, m, prior=prior)
         draws.beta(result.alphas, result.betas)
 
-    timings: dict[str, list[float]] = {"baseline": [], "fit": [], "scipy per arm": []}
+    window_x, window_m = evidence(rng, args.evidence * args.window)
+    grown_x, grown_m = x + window_x, m + window_m
+    before = fit_hierarchy(x, m, prior=prior)
+
+    def cold() -> HierarchicalFit:
+        return fit_hierarchy(grown_x, grown_m, prior=prior)
+
+    def warm() -> HierarchicalFit:
+        return fit_hierarchy(grown_x, grown_m, prior=prior, start=(before.mu, before.kappa))
+
+    timings: dict[str, list[float]] = {
+        "baseline": [],
+        "fit": [],
+        "scipy per arm": [],
+        "refit, cold": [],
+        "refit, warm": [],
+    }
     cpu: dict[str, list[float]] = {label: [] for label in timings}
     cases: list[tuple[str, Callable[[], object], int]] = [
         ("baseline", baseline, args.repeats),
         ("fit", fit, args.repeats),
         ("scipy per arm", lambda: scipy_per_arm(x, m, prior), args.scipy_repeats),
+        ("refit, cold", cold, args.repeats),
+        ("refit, warm", warm, args.repeats),
     ]
     load = " ".join(f"{v:.2f}" for v in os.getloadavg())
     fit()  # warm-up (imports, caches)
@@ -141,6 +164,16 @@ def main() -> int:
     say(
         f"  objective: fit - scipy per arm, min {gap.min():+.2e}, max {gap.max():+.2e} "
         "(>= 0: the fit's maximum is as high)"
+    )
+    cold_fit, warm_fit = cold(), warm()
+    differences = [
+        float(np.max(np.abs(getattr(warm_fit, name) / getattr(cold_fit, name) - 1)))
+        for name in ("mu", "kappa")
+    ]
+    say(
+        f"  refit after a window of {args.window:.0%} of the evidence: Newton iterations "
+        f"cold {cold_fit.iterations} (after the grid), warm {warm_fit.iterations}; largest "
+        f"relative difference warm/cold: mu {differences[0]:.1e}, kappa {differences[1]:.1e}"
     )
     say(f"  load average after: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     return 0

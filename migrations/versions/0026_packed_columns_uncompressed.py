@@ -4,10 +4,10 @@ The packed columns (``pending_batches``, ``arm_segment_states``, ``tick_segment_
 ``metric_count_batches``: arrays of int64 and float64 as bytes, migrations 0023-0025) were
 ``bytea`` with PostgreSQL's default storage, EXTENDED: values over 2 kB are compressed by
 pglz in the writing transaction. A dense segmented tick (1,000 segments x 20 arms) writes
-about 3 MB of them, and pglz took most of its time (6 rows of 672 kB: 560 ms with
-compression, 17 ms without, on PostgreSQL 15). Storage EXTERNAL keeps them out of line,
-uncompressed: the size SQLite stores them at. Rows written before keep their compression
-(PostgreSQL reads both).
+about 3 MB of them, and pglz took most of its time (6 rows of 672 kB: 652 ms with
+compression, 20 ms without, on PostgreSQL 15: benchmarks/packed_columns.py). Storage
+EXTERNAL keeps them out of line, uncompressed: the size SQLite stores them at. Rows
+written before keep their compression (PostgreSQL reads both).
 
 Nothing to do on SQLite. Downgrade: back to EXTENDED.
 
