@@ -156,24 +156,101 @@ def param_mark(connection: Connection) -> str:
     return "%s" if connection.dialect.name == "postgresql" else "?"
 
 
-def pack_floats(values: npt.ArrayLike) -> bytes:
-    """An array of floats as stored in a packed column: little-endian float64 bytes."""
-    return np.ascontiguousarray(values, dtype="<f8").tobytes()
-
-
-def unpack_floats(blob: bytes | memoryview) -> npt.NDArray[np.float64]:
-    """The floats of a packed column (a read-only view of the driver's bytes)."""
-    return np.frombuffer(blob, dtype="<f8").astype(np.float64, copy=False)
+# Packed columns (migration 0027): one byte naming the element type, then the elements,
+# little-endian. Integers, and floats that are whole numbers (counts), take the narrowest of
+# 1, 2, 4 or 8 bytes that holds every element; other floats take 8. A dense segmented tick
+# writes about 40% of the bytes that plain int64/float64 arrays took.
+_INT_TYPES = tuple((str(size).encode(), np.dtype(f"<i{size}")) for size in (1, 2, 4, 8))
+_FLOAT_CODE, _FLOAT_TYPE = b"f", np.dtype("<f8")
+_TYPES = {code[0]: dtype for code, dtype in (*_INT_TYPES, (_FLOAT_CODE, _FLOAT_TYPE))}
+_ITEMSIZE = np.zeros(256, dtype=np.int64)  # by type byte; 0: not a type byte
+for _code, _dtype in _TYPES.items():
+    _ITEMSIZE[_code] = _dtype.itemsize
+_EXACT = 2.0**53  # whole floats up to this are exact as int64 and back
 
 
 def pack_ints(values: npt.ArrayLike) -> bytes:
-    """An array of integers as stored in a packed column: little-endian int64 bytes."""
-    return np.ascontiguousarray(values, dtype="<i8").tobytes()
+    """An array of integers as stored in a packed column: its type byte, then the elements
+    in the narrowest little-endian integer type that holds them all."""
+    return _packed_ints(np.asarray(values, dtype=np.int64))
+
+
+def _packed_ints(ints: npt.NDArray[np.int64]) -> bytes:
+    low, high = (int(ints.min()), int(ints.max())) if ints.size else (0, 0)
+    for code, dtype in _INT_TYPES:
+        bounds = np.iinfo(dtype)
+        if bounds.min <= low and high <= bounds.max:
+            return code + ints.astype(dtype).tobytes()
+    raise AssertionError("int64 holds every int64")  # pragma: no cover
+
+
+def pack_floats(values: npt.ArrayLike) -> bytes:
+    """An array of floats as stored in a packed column: whole numbers (up to 2**53 in
+    magnitude) as :func:`pack_ints` packs them, anything else as float64."""
+    floats = np.asarray(values, dtype=np.float64)
+    if bool(np.all(np.abs(floats) <= _EXACT)) and np.array_equal(floats, np.trunc(floats)):
+        return _packed_ints(floats.astype(np.int64))
+    return _FLOAT_CODE + floats.astype(_FLOAT_TYPE).tobytes()
+
+
+def _unpacked(blob: bytes | memoryview) -> npt.NDArray[Any]:
+    """The elements of a packed column, as stored (a read-only view of the bytes)."""
+    view = memoryview(blob)
+    dtype = _TYPES.get(view[0]) if view.nbytes else None
+    if dtype is None:
+        raise ValueError("not a packed column: the first byte names no element type")
+    if (view.nbytes - 1) % dtype.itemsize:
+        raise ValueError("not a packed column: its length is not a whole number of elements")
+    return np.frombuffer(view, dtype=dtype, offset=1)
+
+
+def unpack_floats(blob: bytes | memoryview) -> npt.NDArray[np.float64]:
+    """The elements of a packed column as float64 (a column packed from floats or ints)."""
+    return _unpacked(blob).astype(np.float64, copy=False)
 
 
 def unpack_ints(blob: bytes | memoryview) -> npt.NDArray[np.int64]:
-    """The integers of a packed column (a read-only view of the driver's bytes)."""
-    return np.frombuffer(blob, dtype="<i8").astype(np.int64, copy=False)
+    """The elements of a packed column of integers as int64."""
+    values = _unpacked(blob)
+    if values.dtype.kind != "i":
+        raise ValueError("not a packed column of integers: it holds floats")
+    return values.astype(np.int64, copy=False)
+
+
+def packed_lengths(blobs: Sequence[bytes]) -> npt.NDArray[np.int64]:
+    """The number of elements of each packed column (ValueError if one is not one)."""
+    lengths = np.fromiter(map(len, blobs), dtype=np.int64, count=len(blobs))
+    if (lengths == 0).any():
+        raise ValueError("not a packed column: an empty value")
+    sizes = _ITEMSIZE[[blob[0] for blob in blobs]]
+    if (sizes == 0).any() or ((lengths - 1) % np.maximum(sizes, 1)).any():
+        raise ValueError("not a packed column: a type byte or a length is wrong")
+    counts: npt.NDArray[np.int64] = (lengths - 1) // sizes
+    return counts
+
+
+def unpack_joined_ints(blobs: Sequence[bytes]) -> npt.NDArray[np.int64]:
+    """The integers of several packed columns one after the other, as int64: what
+    concatenating :func:`unpack_ints` of each gives, in a few NumPy calls whatever the
+    number of columns (a tick sums a thousand writers' batches at once). Each element
+    type's bytes are taken out of the joined columns with one mask and put in place with
+    another."""
+    if len(blobs) == 1:
+        return unpack_ints(blobs[0])
+    counts = packed_lengths(blobs)
+    codes = np.array([blob[0] for blob in blobs], dtype=np.uint8)
+    if (codes == _FLOAT_CODE[0]).any():
+        raise ValueError("not a packed column of integers: it holds floats")
+    joined = np.frombuffer(b"".join(blobs), dtype=np.uint8)
+    lengths = counts * _ITEMSIZE[codes] + 1
+    is_type_byte = np.zeros(joined.size, dtype=bool)
+    is_type_byte[np.cumsum(lengths) - lengths] = True
+    values = np.empty(int(counts.sum()), dtype=np.int64)
+    for code in np.unique(codes).tolist():
+        mine = codes == code
+        elements = joined[np.repeat(mine, lengths) & ~is_type_byte].view(_TYPES[code])
+        values[np.repeat(mine, counts)] = elements
+    return values
 
 
 def array_params(kinds: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> tuple[str, ...]:

@@ -299,11 +299,11 @@ class PendingBatch(Base):
     tick, and a tick reads a few rows however many keys its window has (migration 0025,
     which replaced ``pending_counts``, one row per key).
 
-    The arrays (``api.db.pack_ints``: little-endian int64) hold one entry per key, each key
-    once in a batch (the same key may be in several batches: the reader sums them).
-    ``kinds`` is the batch's vocabulary: the (group, type, reason) triples its keys use,
-    sorted, as JSON; ``kind_codes`` index it. Reason "" is what a tick may credit; any other
-    says why not (``api.limits``).
+    The arrays (``api.db.pack_ints``: integers in the narrowest type that holds them) hold
+    one entry per key, each key once in a batch (the same key may be in several batches: the
+    reader sums them). ``kinds`` is the batch's vocabulary: the (group, type, reason)
+    triples its keys use, sorted, as JSON; ``kind_codes`` index it. Reason "" is what a tick
+    may credit; any other says why not (``api.limits``).
     """
 
     __tablename__ = "pending_batches"
@@ -343,15 +343,15 @@ class Segment(Base):
 
 class ArmSegmentState(Base):
     """An arm's per-segment state, packed: one row per arm, each column an array over the
-    segments by index (little-endian float64, ``api.db.pack_floats``). ``alphas``/``betas``
-    are the reference-ratio posteriors from each segment's own data (the prior plus the
-    segment's evidence), ``exposures``/``target_events`` the credited totals there. What
-    assignment draws from is this evidence on the arm's pooled prior (``Arm.pool_mu``,
-    ``Arm.pool_kappa``): see docs/segments.md. The reference arm has a row too (its
-    group's exposures and events per segment; its posteriors hold the prior). Segments
-    beyond an array's length, and arms without a row, have no data yet (the prior, zero
-    counts). One row per arm, not per (arm, segment): a tick of 1,000 segments x 20 arms
-    writes 21 rows instead of 21,000 (migration 0023)."""
+    segments by index (``api.db.pack_floats``: float64, or the narrowest integers when all
+    are whole). ``alphas``/``betas`` are the reference-ratio posteriors from each segment's
+    own data (the prior plus the segment's evidence), ``exposures``/``target_events`` the
+    credited totals there. What assignment draws from is this evidence on the arm's pooled
+    prior (``Arm.pool_mu``, ``Arm.pool_kappa``): see docs/segments.md. The reference arm has
+    a row too (its group's exposures and events per segment; its posteriors hold the prior).
+    Segments beyond an array's length, and arms without a row, have no data yet (the prior,
+    zero counts). One row per arm, not per (arm, segment): a tick of 1,000 segments x 20
+    arms writes 21 rows instead of 21,000 (migration 0023)."""
 
     __tablename__ = "arm_segment_states"
 
@@ -364,8 +364,8 @@ class ArmSegmentState(Base):
 
 class TickSegmentWindow(Base):
     """One applied tick's per-(segment, arm) record, packed: the (segment, arm) pairs with
-    data in the window, one array each (``segments`` int32, ``arm_ids`` int64, the rest
-    float64; ``api.db.pack_floats``/``pack_ints``), their counts, increments and
+    data in the window, one array each (``api.db.pack_ints``/``pack_floats``: the
+    narrowest integers, float64 where a value is not whole), their counts, increments and
     posteriors after the update (the reference arm's pairs have zero increments). One row
     per tick (migration 0023), read by one segment's report's health checks."""
 
@@ -409,7 +409,7 @@ class MetricCount(Base):
 
 class MetricCountBatch(Base):
     """One applied tick's credited report counts of one group and event type, packed: the
-    keys' arm ids, report buckets and segments and their counts as int64 arrays
+    keys' arm ids, report buckets and segments and their counts as integer arrays
     (``api.db.pack_ints``). The report reads these with ``metric_counts`` (in one
     statement, so a fold never makes it count a batch twice or miss it); maintenance folds
     them into ``metric_counts`` and deletes them (``repositories.fold_metric_batches``). A

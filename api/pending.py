@@ -2,13 +2,13 @@
 summing, no queries (``api.repositories`` reads, inserts and deletes the rows).
 
 A batch is what one transaction added to one experiment's counts waiting for a tick: per
-key (arm, group, type, reason, report bucket, segment) a total, stored as parallel
-little-endian int64 arrays (``api.db.pack_ints``), the (group, type, reason) triples
-coded by their index in the batch's own vocabulary (``kinds``: the triples it uses,
-sorted, stored as JSON). A batch holds each of its keys once, in key order; several
-batches may hold the same key, and the reader sums them (:func:`sum_batches`). The event
-writer inserts one batch per experiment per transaction; a tick deletes the batches it
-read and re-inserts what it did not consume as one batch.
+key (arm, group, type, reason, report bucket, segment) a total, stored as parallel integer
+arrays (``api.db.pack_ints``: each in the narrowest integer type that holds it), the
+(group, type, reason) triples coded by their index in the batch's own vocabulary
+(``kinds``: the triples it uses, sorted, stored as JSON). A batch holds each of its keys
+once, in key order; several batches may hold the same key, and the reader sums them
+(:func:`sum_batches`). The event writer inserts one batch per experiment per transaction;
+a tick deletes the batches it read and re-inserts what it did not consume as one batch.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from api.db import pack_ints, unpack_ints
+from api.db import pack_ints, packed_lengths, unpack_joined_ints
 from api.enums import Group
 from api.limits import CREDITED
 
@@ -146,8 +146,8 @@ def sum_batches(batches: Iterable[Sequence[Any]]) -> PendingColumns:
     remap = np.zeros((len(decoded), max(len(kinds) for kinds in decoded) or 1), dtype=np.int64)
     for row, kinds in enumerate(decoded):
         remap[row, : len(kinds)] = [index[kind] for kind in kinds]
-    arm_ids, codes, buckets, segments, counts = (unpack_ints(b"".join(column)) for column in blobs)
-    lengths = np.fromiter((len(blob) // 8 for blob in blobs[4]), dtype=np.int64)
+    arm_ids, codes, buckets, segments, counts = (unpack_joined_ints(column) for column in blobs)
+    lengths = packed_lengths(blobs[4])
     if len(vocabularies) == 1:
         codes = remap[0][codes]
     else:

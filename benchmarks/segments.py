@@ -2,16 +2,18 @@
 
 1. **Tick**, 1,000 segments x 20 arms: every (arm, segment) and every segment's reference
    group has exposures and contacts in the window (42,000 pending counts, written as one
-   pending batch, or spread over ``--window-batches`` of them), and the tick
-   applies the reference-ratio rule in every segment, upserts the 21,000 (arm, segment)
-   rows, records them in ``tick_segments`` (bulk), and refits the 20 arms' pools over
-   1,000 segments (bandit.hierarchy). Timed as the scheduler ticks: the window's
-   propensities in a read-only transaction, then ``apply_tick`` in its transaction, commit
-   included (that locked part is printed too), steady state (the rows exist from the
-   first tick). Baselines in the same run: the same counts for an unsegmented experiment
-   of 20 arms, and the floor (the same writes by a minimal script, benchmarks/tick_floor.py:
-   the pending batches read, locked, summed and deleted, the (arm, segment) rows written and
-   recorded, the arms, the tick and the report's counts written). Target: under 100 ms.
+   pending batch, or spread over ``--window-batches`` of them), and the tick applies the
+   reference-ratio rule in every segment, rewrites the 21 arms' per-segment states (one
+   row of arrays each), records the 21,000 (segment, arm) pairs in one row, appends the
+   report's counts, and refits the 20 arms' pools over 1,000 segments (bandit.hierarchy);
+   the packed bytes the last tick wrote are printed too. Timed as the scheduler ticks: the
+   window's propensities in a read-only transaction, then ``apply_tick`` in its
+   transaction, commit included (that locked part is printed too), steady state (the rows
+   exist from the first tick). Baselines in the same run: the same counts for an
+   unsegmented experiment of 20 arms, and the floor (the same writes by a minimal script,
+   benchmarks/tick_floor.py: the pending batches read, locked, summed and deleted, the
+   (arm, segment) states written and recorded, the arms, the tick and the report's counts
+   written). Target: under 100 ms.
 2. **Assignment**, in-process (the application as an ASGI callable, as
    benchmarks/client_key.py): an unsegmented experiment of 10 arms against a segmented one
    of 10 arms with 50 segments open and fitted (each request names one of the 50), and a
@@ -175,6 +177,54 @@ def _timed_tick(
     return (end - began) * 1e3, (time.process_time() - cpu) * 1e3, (end - locked) * 1e3
 
 
+_TICK_RECORD = (
+    "segments",
+    "arm_ids",
+    "exposures",
+    "target_events",
+    "alpha_increments",
+    "beta_increments",
+    "alphas_after",
+    "betas_after",
+)
+
+
+def _latest_batch_id(runtime: Runtime) -> int:
+    with runtime.read_transaction() as session:
+        return int(session.execute(text("SELECT max(id) FROM metric_count_batches")).scalar() or 0)
+
+
+def _packed_bytes(runtime: Runtime, experiment_id: int, batches_after: int) -> dict[str, int]:
+    """The packed bytes the experiment's latest tick wrote: its record, its report batches
+    (those after id ``batches_after``) and the arms' per-segment states (every arm's row is
+    rewritten when its state changed, as in a dense window)."""
+    total = " + ".join(f"length({column})" for column in _TICK_RECORD)
+    report = " + ".join(f"length({c})" for c in ("arm_ids", "buckets", "segments", "counts"))
+    state = " + ".join(f"length(s.{c})" for c in ("alphas", "betas", "exposures", "target_events"))
+    with runtime.read_transaction() as session:
+        tick_id = session.execute(
+            text(f"SELECT max(id) FROM ticks WHERE experiment_id = {int(experiment_id)}")
+        ).scalar()
+        return {
+            name: int(session.execute(text(statement)).scalar() or 0)
+            for name, statement in (
+                (
+                    "tick record",
+                    f"SELECT {total} FROM tick_segment_windows WHERE tick_id = {tick_id}",
+                ),
+                (
+                    "report batches",
+                    f"SELECT sum({report}) FROM metric_count_batches WHERE id > {batches_after}",
+                ),
+                (
+                    "arm states",
+                    f"SELECT sum({state}) FROM arm_segment_states s JOIN arms a ON a.id = s.arm_id "
+                    f"WHERE a.experiment_id = {int(experiment_id)}",
+                ),
+            )
+        }
+
+
 def bench_tick(url: str, ticks: int, segments: int = 1000, arms: int = 20) -> dict[str, float]:
     # The snapshot refresher is off (a reload of the 20,000 pairs after each tick would run
     # in a thread of this process, inside the next timed tick): the tick alone is timed.
@@ -210,10 +260,13 @@ def _bench_tick(app: FastAPI, url: str, ticks: int, segments: int, arms: int) ->
         floor_numbers = itertools.count(-1, -1)  # the floor's tick rows: numbers of their own
         figures: dict[str, list[float]] = {}
         first: dict[str, float] = {}
+        written: dict[str, dict[str, int]] = {}
         for number in range(ticks + 1):
             for kind, sparse in (("dense", 0), ("sparse", SPARSE_WINDOW)):
                 _window(runtime, segmented, segments, rng, sparse=sparse)
+                batches_before = _latest_batch_id(runtime)
                 seg_ms, seg_cpu, seg_locked = _timed_tick(runtime, segmented, rng)
+                written[kind] = _packed_bytes(runtime, segmented, batches_before)
                 _window(runtime, plain, segments, rng, pooled=True, sparse=sparse)
                 plain_ms, _, _ = _timed_tick(runtime, plain, rng)
                 _window(runtime, segmented, segments, rng, sparse=sparse)
@@ -252,6 +305,13 @@ def _bench_tick(app: FastAPI, url: str, ticks: int, segments: int, arms: int) ->
             f"median ratio {summary[f'{kind}_ratio']:.1f}x; floor (the same writes by a "
             f"minimal script) {summary[f'{kind}_floor_ms']:.1f} ms, median ratio "
             f"{summary[f'{kind}_floor_ratio']:.1f}x; target < {TICK_TARGET_MS:.0f} ms: {met}"
+        )
+        parts = written[kind]
+        summary[f"{kind}_packed_bytes"] = sum(parts.values())
+        say(
+            f"  packed bytes its last tick wrote: {sum(parts.values()) / 1e6:.2f} MB ("
+            + ", ".join(f"{name} {size / 1e6:.2f} MB" for name, size in parts.items())
+            + ")"
         )
     return summary
 
