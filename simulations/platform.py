@@ -211,6 +211,7 @@ class Platform:
         self.experiment_id = 0
         self.name = ""
         self.started_at = datetime.now().astimezone()
+        self.folded_at_s = 0.0  # simulated seconds of the last fold of the report's counts
 
     def create(self, body: dict[str, Any]) -> list[tuple[int, str, dict[str, Any]]]:
         """Create the experiment of ``body`` (an ``ExperimentCreate``); returns its arms as
@@ -279,7 +280,17 @@ class Platform:
                 only_if_due=True,
                 replica="simulator",
             )
-            return tick is not None and bool(tick.applied)
+            applied = tick is not None and bool(tick.applied)
+        self.maintain(seconds)
+        return applied
+
+    def maintain(self, seconds: float) -> None:
+        """Fold the ticks' report counts on the service's maintenance cadence (every
+        ``maintenance_interval_s`` of simulated time, as ``Runtime.run_maintenance`` does):
+        else the report that every decision reads would sum every tick's batch so far."""
+        if seconds - self.folded_at_s >= self.runtime.settings.maintenance_interval_s:
+            self.runtime.fold_report_counts()
+            self.folded_at_s = seconds
 
     def decide(self, seconds: float) -> Any:
         """The decisions after an applied tick, as the scheduler runs them

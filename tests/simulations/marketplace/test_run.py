@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import csv
 import json
+import sqlite3
 from pathlib import Path
 
 import pytest
 
+from api.db import unpack_ints
 from simulations.cli import main
 from simulations.marketplace import (
     TRAP_LABEL,
@@ -141,3 +143,38 @@ def test_optimising_views_the_contact_guardrail_retires_the_views_trap() -> None
     }
     assert trap_rows["view"]["verdict"] == "better"  # the trap: more views...
     assert trap_rows["contact"]["verdict"] == "worse"  # ...and fewer contacts
+
+
+def test_the_report_counts_are_folded_on_the_services_maintenance_cadence(
+    tmp_path: Path,
+) -> None:
+    """The simulated platform folds the ticks' report batches every maintenance interval
+    (60 s), as the service's maintenance job does: the batches left are those of the ticks
+    since the last fold, not of every tick of the run (which every decision's report would
+    sum), and the folded counts are the report's."""
+    database = tmp_path / "marketplace.db"
+    config = MarketplaceConfig(
+        hours=0.26, views_per_minute=200, seed=3, grid_steps=4, evolve=False, tick_seconds=10
+    )
+    result = simulate(config, database=database)
+    assert result.ticks_applied > 60
+    connection = sqlite3.connect(database)
+    try:
+        batches = connection.execute("SELECT count(*) FROM metric_count_batches").fetchone()[0]
+        folded = connection.execute(
+            "SELECT sum(count) FROM metric_counts WHERE type = 'exposure'"
+        ).fetchone()[0]
+        unfolded = [
+            unpack_ints(blob).sum()
+            for (blob,) in connection.execute(
+                "SELECT counts FROM metric_count_batches WHERE type = 'exposure'"
+            )
+        ]
+    finally:
+        connection.close()
+    kinds = 2 * 3  # (reference, target) x (exposure, view, contact)
+    assert 0 < batches <= kinds * 60 / config.tick_seconds
+    # Folded or not, every exposure served while the experiment ran is in the report's counts.
+    served = sum(sum(window.values()) for window in result.log.exposures)
+    assert folded > 0
+    assert folded + sum(unfolded) == served
