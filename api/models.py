@@ -360,6 +360,10 @@ class ArmSegmentState(Base):
     betas: Mapped[bytes] = mapped_column(LargeBinary)
     exposures: Mapped[bytes] = mapped_column(LargeBinary)
     target_events: Mapped[bytes] = mapped_column(LargeBinary)
+    # The target events the segment's windows did not credit to the arm (over a ticket's
+    # limit or the (arm, segment)'s exposure cap), migration 0028; NULL: none known (rows
+    # written before), read as zeros.
+    quarantined_events: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
 
 
 class TickSegmentWindow(Base):

@@ -1595,24 +1595,36 @@ class ArmSegmentArrays:
     betas: FloatArray
     exposures: FloatArray
     target_events: FloatArray
+    quarantined_events: FloatArray
+
+
+_ARM_SEGMENT_COLUMNS = tuple(field.name for field in fields(ArmSegmentArrays))
 
 
 def arm_segment_states(session: Session, arm_ids: Sequence[int]) -> dict[int, ArmSegmentArrays]:
     """The stored per-segment state of these arms, by arm id (arms without a row have no
-    data in any segment). Straight from the driver: one row per arm, four arrays each."""
+    data in any segment; a row without quarantined events, written before migration 0028,
+    has none). Straight from the driver: one row per arm, an array per column."""
     if not arm_ids:
         return {}
     ids = ", ".join(str(int(arm_id)) for arm_id in arm_ids)  # ints: nothing to escape
     rows = driver_rows(
         session.connection(),
-        "SELECT arm_id, alphas, betas, exposures, target_events FROM arm_segment_states "
+        f"SELECT arm_id, {', '.join(_ARM_SEGMENT_COLUMNS)} FROM arm_segment_states "
         f"WHERE arm_id IN ({ids})",
         (),
     )
-    return {
-        int(arm_id): ArmSegmentArrays(*(unpack_floats(blob) for blob in blobs))
-        for arm_id, *blobs in rows
-    }
+    states = {}
+    for arm_id, *blobs, quarantined in rows:
+        alphas, betas, exposures, events = (unpack_floats(blob) for blob in blobs)
+        states[int(arm_id)] = ArmSegmentArrays(
+            alphas,
+            betas,
+            exposures,
+            events,
+            np.zeros(alphas.size) if quarantined is None else unpack_floats(quarantined),
+        )
+    return states
 
 
 def write_arm_segment_states(session: Session, states: dict[int, ArmSegmentArrays]) -> None:
@@ -1622,19 +1634,15 @@ def write_arm_segment_states(session: Session, states: dict[int, ArmSegmentArray
         return
     connection = session.connection()
     mark = param_mark(connection)
-    marks = ", ".join([mark] * 5)
+    updates = ", ".join(f"{column} = excluded.{column}" for column in _ARM_SEGMENT_COLUMNS)
     connection.exec_driver_sql(
-        "INSERT INTO arm_segment_states (arm_id, alphas, betas, exposures, target_events) "
-        f"VALUES ({marks}) ON CONFLICT (arm_id) DO UPDATE SET alphas = excluded.alphas, "
-        "betas = excluded.betas, exposures = excluded.exposures, "
-        "target_events = excluded.target_events",
+        f"INSERT INTO arm_segment_states (arm_id, {', '.join(_ARM_SEGMENT_COLUMNS)}) "
+        f"VALUES ({', '.join([mark] * (len(_ARM_SEGMENT_COLUMNS) + 1))}) "
+        f"ON CONFLICT (arm_id) DO UPDATE SET {updates}",
         [
             (
                 int(arm_id),
-                pack_floats(state.alphas),
-                pack_floats(state.betas),
-                pack_floats(state.exposures),
-                pack_floats(state.target_events),
+                *(pack_floats(getattr(state, column)) for column in _ARM_SEGMENT_COLUMNS),
             )
             for arm_id, state in states.items()
         ],

@@ -125,6 +125,7 @@ def populate(client: TestClient, segments: int, rng: np.random.Generator) -> tup
                             1.0 + 0.1 * exposures[k].sum(axis=1),
                             exposures[k].sum(axis=1).astype(float),
                             contacts[k].sum(axis=1).astype(float),
+                            np.zeros(segments),
                         )
                         for k, (arm, _) in enumerate(arms)
                     },

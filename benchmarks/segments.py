@@ -200,7 +200,10 @@ def _packed_bytes(runtime: Runtime, experiment_id: int, batches_after: int) -> d
     rewritten when its state changed, as in a dense window)."""
     total = " + ".join(f"length({column})" for column in _TICK_RECORD)
     report = " + ".join(f"length({c})" for c in ("arm_ids", "buckets", "segments", "counts"))
-    state = " + ".join(f"length(s.{c})" for c in ("alphas", "betas", "exposures", "target_events"))
+    state = " + ".join(
+        f"coalesce(length(s.{c}), 0)"
+        for c in ("alphas", "betas", "exposures", "target_events", "quarantined_events")
+    )
     with runtime.read_transaction() as session:
         tick_id = session.execute(
             text(f"SELECT max(id) FROM ticks WHERE experiment_id = {int(experiment_id)}")

@@ -71,13 +71,19 @@ def set_pairs(
         mine = [pair for pair in pairs if pair.arm_id == arm_id]
         old = states.get(arm_id)
         size = max([old.alphas.size if old else 0, *(pair.segment + 1 for pair in mine)])
-        state = np.zeros((4, size))
+        state = np.zeros((5, size))  # the four values of a pair, and quarantined events
         state[0], state[1] = prior
         if old is not None:
             n = old.alphas.size
-            state[:, :n] = [old.alphas, old.betas, old.exposures, old.target_events]
+            state[:, :n] = [
+                old.alphas,
+                old.betas,
+                old.exposures,
+                old.target_events,
+                old.quarantined_events,
+            ]
         for pair in mine:
-            state[:, pair.segment] = pair[2:]
+            state[:4, pair.segment] = pair[2:]
         written[arm_id] = repo.ArmSegmentArrays(*state)
     repo.write_arm_segment_states(session, written)
 

@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session
 from api import repositories as repo
 from api.enums import Group
 from api.errors import InvalidInput
-from api.limits import CREDITED
+from api.limits import CREDITED, OVER_TICKET_LIMIT
 from api.models import Arm, Experiment, Segment
 from api.schemas import DEFAULT_SEGMENT
 from bandit import Prior
@@ -98,6 +98,7 @@ class SegmentEvidence:
     betas: FloatArray
     exposures: FloatArray
     target_events: FloatArray
+    quarantined: FloatArray
 
 
 def load_evidence(
@@ -112,13 +113,15 @@ def load_evidence(
     betas = np.full(shape, prior.beta)
     exposures = np.zeros(shape)
     events = np.zeros(shape)
+    quarantined = np.zeros(shape)
     for k, arm_id in enumerate(arm_ids):
         state = states.get(arm_id)
         if state is not None:
             n = state.alphas.size
             alphas[:n, k], betas[:n, k] = state.alphas, state.betas
             exposures[:n, k], events[:n, k] = state.exposures, state.target_events
-    return SegmentEvidence(alphas, betas, exposures, events)
+            quarantined[:n, k] = state.quarantined_events
+    return SegmentEvidence(alphas, betas, exposures, events, quarantined)
 
 
 def pooled(
@@ -208,13 +211,14 @@ class SegmentPosteriors:
     """Every opened segment's view of some arms: arrays of shape (segments, arms), rows in
     index order (``names``), columns in the arms' order. ``alphas``/``betas`` are the pooled
     posteriors assignment draws from; the counts are the segment's credited ones (the
-    reference arm's: its group's)."""
+    reference arm's: its group's), and the target events quarantined there."""
 
     names: list[str]
     alphas: FloatArray
     betas: FloatArray
     exposures: FloatArray
     target_events: FloatArray
+    quarantined: FloatArray
 
     def traffic(self) -> FloatArray:
         """Each segment's credited exposures, these arms summed."""
@@ -240,6 +244,7 @@ def segment_posteriors(
         betas[:rows],
         evidence.exposures[:rows],
         evidence.target_events[:rows],
+        evidence.quarantined[:rows],
     )
 
 
@@ -291,7 +296,7 @@ def segment_view(
             beta=float(posteriors.betas[index, column]),
             exposures=float(posteriors.exposures[index, column]),
             target_events=float(posteriors.target_events[index, column]),
-            quarantined_events=0.0,
+            quarantined_events=float(posteriors.quarantined[index, column]),
             created_at=arm.created_at,
             retired_at=arm.retired_at,
             retired_reason=arm.retired_reason,
@@ -320,12 +325,14 @@ class SegmentWindow:
     reference arm, whose group's counts it holds), and the stored state they add to.
     ``events`` are the target events that may be credited, each (segment, arm)'s bounded
     by its exposures there (:func:`credit_window`); ``over`` the rest, quarantined;
-    ``names``, the experiment's opened segments by index."""
+    ``over_ticket`` the target events over their ticket's limit, quarantined before the
+    tick; ``names``, the experiment's opened segments by index."""
 
     arm_ids: tuple[int, ...]
     exposures: FloatArray
     events: FloatArray
     over: FloatArray
+    over_ticket: FloatArray
     state: SegmentEvidence
     names: list[str]
 
@@ -340,10 +347,11 @@ def _window_counts(
     target_ids: Sequence[int],
     target_event: str,
     n_segments: int,
-) -> tuple[tuple[int, ...], FloatArray, FloatArray]:
-    """The arm ids of the columns, and the credited exposures and target events of the
-    window by (segment, arm): the reference group's in column 0, the target group's of
-    an arm of the columns in its column; the rest left out."""
+) -> tuple[tuple[int, ...], FloatArray, FloatArray, FloatArray]:
+    """The arm ids of the columns, and the window's credited exposures, credited target
+    events and target events over their ticket's limit by (segment, arm): the reference
+    group's in column 0, the target group's of an arm of the columns in its column; the
+    rest left out."""
     arm_ids = (reference_id, *target_ids)
     column = {arm_id: index for index, arm_id in enumerate(arm_ids)}
     # Each distinct arm id of the window, its column (-1: not a column).
@@ -351,25 +359,28 @@ def _window_counts(
     column_of = np.array([column.get(arm_id, -1) for arm_id in present.tolist()], np.intp)
     index = np.where(window.group_is(Group.REFERENCE), 0, column_of[arm_index])
     is_exposure = window.type_is("exposure")
-    credited = (
-        window.reason_is(CREDITED)
-        & (is_exposure | window.type_is(target_event))
-        & (window.group_is(Group.REFERENCE) | (window.group_is(Group.TARGET) & (index >= 0)))
+    in_column = window.group_is(Group.REFERENCE) | (window.group_is(Group.TARGET) & (index >= 0))
+    credited = window.reason_is(CREDITED) & (is_exposure | window.type_is(target_event)) & in_column
+    over_ticket = (
+        window.reason_is(OVER_TICKET_LIMIT)
+        & window.type_is(target_event)
+        & ~is_exposure
+        & in_column
     )
     # Summed into the arrays at once by cell (a window may hold segments x arms x types rows).
-    segment = window.segment[credited]
-    cell = segment * len(arm_ids) + index[credited]
-    counts = window.count[credited].astype(np.float64)
-    exposure = is_exposure[credited]
-    size = max(n_segments, int(segment.max()) + 1 if segment.size else 0)
     width = len(arm_ids)
-    shape = (size, width)
-    exposures = np.bincount(cell[exposure], counts[exposure], size * width)
-    events = np.bincount(cell[~exposure], counts[~exposure], size * width)
+    size = max(n_segments, int(window.segment.max()) + 1 if len(window) else 0)
+
+    def by_cell(mask: npt.NDArray[np.bool_]) -> FloatArray:
+        cell = window.segment[mask] * width + index[mask]
+        summed = np.bincount(cell, window.count[mask].astype(np.float64), size * width)
+        return summed.reshape(size, width).astype(np.float64)
+
     return (
         arm_ids,
-        exposures.reshape(shape).astype(np.float64),
-        events.reshape(shape).astype(np.float64),
+        by_cell(credited & is_exposure),
+        by_cell(credited & ~is_exposure),
+        by_cell(over_ticket),
     )
 
 
@@ -389,17 +400,19 @@ def credit_window(
     count is in exactly one segment (``api.services.ticks.bound_by_segments``)."""
     prior = Prior(experiment.prior_alpha, experiment.prior_beta)
     names = repo.segment_names(session, experiment.id)
-    arm_ids, exposures, events = _window_counts(
+    arm_ids, exposures, events, over_ticket = _window_counts(
         window, reference_id, target_ids, experiment.target_event, len(names)
     )
     state = load_evidence(session, arm_ids, exposures.shape[0], prior)
     pad = state.alphas.shape[0] - exposures.shape[0]
     if pad > 0:  # stored segments beyond the window's
-        exposures = np.vstack([exposures, np.zeros((pad, len(arm_ids)))])
-        events = np.vstack([events, np.zeros((pad, len(arm_ids)))])
+        exposures, events, over_ticket = (
+            np.vstack([counts, np.zeros((pad, len(arm_ids)))])
+            for counts in (exposures, events, over_ticket)
+        )
     allowed = np.maximum(limit * (state.exposures + exposures) - state.target_events, 0.0)
     credited = np.minimum(events, allowed)
-    return SegmentWindow(arm_ids, exposures, credited, events - credited, state, names)
+    return SegmentWindow(arm_ids, exposures, credited, events - credited, over_ticket, state, names)
 
 
 def restricted_update(
@@ -468,17 +481,25 @@ def update_segments(
     with_data = ready[:, None] & ((exposures > 0) | (events > 0))
     totals_exposures = state.exposures + np.where(with_data, exposures, 0.0)
     totals_events = state.target_events + np.where(with_data, events, 0.0)
+    # What the tick quarantines on the arms (api.services.ticks.bound_by_segments), by
+    # segment: every segment of an applied window is ready.
+    totals_quarantined = state.quarantined + window.over + window.over_ticket
     changed = (
         (alphas != state.alphas)
         | (betas != state.betas)
         | (totals_exposures != state.exposures)
         | (totals_events != state.target_events)
+        | (totals_quarantined != state.quarantined)
     ).any(axis=0)
     repo.write_arm_segment_states(
         session,
         {
             window.arm_ids[k]: repo.ArmSegmentArrays(
-                alphas[:, k], betas[:, k], totals_exposures[:, k], totals_events[:, k]
+                alphas[:, k],
+                betas[:, k],
+                totals_exposures[:, k],
+                totals_events[:, k],
+                totals_quarantined[:, k],
             )
             for k in np.flatnonzero(changed).tolist()
         },

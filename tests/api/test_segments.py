@@ -313,6 +313,66 @@ def test_contacts_a_segment_cannot_credit_are_quarantined_not_dropped(client: Te
             sum(exposures for exposures, _ in pairs),
             sum(events for _, events in pairs),
         )
+    # Each segment's statistics show the events quarantined there: the arm's are in cars.
+    quarantined = {
+        segment: {
+            row["arm_id"]: row["quarantined_events"]
+            for row in client.get(
+                "/v1/experiments/similar-items/stats", params={"segment": segment}, headers=ADMIN
+            ).json()["arms"]
+        }
+        for segment in ("default", "cars", "phones")
+    }
+    assert quarantined["cars"][target_id] == 1.0
+    assert quarantined["phones"][target_id] == quarantined["default"][target_id] == 0.0
+    for arm_id, arm in arms.items():
+        assert sum(by_arm[arm_id] for by_arm in quarantined.values()) == arm.quarantined_events
+
+
+def test_events_over_a_tickets_limit_are_quarantined_in_their_segment(
+    client: TestClient,
+) -> None:
+    """Target events beyond their ticket's limit (``over_ticket_limit``) are quarantined
+    on the arm and, per segment, in the segment of the ticket: the segments' quarantined
+    events sum to the arm's."""
+    limit = 2  # contacts a ticket may credit
+    create(
+        client,
+        exposure_source="client",
+        max_events_per_exposure={"*": limit, "exposure": 1_000},
+        **SEGMENTED,
+    )
+    open_segments(client, "cars", "phones")
+    cars, phones = served_in(client, "cars"), served_in(client, "phones")
+    reference_id = next(arm_id for group, arm_id in cars if group == "reference")
+    target_id = min(arm_id for group, arm_id in phones if group == "target")
+    post_events(
+        client,
+        [
+            event(cars[("reference", reference_id)], "r-cars-x", "exposure", 4),
+            event(phones[("reference", reference_id)], "r-phones-x", "exposure", 5),
+            event(phones[("target", target_id)], "t-phones-x", "exposure", 1),
+            # More contacts than one ticket may credit: the rest is over its limit.
+            event(phones[("target", target_id)], "t-phones-c", "contact", limit + 3),
+        ],
+    )
+    assert tick(client)["applied"] is True
+    stats = {
+        segment: {
+            row["arm_id"]: row
+            for row in client.get(
+                "/v1/experiments/similar-items/stats", params={"segment": segment}, headers=ADMIN
+            ).json()["arms"]
+        }
+        for segment in ("cars", "phones")
+    }
+    overall = {
+        row["arm_id"]: row
+        for row in client.get("/v1/experiments/similar-items/stats", headers=ADMIN).json()["arms"]
+    }
+    assert overall[target_id]["quarantined_events"] == 3.0
+    assert stats["phones"][target_id]["quarantined_events"] == 3.0
+    assert stats["cars"][target_id]["quarantined_events"] == 0.0
 
 
 def test_stats_per_segment(client: TestClient) -> None:
