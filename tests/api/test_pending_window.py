@@ -98,21 +98,25 @@ def rowwise_ready(rows: list[repo.PendingRow]) -> set[int]:
 
 def rowwise_window_counts(
     rows: list[repo.PendingRow], n_segments: int
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Credited exposures, credited target events, target events over a ticket's limit."""
     columns = [REFERENCE, *TARGETS]
     size = max([n_segments, *(row.segment + 1 for row in rows)])
-    exposures, events = np.zeros((size, len(columns))), np.zeros((size, len(columns)))
+    exposures, events, over = (np.zeros((size, len(columns))) for _ in range(3))
     for row in rows:
-        if row.reason != CREDITED or row.type not in ("exposure", TARGET_EVENT):
-            continue
         if row.group == "reference":
             column = 0
         elif row.group == "target" and row.arm_id in columns:
             column = columns.index(row.arm_id)
         else:
             continue
-        (exposures if row.type == "exposure" else events)[row.segment, column] += row.count
-    return exposures, events
+        if row.reason == CREDITED and row.type == "exposure":
+            exposures[row.segment, column] += row.count
+        elif row.reason == CREDITED and row.type == TARGET_EVENT:
+            events[row.segment, column] += row.count
+        elif row.reason == OVER_TICKET_LIMIT and row.type == TARGET_EVENT:
+            over[row.segment, column] += row.count
+    return exposures, events, over
 
 
 def rowwise_by_group_and_type(rows: list[repo.PendingRow]) -> dict[str, dict[str, int]]:
@@ -173,13 +177,10 @@ def test_the_columnar_window_gives_what_the_rows_give(seed: int) -> None:
     ]
 
     for n_segments in (2, 12):
-        arm_ids, exposures, events = _window_counts(
-            counted, REFERENCE, TARGETS, TARGET_EVENT, n_segments
-        )
-        want_exposures, want_events = rowwise_window_counts(counted_rows, n_segments)
+        arm_ids, *got = _window_counts(counted, REFERENCE, TARGETS, TARGET_EVENT, n_segments)
         assert arm_ids == (REFERENCE, *TARGETS)
-        assert np.array_equal(exposures, want_exposures)
-        assert np.array_equal(events, want_events)
+        for array, wanted in zip(got, rowwise_window_counts(counted_rows, n_segments), strict=True):
+            assert np.array_equal(array, wanted)
 
     assert ordered(by_group_and_type(window)) == ordered(rowwise_by_group_and_type(rows))
 

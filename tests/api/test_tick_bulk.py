@@ -300,10 +300,10 @@ def test_a_window_sums_the_credited_counts_of_each_segment_and_arm() -> None:
         for arm in arms
     ]
     window = repo.PendingWindow.of(rows)
-    arm_ids, got_exposures, got_events = _window_counts(window, reference, targets, "contact", 4)
-    exposures, events = np.zeros((6, 4)), np.zeros((6, 4))
+    arm_ids, *got = _window_counts(window, reference, targets, "contact", 4)
+    exposures, events, over = np.zeros((6, 4)), np.zeros((6, 4)), np.zeros((6, 4))
     for row in rows:
-        if row.reason != "" or row.type == "view":
+        if row.type == "view":
             continue
         if row.group == "reference":
             column = 0
@@ -311,11 +311,14 @@ def test_a_window_sums_the_credited_counts_of_each_segment_and_arm() -> None:
             column = 1 + targets.index(row.arm_id)
         else:
             continue
-        (exposures if row.type == "exposure" else events)[row.segment, column] += row.count
+        if row.reason == "":
+            (exposures if row.type == "exposure" else events)[row.segment, column] += row.count
+        elif row.type == "contact":  # over its ticket's limit: quarantined in its segment
+            over[row.segment, column] += row.count
     assert arm_ids == (1, 2, 3, 4)
-    assert np.array_equal(got_exposures, exposures)
-    assert np.array_equal(got_events, events)
+    assert over.any()
+    for array, wanted in zip(got, (exposures, events, over), strict=True):
+        assert np.array_equal(array, wanted)
     empty = repo.PendingWindow.of([])
-    _, no_exposures, no_events = _window_counts(empty, reference, targets, "contact", 2)
-    assert no_exposures.shape == no_events.shape == (2, 4)
-    assert not no_exposures.any() and not no_events.any()
+    _, *nothing = _window_counts(empty, reference, targets, "contact", 2)
+    assert all(array.shape == (2, 4) and not array.any() for array in nothing)
