@@ -25,16 +25,19 @@
         [--restricted: one more arm in the segmented experiment, restricted to half the
         segments, so that each segment draws among its own arms]
         [--postgres postgresql+psycopg://postgres@127.0.0.1:5432/postgres]
-        [--window-batches 1]
+        [--window-batches 1] [--profile: cProfile of the timed dense ticks]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import gc
+import io
 import itertools
 import os
+import pstats
 import sys
 import tempfile
 import time
@@ -65,6 +68,7 @@ from benchmarks.tick_floor import timed_floor as _timed_floor
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 WINDOW_BATCHES = 1  # pending batches per window (--window-batches)
+PROFILE: cProfile.Profile | None = None  # the timed dense ticks' profile (--profile)
 _SPLIT = np.random.default_rng(7)
 TICK_TARGET_MS = 100.0
 SPARSE_WINDOW = 5_000  # assignments in a window of the sparse case
@@ -268,7 +272,12 @@ def _bench_tick(app: FastAPI, url: str, ticks: int, segments: int, arms: int) ->
             for kind, sparse in (("dense", 0), ("sparse", SPARSE_WINDOW)):
                 _window(runtime, segmented, segments, rng, sparse=sparse)
                 batches_before = _latest_batch_id(runtime)
+                profiled = PROFILE is not None and kind == "dense" and number > 0
+                if profiled:
+                    PROFILE.enable()
                 seg_ms, seg_cpu, seg_locked = _timed_tick(runtime, segmented, rng)
+                if profiled:
+                    PROFILE.disable()
                 written[kind] = _packed_bytes(runtime, segmented, batches_before)
                 _window(runtime, plain, segments, rng, pooled=True, sparse=sparse)
                 plain_ms, _, _ = _timed_tick(runtime, plain, rng)
@@ -283,6 +292,7 @@ def _bench_tick(app: FastAPI, url: str, ticks: int, segments: int, arms: int) ->
                 figures.setdefault(f"{kind}_segmented_locked", []).append(seg_locked)
                 figures.setdefault(f"{kind}_unsegmented", []).append(plain_ms)
     store = url.split(":", 1)[0].split("+", 1)[0]
+    _print_profile(store)
     summary: dict[str, float] = {}
     for kind, what in (
         ("dense", f"every (arm, segment) with data: {(arms + 1) * segments * 2:,} pending counts"),
@@ -481,6 +491,11 @@ def main() -> int:
         help="a PostgreSQL server URL to time the tick there too ('' to skip)",
     )
     parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="profile the timed dense ticks (cProfile) and print where their time goes",
+    )
+    parser.add_argument(
         "--window-batches",
         type=int,
         default=1,
@@ -489,8 +504,27 @@ def main() -> int:
     args = parser.parse_args()
     global WINDOW_BATCHES
     WINDOW_BATCHES = args.window_batches
+    store_profiles(args.profile)
     run(args.ticks, args.rounds, args.calls, args.postgres, restricted=args.restricted)
     return 0
+
+
+def store_profiles(enabled: bool) -> None:
+    """With ``enabled``, profile the timed dense ticks of each store (the profiler's
+    overhead is in their times then: read the shares, not the milliseconds)."""
+    global PROFILE
+    PROFILE = cProfile.Profile() if enabled else None
+
+
+def _print_profile(store: str) -> None:
+    """The profiled ticks' 25 costliest calls by cumulative time, then a fresh profile for
+    the next store."""
+    if PROFILE is None:
+        return
+    out = io.StringIO()
+    pstats.Stats(PROFILE, stream=out).sort_stats("cumulative").print_stats(25)
+    say(f"profile of the timed dense ticks [{store}]:\n{out.getvalue()}")
+    store_profiles(True)
 
 
 if __name__ == "__main__":
