@@ -28,7 +28,7 @@ from sqlalchemy import (
     union_all,
     update,
 )
-from sqlalchemy.orm import Session, defer
+from sqlalchemy.orm import Session, aliased, defer
 
 from api.db import (
     add_counts,
@@ -71,6 +71,7 @@ from api.models import (
     Tick,
     TickArm,
     TicketCredit,
+    TickSegmentWindow,
     Webhook,
     WebhookDelivery,
 )
@@ -1151,6 +1152,33 @@ def purge_notifications(session: Session, *, before: datetime, limit: int) -> in
     result = session.execute(
         delete(Notification)
         .where(Notification.id.in_(ids))
+        .execution_options(synchronize_session=False)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def purge_tick_segment_records(
+    session: Session, *, before: datetime, keep_latest: int, limit: int
+) -> int:
+    """Delete up to ``limit`` ticks' per-(segment, arm) records (``tick_segment_windows``)
+    of ticks made before ``before``, except each experiment's latest ``keep_latest``
+    recorded ticks (what a segment's report reads); how many, oldest first."""
+    latest = aliased(Tick)
+    newest = (
+        select(func.max(latest.number))
+        .where(latest.experiment_id == Tick.experiment_id)
+        .scalar_subquery()
+    )
+    ids = (
+        select(TickSegmentWindow.tick_id)
+        .join(Tick, Tick.id == TickSegmentWindow.tick_id)
+        .where(Tick.created_at < before, Tick.number <= newest - keep_latest)
+        .order_by(TickSegmentWindow.tick_id)
+        .limit(limit)
+    )
+    result = session.execute(
+        delete(TickSegmentWindow)
+        .where(TickSegmentWindow.tick_id.in_(ids))
         .execution_options(synchronize_session=False)
     )
     return int(getattr(result, "rowcount", 0) or 0)

@@ -443,13 +443,14 @@ class Runtime:
         except SQLAlchemyError:
             logger.warning("pruning failed; it will be retried", exc_info=True)
             return
-        if pruned.events or pruned.deliveries or pruned.notifications:
+        if pruned.events or pruned.deliveries or pruned.notifications or pruned.segment_records:
             logger.info(
-                "pruned %d events, %d webhook deliveries and %d notifications older than %g "
-                "days in %d batches%s",
+                "pruned %d events, %d webhook deliveries, %d notifications and %d segmented "
+                "ticks' records older than %g days in %d batches%s",
                 pruned.events,
                 pruned.deliveries,
                 pruned.notifications,
+                pruned.segment_records,
                 self.settings.event_retention_days,
                 pruned.batches,
                 "" if pruned.finished else " (more at the next run)",

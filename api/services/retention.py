@@ -11,7 +11,10 @@ and the pause lets the event writer in; on PostgreSQL deleting old rows does not
 inserting new ones.
 
 Webhook deliveries that are over (delivered, failed, cancelled) and older than the window
-go too, then notifications older than it that no delivery refers to.
+go too, then notifications older than it that no delivery refers to, and the
+per-(segment, arm) records of segmented ticks older than it (``tick_segment_windows``:
+up to half a megabyte per tick of a dense window), each experiment's latest
+``RECENT_TICKS`` kept for its segments' reports.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from sqlalchemy.orm import Session
 from api import repositories as repo
 from api.errors import InvalidInput
 from api.retention import DAY_S, RETRY_MARGIN_S, keep_s, longest_attribution_window_s
+from api.services.report import RECENT_TICKS
 
 # Rows per transaction: on SQLite the write lock's hold time, which delays the event
 # writer's next commit. 2000 events took 24-33 ms on the shared test machine (5000: 70 ms,
@@ -39,6 +43,9 @@ PAUSE_S = 0.1
 # One run stops after about this long; the next maintenance run goes on where it stopped
 # (a first run on a large table may have millions of rows to delete).
 RUN_BUDGET_S = 20.0
+# Segmented ticks' records per transaction: each is up to 0.5 MB (a dense window of 1,000
+# segments x 20 arms); the run deletes batches until the backlog or its budget is done.
+RECORD_ROWS = 50
 
 
 def check_attribution_window(window_s: float, retention_days: float | None, field: str) -> None:
@@ -64,6 +71,7 @@ class Pruned:
     events: int = 0
     deliveries: int = 0
     notifications: int = 0
+    segment_records: int = 0
     batches: int = 0
     busy_s: float = 0.0  # time in the event batches' transactions (on SQLite: holding the lock)
     longest_batch_s: float = 0.0  # the longest of them
@@ -125,4 +133,14 @@ def prune(
         pruned.notifications = repo.purge_notifications(
             session, before=purge_before, limit=batch_rows
         )
+    while time.monotonic() - started <= budget_s:
+        with transaction() as session:
+            deleted = repo.purge_tick_segment_records(
+                session, before=purge_before, keep_latest=RECENT_TICKS, limit=RECORD_ROWS
+            )
+        pruned.segment_records += deleted
+        if deleted < RECORD_ROWS:
+            return pruned
+        sleep(pause_s)
+    pruned.finished = False
     return pruned

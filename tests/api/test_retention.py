@@ -16,15 +16,24 @@ from typing import Any
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select, text, update
 
 from api.enums import DeliveryStatus, NotificationKind
 from api.ingest import EventRow, insert_events
-from api.models import Base, Event, Notification, Webhook, WebhookDelivery
+from api.models import (
+    Base,
+    Event,
+    Notification,
+    Tick,
+    TickSegmentWindow,
+    Webhook,
+    WebhookDelivery,
+)
 from api.retention import RETRY_MARGIN_S, keep_s, longest_attribution_window_s
 from api.runtime import Runtime
 from api.schemas import EventIn
 from api.services.events import CLOCK_SKEW_S
+from api.services.report import RECENT_TICKS
 from api.services.retention import prune
 from api.services.ticks import apply_tick
 from api.settings import Settings
@@ -388,3 +397,50 @@ def sqlite_pages(runtime: Runtime) -> int | None:
         return None
     with runtime.read_transaction() as session:
         return int(session.execute(text("PRAGMA page_count")).scalar_one())
+
+
+def test_segmented_tick_records_older_than_the_window_go_but_the_latest_stay(
+    make_client: ClientFactory,
+) -> None:
+    """A segmented tick's per-(segment, arm) record (``tick_segment_windows``, up to half a
+    megabyte for a dense window) is pruned with the events once older than the window,
+    except each experiment's latest RECENT_TICKS recorded ticks, which its segments'
+    reports read."""
+    ticks = RECENT_TICKS + 4
+    with make_client(event_retention_days=RETENTION_DAYS) as client:
+        runtime = runtime_of(client)
+        create(client, salt="retention", segments={"max_segments": 3})
+        for _ in range(ticks):
+            snapshot = runtime.serving.get("similar-items")
+            assert snapshot is not None
+            for unit in range(40):  # with this salt, both groups every window
+                runtime.serving.assign(snapshot, f"u{unit}")
+            runtime.flush_exposures()
+            response = client.post("/v1/experiments/similar-items/tick", headers=ADMIN)
+            assert response.json()["applied"] is True, response.text
+        now = datetime.now(UTC)
+        with runtime.transaction() as session:
+            # All but the two latest ticks are older than the window.
+            session.execute(
+                update(Tick)
+                .where(Tick.number <= ticks - 2)
+                .values(created_at=now - timedelta(seconds=RETENTION_S + 60))
+            )
+        pruned = prune(
+            runtime.transaction, now=now, retention_days=RETENTION_DAYS, sleep=lambda _: None
+        )
+        assert pruned.segment_records == ticks - RECENT_TICKS
+        with runtime.read_transaction() as session:
+            kept = session.scalars(
+                select(Tick.number)
+                .join(TickSegmentWindow, TickSegmentWindow.tick_id == Tick.id)
+                .order_by(Tick.number)
+            ).all()
+        assert kept == list(range(ticks - RECENT_TICKS + 1, ticks + 1))
+        report = client.get(
+            "/v1/experiments/similar-items/report", params={"segment": "default"}, headers=ADMIN
+        )
+        assert report.status_code == 200, report.text
+        assert (
+            prune(runtime.transaction, now=now, retention_days=RETENTION_DAYS).segment_records == 0
+        )
