@@ -28,7 +28,7 @@ from sqlalchemy import (
     union_all,
     update,
 )
-from sqlalchemy.orm import Session, aliased, defer
+from sqlalchemy.orm import InstrumentedAttribute, Session, aliased, defer
 
 from api.db import (
     add_counts,
@@ -1128,12 +1128,7 @@ def purge_finished_deliveries(session: Session, *, before: datetime, limit: int)
     ids = select(WebhookDelivery.id).where(
         WebhookDelivery.status != DeliveryStatus.PENDING, WebhookDelivery.finished_at < before
     )
-    result = session.execute(
-        delete(WebhookDelivery)
-        .where(WebhookDelivery.id.in_(ids.order_by(WebhookDelivery.id).limit(limit)))
-        .execution_options(synchronize_session=False)
-    )
-    return int(getattr(result, "rowcount", 0) or 0)
+    return _delete_in(session, WebhookDelivery.id, ids.order_by(WebhookDelivery.id).limit(limit))
 
 
 def purge_notifications(session: Session, *, before: datetime, limit: int) -> int:
@@ -1149,12 +1144,7 @@ def purge_notifications(session: Session, *, before: datetime, limit: int) -> in
         .order_by(Notification.id)
         .limit(limit)
     )
-    result = session.execute(
-        delete(Notification)
-        .where(Notification.id.in_(ids))
-        .execution_options(synchronize_session=False)
-    )
-    return int(getattr(result, "rowcount", 0) or 0)
+    return _delete_in(session, Notification.id, ids)
 
 
 def purge_tick_segment_records(
@@ -1176,10 +1166,14 @@ def purge_tick_segment_records(
         .order_by(TickSegmentWindow.tick_id)
         .limit(limit)
     )
+    return _delete_in(session, TickSegmentWindow.tick_id, ids)
+
+
+def _delete_in(session: Session, key: InstrumentedAttribute[Any], keys: Select[Any]) -> int:
+    """Delete the rows of ``key``'s table whose ``key`` the query ``keys`` selects (a
+    bounded batch: ``keys`` has its LIMIT); how many."""
     result = session.execute(
-        delete(TickSegmentWindow)
-        .where(TickSegmentWindow.tick_id.in_(ids))
-        .execution_options(synchronize_session=False)
+        delete(key.class_).where(key.in_(keys)).execution_options(synchronize_session=False)
     )
     return int(getattr(result, "rowcount", 0) or 0)
 

@@ -42,6 +42,7 @@ import sys
 import tempfile
 import time
 import uuid
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -181,16 +182,8 @@ def _timed_tick(
     return (end - began) * 1e3, (time.process_time() - cpu) * 1e3, (end - locked) * 1e3
 
 
-_TICK_RECORD = (
-    "segments",
-    "arm_ids",
-    "exposures",
-    "target_events",
-    "alpha_increments",
-    "beta_increments",
-    "alphas_after",
-    "betas_after",
-)
+_TICK_RECORD = tuple(field.name for field in fields(repo.TickSegmentRecords))
+_ARM_STATE = tuple(field.name for field in fields(repo.ArmSegmentArrays))
 
 
 def _latest_batch_id(runtime: Runtime) -> int:
@@ -204,10 +197,7 @@ def _packed_bytes(runtime: Runtime, experiment_id: int, batches_after: int) -> d
     rewritten when its state changed, as in a dense window)."""
     total = " + ".join(f"length({column})" for column in _TICK_RECORD)
     report = " + ".join(f"length({c})" for c in ("arm_ids", "buckets", "segments", "counts"))
-    state = " + ".join(
-        f"coalesce(length(s.{c}), 0)"
-        for c in ("alphas", "betas", "exposures", "target_events", "quarantined_events")
-    )
+    state = " + ".join(f"coalesce(length(s.{column}), 0)" for column in _ARM_STATE)
     with runtime.read_transaction() as session:
         tick_id = session.execute(
             text(f"SELECT max(id) FROM ticks WHERE experiment_id = {int(experiment_id)}")

@@ -18,6 +18,7 @@ from api.app import create_app
 from api.db import migrations_config
 from tests.api.helpers import create, tick
 from tests.conftest import settings_for
+from tests.migrations.test_packed_storage_migration import PACKED
 
 BATCHES = 450  # pending batches: more than two pages of the migration's 200 rows
 BIG = 2**40  # a count that needs 8 bytes
@@ -44,28 +45,20 @@ def narrow(values: list[float]) -> bytes:
     raise AssertionError(values)
 
 
+KEYS = {
+    "pending_batches": "id",
+    "metric_count_batches": "id",
+    "arm_segment_states": "arm_id",
+    "tick_segment_windows": "tick_id",
+}
+
+
 def blobs(connection: Connection) -> dict[tuple[str, int, str], bytes]:
-    """Every packed value of the four tables, by (table, row key, column)."""
-    tables = {
-        "pending_batches": ("id", ("arm_ids", "kind_codes", "buckets", "segments", "counts")),
-        "metric_count_batches": ("id", ("arm_ids", "buckets", "segments", "counts")),
-        "arm_segment_states": ("arm_id", ("alphas", "betas", "exposures", "target_events")),
-        "tick_segment_windows": (
-            "tick_id",
-            (
-                "segments",
-                "arm_ids",
-                "exposures",
-                "target_events",
-                "alpha_increments",
-                "beta_increments",
-                "alphas_after",
-                "betas_after",
-            ),
-        ),
-    }
+    """Every packed value of the four tables (as migrations 0023-0026 made them), by
+    (table, row key, column)."""
     found = {}
-    for table, (key, columns) in tables.items():
+    for table, columns in PACKED.items():
+        key = KEYS[table]
         for row in connection.execute(text(f"SELECT {key}, {', '.join(columns)} FROM {table}")):
             for column, blob in zip(columns, row[1:], strict=True):
                 found[(table, int(row[0]), column)] = bytes(blob)
