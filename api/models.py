@@ -364,6 +364,9 @@ class ArmSegmentState(Base):
     # limit or the (arm, segment)'s exposure cap), migration 0028; NULL: none known (rows
     # written before), read as zeros.
     quarantined_events: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    # sum n_k^2 / n_r over the windows applied (the fit's dispersion factors), migration
+    # 0029; NULL: rows written before, read as the exposures (a factor of 1 so far).
+    ratio_moments: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
 
 
 class TickSegmentWindow(Base):

@@ -1618,6 +1618,7 @@ class ArmSegmentArrays:
     exposures: FloatArray
     target_events: FloatArray
     quarantined_events: FloatArray
+    ratio_moments: FloatArray
 
 
 _ARM_SEGMENT_COLUMNS = tuple(field.name for field in fields(ArmSegmentArrays))
@@ -1626,7 +1627,8 @@ _ARM_SEGMENT_COLUMNS = tuple(field.name for field in fields(ArmSegmentArrays))
 def arm_segment_states(session: Session, arm_ids: Sequence[int]) -> dict[int, ArmSegmentArrays]:
     """The stored per-segment state of these arms, by arm id (arms without a row have no
     data in any segment; a row without quarantined events, written before migration 0028,
-    has none). Straight from the driver: one row per arm, an array per column."""
+    has none; without ratio moments, before 0029, its exposures stand for them). Straight
+    from the driver: one row per arm, an array per column."""
     if not arm_ids:
         return {}
     ids = ", ".join(str(int(arm_id)) for arm_id in arm_ids)  # ints: nothing to escape
@@ -1637,7 +1639,7 @@ def arm_segment_states(session: Session, arm_ids: Sequence[int]) -> dict[int, Ar
         (),
     )
     states = {}
-    for arm_id, *blobs, quarantined in rows:
+    for arm_id, *blobs, quarantined, moments in rows:
         alphas, betas, exposures, events = (unpack_floats(blob) for blob in blobs)
         states[int(arm_id)] = ArmSegmentArrays(
             alphas,
@@ -1645,6 +1647,7 @@ def arm_segment_states(session: Session, arm_ids: Sequence[int]) -> dict[int, Ar
             exposures,
             events,
             np.zeros(alphas.size) if quarantined is None else unpack_floats(quarantined),
+            exposures.copy() if moments is None else unpack_floats(moments),
         )
     return states
 

@@ -414,6 +414,47 @@ def pooling_weights(kappa: npt.ArrayLike, evidence: npt.ArrayLike) -> FloatArray
     return weights
 
 
+def dispersion_factors(
+    successes: npt.ArrayLike,
+    failures: npt.ArrayLike,
+    exposures: npt.ArrayLike,
+    ratio_moments: npt.ArrayLike,
+) -> FloatArray:
+    """How many times the binomial variance a segment's reference-ratio evidence has, per
+    cell of same-shape arrays: ``phi = (1 - theta) + theta M / N`` (at least 1), with
+    ``theta = x / (x + m)`` the cell's own estimate, ``N = sum_w n_k`` its credited
+    exposures and ``M = sum_w n_k^2 / n_r`` over the windows applied to it
+    (docs/segments.md, "Dispersion"). ``m = sum_w c_r n_k / n_r`` carries the noise of the
+    segment's reference events scaled by ``n_k / n_r``; by the delta method
+    ``Var(theta_hat) = phi theta (1 - theta) / (x + m)``. The fit divides ``x`` and ``m``
+    by ``phi`` (evidence worth what it is), so that segments that agree are pooled as the
+    binomial model would pool them. A cell without evidence or exposures has ``phi = 1``.
+    """
+    x, m, n, moments = (
+        np.asarray(values, dtype=np.float64)
+        for values in (successes, failures, exposures, ratio_moments)
+    )
+    if not x.shape == m.shape == n.shape == moments.shape:
+        raise InvalidParameterError(
+            f"successes, failures, exposures and ratio_moments must have one shape; got "
+            f"{x.shape}, {m.shape}, {n.shape} and {moments.shape}",
+            parameter="ratio_moments",
+        )
+    for label, values in (
+        ("successes", x),
+        ("failures", m),
+        ("exposures", n),
+        ("ratio_moments", moments),
+    ):
+        if not (np.all(np.isfinite(values)) and np.all(values >= 0)):
+            raise InvalidParameterError(f"{label} must be finite and >= 0", parameter=label)
+    evidence = x + m
+    theta = np.divide(x, evidence, out=np.zeros_like(x), where=evidence > 0)
+    ratio = np.divide(moments, n, out=np.ones_like(n), where=n > 0)
+    factors: FloatArray = np.maximum((1.0 - theta) + theta * ratio, 1.0)
+    return factors
+
+
 def traffic_weighted(
     alphas: npt.ArrayLike, betas: npt.ArrayLike, weights: npt.ArrayLike
 ) -> tuple[FloatArray, FloatArray]:

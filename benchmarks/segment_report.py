@@ -126,6 +126,7 @@ def populate(client: TestClient, segments: int, rng: np.random.Generator) -> tup
                             exposures[k].sum(axis=1).astype(float),
                             contacts[k].sum(axis=1).astype(float),
                             np.zeros(segments),
+                            exposures[k].sum(axis=1).astype(float),
                         )
                         for k, (arm, _) in enumerate(arms)
                     },

@@ -109,7 +109,7 @@ def _segment_writes(
             mine = arm_ids == arm_id
             n, x = np.zeros(size), np.zeros(size)
             n[segments[mine]], x[segments[mine]] = exposures[mine], events[mine]
-            states[arm_id] = repo.ArmSegmentArrays(1.0 + x, 1.0 + n, n, x, np.zeros(size))
+            states[arm_id] = repo.ArmSegmentArrays(1.0 + x, 1.0 + n, n, x, np.zeros(size), n)
         repo.write_arm_segment_states(session, states)
         repo.insert_tick_segment_records(
             session,

@@ -71,7 +71,9 @@ def set_pairs(
         mine = [pair for pair in pairs if pair.arm_id == arm_id]
         old = states.get(arm_id)
         size = max([old.alphas.size if old else 0, *(pair.segment + 1 for pair in mine)])
-        state = np.zeros((5, size))  # the four values of a pair, and quarantined events
+        # The four values of a pair, quarantined events, ratio moments (set: the exposures,
+        # a dispersion factor of 1).
+        state = np.zeros((6, size))
         state[0], state[1] = prior
         if old is not None:
             n = old.alphas.size
@@ -81,9 +83,11 @@ def set_pairs(
                 old.exposures,
                 old.target_events,
                 old.quarantined_events,
+                old.ratio_moments,
             ]
         for pair in mine:
             state[:4, pair.segment] = pair[2:]
+            state[5, pair.segment] = pair.exposures
         written[arm_id] = repo.ArmSegmentArrays(*state)
     repo.write_arm_segment_states(session, written)
 

@@ -36,7 +36,7 @@ from api.limits import CREDITED, OVER_TICKET_LIMIT
 from api.models import Arm, Experiment, Segment
 from api.schemas import DEFAULT_SEGMENT
 from bandit import Prior
-from bandit.hierarchy import fit_hierarchy, traffic_weighted
+from bandit.hierarchy import dispersion_factors, fit_hierarchy, traffic_weighted
 from bandit.update import PosteriorUpdate, decayed
 
 FloatArray = npt.NDArray[np.float64]
@@ -99,6 +99,7 @@ class SegmentEvidence:
     exposures: FloatArray
     target_events: FloatArray
     quarantined: FloatArray
+    ratio_moments: FloatArray
 
 
 def load_evidence(
@@ -114,14 +115,15 @@ def load_evidence(
     exposures = np.zeros(shape)
     events = np.zeros(shape)
     quarantined = np.zeros(shape)
+    moments = np.zeros(shape)
     for k, arm_id in enumerate(arm_ids):
         state = states.get(arm_id)
         if state is not None:
             n = state.alphas.size
             alphas[:n, k], betas[:n, k] = state.alphas, state.betas
             exposures[:n, k], events[:n, k] = state.exposures, state.target_events
-            quarantined[:n, k] = state.quarantined_events
-    return SegmentEvidence(alphas, betas, exposures, events, quarantined)
+            quarantined[:n, k], moments[:n, k] = state.quarantined_events, state.ratio_moments
+    return SegmentEvidence(alphas, betas, exposures, events, quarantined, moments)
 
 
 def pooled(
@@ -484,12 +486,20 @@ def update_segments(
     # What the tick quarantines on the arms (api.services.ticks.bound_by_segments), by
     # segment: every segment of an applied window is ready.
     totals_quarantined = state.quarantined + window.over + window.over_ticket
+    # sum n_sk^2 / n_rs over the applied windows: the fit's dispersion factors.
+    totals_moments = state.ratio_moments + np.divide(
+        exposures**2,
+        exposures[:, [0]],
+        out=np.zeros_like(exposures),
+        where=with_data & (exposures[:, [0]] > 0),
+    )
     changed = (
         (alphas != state.alphas)
         | (betas != state.betas)
         | (totals_exposures != state.exposures)
         | (totals_events != state.target_events)
         | (totals_quarantined != state.quarantined)
+        | (totals_moments != state.ratio_moments)
     ).any(axis=0)
     repo.write_arm_segment_states(
         session,
@@ -500,6 +510,7 @@ def update_segments(
                 totals_exposures[:, k],
                 totals_events[:, k],
                 totals_quarantined[:, k],
+                totals_moments[:, k],
             )
             for k in np.flatnonzero(changed).tolist()
         },
@@ -519,12 +530,26 @@ def update_segments(
             betas[s_rec, k_rec],
         ),
     )
-    refit(updated, alphas[:, 1:], betas[:, 1:], prior)
+    refit(
+        updated,
+        SegmentEvidence(
+            alphas[:, 1:],
+            betas[:, 1:],
+            totals_exposures[:, 1:],
+            totals_events[:, 1:],
+            totals_quarantined[:, 1:],
+            totals_moments[:, 1:],
+        ),
+        prior,
+    )
 
 
-def refit(arms: Sequence[Arm], alphas: FloatArray, betas: FloatArray, prior: Prior) -> None:
-    """Fit each arm's hierarchical prior over the segments (arrays (segments, arms) of the
-    per-segment posteriors) and store it on the arm. Newton's method starts from the
+def refit(arms: Sequence[Arm], evidence: SegmentEvidence, prior: Prior) -> None:
+    """Fit each arm's hierarchical prior over the segments (``evidence`` of shape
+    (segments, arms), the arms' columns in order) and store it on the arm. Each segment's
+    evidence ``x``, ``m`` is divided by its dispersion factor
+    (``bandit.hierarchy.dispersion_factors``: the reference-ratio evidence is noisier than
+    binomial evidence, docs/segments.md "Dispersion"). Newton's method starts from the
     arms' previous fits when they all have one (the evidence grew by one window: a few
     iterations instead of the cold start's grid; the same maximum)."""
     if not arms:
@@ -536,12 +561,10 @@ def refit(arms: Sequence[Arm], alphas: FloatArray, betas: FloatArray, prior: Pri
         if None in mus or None in kappas
         else (np.array(mus, dtype=np.float64), np.array(kappas, dtype=np.float64))
     )
-    fit = fit_hierarchy(
-        np.maximum(alphas.T - prior.alpha, 0.0),
-        np.maximum(betas.T - prior.beta, 0.0),
-        prior=prior,
-        start=start,
-    )
+    successes = np.maximum(evidence.alphas - prior.alpha, 0.0)
+    failures = np.maximum(evidence.betas - prior.beta, 0.0)
+    phi = dispersion_factors(successes, failures, evidence.exposures, evidence.ratio_moments)
+    fit = fit_hierarchy((successes / phi).T, (failures / phi).T, prior=prior, start=start)
     for index, arm in enumerate(arms):
         arm.pool_mu = float(fit.mu[index])
         arm.pool_kappa = float(fit.kappa[index])

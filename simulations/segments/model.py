@@ -34,7 +34,9 @@ rule (:func:`bandit.update.ratio_increments`):
   experiment prior Beta(1, 1) in every category;
 * **hierarchical**: the same per-category evidence, but each arm's categories share the
   prior ``Beta(mu kappa, (1 - mu) kappa)`` fitted by :func:`bandit.hierarchy.fit_hierarchy`
-  every ``--refit-every`` ticks (in between, new evidence is added to the last fit's prior).
+  every ``--refit-every`` ticks (in between, new evidence is added to the last fit's prior),
+  on the evidence divided by its dispersion factors
+  (:func:`bandit.hierarchy.dispersion_factors`), as the service fits it.
 
 A category whose window has no reference exposure keeps its data for the next tick (per
 strategy and run), as the service does.
@@ -56,7 +58,7 @@ import numpy as np
 import numpy.typing as npt
 
 from bandit.errors import InvalidParameterError
-from bandit.hierarchy import HierarchicalFit, fit_hierarchy
+from bandit.hierarchy import HierarchicalFit, dispersion_factors, fit_hierarchy
 from bandit.update import Prior, ratio_increments
 from simulations.options import FLOATS, integer, number, option
 from simulations.seasonality.model import daily_rates
@@ -211,6 +213,9 @@ class Strategy:
     pending_reference_exposures: FloatArray = field(init=False)
     prior_alphas: FloatArray = field(init=False)
     prior_betas: FloatArray = field(init=False)
+    # Over the applied windows: sum n_k and sum n_k^2 / n_r (the fit's dispersion factors).
+    applied_exposures: FloatArray = field(init=False)
+    ratio_moments: FloatArray = field(init=False)
     exposures: FloatArray = field(init=False)
     expected_contacts: FloatArray = field(init=False)
     reference_equivalent: FloatArray = field(init=False)
@@ -228,6 +233,8 @@ class Strategy:
         self.pending_exposures = np.zeros(state)
         self.pending_reference_events = np.zeros(state[:2])
         self.pending_reference_exposures = np.zeros(state[:2])
+        self.applied_exposures = np.zeros(state)
+        self.ratio_moments = np.zeros(state)
         self.prior_alphas = np.ones((runs, 1, k) if self.name == "global" else (runs, k))
         self.prior_betas = np.ones_like(self.prior_alphas)
         self.exposures = np.zeros(self.shape)
@@ -259,9 +266,18 @@ def choice_shares(
 
 
 def refit(strategy: Strategy, prior: Prior) -> None:
-    """Fit each arm's prior across categories from the per-category evidence."""
+    """Fit each arm's prior across categories from the per-category evidence, divided by
+    its dispersion factor (``bandit.hierarchy.dispersion_factors``), as the service does."""
+    phi = dispersion_factors(
+        strategy.successes,
+        strategy.failures,
+        strategy.applied_exposures,
+        strategy.ratio_moments,
+    )
     fit = fit_hierarchy(
-        np.swapaxes(strategy.successes, 1, 2), np.swapaxes(strategy.failures, 1, 2), prior=prior
+        np.swapaxes(strategy.successes / phi, 1, 2),
+        np.swapaxes(strategy.failures / phi, 1, 2),
+        prior=prior,
     )
     strategy.prior_alphas = fit.prior_alphas
     strategy.prior_betas = fit.prior_betas
@@ -315,6 +331,11 @@ def step(
         )
         strategy.successes[ready] += alpha_increments
         strategy.failures[ready] += beta_increments
+        applied = strategy.pending_exposures[ready]
+        strategy.applied_exposures[ready] += applied
+        strategy.ratio_moments[ready] += (
+            applied**2 / strategy.pending_reference_exposures[ready][..., None]
+        )
         strategy.pending_events[ready] = 0.0
         strategy.pending_exposures[ready] = 0.0
         strategy.pending_reference_events[ready] = 0.0

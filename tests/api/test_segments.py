@@ -224,14 +224,23 @@ def test_the_tick_applies_each_segment_against_its_own_reference(client: TestCli
             1.0 + reference_events * len(tickets) / reference_exposures, rel=1e-12
         )
         assert (arm.id, 2) not in stored
-    # The pools: bandit.hierarchy on the stored evidence of segments 0..2.
+    # The ratio moments: n^2 / n_r of the one window applied.
+    with runtime.read_transaction() as session:
+        states = repo.arm_segment_states(session, [arm.id for arm in arms])
+    for arm in arms:
+        n = len(served.get((arm.id, "target", 1), []))
+        assert states[arm.id].ratio_moments[1] == pytest.approx(n * n / reference_exposures)
+    # The pools: bandit.hierarchy on the stored evidence of segments 0..2, each divided by
+    # its dispersion factor max(1, (1 - theta) + theta n / n_r), written out here.
     successes = np.zeros((len(arms), 3))
     failures = np.zeros((len(arms), 3))
     for k, arm in enumerate(arms):
         for (arm_id, segment), row in stored.items():
             if arm_id == arm.id:
-                successes[k, segment] = row.alpha - 1.0
-                failures[k, segment] = row.beta - 1.0
+                x, m = row.alpha - 1.0, row.beta - 1.0
+                theta = x / (x + m) if x + m > 0 else 0.0
+                phi = max(1.0, (1 - theta) + theta * row.exposures / reference_exposures)
+                successes[k, segment], failures[k, segment] = x / phi, m / phi
     fit = fit_hierarchy(successes, failures, prior=Prior())
     for k, arm in enumerate(arms):
         assert arm.pool_mu == pytest.approx(float(fit.mu[k]), rel=1e-12)

@@ -14,6 +14,7 @@ from scipy import special
 
 from bandit.errors import InvalidParameterError
 from bandit.hierarchy import (
+    dispersion_factors,
     fit_hierarchy,
     log_objective,
     pooling_weights,
@@ -340,3 +341,47 @@ def test_a_warm_start_reaches_the_cold_starts_maximum(seed: int) -> None:
         np.testing.assert_allclose(fit.log_objective, cold.log_objective, rtol=0, atol=1e-8)
         np.testing.assert_allclose(fit.mu, cold.mu, rtol=1e-6, atol=1e-9)
         np.testing.assert_allclose(np.log(fit.kappa), np.log(cold.kappa), rtol=0, atol=1e-5)
+
+
+def test_dispersion_factors_exact_values() -> None:
+    """phi = (1 - theta) + theta M / N, at least 1, written out cell by cell."""
+    x = np.array([[3.0, 0.0, 10.0, 4.0], [0.0, 2.0, 1.0, 5.0]])
+    m = np.array([[9.0, 5.0, 10.0, 4.0], [0.0, 6.0, 3.0, 5.0]])
+    n = np.array([[100.0, 50.0, 200.0, 0.0], [0.0, 80.0, 40.0, 60.0]])
+    moments = np.array([[250.0, 90.0, 200.0, 0.0], [0.0, 40.0, 160.0, 30.0]])
+    expected = np.array(
+        [
+            [0.75 + 0.25 * 2.5, 1.0, 0.5 + 0.5 * 1.0, 1.0],
+            # no evidence: 1; M / N = 0.5 < 1 would give 0.875 and 0.75: at least 1
+            [1.0, 1.0, 0.75 + 0.25 * 4.0, 1.0],
+        ]
+    )
+    np.testing.assert_allclose(dispersion_factors(x, m, n, moments), expected, rtol=1e-15)
+
+
+def test_dispersion_factors_match_the_simulated_variance_of_the_ratio_estimate() -> None:
+    """The delta method against simulation: windows of Poisson contacts, an arm with most
+    of a segment's traffic and a 20% reference group; the variance of theta_hat over
+    20,000 seeded replications is phi theta (1 - theta) / (x + m) within 5%."""
+    rng = np.random.default_rng(12)
+    windows, n_k, n_r, rate_k, rate_r = 30, 400.0, 100.0, 0.03, 0.02
+    c_k = rng.poisson(rate_k * n_k, size=(20_000, windows)).sum(axis=1)
+    c_r = rng.poisson(rate_r * n_r, size=(20_000, windows))
+    x, m = c_k.astype(float), (c_r * n_k / n_r).sum(axis=1)
+    theta = rate_k / (rate_k + rate_r)
+    phi = dispersion_factors(
+        np.array([theta]), np.array([1 - theta]), np.array([windows * n_k]),
+        np.array([windows * n_k**2 / n_r]),
+    )[0]  # fmt: skip
+    assert phi == pytest.approx(0.4 + 0.6 * 4.0)
+    binomial = theta * (1 - theta) / ((rate_k + rate_r) * windows * n_k)
+    assert np.var(x / (x + m)) / binomial == pytest.approx(phi, rel=0.05)
+
+
+def test_dispersion_factors_refuse_bad_input() -> None:
+    with pytest.raises(InvalidParameterError, match="one shape") as raised:
+        dispersion_factors([1.0], [1.0], [1.0, 2.0], [1.0])
+    assert raised.value.parameter == "ratio_moments"
+    with pytest.raises(InvalidParameterError, match="exposures must be finite") as raised:
+        dispersion_factors([1.0], [1.0], [-1.0], [1.0])
+    assert raised.value.parameter == "exposures"

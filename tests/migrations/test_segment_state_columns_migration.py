@@ -1,6 +1,8 @@
-"""Migration 0028 (each arm's quarantined events per segment), both ways: a state row
-written before it reads as no quarantined events, the column is stored uncompressed on
-PostgreSQL like the other packed columns, and the way down drops it and keeps the rest."""
+"""Migrations 0028 (each arm's quarantined events per segment) and 0029 (its ratio
+moments), both ways: a state row written before them reads as no quarantined events and
+ratio moments equal to its exposures (a dispersion factor of 1), the columns are stored
+uncompressed on PostgreSQL like the other packed columns, and the way down drops them and
+keeps the rest."""
 
 from __future__ import annotations
 
@@ -36,30 +38,32 @@ def test_segment_quarantine_migration_both_ways(database_url: str) -> None:
         with engine.connect() as connection:
             storage = connection.execute(
                 text(
-                    "SELECT a.attstorage FROM pg_attribute a JOIN pg_class c "
+                    "SELECT a.attname, a.attstorage FROM pg_attribute a JOIN pg_class c "
                     "ON c.oid = a.attrelid WHERE c.relname = 'arm_segment_states' "
-                    "AND a.attname = 'quarantined_events'"
+                    "AND a.attname IN ('quarantined_events', 'ratio_moments')"
                 )
-            ).scalar()
-        assert storage == "e"
+            ).all()
+        assert dict(storage) == {"quarantined_events": "e", "ratio_moments": "e"}
     with TestClient(create_app(settings_for(database_url))) as client:
         runtime = client.app.state.runtime  # type: ignore[attr-defined]
         with runtime.read_transaction() as session:
             state = repo.arm_segment_states(session, [arm_id])[arm_id]
         assert state.quarantined_events.tolist() == [0.0, 0.0]  # nothing known: none
+        assert state.ratio_moments.tolist() == [0.0, 7.0]  # the exposures: a factor of 1
         assert [state.alphas.tolist(), state.target_events.tolist()] == [[1.0, 2.5], [0.0, 1.0]]
         with runtime.transaction() as session:
             repo.write_arm_segment_states(
                 session,
-                {arm_id: repo.ArmSegmentArrays(*before, np.array([0.0, 3.0]))},
+                {arm_id: repo.ArmSegmentArrays(*before, np.array([0.0, 3.0]), np.array([0, 12.5]))},
             )
         with runtime.read_transaction() as session:
             state = repo.arm_segment_states(session, [arm_id])[arm_id]
         assert state.quarantined_events.tolist() == [0.0, 3.0]
+        assert state.ratio_moments.tolist() == [0.0, 12.5]
     command.downgrade(config, "0027")
     with engine.connect() as connection:
         row = connection.execute(text("SELECT * FROM arm_segment_states")).mappings().one()
-    assert "quarantined_events" not in row
+    assert "quarantined_events" not in row and "ratio_moments" not in row
     assert bytes(row["betas"]) == pack_floats(before[1])
     command.upgrade(config, "head")
     engine.dispose()
