@@ -247,6 +247,24 @@ def test_the_tick_applies_each_segment_against_its_own_reference(client: TestCli
         assert arm.pool_kappa == pytest.approx(float(fit.kappa[k]), rel=1e-12)
 
 
+def stats_by_arm(client: TestClient, segment: str | None = None) -> dict[int, dict[str, Any]]:
+    """``GET .../stats`` (of one segment, or overall), its rows by arm id."""
+    params = {} if segment is None else {"segment": segment}
+    response = client.get("/v1/experiments/similar-items/stats", params=params, headers=ADMIN)
+    assert response.status_code == 200, response.text
+    return {row["arm_id"]: row for row in response.json()["arms"]}
+
+
+def cars_and_phones(
+    client: TestClient,
+) -> tuple[dict[tuple[str, int], str], dict[tuple[str, int], str], int]:
+    """Open segments cars and phones; a ticket of each (group, arm) in each, and the
+    reference arm's id."""
+    open_segments(client, "cars", "phones")
+    cars, phones = served_in(client, "cars"), served_in(client, "phones")
+    return cars, phones, next(arm_id for group, arm_id in cars if group == "reference")
+
+
 def served_in(client: TestClient, segment: str) -> dict[tuple[str, int], str]:
     """One ticket of each (group, arm) served in ``segment``: the reference and every
     target arm."""
@@ -274,9 +292,7 @@ def test_contacts_a_segment_cannot_credit_are_quarantined_not_dropped(client: Te
     segment: the arms' totals are their segments' sums (the crash test's failure: a
     contact reported before its ticket's exposure, counted overall, missing per segment)."""
     create(client, exposure_source="client", **SEGMENTED)
-    open_segments(client, "cars", "phones")
-    cars, phones = served_in(client, "cars"), served_in(client, "phones")
-    reference_id = next(arm_id for group, arm_id in cars if group == "reference")
+    cars, phones, reference_id = cars_and_phones(client)
     target_id = min(arm_id for group, arm_id in cars if group == "target")
     post_events(
         client,
@@ -325,10 +341,8 @@ def test_contacts_a_segment_cannot_credit_are_quarantined_not_dropped(client: Te
     # Each segment's statistics show the events quarantined there: the arm's are in cars.
     quarantined = {
         segment: {
-            row["arm_id"]: row["quarantined_events"]
-            for row in client.get(
-                "/v1/experiments/similar-items/stats", params={"segment": segment}, headers=ADMIN
-            ).json()["arms"]
+            arm_id: row["quarantined_events"]
+            for arm_id, row in stats_by_arm(client, segment).items()
         }
         for segment in ("default", "cars", "phones")
     }
@@ -351,9 +365,7 @@ def test_events_over_a_tickets_limit_are_quarantined_in_their_segment(
         max_events_per_exposure={"*": limit, "exposure": 1_000},
         **SEGMENTED,
     )
-    open_segments(client, "cars", "phones")
-    cars, phones = served_in(client, "cars"), served_in(client, "phones")
-    reference_id = next(arm_id for group, arm_id in cars if group == "reference")
+    cars, phones, reference_id = cars_and_phones(client)
     target_id = min(arm_id for group, arm_id in phones if group == "target")
     post_events(
         client,
@@ -366,19 +378,8 @@ def test_events_over_a_tickets_limit_are_quarantined_in_their_segment(
         ],
     )
     assert tick(client)["applied"] is True
-    stats = {
-        segment: {
-            row["arm_id"]: row
-            for row in client.get(
-                "/v1/experiments/similar-items/stats", params={"segment": segment}, headers=ADMIN
-            ).json()["arms"]
-        }
-        for segment in ("cars", "phones")
-    }
-    overall = {
-        row["arm_id"]: row
-        for row in client.get("/v1/experiments/similar-items/stats", headers=ADMIN).json()["arms"]
-    }
+    stats = {segment: stats_by_arm(client, segment) for segment in ("cars", "phones")}
+    overall = stats_by_arm(client)
     assert overall[target_id]["quarantined_events"] == 3.0
     assert stats["phones"][target_id]["quarantined_events"] == 3.0
     assert stats["cars"][target_id]["quarantined_events"] == 0.0
