@@ -159,7 +159,7 @@ def param_mark(connection: Connection) -> str:
 # Packed columns (migration 0027): one byte naming the element type, then the elements,
 # little-endian. Integers, and floats that are whole numbers (counts), take the narrowest of
 # 1, 2, 4 or 8 bytes that holds every element; other floats take 8. A dense segmented tick
-# writes about 40% of the bytes that plain int64/float64 arrays took.
+# wrote 1.0 MB where plain int64/float64 arrays took 3.3 MB (docs/design.md).
 _INT_TYPES = tuple((str(size).encode(), np.dtype(f"<i{size}")) for size in (1, 2, 4, 8))
 _FLOAT_CODE, _FLOAT_TYPE = b"f", np.dtype("<f8")
 _TYPES = {code[0]: dtype for code, dtype in (*_INT_TYPES, (_FLOAT_CODE, _FLOAT_TYPE))}
