@@ -112,7 +112,8 @@ class Settings(BaseSettings):
         7.0,
         le=3650,
         description="how long stored events (and with them the event ids that make retries "
-        "idempotent), finished webhook deliveries and their notifications are kept; at "
+        "idempotent), finished webhook deliveries and their notifications, and segmented "
+        "ticks' per-segment records (each experiment's latest 20 kept) are kept; at "
         f"least {MIN_RETENTION_DAYS:g} days, and an experiment's attribution window may be at "
         "most this minus an hour (api.retention)",
     )
