@@ -217,16 +217,23 @@ def unpack_ints(blob: bytes | memoryview) -> npt.NDArray[np.int64]:
     return values.astype(np.int64, copy=False)
 
 
-def packed_lengths(blobs: Sequence[bytes]) -> npt.NDArray[np.int64]:
-    """The number of elements of each packed column (ValueError if one is not one)."""
+def _layout(blobs: Sequence[bytes]) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.int64]]:
+    """Each packed column's type byte and number of elements (ValueError if one is not a
+    packed column)."""
     lengths = np.fromiter(map(len, blobs), dtype=np.int64, count=len(blobs))
     if (lengths == 0).any():
         raise ValueError("not a packed column: an empty value")
-    sizes = _ITEMSIZE[[blob[0] for blob in blobs]]
+    codes = np.fromiter((blob[0] for blob in blobs), dtype=np.uint8, count=len(blobs))
+    sizes = _ITEMSIZE[codes]
     if (sizes == 0).any() or ((lengths - 1) % np.maximum(sizes, 1)).any():
         raise ValueError("not a packed column: a type byte or a length is wrong")
     counts: npt.NDArray[np.int64] = (lengths - 1) // sizes
-    return counts
+    return codes, counts
+
+
+def packed_lengths(blobs: Sequence[bytes]) -> npt.NDArray[np.int64]:
+    """The number of elements of each packed column (ValueError if one is not one)."""
+    return _layout(blobs)[1]
 
 
 def unpack_joined_ints(blobs: Sequence[bytes]) -> npt.NDArray[np.int64]:
@@ -237,8 +244,7 @@ def unpack_joined_ints(blobs: Sequence[bytes]) -> npt.NDArray[np.int64]:
     another."""
     if len(blobs) == 1:
         return unpack_ints(blobs[0])
-    counts = packed_lengths(blobs)
-    codes = np.array([blob[0] for blob in blobs], dtype=np.uint8)
+    codes, counts = _layout(blobs)
     if (codes == _FLOAT_CODE[0]).any():
         raise ValueError("not a packed column of integers: it holds floats")
     joined = np.frombuffer(b"".join(blobs), dtype=np.uint8)
