@@ -414,6 +414,23 @@ def pooling_weights(kappa: npt.ArrayLike, evidence: npt.ArrayLike) -> FloatArray
     return weights
 
 
+def ratio_moment_increments(
+    arm_exposures: npt.ArrayLike, reference_exposures: npt.ArrayLike
+) -> FloatArray:
+    """What one applied window adds to ``M = sum n_k^2 / n_r`` (:func:`dispersion_factors`),
+    vectorised like ``bandit.update.ratio_increments``: arm exposures of shape ``(..., K)``,
+    the reference's of the leading shape ``(...)``, every ``n_r`` > 0 (windows without
+    reference exposures are not applied)."""
+    n_k = np.asarray(arm_exposures, dtype=np.float64)
+    n_r = np.asarray(reference_exposures, dtype=np.float64)
+    if np.any(n_r <= 0):
+        raise InvalidParameterError(
+            "reference_exposures must be > 0 in an applied window", parameter="reference_exposures"
+        )
+    increments: FloatArray = n_k**2 / n_r[..., None]
+    return increments
+
+
 def dispersion_factors(
     successes: npt.ArrayLike,
     failures: npt.ArrayLike,

@@ -36,7 +36,12 @@ from api.limits import CREDITED, OVER_TICKET_LIMIT
 from api.models import Arm, Experiment, Segment
 from api.schemas import DEFAULT_SEGMENT
 from bandit import Prior
-from bandit.hierarchy import dispersion_factors, fit_hierarchy, traffic_weighted
+from bandit.hierarchy import (
+    dispersion_factors,
+    fit_hierarchy,
+    ratio_moment_increments,
+    traffic_weighted,
+)
 from bandit.update import PosteriorUpdate, decayed
 
 FloatArray = npt.NDArray[np.float64]
@@ -487,11 +492,9 @@ def update_segments(
     # segment: every segment of an applied window is ready.
     totals_quarantined = state.quarantined + window.over + window.over_ticket
     # sum n_sk^2 / n_rs over the applied windows: the fit's dispersion factors.
-    totals_moments = state.ratio_moments + np.divide(
-        exposures**2,
-        exposures[:, [0]],
-        out=np.zeros_like(exposures),
-        where=with_data & (exposures[:, [0]] > 0),
+    totals_moments = state.ratio_moments.copy()
+    totals_moments[ready] += np.where(
+        with_data[ready], ratio_moment_increments(exposures[ready], exposures[ready, 0]), 0.0
     )
     changed = (
         (alphas != state.alphas)

@@ -58,7 +58,12 @@ import numpy as np
 import numpy.typing as npt
 
 from bandit.errors import InvalidParameterError
-from bandit.hierarchy import HierarchicalFit, dispersion_factors, fit_hierarchy
+from bandit.hierarchy import (
+    HierarchicalFit,
+    dispersion_factors,
+    fit_hierarchy,
+    ratio_moment_increments,
+)
 from bandit.update import Prior, ratio_increments
 from simulations.options import FLOATS, integer, number, option
 from simulations.seasonality.model import daily_rates
@@ -333,8 +338,8 @@ def step(
         strategy.failures[ready] += beta_increments
         applied = strategy.pending_exposures[ready]
         strategy.applied_exposures[ready] += applied
-        strategy.ratio_moments[ready] += (
-            applied**2 / strategy.pending_reference_exposures[ready][..., None]
+        strategy.ratio_moments[ready] += ratio_moment_increments(
+            applied, strategy.pending_reference_exposures[ready]
         )
         strategy.pending_events[ready] = 0.0
         strategy.pending_exposures[ready] = 0.0

@@ -18,6 +18,7 @@ from bandit.hierarchy import (
     fit_hierarchy,
     log_objective,
     pooling_weights,
+    ratio_moment_increments,
     traffic_weighted,
     trigamma,
 )
@@ -385,3 +386,12 @@ def test_dispersion_factors_refuse_bad_input() -> None:
     with pytest.raises(InvalidParameterError, match="exposures must be finite") as raised:
         dispersion_factors([1.0], [1.0], [-1.0], [1.0])
     assert raised.value.parameter == "exposures"
+
+
+def test_ratio_moment_increments_exact_values() -> None:
+    """n_k^2 / n_r per arm, the reference of each row broadcast over its arms."""
+    got = ratio_moment_increments([[40.0, 0.0, 10.0], [3.0, 6.0, 9.0]], [20.0, 3.0])
+    np.testing.assert_array_equal(got, [[80.0, 0.0, 5.0], [3.0, 12.0, 27.0]])
+    with pytest.raises(InvalidParameterError, match="> 0") as raised:
+        ratio_moment_increments([[1.0]], [0.0])
+    assert raised.value.parameter == "reference_exposures"
